@@ -1,0 +1,118 @@
+"""Command-line flags of ``train.py`` (VideoPose3D's names plus BLAPose's), shared by the three tasks.
+
+The defaults are the paper's full schedules; the README's demo job passes short ones explicitly.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from common.device import add_device_argument
+from common.errors import UserError
+
+
+def _filter_widths(text: str) -> list[int]:
+    try:
+        widths = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"-arc expects comma-separated odd integers, got {text!r}") from None
+    if not widths or any(w < 1 or w % 2 == 0 for w in widths):
+        raise argparse.ArgumentTypeError(f"-arc filter widths must be odd positive integers, got {text!r}")
+    return widths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train/evaluate the BLAPose bone-length model (-t length), a VideoPose3D lifter (-t pose) "
+                    "or the fine-tuned mix model (-t mix).")
+    p.add_argument("-t", "--train_type", choices=["length", "pose", "mix"], default="length",
+                   help="what to train or evaluate")
+
+    g = p.add_argument_group("data")
+    g.add_argument("-d", "--dataset", default="h36m", help="dataset name: data/data_3d_<dataset>.npz")
+    g.add_argument("-k", "--keypoints", default=None,
+                   help="2D keypoints: data/data_2d_<dataset>_<keypoints>.npz (default: cpn_ft_h36m_dbb for h36m, "
+                        "detections for demo)")
+    g.add_argument("--data_dir", default="data", help="folder holding the dataset files")
+    g.add_argument("-str", "--subjects-train", dest="subjects_train", default="S1,S5,S6,S7,S8",
+                   help="training subjects, comma-separated")
+    g.add_argument("-ste", "--subjects-test", dest="subjects_test", default="S9,S11",
+                   help="test subjects, comma-separated")
+    g.add_argument("-a", "--actions", default="*", help="action filter, comma-separated prefixes, * for all")
+    g.add_argument("-s", "--stride", type=int, default=1, help="chunk size for the pose lifter's training chunks")
+    g.add_argument("--subset", type=float, default=1.0, help="fraction of training data to use")
+    g.add_argument("--downsample", type=int, default=1, help="temporal downsampling of the data")
+
+    g = p.add_argument_group("checkpoints")
+    g.add_argument("-c", "--checkpoint", default="checkpoint", help="folder for checkpoints")
+    g.add_argument("--checkpoint-frequency", dest="checkpoint_frequency", type=int, default=10,
+                   help="save epoch_<n>.bin every N epochs")
+    g.add_argument("-r", "--resume", default="", help="checkpoint to resume training from (exactly)")
+    g.add_argument("--evaluate", action="store_true", help="evaluate only (with --mix_model / -r / --ckpt)")
+    g.add_argument("--export-training-curves", dest="export_training_curves", action="store_true",
+                   help="save training curves as PNG in the checkpoint folder")
+    g.add_argument("--no-eval", dest="no_eval", action="store_true", help="skip per-epoch validation")
+    g.add_argument("--export_predictions", default="",
+                   help="folder to write prediction.pkl + action_dict.pkl of the test subjects (third-party layout)")
+
+    g = p.add_argument_group("optimisation")
+    g.add_argument("-e", "--epochs", type=int, default=60, help="number of training epochs")
+    g.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=1024, help="batch size")
+    g.add_argument("-drop", "--dropout", type=float, default=0.25, help="dropout probability")
+    g.add_argument("-lr", "--learning-rate", dest="learning_rate", type=float, default=0.001, help="initial lr")
+    g.add_argument("-lrd", "--lr-decay", dest="lr_decay", type=float, default=0.95, help="lr decay per epoch")
+    g.add_argument("-no-da", "--no-data-augmentation", dest="data_augmentation", action="store_false",
+                   help="disable flip augmentation during training")
+    g.add_argument("-no-tta", "--no-test-time-augmentation", dest="test_time_augmentation", action="store_false",
+                   help="disable flip test-time augmentation")
+    g.add_argument("--seed", type=int, default=1234, help="random seed")
+    g.add_argument("--workers", type=int, default=0, help="reserved: data is built on the device, no workers")
+
+    g = p.add_argument_group("lifter (VideoPose3D)")
+    g.add_argument("-arc", "--architecture", type=_filter_widths, default=[3, 3, 3],
+                   help="filter widths, e.g. 3,3,3 (27 frames), 3,3,3,3 (81), 3,3,3,3,3 (243)")
+    g.add_argument("--causal", action="store_true", help="causal convolutions (lifter) / causal GRU evaluation")
+    g.add_argument("-ch", "--channels", type=int, default=1024, help="channels of the lifter's convolutions")
+    g.add_argument("--dense", action="store_true", help="dense convolutions instead of dilated")
+    g.add_argument("--disable-optimizations", dest="disable_optimizations", action="store_true",
+                   help="train the lifter with the whole-sequence model instead of the strided one")
+
+    g = p.add_argument_group("bone-length model")
+    g.add_argument("-bi", "--bidirectional", action="store_true", help="bidirectional GRU (Bi-GRU)")
+    g.add_argument("-layer", "--num_layers", type=int, default=1, help="GRU layers")
+    g.add_argument("--hidden", type=int, default=256, help="GRU hidden size")
+    g.add_argument("-l", "--chunk_len", type=int, default=512, help="frames per training chunk")
+    g.add_argument("--segment_shift", type=int, default=None,
+                   help="shift between consecutive chunks (default: chunk_len // 2)")
+    g.add_argument("--length_aug_type", choices=["smpl", "random_unif", "random_norm_train", "random_norm_all"],
+                   default="smpl", help="how training bone lengths are sampled")
+    g.add_argument("--bone_length_aug", default="data/bone_lengths_smpl_neutral_all.npz",
+                   help="synthetic bone lengths file (key 'data', (N, 16) metres) for --length_aug_type smpl")
+    g.add_argument("--select_on", choices=["val", "test"], default="val",
+                   help="choose epoch_best.bin on held-out training sequences (val) or on the test subjects "
+                        "(test, the paper's behaviour)")
+    g.add_argument("--val_fraction", type=float, default=0.1,
+                   help="share of training sequences held out for model selection")
+
+    g = p.add_argument_group("mix model (fine-tuning)")
+    g.add_argument("--length_model", default="", help="bone-length model checkpoint (frozen)")
+    g.add_argument("--direction_model", default="", help="lifter checkpoint that initialises the direction branch")
+    g.add_argument("--mix_model", default="", help="mix model checkpoint (resume or evaluate)")
+    g.add_argument("--bone_length_list", default="",
+                   help="precomputed lengths per sequence in fetch order (data/lengths_list.npz)")
+
+    add_device_argument(p)
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse and sanity-check ``train.py`` flags (errors are UserErrors or argparse's usage exit)."""
+    args = build_parser().parse_args(argv)
+    if args.epochs < 0 or args.batch_size < 1:
+        raise UserError("-e must be >= 0 and -b >= 1")
+    if args.chunk_len < 2:
+        raise UserError("-l/--chunk_len must be at least 2 frames")
+    if args.segment_shift is None:
+        args.segment_shift = max(1, args.chunk_len // 2)
+    return args
