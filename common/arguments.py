@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
+from common.dataset import resolve_dataset_name
 from common.device import add_device_argument
 from common.errors import UserError
 
@@ -30,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what to train or evaluate")
 
     g = p.add_argument_group("data")
-    g.add_argument("-d", "--dataset", default="h36m", help="dataset name: data/data_3d_<dataset>.npz")
+    g.add_argument("-d", "--dataset", default="auto",
+                   help="dataset name: data/data_3d_<dataset>.npz; auto = h36m when its files exist, else demo")
     g.add_argument("-k", "--keypoints", default=None,
                    help="2D keypoints: data/data_2d_<dataset>_<keypoints>.npz (default: cpn_ft_h36m_dbb for h36m, "
                         "detections for demo)")
@@ -113,6 +115,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         raise UserError("-e must be >= 0 and -b >= 1")
     if args.chunk_len < 2:
         raise UserError("-l/--chunk_len must be at least 2 frames")
+    args.dataset = resolve_dataset_name(args.dataset, args.data_dir)
     if args.segment_shift is None:
         args.segment_shift = max(1, args.chunk_len // 2)
     return args

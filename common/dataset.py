@@ -30,6 +30,13 @@ TEST_SUBJECTS = ["S9", "S11"]
 DEFAULT_KEYPOINTS = {"h36m": "cpn_ft_h36m_dbb", "demo": "detections"}
 
 
+def resolve_dataset_name(name: str, data_dir: str | Path = "data") -> str:
+    """``auto`` -> ``h36m`` when ``data_3d_h36m.npz`` is in ``data_dir``, else ``demo``; other names unchanged."""
+    if name != "auto":
+        return name
+    return "h36m" if (Path(data_dir) / "data_3d_h36m.npz").is_file() else "demo"
+
+
 def parse_subjects(text: str | Sequence[str]) -> list[str]:
     """``'S1,S5'`` -> ``['S1', 'S5']`` (empty entries dropped)."""
     if not isinstance(text, str):
