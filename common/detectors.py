@@ -1,0 +1,268 @@
+"""2D keypoint sources: detectors behind one small interface, and precomputed keypoint files.
+
+Every source yields Human3.6M 17-joint keypoints (:mod:`common.skeleton` order) in **pixels** of the video,
+with a per-joint confidence in [0, 1].
+
+* :class:`BlazePoseSource` (default): MediaPipe BlazePose (``mediapipe==0.10.21``, legacy
+  ``mediapipe.solutions.pose``, ``model_complexity=1`` whose weights ship in the wheel; complexities 0 and 2
+  would download at run time and are not offered). BlazePose finds one person per image, so it is run on
+  image regions: overlapping tiles when searching for people, a box around the followed person otherwise.
+* :class:`MMPoseSource` (optional): a top-down mmpose model from a local config + checkpoint, only when
+  mmpose is installed; nothing is ever downloaded.
+* :func:`load_keypoints`: VideoPose3D custom-dataset npz files or plain ``(T, 17, 2|3)`` arrays in Human3.6M
+  or COCO-17 order.
+
+Mapping to Human3.6M (the same for BlazePose's 33 landmarks and COCO's 17 keypoints; mediapipe's and COCO's
+"left" is the subject's left): pelvis = mid(hips), hips/knees/ankles/shoulders/elbows/wrists directly,
+thorax = mid(shoulders), spine = mid(pelvis, thorax), neck/nose = nose, head = mid(ears) + 0.5 (mid(ears) -
+thorax), i.e. above the ears along the neck's direction (H36M's head joint is near the top of the head).
+A derived joint's confidence is the minimum of the confidences it is built from.
+"""
+from __future__ import annotations
+
+import importlib.util
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common.errors import UserError
+from common.fileio import load_npz
+from common.skeleton import NUM_JOINTS
+
+# Landmark indices of the body parts used by the mapping, per layout.
+BLAZEPOSE_PARTS = {
+    "nose": 0, "l_eye": 2, "r_eye": 5, "l_ear": 7, "r_ear": 8, "l_shoulder": 11, "r_shoulder": 12,
+    "l_elbow": 13, "r_elbow": 14, "l_wrist": 15, "r_wrist": 16, "l_hip": 23, "r_hip": 24,
+    "l_knee": 25, "r_knee": 26, "l_ankle": 27, "r_ankle": 28,
+}
+COCO_PARTS = {
+    "nose": 0, "l_eye": 1, "r_eye": 2, "l_ear": 3, "r_ear": 4, "l_shoulder": 5, "r_shoulder": 6,
+    "l_elbow": 7, "r_elbow": 8, "l_wrist": 9, "r_wrist": 10, "l_hip": 11, "r_hip": 12,
+    "l_knee": 13, "r_knee": 14, "l_ankle": 15, "r_ankle": 16,
+}
+NUM_BLAZEPOSE_LANDMARKS = 33
+HEAD_ABOVE_EARS = 0.5
+KEYPOINT_FORMATS = ("h36m", "coco")
+
+
+def to_h36m(points: np.ndarray, confidence: np.ndarray, parts: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Map keypoints of another layout to the Human3.6M 17 joints.
+
+    points: (..., K, 2) pixels; confidence: (..., K); parts: body-part name -> index in that layout
+    (:data:`BLAZEPOSE_PARTS`, :data:`COCO_PARTS`). Returns ((..., 17, 2) pixels, (..., 17) confidence).
+    """
+    p = {name: points[..., i, :] for name, i in parts.items()}
+    c = {name: confidence[..., i] for name, i in parts.items()}
+    pelvis = (p["l_hip"] + p["r_hip"]) / 2
+    thorax = (p["l_shoulder"] + p["r_shoulder"]) / 2
+    ears = (p["l_ear"] + p["r_ear"]) / 2
+    head = ears + HEAD_ABOVE_EARS * (ears - thorax)
+    joints = [pelvis, p["r_hip"], p["r_knee"], p["r_ankle"], p["l_hip"], p["l_knee"], p["l_ankle"],
+              (pelvis + thorax) / 2, thorax, p["nose"], head, p["l_shoulder"], p["l_elbow"], p["l_wrist"],
+              p["r_shoulder"], p["r_elbow"], p["r_wrist"]]
+    c_pelvis = np.minimum(c["l_hip"], c["r_hip"])
+    c_thorax = np.minimum(c["l_shoulder"], c["r_shoulder"])
+    c_head = np.minimum(np.minimum(c["l_ear"], c["r_ear"]), c_thorax)
+    conf = [c_pelvis, c["r_hip"], c["r_knee"], c["r_ankle"], c["l_hip"], c["l_knee"], c["l_ankle"],
+            np.minimum(c_pelvis, c_thorax), c_thorax, c["nose"], c_head, c["l_shoulder"], c["l_elbow"],
+            c["l_wrist"], c["r_shoulder"], c["r_elbow"], c["r_wrist"]]
+    return np.stack(joints, axis=-2).astype(np.float32), np.stack(conf, axis=-1).astype(np.float32)
+
+
+@dataclass
+class PersonPose:
+    """One detected person in one frame: keypoints (17, 2) pixels (H36M order), confidence (17,),
+    bbox (4,) = x0, y0, x1, y1 pixels around all the detector's landmarks."""
+
+    keypoints: np.ndarray
+    confidence: np.ndarray
+    bbox: np.ndarray
+
+    @property
+    def score(self) -> float:
+        return float(self.confidence.mean())
+
+    @property
+    def area(self) -> float:
+        return float(max(self.bbox[2] - self.bbox[0], 0) * max(self.bbox[3] - self.bbox[1], 0))
+
+    @property
+    def centre(self) -> np.ndarray:
+        return np.array([(self.bbox[0] + self.bbox[2]) / 2, (self.bbox[1] + self.bbox[3]) / 2])
+
+
+class Keypoint2DSource(ABC):
+    """A 2D pose detector: finds people in an RGB frame, optionally only inside a region of interest."""
+
+    name = "detector"
+
+    @abstractmethod
+    def detect(self, rgb: np.ndarray, roi: tuple[int, int, int, int] | None = None) -> list[PersonPose]:
+        """People in ``rgb`` (H, W, 3) uint8, restricted to ``roi`` = (x0, y0, x1, y1) pixels if given.
+        Keypoints are in full-frame pixels. A region detector may return at most one person."""
+
+    def close(self) -> None:
+        """Release native resources (graphs, sessions)."""
+
+
+class BlazePoseSource(Keypoint2DSource):
+    """MediaPipe BlazePose (legacy solution API, model_complexity=1), one person per region."""
+
+    name = "blazepose"
+
+    def __init__(self, min_detection_confidence: float = 0.5):
+        try:
+            from mediapipe.python.solutions import pose as mp_pose
+        except ImportError as exc:
+            raise UserError(f"mediapipe is not importable ({exc}); install mediapipe==0.10.21") from None
+        self._pose = mp_pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=False,
+                                  min_detection_confidence=min_detection_confidence)
+
+    def detect(self, rgb: np.ndarray, roi: tuple[int, int, int, int] | None = None) -> list[PersonPose]:
+        x0, y0, x1, y1 = roi if roi is not None else (0, 0, rgb.shape[1], rgb.shape[0])
+        crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+        if crop.size == 0:
+            return []
+        result = self._pose.process(crop)
+        if result.pose_landmarks is None:
+            return []
+        marks = np.array([(m.x, m.y, m.visibility) for m in result.pose_landmarks.landmark], dtype=np.float32)
+        pixels = marks[:, :2] * np.array([x1 - x0, y1 - y0], dtype=np.float32) + np.array([x0, y0], np.float32)
+        return [blazepose_person(pixels, marks[:, 2])]
+
+    def close(self) -> None:
+        self._pose.close()
+
+
+def blazepose_person(landmarks: np.ndarray, visibility: np.ndarray) -> PersonPose:
+    """BlazePose's 33 landmarks (33, 2) pixels + visibility (33,) -> :class:`PersonPose` in H36M order."""
+    keypoints, confidence = to_h36m(landmarks, np.clip(visibility, 0.0, 1.0), BLAZEPOSE_PARTS)
+    bbox = np.concatenate([landmarks.min(axis=0), landmarks.max(axis=0)]).astype(np.float32)
+    return PersonPose(keypoints, confidence, bbox)
+
+
+class MMPoseSource(Keypoint2DSource):
+    """A top-down COCO-17 mmpose model loaded from local files (``config``, ``weights``); the region of
+    interest is used as the person box. Requires mmpose to be installed; never downloads anything."""
+
+    name = "mmpose"
+
+    def __init__(self, config: str | None, weights: str | None, device: str = "cpu"):
+        if importlib.util.find_spec("mmpose") is None:
+            raise UserError("--detector mmpose: mmpose is not installed (use the default blazepose detector)")
+        for flag, path in (("--detector_config", config), ("--detector_weights", weights)):
+            if not path or not Path(path).is_file():
+                raise UserError(f"--detector mmpose needs a local file for {flag} (got {path!r}); "
+                                "weights are never downloaded")
+        from mmpose.apis import inference_topdown, init_model
+
+        self._infer = inference_topdown
+        self._model = init_model(config, weights, device=device)
+
+    def detect(self, rgb: np.ndarray, roi: tuple[int, int, int, int] | None = None) -> list[PersonPose]:
+        box = np.array([roi if roi is not None else (0, 0, rgb.shape[1], rgb.shape[0])], dtype=np.float32)
+        results = self._infer(self._model, rgb[..., ::-1].copy(), bboxes=box, bbox_format="xyxy")
+        people = []
+        for sample in results:
+            points = np.asarray(sample.pred_instances.keypoints, dtype=np.float32)[0]
+            scores = np.clip(np.asarray(sample.pred_instances.keypoint_scores, dtype=np.float32)[0], 0, 1)
+            keypoints, confidence = to_h36m(points, scores, COCO_PARTS)
+            bbox = np.concatenate([points.min(axis=0), points.max(axis=0)]).astype(np.float32)
+            people.append(PersonPose(keypoints, confidence, bbox))
+        return people
+
+
+def make_detector(name: str, config: str | None = None, weights: str | None = None,
+                  device: str = "cpu") -> Keypoint2DSource:
+    """The detector called ``name`` (``blazepose`` or ``mmpose``)."""
+    if name == "blazepose":
+        return BlazePoseSource()
+    if name == "mmpose":
+        return MMPoseSource(config, weights, device)
+    raise UserError(f"unknown --detector {name!r}: use blazepose or mmpose")
+
+
+@dataclass
+class PrecomputedKeypoints:
+    """Keypoints read from a file: positions (T, 17, 2) pixels H36M order (NaN rows = person missing),
+    confidence (T, 17) (1 where the file has none), and the video size if the file states it."""
+
+    positions: np.ndarray
+    confidence: np.ndarray
+    width: int | None
+    height: int | None
+
+
+def _array_to_h36m(name: str, array: np.ndarray, keypoint_format: str) -> tuple[np.ndarray, np.ndarray]:
+    """A (T, 17, 2|3) array in ``keypoint_format`` order -> H36M positions (T, 17, 2) and confidence (T, 17)."""
+    try:
+        array = np.asarray(array, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise UserError(f"{name}: not a numeric array") from None
+    if array.ndim != 3 or array.shape[1] != NUM_JOINTS or array.shape[2] not in (2, 3) or len(array) == 0:
+        raise UserError(f"{name}: expected keypoints of shape (T, 17, 2) or (T, 17, 3), got {array.shape}")
+    if np.isinf(array).any():
+        raise UserError(f"{name}: contains inf values")
+    points = array[..., :2]
+    confidence = np.clip(array[..., 2], 0.0, 1.0) if array.shape[2] == 3 else np.ones(array.shape[:2], np.float32)
+    confidence = np.where(np.isnan(points).any(axis=-1), 0.0, np.nan_to_num(confidence)).astype(np.float32)
+    if keypoint_format == "coco":
+        points, confidence = to_h36m(points, confidence, COCO_PARTS)
+    elif keypoint_format != "h36m":
+        raise UserError(f"unknown --keypoint_format {keypoint_format!r}: use one of {KEYPOINT_FORMATS}")
+    # A frame whose joints are all missing or all zero-confidence is a frame without the person.
+    missing = np.isnan(points).any(axis=(1, 2)) | (confidence.max(axis=1) <= 0)
+    points = np.where(missing[:, None, None], np.nan, points).astype(np.float32)
+    return points, confidence
+
+
+def load_keypoints(path: str | Path, keypoint_format: str = "h36m") -> PrecomputedKeypoints:
+    """Read precomputed 2D keypoints (pixels) of one person.
+
+    Accepted files:
+    * VideoPose3D custom-dataset npz: ``positions_2d`` -> ``{video: {'custom': [(T, 17, 2)]}}`` and
+      ``metadata`` with ``layout_name`` (``coco`` or ``h36m``; overrides ``keypoint_format``) and
+      ``video_metadata`` -> ``{video: {'w', 'h'}}``; the first video and its first person are used.
+    * npz with one array (or key ``keypoints``) / ``.npy``: ``(T, 17, 2)`` or ``(T, 17, 3)`` (x, y,
+      confidence) in ``keypoint_format`` order (``h36m`` or ``coco``). Rows of NaN mark frames without
+      the person (interpolated later if the gap is short).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"keypoint file not found: {path}")
+    width = height = None
+    if path.suffix.lower() == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise UserError(f"{path}: not a readable .npy array ({exc})") from None
+    else:
+        data = load_npz(path)
+        if "positions_2d" in data:
+            videos = data["positions_2d"]
+            if not isinstance(videos, dict) or not videos:
+                raise UserError(f"{path}: positions_2d must map a video name to {{'custom': [(T, 17, 2)]}}")
+            video, content = next(iter(videos.items()))
+            try:
+                array = content["custom"][0]
+            except (KeyError, IndexError, TypeError):
+                raise UserError(f"{path}: positions_2d[{video!r}] has no 'custom' keypoint list") from None
+            metadata = data.get("metadata", {}) if isinstance(data.get("metadata", {}), dict) else {}
+            layout = str(metadata.get("layout_name", keypoint_format)).lower()
+            keypoint_format = "h36m" if layout.startswith("h36m") else layout
+            size = metadata.get("video_metadata", {}).get(video, {})
+            width, height = size.get("w"), size.get("h")
+        else:
+            arrays = {k: v for k, v in data.items() if isinstance(v, np.ndarray) and v.dtype != object}
+            if "keypoints" in arrays:
+                array = arrays["keypoints"]
+            elif len(arrays) == 1:
+                array = next(iter(arrays.values()))
+            else:
+                raise UserError(f"{path}: expected key 'positions_2d' (VideoPose3D custom), 'keypoints' or a "
+                                f"single array; found {sorted(data)}")
+    positions, confidence = _array_to_h36m(str(path), array, keypoint_format)
+    return PrecomputedKeypoints(positions, confidence, None if width is None else int(width),
+                                None if height is None else int(height))

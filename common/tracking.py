@@ -1,0 +1,202 @@
+"""Following one person through a video, filling short gaps and optional temporal smoothing.
+
+:class:`PersonTracker` takes one frame at a time (streaming): while nobody is followed it searches the whole
+frame (full view plus overlapping square tiles, so that small people far from the camera are found too) and
+picks a person by the ``--person`` policy (``largest`` box, most ``central`` box, or the ``<index>``-th person
+counted left to right); afterwards it looks only in a box around the person's last position and accepts a
+detection only if it overlaps that position, so it does not jump to a passer-by. When the person is lost it
+searches the whole frame again for the candidate nearest to where the person was last seen.
+
+Positions are (T, 17, 2) pixels, H36M order; missing frames are NaN until :func:`fill_gaps`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from common.detectors import Keypoint2DSource, PersonPose
+from common.errors import UserError
+from common.skeleton import NUM_JOINTS
+
+ROI_SCALE = 1.6        # side of the follow box relative to the person's larger box side
+MIN_ROI = 192          # pixels
+TILE_FRACTION = 0.65   # search tile side relative to the frame's shorter side
+NMS_IOU = 0.3
+
+
+@dataclass
+class Track2D:
+    """One person's 2D keypoints over a video: positions (T, 17, 2) pixels (NaN = not found), confidence
+    (T, 17), video size, and after :func:`fill_gaps` the filled gaps as (first, last) frame pairs
+    (inclusive, frame indices of the track) plus the number of leading frames dropped."""
+
+    positions: np.ndarray
+    confidence: np.ndarray
+    width: int
+    height: int
+    gaps: list[tuple[int, int]] = field(default_factory=list)
+    start: int = 0
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def search_regions(width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """The whole frame plus overlapping square tiles (half-tile stride) covering it."""
+    side = int(min(width, height) * TILE_FRACTION)
+    regions = [(0, 0, width, height)]
+    if side < MIN_ROI:
+        return regions
+    xs = np.linspace(0, width - side, max(1, int(np.ceil((width - side) / (side / 2))) + 1)).astype(int)
+    ys = np.linspace(0, height - side, max(1, int(np.ceil((height - side) / (side / 2))) + 1)).astype(int)
+    regions += [(int(x), int(y), int(x) + side, int(y) + side) for y in ys for x in xs]
+    return regions
+
+
+def find_people(detector: Keypoint2DSource, rgb: np.ndarray) -> list[PersonPose]:
+    """Everybody the detector finds over the search regions, duplicates (box IoU > 0.3) merged keeping
+    the most confident detection."""
+    found = [p for region in search_regions(rgb.shape[1], rgb.shape[0]) for p in detector.detect(rgb, region)]
+    found.sort(key=lambda p: -p.score)
+    kept: list[PersonPose] = []
+    for person in found:
+        if all(box_iou(person.bbox, k.bbox) <= NMS_IOU for k in kept):
+            kept.append(person)
+    return kept
+
+
+def choose_person(people: list[PersonPose], policy: str, width: int, height: int) -> PersonPose | None:
+    """Pick one person: ``largest`` box, most ``central`` box centre, or an integer index counted from the
+    left (by box centre). Returns None if ``people`` is empty or the index does not exist (yet)."""
+    if not people:
+        return None
+    if policy == "largest":
+        return max(people, key=lambda p: p.area)
+    if policy == "central":
+        return min(people, key=lambda p: float(np.linalg.norm(p.centre - [width / 2, height / 2])))
+    ordered = sorted(people, key=lambda p: p.centre[0])
+    index = int(policy)
+    return ordered[index] if index < len(ordered) else None
+
+
+def parse_person_policy(text: str) -> str:
+    """Validate ``--person``: largest, central or a non-negative integer."""
+    if text in ("largest", "central") or (text.isdigit()):
+        return text
+    raise UserError(f"--person must be largest, central or a person index >= 0, got {text!r}")
+
+
+class PersonTracker:
+    """Follow one person frame by frame with a :class:`Keypoint2DSource`; see the module docstring."""
+
+    def __init__(self, detector: Keypoint2DSource, width: int, height: int, policy: str = "largest",
+                 min_score: float = 0.3):
+        self.detector = detector
+        self.width, self.height = width, height
+        self.policy = parse_person_policy(policy)
+        self.min_score = min_score
+        self.last: PersonPose | None = None
+        self.positions: list[np.ndarray] = []
+        self.confidence: list[np.ndarray] = []
+        self.people_seen = 0
+
+    def _roi(self, bbox: np.ndarray) -> tuple[int, int, int, int]:
+        side = max(MIN_ROI, ROI_SCALE * max(bbox[2] - bbox[0], bbox[3] - bbox[1]))
+        cx, cy = (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2
+        x0 = int(np.clip(cx - side / 2, 0, max(0, self.width - side)))
+        y0 = int(np.clip(cy - side / 2, 0, max(0, self.height - side)))
+        return x0, y0, int(min(self.width, x0 + side)), int(min(self.height, y0 + side))
+
+    def _follow(self, rgb: np.ndarray) -> PersonPose | None:
+        candidates = [p for p in self.detector.detect(rgb, self._roi(self.last.bbox)) if p.score >= self.min_score]
+        candidates = [p for p in candidates if box_iou(p.bbox, self.last.bbox) > 0.1]
+        if candidates:
+            return max(candidates, key=lambda p: box_iou(p.bbox, self.last.bbox))
+        people = [p for p in find_people(self.detector, rgb) if p.score >= self.min_score]
+        size = max(self.last.bbox[2] - self.last.bbox[0], self.last.bbox[3] - self.last.bbox[1])
+        near = [p for p in people if np.linalg.norm(p.centre - self.last.centre) < size]
+        return min(near, key=lambda p: float(np.linalg.norm(p.centre - self.last.centre))) if near else None
+
+    def update(self, rgb: np.ndarray) -> PersonPose | None:
+        """Process the next frame (H, W, 3) RGB; returns the followed person's pose or None (missing)."""
+        if self.last is None:
+            people = [p for p in find_people(self.detector, rgb) if p.score >= self.min_score]
+            self.people_seen = max(self.people_seen, len(people))
+            person = choose_person(people, self.policy, self.width, self.height)
+        else:
+            person = self._follow(rgb)
+        if person is not None:
+            self.last = person
+            self.positions.append(person.keypoints)
+            self.confidence.append(person.confidence)
+        else:
+            self.positions.append(np.full((NUM_JOINTS, 2), np.nan, np.float32))
+            self.confidence.append(np.zeros(NUM_JOINTS, np.float32))
+        return person
+
+    def result(self) -> Track2D:
+        """The raw track so far (missing frames NaN); raises UserError if nobody was ever found."""
+        if not self.positions:
+            raise UserError("the video has no frames")
+        if self.last is None:
+            if self.policy.isdigit() and self.people_seen:
+                raise UserError(f"--person {self.policy}: only {self.people_seen} person(s) found in the video")
+            raise UserError(f"no person found in any of the {len(self.positions)} frames")
+        return Track2D(np.stack(self.positions), np.stack(self.confidence), self.width, self.height)
+
+
+def missing_runs(missing: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of True in a (T,) bool array as inclusive (first, last) index pairs."""
+    padded = np.concatenate([[False], missing, [False]]).astype(np.int8)
+    edges = np.diff(padded)
+    return list(zip(np.flatnonzero(edges == 1).tolist(), (np.flatnonzero(edges == -1) - 1).tolist()))
+
+
+def fill_gaps(track: Track2D, max_gap: int) -> Track2D:
+    """Drop leading/trailing frames without the person and interpolate the missing frames in between
+    linearly (per joint and coordinate). Gaps longer than ``max_gap`` frames are a UserError naming them.
+
+    Returns a new track whose ``start`` is the first kept frame of the input, ``gaps`` the filled gaps
+    (indices in the new track); filled frames get confidence 0.
+    """
+    missing = np.isnan(track.positions).any(axis=(1, 2))
+    found = np.flatnonzero(~missing)
+    if len(found) == 0:
+        raise UserError(f"no person found in any of the {len(missing)} frames")
+    first, last = int(found[0]), int(found[-1])
+    positions = track.positions[first:last + 1].copy()
+    confidence = track.confidence[first:last + 1].copy()
+    missing = missing[first:last + 1]
+    gaps = missing_runs(missing)
+    too_long = [(a, b) for a, b in gaps if b - a + 1 > max_gap]
+    if too_long:
+        a, b = too_long[0]
+        raise UserError(f"the person is lost for {b - a + 1} frames (frames {first + track.start + a}-"
+                        f"{first + track.start + b}), more than --max_gap {max_gap}")
+    if gaps:
+        t = np.arange(len(positions))
+        before = np.maximum.accumulate(np.where(missing, 0, t))
+        after = np.minimum.accumulate(np.where(missing, len(t) - 1, t)[::-1])[::-1]
+        weight = ((t - before) / np.maximum(after - before, 1))[:, None, None]
+        positions = ((1 - weight) * positions[before] + weight * positions[after]).astype(np.float32)
+        confidence[missing] = 0.0
+    return Track2D(positions, confidence, track.width, track.height, gaps, track.start + first)
+
+
+def smooth_track(track: Track2D, sigma: float) -> Track2D:
+    """Gaussian temporal smoothing of the positions (sigma in frames; 0 = unchanged), edges held."""
+    if sigma <= 0:
+        return track
+    positions = gaussian_filter1d(track.positions, sigma, axis=0, mode="nearest").astype(np.float32)
+    return Track2D(positions, track.confidence, track.width, track.height, track.gaps, track.start)
