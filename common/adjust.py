@@ -1,0 +1,338 @@
+"""Bone-length adjustment of a lifter's predictions and its honest evaluation (the logic of ``bone_adjust.py``).
+
+Inputs
+------
+* Predictions, either layout:
+
+  - third-party pickles (VideoPose3D/BLAPose layout): ``action_dict.pkl`` = ``{category: [(subject, action),
+    ...]}`` and ``prediction.pkl`` = list of ``(T, 17, 3)`` arrays in that order, each (subject, action)
+    expanding to its 4 cameras in order. Read with the restricted unpickler.
+  - an npz with key ``predictions`` -> ``{subject: {action: [4 x (T, 17, 3)]}}``.
+
+  Poses are camera frame, metres; they are made root-relative (pelvis subtracted) before comparison.
+* Ground truth: ``data_3d_<dataset>.npz`` (world frame, 32 or 17 joints), transformed to each camera's frame
+  with the Human3.6M extrinsics and made root-relative (as the paper's ``bone_adjust.py --gt`` does).
+* Lengths: ``lengths_dict.npz`` key ``lengths`` -> ``{subject: {action: [4 x (16,)]}}`` metres, or per frame
+  ``(T, 16)`` from the causal model (``--causal``).
+
+Everything after loading runs on the concatenated frames of all sequences: one adjustment call
+(:func:`common.bones.adjust_bone_lengths`) and batched metrics (:mod:`common.evaluation`).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from common.bones import adjust_bone_lengths, bone_lengths
+from common.camera import load_cameras
+from common.dataset import _positions_17
+from common.errors import UserError
+from common.evaluation import EvaluationResult, evaluate_arrays
+from common.fileio import atomic_write, check_array, load_npz, load_pickle, save_npz, save_pickle
+from common.metrics import action_category
+from common.skeleton import BONE_NAMES, NUM_BONES, NUM_JOINTS
+
+Key = tuple[str, str, int]  # (subject, action, camera index)
+NUM_CAMERAS = 4
+# Frames seen by the causal length model at which --plot_frame_error evaluates (the paper's grid).
+FRAME_GRID = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 200, 300, 400, 500]
+VARIANTS = ("unadjusted", "adjusted (pred. lengths)", "adjusted (GT lengths)")
+
+
+def _name(key: Key) -> str:
+    return f"{key[0]}/{key[1]} camera {key[2]}"
+
+
+@dataclass
+class Predictions:
+    """Loaded predictions: keys[i] names poses[i] (T_i, 17, 3) metres, camera frame."""
+
+    keys: list[Key]
+    poses: list[np.ndarray]
+
+
+def _check_pairs(action_dict, path) -> list[tuple[str, str]]:
+    if not isinstance(action_dict, dict):
+        raise UserError(f"{path}: expected a dict category -> [(subject, action), ...], "
+                        f"got {type(action_dict).__name__}")
+    pairs = []
+    for category, items in action_dict.items():
+        if not isinstance(items, (list, tuple)) or not all(
+                isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in items):
+            raise UserError(f"{path}: entry {category!r} must be a list of (subject, action) string pairs")
+        pairs += [(str(s), str(a)) for s, a in items]
+    return pairs
+
+
+def load_predictions(pred_path: str | Path, act_path: str | Path | None = None) -> Predictions:
+    """Read predictions in the pickle layout (``pred_path`` .pkl + ``act_path``) or the npz layout."""
+    pred_path = Path(pred_path)
+    if pred_path.suffix == ".npz":
+        data = load_npz(pred_path, required=["predictions"])["predictions"]
+        if not isinstance(data, dict):
+            raise UserError(f"{pred_path}: 'predictions' must be a dict subject -> action -> [4 arrays]")
+        keys, poses = [], []
+        for subject, actions in data.items():
+            if not isinstance(actions, dict):
+                raise UserError(f"{pred_path}: predictions[{subject!r}] must be a dict action -> [4 arrays]")
+            for action, views in actions.items():
+                if not isinstance(views, (list, tuple)) or len(views) != NUM_CAMERAS:
+                    raise UserError(f"{pred_path}: {subject}/{action} must hold a list of {NUM_CAMERAS} camera "
+                                    "arrays")
+                for cam, pose in enumerate(views):
+                    keys.append((str(subject), str(action), cam))
+                    poses.append(pose)
+    else:
+        if act_path is None:
+            raise UserError("--act (action_dict.pkl) is needed with predictions in the pickle layout")
+        pairs = _check_pairs(load_pickle(act_path), act_path)
+        poses = load_pickle(pred_path)
+        if not isinstance(poses, (list, tuple)):
+            raise UserError(f"{pred_path}: expected a list of (T, 17, 3) arrays, got {type(poses).__name__}")
+        keys = [(s, a, c) for s, a in pairs for c in range(NUM_CAMERAS)]
+        if len(poses) != len(keys):
+            raise UserError(f"{pred_path} holds {len(poses)} sequences but {act_path} lists {len(pairs)} "
+                            f"(subject, action) pairs x {NUM_CAMERAS} cameras = {len(keys)}")
+    poses = [check_array(f"prediction {_name(k)}", p, (None, NUM_JOINTS, 3)) for k, p in zip(keys, poses)]
+    if not keys:
+        raise UserError(f"{pred_path}: no predictions")
+    return Predictions(keys, poses)
+
+
+def write_predictions(out: str | Path, predictions: Mapping[str, Mapping[str, Sequence[np.ndarray]]],
+                      layout: str = "pkl") -> list[Path]:
+    """Write a user's predictions so ``bone_adjust.py`` (and the paper's tools) can read them.
+
+    predictions: ``{subject: {action: [4 x (T, 17, 3)]}}`` metres, camera frame (cameras in Human3.6M order
+    54138969, 55011271, 58860488, 60457274), root-relative or not.
+    layout ``'pkl'``: ``out`` is a folder; writes ``out/prediction.pkl`` and ``out/action_dict.pkl``
+    (categories = action name up to the first space, in first-seen order).
+    layout ``'npz'``: ``out`` is a file; writes key ``predictions`` with the dict as given.
+    Returns the written paths.
+    """
+    checked: dict[str, dict[str, list[np.ndarray]]] = {}
+    for subject, actions in predictions.items():
+        checked[subject] = {}
+        for action, views in actions.items():
+            if len(views) != NUM_CAMERAS:
+                raise UserError(f"{subject}/{action}: expected {NUM_CAMERAS} camera arrays, got {len(views)}")
+            checked[subject][action] = [check_array(_name((subject, action, c)), v, (None, NUM_JOINTS, 3))
+                                        for c, v in enumerate(views)]
+    out = Path(out)
+    if layout == "npz":
+        save_npz(out, predictions=checked)
+        return [out]
+    if layout != "pkl":
+        raise UserError(f"unknown predictions layout {layout!r}: use pkl or npz")
+    action_dict: dict[str, list[tuple[str, str]]] = OrderedDict()
+    for subject, actions in checked.items():
+        for action in actions:
+            action_dict.setdefault(action_category(action), []).append((subject, action))
+    poses = [v for pairs in action_dict.values() for s, a in pairs for v in checked[s][a]]
+    save_pickle(out / "prediction.pkl", poses)
+    save_pickle(out / "action_dict.pkl", dict(action_dict))
+    return [out / "prediction.pkl", out / "action_dict.pkl"]
+
+
+def load_ground_truth(gt_path: str | Path, keys: Sequence[Key], camera_file: str | Path | None = None
+                      ) -> list[np.ndarray]:
+    """Root-relative camera-frame ground truth (T, 17, 3) metres for every key, from ``data_3d_<d>.npz``."""
+    gt_path = Path(gt_path)
+    raw = load_npz(gt_path, required=["positions_3d"])["positions_3d"]
+    if not isinstance(raw, dict):
+        raise UserError(f"{gt_path}: 'positions_3d' must be a dict subject -> action -> array")
+    cameras = load_cameras(camera_file)
+    world: dict[tuple[str, str], np.ndarray] = {}
+    out = []
+    for key in keys:
+        subject, action, cam = key
+        if subject not in raw or action not in raw[subject]:
+            raise UserError(f"prediction {_name(key)}: {subject}/{action} is not in the ground truth {gt_path}")
+        if subject not in cameras or cam >= len(cameras[subject]):
+            raise UserError(f"prediction {_name(key)}: no camera parameters for it")
+        if (subject, action) not in world:
+            world[(subject, action)] = _positions_17(f"{gt_path.name} {subject}/{action}", raw[subject][action])
+        pose = cameras[subject][cam].world_to_camera(world[(subject, action)]).astype(np.float32)
+        out.append(pose - pose[:, :1])
+    return out
+
+
+def load_lengths(bone_path: str | Path, keys: Sequence[Key], frames: Sequence[int], causal: bool
+                 ) -> list[np.ndarray]:
+    """Predicted bone lengths per key: (16,) metres, or (T, 16) per frame with ``causal``."""
+    bone_path = Path(bone_path)
+    table = load_npz(bone_path, required=["lengths"])["lengths"]
+    if not isinstance(table, dict):
+        raise UserError(f"{bone_path}: 'lengths' must be a dict subject -> action -> [4 arrays]")
+    out = []
+    for key, n in zip(keys, frames):
+        subject, action, cam = key
+        try:
+            lengths = table[subject][action][cam]
+        except (KeyError, IndexError, TypeError):
+            raise UserError(f"{bone_path}: no lengths for {_name(key)} "
+                            "(run length_model_inference.py for these subjects)") from None
+        lengths = np.asarray(lengths)
+        if causal:
+            if lengths.shape == (NUM_BONES,):
+                raise UserError(f"{bone_path}: lengths of {_name(key)} are one (16,) vector per sequence; "
+                                "--causal needs per-frame lengths from length_model_inference.py --causal")
+            out.append(check_array(f"{bone_path.name} {_name(key)}", lengths, (n, NUM_BONES)))
+        else:
+            if lengths.ndim == 2:
+                raise UserError(f"{bone_path}: lengths of {_name(key)} are per frame {lengths.shape}; "
+                                "pass --causal")
+            out.append(check_array(f"{bone_path.name} {_name(key)}", lengths, (NUM_BONES,)))
+    return out
+
+
+def check_against_ground_truth(predictions: Predictions, ground_truth: Sequence[np.ndarray]) -> None:
+    """One-line error naming the first sequence whose frame count differs from its ground truth."""
+    for key, pred, gt in zip(predictions.keys, predictions.poses, ground_truth):
+        if len(pred) != len(gt):
+            raise UserError(f"prediction {_name(key)} has {len(pred)} frames but the ground truth has {len(gt)} "
+                            "(predictions must follow action_dict order, 4 cameras per action)")
+
+
+@dataclass
+class AdjustmentData:
+    """Concatenated frames of all sequences. pred, gt: (N, 17, 3) root-relative metres; lengths,
+    gt_lengths: (N, 16) metres per frame; offsets (S + 1,); actions (S,); keys (S,)."""
+
+    keys: list[Key]
+    actions: list[str]
+    offsets: np.ndarray
+    pred: torch.Tensor
+    gt: torch.Tensor
+    lengths: torch.Tensor | None
+    gt_lengths: torch.Tensor
+    sequence_lengths: list[np.ndarray] | None  # per sequence: (16,) or (T, 16) as loaded
+
+
+def prepare(predictions: Predictions, ground_truth: Sequence[np.ndarray],
+            lengths: Sequence[np.ndarray] | None) -> AdjustmentData:
+    """Concatenate everything; the ground-truth lengths of a sequence are the mean of its per-frame GT lengths
+    (the best single length vector for it, hence the bound of what adjustment can give)."""
+    check_against_ground_truth(predictions, ground_truth)
+    frames = np.array([len(p) for p in predictions.poses])
+    offsets = np.concatenate([[0], np.cumsum(frames)]).astype(np.int64)
+    pred = torch.from_numpy(np.concatenate(predictions.poses))
+    pred = pred - pred[:, :1]
+    gt = torch.from_numpy(np.concatenate(ground_truth))
+    seq_index = torch.from_numpy(np.repeat(np.arange(len(frames)), frames))
+    per_frame_gt = bone_lengths(gt)
+    sums = torch.zeros(len(frames), NUM_BONES, dtype=torch.float64).index_add_(0, seq_index, per_frame_gt.double())
+    gt_lengths = (sums / torch.from_numpy(frames)[:, None]).float()[seq_index]
+    per_frame = None
+    if lengths is not None:
+        per_frame = torch.from_numpy(np.concatenate([np.broadcast_to(np.asarray(l, np.float32), (n, NUM_BONES))
+                                                     for l, n in zip(lengths, frames)]))
+    return AdjustmentData(predictions.keys, [k[1] for k in predictions.keys], offsets, pred, gt, per_frame,
+                          gt_lengths, list(lengths) if lengths is not None else None)
+
+
+def evaluate_adjustment(data: AdjustmentData, device: torch.device | str = "cpu") -> dict[str, EvaluationResult]:
+    """Metrics (with per-bone length errors) of the unadjusted poses, the poses adjusted with the predicted
+    lengths (when given) and with the ground-truth lengths. Keys: :data:`VARIANTS`."""
+    pred = data.pred.to(device)
+    gt = data.gt.to(device)
+    variants = {VARIANTS[0]: pred}
+    if data.lengths is not None:
+        variants[VARIANTS[1]] = adjust_bone_lengths(pred, data.lengths.to(device))
+    variants[VARIANTS[2]] = adjust_bone_lengths(pred, data.gt_lengths.to(device))
+    return {name: evaluate_arrays(data.actions, poses, gt, data.offsets, per_bone=True)
+            for name, poses in variants.items()}
+
+
+def frame_error_curve(data: AdjustmentData, grid: Sequence[int] = FRAME_GRID,
+                      device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
+    """Errors after adjusting every sequence with the causal model's lengths after f frames (f in ``grid``;
+    sequences shorter than f use their last frame's lengths). Returns {'frames', metric: (len(grid),)}."""
+    if data.sequence_lengths is None or data.sequence_lengths[0].ndim != 2:
+        raise UserError("--plot_frame_error needs per-frame (causal) lengths")
+    frames = np.diff(data.offsets)
+    grid = [f for f in grid if f <= frames.max()] or [int(frames.max())]
+    names = ("MPJPE", "P-MPJPE", "MPJVE", "BoneLenErr")
+    curve: dict[str, list[float]] = {n: [] for n in names}
+    stacked = torch.from_numpy(np.concatenate(data.sequence_lengths))
+    pred, gt = data.pred.to(device), data.gt.to(device)
+    seq_index = torch.from_numpy(np.repeat(np.arange(len(frames)), frames))
+    for f in tqdm(grid, desc="frames seen", leave=False):
+        pick = torch.from_numpy(data.offsets[:-1] + np.minimum(f, frames) - 1)
+        lengths = stacked[pick][seq_index].to(device)
+        result = evaluate_arrays(data.actions, adjust_bone_lengths(pred, lengths), gt, data.offsets, names)
+        for n in names:
+            curve[n].append(result.average[n])
+    return {"frames": np.array(grid), **{n: np.array(v) for n, v in curve.items()}}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_frame_error(curve: Mapping[str, np.ndarray], png: str | Path, csv_path: str | Path) -> None:
+    """Write the frame-error curve as CSV (frames, metrics) and a PNG with one panel per metric."""
+    names = [n for n in curve if n != "frames"]
+    lines = ["frames," + ",".join(names)] + [
+        f"{int(f)}," + ",".join(f"{curve[n][i]:.3f}" for n in names) for i, f in enumerate(curve["frames"])]
+    atomic_write(csv_path, lambda fh: fh.write(("\n".join(lines) + "\n").encode()))
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.5))
+    for ax, n in zip(np.atleast_1d(axes), names):
+        ax.plot(curve["frames"], curve[n], marker="o")
+        ax.set_xscale("log")
+        ax.set_xlabel("frames seen by the causal length model")
+        ax.set_title(f"{n} ({'mm/frame' if n == 'MPJVE' else 'mm'})")
+        ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    Path(png).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
+def parse_sequence(text: str) -> Key:
+    """``'S9/Walking 1/0'`` -> ``('S9', 'Walking 1', 0)``."""
+    parts = text.split("/")
+    if len(parts) != 3 or not parts[2].strip().isdigit():
+        raise UserError(f"--plot_sequence expects <subject>/<action>/<camera index>, got {text!r}")
+    return parts[0], parts[1], int(parts[2])
+
+
+def plot_sequence(data: AdjustmentData, key: Key, path: str | Path) -> Path:
+    """Per-frame bone lengths (mm) of one sequence: unadjusted prediction, adjusted, ground truth; PNG."""
+    if key not in data.keys:
+        raise UserError(f"--plot_sequence {key[0]}/{key[1]}/{key[2]}: no such prediction "
+                        f"(e.g. {data.keys[0][0]}/{data.keys[0][1]}/{data.keys[0][2]})")
+    i = data.keys.index(key)
+    frames = slice(int(data.offsets[i]), int(data.offsets[i + 1]))
+    before = bone_lengths(data.pred[frames]).numpy() * 1000
+    truth = bone_lengths(data.gt[frames]).numpy() * 1000
+    series = {"unadjusted": before, "ground truth": truth}
+    if data.lengths is not None:
+        series["adjusted (pred. lengths)"] = bone_lengths(adjust_bone_lengths(
+            data.pred[frames], data.lengths[frames])).numpy() * 1000
+    plt = _pyplot()
+    fig, axes = plt.subplots(4, 4, figsize=(16, 11), sharex=True)
+    for b, ax in enumerate(axes.ravel()):
+        for label, values in series.items():
+            ax.plot(values[:, b], label=label, linewidth=1)
+        ax.set_title(BONE_NAMES[b])
+        ax.set_ylabel("mm")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"bone lengths per frame: {_name(key)}")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return Path(path)
