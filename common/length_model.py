@@ -1,0 +1,228 @@
+"""BLAPose's recurrent bone-length model and its inference helper.
+
+Input: normalised 2D keypoints ``(B, T, 17, 2)`` (see :func:`common.camera.normalize_screen_coordinates`).
+Output: bone lengths in metres, in :data:`common.skeleton.BONE_NAMES` order.
+
+* Bidirectional (``-bi``, "Bi-GRU"): one bidirectional GRU reads the whole sequence; the last layer's final
+  hidden states of both directions give one length vector per sequence ``(B, 16)``.
+* Unidirectional (causal): two separate forward GRUs; at every frame their last-layer states give that
+  frame's lengths ``(B, T, 16)`` from the frames seen so far.
+
+Head of both variants (as in the published model, so its checkpoints load and behave the same):
+``Linear(34 -> 256) -> ReLU -> Dropout -> GRU(s) -> concat(2 x hidden) -> sigmoid -> Linear(no bias) -> 16``.
+State-dict names: ``expand_conv.{weight,bias}``, ``gru.*`` (bidirectional) or ``gru.0.*``/``gru.1.*``,
+``fc.weight``. For the bidirectional model the published code concatenates the *backward* final state
+before the forward one; this order is kept.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from common.bones import average_symmetric
+from common.errors import UserError
+from common.skeleton import BONE_NAMES, FLIP_BONES, NUM_BONES, NUM_JOINTS, flip_poses
+
+CausalState = list[torch.Tensor]  # per GRU: (num_layers, B, hidden)
+
+
+class BoneLengthModel(nn.Module):
+    """GRU bone-length regressor. See the module docstring for shapes and the architecture."""
+
+    def __init__(self, num_joints: int = NUM_JOINTS, embed_dim: int = 256, hidden_size: int = 512,
+                 num_layers: int = 1, dropout: float = 0.25, bidirectional: bool = True) -> None:
+        super().__init__()
+        if num_layers < 1 or hidden_size < 1:
+            raise UserError("the bone-length model needs -layer >= 1 and --hidden >= 1")
+        self.num_joints = num_joints
+        self.embed_dim = embed_dim
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        gru_dropout = dropout if num_layers > 1 else 0.0
+        self.expand_conv = nn.Linear(num_joints * 2, embed_dim)
+        if bidirectional:
+            self.gru = nn.GRU(embed_dim, hidden_size, num_layers, dropout=gru_dropout,
+                              bidirectional=True, batch_first=True)
+        else:
+            self.gru = nn.ModuleList([nn.GRU(embed_dim, hidden_size, num_layers, dropout=gru_dropout,
+                                             batch_first=True) for _ in range(2)])
+        self.fc = nn.Linear(2 * hidden_size, num_joints - 1, bias=False)
+        self.drop = nn.Dropout(dropout)
+
+    def config(self) -> dict[str, Any]:
+        """Architecture hyper-parameters (stored in checkpoints so inference can rebuild the model)."""
+        return {"embed_dim": self.embed_dim, "hidden_size": self.hidden_size, "num_layers": self.num_layers,
+                "bidirectional": self.bidirectional}
+
+    def _embed(self, keypoints_2d: torch.Tensor) -> torch.Tensor:
+        if keypoints_2d.ndim != 4 or keypoints_2d.shape[-2:] != (self.num_joints, 2):
+            raise UserError(f"bone-length model expects 2D keypoints (B, T, {self.num_joints}, 2), "
+                            f"got {tuple(keypoints_2d.shape)}")
+        b, t = keypoints_2d.shape[:2]
+        return self.drop(torch.relu(self.expand_conv(keypoints_2d.reshape(b, t, -1))))
+
+    def forward(self, keypoints_2d: torch.Tensor, state: CausalState | None = None,
+                return_state: bool = False):
+        """keypoints_2d: (B, T, 17, 2) normalised.
+
+        Bidirectional: returns lengths (B, 16) metres. Causal: returns per-frame lengths (B, T, 16); with
+        ``return_state`` also the GRU states to continue the same sequences with the next frames.
+        """
+        x = self._embed(keypoints_2d)
+        if self.bidirectional:
+            if state is not None:
+                raise ValueError("the bidirectional model reads whole sequences; it takes no carried state")
+            _, h_n = self.gru(x)
+            features = torch.cat([h_n[-1], h_n[-2]], dim=-1)  # backward, forward (published order)
+            return self.fc(torch.sigmoid(features))
+        outputs, new_state = [], []
+        for i, gru in enumerate(self.gru):
+            out, h_n = gru(x, None if state is None else state[i])
+            outputs.append(out)
+            new_state.append(h_n)
+        lengths = self.fc(torch.sigmoid(torch.cat(outputs, dim=-1)))
+        return (lengths, new_state) if return_state else lengths
+
+
+def build_length_model(bidirectional: bool, num_layers: int = 1, hidden_size: int = 512,
+                       dropout: float = 0.0, embed_dim: int = 256) -> BoneLengthModel:
+    return BoneLengthModel(embed_dim=embed_dim, hidden_size=hidden_size, num_layers=num_layers,
+                           dropout=dropout, bidirectional=bidirectional)
+
+
+@torch.no_grad()
+def predict_lengths(model: BoneLengthModel, keypoints_2d, chunk_frames: int = 4096,
+                    flip_augment: bool = False, symmetric: bool = True) -> np.ndarray:
+    """Predict bone lengths (metres) of one or several 2D sequences, left/right pairs averaged.
+
+    keypoints_2d: (T, 17, 2) or (B, T, 17, 2) normalised screen coordinates (numpy or torch).
+    Returns numpy float32: bidirectional -> (16,) or (B, 16); causal -> (T, 16) or (B, T, 16), row t being
+    the estimate after frames 0..t. Long sequences run in pieces of ``chunk_frames``: the causal GRUs carry
+    their state across pieces (identical to one pass); the bidirectional GRU needs the whole sequence at once,
+    which in inference mode costs only O(T x hidden) memory (50 000 frames ~ 0.3 GB).
+    flip_augment: also predict from the mirrored 2D and average (with the left/right bones swapped back).
+    """
+    squeeze = False
+    x = torch.as_tensor(np.asarray(keypoints_2d) if not isinstance(keypoints_2d, torch.Tensor)
+                        else keypoints_2d, dtype=torch.float32)
+    if x.ndim == 3:
+        x, squeeze = x[None], True
+    if x.ndim != 4 or x.shape[-2:] != (NUM_JOINTS, 2) or x.shape[1] < 1:
+        raise UserError(f"expected 2D keypoints (T, 17, 2) or (B, T, 17, 2), got {tuple(x.shape)}")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        lengths = _predict(model, x, device, chunk_frames)
+        if flip_augment:
+            lengths = (lengths + _predict(model, flip_poses(x), device, chunk_frames)[..., FLIP_BONES]) / 2
+    finally:
+        model.train(was_training)
+    if symmetric:
+        lengths = average_symmetric(lengths)
+    out = lengths.cpu().numpy().astype(np.float32)
+    return out[0] if squeeze else out
+
+
+def _predict(model: BoneLengthModel, x: torch.Tensor, device: torch.device, chunk_frames: int) -> torch.Tensor:
+    if model.bidirectional:
+        return model(x.to(device)).float().cpu()
+    state, pieces = None, []
+    for start in range(0, x.shape[1], chunk_frames):
+        out, state = model(x[:, start:start + chunk_frames].to(device), state, return_state=True)
+        pieces.append(out.float().cpu())
+    return torch.cat(pieces, dim=1)
+
+
+@torch.no_grad()
+def predict_sequences(model: BoneLengthModel, sequences: Sequence[np.ndarray], frame_budget: int = 200_000,
+                      symmetric: bool = True) -> list[np.ndarray]:
+    """Predict many 2D sequences of different lengths in packed batches (no per-sequence model call).
+
+    sequences: list of (T_i, 17, 2) normalised. Sequences are sorted by length and grouped so that each packed
+    batch holds at most ``frame_budget`` padded frames (a longer single sequence goes alone, through
+    :func:`predict_lengths`). Returns, in input order, (16,) per sequence (bidirectional) or (T_i, 16) (causal).
+    """
+    out: list[np.ndarray | None] = [None] * len(sequences)
+    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        start = 0
+        while start < len(order):
+            longest = len(sequences[order[start]])
+            size = max(1, frame_budget // max(1, longest))
+            group = order[start:start + size]
+            start += len(group)
+            if len(group) == 1:
+                out[group[0]] = predict_lengths(model, sequences[group[0]], symmetric=symmetric)
+                continue
+            tensors = [torch.as_tensor(np.asarray(sequences[i]), dtype=torch.float32) for i in group]
+            lengths = torch.tensor([len(t) for t in tensors])
+            padded = nn.utils.rnn.pad_sequence(tensors, batch_first=True).to(device)
+            pred = _packed_forward(model, padded, lengths).cpu()
+            if symmetric:
+                pred = average_symmetric(pred)
+            for row, i in enumerate(group):
+                value = pred[row] if model.bidirectional else pred[row, : lengths[row]]
+                out[i] = value.numpy().astype(np.float32)
+    finally:
+        model.train(was_training)
+    return out  # type: ignore[return-value]
+
+
+def _packed_forward(model: BoneLengthModel, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Model forward on a padded batch (B, T, 17, 2) with true ``lengths`` (B,): (B, 16) or (B, T, 16)."""
+    x = model._embed(padded)
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    if model.bidirectional:
+        _, h_n = model.gru(packed)
+        return model.fc(torch.sigmoid(torch.cat([h_n[-1], h_n[-2]], dim=-1)))
+    outputs = [nn.utils.rnn.pad_packed_sequence(gru(packed)[0], batch_first=True)[0] for gru in model.gru]
+    return model.fc(torch.sigmoid(torch.cat(outputs, dim=-1)))
+
+
+def per_bone_error_mm(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Mean absolute error per bone in mm. pred/target: (N, 16) metres -> (16,)."""
+    return (np.abs(np.asarray(pred, dtype=np.float64) - np.asarray(target, dtype=np.float64)) * 1000.0).mean(0)
+
+
+def format_bone_table(rows: dict[str, np.ndarray]) -> str:
+    """Text table: one row per name (per-bone errors (16,) mm), with the mean over bones last."""
+    names = [n.replace("_", " ") for n in BONE_NAMES]
+    width = max(8, max(len(k) for k in rows) + 1)
+    head = f"{'':{width}}" + "".join(f"{n:>12}" for n in names) + f"{'mean':>10}"
+    lines = [head]
+    for key, errors in rows.items():
+        lines.append(f"{key:{width}}" + "".join(f"{e:12.1f}" for e in errors) + f"{np.mean(errors):10.1f}")
+    return "\n".join(lines)
+
+
+def length_model_from_checkpoint(checkpoint: dict[str, Any], bidirectional: bool, num_layers: int,
+                                 hidden_size: int, source: str = "checkpoint") -> BoneLengthModel:
+    """Rebuild a bone-length model from a checkpoint dict.
+
+    The architecture stored by our trainer (``length_model_config``) wins over the flags; published
+    checkpoints carry no such entry, so ``-bi``/``-layer``/``--hidden`` must match them.
+    """
+    from common.checkpoint import load_weights, model_state
+
+    cfg = checkpoint.get("length_model_config") or {}
+    model = BoneLengthModel(embed_dim=int(cfg.get("embed_dim", 256)),
+                            hidden_size=int(cfg.get("hidden_size", hidden_size)),
+                            num_layers=int(cfg.get("num_layers", num_layers)), dropout=0.0,
+                            bidirectional=bool(cfg.get("bidirectional", bidirectional)))
+    if cfg and bool(cfg.get("bidirectional")) != bidirectional:
+        raise UserError(f"{source} holds a {'bidirectional' if cfg['bidirectional'] else 'causal'} GRU; "
+                        f"{'drop' if not cfg['bidirectional'] else 'add'} -bi")
+    load_weights(model, model_state(checkpoint, source=source), source)
+    return model
+
+
+__all__ = ["BoneLengthModel", "build_length_model", "predict_lengths", "predict_sequences",
+           "length_model_from_checkpoint", "per_bone_error_mm", "format_bone_table", "NUM_BONES"]

@@ -1,0 +1,335 @@
+"""``train.py -t length``: train the bone-length model on synthetic batches (SPEC §1.4).
+
+Data: training subjects' 3D motion (camera frame) -> :class:`common.synthetic.SyntheticBatchBuilder`; lengths
+from ``--bone_length_aug`` (``--length_aug_type smpl``) or from the subjects' lengths (``random_*``).
+Validation every epoch (rank 0):
+
+* ``val``: held-out training sequences (``--val_fraction`` of the training (subject, action) pairs, never
+  used to build training chunks), their *real* 2D keypoints (``-k``) against the subject's lengths;
+* ``test``: the test subjects from their real (detector-like) 2D keypoints against their lengths;
+* ``synthetic test``: fixed synthetic-length chunks built from the test subjects' motion.
+
+``epoch_best.bin`` is chosen on ``val`` (or on ``test`` with ``--select_on test``, the paper's behaviour).
+All errors are mean absolute bone-length errors in mm. Under torchrun every rank draws different chunks.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from common import distributed
+from common.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint, save_checkpoint
+from common.dataset import PoseDataset, Sequence3D, load_dataset, parse_subjects
+from common.errors import UserError
+from common.fileio import atomic_write, check_array, load_npz
+from common.length_model import (BoneLengthModel, format_bone_table, length_model_from_checkpoint,
+                                 per_bone_error_mm, predict_sequences)
+from common.plots import plot_training_curves
+from common.synthetic import LengthSampler, SyntheticBatchBuilder, epoch_order
+
+SYNTHETIC_TEST_CHUNKS = 128
+
+
+def _action_filter(actions: str) -> list[str] | None:
+    return None if actions in ("*", "") else parse_subjects(actions)
+
+
+def split_validation(views: list[Sequence3D], fraction: float, seed: int) -> tuple[list[Sequence3D],
+                                                                                 list[Sequence3D]]:
+    """Hold out ``fraction`` of the (subject, action) pairs (all their cameras) for model selection.
+
+    Deterministic given ``seed``; at least one pair is held out when ``fraction > 0`` and at least one kept.
+    """
+    pairs = sorted({(v.subject, v.action) for v in views})
+    if fraction <= 0:
+        return views, []
+    n_val = max(1, int(round(fraction * len(pairs))))
+    if n_val >= len(pairs):
+        raise UserError(f"--val_fraction {fraction} leaves no training sequences ({len(pairs)} actions)")
+    rng = np.random.RandomState(seed)
+    held = {pairs[i] for i in rng.permutation(len(pairs))[:n_val]}
+    return ([v for v in views if (v.subject, v.action) not in held],
+            [v for v in views if (v.subject, v.action) in held])
+
+
+def subject_lengths(dataset: PoseDataset, subjects: list[str]) -> np.ndarray:
+    """(S, 16) metres: each subject's ground-truth lengths (left/right averaged)."""
+    return np.stack([dataset.gt_bone_lengths(s) for s in subjects])
+
+
+def load_length_bank(path: str | Path) -> np.ndarray:
+    """The synthetic bone-length file (key ``data``, (N, 16) metres)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"bone-length file not found: {path} (make it with data/bone_length/"
+                        "generate_bone_length.py, or pass --bone_length_aug)")
+    return check_array(str(path), load_npz(path, required=["data"])["data"], (None, 16))
+
+
+def make_sampler(args: argparse.Namespace, dataset: PoseDataset, train_subjects: list[str],
+                 device: torch.device) -> LengthSampler:
+    kind = args.length_aug_type
+    if kind == "smpl":
+        return LengthSampler(kind, device, bank=load_length_bank(args.bone_length_aug))
+    subjects = list(dataset.world_3d) if kind == "random_norm_all" else train_subjects
+    return LengthSampler(kind, device, subject_lengths=subject_lengths(dataset, subjects))
+
+
+class LengthEvaluator:
+    """Per-epoch validation errors (mm). Holds the fixed validation inputs; see the module docstring."""
+
+    def __init__(self, dataset: PoseDataset, val_views: list[Sequence3D], test_views: list[Sequence3D],
+                 train_subjects: list[str], sampler: LengthSampler, args: argparse.Namespace,
+                 device: torch.device) -> None:
+        self.val_views, self.test_views = val_views, test_views
+        self.val_targets = (subject_lengths(dataset, [v.subject for v in val_views]) if val_views
+                            else np.zeros((0, 16)))
+        test_3d = [v for v in test_views if v.poses_3d is not None]
+        self.test_targets = subject_lengths(dataset, [v.subject for v in test_views]) if test_3d else None
+        self.baseline = subject_lengths(dataset, train_subjects).mean(axis=0)
+        self.synthetic = None
+        if test_3d:
+            chunk_len = min(args.chunk_len, min(len(v.poses_3d) for v in test_3d))
+            builder = SyntheticBatchBuilder(test_3d, chunk_len, chunk_len, device)
+            gen = torch.Generator(device=device).manual_seed(args.seed + 7919)
+            n = min(SYNTHETIC_TEST_CHUNKS, builder.num_chunks)
+            ids = torch.randperm(builder.num_chunks, generator=gen, device=device)[:n]
+            flips = torch.zeros(n, dtype=torch.bool, device=device)
+            self.synthetic = builder.sample(ids, flips, sampler, gen)
+
+    def _errors(self, model: BoneLengthModel, views: list[Sequence3D], targets: np.ndarray) -> np.ndarray:
+        preds = predict_sequences(model, [v.poses_2d for v in views])
+        final = np.stack([p if p.ndim == 1 else p[-1] for p in preds])
+        return per_bone_error_mm(final, targets)
+
+    def test_per_bone(self, model: BoneLengthModel) -> np.ndarray | None:
+        return None if self.test_targets is None else self._errors(model, self.test_views, self.test_targets)
+
+    def baseline_per_bone(self) -> np.ndarray | None:
+        if self.test_targets is None:
+            return None
+        return per_bone_error_mm(np.broadcast_to(self.baseline, self.test_targets.shape), self.test_targets)
+
+    @torch.no_grad()
+    def evaluate(self, model: BoneLengthModel) -> dict[str, float]:
+        out = {"val": math.nan, "test": math.nan, "synthetic_test": math.nan}
+        if self.val_views:
+            out["val"] = float(self._errors(model, self.val_views, self.val_targets).mean())
+        test = self.test_per_bone(model)
+        if test is not None:
+            out["test"] = float(test.mean())
+        if self.synthetic is not None:
+            was_training = model.training
+            model.eval()
+            pred = torch.cat([model(x) for x in self.synthetic.keypoints_2d.split(32)])
+            model.train(was_training)
+            if pred.ndim == 3:
+                pred = pred[:, -1]
+            out["synthetic_test"] = float((pred - self.synthetic.lengths).abs().mean().item() * 1000.0)
+        return out
+
+
+def _rng_state(order_gen: torch.Generator, sample_gen: torch.Generator) -> dict:
+    """Every random state a training step touches, in a ``weights_only``-loadable form."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": random.getstate(),
+        "order": order_gen.get_state(),
+        "sample": sample_gen.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict, order_gen: torch.Generator, sample_gen: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    np_state = state["numpy"]
+    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["cached_gaussian"]))
+    random.setstate(_as_tuple(state["python"]))
+    order_gen.set_state(state["order"].cpu())
+    sample_gen.set_state(state["sample"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _as_tuple(value):
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _print_final_report(evaluator: LengthEvaluator, model: BoneLengthModel, label: str,
+                        subjects: list[str], keypoints: str) -> None:
+    test = evaluator.test_per_bone(model)
+    if test is None:
+        return
+    baseline = evaluator.baseline_per_bone()
+    print(f"Bone-length error on {','.join(subjects)} from '{keypoints}' 2D keypoints (mm, per bone):")
+    print(format_bone_table({label: test, "training-mean baseline": baseline}))
+    print(f"SUMMARY length model ({label}) {test.mean():.1f} mm vs always-predict-training-mean "
+          f"{baseline.mean():.1f} mm")
+
+
+def run(args: argparse.Namespace) -> None:
+    ctx = distributed.setup(args.device)
+    try:
+        _run(args, ctx)
+    finally:
+        distributed.cleanup(ctx)
+
+
+def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
+    device = ctx.device
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed + ctx.rank)
+    train_subjects = parse_subjects(args.subjects_train)
+    test_subjects = parse_subjects(args.subjects_test)
+    actions = _action_filter(args.actions)
+
+    dataset = load_dataset(args.data_dir, args.dataset, args.keypoints, need_3d=True,
+                           subjects=sorted(set(train_subjects + test_subjects)))
+    test_views = dataset.fetch(test_subjects, actions) if test_subjects else []
+    sampler = make_sampler(args, dataset, train_subjects, device)
+    checkpoint_dir = Path(args.checkpoint)
+
+    if args.evaluate:
+        source = args.length_model or args.resume
+        if not source:
+            raise UserError("-t length --evaluate needs --length_model <checkpoint> (or -r)")
+        path = resolve_checkpoint(source, checkpoint_dir)
+        model = length_model_from_checkpoint(load_checkpoint(path, device), args.bidirectional,
+                                             args.num_layers, args.hidden, str(path)).to(device)
+        evaluator = LengthEvaluator(dataset, [], test_views, train_subjects, sampler, args, device)
+        if ctx.is_main:
+            _print_final_report(evaluator, model, path.name, test_subjects, dataset.keypoints)
+        return
+
+    train_views = dataset.fetch(train_subjects, actions, require_3d=True)
+    fit_views, val_views = split_validation(train_views, args.val_fraction, args.seed)
+    if args.select_on == "val" and not val_views and not args.no_eval:
+        raise UserError("--select_on val needs --val_fraction > 0 (held-out training sequences)")
+    builder = SyntheticBatchBuilder(fit_views, args.chunk_len, args.segment_shift, device)
+
+    model = BoneLengthModel(hidden_size=args.hidden, num_layers=args.num_layers, dropout=args.dropout,
+                            bidirectional=args.bidirectional).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, amsgrad=True)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, args.lr_decay)
+    order_gen = torch.Generator(device=device).manual_seed(args.seed)  # same on every rank
+    sample_gen = torch.Generator(device=device).manual_seed(args.seed * 1000 + 1 + ctx.rank)
+    history: dict[str, list[float]] = {"train": [], "val": [], "test": [], "synthetic_test": []}
+    epoch, best = 0, math.inf
+
+    if args.resume:
+        path = resolve_checkpoint(args.resume, checkpoint_dir)
+        ckpt = load_checkpoint(path, device)
+        load_weights(model, model_state(ckpt, source=str(path)), str(path))
+        if ckpt.get("optimizer") is None:
+            raise UserError(f"{path} holds no optimizer state: it cannot be resumed (use it with --evaluate)")
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if "scheduler" in ckpt:
+            scheduler.load_state_dict(ckpt["scheduler"])
+        epoch = int(ckpt["epoch"])
+        history = {k: list(v) for k, v in ckpt.get("history", history).items()}
+        best = float(ckpt.get("best", math.inf))
+        states = (ckpt.get("random_state") or {}).get("ranks", [])
+        if len(states) == ctx.world_size:
+            _set_rng_state(states[ctx.rank], order_gen, sample_gen)
+        elif ctx.is_main:
+            print(f"WARNING: {path} was written by {len(states)} process(es), now {ctx.world_size}: "
+                  "random streams restart from the seed")
+        if ctx.is_main:
+            print(f"Resuming from {path} at epoch {epoch}")
+
+    train_model = distributed.wrap_model(model, ctx)
+    evaluator = None
+    if ctx.is_main and not args.no_eval:
+        evaluator = LengthEvaluator(dataset, val_views, test_views, train_subjects, sampler, args, device)
+    per_rank_batch = max(1, args.batch_size // ctx.world_size)
+    if ctx.is_main:
+        print(f"INFO: {builder.num_chunks} training chunks of {args.chunk_len} frames from {len(fit_views)} "
+              f"sequences ({len(val_views)} held out for validation), {ctx.world_size} process(es), "
+              f"batch {per_rank_batch} per process, lengths: {args.length_aug_type}")
+        if evaluator is not None and evaluator.test_targets is not None:
+            print(f"INFO: always-predict-training-mean baseline on {','.join(test_subjects)}: "
+                  f"{evaluator.baseline_per_bone().mean():.1f} mm")
+
+    while epoch < args.epochs:
+        start_time = time.time()
+        ids, flips = epoch_order(builder.num_chunks, args.data_augmentation, order_gen, device)
+        per_rank = len(ids) // ctx.world_size
+        if per_rank == 0:
+            raise UserError(f"{len(ids)} chunks cannot feed {ctx.world_size} processes")
+        ids = ids[ctx.rank::ctx.world_size][:per_rank]
+        flips = flips[ctx.rank::ctx.world_size][:per_rank]
+        train_model.train()
+        total, count = 0.0, 0
+        steps = range(0, per_rank, per_rank_batch)
+        for first in tqdm(steps, desc=f"epoch {epoch + 1}", disable=not ctx.is_main, leave=False):
+            batch = builder.sample(ids[first:first + per_rank_batch], flips[first:first + per_rank_batch],
+                                   sampler, sample_gen)
+            pred = train_model(batch.keypoints_2d)
+            target = batch.lengths if pred.ndim == 2 else batch.lengths[:, None, :]
+            loss = (pred - target).abs().mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.item()) * len(pred)
+            count += len(pred)
+        history["train"].append(distributed.all_reduce_mean(total / count, ctx) * 1000.0)
+        epoch += 1
+        lr = optimizer.param_groups[0]["lr"]
+        if lr >= 1e-6:
+            scheduler.step()
+
+        metrics = evaluator.evaluate(model) if evaluator is not None else {}
+        for key in ("val", "test", "synthetic_test"):
+            history[key].append(metrics.get(key, math.nan))
+        random_states = distributed.gather_objects(_rng_state(order_gen, sample_gen), ctx)
+        if ctx.is_main:
+            selected = metrics.get(args.select_on, math.nan)
+            print(f"[{epoch}] time {(time.time() - start_time) / 60:.2f} min lr {lr:.6f} "
+                  f"train {history['train'][-1]:.2f} mm  val {metrics.get('val', math.nan):.2f} mm  "
+                  f"test {metrics.get('test', math.nan):.2f} mm  "
+                  f"synthetic test {metrics.get('synthetic_test', math.nan):.2f} mm")
+            improved = not math.isnan(selected) and selected < best
+            if improved:
+                best = selected
+            state = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
+                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                     "model_pos": model.state_dict(), "random_state": {"ranks": random_states},
+                     "length_model_config": model.config(), "history": history, "best": best,
+                     "select_on": args.select_on}
+            if improved or (args.no_eval and epoch == args.epochs):
+                save_checkpoint(checkpoint_dir / "epoch_best.bin", state)
+            if args.checkpoint_frequency > 0 and epoch % args.checkpoint_frequency == 0:
+                save_checkpoint(checkpoint_dir / f"epoch_{epoch}.bin", state)
+            save_checkpoint(checkpoint_dir / "final.bin", state)
+            atomic_write(checkpoint_dir / "length_history.json",
+                         lambda fh: fh.write(json.dumps(history, indent=1).encode()))
+            if args.export_training_curves:
+                curves = {"train (synthetic)": history["train"]}
+                if not args.no_eval:
+                    curves.update({"val (held-out real 2D)": history["val"],
+                                   "test (real 2D)": history["test"],
+                                   "test (synthetic lengths)": history["synthetic_test"]})
+                plot_training_curves(curves, checkpoint_dir / "loss_length.png", "bone-length error (mm)",
+                                     "Bone-length model")
+        distributed.barrier(ctx)
+
+    if ctx.is_main and evaluator is not None and (checkpoint_dir / "epoch_best.bin").is_file():
+        best_ckpt = load_checkpoint(checkpoint_dir / "epoch_best.bin", device)
+        load_weights(model, best_ckpt["model_pos"], "epoch_best.bin")
+        _print_final_report(evaluator, model, f"epoch_best (epoch {best_ckpt['epoch']}, on {args.select_on})",
+                            test_subjects, dataset.keypoints)

@@ -1,0 +1,207 @@
+"""Training the bone-length model: synthetic batches, resume equality, DDP, the paper's commands."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.bones import bone_lengths, recompose
+from common.camera import load_cameras, project_to_2d
+from common.checkpoint import load_checkpoint
+from common.dataset import load_dataset
+from common.fileio import save_npz
+from common.skeleton import NUM_BONES, flip_bone_lengths, flip_poses
+from common.synthetic import MIN_DEPTH, LengthSampler, SyntheticBatchBuilder, epoch_order
+
+REPO = Path(__file__).resolve().parents[1]
+SUBJECTS = ["S1", "S5", "S6", "S7", "S8", "S9", "S11"]
+
+# Standing skeleton, world frame (z up), unit bone directions in BONE_NAMES order.
+_REST_DIRECTIONS = np.array([
+    [-1, 0, 0], [0, 0, -1], [0, 0, -1], [1, 0, 0], [0, 0, -1], [0, 0, -1],
+    [0, 0, 1], [0, 0, 1], [0, 0.3, 1], [0, 0, 1],
+    [1, 0, 0], [0, 0, -1], [0, 0, -1], [-1, 0, 0], [0, 0, -1], [0, 0, -1]], dtype=np.float64)
+_REST_LENGTHS = np.array([0.13, 0.44, 0.45, 0.13, 0.44, 0.45, 0.23, 0.25, 0.12, 0.11,
+                          0.15, 0.28, 0.25, 0.15, 0.28, 0.25])
+
+
+def write_tiny_dataset(folder: Path, frames: int = 300, actions: int = 2, seed: int = 0) -> Path:
+    """A small dataset in VideoPose3D's format: 7 subjects with their own (symmetric) lengths, moving limbs,
+    walking in circles in the capture volume; ``gt`` 2D and noisy ``detections`` 2D through the H36M cameras."""
+    rng = np.random.RandomState(seed)
+    cameras = load_cameras()
+    pos3d, gt2d, det2d = {}, {}, {}
+    t = np.arange(frames) / 50.0
+    for s_idx, subject in enumerate(SUBJECTS):
+        scale = 0.85 + 0.3 * rng.rand(NUM_BONES)
+        for a, b in [(0, 3), (1, 4), (2, 5), (10, 13), (11, 14), (12, 15)]:
+            scale[b] = scale[a]
+        lengths = _REST_LENGTHS * scale
+        pos3d[subject], gt2d[subject], det2d[subject] = {}, {}, {}
+        for a in range(actions):
+            freq = 0.5 + rng.rand() + 0.3 * a
+            dirs = np.repeat(_REST_DIRECTIONS[None], frames, axis=0)
+            swing = 0.6 * np.sin(2 * np.pi * freq * t + rng.rand() * 6)
+            for bone, sign in [(1, 1), (4, -1), (11, -1), (14, 1)]:
+                dirs[:, bone, 1] += sign * swing
+            dirs[:, 12, 1] += 0.8 * np.abs(swing)
+            dirs[:, 15, 1] += 0.8 * np.abs(swing)
+            heading = 2 * np.pi * (0.1 + 0.05 * a) * t + rng.rand() * 6
+            c, s = np.cos(heading), np.sin(heading)
+            rot = np.stack([np.stack([c, -s, 0 * c], -1), np.stack([s, c, 0 * c], -1),
+                            np.stack([0 * c, 0 * c, 1 + 0 * c], -1)], -2)  # (T, 3, 3)
+            dirs = np.einsum("tij,tbj->tbi", rot, dirs / np.linalg.norm(dirs, axis=-1, keepdims=True))
+            poses = recompose(dirs, lengths)
+            root = np.stack([1.2 * np.cos(0.3 * t + a), 1.2 * np.sin(0.3 * t + a), 0.95 + 0 * t], -1)
+            world = (poses - poses[:, :1] + root[:, None]).astype(np.float32)
+            name = f"Act{a} {s_idx}"
+            pos3d[subject][name] = world
+            views, noisy = [], []
+            for cam in cameras[subject]:
+                px = cam.project(cam.world_to_camera(world)).astype(np.float32)
+                views.append(px)
+                noisy.append((px + rng.randn(*px.shape) * 4.0).astype(np.float32))
+            gt2d[subject][name], det2d[subject][name] = views, noisy
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"layout_name": "h36m", "num_joints": 17, "keypoints_symmetry": [[4, 5, 6, 11, 12, 13],
+                                                                          [1, 2, 3, 14, 15, 16]]}
+    save_npz(folder / "data_3d_tiny.npz", positions_3d=pos3d)
+    save_npz(folder / "data_2d_tiny_gt.npz", positions_2d=gt2d, metadata=meta)
+    save_npz(folder / "data_2d_tiny_detections.npz", positions_2d=det2d, metadata=meta)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    return write_tiny_dataset(tmp_path_factory.mktemp("tiny_length"))
+
+
+@pytest.fixture(scope="module")
+def tiny_views(tiny_dir):
+    ds = load_dataset(tiny_dir, "tiny", "detections")
+    return ds, ds.fetch(["S1", "S5"], require_3d=True)
+
+
+# ---------------------------------------------------------------- synthetic batches
+
+def test_batch_has_sampled_lengths_and_matches_camera(tiny_views):
+    _, views = tiny_views
+    builder = SyntheticBatchBuilder(views, chunk_len=64, segment_shift=32, device=torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.rand(6, NUM_BONES, generator=gen) * 0.3 + 0.1
+    ids = torch.tensor([0, 1, 5, 7, 9, builder.num_chunks - 1])
+    translation = torch.randn(6, 3, generator=gen) * 0.5
+    batch = builder.build(ids, lengths, torch.zeros(6, dtype=torch.bool), translation)
+    assert batch.keypoints_2d.shape == (6, 64, 17, 2)
+    # every frame of every sample has exactly the sampled lengths after recomposition
+    torch.testing.assert_close(bone_lengths(batch.poses_3d), lengths[:, None].expand(-1, 64, -1),
+                               atol=1e-5, rtol=0)
+    # projection matches the camera model of the chunk's sequence, applied independently
+    seq = builder.chunk_sequence[ids]
+    for row in range(6):
+        cam = views[int(seq[row])].camera
+        expected = project_to_2d(batch.poses_3d[row].numpy().astype(np.float64), cam.intrinsic)
+        np.testing.assert_allclose(batch.keypoints_2d[row].numpy(), expected, atol=1e-5)
+    # the pelvis follows the ground-truth trajectory plus the (depth-floored) translation
+    start = int(builder.chunk_starts[ids[0]])
+    traj = builder.trajectories[start:start + 64]
+    shift = batch.poses_3d[0, :, 0] - traj
+    assert torch.allclose(shift, shift[:1].expand_as(shift), atol=1e-5)
+    assert torch.allclose(shift[0, :2], translation[0, :2], atol=1e-5)
+    assert (batch.poses_3d[..., 0, 2] >= MIN_DEPTH - 1e-5).all()
+
+
+def test_batch_flip_is_mirror_image(tiny_views):
+    _, views = tiny_views
+    builder = SyntheticBatchBuilder(views, chunk_len=32, segment_shift=32, device=torch.device("cpu"))
+    lengths = torch.linspace(0.1, 0.4, NUM_BONES).repeat(3, 1)  # deliberately asymmetric
+    ids = torch.tensor([0, 2, 3])
+    tr = torch.zeros(3, 3)
+    plain = builder.build(ids, lengths, torch.zeros(3, dtype=torch.bool), tr)
+    flipped = builder.build(ids, lengths, torch.ones(3, dtype=torch.bool), tr)
+    torch.testing.assert_close(flipped.keypoints_2d, flip_poses(plain.keypoints_2d), atol=1e-5, rtol=0)
+    torch.testing.assert_close(flipped.lengths, flip_bone_lengths(lengths))
+    torch.testing.assert_close(bone_lengths(flipped.poses_3d), flipped.lengths[:, None].expand(-1, 32, -1),
+                               atol=1e-5, rtol=0)
+
+
+def test_samplers_symmetric_and_every_sample_perturbed():
+    gen = torch.Generator().manual_seed(1)
+    subj = np.tile(_REST_LENGTHS, (3, 1)).astype(np.float32)
+    unif = LengthSampler("random_unif", torch.device("cpu"), subject_lengths=subj).sample(500, gen)
+    assert ((unif[:, 1] - 0.44).abs() > 1e-6).float().mean() > 0.99  # every sample perturbed
+    for kind_lengths in (unif, LengthSampler("random_norm_train", torch.device("cpu"),
+                                             subject_lengths=subj + np.random.rand(3, 16) * 0.01).sample(50, gen)):
+        for a, b in [(0, 3), (1, 4), (2, 5), (10, 13), (11, 14), (12, 15)]:
+            assert torch.equal(kind_lengths[:, a], kind_lengths[:, b])
+    ids, flips = epoch_order(10, True, gen, torch.device("cpu"))
+    assert sorted(ids.tolist()) == sorted(list(range(10)) * 2) and int(flips.sum()) == 10
+
+
+# ---------------------------------------------------------------- training end to end
+
+def _train(argv):
+    from train import main
+    main(argv)
+
+
+def _common_flags(tiny_dir, ckpt, extra=()):
+    return ["-t", "length", "-d", "tiny", "--data_dir", str(tiny_dir), "-k", "detections",
+            "-c", str(ckpt), "-b", "8", "-l", "64", "--segment_shift", "64", "--hidden", "32",
+            "--length_aug_type", "random_norm_all", "--device", "cpu", "-drop", "0.1", *extra]
+
+
+def test_resume_equals_uninterrupted(tiny_dir, tmp_path):
+    torch.set_num_threads(1)
+    full = tmp_path / "full"
+    _train(_common_flags(tiny_dir, full, ["-e", "2", "-bi"]))
+    part = tmp_path / "part"
+    _train(_common_flags(tiny_dir, part, ["-e", "1", "-bi"]))
+    _train(_common_flags(tiny_dir, part, ["-e", "2", "-bi", "--resume", str(part / "final.bin")]))
+    a = load_checkpoint(full / "final.bin")
+    b = load_checkpoint(part / "final.bin")
+    assert a["epoch"] == b["epoch"] == 2
+    assert a["history"]["train"] == b["history"]["train"]
+    assert a["history"]["test"] == b["history"]["test"]
+    for k in a["model_pos"]:
+        assert torch.equal(a["model_pos"][k], b["model_pos"][k]), k
+    assert (full / "epoch_best.bin").is_file() and (full / "length_history.json").is_file()
+
+
+def test_causal_variant_and_curves(tiny_dir, tmp_path, capsys):
+    torch.set_num_threads(1)
+    _train(_common_flags(tiny_dir, tmp_path, ["-e", "1", "--export-training-curves", "-layer", "2",
+                                              "--checkpoint-frequency", "1"]))
+    ckpt = load_checkpoint(tmp_path / "epoch_1.bin")
+    assert "gru.0.weight_hh_l1" in ckpt["model_pos"] and "gru.1.weight_ih_l0" in ckpt["model_pos"]
+    assert (tmp_path / "loss_length.png").stat().st_size > 1000
+    out = capsys.readouterr().out
+    assert "training-mean baseline" in out and "SUMMARY" in out
+
+
+def test_ddp_two_processes(tiny_dir, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29577",
+           str(REPO / "train.py"), *_common_flags(tiny_dir, tmp_path, ["-e", "1", "-bi"])]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = load_checkpoint(tmp_path / "final.bin")
+    assert len(ckpt["random_state"]["ranks"]) == 2
+    assert not any(k.startswith("module.") for k in ckpt["model_pos"])
+    # ranks drew different synthetic samples
+    s0, s1 = ckpt["random_state"]["ranks"]
+    assert not torch.equal(s0["sample"], s1["sample"])
+
+
+def test_bad_inputs_are_one_line_errors(tiny_dir, tmp_path):
+    from common.errors import UserError
+    with pytest.raises(UserError, match="bone-length file not found"):
+        _train(["-t", "length", "-d", "tiny", "--data_dir", str(tiny_dir), "-k", "detections", "-e", "1",
+                "--bone_length_aug", str(tmp_path / "nope.npz"), "--device", "cpu"])
+    with pytest.raises(UserError, match="chunk"):
+        _train(_common_flags(tiny_dir, tmp_path, ["-e", "1", "-l", "100000"]))
