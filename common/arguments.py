@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("bone-length model")
     g.add_argument("-bi", "--bidirectional", action="store_true", help="bidirectional GRU (Bi-GRU)")
     g.add_argument("-layer", "--num_layers", type=int, default=1, help="GRU layers")
-    g.add_argument("--hidden", type=int, default=256, help="GRU hidden size")
+    g.add_argument("--hidden", type=int, default=512, help="GRU hidden size (512 in the published models)")
     g.add_argument("-l", "--chunk_len", type=int, default=512, help="frames per training chunk")
     g.add_argument("--segment_shift", type=int, default=None,
                    help="shift between consecutive chunks (default: chunk_len // 2)")
