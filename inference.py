@@ -1,0 +1,96 @@
+"""Video of a person -> 2D keypoints -> 3D poses with BLAPose's bone-length adjustment -> video + exports.
+
+Two modes (the paper's):
+  python inference.py --finetuned_ckpt videopose_finetuned.bin -bi --video path/to/video.mp4
+  python inference.py --length_ckpt biGRU_all.bin -bi --video path/to/video.mp4 --poses predicted_poses.npz
+
+``--poses``: another lifter's poses, an npz with key ``poses`` (or a single array) or a .npy, shape (T, 17, 3)
+metres, Human3.6M joint order, one pose per video frame; ``--poses_frame`` states their frame (``camera``:
+x right, y down, z forward, as VideoPose3D outputs; ``world``: z up). 2D keypoints come from MediaPipe
+BlazePose (default) or ``--keypoints`` (VideoPose3D custom npz, or (T, 17, 2|3) pixels in ``--keypoint_format``
+order). Everything is written under ``--output``; see common/inference_pipeline.py for the output frame.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from common.device import add_device_argument, select_device
+from common.errors import UserError, cli
+from common.inference_pipeline import STAGES, InferenceConfig, run
+from common.model import parse_architecture
+from common.tracking import parse_person_policy
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("input")
+    g.add_argument("--video", default=None,
+                   help="input video, frame rate read from the file (default data/demo.mp4 unless --keypoints)")
+    g.add_argument("--keypoints", default=None, help="precomputed 2D keypoints instead of the detector")
+    g.add_argument("--keypoint_format", choices=["h36m", "coco"], default="h36m",
+                   help="joint order of a --keypoints array (a VideoPose3D npz states its own layout)")
+    g.add_argument("--detector", choices=["blazepose", "mmpose"], default="blazepose", help="2D detector")
+    g.add_argument("--detector_config", default=None, help="mmpose: local model config file")
+    g.add_argument("--detector_weights", default=None, help="mmpose: local checkpoint file (never downloaded)")
+    g.add_argument("--person", default="largest",
+                   help="who to follow: largest, central, or an index counted from the left (0 = leftmost)")
+    g.add_argument("--max_gap", type=int, default=30,
+                   help="longest run of frames without the person that is interpolated (longer: error)")
+    g.add_argument("--smooth", type=float, default=0.0,
+                   help="Gaussian temporal smoothing of the 2D keypoints, sigma in frames (0 = off)")
+    g.add_argument("--max_frames", type=int, default=None, help="only the first N frames of the video")
+    g.add_argument("--fps", type=float, default=50.0, help="frame rate when there is no --video")
+    g = p.add_argument_group("3D")
+    g.add_argument("--poses", default=None, help="npz/npy of another lifter's (T, 17, 3) poses to adjust")
+    g.add_argument("--poses_frame", choices=["camera", "world"], default="camera", help="frame of --poses")
+    g.add_argument("--length_ckpt", default="biGRU_all.bin", help="bone-length model checkpoint (--poses mode)")
+    g.add_argument("--finetuned_ckpt", default=None,
+                   help="fine-tuned mix model checkpoint (default mode; videopose_finetuned.bin if no --poses)")
+    g.add_argument("-bi", "--bidirectional", action="store_true", help="the length model is a Bi-GRU")
+    g.add_argument("-layer", "--num_layers", type=int, default=None, help="GRU layers (checked if given)")
+    g.add_argument("-arc", "--architecture", default=None,
+                   help="lifter filter widths, e.g. 3,3,3,3,3 (default: read from the checkpoint)")
+    g.add_argument("-ch", "--channels", type=int, default=None, help="lifter channels (default: from checkpoint)")
+    g = p.add_argument_group("output")
+    g.add_argument("--output", default="output", help="output folder")
+    g.add_argument("--gif", action="store_true", help="write an animated GIF instead of an MP4")
+    g.add_argument("--panel_height", type=int, default=480, help="height in pixels of the output video")
+    g.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
+    add_device_argument(p)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError("--max_frames must be >= 1")
+    if args.max_gap < 0 or args.smooth < 0:
+        raise UserError("--max_gap and --smooth must be >= 0")
+    if args.video is None and args.keypoints is None:
+        args.video = "data/demo.mp4"
+    config = InferenceConfig(
+        video=args.video, keypoints=args.keypoints, keypoint_format=args.keypoint_format, detector=args.detector,
+        detector_config=args.detector_config, detector_weights=args.detector_weights,
+        person=parse_person_policy(args.person), max_gap=args.max_gap, smooth=args.smooth,
+        max_frames=args.max_frames, fps=args.fps, poses=args.poses, poses_frame=args.poses_frame,
+        length_ckpt=args.length_ckpt,
+        finetuned_ckpt=args.finetuned_ckpt or (None if args.poses else "videopose_finetuned.bin"),
+        bidirectional=args.bidirectional, num_layers=args.num_layers,
+        architecture=parse_architecture(args.architecture) if args.architecture else None,
+        channels=args.channels, output=args.output, gif=args.gif, panel_height=args.panel_height,
+        device=select_device(args.device), progress=not args.no_progress)
+    result = run(config)
+    fps = result.timer.fps()
+    print(f"{len(result.track)} frames with the person, {result.frames_rendered} rendered; "
+          f"end to end {result.stats['end_to_end_fps']:.1f} frames/s ("
+          + ", ".join(f"{s} {fps[s]:.1f}" for s in STAGES if s in fps) + " frames/s)")
+    print(f"bone-length std over time (mean over bones): before {result.stats['length_std_before_mm']:.1f} mm, "
+          f"after {result.stats['length_std_after_mm']:.1f} mm; left/right difference: before "
+          f"{result.stats['symmetry_before_mm']:.1f} mm, after {result.stats['symmetry_after_mm']:.1f} mm")
+    for name, path in result.files.items():
+        print(f"{name}: {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(cli(main)(sys.argv[1:]))
