@@ -85,10 +85,14 @@ class FrameRenderer:
         return canvas
 
     def _text(self, canvas: np.ndarray, lines: list[str]) -> None:
+        """Black text with a white outline (readable on video and on the 3D panels)."""
         size = self.panel / 900
+        weight = max(1, int(2 * size))
         for i, line in enumerate(lines):
-            cv2.putText(canvas, line, (8, int(24 * size * 2 * (i + 1))), cv2.FONT_HERSHEY_SIMPLEX, size,
-                        (0, 0, 0), max(1, int(2 * size)), cv2.LINE_AA)
+            origin = (8, int(48 * size * (i + 1)))
+            cv2.putText(canvas, line, origin, cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 255), weight + 3,
+                        cv2.LINE_AA)
+            cv2.putText(canvas, line, origin, cv2.FONT_HERSHEY_SIMPLEX, size, (0, 0, 0), weight, cv2.LINE_AA)
 
     def _panel_video(self, frame: np.ndarray | None, keypoints: np.ndarray | None,
                      confidence: np.ndarray | None, lines: list[str]) -> np.ndarray:
@@ -105,10 +109,6 @@ class FrameRenderer:
             shade = (255 * np.clip(confidence if confidence is not None else 1.0, 0, 1)).astype(np.uint8)
             for point, s in zip(pixels, np.broadcast_to(shade, len(pixels))):
                 cv2.circle(canvas, tuple(point), self.thickness + 1, (255, int(s), 0), -1, cv2.LINE_AA)
-        background = canvas.copy()
-        cv2.rectangle(background, (0, 0), (self.video_width, int(self.panel / 900 * 48 * (len(lines) + 0.5))),
-                      (255, 255, 255), -1)
-        canvas = cv2.addWeighted(background, 0.6, canvas, 0.4, 0)
         self._text(canvas, lines)
         return canvas
 
