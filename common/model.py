@@ -149,15 +149,16 @@ class TemporalModelOptimized1f(_TemporalModelBase):
 
 
 def build_lifter(filter_widths: Sequence[int] | str, channels: int = 1024, dropout: float = 0.25,
-                 causal: bool = False, dense: bool = False, num_joints: int = 17
+                 causal: bool = False, dense: bool = False, num_joints: int = 17, optimized: bool = True
                  ) -> tuple[TemporalModelOptimized1f | TemporalModel, TemporalModel]:
     """The (training, inference) pair of lifters for 17 joints, 2D in, 3D out.
 
-    The training model is the strided single-frame variant unless ``dense`` (which has no strided form),
-    in which case both are :class:`TemporalModel` instances. Copy weights with ``load_state_dict``.
+    The training model is the strided single-frame variant unless ``dense`` (which has no strided form) or
+    ``optimized`` is False (needed to train on chunks longer than one frame), in which case both are
+    :class:`TemporalModel` instances. Copy weights with ``load_state_dict``.
     """
     widths = parse_architecture(filter_widths)
-    if dense:
+    if dense or not optimized:
         train_model: nn.Module = TemporalModel(num_joints, 2, num_joints, widths, causal, dropout, channels, True)
     else:
         train_model = TemporalModelOptimized1f(num_joints, 2, num_joints, widths, causal, dropout, channels)

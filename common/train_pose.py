@@ -1,0 +1,239 @@
+"""``train.py -t pose``: train / evaluate a VideoPose3D lifter and export its predictions.
+
+Training follows VideoPose3D: single-frame targets (``-s 1``) with the strided model, padded 2D windows of one
+receptive field, flip augmentation, Adam (amsgrad) with the learning rate multiplied by ``-lrd`` after every
+epoch and BatchNorm momentum decayed exponentially from 0.1 to 0.001 over the run. Loss: MPJPE of the
+root-relative pose (metres, camera frame).
+
+Checkpoints in ``-c`` (default ``checkpoint/``): ``epoch_<n>.bin`` every ``--checkpoint-frequency`` epochs,
+``epoch_best.bin`` (lowest MPJPE on the held-out training sequences, or on the test subjects with
+``--select_on test``), ``final.bin``; each holds ``model_pos``, ``epoch``, ``lr``, ``optimizer``,
+``random_state`` (batch shuffling) and ``torch_random_state`` (dropout), so ``-r`` resumes exactly.
+
+``--evaluate`` evaluates ``-r <ckpt>`` (default ``<checkpoint>/epoch_best.bin``, else ``final.bin``) on the
+test subjects. ``--export_predictions <dir>`` writes ``<dir>/prediction.pkl`` + ``<dir>/action_dict.pkl`` of
+the test subjects (camera frame, root-relative, metres) for ``bone_adjust.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from common.adjust import write_predictions
+from common.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint, save_checkpoint
+from common.dataset import Sequence3D, camera_space_root_relative, load_dataset, parse_subjects
+from common.device import select_device
+from common.errors import UserError
+from common.evaluation import DEFAULT_METRICS, EvaluationResult, evaluate, format_table
+from common.generators import ChunkedGenerator, UnchunkedGenerator, predict_sequences
+from common.metrics import mpjpe
+from common.model import TemporalModel, build_lifter
+
+INITIAL_MOMENTUM, FINAL_MOMENTUM = 0.1, 0.001
+
+
+def bn_momentum(epoch: int, epochs: int) -> float:
+    """VideoPose3D's BatchNorm momentum after ``epoch`` of ``epochs`` epochs: 0.1 decaying to 0.001."""
+    return INITIAL_MOMENTUM * math.exp(-epoch / max(epochs, 1) * math.log(INITIAL_MOMENTUM / FINAL_MOMENTUM))
+
+
+def split_validation(views: list[Sequence3D], fraction: float, seed: int) -> tuple[list[Sequence3D], list[Sequence3D]]:
+    """Hold out ``fraction`` of the (subject, action) pairs (all their cameras) for model selection."""
+    pairs = list(OrderedDict.fromkeys((v.subject, v.action) for v in views))
+    n_val = int(round(len(pairs) * fraction))
+    if fraction <= 0 or len(pairs) < 2:
+        return views, []
+    n_val = min(max(n_val, 1), len(pairs) - 1)
+    held = {pairs[i] for i in np.random.RandomState(seed).permutation(len(pairs))[:n_val]}
+    return [v for v in views if (v.subject, v.action) not in held], [v for v in views if (v.subject, v.action) in held]
+
+
+def training_arrays(views: list[Sequence3D], subset: float, downsample: int, seed: int
+                    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """2D inputs and root-relative 3D targets of the training views, optionally a contiguous random
+    ``subset`` of each sequence and every ``downsample``-th frame."""
+    rng = np.random.RandomState(seed)
+    poses_2d, poses_3d = [], []
+    for v in views:
+        p2, p3 = v.poses_2d, camera_space_root_relative(v)
+        if subset < 1:
+            n = max(1, int(round(len(p2) * subset)))
+            start = rng.randint(0, len(p2) - n + 1)
+            p2, p3 = p2[start:start + n], p3[start:start + n]
+        poses_2d.append(p2[::downsample])
+        poses_3d.append(p3[::downsample])
+    return poses_2d, poses_3d
+
+
+def predict_views(model: TemporalModel, views: list[Sequence3D], tta: bool, device: torch.device,
+                  progress: bool = False) -> list[np.ndarray]:
+    """Root-relative predictions (T, 17, 3) metres, camera frame, for whole views (one receptive field of
+    edge padding, optional flip test-time augmentation)."""
+    pad = (model.receptive_field() - 1) // 2
+    gen = UnchunkedGenerator([v.poses_2d for v in views], pad, model.total_causal_shift(), augment=tta)
+    return [p - p[:, :1] for p in predict_sequences(model, gen, device, progress)]
+
+
+def evaluate_views(model: TemporalModel, views: list[Sequence3D], tta: bool, device: torch.device,
+                   metric_names=DEFAULT_METRICS, progress: bool = False
+                   ) -> tuple[EvaluationResult, list[np.ndarray]]:
+    """Per-action metrics of the model on the views and the predictions themselves."""
+    preds = predict_views(model, views, tta, device, progress)
+    result = evaluate([(v.action, p, camera_space_root_relative(v)) for v, p in zip(views, preds)], metric_names)
+    return result, preds
+
+
+def export_predictions(out_dir: str | Path, views: list[Sequence3D], preds: list[np.ndarray]) -> None:
+    """Write the third-party layout (prediction.pkl + action_dict.pkl) for complete (4-camera) actions."""
+    table: dict[str, dict[str, list[np.ndarray]]] = {}
+    for v, p in zip(views, preds):
+        table.setdefault(v.subject, {}).setdefault(v.action, []).append(p)
+    paths = write_predictions(out_dir, table)
+    print(f"wrote {', '.join(str(p) for p in paths)} ({len(preds)} sequences, camera frame, root-relative, metres)")
+
+
+def _architecture(args: argparse.Namespace) -> dict:
+    return {"architecture": list(args.architecture), "channels": args.channels, "causal": bool(args.causal),
+            "dense": bool(args.dense)}
+
+
+def _evaluate_checkpoint(args, views, device) -> None:
+    if args.resume:
+        path = resolve_checkpoint(args.resume)
+    else:
+        best = Path(args.checkpoint) / "epoch_best.bin"
+        path = best if best.is_file() else Path(args.checkpoint) / "final.bin"
+    _, model = build_lifter(args.architecture, args.channels, args.dropout, args.causal, args.dense)
+    load_weights(model, model_state(load_checkpoint(path, device), source=str(path)), str(path))
+    model.to(device)
+    print(f"evaluating {path} (receptive field {model.receptive_field()} frames) on {len(views)} sequences")
+    result, preds = evaluate_views(model, views, args.test_time_augmentation, device, progress=True)
+    print(format_table({"VideoPose3D": result}, per_action=True))
+    if args.export_predictions:
+        export_predictions(args.export_predictions, views, preds)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Train (or with ``--evaluate`` only evaluate) the lifter; see the module docstring."""
+    device = select_device(args.device)
+    torch.manual_seed(args.seed)
+    train_subjects, test_subjects = parse_subjects(args.subjects_train), parse_subjects(args.subjects_test)
+    action_filter = None if args.actions == "*" else parse_subjects(args.actions)
+    if args.stride < 1 or args.downsample < 1 or not 0 < args.subset <= 1:
+        raise UserError("-s and --downsample must be >= 1 and --subset in (0, 1]")
+    subjects = list(OrderedDict.fromkeys(test_subjects if args.evaluate else train_subjects + test_subjects))
+    dataset = load_dataset(args.data_dir, args.dataset, args.keypoints, need_3d=True, subjects=subjects)
+    test_views = dataset.fetch(test_subjects, action_filter, require_3d=True)
+    if args.evaluate:
+        _evaluate_checkpoint(args, test_views, device)
+        return
+
+    optimized = args.stride == 1 and not args.disable_optimizations
+    train_model, eval_model = build_lifter(args.architecture, args.channels, args.dropout, args.causal, args.dense,
+                                           optimized=optimized)
+    train_model.to(device)
+    eval_model.to(device)
+    rf = eval_model.receptive_field()
+    train_views = dataset.fetch(train_subjects, action_filter, require_3d=True)
+    if args.select_on == "val":
+        train_views, val_views = split_validation(train_views, args.val_fraction, args.seed)
+    else:
+        val_views = []
+    poses_2d, poses_3d = training_arrays(train_views, args.subset, args.downsample, args.seed)
+    generator = ChunkedGenerator(args.batch_size, poses_2d, poses_3d, chunk_length=args.stride, pad=(rf - 1) // 2,
+                                 causal_shift=eval_model.total_causal_shift(), shuffle=True,
+                                 augment=args.data_augmentation, random_seed=args.seed)
+    optimizer = torch.optim.Adam(train_model.parameters(), lr=args.learning_rate, amsgrad=True)
+    n_params = sum(p.numel() for p in train_model.parameters())
+    print(f"lifter: -arc {','.join(map(str, args.architecture))} (receptive field {rf} frames), {n_params:,} "
+          f"parameters; {len(train_views)} training sequences ({generator.num_frames} frames/epoch with "
+          f"augmentation), {len(val_views)} validation, {len(test_views)} test")
+
+    ckpt_dir = Path(args.checkpoint)
+    epoch, lr = 0, args.learning_rate
+    history: dict[str, list[float]] = {"train": [], "val": [], "test": []}
+    best = math.inf
+    if args.resume:
+        path = resolve_checkpoint(args.resume)
+        state = load_checkpoint(path, device)
+        load_weights(train_model, model_state(state, source=str(path)), str(path))
+        missing = [k for k in ("optimizer", "epoch", "lr", "random_state") if k not in state]
+        if missing:
+            raise UserError(f"{path} cannot resume training: no {missing} (use it with --evaluate)")
+        optimizer.load_state_dict(state["optimizer"])
+        epoch, lr = int(state["epoch"]), float(state["lr"])
+        generator.set_random_state(state["random_state"])
+        if "torch_random_state" in state:
+            torch.set_rng_state(state["torch_random_state"].cpu())
+        history = {k: list(v) for k, v in state.get("history", history).items()}
+        best = float(state.get("best", math.inf))
+        train_model.set_bn_momentum(bn_momentum(epoch, args.epochs))
+        print(f"resumed {path} at epoch {epoch}")
+
+    def checkpoint_state() -> dict:
+        return {"epoch": epoch, "lr": lr, "optimizer": optimizer.state_dict(), "model_pos": train_model.state_dict(),
+                "random_state": generator.random_state(), "torch_random_state": torch.get_rng_state(),
+                "history": history, "best": best, **_architecture(args)}
+
+    while epoch < args.epochs:
+        start = time.time()
+        train_model.train()
+        total, frames = 0.0, 0
+        for batch in tqdm(generator.next_epoch(), total=generator.num_batches, desc=f"epoch {epoch + 1}",
+                          leave=False):
+            inputs = torch.from_numpy(batch.inputs_2d).to(device)
+            targets = torch.from_numpy(batch.targets_3d).to(device)
+            loss = mpjpe(train_model(inputs), targets).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * targets.shape[0] * targets.shape[1]
+            frames += targets.shape[0] * targets.shape[1]
+        history["train"].append(total / frames * 1000)
+
+        eval_model.load_state_dict(train_model.state_dict())
+        for name, views in (("val", val_views), ("test", test_views)):
+            value = math.nan
+            if views and not args.no_eval:
+                value = evaluate_views(eval_model, views, args.test_time_augmentation, device, ["MPJPE"])[0] \
+                    .average["MPJPE"]
+            history[name].append(value)
+        lr *= args.lr_decay
+        for group in optimizer.param_groups:
+            group["lr"] *= args.lr_decay
+        epoch += 1
+        train_model.set_bn_momentum(bn_momentum(epoch, args.epochs))
+
+        selection = history["val" if args.select_on == "val" else "test"][-1]
+        improved = not math.isnan(selection) and selection < best
+        if improved:
+            best = selection
+        print(f"[{epoch:3d}] {time.time() - start:6.1f}s lr {lr:.2e}  train MPJPE {history['train'][-1]:7.1f} mm  "
+              f"val {history['val'][-1]:7.1f} mm  test {history['test'][-1]:7.1f} mm" + ("  *" if improved else ""))
+        if improved:
+            save_checkpoint(ckpt_dir / "epoch_best.bin", checkpoint_state())
+        if args.checkpoint_frequency > 0 and epoch % args.checkpoint_frequency == 0:
+            save_checkpoint(ckpt_dir / f"epoch_{epoch}.bin", checkpoint_state())
+    save_checkpoint(ckpt_dir / "final.bin", checkpoint_state())
+    print(f"saved {ckpt_dir / 'final.bin'}")
+
+    if args.export_training_curves:
+        from common.plots import plot_training_curves
+
+        path = plot_training_curves({k: v for k, v in history.items() if v and not np.all(np.isnan(v))},
+                                    ckpt_dir / "pose_training_curves.png", ylabel="MPJPE (mm)",
+                                    title="VideoPose3D lifter")
+        print(f"wrote {path}")
+
+    eval_model.load_state_dict(train_model.state_dict())
+    result, preds = evaluate_views(eval_model, test_views, args.test_time_augmentation, device, progress=True)
+    print(format_table({"VideoPose3D (final)": result}, per_action=True))
+    if args.export_predictions:
+        export_predictions(args.export_predictions, test_views, preds)

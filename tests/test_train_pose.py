@@ -1,0 +1,120 @@
+"""train.py -t pose on a tiny synthetic dataset in the published file format: training, checkpoints,
+exact resume, evaluation, export in the third-party layout."""
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import bone_adjust
+import train
+from common.bones import recompose
+from common.camera import load_cameras
+from common.checkpoint import load_checkpoint
+from common.errors import UserError
+from common.fileio import save_npz
+from common.train_pose import bn_momentum, split_validation
+
+torch.set_num_threads(1)
+
+LENGTHS = np.array([0.13, 0.45, 0.44, 0.13, 0.45, 0.44, 0.23, 0.25, 0.11, 0.12,
+                    0.15, 0.28, 0.25, 0.15, 0.28, 0.25], dtype=np.float32)
+SUBJECTS = {"S1": ["Walking", "Eating"], "S5": ["Walking 1", "Eating"], "S9": ["Walking", "Eating 1"],
+            "S11": ["Walking", "Eating"]}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """data_3d_tiny.npz (world, metres) and data_2d_tiny_gt.npz (pixels, projected through the H36M cameras)."""
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    cameras = load_cameras()
+    world, kps = {}, {}
+    for s, actions in SUBJECTS.items():
+        world[s], kps[s] = {}, {}
+        for i, a in enumerate(actions):
+            frames = 48 + 8 * i
+            dirs = rng.normal(size=(16, 3)) + np.cumsum(rng.normal(scale=0.05, size=(frames, 16, 3)), axis=0)
+            dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
+            poses = recompose(dirs, LENGTHS[None]) + np.array([0.0, 0.0, 1.0])
+            world[s][a] = poses.astype(np.float32)
+            kps[s][a] = [cam.project(cam.world_to_camera(poses)).astype(np.float32) for cam in cameras[s]]
+    save_npz(root / "data_3d_tiny.npz", positions_3d=world)
+    save_npz(root / "data_2d_tiny_gt.npz", positions_2d=kps,
+             metadata={"layout_name": "h36m", "num_joints": 17, "keypoints_symmetry": [[4, 5, 6, 11, 12, 13],
+                                                                                        [1, 2, 3, 14, 15, 16]]})
+    return root
+
+
+def _argv(data_dir, ckpt, *extra):
+    return ["-t", "pose", "-d", "tiny", "-k", "gt", "--data_dir", str(data_dir), "-str", "S1,S5", "-ste", "S9,S11",
+            "-arc", "3,3", "-ch", "16", "-b", "64", "-lr", "1e-3", "-c", str(ckpt), "--device", "cpu", *extra]
+
+
+def test_bn_momentum_schedule():
+    assert bn_momentum(0, 10) == pytest.approx(0.1)
+    assert bn_momentum(10, 10) == pytest.approx(0.001)
+    assert bn_momentum(5, 10) == pytest.approx(0.01)
+
+
+def test_validation_split_holds_out_whole_actions():
+    class V:
+        def __init__(self, s, a, c):
+            self.subject, self.action, self.camera_index = s, a, c
+    views = [V(s, a, c) for s in ("S1", "S5") for a in ("A", "B", "C") for c in range(4)]
+    train_views, val_views = split_validation(views, 0.2, 0)
+    assert len(val_views) == 4 and len(train_views) == 20
+    assert len({(v.subject, v.action) for v in val_views}) == 1
+    assert not {(v.subject, v.action) for v in val_views} & {(v.subject, v.action) for v in train_views}
+
+
+def test_train_resume_evaluate_export(data_dir, tmp_path, capsys):
+    run_a = tmp_path / "a"
+    train.main(_argv(data_dir, run_a, "-e", "2", "--checkpoint-frequency", "1", "--export-training-curves"))
+    out = capsys.readouterr().out
+    assert "receptive field 9 frames" in out and "MPJPE" in out
+    for name in ("epoch_1.bin", "epoch_2.bin", "final.bin", "pose_training_curves.png"):
+        assert (run_a / name).is_file(), name
+    state = load_checkpoint(run_a / "final.bin")
+    assert state["epoch"] == 2 and state["lr"] == pytest.approx(1e-3 * 0.95 ** 2)
+    assert {"model_pos", "optimizer", "random_state"} <= set(state)
+    assert "expand_conv.weight" in state["model_pos"] and "layers_conv.1.weight" in state["model_pos"]
+    assert len(state["history"]["train"]) == 2
+
+    # resuming from epoch 1 reproduces epoch 2 exactly
+    run_b = tmp_path / "b"
+    train.main(_argv(data_dir, run_b, "-e", "2", "-r", str(run_a / "epoch_1.bin")))
+    resumed = load_checkpoint(run_b / "final.bin")
+    for k, v in state["model_pos"].items():
+        torch.testing.assert_close(resumed["model_pos"][k], v, rtol=0, atol=0, msg=k)
+    assert resumed["history"]["train"] == state["history"]["train"]
+
+    # evaluate + export in the third-party layout, then bone_adjust reads it
+    export = tmp_path / "3D_prediction" / "VideoPose3D"
+    capsys.readouterr()
+    train.main(_argv(data_dir, run_a, "--evaluate", "-r", str(run_a / "final.bin"), "--export_predictions",
+                     str(export)))
+    out = capsys.readouterr().out
+    assert "N-MPJPE" in out and "-- Walking --" in out
+    actions = pickle.load(open(export / "action_dict.pkl", "rb"))
+    preds = pickle.load(open(export / "prediction.pkl", "rb"))
+    assert actions == {"Walking": [("S9", "Walking"), ("S11", "Walking")],
+                       "Eating": [("S9", "Eating 1"), ("S11", "Eating")]}
+    assert [p.shape for p in preds[:5]] == [(48, 17, 3)] * 4 + [(48, 17, 3)]
+    assert np.all(preds[0][:, 0] == 0)
+
+    lengths = {s: {a: [LENGTHS] * 4 for a in acts} for s, acts in SUBJECTS.items()}
+    save_npz(tmp_path / "lengths_dict.npz", lengths=lengths)
+    bone_adjust.main(["--act", str(export / "action_dict.pkl"), "--pred", str(export / "prediction.pkl"),
+                      "--bone", str(tmp_path / "lengths_dict.npz"), "-d", "tiny", "--data_dir", str(data_dir),
+                      "--result_csv", str(tmp_path / "result.csv")])
+    rows = (tmp_path / "result.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 * 3
+
+
+def test_wrong_architecture_checkpoint(data_dir, tmp_path):
+    train.main(_argv(data_dir, tmp_path, "-e", "1", "--no-eval"))
+    with pytest.raises(UserError, match="architecture"):
+        train.main(_argv(data_dir, tmp_path, "--evaluate", "-arc", "3,3,3"))
+    with pytest.raises(UserError, match="checkpoint not found"):
+        train.main(_argv(data_dir, tmp_path, "--evaluate", "-r", str(tmp_path / "none.bin")))
