@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from common.bones import average_symmetric, bone_directions, recompose
-from common.skeleton import NUM_BONES
+from common.skeleton import NUM_BONES, flip_poses
 
 
 class MixModel(nn.Module):
@@ -81,3 +81,22 @@ class MixModel(nn.Module):
                              f"output frames {tuple(raw.shape[:2])}")
         lengths = lengths.detach().to(directions.dtype)
         return recompose(directions, lengths), directions
+
+    @torch.no_grad()
+    def predict_sequence(self, inputs_2d: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Inference on one padded sequence, with optional test-time flip.
+
+        inputs_2d: (A, T + receptive_field - 1, 17, 2) normalised, A = 1, or 2 with the second row mirrored
+        (:class:`common.generators.UnchunkedGenerator`); lengths: (16,) or (T, 16) metres of the unmirrored
+        sequence. The mirrored branch's directions are mirrored back and averaged with the others (then
+        renormalised) *before* recomposition, so the output keeps exactly ``lengths``: (T, 17, 3) metres,
+        camera frame, pelvis at the origin.
+        """
+        raw = self.direction_model(inputs_2d)
+        directions = bone_directions(raw[0])
+        if raw.shape[0] == 2:
+            summed = directions + bone_directions(flip_poses(raw[1]))
+            directions = summed / torch.linalg.vector_norm(summed, dim=-1, keepdim=True).clamp_min(1e-8)
+        elif raw.shape[0] != 1:
+            raise ValueError(f"expected 1 or 2 input rows (plain, mirrored), got {raw.shape[0]}")
+        return recompose(directions, lengths.to(directions))

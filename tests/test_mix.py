@@ -139,3 +139,169 @@ def test_mix_checkpoint_round_trips(tmp_path):
         assert torch.equal(v, other.state_dict()[k])
     x = _inputs()
     assert torch.allclose(model.eval()(x)[0], other.eval()(x)[0])
+
+
+# ------------------------------------------------------------------ train.py -t mix, end to end
+
+E2E_SUBJECTS = ["S1", "S5", "S9"]
+
+
+def _write_small_dataset(folder, frames: int = 90, seed: int = 0):
+    """VideoPose3D-format files 'mixtiny': 3 subjects (S1, S5 train; S9 test), 2 actions each, smooth motion
+    of a subject-specific symmetric skeleton in the capture volume, exact 2D projections."""
+    from common.bones import recompose
+    from common.camera import load_cameras
+    from common.fileio import save_npz
+    from common.skeleton import FLIP_BONES
+
+    rng = np.random.RandomState(seed)
+    cameras = load_cameras()
+    rest = np.array([[-1, 0, 0], [0, 0, -1], [0, 0, -1], [1, 0, 0], [0, 0, -1], [0, 0, -1], [0, 0, 1], [0, 0, 1],
+                     [0, .3, 1], [0, 0, 1], [1, 0, 0], [0, 0, -1], [0, 0, -1], [-1, 0, 0], [0, 0, -1], [0, 0, -1]],
+                    dtype=np.float64)
+    t = np.arange(frames)[:, None, None] / 50.0
+    pos3d, pos2d = {}, {}
+    for subject in E2E_SUBJECTS:
+        lengths = np.array([.13, .44, .45, .13, .44, .45, .23, .25, .12, .11, .15, .28, .25, .15, .28, .25])
+        lengths = lengths * (0.85 + 0.3 * rng.rand())
+        lengths = (lengths + lengths[FLIP_BONES]) / 2
+        pos3d[subject], pos2d[subject] = {}, {}
+        for action in ["Walking 1", "Eating"]:
+            wobble = 0.5 * np.sin(2 * np.pi * (0.5 + rng.rand(1, 16, 3)) * t + 6 * rng.rand(1, 16, 3))
+            dirs = rest[None] + wobble
+            dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
+            root = np.concatenate([0.5 * np.cos(t[:, 0] + rng.rand() * 6), 0.5 * np.sin(t[:, 0]),
+                                   0.95 + 0 * t[:, 0]], axis=-1)
+            world = (recompose(dirs, lengths) + root[:, None]).astype(np.float32)
+            pos3d[subject][action] = world
+            pos2d[subject][action] = [cam.project(cam.world_to_camera(world)).astype(np.float32)
+                                      for cam in cameras[subject]]
+    meta = {"layout_name": "h36m", "num_joints": 17,
+            "keypoints_symmetry": [[4, 5, 6, 11, 12, 13], [1, 2, 3, 14, 15, 16]]}
+    save_npz(folder / "data_3d_mixtiny.npz", positions_3d=pos3d)
+    save_npz(folder / "data_2d_mixtiny_gt.npz", positions_2d=pos2d, metadata=meta)
+
+
+@pytest.fixture(scope="module")
+def mix_setup(tmp_path_factory):
+    """Small dataset + a published-layout length checkpoint (biGRU_all.bin) and lifter checkpoint
+    (pretrained_h36m_cpn.bin, -arc 3,3,3,3,3 with 32 channels) in a checkpoint folder."""
+    root = tmp_path_factory.mktemp("mix")
+    _write_small_dataset(root)
+    ckpt = root / "checkpoint"
+    ckpt.mkdir()
+    torch.manual_seed(0)
+    length_model = BoneLengthModel(embed_dim=256, hidden_size=16, num_layers=1, dropout=0.0, bidirectional=True)
+    with torch.no_grad():
+        length_model.fc.weight.abs_().mul_(0.02)
+    save_checkpoint(ckpt / "biGRU_all.bin", {"epoch": 1, "lr": 1e-3, "model_pos": length_model.state_dict()})
+    lifter = TemporalModel(17, 2, 17, [3, 3, 3, 3, 3], channels=32)
+    save_checkpoint(ckpt / "pretrained_h36m_cpn.bin", {"epoch": 80, "lr": 1e-5, "model_pos": lifter.state_dict()})
+    return root
+
+
+def _flags(root, *extra):
+    return ["-d", "mixtiny", "-k", "gt", "--data_dir", str(root), "-str", "S1,S5", "-ste", "S9",
+            "-ch", "32", "--hidden", "16", "--device", "cpu", *extra]
+
+
+def _train(argv):
+    from train import main
+    main(argv)
+
+
+def test_paper_training_and_evaluation_commands(mix_setup, tmp_path, capsys):
+    torch.set_num_threads(1)
+    out = tmp_path / "out"
+    paper_train = ["-e", "1", "-b", "1024", "-lr", "4e-5", "-arc", "3,3,3,3,3", "-t", "mix", "-bi",
+                   "--length_model", "biGRU_all.bin", "--direction_model", "pretrained_h36m_cpn.bin"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(mix_setup)  # bare checkpoint names resolve in ./checkpoint, as in the paper's README
+        _train(paper_train + _flags(mix_setup, "-c", str(out)))
+        final = load_checkpoint(out / "final.bin")
+        assert final["epoch"] == 1
+        published = load_checkpoint(mix_setup / "checkpoint" / "biGRU_all.bin")["model_pos"]
+        for k, v in published.items():  # the frozen length model did not change
+            assert torch.equal(final["model_pos"]["length_model." + k], v), k
+        lifter = load_checkpoint(mix_setup / "checkpoint" / "pretrained_h36m_cpn.bin")["model_pos"]
+        assert any(not torch.equal(final["model_pos"]["direction_model." + k], v)
+                   for k, v in lifter.items() if k.endswith("weight"))
+        (mix_setup / "checkpoint" / "videopose_finetuned.bin").write_bytes((out / "final.bin").read_bytes())
+        capsys.readouterr()
+        export = tmp_path / "export"
+        _train(["-arc", "3,3,3,3,3", "-t", "mix", "-bi", "--mix_model", "videopose_finetuned.bin", "--evaluate",
+                "--export_predictions", str(export)] + _flags(mix_setup, "-c", str(out)))
+    text = capsys.readouterr().out
+    for name in ["MPJPE (mm)", "P-MPJPE (mm)", "N-MPJPE (mm)", "MPJVE (mm/frame)", "BoneLenErr (mm)",
+                 "BoneDirErr (deg)", "-- Walking --", "-- Eating --", "action-wise average"]:
+        assert name in text, name
+    from common.adjust import load_predictions
+    from common.bones import bone_lengths as lengths_of
+    from common.dataset import load_dataset
+    from common.length_model import predict_lengths
+    predictions = load_predictions(export / "prediction.pkl", export / "action_dict.pkl")
+    assert len(predictions.keys) == 8 and all(k[0] == "S9" for k in predictions.keys)
+    # every exported frame has the frozen model's (symmetric) lengths of its whole 2D sequence
+    views = {v.key: v for v in load_dataset(mix_setup, "mixtiny", "gt", subjects=["S9"]).fetch(["S9"])}
+    model = BoneLengthModel(embed_dim=256, hidden_size=16, dropout=0.0)
+    model.load_state_dict(published)
+    for key, poses in zip(predictions.keys, predictions.poses):
+        expected = predict_lengths(model, views[key].poses_2d)
+        assert poses.shape == views[key].poses_3d.shape
+        np.testing.assert_allclose(lengths_of(poses), np.broadcast_to(expected, (len(poses), 16)), atol=1e-5)
+
+
+def test_resume_equals_uninterrupted_and_length_list(mix_setup, tmp_path):
+    torch.set_num_threads(1)
+    from common.dataset import load_dataset
+    from common.fileio import save_npz
+    from common.length_model import predict_sequences
+
+    # a lengths list in fetch order (train + test subjects), as length_model_inference.py writes it
+    model = BoneLengthModel(embed_dim=256, hidden_size=16, dropout=0.0)
+    model.load_state_dict(load_checkpoint(mix_setup / "checkpoint" / "biGRU_all.bin")["model_pos"])
+    views = load_dataset(mix_setup, "mixtiny", "gt").fetch(["S1", "S5", "S9"])
+    lengths_list = tmp_path / "lengths_list.npz"
+    save_npz(lengths_list, lengths=predict_sequences(model, [v.poses_2d for v in views]))
+
+    ckpts = mix_setup / "checkpoint"
+    base = ["-t", "mix", "-bi", "-arc", "3,3,3,3,3", "-b", "64", "-lr", "1e-3", "-drop", "0.2",
+            "--length_model", str(ckpts / "biGRU_all.bin"), "--direction_model",
+            str(ckpts / "pretrained_h36m_cpn.bin"), "--bone_length_list", str(lengths_list)]
+    _train(base + _flags(mix_setup, "-e", "2", "-c", str(tmp_path / "full"), "--no-eval"))
+    _train(base + _flags(mix_setup, "-e", "1", "-c", str(tmp_path / "part"), "--no-eval"))
+    _train(["-t", "mix", "-bi", "-arc", "3,3,3,3,3", "-b", "64", "-drop", "0.2", "--mix_model",
+            str(tmp_path / "part" / "final.bin"), "--bone_length_list", str(lengths_list)]
+           + _flags(mix_setup, "-e", "2", "-c", str(tmp_path / "part"), "--no-eval"))
+    a, b = load_checkpoint(tmp_path / "full" / "final.bin"), load_checkpoint(tmp_path / "part" / "final.bin")
+    assert a["epoch"] == b["epoch"] == 2
+    assert a["history"]["train_mpjpe"] == b["history"]["train_mpjpe"]
+    for k, v in a["model_pos"].items():
+        assert torch.equal(v, b["model_pos"][k]), k
+
+    # on-the-fly lengths equal the list's: the first epoch is identical
+    _train(base[:-2] + _flags(mix_setup, "-e", "1", "-c", str(tmp_path / "fly"), "--no-eval"))
+    c = load_checkpoint(tmp_path / "fly" / "final.bin")
+    assert np.isclose(c["history"]["train_mpjpe"][0], a["history"]["train_mpjpe"][0], rtol=1e-5)
+
+
+def test_bad_inputs_are_one_line_errors(mix_setup, tmp_path):
+    from common.errors import UserError
+    from common.fileio import save_npz
+
+    ckpts = mix_setup / "checkpoint"
+    with pytest.raises(UserError, match="--length_model"):
+        _train(["-t", "mix", "-bi", "-arc", "3,3,3,3,3"] + _flags(mix_setup, "-e", "1", "-c", str(tmp_path)))
+    with pytest.raises(UserError, match="not a mix checkpoint"):
+        _train(["-t", "mix", "-bi", "-arc", "3,3,3,3,3", "--evaluate", "--mix_model",
+                str(ckpts / "pretrained_h36m_cpn.bin")] + _flags(mix_setup, "-c", str(tmp_path)))
+    with pytest.raises(UserError, match="does not match"):  # wrong -arc for the lifter checkpoint
+        _train(["-t", "mix", "-bi", "-arc", "3,3,3", "--length_model", str(ckpts / "biGRU_all.bin"),
+                "--direction_model", str(ckpts / "pretrained_h36m_cpn.bin")]
+               + _flags(mix_setup, "-e", "1", "-c", str(tmp_path)))
+    bad_list = tmp_path / "short.npz"
+    save_npz(bad_list, lengths=[np.full(16, 0.2, np.float32)] * 3)
+    with pytest.raises(UserError, match="holds 3 sequences"):
+        _train(["-t", "mix", "-bi", "-arc", "3,3,3,3,3", "--length_model", str(ckpts / "biGRU_all.bin"),
+                "--direction_model", str(ckpts / "pretrained_h36m_cpn.bin"), "--bone_length_list", str(bad_list)]
+               + _flags(mix_setup, "-e", "1", "-c", str(tmp_path)))

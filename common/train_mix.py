@@ -1,0 +1,353 @@
+"""``train.py -t mix``: fine-tune the mix model (frozen bone-length model + VideoPose3D direction branch).
+
+Start from ``--length_model <ckpt>`` (``-t length``) and ``--direction_model <ckpt>`` (a lifter: ours from
+``-t pose`` or the published ``pretrained_h36m_cpn.bin``), or from ``--mix_model <ckpt>`` (weights only, or
+resumed exactly when it holds an optimizer state; ``-r`` also resumes).
+
+Training samples are VideoPose3D's chunks (:class:`common.generators.ChunkedGenerator`, flip augmentation
+unless ``-no-da``); the lengths of every training sequence are the frozen model's prediction on the *whole*
+2D sequence, read from ``--bone_length_list`` (``data/lengths_list.npz``, fetch order, as in the paper) or
+computed once at start-up when that flag is absent. Loss = MPJPE of the recomposed pose + mean distance of
+its unit bone directions to the ground truth's (:func:`common.metrics.direction_loss`), both in metres.
+
+Evaluation (``--evaluate``, and at the end of training): every test sequence through the dilated branch
+(test-time flip unless ``-no-tta``: directions merged, then recomposed), lengths from the frozen model on the
+whole sequence; per action category and action-wise average of MPJPE, P-MPJPE, N-MPJPE, MPJVE, bone-length
+and bone-direction error, each under its own name. ``--export_predictions <dir>`` writes ``prediction.pkl`` +
+``action_dict.pkl`` (third-party layout, read by ``bone_adjust.py``).
+
+Checkpoints in ``-c``: ``final.bin`` every epoch, ``epoch_<n>.bin`` every ``--checkpoint-frequency`` epochs;
+``model_pos`` holds ``length_model.*`` + ``direction_model.*``. Under torchrun every rank trains on its share
+of each batch (DistributedDataParallel).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from common import distributed
+from common.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint, save_checkpoint
+from common.dataset import PoseDataset, Sequence3D, camera_space_root_relative, load_dataset, parse_subjects
+from common.errors import UserError
+from common.evaluation import EvaluationResult, evaluate, format_table, write_csv
+from common.fileio import atomic_write, check_array, load_npz
+from common.generators import ChunkedGenerator, UnchunkedGenerator
+from common.length_model import length_model_from_checkpoint, predict_sequences
+from common.metrics import direction_loss, mpjpe
+from common.mix_model import MixModel
+from common.model import build_lifter
+from common.plots import plot_training_curves
+from common.train_pose import export_predictions
+from common.skeleton import NUM_BONES
+
+BN_MOMENTUM = 0.001  # fine-tuning keeps the lifter's BatchNorm statistics nearly fixed (the paper's value)
+
+
+def find_checkpoint(name: str, checkpoint_dir: str | Path) -> Path:
+    """A checkpoint named on the command line: as given, in ``-c``, or in ``checkpoint/`` (bare names)."""
+    path = resolve_checkpoint(name, checkpoint_dir)
+    if not path.is_file():
+        fallback = resolve_checkpoint(name)
+        if fallback.is_file():
+            return fallback
+    return path
+
+
+def _sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _lifters(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(training, inference) direction branches; the strided one trains only single-frame chunks (-s 1)."""
+    train_lifter, eval_lifter = build_lifter(args.architecture, args.channels, args.dropout, args.causal,
+                                             args.dense)
+    if args.stride > 1 or args.disable_optimizations:
+        train_lifter = build_lifter(args.architecture, args.channels, args.dropout, args.causal, args.dense)[1]
+    for lifter in (train_lifter, eval_lifter):
+        lifter.set_bn_momentum(BN_MOMENTUM)
+    return train_lifter, eval_lifter
+
+
+def build_models(args: argparse.Namespace, device: torch.device) -> tuple[MixModel, MixModel, dict[str, Any]]:
+    """(training mix model, inference mix model, loaded mix checkpoint or {}) with weights from the flags.
+
+    ``--mix_model`` (or ``-r``) wins; otherwise both ``--length_model`` and ``--direction_model`` are needed.
+    The two mix models share the frozen length model; copy direction weights with ``load_state_dict``.
+    """
+    train_lifter, eval_lifter = _lifters(args)
+    source = args.mix_model or args.resume
+    checkpoint: dict[str, Any] = {}
+    if source:
+        path = find_checkpoint(source, args.checkpoint)
+        checkpoint = load_checkpoint(path, device)
+        state = model_state(checkpoint, source=str(path))
+        length_state = _sub_state(state, "length_model.")
+        if not length_state:
+            raise UserError(f"{path} is not a mix checkpoint (no length_model.* weights); pass it as "
+                            "--direction_model or --length_model instead")
+        length_model = length_model_from_checkpoint(
+            {"model_pos": length_state, "length_model_config": checkpoint.get("length_model_config")},
+            args.bidirectional, args.num_layers, args.hidden, str(path))
+        model = MixModel(length_model, train_lifter)
+        load_weights(model, state, str(path))
+    else:
+        if not (args.length_model and args.direction_model):
+            raise UserError("-t mix needs --length_model <ckpt> and --direction_model <ckpt>, or --mix_model <ckpt>")
+        length_path = find_checkpoint(args.length_model, args.checkpoint)
+        length_model = length_model_from_checkpoint(load_checkpoint(length_path, device), args.bidirectional,
+                                                    args.num_layers, args.hidden, str(length_path))
+        direction_path = find_checkpoint(args.direction_model, args.checkpoint)
+        lifter_state = model_state(load_checkpoint(direction_path, device), source=str(direction_path))
+        load_weights(train_lifter, lifter_state, str(direction_path))
+        model = MixModel(length_model, train_lifter)
+    eval_model = MixModel(model.length_model, eval_lifter)
+    eval_model.load_state_dict(model.state_dict())
+    return model.to(device), eval_model.to(device), checkpoint
+
+
+def load_length_list(path: str | Path, dataset: PoseDataset, subject_orders: Sequence[Sequence[str]]
+                     ) -> dict[tuple[str, str, int], np.ndarray]:
+    """Per-view lengths from ``lengths_list.npz`` (key ``lengths``: list in fetch order, all actions).
+
+    The list must cover the views of one of ``subject_orders`` (e.g. train + test subjects, as written by
+    ``length_model_inference.py``; or the training subjects only). Entries are (16,) metres, or (T, 16)
+    per frame from a causal model, of which the last row (the whole-sequence estimate) is used.
+    """
+    path = Path(path)
+    lengths = load_npz(path, required=["lengths"])["lengths"]
+    if isinstance(lengths, np.ndarray) and lengths.dtype != object:
+        lengths = list(lengths)
+    if not isinstance(lengths, (list, tuple)):
+        raise UserError(f"{path}: 'lengths' must be a list of per-sequence arrays")
+    for subjects in subject_orders:
+        if not all(s in dataset.sequences for s in subjects):
+            continue
+        views = dataset.fetch(list(subjects))
+        if len(views) == len(lengths):
+            out = {}
+            for view, value in zip(views, lengths):
+                value = np.asarray(value, dtype=np.float32)
+                value = value[-1] if value.ndim == 2 else value
+                out[view.key] = check_array(f"{path.name} {view.subject}/{view.action} camera {view.camera_index}",
+                                            value, (NUM_BONES,))
+            return out
+    options = " or ".join(f"{','.join(s)} ({len(dataset.fetch(list(s)))})" for s in subject_orders
+                          if all(x in dataset.sequences for x in s))
+    raise UserError(f"{path} holds {len(lengths)} sequences, but the views of {options} differ: regenerate it "
+                    "with length_model_inference.py for these subjects and keypoints")
+
+
+def sequence_lengths(model: MixModel, views: Sequence[Sequence3D]) -> list[np.ndarray]:
+    """The frozen model's lengths of whole 2D sequences: (16,) each, or (T, 16) per frame when causal."""
+    return predict_sequences(model.length_model, [v.poses_2d for v in views])
+
+
+def _whole_sequence(lengths: np.ndarray) -> np.ndarray:
+    return lengths[-1] if lengths.ndim == 2 else lengths
+
+
+def predict_views(model: MixModel, views: Sequence[Sequence3D], lengths: Sequence[np.ndarray],
+                  test_time_augmentation: bool, device: torch.device, progress: bool = False) -> list[np.ndarray]:
+    """Mix-model poses (T, 17, 3) metres, camera frame, root-relative, for every view (eval mode)."""
+    model.eval()
+    rf = model.receptive_field()
+    shift = model.direction_model.total_causal_shift()
+    generator = UnchunkedGenerator([v.poses_2d for v in views], pad=(rf - 1) // 2, causal_shift=shift,
+                                   augment=test_time_augmentation)
+    out: list[np.ndarray] = [np.empty(0)] * len(views)
+    for index, inputs in tqdm(generator, total=len(generator), desc="mix inference", disable=not progress,
+                              leave=False):
+        poses = model.predict_sequence(torch.from_numpy(inputs).to(device), torch.from_numpy(lengths[index]))
+        out[index] = poses.cpu().numpy().astype(np.float32)
+    return out
+
+
+def evaluate_views(model: MixModel, views: Sequence[Sequence3D], lengths: Sequence[np.ndarray],
+                   args: argparse.Namespace, device: torch.device, metric_names: Sequence[str] | None = None,
+                   progress: bool = False) -> tuple[EvaluationResult, list[np.ndarray]]:
+    """Per-action metrics of the mix model on ``views`` (which need 3D); also returns the predictions."""
+    predictions = predict_views(model, views, lengths, args.test_time_augmentation, device, progress)
+    items = [(v.action, p, camera_space_root_relative(v)) for v, p in zip(views, predictions)]
+    result = evaluate(items, metric_names) if metric_names else evaluate(items, per_bone=True)
+    return result, predictions
+
+
+def _rng_state(generator: ChunkedGenerator) -> dict:
+    state = {"torch": torch.get_rng_state(), "generator": generator.random_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict, generator: ChunkedGenerator) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    generator.set_random_state(state["generator"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _mix_config(model: MixModel, args: argparse.Namespace) -> dict[str, Any]:
+    return {"architecture": list(args.architecture), "channels": args.channels, "causal": args.causal,
+            "dense": args.dense, "length_model": model.length_model.config()}
+
+
+def run(args: argparse.Namespace) -> None:
+    ctx = distributed.setup(args.device)
+    try:
+        _run(args, ctx)
+    finally:
+        distributed.cleanup(ctx)
+
+
+def _final_evaluation(eval_model: MixModel, test_views: list[Sequence3D], test_lengths: list[np.ndarray],
+                      args: argparse.Namespace, device: torch.device, label: str) -> None:
+    result, predictions = evaluate_views(eval_model, test_views, test_lengths, args, device, progress=True)
+    print(format_table({label: result}, per_action=True))
+    units = {"MPJPE": "mm", "P-MPJPE": "mm", "N-MPJPE": "mm", "MPJVE": "mm/frame", "BoneLenErr": "mm",
+             "BoneDirErr": "deg"}
+    print("SUMMARY mix model " + "  ".join(f"{k} {v:.1f} {units[k]}" for k, v in result.average.items()))
+    write_csv(Path(args.checkpoint) / "result_mix.csv", {label: result})
+    if args.export_predictions:
+        export_predictions(args.export_predictions, test_views, predictions)
+
+
+def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
+    device = ctx.device
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed + ctx.rank)
+    train_subjects = parse_subjects(args.subjects_train)
+    test_subjects = parse_subjects(args.subjects_test)
+    actions = None if args.actions in ("*", "") else parse_subjects(args.actions)
+    needed = test_subjects if args.evaluate else list(dict.fromkeys(train_subjects + test_subjects))
+    dataset = load_dataset(args.data_dir, args.dataset, args.keypoints, need_3d=True, subjects=needed)
+    test_views = dataset.fetch(test_subjects, actions, require_3d=True) if test_subjects else []
+    model, eval_model, checkpoint = build_models(args, device)
+    checkpoint_dir = Path(args.checkpoint)
+    label = Path(args.mix_model or args.resume or "mix (from " + Path(args.direction_model).name + ")").name
+
+    if ctx.is_main:
+        print(f"INFO: receptive field {model.receptive_field()} frames; "
+              f"{sum(p.numel() for p in model.trainable_parameters())} trainable parameters (direction branch), "
+              f"{sum(p.numel() for p in model.length_model.parameters())} frozen (length model)")
+    test_lengths = sequence_lengths(model, test_views) if ctx.is_main and test_views else []
+
+    if args.evaluate:
+        if not (args.mix_model or args.resume):
+            raise UserError("-t mix --evaluate needs --mix_model <checkpoint>")
+        if not test_views:
+            raise UserError("no test subjects to evaluate (-ste)")
+        if ctx.is_main:
+            _final_evaluation(eval_model, test_views, test_lengths, args, device, label)
+        return
+
+    train_views = dataset.fetch(train_subjects, actions, require_3d=True)
+    if args.bone_length_list:
+        table = load_length_list(args.bone_length_list, dataset,
+                                 [train_subjects + test_subjects, train_subjects])
+        train_lengths = [table[v.key] for v in train_views]
+        source = args.bone_length_list
+    else:
+        # the length model is frozen: its whole-sequence lengths are computed once, identically on all ranks
+        train_lengths = [_whole_sequence(x) for x in sequence_lengths(model, train_views)]
+        source = "the frozen length model (computed at start-up)"
+    rf = model.receptive_field()
+    pad = (rf - 1) // 2
+    generator = ChunkedGenerator(max(1, args.batch_size // args.stride), [v.poses_2d for v in train_views],
+                                 [v.poses_3d for v in train_views], chunk_length=args.stride, pad=pad,
+                                 causal_shift=model.direction_model.total_causal_shift(), shuffle=True,
+                                 augment=args.data_augmentation, lengths=train_lengths, random_seed=args.seed)
+    optimizer = torch.optim.Adam(model.trainable_parameters(), lr=args.learning_rate, amsgrad=True)
+    history: dict[str, list[float]] = {"train_mpjpe": [], "train_direction": [], "test_mpjpe": []}
+    epoch = 0
+    resumable = bool(checkpoint) and checkpoint.get("optimizer") is not None
+    if args.resume and not resumable:
+        raise UserError(f"{args.resume} holds no optimizer state: it cannot be resumed (use --mix_model to start "
+                        "from its weights, or --evaluate)")
+    if resumable:
+        optimizer.load_state_dict(checkpoint["optimizer"])  # holds the decayed learning rate too
+        epoch = int(checkpoint["epoch"])
+        history = {k: list(v) for k, v in checkpoint.get("history", history).items()}
+        states = (checkpoint.get("random_state") or {}).get("ranks", [])
+        if len(states) == ctx.world_size:
+            _set_rng_state(states[ctx.rank], generator)
+        elif ctx.is_main:
+            print(f"WARNING: the checkpoint was written by {len(states)} process(es), now {ctx.world_size}: "
+                  "random streams restart from the seed")
+        if ctx.is_main:
+            print(f"Resuming from {args.mix_model or args.resume} at epoch {epoch}")
+    train_model = distributed.wrap_model(model, ctx)
+    if ctx.is_main:
+        print(f"INFO: training on {generator.num_frames} frames ({len(train_views)} sequences, flip "
+              f"{'on' if args.data_augmentation else 'off'}), {ctx.world_size} process(es); lengths from {source}")
+
+    while epoch < args.epochs:
+        start_time = time.time()
+        train_model.train()
+        sums = torch.zeros(3, dtype=torch.float64)
+        for batch in tqdm(generator.next_epoch(), total=generator.num_batches, desc=f"epoch {epoch + 1}",
+                          disable=not ctx.is_main, leave=False):
+            if len(batch.inputs_2d) < ctx.world_size:
+                continue  # a final batch too small to give every rank a share
+            rows = slice(ctx.rank, None, ctx.world_size)
+            inputs = torch.from_numpy(batch.inputs_2d[rows]).to(device)
+            targets = torch.from_numpy(batch.targets_3d[rows]).to(device)
+            targets[:, :, 0] = 0
+            lengths = torch.from_numpy(batch.lengths[rows]).to(device)
+            predicted, _ = train_model(inputs, lengths)
+            loss_position = mpjpe(predicted, targets).mean()
+            loss_direction = direction_loss(predicted, targets)
+            optimizer.zero_grad(set_to_none=True)
+            (loss_position + loss_direction).backward()
+            optimizer.step()
+            frames = targets.shape[0] * targets.shape[1]
+            sums += torch.tensor([loss_position.item() * frames, loss_direction.item() * frames, frames],
+                                 dtype=torch.float64)
+        count = max(float(sums[2]), 1.0)
+        history["train_mpjpe"].append(distributed.all_reduce_mean(float(sums[0]) / count, ctx) * 1000.0)
+        history["train_direction"].append(distributed.all_reduce_mean(float(sums[1]) / count, ctx))
+        epoch += 1
+        lr = optimizer.param_groups[0]["lr"]
+        if lr >= 1e-6:
+            for group in optimizer.param_groups:
+                group["lr"] = lr * args.lr_decay
+
+        test_mpjpe = math.nan
+        if ctx.is_main and not args.no_eval and test_views:
+            eval_model.load_state_dict(model.state_dict())
+            result, _ = evaluate_views(eval_model, test_views, test_lengths, args, device, ["MPJPE"])
+            test_mpjpe = result.average["MPJPE"]
+        history["test_mpjpe"].append(test_mpjpe)
+        random_states = distributed.gather_objects(_rng_state(generator), ctx)
+        if ctx.is_main:
+            print(f"[{epoch}] time {(time.time() - start_time) / 60:.2f} min lr {lr:.7f} "
+                  f"train MPJPE {history['train_mpjpe'][-1]:.1f} mm  train direction loss "
+                  f"{history['train_direction'][-1]:.4f}  test MPJPE {test_mpjpe:.1f} mm")
+            state = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "optimizer": optimizer.state_dict(),
+                     "model_pos": model.state_dict(), "random_state": {"ranks": random_states},
+                     "length_model_config": model.length_model.config(), "mix_config": _mix_config(model, args),
+                     "history": history}
+            if args.checkpoint_frequency > 0 and epoch % args.checkpoint_frequency == 0:
+                save_checkpoint(checkpoint_dir / f"epoch_{epoch}.bin", state)
+            save_checkpoint(checkpoint_dir / "final.bin", state)
+            atomic_write(checkpoint_dir / "mix_history.json",
+                         lambda fh: fh.write(json.dumps(history, indent=1).encode()))
+            if args.export_training_curves:
+                curves = {"train MPJPE": history["train_mpjpe"]}
+                if not args.no_eval:
+                    curves["test MPJPE"] = history["test_mpjpe"]
+                plot_training_curves(curves, checkpoint_dir / "loss_mix.png", "MPJPE (mm)", "Mix model fine-tuning")
+        distributed.barrier(ctx)
+
+    if ctx.is_main and test_views:
+        eval_model.load_state_dict(model.state_dict())
+        _final_evaluation(eval_model, test_views, test_lengths, args, device, f"mix (epoch {epoch})")
