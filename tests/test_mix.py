@@ -305,3 +305,28 @@ def test_bad_inputs_are_one_line_errors(mix_setup, tmp_path):
         _train(["-t", "mix", "-bi", "-arc", "3,3,3,3,3", "--length_model", str(ckpts / "biGRU_all.bin"),
                 "--direction_model", str(ckpts / "pretrained_h36m_cpn.bin"), "--bone_length_list", str(bad_list)]
                + _flags(mix_setup, "-e", "1", "-c", str(tmp_path)))
+
+
+def test_ddp_two_processes(mix_setup, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    ckpts = mix_setup / "checkpoint"
+    lifter = TemporalModel(17, 2, 17, [3, 3, 3], channels=32)
+    save_checkpoint(tmp_path / "lifter27.bin", {"model_pos": lifter.state_dict()})
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29583",
+           str(repo / "train.py"), "-t", "mix", "-bi", "-arc", "3,3,3", "-b", "256", "--no-eval",
+           "--length_model", str(ckpts / "biGRU_all.bin"), "--direction_model", str(tmp_path / "lifter27.bin"),
+           *_flags(mix_setup, "-e", "1", "-c", str(tmp_path))]
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = load_checkpoint(tmp_path / "final.bin")
+    assert len(ckpt["random_state"]["ranks"]) == 2
+    assert not any(k.startswith("module.") for k in ckpt["model_pos"])
+    assert any(not torch.equal(ckpt["model_pos"]["direction_model." + k], v)
+               for k, v in lifter.state_dict().items() if k.endswith("weight"))
+    assert "SUMMARY mix model MPJPE" in proc.stdout
