@@ -35,10 +35,11 @@ import torch
 from tqdm import tqdm
 
 from common import distributed
+from common.bones import adjust_bone_lengths
 from common.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint, save_checkpoint
 from common.dataset import PoseDataset, Sequence3D, camera_space_root_relative, load_dataset, parse_subjects
 from common.errors import UserError
-from common.evaluation import EvaluationResult, evaluate, format_table, write_csv
+from common.evaluation import METRICS, EvaluationResult, evaluate, format_bone_table, format_table, write_csv
 from common.fileio import atomic_write, check_array, load_npz
 from common.generators import ChunkedGenerator, UnchunkedGenerator
 from common.length_model import length_model_from_checkpoint, predict_sequences
@@ -46,8 +47,9 @@ from common.metrics import direction_loss, mpjpe
 from common.mix_model import MixModel
 from common.model import build_lifter
 from common.plots import plot_training_curves
-from common.train_pose import export_predictions
 from common.skeleton import NUM_BONES
+from common.train_pose import export_predictions
+from common.train_pose import predict_views as predict_lifter
 
 BN_MOMENTUM = 0.001  # fine-tuning keeps the lifter's BatchNorm statistics nearly fixed (the paper's value)
 
@@ -208,14 +210,32 @@ def run(args: argparse.Namespace) -> None:
         distributed.cleanup(ctx)
 
 
+def starting_point_results(eval_model: MixModel, views: Sequence[Sequence3D], lengths: Sequence[np.ndarray],
+                           args: argparse.Namespace, device: torch.device) -> dict[str, EvaluationResult]:
+    """The lifter the fine-tuning starts from, before any update: its own poses, and those poses adjusted
+    (BLAPose, :func:`common.bones.adjust_bone_lengths`) with the frozen model's lengths of each sequence."""
+    predictions = predict_lifter(eval_model.direction_model, views, args.test_time_augmentation, device, True)
+    adjusted = [adjust_bone_lengths(p, x) for p, x in zip(predictions, lengths)]
+    out = {}
+    for name, poses in (("lifter (start)", predictions), ("lifter + adjustment", adjusted)):
+        out[name] = evaluate([(v.action, p, camera_space_root_relative(v)) for v, p in zip(views, poses)],
+                             per_bone=True)
+    return out
+
+
 def _final_evaluation(eval_model: MixModel, test_views: list[Sequence3D], test_lengths: list[np.ndarray],
-                      args: argparse.Namespace, device: torch.device, label: str) -> None:
+                      args: argparse.Namespace, device: torch.device, label: str,
+                      baselines: dict[str, EvaluationResult] | None = None) -> None:
+    """Print the per-action table (with the starting lifter's rows when given), write result_mix.csv, and
+    export the predictions when asked."""
     result, predictions = evaluate_views(eval_model, test_views, test_lengths, args, device, progress=True)
-    print(format_table({label: result}, per_action=True))
-    units = {"MPJPE": "mm", "P-MPJPE": "mm", "N-MPJPE": "mm", "MPJVE": "mm/frame", "BoneLenErr": "mm",
-             "BoneDirErr": "deg"}
-    print("SUMMARY mix model " + "  ".join(f"{k} {v:.1f} {units[k]}" for k, v in result.average.items()))
-    write_csv(Path(args.checkpoint) / "result_mix.csv", {label: result})
+    results = {**(baselines or {}), label: result}
+    print(format_table(results, per_action=True))
+    print(format_bone_table(results))
+    units = {name: unit for name, (_, _, unit) in METRICS.items()}
+    for name, res in results.items():
+        print(f"SUMMARY {name}: " + "  ".join(f"{k} {v:.1f} {units[k]}" for k, v in res.average.items()))
+    write_csv(Path(args.checkpoint) / "result_mix.csv", results)
     if args.export_predictions:
         export_predictions(args.export_predictions, test_views, predictions)
 
@@ -285,6 +305,9 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
                   "random streams restart from the seed")
         if ctx.is_main:
             print(f"Resuming from {args.mix_model or args.resume} at epoch {epoch}")
+    baselines = None
+    if ctx.is_main and test_views and not resumable and args.direction_model and not args.mix_model:
+        baselines = starting_point_results(eval_model, test_views, test_lengths, args, device)
     train_model = distributed.wrap_model(model, ctx)
     if ctx.is_main:
         print(f"INFO: training on {generator.num_frames} frames ({len(train_views)} sequences, flip "
@@ -350,4 +373,4 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
 
     if ctx.is_main and test_views:
         eval_model.load_state_dict(model.state_dict())
-        _final_evaluation(eval_model, test_views, test_lengths, args, device, f"mix (epoch {epoch})")
+        _final_evaluation(eval_model, test_views, test_lengths, args, device, f"mix (epoch {epoch})", baselines)
