@@ -5,7 +5,8 @@ frame (full view plus overlapping square tiles, so that small people far from th
 picks a person by the ``--person`` policy (``largest`` box, most ``central`` box, or the ``<index>``-th person
 counted left to right); afterwards it looks only in a box around the person's last position and accepts a
 detection only if it overlaps that position, so it does not jump to a passer-by. When the person is lost it
-searches the whole frame again for the candidate nearest to where the person was last seen.
+searches the whole frame again for the candidate nearest to where the person was last seen, within half a
+box size (growing by 20 % per lost frame, at most 1.5 box sizes).
 
 Positions are (T, 17, 2) pixels, H36M order; missing frames are NaN until :func:`fill_gaps`.
 """
@@ -23,7 +24,7 @@ from common.skeleton import NUM_JOINTS
 ROI_SCALE = 1.6        # side of the follow box relative to the person's larger box side
 MIN_ROI = 192          # pixels
 TILE_FRACTION = 0.65   # search tile side relative to the frame's shorter side
-NMS_IOU = 0.3
+NMS_OVERLAP = 0.5     # detections overlapping more (relative to the smaller box) are one person
 
 
 @dataclass
@@ -52,6 +53,14 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
+def box_overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over the smaller box's area (1 when one box lies inside the other)."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return float(w * h / smaller) if smaller > 0 else 0.0
+
+
 def search_regions(width: int, height: int) -> list[tuple[int, int, int, int]]:
     """The whole frame plus overlapping square tiles (half-tile stride) covering it."""
     side = int(min(width, height) * TILE_FRACTION)
@@ -65,13 +74,13 @@ def search_regions(width: int, height: int) -> list[tuple[int, int, int, int]]:
 
 
 def find_people(detector: Keypoint2DSource, rgb: np.ndarray) -> list[PersonPose]:
-    """Everybody the detector finds over the search regions, duplicates (box IoU > 0.3) merged keeping
-    the most confident detection."""
+    """Everybody the detector finds over the search regions; duplicates (a tile may see part of a person:
+    boxes overlapping by more than half of the smaller one) are merged keeping the most confident."""
     found = [p for region in search_regions(rgb.shape[1], rgb.shape[0]) for p in detector.detect(rgb, region)]
     found.sort(key=lambda p: -p.score)
     kept: list[PersonPose] = []
     for person in found:
-        if all(box_iou(person.bbox, k.bbox) <= NMS_IOU for k in kept):
+        if all(box_overlap(person.bbox, k.bbox) <= NMS_OVERLAP for k in kept):
             kept.append(person)
     return kept
 
@@ -110,6 +119,7 @@ class PersonTracker:
         self.positions: list[np.ndarray] = []
         self.confidence: list[np.ndarray] = []
         self.people_seen = 0
+        self.lost = 0  # consecutive frames without the followed person
 
     def _roi(self, bbox: np.ndarray) -> tuple[int, int, int, int]:
         side = max(MIN_ROI, ROI_SCALE * max(bbox[2] - bbox[0], bbox[3] - bbox[1]))
@@ -118,14 +128,34 @@ class PersonTracker:
         y0 = int(np.clip(cy - side / 2, 0, max(0, self.height - side)))
         return x0, y0, int(min(self.width, x0 + side)), int(min(self.height, y0 + side))
 
+    def _in_roi(self, rgb: np.ndarray) -> PersonPose | None:
+        """The followed person inside the box around its last position. If the detector picks somebody else
+        there (no overlap with the last position), that person is blacked out and the box searched again."""
+        x0, y0, x1, y1 = roi = self._roi(self.last.bbox)
+        found = self.detector.detect(rgb, roi)
+        for attempt in range(2):
+            mine = [p for p in found if p.score >= self.min_score and box_iou(p.bbox, self.last.bbox) > 0.1]
+            if mine:
+                return max(mine, key=lambda p: box_iou(p.bbox, self.last.bbox))
+            if not found or attempt:
+                return None
+            crop = rgb[y0:y1, x0:x1].copy()
+            for other in found:
+                bx0, by0, bx1, by1 = np.round(other.bbox - [x0, y0, x0, y0]).astype(int)
+                crop[max(by0, 0):max(by1, 0), max(bx0, 0):max(bx1, 0)] = 0
+            offset = np.array([x0, y0], np.float32)
+            found = [PersonPose(p.keypoints + offset, p.confidence, p.bbox + np.tile(offset, 2))
+                     for p in self.detector.detect(crop)]
+        return None
+
     def _follow(self, rgb: np.ndarray) -> PersonPose | None:
-        candidates = [p for p in self.detector.detect(rgb, self._roi(self.last.bbox)) if p.score >= self.min_score]
-        candidates = [p for p in candidates if box_iou(p.bbox, self.last.bbox) > 0.1]
-        if candidates:
-            return max(candidates, key=lambda p: box_iou(p.bbox, self.last.bbox))
+        person = self._in_roi(rgb)
+        if person is not None:
+            return person
         people = [p for p in find_people(self.detector, rgb) if p.score >= self.min_score]
         size = max(self.last.bbox[2] - self.last.bbox[0], self.last.bbox[3] - self.last.bbox[1])
-        near = [p for p in people if np.linalg.norm(p.centre - self.last.centre) < size]
+        reach = size * min(1.5, 0.5 * (1 + 0.2 * self.lost))  # grows while the person stays lost
+        near = [p for p in people if np.linalg.norm(p.centre - self.last.centre) < reach]
         return min(near, key=lambda p: float(np.linalg.norm(p.centre - self.last.centre))) if near else None
 
     def update(self, rgb: np.ndarray) -> PersonPose | None:
@@ -136,6 +166,7 @@ class PersonTracker:
             person = choose_person(people, self.policy, self.width, self.height)
         else:
             person = self._follow(rgb)
+        self.lost = 0 if person is not None else self.lost + 1
         if person is not None:
             self.last = person
             self.positions.append(person.keypoints)
