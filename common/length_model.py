@@ -192,14 +192,13 @@ def per_bone_error_mm(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     return (np.abs(np.asarray(pred, dtype=np.float64) - np.asarray(target, dtype=np.float64)) * 1000.0).mean(0)
 
 
-def format_bone_table(rows: dict[str, np.ndarray]) -> str:
-    """Text table: one row per name (per-bone errors (16,) mm), with the mean over bones last."""
-    names = [n.replace("_", " ") for n in BONE_NAMES]
-    width = max(8, max(len(k) for k in rows) + 1)
-    head = f"{'':{width}}" + "".join(f"{n:>12}" for n in names) + f"{'mean':>10}"
-    lines = [head]
-    for key, errors in rows.items():
-        lines.append(f"{key:{width}}" + "".join(f"{e:12.1f}" for e in errors) + f"{np.mean(errors):10.1f}")
+def format_bone_table(columns: dict[str, np.ndarray]) -> str:
+    """Text table, one row per bone and a final mean row; one column per name (per-bone errors (16,) mm)."""
+    width = max(10, max(len(k) for k in columns) + 2)
+    lines = [f"{'bone':14}" + "".join(f"{k:>{width}}" for k in columns)]
+    for b, name in enumerate(BONE_NAMES):
+        lines.append(f"{name:14}" + "".join(f"{v[b]:{width}.1f}" for v in columns.values()))
+    lines.append(f"{'mean':14}" + "".join(f"{np.mean(v):{width}.1f}" for v in columns.values()))
     return "\n".join(lines)
 
 

@@ -1,0 +1,126 @@
+"""Predict bone lengths for every sequence of the given subjects with a trained bone-length model.
+
+    python length_model_inference.py --ckpt biGRU_all.bin -bi --subjects S1,S5,S6,S7,S8,S9,S11
+    python length_model_inference.py --ckpt GRU.bin --causal          # per-frame lengths (T, 16)
+
+Writes ``<out_dir>/lengths_dict.npz`` (key ``lengths``: subject -> action -> [one array per camera]) and
+``<out_dir>/lengths_list.npz`` (key ``lengths``: the same arrays in fetch order; (N, 16) when one vector per
+sequence), or the ``_causal`` variants. Bidirectional: one (16,) vector per sequence; causal GRU: (T, 16),
+row t estimated from frames 0..t (its hidden state carried frame by frame). Left/right pairs are averaged;
+metres. When 3D ground truth exists, prints per-subject and per-bone errors (mm) and, with --causal, plots
+the error against the number of frames seen.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from common.checkpoint import load_checkpoint, resolve_checkpoint
+from common.dataset import DEFAULT_KEYPOINTS, TRAIN_SUBJECTS, load_dataset, parse_subjects, resolve_dataset_name
+from common.device import add_device_argument, select_device
+from common.errors import UserError, cli
+from common.fileio import save_npz
+from common.length_model import format_bone_table, length_model_from_checkpoint, per_bone_error_mm, predict_sequences
+from common.plots import plot_error_vs_frames
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Predict bone lengths with a trained bone-length model.")
+    p.add_argument("--ckpt", default="epoch_best.bin", help="checkpoint (bare names are looked up in checkpoint/)")
+    p.add_argument("--subjects", default="S9,S11", help="subjects, comma-separated")
+    p.add_argument("-bi", "--bidirectional", action="store_true", help="the checkpoint is a Bi-GRU")
+    p.add_argument("-layer", "--num_layers", type=int, default=1, help="GRU layers (published checkpoints)")
+    p.add_argument("--hidden", type=int, default=512, help="GRU hidden size (published checkpoints)")
+    p.add_argument("--causal", action="store_true", help="per-frame lengths from the causal GRU")
+    p.add_argument("-d", "--dataset", default="auto", help="dataset name (auto: h36m if present, else demo)")
+    p.add_argument("-k", "--keypoints", default=None, help="2D keypoints (default per dataset)")
+    p.add_argument("-a", "--actions", default="*", help="action prefixes, comma-separated, or *")
+    p.add_argument("-str", "--subjects-train", dest="subjects_train", default=",".join(TRAIN_SUBJECTS),
+                   help="training subjects, for the always-predict-training-mean baseline")
+    p.add_argument("--data_dir", default="data", help="folder with the dataset files")
+    p.add_argument("--out_dir", default="data", help="where lengths_dict/lengths_list are written")
+    p.add_argument("--plot", default=None,
+                   help="causal mode: PNG of the error vs frames seen (default <out_dir>/length_error_vs_frames.png)")
+    add_device_argument(p)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.bidirectional and args.causal:
+        raise UserError("--causal needs the unidirectional GRU; drop -bi")
+    device = select_device(args.device)
+    dataset_name = resolve_dataset_name(args.dataset, args.data_dir)
+    subjects = parse_subjects(args.subjects)
+    if not subjects:
+        raise UserError("--subjects is empty")
+    path = resolve_checkpoint(args.ckpt)
+    model = length_model_from_checkpoint(load_checkpoint(path, device), args.bidirectional, args.num_layers,
+                                         args.hidden, str(path)).to(device)
+    if model.bidirectional and args.causal:
+        raise UserError(f"{path} is a Bi-GRU: --causal needs the unidirectional GRU")
+    dataset = load_dataset(args.data_dir, dataset_name, args.keypoints or DEFAULT_KEYPOINTS.get(dataset_name),
+                           need_3d=False)
+    views = dataset.fetch(subjects, None if args.actions in ("*", "") else parse_subjects(args.actions))
+
+    predictions = predict_sequences(model, [v.poses_2d for v in views])
+    if not args.causal:
+        predictions = [p if p.ndim == 1 else p[-1] for p in predictions]  # causal GRU, whole sequence
+    lengths_dict: dict[str, dict[str, list[np.ndarray]]] = {}
+    for view, pred in zip(views, predictions):
+        lengths_dict.setdefault(view.subject, {}).setdefault(view.action, []).append(pred)
+    suffix = "_causal" if args.causal else ""
+    out_dir = Path(args.out_dir)
+    save_npz(out_dir / f"lengths_dict{suffix}.npz", lengths=lengths_dict)
+    save_npz(out_dir / f"lengths_list{suffix}.npz",
+             lengths=predictions if args.causal else np.stack(predictions).astype(np.float32))
+    print(f"Predicted lengths of {len(views)} sequences ({','.join(subjects)}, '{dataset.keypoints}' 2D) -> "
+          f"{out_dir / f'lengths_dict{suffix}.npz'}, {out_dir / f'lengths_list{suffix}.npz'}")
+    _report(dataset, views, predictions, args, out_dir)
+
+
+def _report(dataset, views, predictions, args: argparse.Namespace, out_dir: Path) -> None:
+    """Per-subject / per-bone errors against the ground truth, the training-mean baseline, causal curve."""
+    have_gt = [i for i, v in enumerate(views) if v.subject in dataset.world_3d]
+    if not have_gt:
+        print("No 3D ground truth for these subjects: errors not reported.")
+        return
+    final = np.stack([predictions[i] if predictions[i].ndim == 1 else predictions[i][-1] for i in have_gt])
+    targets = np.stack([dataset.gt_bone_lengths(views[i].subject) for i in have_gt])
+    rows = {}
+    for subject in dict.fromkeys(views[i].subject for i in have_gt):
+        mask = np.array([views[i].subject == subject for i in have_gt])
+        rows[subject] = per_bone_error_mm(final[mask], targets[mask])
+    rows["all"] = per_bone_error_mm(final, targets)
+    train = [s for s in parse_subjects(args.subjects_train) if s in dataset.world_3d]
+    if train:
+        mean = np.mean([dataset.gt_bone_lengths(s) for s in train], axis=0)
+        rows["training-mean baseline"] = per_bone_error_mm(np.broadcast_to(mean, targets.shape), targets)
+    label = "causal GRU, all frames seen" if args.causal else "length model"
+    print(f"Bone-length error (mm) per subject and bone ({label}):")
+    print(format_bone_table(rows))
+    if train:
+        print(f"SUMMARY length model {rows['all'].mean():.1f} mm vs always-predict-training-mean "
+              f"{rows['training-mean baseline'].mean():.1f} mm (training subjects {','.join(train)})")
+    if args.causal:
+        longest = max(len(predictions[i]) for i in have_gt)
+        sums, counts = np.zeros(longest), np.zeros(longest)
+        for row, i in enumerate(have_gt):
+            err = np.abs(predictions[i] - targets[row]).mean(axis=1) * 1000.0
+            sums[: len(err)] += err
+            counts[: len(err)] += 1
+        curve = sums / counts
+        plot = Path(args.plot) if args.plot else out_dir / "length_error_vs_frames.png"
+        subjects = ",".join(dict.fromkeys(views[i].subject for i in have_gt))
+        plot_error_vs_frames({subjects: curve}, plot)
+        marks = [n for n in (1, 10, 50, 100, 250, 500, 1000, 2500, 5000) if n <= longest] + [longest]
+        print("error after N frames: " + ", ".join(f"{n}: {curve[n - 1]:.1f} mm" for n in dict.fromkeys(marks)))
+        print(f"plot -> {plot}")
+
+
+if __name__ == "__main__":
+    sys.exit(cli(main)(sys.argv[1:]))

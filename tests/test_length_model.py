@@ -1,0 +1,169 @@
+"""Bone-length model: published state-dict layout, forward semantics, long sequences, inference script."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.errors import UserError
+from common.fileio import load_npz
+from common.length_model import (BoneLengthModel, format_bone_table, length_model_from_checkpoint,
+                                 per_bone_error_mm, predict_lengths, predict_sequences)
+from common.skeleton import SYMMETRIC_BONES, flip_poses
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_train_length import write_tiny_dataset  # noqa: E402
+
+
+def _published_state(bidirectional: bool, hidden: int = 16, layers: int = 1) -> dict[str, torch.Tensor]:
+    """A state dict built by hand with the documented key names and shapes (SPEC §3)."""
+    g = torch.Generator().manual_seed(0)
+    sd = {"expand_conv.weight": torch.randn(256, 34, generator=g) * 0.1,
+          "expand_conv.bias": torch.randn(256, generator=g) * 0.1,
+          "fc.weight": torch.randn(16, 2 * hidden, generator=g) * 0.1}
+    prefixes = ["gru."] if bidirectional else ["gru.0.", "gru.1."]
+    suffixes = ["", "_reverse"] if bidirectional else [""]
+    for prefix in prefixes:
+        for layer in range(layers):
+            in_size = 256 if layer == 0 else hidden * (2 if bidirectional else 1)
+            for sfx in suffixes:
+                sd[f"{prefix}weight_ih_l{layer}{sfx}"] = torch.randn(3 * hidden, in_size, generator=g) * 0.1
+                sd[f"{prefix}weight_hh_l{layer}{sfx}"] = torch.randn(3 * hidden, hidden, generator=g) * 0.1
+                sd[f"{prefix}bias_ih_l{layer}{sfx}"] = torch.randn(3 * hidden, generator=g) * 0.1
+                sd[f"{prefix}bias_hh_l{layer}{sfx}"] = torch.randn(3 * hidden, generator=g) * 0.1
+    return sd
+
+
+@pytest.mark.parametrize("bidirectional,layers", [(True, 1), (True, 2), (False, 1), (False, 2)])
+def test_published_checkpoint_loads(bidirectional, layers):
+    sd = _published_state(bidirectional, hidden=16, layers=layers)
+    model = length_model_from_checkpoint({"model_pos": {"module." + k: v for k, v in sd.items()}},
+                                         bidirectional, layers, 16)
+    assert set(model.state_dict()) == set(sd)
+    assert model.expand_conv.bias is not None and model.fc.bias is None
+
+
+def test_bidirectional_forward_matches_published_definition():
+    torch.manual_seed(0)
+    model = BoneLengthModel(hidden_size=16, dropout=0.0, bidirectional=True).eval()
+    x = torch.randn(3, 40, 17, 2) * 0.3
+    out = model(x)
+    assert out.shape == (3, 16)
+    # by hand: final states of both directions (backward first), sigmoid, linear without bias
+    emb = torch.relu(model.expand_conv(x.reshape(3, 40, 34)))
+    seq, _ = model.gru(emb)
+    forward_last, backward_first = seq[:, -1, :16], seq[:, 0, 16:]
+    manual = torch.cat([backward_first, forward_last], dim=-1)
+    torch.testing.assert_close(out, model.fc(torch.sigmoid(manual)))
+
+
+def test_causal_outputs_depend_only_on_the_past():
+    torch.manual_seed(0)
+    model = BoneLengthModel(hidden_size=16, dropout=0.0, bidirectional=False).eval()
+    x = torch.randn(2, 30, 17, 2)
+    y = x.clone()
+    y[:, 20:] += 1.0
+    a, b = model(x), model(y)
+    assert a.shape == (2, 30, 16)
+    torch.testing.assert_close(a[:, :20], b[:, :20])
+    assert not torch.allclose(a[:, 20:], b[:, 20:])
+
+
+def test_predict_lengths_symmetric_chunked_packed_and_flip():
+    torch.manual_seed(0)
+    causal = BoneLengthModel(hidden_size=16, bidirectional=False)
+    bi = BoneLengthModel(hidden_size=16, bidirectional=True)
+    x = np.random.RandomState(0).randn(300, 17, 2).astype(np.float32) * 0.3
+    full = predict_lengths(causal, x, chunk_frames=10_000)
+    chunked = predict_lengths(causal, x, chunk_frames=37)
+    assert full.shape == (300, 16)
+    np.testing.assert_allclose(chunked, full, atol=1e-5)
+    for a, b in SYMMETRIC_BONES:
+        np.testing.assert_array_equal(full[:, a], full[:, b])
+    one = predict_lengths(bi, x)
+    assert one.shape == (16,)
+    seqs = [x[:120], x, x[:7]]
+    packed = predict_sequences(bi, seqs)
+    for s, p in zip(seqs, packed):
+        np.testing.assert_allclose(p, predict_lengths(bi, s), atol=1e-5)
+    packed_causal = predict_sequences(causal, seqs)
+    np.testing.assert_allclose(packed_causal[1], full, atol=1e-5)
+    # flip test-time augmentation is invariant to mirroring the input
+    np.testing.assert_allclose(predict_lengths(bi, x, flip_augment=True),
+                               predict_lengths(bi, flip_poses(x), flip_augment=True), atol=1e-5)
+    assert bi.training  # mode restored
+
+
+def test_fifty_thousand_frames():
+    torch.set_num_threads(1)
+    x = torch.rand(50_000, 17, 2) - 0.5
+    bi = BoneLengthModel(hidden_size=32, bidirectional=True)
+    assert predict_lengths(bi, x).shape == (16,)
+    causal = BoneLengthModel(hidden_size=32, bidirectional=False)
+    assert predict_lengths(causal, x).shape == (50_000, 16)
+
+
+def test_wrong_architecture_and_input_are_user_errors():
+    sd = _published_state(True, hidden=16)
+    with pytest.raises(UserError, match="does not match"):
+        length_model_from_checkpoint({"model_pos": sd}, False, 1, 16)
+    with pytest.raises(UserError, match="does not match"):
+        length_model_from_checkpoint({"model_pos": sd}, True, 1, 32)
+    with pytest.raises(UserError):
+        predict_lengths(BoneLengthModel(hidden_size=8), np.zeros((10, 16, 2)))
+
+
+def test_error_helpers():
+    err = per_bone_error_mm(np.zeros((2, 16)), np.full((2, 16), 0.01))
+    np.testing.assert_allclose(err, 10.0)
+    text = format_bone_table({"model": err, "baseline": err * 2})
+    assert "r_thigh" in text and "20.0" in text and text.splitlines()[-1].startswith("mean")
+
+
+# ---------------------------------------------------------------- length_model_inference.py
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("infer")
+    data = write_tiny_dataset(root / "data", frames=200)
+    from train import main as train_main
+    for name, flags in (("bi", ["-bi"]), ("causal", [])):
+        train_main(["-t", "length", "-d", "tiny", "--data_dir", str(data), "-k", "detections", "-e", "1",
+                    "-b", "16", "-l", "64", "--hidden", "16", "--length_aug_type", "random_norm_train",
+                    "-c", str(root / name), "--device", "cpu", *flags])
+    return root, data
+
+
+def test_inference_script_layouts(trained, capsys):
+    from length_model_inference import main
+    root, data = trained
+    common = ["-d", "tiny", "--data_dir", str(data), "-k", "detections", "--device", "cpu",
+              "--subjects", "S1,S9,S11"]
+    main(["--ckpt", str(root / "bi" / "final.bin"), "-bi", "--out_dir", str(root / "out"), *common])
+    out = capsys.readouterr().out
+    assert "training-mean baseline" in out and "S9" in out and "SUMMARY" in out
+    d = load_npz(root / "out" / "lengths_dict.npz")["lengths"]
+    lst = load_npz(root / "out" / "lengths_list.npz")["lengths"]
+    assert sorted(d) == ["S1", "S11", "S9"]
+    views = [a for s in ("S1", "S9", "S11") for action in d[s] for a in d[s][action]]
+    assert all(len(v) == 4 for s in d for v in d[s].values())
+    assert lst.shape == (len(views), 16)
+    np.testing.assert_array_equal(np.stack(views), lst)  # list is the dict in fetch order
+
+    main(["--ckpt", str(root / "causal" / "final.bin"), "--causal", "--out_dir", str(root / "out"), *common])
+    d = load_npz(root / "out" / "lengths_dict_causal.npz")["lengths"]
+    first = next(iter(d["S9"].values()))[0]
+    assert first.ndim == 2 and first.shape[1] == 16 and first.shape[0] == 200
+    assert (root / "out" / "length_error_vs_frames.png").stat().st_size > 1000
+    assert "error after N frames" in capsys.readouterr().out
+
+    with pytest.raises(UserError, match="causal"):
+        main(["--ckpt", str(root / "bi" / "final.bin"), "-bi", "--causal", *common])
+    with pytest.raises(UserError, match="-bi"):
+        main(["--ckpt", str(root / "bi" / "final.bin"), *common])
+    with pytest.raises(UserError, match="not found"):
+        main(["--ckpt", str(root / "missing.bin"), *common])
