@@ -329,4 +329,4 @@ def test_ddp_two_processes(mix_setup, tmp_path):
     assert not any(k.startswith("module.") for k in ckpt["model_pos"])
     assert any(not torch.equal(ckpt["model_pos"]["direction_model." + k], v)
                for k, v in lifter.state_dict().items() if k.endswith("weight"))
-    assert "SUMMARY mix model MPJPE" in proc.stdout
+    assert "SUMMARY mix (epoch 1): MPJPE" in proc.stdout and "SUMMARY lifter + adjustment" in proc.stdout
