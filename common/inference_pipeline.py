@@ -273,7 +273,8 @@ def lift(mix: MixModel, keypoints_2d: np.ndarray, device: torch.device) -> np.nd
     lifter = mix.direction_model
     pad = (lifter.receptive_field() - 1) // 2
     generator = UnchunkedGenerator([keypoints_2d], pad, lifter.total_causal_shift(), augment=True)
-    return predict_sequences(lifter, generator, device)[0]
+    poses = predict_sequences(lifter, generator, device)[0]
+    return poses - poses[:, :1]  # the lifter is trained root-relative: its pelvis output is not used
 
 
 def camera_to_world_like(poses: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -411,6 +412,9 @@ def run(config: InferenceConfig) -> InferenceResult:
             frame = config.poses_frame
     with timer.measure("adjust", len(track)):
         lengths = predict_lengths(length_model, keypoints)
+        if (lengths <= 0).any():
+            bad = sorted({BONE_NAMES[b] for b in np.nonzero(lengths <= 0)[-1]})
+            print(f"warning: the length model predicts non-positive lengths for {bad}: is the checkpoint trained?")
         after = adjust_bone_lengths(before - before[:, :1], lengths) + before[:, :1]
         if frame == "camera":
             before, after = camera_to_world_like(before, after), camera_to_world_like(after, after)

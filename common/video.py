@@ -11,6 +11,7 @@ Frames are handled one at a time so memory stays constant in the video's length:
 from __future__ import annotations
 
 import io
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,10 @@ import numpy as np
 from PIL import Image
 
 from common.errors import UserError
+
+# FFmpeg's own messages (e.g. "moov atom not found") would precede our one-line error; silence them unless
+# the user asked for a level.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 @dataclass(frozen=True)

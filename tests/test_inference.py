@@ -1,0 +1,226 @@
+"""inference.py end to end on a short real clip (both modes), its one-line errors, video IO and the output frame."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import inference
+from common.bones import bone_lengths
+from common.checkpoint import save_checkpoint
+from common.errors import UserError
+from common.inference_pipeline import camera_to_world_like, place_on_ground, symmetry_error
+from common.length_model import BoneLengthModel
+from common.mix_model import MixModel
+from common.model import TemporalModel
+from common.video import VideoReader, VideoWriter
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIP_FRAMES = 24
+
+
+def _demo_video() -> Path | None:
+    cache = Path(os.environ.get("BLAPOSE_CACHE", Path.home() / ".cache" / "blapose")).expanduser()
+    for candidate in (ROOT / "data" / "demo.mp4", cache / "demo.mp4"):
+        if candidate.is_file():
+            return candidate
+    try:
+        from common.demo_data import fetch_demo_video
+
+        return fetch_demo_video(cache / "demo.mp4")
+    except Exception:  # noqa: BLE001 - no network / no fetcher: the real-clip tests are skipped
+        return None
+
+
+@pytest.fixture(scope="session")
+def real_clip(tmp_path_factory) -> Path:
+    """The first 24 frames of the Sports2D demo video (a man standing on a box), re-encoded once."""
+    source = _demo_video()
+    if source is None:
+        pytest.skip("demo video unavailable (run setup.py or allow pip download of sports2d)")
+    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    reader = VideoReader(source, max_frames=CLIP_FRAMES)
+    with VideoWriter(path, reader.info.width, reader.info.height, reader.info.fps) as writer:
+        for frame in reader:
+            writer.write(frame)
+    return path
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """Small randomly initialised models saved in the published checkpoint layout."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("ckpt")
+    length = BoneLengthModel(embed_dim=32, hidden_size=32, bidirectional=True)
+    mix = MixModel(length, TemporalModel(17, 2, 17, [3, 3], channels=64))
+    causal = BoneLengthModel(embed_dim=32, hidden_size=32, bidirectional=False)
+    paths = {"mix": folder / "mix.bin", "length": folder / "length.bin", "causal": folder / "causal.bin"}
+    save_checkpoint(paths["mix"], {"model_pos": mix.state_dict(), "epoch": 1})
+    save_checkpoint(paths["length"], {"model_pos": length.state_dict(), "epoch": 1})
+    save_checkpoint(paths["causal"], {"model_pos": causal.state_dict(), "epoch": 1})
+    return paths
+
+
+def _standing_pose() -> np.ndarray:
+    """A plausible H36M pose in the camera frame (metres, y down), pelvis at the origin."""
+    return np.array([[0, 0, 0], [-.13, 0, 0], [-.14, .45, 0], [-.15, .88, .02], [.13, 0, 0], [.14, .45, 0],
+                     [.15, .88, .02], [0, -.23, 0], [0, -.48, 0], [0, -.58, -.05], [0, -.69, 0], [.16, -.45, 0],
+                     [.2, -.2, 0], [.22, .05, 0], [-.16, -.45, 0], [-.2, -.2, 0], [-.22, .05, 0]], np.float32)
+
+
+def _check_outputs(out: Path, stem: str, frames: int) -> dict:
+    for suffix in ("poses_3d.npz", "poses_3d.json", "bone_lengths.json", "bone_lengths.png",
+                   "frame_first.png", "frame_middle.png", "frame_last.png"):
+        assert (out / f"{stem}_{suffix}").is_file(), suffix
+    first = cv2.imread(str(out / f"{stem}_frame_first.png"))
+    assert first is not None and first.shape[0] == 480 and first.shape[1] > 2 * 480
+    doc = json.loads((out / f"{stem}_poses_3d.json").read_text())
+    assert doc["units"] == "metres" and doc["joint_names"][0] == "pelvis" and len(doc["parents"]) == 17
+    assert "Z" in doc["frame"] and "ground" in doc["frame"]
+    after = np.asarray(doc["poses_after"])
+    assert after.shape == (frames, 17, 3)
+    return doc
+
+
+def test_real_clip_finetuned_mode(real_clip, checkpoints, tmp_path, capsys):
+    out = tmp_path / "out"
+    inference.main(["--finetuned_ckpt", str(checkpoints["mix"]), "-bi", "--video", str(real_clip),
+                    "--output", str(out), "--no_progress", "--device", "cpu"])
+    printed = capsys.readouterr().out
+    assert "end to end" in printed and "detect" in printed
+    doc = _check_outputs(out, "clip", CLIP_FRAMES)
+    after = np.asarray(doc["poses_after"])
+    lengths = bone_lengths(after)
+    assert np.abs(lengths - lengths[0]).max() < 1e-4            # constant over time
+    assert symmetry_error(lengths).max() < 1e-4                  # left == right
+    np.testing.assert_allclose(after[..., 2].min(axis=1), 0, atol=1e-5)  # lowest joint on the ground
+    assert np.all(after[:, 8, 2] > after[:, 0, 2])               # upright: thorax above pelvis on average frame
+    before = np.asarray(doc["poses_before"])
+    assert bone_lengths(before).std(axis=0).max() > 1e-4         # the raw lifter's lengths do vary
+    reader = VideoReader(out / "clip_blapose.mp4")
+    assert reader.info.fps == pytest.approx(30.0) and sum(1 for _ in reader) == CLIP_FRAMES
+    keypoints = np.asarray(doc["keypoints_2d"])
+    # BlazePose found the man on the box (upper middle-left of the 1768x994 frame).
+    assert 450 < np.median(keypoints[:, 0, 0]) < 850 and 100 < np.median(keypoints[:, 0, 1]) < 450
+
+
+def test_real_clip_poses_mode_world_frame_and_causal(real_clip, checkpoints, tmp_path):
+    rng = np.random.default_rng(1)
+    poses = _standing_pose()[None] + rng.normal(0, 0.02, (CLIP_FRAMES + 6, 17, 3)).astype(np.float32)
+    world = poses[..., [0, 2, 1]] * np.array([1, 1, -1], np.float32) + np.array([0.5, 3.0, 1.0], np.float32)
+    np.savez(tmp_path / "lifter.npz", poses=world)
+    out = tmp_path / "out"
+    inference.main(["--length_ckpt", str(checkpoints["causal"]), "--video", str(real_clip), "--poses",
+                    str(tmp_path / "lifter.npz"), "--poses_frame", "world", "--output", str(out),
+                    "--no_progress", "--gif"])
+    doc = _check_outputs(out, "clip", CLIP_FRAMES)
+    after = np.asarray(doc["poses_after"])
+    predicted = np.asarray(json.loads((out / "clip_bone_lengths.json").read_text())["predicted"]["per_frame"])
+    assert predicted.shape == (CLIP_FRAMES, 16)
+    # causal: per-frame lengths (an untrained model may predict negative values: the bone then flips)
+    np.testing.assert_allclose(bone_lengths(after), np.abs(predicted), atol=1e-4)
+    # World input keeps its trajectory and orientation; one ground shift for the whole sequence.
+    np.testing.assert_allclose(after[:, 0, :2], world[:CLIP_FRAMES, 0, :2], atol=1e-5)
+    assert after[..., 2].min() == pytest.approx(0, abs=1e-5)
+    gif = Image.open(out / "clip_blapose.gif")
+    assert gif.n_frames == CLIP_FRAMES
+
+
+def test_keypoints_file_without_detector(real_clip, checkpoints, tmp_path):
+    track = np.tile(np.array([[600, 300]], np.float32), (17, 1))[None] + \
+        np.random.default_rng(2).normal(0, 30, (10, 17, 2)).astype(np.float32)
+    track[4] = np.nan  # one frame without the person: interpolated
+    np.save(tmp_path / "kp.npy", track)
+    out = tmp_path / "out"
+    inference.main(["--finetuned_ckpt", str(checkpoints["mix"]), "-bi", "--video", str(real_clip), "--keypoints",
+                    str(tmp_path / "kp.npy"), "--output", str(out), "--no_progress"])
+    data = np.load(out / "clip_poses_3d.npz", allow_pickle=False)
+    assert data["poses_after"].shape == (10, 17, 3) and data["interpolated_frames"].tolist() == [4]
+    np.testing.assert_allclose(data["keypoints_2d"][4], (track[3] + track[5]) / 2, atol=1e-3)
+    assert sum(1 for _ in VideoReader(out / "clip_blapose.mp4")) == CLIP_FRAMES  # whole video rendered
+
+
+def test_unreadable_video_one_line_error(tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_text("this is not a video")
+    with pytest.raises(UserError, match="broken.mp4"):
+        inference.main(["--video", str(bad), "--poses", "x.npz", "--length_ckpt", "missing.bin"])
+    proc = subprocess.run([sys.executable, str(ROOT / "inference.py"), "--video", str(bad)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "broken.mp4" in lines[0]
+
+
+def test_video_without_person(checkpoints, tmp_path):
+    path = tmp_path / "empty.mp4"
+    rng = np.random.default_rng(3)
+    with VideoWriter(path, 320, 240, 25) as writer:
+        for k in range(6):
+            frame = np.zeros((240, 320, 3), np.uint8)
+            frame[:] = (40 * k, 120, 200 - 20 * k)
+            frame[100:140, 50:270] = rng.integers(0, 255, (40, 220, 3))
+            writer.write(frame)
+    with pytest.raises(UserError, match="no person found in any of the 6 frames"):
+        inference.main(["--finetuned_ckpt", str(checkpoints["mix"]), "-bi", "--video", str(path),
+                        "--output", str(tmp_path / "out"), "--no_progress"])
+
+
+def test_checkpoint_and_pose_errors(real_clip, checkpoints, tmp_path):
+    with pytest.raises(UserError, match="add -bi"):
+        inference.main(["--finetuned_ckpt", str(checkpoints["mix"]), "--video", str(real_clip)])
+    with pytest.raises(UserError, match="drop -bi"):
+        inference.main(["--length_ckpt", str(checkpoints["causal"]), "-bi", "--video", str(real_clip),
+                        "--poses", "p.npz"])
+    with pytest.raises(UserError, match="lifter filter widths|does not match"):
+        inference.main(["--finetuned_ckpt", str(checkpoints["mix"]), "-bi", "-arc", "3,3,3",
+                        "--video", str(real_clip)])
+    np.save(tmp_path / "kp.npy", np.full((8, 17, 2), 300, np.float32))
+    np.savez(tmp_path / "short.npz", poses=np.zeros((5, 17, 3), np.float32))
+    with pytest.raises(UserError, match="holds 5 poses"):
+        inference.main(["--length_ckpt", str(checkpoints["length"]), "-bi", "--video", str(real_clip),
+                        "--keypoints", str(tmp_path / "kp.npy"), "--poses", str(tmp_path / "short.npz"),
+                        "--output", str(tmp_path / "o"), "--no_progress"])
+
+
+def test_world_like_frame_uprights_a_pitched_camera():
+    pose = _standing_pose()
+    tilt = np.radians(25)  # camera pitched down by 25 degrees: rotate about the camera x axis
+    rot = np.array([[1, 0, 0], [0, np.cos(tilt), -np.sin(tilt)], [0, np.sin(tilt), np.cos(tilt)]])
+    seen = (pose @ rot.T)[None].repeat(3, axis=0).astype(np.float32)
+    world = place_on_ground(camera_to_world_like(seen, seen))
+    torso = world[:, 8] - world[:, 0]
+    np.testing.assert_allclose(torso[:, :2], 0, atol=1e-5)   # vertical torso
+    assert np.all(torso[:, 2] > 0.4)
+    np.testing.assert_allclose(world[..., 2].min(axis=1), 0, atol=1e-6)
+    np.testing.assert_allclose(bone_lengths(world), bone_lengths(seen), atol=1e-5)  # a rigid change
+    # A proper rotation, no mirroring: the signed volume spanned by three bones keeps its sign.
+    def volume(p):
+        return np.linalg.det(np.stack([p[4] - p[0], p[8] - p[0], p[9] - p[0]]))
+
+    assert np.sign(volume(world[0])) == np.sign(volume(seen[0])) != 0
+    assert world[0, 4, 0] > world[0, 1, 0]  # X stays the camera's right axis
+
+
+def test_gif_writer_streams_frames(tmp_path):
+    with VideoWriter(tmp_path / "a.gif", 40, 30, 10) as writer:
+        for k in range(4):
+            frame = np.zeros((30, 40, 3), np.uint8)
+            frame[:, k * 10:(k + 1) * 10] = (255, 0, 0)
+            writer.write(frame)
+    gif = Image.open(tmp_path / "a.gif")
+    assert gif.n_frames == 4 and gif.info["duration"] == 100
+    for k in range(4):
+        gif.seek(k)
+        rgb = np.asarray(gif.convert("RGB"))
+        assert rgb[15, k * 10 + 5, 0] > 240 and rgb[15, (k * 10 + 25) % 40, 0] < 15
+    with pytest.raises(UserError, match="unsupported"):
+        VideoWriter(tmp_path / "a.avi", 40, 30, 10)
