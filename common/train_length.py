@@ -36,6 +36,7 @@ from common.plots import plot_training_curves
 from common.synthetic import LengthSampler, SyntheticBatchBuilder, epoch_order
 
 SYNTHETIC_TEST_CHUNKS = 128
+DEFAULT_BANKS = ["bone_lengths_smpl_neutral_all.npz", "bone_lengths_anny_neutral_train.npz"]
 
 
 def _action_filter(actions: str) -> list[str] | None:
@@ -74,11 +75,21 @@ def load_length_bank(path: str | Path) -> np.ndarray:
     return check_array(str(path), load_npz(path, required=["data"])["data"], (None, 16))
 
 
+def default_length_bank(args: argparse.Namespace) -> Path:
+    """``--bone_length_aug`` or, when not given, the paper's SMPL file if present, else the Anny ``_train`` set."""
+    if args.bone_length_aug:
+        return Path(args.bone_length_aug)
+    for name in DEFAULT_BANKS:
+        if (Path(args.data_dir) / name).is_file():
+            return Path(args.data_dir) / name
+    return Path(args.data_dir) / DEFAULT_BANKS[-1]
+
+
 def make_sampler(args: argparse.Namespace, dataset: PoseDataset, train_subjects: list[str],
                  device: torch.device) -> LengthSampler:
     kind = args.length_aug_type
     if kind == "smpl":
-        return LengthSampler(kind, device, bank=load_length_bank(args.bone_length_aug))
+        return LengthSampler(kind, device, bank=load_length_bank(default_length_bank(args)))
     subjects = list(dataset.world_3d) if kind == "random_norm_all" else train_subjects
     return LengthSampler(kind, device, subject_lengths=subject_lengths(dataset, subjects))
 

@@ -26,7 +26,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from common.bones import average_symmetric, bone_lengths  # noqa: E402
-from common.dataset import TRAIN_SUBJECTS, parse_subjects  # noqa: E402
+from common.dataset import TRAIN_SUBJECTS, parse_subjects, resolve_dataset_name  # noqa: E402
 from common.device import add_device_argument, select_device  # noqa: E402
 from common.errors import UserError, cli  # noqa: E402
 from common.fileio import atomic_write, check_array, load_npz, save_npz  # noqa: E402
@@ -44,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-amt", "--amount", type=int, default=200000, help="number of bone-length vectors")
     p.add_argument("--align", action="store_true",
                    help="also write the dataset's per-subject lengths and the mean-aligned _train/_all sets")
-    p.add_argument("-d", "--dataset", default="h36m", help="dataset whose subjects are used for --align "
-                                                           "(h36m or demo): data_3d_<dataset>.npz")
+    p.add_argument("-d", "--dataset", default="auto",
+                   help="dataset whose subjects are used for --align: data_3d_<dataset>.npz (h36m, demo; "
+                        "auto: h36m when present, else demo)")
     p.add_argument("-str", "--subjects-train", dest="subjects_train", default=",".join(TRAIN_SUBJECTS),
                    help="training subjects for the _train alignment")
     p.add_argument("--data_dir", default=str(DATA_DIR), help="folder holding data_3d_<dataset>.npz")
@@ -107,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     device = select_device(args.device)
     data_dir = Path(args.data_dir)
     out_dir = Path(args.out_dir) if args.out_dir else data_dir
+    args.dataset = resolve_dataset_name(args.dataset, data_dir)
     dataset_file = data_dir / f"data_3d_{args.dataset}.npz"
     if args.align and not dataset_file.is_file():  # fail before the expensive part
         raise UserError(f"--align needs {dataset_file} (run setup.py, or pick -d/--data_dir)")
