@@ -89,8 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shift between consecutive chunks (default: chunk_len // 2)")
     g.add_argument("--length_aug_type", choices=["smpl", "random_unif", "random_norm_train", "random_norm_all"],
                    default="smpl", help="how training bone lengths are sampled")
-    g.add_argument("--bone_length_aug", default="data/bone_lengths_smpl_neutral_all.npz",
-                   help="synthetic bone lengths file (key 'data', (N, 16) metres) for --length_aug_type smpl")
+    g.add_argument("-bla", "--bone_length_aug", default="",
+                   help="synthetic bone lengths file (key 'data', (N, 16) metres) for --length_aug_type smpl "
+                        "(default: <data_dir>/bone_lengths_smpl_neutral_all.npz if present, else "
+                        "<data_dir>/bone_lengths_anny_neutral_train.npz)")
     g.add_argument("--select_on", choices=["val", "test"], default="val",
                    help="choose epoch_best.bin on held-out training sequences (val) or on the test subjects "
                         "(test, the paper's behaviour)")
