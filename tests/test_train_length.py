@@ -205,3 +205,44 @@ def test_bad_inputs_are_one_line_errors(tiny_dir, tmp_path):
                 "--bone_length_aug", str(tmp_path / "nope.npz"), "--device", "cpu"])
     with pytest.raises(UserError, match="chunk"):
         _train(_common_flags(tiny_dir, tmp_path, ["-e", "1", "-l", "100000"]))
+
+
+# ---------------------------------------------------------------- the paper's README commands
+
+PAPER_COMMANDS = [
+    "cd data/bone_length/ && python generate_bone_length.py --gender neutral --amount 200000 --align",
+    "python train.py -e 30 -b 256 -t length -drop 0 --length_aug_type smpl -bi "
+    "--bone_length_aug data/bone_lengths_smpl_neutral_all.npz",
+    "python length_model_inference.py --ckpt biGRU_all.bin -bi --subjects S1,S5,S6,S7,S8,S9,S11",
+]
+
+
+def _argv(command: str) -> list[str]:
+    return command.split("python ", 1)[1].split()[1:]
+
+
+def test_paper_commands_run_on_demo_layout(tmp_path, monkeypatch, capsys):
+    """The paper's length commands, unchanged except for a tiny -e/--amount and small, fast model sizes,
+    run in a folder laid out like the repository after the demo set-up (data/, checkpoint/)."""
+    import shutil
+
+    sys.path.insert(0, str(REPO / "data" / "bone_length"))
+    import generate_bone_length
+    from length_model_inference import main as infer_main
+
+    torch.set_num_threads(1)
+    data = tmp_path / "data"
+    write_tiny_dataset(data)
+    for f in data.iterdir():  # the tiny dataset stands in for the demo dataset
+        f.rename(data / f.name.replace("_tiny", "_demo"))
+    monkeypatch.chdir(tmp_path)
+    generate_bone_length.main(_argv(PAPER_COMMANDS[0]) + ["--amount", "500", "--data_dir", str(data),
+                                                          "--device", "cpu"])
+    assert (data / "bone_lengths_demo.npz").is_file()
+    # no licensed SMPL files here: the Anny set stands in under the paper's SMPL file name
+    shutil.copy(data / "bone_lengths_anny_neutral_all.npz", data / "bone_lengths_smpl_neutral_all.npz")
+    _train(_argv(PAPER_COMMANDS[1]) + ["-e", "1", "-l", "64", "--hidden", "16", "--device", "cpu"])
+    shutil.copy(tmp_path / "checkpoint" / "epoch_best.bin", tmp_path / "checkpoint" / "biGRU_all.bin")
+    infer_main(_argv(PAPER_COMMANDS[2]) + ["--device", "cpu"])
+    assert (data / "lengths_dict.npz").is_file() and (data / "lengths_list.npz").is_file()
+    assert "SUMMARY length model" in capsys.readouterr().out
