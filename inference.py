@@ -3,6 +3,9 @@
 Two modes (the paper's):
   python inference.py --finetuned_ckpt videopose_finetuned.bin -bi --video path/to/video.mp4
   python inference.py --length_ckpt biGRU_all.bin -bi --video path/to/video.mp4 --poses predicted_poses.npz
+and, for convenience, a plain VideoPose3D lifter run here and adjusted with the length model:
+  python inference.py --length_ckpt biGRU_all.bin -bi --lifter_ckpt pretrained_h36m_cpn.bin --video v.mp4
+Runs with a lifter also write <video>_lifter_poses.npz (key poses, camera frame), a valid --poses input.
 
 ``--poses``: another lifter's poses, an npz with key ``poses`` (or a single array) or a .npy, shape (T, 17, 3)
 metres, Human3.6M joint order, one pose per video frame; ``--poses_frame`` states their frame (``camera``:
@@ -47,6 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--length_ckpt", default="biGRU_all.bin", help="bone-length model checkpoint (--poses mode)")
     g.add_argument("--finetuned_ckpt", default=None,
                    help="fine-tuned mix model checkpoint (default mode; videopose_finetuned.bin if no --poses)")
+    g.add_argument("--lifter_ckpt", default=None,
+                   help="a plain VideoPose3D lifter checkpoint whose poses are adjusted with --length_ckpt")
     g.add_argument("-bi", "--bidirectional", action="store_true", help="the length model is a Bi-GRU")
     g.add_argument("-layer", "--num_layers", type=int, default=None, help="GRU layers (checked if given)")
     g.add_argument("-arc", "--architecture", default=None,
@@ -75,7 +80,8 @@ def main(argv=None) -> None:
         person=parse_person_policy(args.person), max_gap=args.max_gap, smooth=args.smooth,
         max_frames=args.max_frames, fps=args.fps, poses=args.poses, poses_frame=args.poses_frame,
         length_ckpt=args.length_ckpt,
-        finetuned_ckpt=args.finetuned_ckpt or (None if args.poses else "videopose_finetuned.bin"),
+        finetuned_ckpt=args.finetuned_ckpt or (None if args.poses or args.lifter_ckpt else "videopose_finetuned.bin"),
+        lifter_ckpt=args.lifter_ckpt,
         bidirectional=args.bidirectional, num_layers=args.num_layers,
         architecture=parse_architecture(args.architecture) if args.architecture else None,
         channels=args.channels, output=args.output, gif=args.gif, panel_height=args.panel_height,

@@ -1,8 +1,8 @@
 """Video -> 2D keypoints -> 3D poses -> bone-length adjustment -> pictures and exported numbers.
 
 Stages (each timed by :class:`StageTimer`): ``decode`` (video frames), ``detect`` (2D keypoints of one
-followed person, or a precomputed keypoint file), ``lift`` (the fine-tuned mix model's direction branch, or
-poses read from ``--poses``), ``adjust`` (bone lengths predicted by the length model from the whole 2D
+followed person, or a precomputed keypoint file), ``lift`` (the fine-tuned mix model's direction branch, a
+plain VideoPose3D lifter, or poses read from ``--poses``), ``adjust`` (bone lengths predicted by the length model from the whole 2D
 sequence; each bone keeps its direction and gets the predicted length), ``render`` (output video + PNGs).
 The video is decoded twice (detect, then render), one frame at a time: memory does not grow with its length;
 only per-frame keypoints and poses (a few hundred bytes per frame) are kept.
@@ -109,6 +109,7 @@ class InferenceConfig:
     poses_frame: str = "camera"
     length_ckpt: str = "biGRU_all.bin"
     finetuned_ckpt: str | None = None
+    lifter_ckpt: str | None = None
     bidirectional: bool = False
     num_layers: int | None = None
     architecture: list[int] | None = None
@@ -201,17 +202,22 @@ def build_length_model(state: dict[str, torch.Tensor], config: InferenceConfig, 
                            bidirectional=arch["bidirectional"])
 
 
-def build_lifter(state: dict[str, torch.Tensor], config: InferenceConfig, source: str) -> TemporalModel:
-    """A VideoPose3D TemporalModel shaped like ``state`` (``-arc``/``-ch`` override what is read from it)."""
+def build_lifter(state: dict[str, torch.Tensor], config: InferenceConfig, source: str,
+                 stored: dict | None = None) -> TemporalModel:
+    """A VideoPose3D TemporalModel shaped like ``state``. Filter widths and channels: ``-arc``/``-ch`` if
+    given, else the trainer's ``mix_config`` (``stored``), else read from the weights' shapes; ``causal`` and
+    ``dense`` come from ``stored`` (published checkpoints: symmetric, dilated)."""
+    stored = stored or {}
     try:
-        channels, in_features, first = state["expand_conv.weight"].shape
+        channels, _, first = state["expand_conv.weight"].shape
     except KeyError:
         raise UserError(f"{source} has no VideoPose3D direction model (direction_model.expand_conv)") from None
     widths = [int(first)] + [int(state[f"layers_conv.{2 * i}.weight"].shape[2])
                              for i in range(len([k for k in state if k.startswith("layers_conv.")]) // 2)]
-    widths = parse_architecture(config.architecture) if config.architecture else widths
-    channels = config.channels or int(channels)
-    return TemporalModel(NUM_JOINTS, 2, NUM_JOINTS, widths, causal=False, dropout=0.0, channels=channels)
+    widths = parse_architecture(config.architecture or stored.get("architecture") or widths)
+    channels = config.channels or int(stored.get("channels") or channels)
+    return TemporalModel(NUM_JOINTS, 2, NUM_JOINTS, widths, causal=bool(stored.get("causal", False)),
+                         dropout=0.0, channels=channels, dense=bool(stored.get("dense", False)))
 
 
 def _sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -222,14 +228,26 @@ def _sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.T
 def load_mix_model(config: InferenceConfig) -> MixModel:
     """The fine-tuned mix model (``length_model.*`` + ``direction_model.*``) from ``--finetuned_ckpt``."""
     path = resolve_checkpoint(config.finetuned_ckpt)
-    state = model_state(load_checkpoint(path), source=str(path))
+    checkpoint = load_checkpoint(path)
+    state = model_state(checkpoint, source=str(path))
     length_state = _sub_state(state, "length_model.")
     if not length_state:
         raise UserError(f"{path} is not a mix model checkpoint (no length_model.* weights)")
+    stored = checkpoint.get("mix_config") if isinstance(checkpoint.get("mix_config"), dict) else None
     mix = MixModel(build_length_model(length_state, config, str(path)),
-                   build_lifter(_sub_state(state, "direction_model."), config, str(path)))
+                   build_lifter(_sub_state(state, "direction_model."), config, str(path), stored))
     load_weights(mix, state, str(path))
     return mix.to(config.device).eval()
+
+
+def load_plain_lifter(config: InferenceConfig) -> TemporalModel:
+    """A plain VideoPose3D lifter (``train.py -t pose`` or the published ``pretrained_h36m_cpn.bin``)."""
+    path = resolve_checkpoint(config.lifter_ckpt)
+    checkpoint = load_checkpoint(path)
+    state = _sub_state(model_state(checkpoint, source=str(path)), "")
+    lifter = build_lifter(state, config, str(path), checkpoint)
+    load_weights(lifter, state, str(path))
+    return lifter.to(config.device).eval()
 
 
 def load_length_model(config: InferenceConfig) -> BoneLengthModel:
@@ -267,10 +285,10 @@ def load_poses(path: str, track: Track2D) -> np.ndarray:
     return poses[track.start:end]
 
 
-def lift(mix: MixModel, keypoints_2d: np.ndarray, device: torch.device) -> np.ndarray:
-    """Direction branch of the mix model on a whole normalised 2D sequence (T, 17, 2) -> (T, 17, 3) metres,
-    camera frame, root-relative (edge padding for the receptive field, test-time flip averaged)."""
-    lifter = mix.direction_model
+def lift(lifter: TemporalModel, keypoints_2d: np.ndarray, device: torch.device) -> np.ndarray:
+    """A VideoPose3D lifter (e.g. the mix model's direction branch) on a whole normalised 2D sequence
+    (T, 17, 2) -> (T, 17, 3) metres, camera frame, root-relative (edge padding for the receptive field,
+    test-time flip averaged)."""
     pad = (lifter.receptive_field() - 1) // 2
     generator = UnchunkedGenerator([keypoints_2d], pad, lifter.total_causal_shift(), augment=True)
     poses = predict_sequences(lifter, generator, device)[0]
@@ -385,27 +403,29 @@ def render(config: InferenceConfig, stem: str, reader: VideoReader | None, track
 # ----------------------------------------------------------------------------------------------- run
 def run(config: InferenceConfig) -> InferenceResult:
     """All stages; see the module docstring. Raises UserError on bad input."""
-    if config.poses and config.finetuned_ckpt:
-        raise UserError("give either --poses (adjust another lifter's poses) or --finetuned_ckpt, not both")
+    if sum(bool(x) for x in (config.poses, config.finetuned_ckpt, config.lifter_ckpt)) != 1:
+        raise UserError("give exactly one of --finetuned_ckpt, --poses (another lifter's poses) or --lifter_ckpt")
     if config.poses_frame not in FRAME_DESCRIPTION:
         raise UserError(f"--poses_frame must be camera or world, got {config.poses_frame!r}")
     timer = StageTimer()
     start = time.perf_counter()
     reader = VideoReader(config.video, config.max_frames) if config.video else None
     fps = reader.info.fps if reader is not None else config.fps
-    mode = "poses" if config.poses else "finetuned"
+    mode = "poses" if config.poses else "finetuned" if config.finetuned_ckpt else "lifter"
     # Load the models before the slow detection so a bad checkpoint fails fast.
     if mode == "finetuned":
         mix = load_mix_model(config)
-        length_model = mix.length_model
+        lifter, length_model = mix.direction_model, mix.length_model
     else:
+        lifter = load_plain_lifter(config) if mode == "lifter" else None
         length_model = load_length_model(config)
     track = extract_track(config, reader, timer)
     keypoints = normalize_screen_coordinates(track.positions, track.width, track.height)
 
     with timer.measure("lift", len(track)):
-        if mode == "finetuned":
-            before = lift(mix, keypoints, config.device)
+        if lifter is not None:
+            before = lift(lifter, keypoints, config.device)
+            lifter_poses = before
             frame = "camera"
         else:
             before = load_poses(config.poses, track)
@@ -421,7 +441,13 @@ def run(config: InferenceConfig) -> InferenceResult:
         before, after = place_on_ground(before), place_on_ground(after)
 
     stem = Path(config.video).stem if config.video else Path(config.keypoints).stem
-    files = write_exports(config, stem, track, before, after, lengths, fps, frame, mode)
+    files = {}
+    if lifter is not None:  # usable as --poses input: one pose per video frame from frame 0 (edge-padded)
+        files["lifter_poses"] = Path(config.output) / f"{stem}_lifter_poses.npz"
+        save_npz(files["lifter_poses"], poses=np.concatenate([lifter_poses[:1].repeat(track.start, 0), lifter_poses]),
+                 metadata={"frame": "camera (x right, y down, z forward), root-relative", "units": "metres",
+                           "joint_names": JOINT_NAMES, "mode": mode})
+    files.update(write_exports(config, stem, track, before, after, lengths, fps, frame, mode))
     video_files, rendered = render(config, stem, reader, track, before, after, fps, timer)
     files.update(video_files)
     total = time.perf_counter() - start

@@ -99,7 +99,7 @@ class FrameRenderer:
         if frame is None:
             canvas = np.full((self.panel, self.video_width, 3), 40, np.uint8)
         else:
-            canvas = cv2.resize(frame, (self.video_width, self.panel), interpolation=cv2.INTER_AREA)
+            canvas = cv2.resize(frame, (self.video_width, self.panel), interpolation=cv2.INTER_LINEAR)
         if keypoints is not None:
             pixels = np.round(keypoints * self.scale).astype(np.int32)
             for bone in range(NUM_BONES):

@@ -148,6 +148,28 @@ def test_keypoints_file_without_detector(real_clip, checkpoints, tmp_path):
     assert sum(1 for _ in VideoReader(out / "clip_blapose.mp4")) == CLIP_FRAMES  # whole video rendered
 
 
+def test_plain_lifter_then_its_poses_through_poses_mode(real_clip, checkpoints, tmp_path):
+    """A train.py -t pose style checkpoint (architecture stored next to model_pos, causal) lifts; the written
+    <stem>_lifter_poses.npz is then a valid --poses input and gives the same adjusted poses."""
+    torch.manual_seed(1)
+    lifter = TemporalModel(17, 2, 17, [3, 3], causal=True, channels=32)
+    save_checkpoint(tmp_path / "pose.bin", {"model_pos": lifter.state_dict(), "architecture": [3, 3],
+                                            "channels": 32, "causal": True, "dense": False})
+    keypoints = np.tile(np.array([[600, 300]], np.float32), (17, 1))[None] + \
+        np.random.default_rng(4).normal(0, 30, (12, 17, 2)).astype(np.float32)
+    np.save(tmp_path / "kp.npy", keypoints)
+    common = ["--length_ckpt", str(checkpoints["length"]), "-bi", "--video", str(real_clip), "--keypoints",
+              str(tmp_path / "kp.npy"), "--no_progress"]
+    inference.main(common + ["--lifter_ckpt", str(tmp_path / "pose.bin"), "--output", str(tmp_path / "a")])
+    lifted = np.load(tmp_path / "a" / "clip_lifter_poses.npz")["poses"]
+    assert lifted.shape == (12, 17, 3) and np.all(lifted[:, 0] == 0)
+    inference.main(common + ["--poses", str(tmp_path / "a" / "clip_lifter_poses.npz"), "--output", str(tmp_path / "b")])
+    a, b = (np.load(tmp_path / d / "clip_poses_3d.npz")["poses_after"] for d in ("a", "b"))
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    with pytest.raises(UserError, match="exactly one"):
+        inference.main(common + ["--lifter_ckpt", "x.bin", "--poses", "y.npz"])
+
+
 def test_unreadable_video_one_line_error(tmp_path):
     bad = tmp_path / "broken.mp4"
     bad.write_text("this is not a video")
