@@ -68,6 +68,25 @@ def _sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.T
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
+ARCHITECTURE_KEYS = ("architecture", "channels", "causal", "dense")
+
+
+def adopt_architecture(args: argparse.Namespace, stored: dict[str, Any] | None, source: str) -> None:
+    """Let the lifter architecture stored in a checkpoint (ours: ``-t pose`` / ``-t mix``) win over the flags,
+    saying so when they differ; published checkpoints store none and the flags (-arc, -ch, ...) apply."""
+    if not stored:
+        return
+    changed = []
+    for key in ARCHITECTURE_KEYS:
+        if key in stored:
+            value = list(stored[key]) if key == "architecture" else type(getattr(args, key))(stored[key])
+            if value != getattr(args, key):
+                changed.append(f"{key} {getattr(args, key)} -> {value}")
+                setattr(args, key, value)
+    if changed:
+        print(f"INFO: using the direction branch's architecture stored in {source}: {', '.join(changed)}")
+
+
 def _lifters(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(training, inference) direction branches; the strided one trains only single-frame chunks (-s 1)."""
     train_lifter, eval_lifter = build_lifter(args.architecture, args.channels, args.dropout, args.causal,
@@ -85,7 +104,6 @@ def build_models(args: argparse.Namespace, device: torch.device) -> tuple[MixMod
     ``--mix_model`` (or ``-r``) wins; otherwise both ``--length_model`` and ``--direction_model`` are needed.
     The two mix models share the frozen length model; copy direction weights with ``load_state_dict``.
     """
-    train_lifter, eval_lifter = _lifters(args)
     source = args.mix_model or args.resume
     checkpoint: dict[str, Any] = {}
     if source:
@@ -99,6 +117,8 @@ def build_models(args: argparse.Namespace, device: torch.device) -> tuple[MixMod
         length_model = length_model_from_checkpoint(
             {"model_pos": length_state, "length_model_config": checkpoint.get("length_model_config")},
             args.bidirectional, args.num_layers, args.hidden, str(path))
+        adopt_architecture(args, checkpoint.get("mix_config"), str(path))
+        train_lifter, eval_lifter = _lifters(args)
         model = MixModel(length_model, train_lifter)
         load_weights(model, state, str(path))
     else:
@@ -108,8 +128,10 @@ def build_models(args: argparse.Namespace, device: torch.device) -> tuple[MixMod
         length_model = length_model_from_checkpoint(load_checkpoint(length_path, device), args.bidirectional,
                                                     args.num_layers, args.hidden, str(length_path))
         direction_path = find_checkpoint(args.direction_model, args.checkpoint)
-        lifter_state = model_state(load_checkpoint(direction_path, device), source=str(direction_path))
-        load_weights(train_lifter, lifter_state, str(direction_path))
+        lifter_checkpoint = load_checkpoint(direction_path, device)
+        adopt_architecture(args, lifter_checkpoint, str(direction_path))
+        train_lifter, eval_lifter = _lifters(args)
+        load_weights(train_lifter, model_state(lifter_checkpoint, source=str(direction_path)), str(direction_path))
         model = MixModel(length_model, train_lifter)
     eval_model = MixModel(model.length_model, eval_lifter)
     eval_model.load_state_dict(model.state_dict())
@@ -197,9 +219,9 @@ def _set_rng_state(state: dict, generator: ChunkedGenerator) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-def _mix_config(model: MixModel, args: argparse.Namespace) -> dict[str, Any]:
-    return {"architecture": list(args.architecture), "channels": args.channels, "causal": args.causal,
-            "dense": args.dense, "length_model": model.length_model.config()}
+def _mix_config(args: argparse.Namespace) -> dict[str, Any]:
+    return {"architecture": list(args.architecture), "channels": args.channels, "causal": bool(args.causal),
+            "dense": bool(args.dense)}
 
 
 def run(args: argparse.Namespace) -> None:
@@ -357,7 +379,7 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
                   f"{history['train_direction'][-1]:.4f}  test MPJPE {test_mpjpe:.1f} mm")
             state = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "optimizer": optimizer.state_dict(),
                      "model_pos": model.state_dict(), "random_state": {"ranks": random_states},
-                     "length_model_config": model.length_model.config(), "mix_config": _mix_config(model, args),
+                     "length_model_config": model.length_model.config(), "mix_config": _mix_config(args),
                      "history": history}
             if args.checkpoint_frequency > 0 and epoch % args.checkpoint_frequency == 0:
                 save_checkpoint(checkpoint_dir / f"epoch_{epoch}.bin", state)

@@ -330,3 +330,16 @@ def test_ddp_two_processes(mix_setup, tmp_path):
     assert any(not torch.equal(ckpt["model_pos"]["direction_model." + k], v)
                for k, v in lifter.state_dict().items() if k.endswith("weight"))
     assert "SUMMARY mix (epoch 1): MPJPE" in proc.stdout and "SUMMARY lifter + adjustment" in proc.stdout
+
+
+def test_stored_lifter_architecture_wins_over_flags(mix_setup, tmp_path, capsys):
+    torch.set_num_threads(1)
+    lifter = TemporalModel(17, 2, 17, [3, 3, 3], channels=32)
+    save_checkpoint(tmp_path / "pose.bin", {"model_pos": lifter.state_dict(), "architecture": [3, 3, 3],
+                                            "channels": 32, "causal": False, "dense": False})
+    _train(["-t", "mix", "-bi", "-arc", "3,3,3,3,3", "--length_model", str(mix_setup / "checkpoint" / "biGRU_all.bin"),
+            "--direction_model", str(tmp_path / "pose.bin")] + _flags(mix_setup, "-e", "1", "-c", str(tmp_path),
+                                                                      "-ch", "1024"))
+    out = capsys.readouterr().out
+    assert "architecture [3, 3, 3, 3, 3] -> [3, 3, 3]" in out and "receptive field 27 frames" in out
+    assert load_checkpoint(tmp_path / "final.bin")["mix_config"]["architecture"] == [3, 3, 3]
