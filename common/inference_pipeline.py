@@ -41,7 +41,8 @@ from common.generators import UnchunkedGenerator, predict_sequences
 from common.length_model import BoneLengthModel, predict_lengths
 from common.mix_model import MixModel
 from common.model import TemporalModel, parse_architecture
-from common.skeleton import BONE_NAMES, JOINT_NAMES, NUM_JOINTS, PARENTS, SYMMETRIC_BONES
+from common.skeleton import (BONE_NAMES, JOINT_NAMES, JOINTS_LEFT, JOINTS_RIGHT, NUM_JOINTS, PARENTS,
+                             SYMMETRIC_BONES)
 from common.tracking import PersonTracker, Track2D, fill_gaps, smooth_track
 from common.video import VideoReader, VideoWriter
 from common.visualization import FrameRenderer, plot_bone_lengths_over_time
@@ -337,7 +338,16 @@ def write_exports(config: InferenceConfig, stem: str, track: Track2D, before: np
             "video": config.video, "keypoints_2d_units": "pixels of the video",
             "poses_before": "lifter output, its own bone lengths", "poses_after": "bone lengths adjusted"}
     files = {"poses_npz": out / f"{stem}_poses_3d.npz", "poses_json": out / f"{stem}_poses_3d.json",
-             "lengths_json": out / f"{stem}_bone_lengths.json", "lengths_png": out / f"{stem}_bone_lengths.png"}
+             "lengths_json": out / f"{stem}_bone_lengths.json", "lengths_png": out / f"{stem}_bone_lengths.png",
+             "keypoints_2d": out / f"{stem}_keypoints_2d.npz"}
+    # 2D keypoints in VideoPose3D's custom-dataset layout (a valid --keypoints input); frames before the
+    # person appears are NaN.
+    padded = np.concatenate([np.full((track.start, NUM_JOINTS, 2), np.nan, np.float32), track.positions])
+    video_name = Path(config.video).name if config.video else stem
+    save_npz(files["keypoints_2d"], positions_2d={video_name: {"custom": [padded]}},
+             metadata={"layout_name": "h36m", "num_joints": NUM_JOINTS,
+                       "keypoints_symmetry": [JOINTS_LEFT, JOINTS_RIGHT],
+                       "video_metadata": {video_name: {"w": track.width, "h": track.height}}})
     save_npz(files["poses_npz"], poses_before=before, poses_after=after, keypoints_2d=track.positions,
              confidence_2d=track.confidence, frame_indices=frames, bone_lengths=lengths,
              interpolated_frames=np.asarray(interpolated, dtype=np.int64), metadata=meta)

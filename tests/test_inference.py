@@ -16,6 +16,7 @@ from PIL import Image
 import inference
 from common.bones import bone_lengths
 from common.checkpoint import save_checkpoint
+from common.detectors import load_keypoints
 from common.errors import UserError
 from common.inference_pipeline import camera_to_world_like, place_on_ground, symmetry_error
 from common.length_model import BoneLengthModel
@@ -110,6 +111,10 @@ def test_real_clip_finetuned_mode(real_clip, checkpoints, tmp_path, capsys):
     keypoints = np.asarray(doc["keypoints_2d"])
     # BlazePose found the man on the box (upper middle-left of the 1768x994 frame).
     assert 450 < np.median(keypoints[:, 0, 0]) < 850 and 100 < np.median(keypoints[:, 0, 1]) < 450
+    # The 2D export is a VideoPose3D custom npz that --keypoints reads back.
+    reread = load_keypoints(out / "clip_keypoints_2d.npz", "coco")
+    np.testing.assert_allclose(reread.positions, keypoints, atol=1e-2)
+    assert (reread.width, reread.height) == (1768, 994)
 
 
 def test_real_clip_poses_mode_world_frame_and_causal(real_clip, checkpoints, tmp_path):
