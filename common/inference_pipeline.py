@@ -37,17 +37,18 @@ from common.checkpoint import load_checkpoint, load_weights, model_state, resolv
 from common.detectors import load_keypoints, make_detector
 from common.errors import UserError
 from common.fileio import atomic_write, check_array, load_npz, save_npz
-from common.generators import UnchunkedGenerator, predict_sequences
+from common.generators import merge_flipped
 from common.length_model import BoneLengthModel, predict_lengths
 from common.mix_model import MixModel
 from common.model import TemporalModel, parse_architecture
 from common.skeleton import (BONE_NAMES, JOINT_NAMES, JOINTS_LEFT, JOINTS_RIGHT, NUM_JOINTS, PARENTS,
-                             SYMMETRIC_BONES)
+                             SYMMETRIC_BONES, flip_poses)
 from common.tracking import PersonTracker, Track2D, fill_gaps, smooth_track
 from common.video import VideoReader, VideoWriter
 from common.visualization import FrameRenderer, plot_bone_lengths_over_time
 
 STAGES = ("decode", "detect", "lift", "adjust", "render")
+LIFT_CHUNK = 512  # output frames per lifter window
 FRAME_DESCRIPTION = {
     "camera": "world-like, metres: X = camera right, Y = forward away from the camera (horizontal after a "
               "pitch correction that makes the mean torso direction vertical), Z = up; ground at Z = 0 "
@@ -286,13 +287,23 @@ def load_poses(path: str, track: Track2D) -> np.ndarray:
     return poses[track.start:end]
 
 
-def lift(lifter: TemporalModel, keypoints_2d: np.ndarray, device: torch.device) -> np.ndarray:
+@torch.no_grad()
+def lift(lifter: TemporalModel, keypoints_2d: np.ndarray, device: torch.device,
+         chunk_frames: int = LIFT_CHUNK) -> np.ndarray:
     """A VideoPose3D lifter (e.g. the mix model's direction branch) on a whole normalised 2D sequence
-    (T, 17, 2) -> (T, 17, 3) metres, camera frame, root-relative (edge padding for the receptive field,
-    test-time flip averaged)."""
+    (T, 17, 2) -> (T, 17, 3) metres, camera frame, root-relative. The sequence is edge-padded for the
+    receptive field and run in windows of ``chunk_frames`` output frames (identical to one pass, memory
+    independent of T); test-time flip averaged."""
+    lifter.eval()
     pad = (lifter.receptive_field() - 1) // 2
-    generator = UnchunkedGenerator([keypoints_2d], pad, lifter.total_causal_shift(), augment=True)
-    poses = predict_sequences(lifter, generator, device)[0]
+    shift = lifter.total_causal_shift()
+    padded = np.pad(keypoints_2d.astype(np.float32), ((pad + shift, pad - shift), (0, 0), (0, 0)), mode="edge")
+    context = lifter.receptive_field() - 1
+    pieces = []
+    for start in range(0, len(keypoints_2d), chunk_frames):
+        window = torch.from_numpy(padded[start:start + chunk_frames + context]).to(device)
+        pieces.append(merge_flipped(lifter(torch.stack([window, flip_poses(window)]))).cpu().numpy())
+    poses = np.concatenate(pieces).astype(np.float32)
     return poses - poses[:, :1]  # the lifter is trained root-relative: its pelvis output is not used
 
 

@@ -251,3 +251,18 @@ def test_gif_writer_streams_frames(tmp_path):
         assert rgb[15, k * 10 + 5, 0] > 240 and rgb[15, (k * 10 + 25) % 40, 0] < 15
     with pytest.raises(UserError, match="unsupported"):
         VideoWriter(tmp_path / "a.avi", 40, 30, 10)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_chunked_lifting_equals_one_pass(causal):
+    from common.generators import UnchunkedGenerator, predict_sequences
+    from common.inference_pipeline import lift
+
+    torch.manual_seed(0)
+    lifter = TemporalModel(17, 2, 17, [3, 3, 3], causal=causal, channels=32).eval()
+    keypoints = np.random.default_rng(5).uniform(-1, 1, (100, 17, 2)).astype(np.float32)
+    chunked = lift(lifter, keypoints, torch.device("cpu"), chunk_frames=17)
+    pad = (lifter.receptive_field() - 1) // 2
+    whole = predict_sequences(lifter, UnchunkedGenerator([keypoints], pad, lifter.total_causal_shift(), True))[0]
+    assert chunked.shape == (100, 17, 3)
+    np.testing.assert_allclose(chunked, whole - whole[:, :1], atol=1e-5)
