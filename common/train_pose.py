@@ -110,8 +110,13 @@ def _evaluate_checkpoint(args, views, device) -> None:
     else:
         best = Path(args.checkpoint) / "epoch_best.bin"
         path = best if best.is_file() else Path(args.checkpoint) / "final.bin"
-    _, model = build_lifter(args.architecture, args.channels, args.dropout, args.causal, args.dense)
-    load_weights(model, model_state(load_checkpoint(path, device), source=str(path)), str(path))
+    state = load_checkpoint(path, device)
+    # checkpoints written here store their architecture, which wins over the flags; published ones do not
+    arch = {**_architecture(args), **{k: state[k] for k in _architecture(args) if k in state}}
+    if arch != _architecture(args):
+        print(f"note: using the architecture stored in {path}: {arch}")
+    _, model = build_lifter(arch["architecture"], arch["channels"], args.dropout, arch["causal"], arch["dense"])
+    load_weights(model, model_state(state, source=str(path)), str(path))
     model.to(device)
     print(f"evaluating {path} (receptive field {model.receptive_field()} frames) on {len(views)} sequences")
     result, preds = evaluate_views(model, views, args.test_time_augmentation, device, progress=True)

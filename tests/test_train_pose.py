@@ -10,7 +10,7 @@ import bone_adjust
 import train
 from common.bones import recompose
 from common.camera import load_cameras
-from common.checkpoint import load_checkpoint
+from common.checkpoint import load_checkpoint, save_checkpoint
 from common.errors import UserError
 from common.fileio import save_npz
 from common.train_pose import bn_momentum, split_validation
@@ -112,9 +112,14 @@ def test_train_resume_evaluate_export(data_dir, tmp_path, capsys):
     assert len(rows) == 1 + 3 * 3
 
 
-def test_wrong_architecture_checkpoint(data_dir, tmp_path):
+def test_stored_architecture_wins_and_wrong_published_layout_errors(data_dir, tmp_path, capsys):
     train.main(_argv(data_dir, tmp_path, "-e", "1", "--no-eval"))
+    train.main(_argv(data_dir, tmp_path, "--evaluate", "-arc", "3,3,3", "-ch", "32"))
+    assert "using the architecture stored" in capsys.readouterr().out
+    state = load_checkpoint(tmp_path / "final.bin")
+    published = tmp_path / "published.bin"  # published checkpoints carry no architecture entries
+    save_checkpoint(published, {"epoch": 1, "lr": 1e-3, "model_pos": state["model_pos"]})
     with pytest.raises(UserError, match="architecture"):
-        train.main(_argv(data_dir, tmp_path, "--evaluate", "-arc", "3,3,3"))
+        train.main(_argv(data_dir, tmp_path, "--evaluate", "-arc", "3,3,3", "-r", str(published)))
     with pytest.raises(UserError, match="checkpoint not found"):
         train.main(_argv(data_dir, tmp_path, "--evaluate", "-r", str(tmp_path / "none.bin")))
