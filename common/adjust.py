@@ -247,7 +247,7 @@ def evaluate_adjustment(data: AdjustmentData, device: torch.device | str = "cpu"
         variants[VARIANTS[1]] = adjust_bone_lengths(pred, data.lengths.to(device))
     variants[VARIANTS[2]] = adjust_bone_lengths(pred, data.gt_lengths.to(device))
     return {name: evaluate_arrays(data.actions, poses, gt, data.offsets, per_bone=True)
-            for name, poses in variants.items()}
+            for name, poses in tqdm(variants.items(), desc="evaluate", leave=False)}
 
 
 def frame_error_curve(data: AdjustmentData, grid: Sequence[int] = FRAME_GRID,
