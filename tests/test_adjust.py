@@ -215,3 +215,30 @@ def test_cli_wrapper_exit_code(files, tmp_path, capsys):
     code = cli(bone_adjust.main)(["--pred", str(tmp_path / "nope.npz"), "--gt", str(files["root"] / "x.npz")])
     assert code == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_paper_command_on_demo_data(demo_dir, tmp_path, monkeypatch, capsys):
+    """`python bone_adjust.py --act 3D_prediction/Anatomy3D/action_dict.pkl --pred ... --bone data/lengths_dict.npz`
+    as printed in the paper's README, on the demo dataset (ground truth found through -d auto)."""
+    (tmp_path / "data").mkdir()
+    for f in ("data_3d_demo.npz", "data_2d_demo_gt.npz"):
+        (tmp_path / "data" / f).symlink_to(demo_dir / f)
+    monkeypatch.chdir(tmp_path)
+    raw = np.load(demo_dir / "data_3d_demo.npz", allow_pickle=True)["positions_3d"].item()
+    rng = np.random.default_rng(3)
+    preds, lengths = {}, {}
+    for s in ("S9", "S11"):
+        keys = [(s, a, c) for a in raw[s] for c in range(4)]
+        gt = adjust.load_ground_truth("data/data_3d_demo.npz", keys)
+        for (_, a, c), g in zip(keys, gt):
+            preds.setdefault(s, {}).setdefault(a, []).append(g + rng.normal(scale=0.02, size=g.shape))
+            lengths.setdefault(s, {}).setdefault(a, []).append(bone_lengths(g).mean(axis=0))
+    adjust.write_predictions("3D_prediction/Anatomy3D", preds)
+    save_npz("data/lengths_dict.npz", lengths=lengths)
+    bone_adjust.main(["--act", "3D_prediction/Anatomy3D/action_dict.pkl", "--pred",
+                      "3D_prediction/Anatomy3D/prediction.pkl", "--bone", "data/lengths_dict.npz"])
+    out = capsys.readouterr().out
+    assert "ground truth data/data_3d_demo.npz" in out
+    rows = {tuple(r.split(",")[:2]): r.split(",")[2:] for r in open("result.csv").read().splitlines()[1:]}
+    before, after = float(rows[("Average", "unadjusted")][4]), float(rows[("Average", "adjusted (GT lengths)")][4])
+    assert after < 0.1 < before
