@@ -167,6 +167,9 @@ def extract_track(config: InferenceConfig, reader: VideoReader | None, timer: St
         finally:
             detector.close()
         raw = tracker.result()
+        if tracker.reacquired:
+            print(f"the followed person was lost and a person picked again by --person {config.person} at "
+                  f"frame(s) {tracker.reacquired}")
     track = fill_gaps(raw, config.max_gap)
     if track.gaps:
         print(f"interpolated {sum(b - a + 1 for a, b in track.gaps)} frame(s) without the person in "

@@ -6,7 +6,8 @@ picks a person by the ``--person`` policy (``largest`` box, most ``central`` box
 counted left to right); afterwards it looks only in a box around the person's last position and accepts a
 detection only if it overlaps that position, so it does not jump to a passer-by. When the person is lost it
 searches the whole frame again for the candidate nearest to where the person was last seen, within half a
-box size (growing by 20 % per lost frame, at most 1.5 box sizes).
+box size (growing by 20 % per lost frame, at most 1.5 box sizes); after ``reacquire_after`` lost frames
+(the person left, or the video cuts) it picks a person by the policy again, as at the start.
 
 Positions are (T, 17, 2) pixels, H36M order; missing frames are NaN until :func:`fill_gaps`.
 """
@@ -110,7 +111,7 @@ class PersonTracker:
     """Follow one person frame by frame with a :class:`Keypoint2DSource`; see the module docstring."""
 
     def __init__(self, detector: Keypoint2DSource, width: int, height: int, policy: str = "largest",
-                 min_score: float = 0.3):
+                 min_score: float = 0.3, reacquire_after: int = 10):
         self.detector = detector
         self.width, self.height = width, height
         self.policy = parse_person_policy(policy)
@@ -120,6 +121,8 @@ class PersonTracker:
         self.confidence: list[np.ndarray] = []
         self.people_seen = 0
         self.lost = 0  # consecutive frames without the followed person
+        self.reacquire_after = reacquire_after
+        self.reacquired: list[int] = []  # frames where a person was picked again after a long loss
 
     def _roi(self, bbox: np.ndarray) -> tuple[int, int, int, int]:
         side = max(MIN_ROI, ROI_SCALE * max(bbox[2] - bbox[0], bbox[3] - bbox[1]))
@@ -160,10 +163,12 @@ class PersonTracker:
 
     def update(self, rgb: np.ndarray) -> PersonPose | None:
         """Process the next frame (H, W, 3) RGB; returns the followed person's pose or None (missing)."""
-        if self.last is None:
+        if self.last is None or self.lost >= self.reacquire_after:
             people = [p for p in find_people(self.detector, rgb) if p.score >= self.min_score]
             self.people_seen = max(self.people_seen, len(people))
             person = choose_person(people, self.policy, self.width, self.height)
+            if person is not None and self.last is not None:
+                self.reacquired.append(len(self.positions))
         else:
             person = self._follow(rgb)
         self.lost = 0 if person is not None else self.lost + 1

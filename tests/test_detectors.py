@@ -242,3 +242,22 @@ def test_search_regions_cover_the_frame():
     assert len(tiles) > 4 and np.all(tiles[:, 2] <= 1768) and np.all(tiles[:, 3] <= 994)
     assert tiles[:, 0].min() == 0 and tiles[:, 2].max() == 1768 and tiles[:, 3].max() == 994
     assert np.all(tiles[:, 2] - tiles[:, 0] == tiles[:, 3] - tiles[:, 1])
+
+
+def test_tracker_picks_a_person_again_after_a_long_loss():
+    """Like the end of a looped video: the person leaves on the right and comes back far to the left."""
+    frames = []
+    for k in range(20):
+        frame = np.zeros((480, 640, 3), np.uint8)
+        if k < 5:
+            _draw(frame, (500 + 10 * k, 100, 560 + 10 * k, 300), 1)
+        elif k >= 8:
+            _draw(frame, (40, 100, 100, 300), 1)
+        frames.append(frame)
+    tracker = PersonTracker(RectangleDetector({1: 0.9}), 640, 480, "largest", reacquire_after=4)
+    for frame in frames:
+        tracker.update(frame)
+    missing = np.isnan(tracker.result().positions).any(axis=(1, 2))
+    # Frames 5-7: nobody; frame 8: somebody far away (not taken yet); frame 9: 4 frames lost -> picked again.
+    assert missing.tolist() == [False] * 5 + [True] * 4 + [False] * 11
+    assert tracker.reacquired == [9]
