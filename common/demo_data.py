@@ -581,7 +581,7 @@ def demo_notes(config: DemoConfig, summary: DemoSummary) -> str:
         "# Demo dataset (embedded default, `-d demo`)",
         "",
         f"Built by `setup.py` (`common/demo_data.py`, builder version {BUILDER_VERSION}, fingerprint "
-        f"`{summary.fingerprint}`, seed {config.seed}) in {summary.seconds:.1f} s. Deterministic: rebuilding "
+        f"`{summary.fingerprint}`, seed {config.seed}). Deterministic: rebuilding "
         "gives the same numbers. Format: VideoPose3D's preprocessed Human3.6M files (see README).",
         "",
         f"{len(summary.clips)} subjects, {summary.num_sequences} sequences, {summary.num_frames} frames "

@@ -1,0 +1,67 @@
+"""Data set-up (as in the paper's repository; NOT a packaging script).
+
+Default: build the embedded demo dataset into ``data/`` offline (``data_3d_demo.npz``, ``data_2d_demo_gt.npz``,
+``data_2d_demo_detections.npz``, ``DEMO_DATA.md``; see :mod:`common.demo_data`), fetch the demo video
+``data/demo.mp4`` (from the sports2d wheel on PyPI, cached under ``${BLAPOSE_CACHE:-~/.cache/blapose}``) and
+print a summary. A second run finds the files current (``data/demo_manifest.json``: builder fingerprint and
+file hashes) and does nothing; ``--force`` rebuilds.
+
+``--download``: fetch the paper's published files (synthetic bone lengths, checkpoints, third-party
+predictions; :mod:`common.published`) with gdown into ``data/``, ``checkpoint/`` and ``3D_prediction/``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from common.demo_data import DemoConfig, build_demo_dataset, demo_is_current, fetch_demo_video
+from common.device import add_device_argument, select_device
+from common.errors import UserError, cli
+from common.published import download_published
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Build the demo dataset and fetch the demo video, or download "
+                                                 "the paper's published files (--download).")
+    parser.add_argument("--data_dir", default="data", help="where the demo dataset and video go (default: data)")
+    parser.add_argument("--force", action="store_true", help="rebuild / re-download even if files are present")
+    parser.add_argument("--frames", type=int, default=DemoConfig.frames,
+                        help="frames per demo sequence at 50 fps (default: %(default)s)")
+    parser.add_argument("--no_video", action="store_true", help="do not fetch the demo video")
+    parser.add_argument("--download", action="store_true",
+                        help="download the paper's published data/checkpoints/predictions with gdown instead")
+    parser.add_argument("--root", default=".", help="project root for --download (default: current folder)")
+    add_device_argument(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    select_device(args.device)  # validated for consistency; building the data runs on the CPU
+    if args.download:
+        placed = download_published(args.root, force=args.force)
+        print(f"downloaded {len(placed)} file(s) into {Path(args.root).resolve()}")
+        return
+    if args.frames < 600:
+        raise UserError(f"--frames must be >= 600 (sequences must hold 512-frame chunks), got {args.frames}")
+    data_dir = Path(args.data_dir)
+    config = DemoConfig(frames=args.frames)
+    video = data_dir / "demo.mp4"
+    summary = None if args.force else demo_is_current(data_dir, config)
+    if summary is not None and (args.no_video or video.is_file()):
+        print(f"demo data in {data_dir}/ is up to date (fingerprint {summary.fingerprint}); nothing to do "
+              "(--force rebuilds)")
+        print("\n".join(summary.lines()))
+        return
+    if summary is None:
+        summary = build_demo_dataset(data_dir, config)
+        print(f"wrote {data_dir}/data_3d_demo.npz, data_2d_demo_gt.npz, data_2d_demo_detections.npz, DEMO_DATA.md")
+    if not args.no_video and (args.force or not video.is_file()):
+        fetch_demo_video(video)
+        print(f"wrote {video}")
+    print("\n".join(summary.lines()))
+
+
+if __name__ == "__main__":
+    sys.exit(cli(main)(sys.argv[1:]))
