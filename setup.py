@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from common.demo_data import DemoConfig, build_demo_dataset, demo_is_current, fetch_demo_video
+from common.demo_data import SMALL_CONFIG, DemoConfig, build_demo_dataset, demo_is_current, fetch_demo_video
 from common.device import add_device_argument, select_device
 from common.errors import UserError, cli
 from common.published import download_published
@@ -28,6 +28,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--force", action="store_true", help="rebuild / re-download even if files are present")
     parser.add_argument("--frames", type=int, default=DemoConfig.frames,
                         help="frames per demo sequence at 50 fps (default: %(default)s)")
+    parser.add_argument("--small", action="store_true",
+                        help="build the small test-sized variant (2 clips per subject, 640 frames) instead")
     parser.add_argument("--no_video", action="store_true", help="do not fetch the demo video")
     parser.add_argument("--download", action="store_true",
                         help="download the paper's published data/checkpoints/predictions with gdown instead")
@@ -46,7 +48,7 @@ def main(argv=None) -> None:
     if args.frames < 600:
         raise UserError(f"--frames must be >= 600 (sequences must hold 512-frame chunks), got {args.frames}")
     data_dir = Path(args.data_dir)
-    config = DemoConfig(frames=args.frames)
+    config = SMALL_CONFIG if args.small else DemoConfig(frames=args.frames)
     video = data_dir / "demo.mp4"
     summary = None if args.force else demo_is_current(data_dir, config)
     if summary is not None and (args.no_video or video.is_file()):
