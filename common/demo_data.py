@@ -47,6 +47,7 @@ BUILDER_VERSION = 1
 FPS = 50
 LOWEST_JOINT_HEIGHT = 0.07  # metres: height of the lowest joint centre (ankle, knee or wrist) over a sequence
 IMAGE_MARGIN_PX = 10.0
+COMFORT_MARGIN_PX = 40.0  # placements scoring this margin are taken in seeded order (see build_sequence)
 MIN_DEPTH_M = 0.5
 
 # ----------------------------------------------------------------------------------------------- sources
@@ -216,7 +217,8 @@ def unrolled_clip(motion: Motion, frames: int) -> np.ndarray:
     """Play a clip for ``frames`` frames at :data:`FPS`: (frames, 17, 3) metres, Z up, continuous.
 
     Looping clips repeat their cycle, each cycle rigidly moved (yaw + xy) to continue where the previous one
-    ended; other clips play forwards then backwards (a continuous 'ping-pong')."""
+    ended, with the small pose mismatch between a clip's last and first frame faded in over the cycle; other
+    clips play forwards then backwards (a continuous 'ping-pong')."""
     t = np.arange(frames) / FPS
     period = motion.duration
     if motion.loop:
@@ -226,9 +228,14 @@ def unrolled_clip(motion: Motion, frames: int) -> np.ndarray:
         cycle = np.zeros(frames, dtype=int)
         tau = period - np.abs(period - np.mod(t, 2 * period))
     poses = forward_kinematics(resample(motion, tau))
-    if motion.loop and cycle.max() > 0:
+    if motion.loop:
         ends = forward_kinematics(resample(motion, np.array([0.0, period])))
         angle, shift = _yaw_fit(ends[0], ends[1])
+        # loop closure: a clip's last pose rarely equals its first exactly; fade the pelvis-relative mismatch
+        # in over the cycle so that consecutive cycles join without a jump
+        mismatch = ends[0] @ _rot_z(np.array(angle)).T - ends[1]
+        mismatch[:, :2] += shift
+        poses += (tau / period)[:, None, None] * (mismatch - mismatch[:1])[None]
         count = cycle.max() + 1
         rot = _rot_z(angle * np.arange(count))  # (C, 3, 3): cycle c is rotated by c·angle
         steps = np.einsum("cij,j->ci", rot[:, :2, :2], shift)  # translation added when entering cycle c + 1
@@ -302,16 +309,17 @@ def build_sequence(unrolled: np.ndarray, lengths: np.ndarray, cameras: list[Came
     The clip's bone directions are recomposed with ``lengths`` (16,); its pelvis trajectory is scaled by the
     leg-length ratio. ``candidates`` seeded (heading, yaw rate) pairs are each tried at a 9×9 grid of
     positions within ±0.8 m of the camera rig's centre, scored on every ``search_stride``-th frame by the
-    :class:`MarginField` of the rig; the best-scoring placement that passes the exact check (every joint of
-    every frame inside all four images by :data:`IMAGE_MARGIN_PX`) is returned, else RuntimeError.
-    Looping clips turn on a circle of radius 0.3-1.3 m, back-and-forth clips slowly (<= 0.15 rad/s)."""
+    :class:`MarginField` of the rig. The first candidate (seeded order) whose best position scores
+    :data:`COMFORT_MARGIN_PX` is taken, else the widest-margin placement, provided it passes the exact check
+    (every joint of every frame inside all four images by :data:`IMAGE_MARGIN_PX`); else RuntimeError.
+    Looping clips turn on a circle of radius 0.6-1.5 m, back-and-forth clips slowly (<= 0.15 rad/s)."""
     field = field or MarginField(cameras)
     legs = [1, 2, 4, 5]  # thighs and calves
     trajectory = unrolled[:, 0] * (lengths[legs].mean() / bone_lengths(unrolled)[:, legs].mean())
     speed = np.linalg.norm(np.diff(trajectory[:, :2], axis=0), axis=-1).mean() * FPS
     heading = rng.uniform(-np.pi, np.pi, candidates)
     sign = rng.choice([-1.0, 1.0], candidates)
-    turn = speed / rng.uniform(0.3, 1.3, candidates) if loop else rng.uniform(0.0, 0.15, candidates)
+    turn = speed / rng.uniform(0.6, 1.5, candidates) if loop else rng.uniform(0.0, 0.15, candidates)
     dirs, traj = steer(bone_directions(unrolled), trajectory, heading, sign * turn)
     poses = recompose(dirs, lengths) + traj[:, :, None]
     poses[..., 2] += LOWEST_JOINT_HEIGHT - poses[..., 2].min(axis=(1, 2))[:, None, None]
@@ -322,8 +330,11 @@ def build_sequence(unrolled: np.ndarray, lengths: np.ndarray, cameras: list[Came
     offsets = rig_centre + np.stack(np.meshgrid(grid, grid, indexing="ij"), -1).reshape(-1, 2)  # (G, 2)
     shift = np.concatenate([offsets, np.zeros((len(offsets), 1))], axis=1)[:, None, None]  # (G, 1, 1, 3)
     score = np.stack([field(candidate[::search_stride] + shift).min(axis=(-1, -2)) for candidate in poses])
-    for flat in np.argsort(-score, axis=None)[:tries]:
-        k, g = np.unravel_index(flat, score.shape)
+    # first the candidates in their seeded order (so headings and turning radii stay varied) if they fit
+    # comfortably, then the widest-margin placements overall
+    first = [(k, int(np.argmax(score[k]))) for k in range(candidates) if score[k].max() >= COMFORT_MARGIN_PX]
+    widest = [np.unravel_index(flat, score.shape) for flat in np.argsort(-score, axis=None)[:tries]]
+    for k, g in first[:tries] + widest:
         if not np.isfinite(score[k, g]):
             break
         best = poses[k].copy()
@@ -603,7 +614,8 @@ def demo_notes(config: DemoConfig, summary: DemoSummary) -> str:
         f"resampled to {FPS} fps (slerp), looped (wrap clips; each cycle continues rigidly from the last) or "
         f"played forwards then backwards (other clips) to {config.frames} frames, split into unit bone "
         "directions, recomposed with the subject's bone lengths (`common.bones.recompose`), steered on a "
-        "constant yaw rate (looping clips on circles of radius 0.3-1.3 m, the others <= 0.15 rad/s), the pelvis trajectory scaled by the leg-length ratio, the "
+        "constant yaw rate (looping clips on circles of radius 0.6-1.5 m, the others <= 0.15 rad/s), the "
+        "pelvis trajectory scaled by the leg-length ratio, the "
         f"lowest joint of the sequence {LOWEST_JOINT_HEIGHT} m above the floor (Z up), and placed near the "
         "centre of the subject's four Human3.6M cameras with a random heading: of 24 seeded (heading, yaw rate) "
         "candidates, each tried at 81 positions within ±0.8 m of the rig's centre, the one with the widest "

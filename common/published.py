@@ -1,18 +1,16 @@
 """The paper's published files (Hsu & Jang's BLAPose repository) and where they go in this project's layout.
 
 The authors' ``setup.py`` downloads three Google Drive folders with ``gdown.download_folder``; the table below
-lists them with the files they hold (as named in the authors' README) and the target folder here:
+lists them with the files they hold (as named in the authors' README) and their target folder here:
 
-| Drive folder id                     | content                                                   | target          |
-|-------------------------------------|-----------------------------------------------------------|-----------------|
-| ``10CLfvL5izh-V_IXPlbVYhDSwklXuMkQh`` | ``synthetic_lengths/``: ``bone_lengths_h36m.npz``,          | ``data/``        |
-|                                     | ``bone_lengths_smpl_neutral_all.npz``, ``..._train.npz``   |                 |
-| ``1dwCqZs8HCqlijyHXD0KYOnKqGsGuoi8E`` | checkpoints: ``biGRU_all.bin``, ``biGRU_train.bin``,        | ``checkpoint/``  |
-|                                     | ``videopose_finetuned.bin`` (and whatever else it holds)  |                 |
-| ``16N9hnOAkmmnfZGix_kTFKyjoQbfYBF4v`` | third-party predictions: ``<Model>/prediction.pkl`` and     | ``3D_prediction/``|
-|                                     | ``<Model>/action_dict.pkl`` for Anatomy3D, D3DP, DiffPose, |                 |
-|                                     | FinePose, KTPFormer, MHFormer, MixSTE, PoseFormer,         |                 |
-|                                     | PoseFormerV2, STCFormer, VideoPose3D                       |                 |
+* ``10CLfvL5izh-V_IXPlbVYhDSwklXuMkQh`` -> ``data/``: synthetic SMPL bone lengths (the Drive folder
+  ``synthetic_lengths/``): ``bone_lengths_h36m.npz``, ``bone_lengths_smpl_neutral_all.npz``,
+  ``bone_lengths_smpl_neutral_train.npz``;
+* ``1dwCqZs8HCqlijyHXD0KYOnKqGsGuoi8E`` -> ``checkpoint/``: ``biGRU_all.bin``, ``biGRU_train.bin``,
+  ``videopose_finetuned.bin`` (and whatever else the folder holds);
+* ``16N9hnOAkmmnfZGix_kTFKyjoQbfYBF4v`` -> ``3D_prediction/``: ``<Model>/prediction.pkl`` and
+  ``<Model>/action_dict.pkl`` for Anatomy3D, D3DP, DiffPose, FinePose, KTPFormer, MHFormer, MixSTE,
+  PoseFormer, PoseFormerV2, STCFormer, VideoPose3D.
 
 Human3.6M itself is not published there (see VideoPose3D's DATASETS.md), nor is VideoPose3D's
 ``pretrained_h36m_cpn.bin`` (from the VideoPose3D repository).
@@ -83,7 +81,7 @@ def download_published(root: str | Path = ".", force: bool = False, timeout: flo
             if not files:
                 raise UserError(f"download of {folder.description} ({folder.url}) returned no files")
             base = Path(tmp)
-            children = [p for p in base.iterdir()]
+            children = list(base.iterdir())
             if len(children) == 1 and children[0].is_dir():  # gdown keeps the Drive folder's own name
                 base = children[0]
             for src in sorted(p for p in base.rglob("*") if p.is_file()):
