@@ -185,3 +185,22 @@ def test_published_table_covers_the_paper_layout():
     files = {f"{f.target}/{e}" for f in published.PUBLISHED for e in f.expected}
     assert "checkpoint/biGRU_all.bin" in files and "data/bone_lengths_smpl_neutral_all.npz" in files
     assert "3D_prediction/Anatomy3D/prediction.pkl" in files
+
+
+def test_looped_clips_are_continuous_and_placement_is_deterministic():
+    from common.camera import load_cameras as cams
+    from common.demo_data import CLIP_BY_KEY, MarginField, build_sequence, image_margin, load_clip, unrolled_clip
+    motion = load_clip(CLIP_BY_KEY["walker_left1"], None)  # a turning walk whose last frame != first frame
+    poses = unrolled_clip(motion, 400)
+    steps = np.linalg.norm(np.diff(poses, axis=0), axis=-1).max(axis=1)
+    assert steps.max() < 0.09  # metres per 20 ms frame: no jump where one cycle joins the next
+    path = np.linalg.norm(np.diff(poses[:, 0, :2], axis=0), axis=-1).sum()
+    assert np.linalg.norm(poses[-1, 0, :2] - poses[0, 0, :2]) < 0.8 * path  # the turn accumulates over cycles
+    cameras = cams()["S9"]
+    field = MarginField(cameras, step=0.1)
+    lengths = sample_subject_bone_lengths("S9", 7)
+    a = build_sequence(poses, lengths, cameras, True, np.random.default_rng(3), field)
+    b = build_sequence(poses, lengths, cameras, True, np.random.default_rng(3), field)
+    np.testing.assert_array_equal(a, b)
+    assert image_margin(a, cameras) >= 10.0
+    np.testing.assert_allclose(bone_lengths(a), np.broadcast_to(lengths, (len(a), 16)), atol=1e-9)
