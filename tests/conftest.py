@@ -33,4 +33,7 @@ def demo_dir() -> Path:
             os.replace(staging, target)  # atomic: concurrent test runs never see a half-written folder
         except OSError:  # another run won the race and its copy is equally valid
             shutil.rmtree(staging, ignore_errors=True)
+        for stale in target.parent.glob("test_demo_*"):  # built by older versions of the builder
+            if stale != target:
+                shutil.rmtree(stale, ignore_errors=True)
     return target
