@@ -2,8 +2,8 @@
 
 Stages (each timed by :class:`StageTimer`): ``decode`` (video frames), ``detect`` (2D keypoints of one
 followed person, or a precomputed keypoint file), ``lift`` (the fine-tuned mix model's direction branch, a
-plain VideoPose3D lifter, or poses read from ``--poses``), ``adjust`` (bone lengths predicted by the length model from the whole 2D
-sequence; each bone keeps its direction and gets the predicted length), ``render`` (output video + PNGs).
+plain VideoPose3D lifter, or poses read from ``--poses``), ``adjust`` (bone lengths predicted by the length
+model from the whole 2D sequence; each bone keeps its direction and gets the predicted length), ``render`` (output video + PNGs).
 The video is decoded twice (detect, then render), one frame at a time, and the lifter runs in windows, so
 memory does not grow with the video's length beyond the per-frame numbers themselves (2D keypoints, poses:
 a few hundred bytes per frame) and the Bi-GRU's pass over the whole 2D sequence (which it needs by design).
@@ -478,7 +478,8 @@ def run(config: InferenceConfig) -> InferenceResult:
     total = time.perf_counter() - start
     lb, la = bone_lengths(before), bone_lengths(after)
     stats = {"end_to_end_fps": rendered / total, "seconds": total,
-             "length_std_before_mm": float(lb.std(0).mean() * 1000), "length_std_after_mm": float(la.std(0).mean() * 1000),
+             "length_std_before_mm": float(lb.std(0).mean() * 1000),
+             "length_std_after_mm": float(la.std(0).mean() * 1000),
              "symmetry_before_mm": float(symmetry_error(lb).mean() * 1000),
              "symmetry_after_mm": float(symmetry_error(la).mean() * 1000)}
     return InferenceResult(files, track, before, after, lengths, timer, rendered, stats)
