@@ -3,7 +3,8 @@
 Stages (each timed by :class:`StageTimer`): ``decode`` (video frames), ``detect`` (2D keypoints of one
 followed person, or a precomputed keypoint file), ``lift`` (the fine-tuned mix model's direction branch, a
 plain VideoPose3D lifter, or poses read from ``--poses``), ``adjust`` (bone lengths predicted by the length
-model from the whole 2D sequence; each bone keeps its direction and gets the predicted length), ``render`` (output video + PNGs).
+model from the whole 2D sequence; each bone keeps its direction and gets the predicted length), ``render``
+(output video + PNGs).
 The video is decoded twice (detect, then render), one frame at a time, and the lifter runs in windows, so
 memory does not grow with the video's length beyond the per-frame numbers themselves (2D keypoints, poses:
 a few hundred bytes per frame) and the Bi-GRU's pass over the whole 2D sequence (which it needs by design).
