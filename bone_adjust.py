@@ -67,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     sequence_key = adjust.parse_sequence(args.plot_sequence) if args.plot_sequence else None
 
     predictions = adjust.load_predictions(pred_path, act_path if pred_path.suffix != ".npz" else None)
+    if sequence_key is not None:
+        adjust.check_sequence_key(predictions.keys, sequence_key)
     ground_truth = adjust.load_ground_truth(gt_path, predictions.keys)
     adjust.check_against_ground_truth(predictions, ground_truth)
     lengths = adjust.load_lengths(bone_path, predictions.keys, [len(p) for p in predictions.poses], args.causal)

@@ -309,11 +309,17 @@ def parse_sequence(text: str) -> Key:
     return parts[0], parts[1], int(parts[2])
 
 
+def check_sequence_key(keys: Sequence[Key], key: Key) -> None:
+    """UserError unless ``key`` is one of the predictions' (subject, action, camera) keys."""
+    if key not in keys:
+        actions = sorted({f"{s}/{a}" for s, a, _ in keys if s == key[0]}) or sorted({s for s, _, _ in keys})
+        raise UserError(f"--plot_sequence {key[0]}/{key[1]}/{key[2]}: no such prediction (available: "
+                        f"{', '.join(actions[:8])}{' ...' if len(actions) > 8 else ''}; cameras 0-3)")
+
+
 def plot_sequence(data: AdjustmentData, key: Key, path: str | Path) -> Path:
     """Per-frame bone lengths (mm) of one sequence: unadjusted prediction, adjusted, ground truth; PNG."""
-    if key not in data.keys:
-        raise UserError(f"--plot_sequence {key[0]}/{key[1]}/{key[2]}: no such prediction "
-                        f"(e.g. {data.keys[0][0]}/{data.keys[0][1]}/{data.keys[0][2]})")
+    check_sequence_key(data.keys, key)
     i = data.keys.index(key)
     frames = slice(int(data.offsets[i]), int(data.offsets[i + 1]))
     before = bone_lengths(data.pred[frames]).numpy() * 1000

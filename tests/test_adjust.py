@@ -195,6 +195,10 @@ def test_mismatched_inputs_get_one_line_errors(files, tmp_path):
     _run_error(["--pred", str(root / "preds.npz"), "--causal"] + base, "--causal needs per-frame lengths")
     _run_error(["--pred", str(root / "preds.npz"), "--plot_sequence", "S9/Walking"] + base, "--plot_sequence")
     _run_error(["--pred", str(tmp_path / "missing.pkl")] + base, "file not found")
+    (tmp_path / "r.csv").unlink(missing_ok=True)
+    _run_error(["--pred", str(root / "preds.npz"), "--plot_sequence", "S9/Running/0"] + base,
+               r"no such prediction \(available: S9/Eating, S9/Walking 1")
+    assert not (tmp_path / "r.csv").exists()  # refused before any work
 
 
 class _Evil:
