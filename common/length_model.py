@@ -58,6 +58,15 @@ class BoneLengthModel(nn.Module):
         return {"embed_dim": self.embed_dim, "hidden_size": self.hidden_size, "num_layers": self.num_layers,
                 "bidirectional": self.bidirectional}
 
+    @torch.no_grad()
+    def initialise_output(self, mean_lengths: torch.Tensor, spread: float = 0.05) -> None:
+        """Start near a mean length vector (16,) metres: at initialisation the sigmoid features are ~0.5, so
+        ``fc.weight = mean / hidden`` makes the first predictions ~mean; the default random weights are kept,
+        scaled by ``spread``, to break symmetry. Training then only has to learn the deviations."""
+        mean = torch.as_tensor(mean_lengths, dtype=self.fc.weight.dtype, device=self.fc.weight.device)
+        features = self.fc.weight.shape[1]
+        self.fc.weight.mul_(spread).add_((mean / (0.5 * features))[:, None])
+
     def _embed(self, keypoints_2d: torch.Tensor) -> torch.Tensor:
         if keypoints_2d.ndim != 4 or keypoints_2d.shape[-2:] != (self.num_joints, 2):
             raise UserError(f"bone-length model expects 2D keypoints (B, T, {self.num_joints}, 2), "

@@ -66,6 +66,11 @@ class LengthSampler:
         else:
             raise UserError(f"unknown --length_aug_type {kind!r}")
 
+    @property
+    def mean_lengths(self) -> torch.Tensor:
+        """(16,) metres: the mean of the lengths this sampler draws."""
+        return self.bank.mean(dim=0) if self.kind in ("smpl", "random_unif") else self.mean
+
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         device = self.bank.device
         if self.kind in ("smpl", "random_unif"):

@@ -235,6 +235,7 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
 
     model = BoneLengthModel(hidden_size=args.hidden, num_layers=args.num_layers, dropout=args.dropout,
                             bidirectional=args.bidirectional).to(device)
+    model.initialise_output(sampler.mean_lengths)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, amsgrad=True)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, args.lr_decay)
     order_gen = torch.Generator(device=device).manual_seed(args.seed)  # same on every rank
