@@ -8,7 +8,7 @@ import torch
 
 import bone_adjust
 from common import adjust
-from common.bones import adjust_bone_lengths, bone_directions, bone_lengths, recompose
+from common.bones import adjust_bone_lengths, bone_lengths, recompose
 from common.camera import load_cameras
 from common.errors import UserError
 from common.evaluation import evaluate, evaluate_arrays
