@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     start = time.perf_counter()
     data = adjust.prepare(predictions, gt, lengths)
-    results = adjust.evaluate_adjustment(data, device)
+    results = adjust.evaluate_adjustment(data, device, progress=False)
     batched = time.perf_counter() - start
     print(f"batched evaluation (3 variants x 6 metrics + per-bone): {batched:.2f} s, "
           f"{n_frames / batched:,.0f} frames/s")
@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for i in range(count):
         single = adjust.prepare(adjust.Predictions(predictions.keys[i:i + 1], predictions.poses[i:i + 1]),
                                 gt[i:i + 1], lengths[i:i + 1])
-        adjust.evaluate_adjustment(single, device)
+        adjust.evaluate_adjustment(single, device, progress=False)
     looped = time.perf_counter() - start
     print(f"per-sequence loop on {frames_done:,} frames ({count} sequences): {looped:.2f} s, "
           f"{frames_done / looped:,.0f} frames/s")

@@ -237,7 +237,8 @@ def prepare(predictions: Predictions, ground_truth: Sequence[np.ndarray],
                           gt_lengths, list(lengths) if lengths is not None else None)
 
 
-def evaluate_adjustment(data: AdjustmentData, device: torch.device | str = "cpu") -> dict[str, EvaluationResult]:
+def evaluate_adjustment(data: AdjustmentData, device: torch.device | str = "cpu", progress: bool = True
+                        ) -> dict[str, EvaluationResult]:
     """Metrics (with per-bone length errors) of the unadjusted poses, the poses adjusted with the predicted
     lengths (when given) and with the ground-truth lengths. Keys: :data:`VARIANTS`."""
     pred = data.pred.to(device)
@@ -247,7 +248,7 @@ def evaluate_adjustment(data: AdjustmentData, device: torch.device | str = "cpu"
         variants[VARIANTS[1]] = adjust_bone_lengths(pred, data.lengths.to(device))
     variants[VARIANTS[2]] = adjust_bone_lengths(pred, data.gt_lengths.to(device))
     return {name: evaluate_arrays(data.actions, poses, gt, data.offsets, per_bone=True)
-            for name, poses in tqdm(variants.items(), desc="evaluate", leave=False)}
+            for name, poses in tqdm(variants.items(), desc="evaluate", leave=False, disable=not progress)}
 
 
 def frame_error_curve(data: AdjustmentData, grid: Sequence[int] = FRAME_GRID,

@@ -34,7 +34,7 @@ METRICS = {
     "BoneDirErr": (metrics.bone_direction_error, 1.0, "deg"),
 }
 DEFAULT_METRICS = tuple(METRICS)
-_BLOCK = 1 << 16  # frames per batched metric call (bounds memory on million-frame evaluations)
+_BLOCK = 1 << 13  # frames per batched metric call (bounds memory; small enough to stay in cache)
 
 
 @dataclass
