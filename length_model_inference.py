@@ -95,17 +95,24 @@ def _report(dataset, views, predictions, args: argparse.Namespace, out_dir: Path
     for subject in dict.fromkeys(views[i].subject for i in have_gt):
         mask = np.array([views[i].subject == subject for i in have_gt])
         rows[subject] = per_bone_error_mm(final[mask], targets[mask])
-    rows["all"] = per_bone_error_mm(final, targets)
     train = [s for s in parse_subjects(args.subjects_train) if s in dataset.world_3d]
+    # summary over the subjects the length model's user did not train on (all, if every one is a training one)
+    unseen = np.array([views[i].subject not in train for i in have_gt])
+    if not unseen.any():
+        unseen[:] = True
+    summary_subjects = ",".join(dict.fromkeys(views[i].subject for i, u in zip(have_gt, unseen) if u))
+    rows[summary_subjects] = per_bone_error_mm(final[unseen], targets[unseen])
     if train:
         mean = np.mean([dataset.gt_bone_lengths(s) for s in train], axis=0)
-        rows["training-mean baseline"] = per_bone_error_mm(np.broadcast_to(mean, targets.shape), targets)
+        rows["training-mean baseline"] = per_bone_error_mm(np.broadcast_to(mean, targets[unseen].shape),
+                                                           targets[unseen])
     label = "causal GRU, all frames seen" if args.causal else "length model"
-    print(f"Bone-length error (mm) per subject and bone ({label}):")
+    print(f"Bone-length error (mm) per subject and bone ({label}, '{dataset.keypoints}' 2D); "
+          f"the baseline column always predicts the mean of {','.join(train) or '-'}, on {summary_subjects}:")
     print(format_bone_table(rows))
     if train:
-        print(f"SUMMARY length model {rows['all'].mean():.1f} mm vs always-predict-training-mean "
-              f"{rows['training-mean baseline'].mean():.1f} mm (training subjects {','.join(train)})")
+        print(f"SUMMARY length model on {summary_subjects}: {rows[summary_subjects].mean():.1f} mm vs "
+              f"always-predict-training-mean {rows['training-mean baseline'].mean():.1f} mm")
     if args.causal:
         longest = max(len(predictions[i]) for i in have_gt)
         sums, counts = np.zeros(longest), np.zeros(longest)

@@ -203,11 +203,11 @@ def per_bone_error_mm(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 def format_bone_table(columns: dict[str, np.ndarray]) -> str:
     """Text table, one row per bone and a final mean row; one column per name (per-bone errors (16,) mm)."""
-    width = max(10, max(len(k) for k in columns) + 2)
-    lines = [f"{'bone':14}" + "".join(f"{k:>{width}}" for k in columns)]
+    widths = [max(8, len(k) + 2) for k in columns]
+    lines = [f"{'bone':14}" + "".join(f"{k:>{w}}" for k, w in zip(columns, widths))]
     for b, name in enumerate(BONE_NAMES):
-        lines.append(f"{name:14}" + "".join(f"{v[b]:{width}.1f}" for v in columns.values()))
-    lines.append(f"{'mean':14}" + "".join(f"{np.mean(v):{width}.1f}" for v in columns.values()))
+        lines.append(f"{name:14}" + "".join(f"{v[b]:{w}.1f}" for v, w in zip(columns.values(), widths)))
+    lines.append(f"{'mean':14}" + "".join(f"{np.mean(v):{w}.1f}" for v, w in zip(columns.values(), widths)))
     return "\n".join(lines)
 
 
