@@ -24,7 +24,7 @@ from torch import nn
 
 from common.bones import average_symmetric
 from common.errors import UserError
-from common.skeleton import BONE_NAMES, FLIP_BONES, NUM_BONES, NUM_JOINTS, flip_poses
+from common.skeleton import BONE_NAMES, FLIP_BONES, NUM_JOINTS, flip_poses
 
 CausalState = list[torch.Tensor]  # per GRU: (num_layers, B, hidden)
 
@@ -233,4 +233,4 @@ def length_model_from_checkpoint(checkpoint: dict[str, Any], bidirectional: bool
 
 
 __all__ = ["BoneLengthModel", "build_length_model", "predict_lengths", "predict_sequences",
-           "length_model_from_checkpoint", "per_bone_error_mm", "format_bone_table", "NUM_BONES"]
+           "length_model_from_checkpoint", "per_bone_error_mm", "format_bone_table"]
