@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from common import distributed
 from common.adjust import write_predictions
 from common.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint, save_checkpoint
 from common.dataset import Sequence3D, camera_space_root_relative, load_dataset, parse_subjects
-from common.device import select_device
 from common.errors import UserError
 from common.evaluation import DEFAULT_METRICS, EvaluationResult, evaluate, format_table
 from common.generators import ChunkedGenerator, UnchunkedGenerator, predict_sequences
@@ -126,8 +126,18 @@ def _evaluate_checkpoint(args, views, device) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Train (or with ``--evaluate`` only evaluate) the lifter; see the module docstring."""
-    device = select_device(args.device)
+    """Train (or with ``--evaluate`` only evaluate) the lifter; see the module docstring. Under
+    ``torchrun --nproc_per_node N`` every rank trains on its share of each batch (DistributedDataParallel);
+    rank 0 evaluates, prints and writes files."""
+    ctx = distributed.setup(args.device)
+    try:
+        _run(args, ctx)
+    finally:
+        distributed.cleanup(ctx)
+
+
+def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
+    device = ctx.device
     torch.manual_seed(args.seed)
     train_subjects, test_subjects = parse_subjects(args.subjects_train), parse_subjects(args.subjects_test)
     action_filter = None if args.actions == "*" else parse_subjects(args.actions)
@@ -137,7 +147,8 @@ def run(args: argparse.Namespace) -> None:
     dataset = load_dataset(args.data_dir, args.dataset, args.keypoints, need_3d=True, subjects=subjects)
     test_views = dataset.fetch(test_subjects, action_filter, require_3d=True)
     if args.evaluate:
-        _evaluate_checkpoint(args, test_views, device)
+        if ctx.is_main:
+            _evaluate_checkpoint(args, test_views, device)
         return
 
     optimized = args.stride == 1 and not args.disable_optimizations
@@ -157,9 +168,10 @@ def run(args: argparse.Namespace) -> None:
                                  augment=args.data_augmentation, random_seed=args.seed)
     optimizer = torch.optim.Adam(train_model.parameters(), lr=args.learning_rate, amsgrad=True)
     n_params = sum(p.numel() for p in train_model.parameters())
-    print(f"lifter: -arc {','.join(map(str, args.architecture))} (receptive field {rf} frames), {n_params:,} "
+    say = print if ctx.is_main else (lambda *a, **k: None)
+    say(f"lifter: -arc {','.join(map(str, args.architecture))} (receptive field {rf} frames), {n_params:,} "
           f"parameters; {len(train_views)} training sequences ({generator.num_frames} frames/epoch with "
-          f"augmentation), {len(val_views)} validation, {len(test_views)} test")
+          f"augmentation), {len(val_views)} validation, {len(test_views)} test; {ctx.world_size} process(es)")
 
     ckpt_dir = Path(args.checkpoint)
     epoch, lr = 0, args.learning_rate
@@ -176,15 +188,19 @@ def run(args: argparse.Namespace) -> None:
         epoch, lr = int(state["epoch"]), float(state["lr"])
         generator.set_random_state(state["random_state"])
         if "torch_random_state" in state:
-            torch.set_rng_state(state["torch_random_state"].cpu())
+            rng = state["torch_random_state"]
+            torch.set_rng_state((rng[ctx.rank] if isinstance(rng, list) and len(rng) == ctx.world_size
+                                 else rng[0] if isinstance(rng, list) else rng).cpu())
         history = {k: list(v) for k, v in state.get("history", history).items()}
         best = float(state.get("best", math.inf))
         train_model.set_bn_momentum(bn_momentum(epoch, args.epochs))
-        print(f"resumed {path} at epoch {epoch}")
+        say(f"resumed {path} at epoch {epoch}")
+    ddp_model = distributed.wrap_model(train_model, ctx)
 
-    def checkpoint_state() -> dict:
+    def checkpoint_state(torch_states: list) -> dict:
         return {"epoch": epoch, "lr": lr, "optimizer": optimizer.state_dict(), "model_pos": train_model.state_dict(),
-                "random_state": generator.random_state(), "torch_random_state": torch.get_rng_state(),
+                "random_state": generator.random_state(),
+                "torch_random_state": torch_states[0] if len(torch_states) == 1 else torch_states,
                 "history": history, "best": best, **_architecture(args)}
 
     while epoch < args.epochs:
@@ -192,21 +208,24 @@ def run(args: argparse.Namespace) -> None:
         train_model.train()
         total, frames = 0.0, 0
         for batch in tqdm(generator.next_epoch(), total=generator.num_batches, desc=f"epoch {epoch + 1}",
-                          leave=False):
-            inputs = torch.from_numpy(batch.inputs_2d).to(device)
-            targets = torch.from_numpy(batch.targets_3d).to(device)
-            loss = mpjpe(train_model(inputs), targets).mean()
+                          leave=False, disable=not ctx.is_main):
+            if len(batch.inputs_2d) < ctx.world_size:
+                continue  # a last batch too small to give every process a share
+            rows = slice(ctx.rank, None, ctx.world_size)  # every rank shuffles identically, takes its rows
+            inputs = torch.from_numpy(batch.inputs_2d[rows]).to(device)
+            targets = torch.from_numpy(batch.targets_3d[rows]).to(device)
+            loss = mpjpe(ddp_model(inputs), targets).mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             total += loss.item() * targets.shape[0] * targets.shape[1]
             frames += targets.shape[0] * targets.shape[1]
-        history["train"].append(total / frames * 1000)
+        history["train"].append(distributed.all_reduce_mean(total / max(frames, 1), ctx) * 1000)
 
         eval_model.load_state_dict(train_model.state_dict())
         for name, views in (("val", val_views), ("test", test_views)):
             value = math.nan
-            if views and not args.no_eval:
+            if views and not args.no_eval and ctx.is_main:
                 value = evaluate_views(eval_model, views, args.test_time_augmentation, device, ["MPJPE"])[0] \
                     .average["MPJPE"]
             history[name].append(value)
@@ -220,13 +239,21 @@ def run(args: argparse.Namespace) -> None:
         improved = not math.isnan(selection) and selection < best
         if improved:
             best = selection
+        torch_states = distributed.gather_objects(torch.get_rng_state(), ctx)
+        if not ctx.is_main:
+            distributed.barrier(ctx)
+            continue
         print(f"[{epoch:3d}] {time.time() - start:6.1f}s lr {lr:.2e}  train MPJPE {history['train'][-1]:7.1f} mm  "
               f"val {history['val'][-1]:7.1f} mm  test {history['test'][-1]:7.1f} mm" + ("  *" if improved else ""))
         if improved:
-            save_checkpoint(ckpt_dir / "epoch_best.bin", checkpoint_state())
+            save_checkpoint(ckpt_dir / "epoch_best.bin", checkpoint_state(torch_states))
         if args.checkpoint_frequency > 0 and epoch % args.checkpoint_frequency == 0:
-            save_checkpoint(ckpt_dir / f"epoch_{epoch}.bin", checkpoint_state())
-    save_checkpoint(ckpt_dir / "final.bin", checkpoint_state())
+            save_checkpoint(ckpt_dir / f"epoch_{epoch}.bin", checkpoint_state(torch_states))
+        distributed.barrier(ctx)
+    torch_states = distributed.gather_objects(torch.get_rng_state(), ctx)
+    if not ctx.is_main:
+        return
+    save_checkpoint(ckpt_dir / "final.bin", checkpoint_state(torch_states))
     print(f"saved {ckpt_dir / 'final.bin'}")
 
     if args.export_training_curves:

@@ -123,3 +123,28 @@ def test_stored_architecture_wins_and_wrong_published_layout_errors(data_dir, tm
         train.main(_argv(data_dir, tmp_path, "--evaluate", "-arc", "3,3,3", "-r", str(published)))
     with pytest.raises(UserError, match="checkpoint not found"):
         train.main(_argv(data_dir, tmp_path, "--evaluate", "-r", str(tmp_path / "none.bin")))
+
+
+def test_torchrun_two_processes_resume_exactly(data_dir, tmp_path):
+    """DistributedDataParallel on CPU (gloo): 2 processes train, rank 0 writes; resuming gives the same weights."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    script = str(Path(__file__).resolve().parents[1] / "train.py")
+
+    def torchrun(ckpt, *extra):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29591",
+               script, *_argv(data_dir, ckpt, "-e", "2", "--no-eval", *extra)[:]]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    out = torchrun(tmp_path / "a", "--checkpoint-frequency", "1")
+    assert "2 process(es)" in out
+    torchrun(tmp_path / "b", "-r", str(tmp_path / "a" / "epoch_1.bin"))
+    a, b = load_checkpoint(tmp_path / "a" / "final.bin"), load_checkpoint(tmp_path / "b" / "final.bin")
+    for k, v in a["model_pos"].items():
+        torch.testing.assert_close(b["model_pos"][k], v, rtol=0, atol=0, msg=k)
