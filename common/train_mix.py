@@ -5,7 +5,7 @@ Start from ``--length_model <ckpt>`` (``-t length``) and ``--direction_model <ck
 resumed exactly when it holds an optimizer state; ``-r`` also resumes).
 
 Training samples are VideoPose3D's chunks (:class:`common.generators.ChunkedGenerator`, flip augmentation
-unless ``-no-da``); the lengths of every training sequence are the frozen model's prediction on the *whole*
+unless ``-no-da``; ``--subset``/``--downsample`` as for ``-t pose``); the lengths of every training sequence are the frozen model's prediction on the *whole*
 2D sequence, read from ``--bone_length_list`` (``data/lengths_list.npz``, fetch order, as in the paper) or
 computed once at start-up when that flag is absent. Loss = MPJPE of the recomposed pose + mean distance of
 its unit bone directions to the ground truth's (:func:`common.metrics.direction_loss`), both in metres.
@@ -50,6 +50,7 @@ from common.plots import plot_training_curves
 from common.skeleton import NUM_BONES
 from common.train_pose import export_predictions
 from common.train_pose import predict_views as predict_lifter
+from common.train_pose import training_arrays
 
 BN_MOMENTUM = 0.001  # fine-tuning keeps the lifter's BatchNorm statistics nearly fixed (the paper's value)
 
@@ -304,8 +305,11 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
         source = "the frozen length model (computed at start-up)"
     rf = model.receptive_field()
     pad = (rf - 1) // 2
-    generator = ChunkedGenerator(max(1, args.batch_size // args.stride), [v.poses_2d for v in train_views],
-                                 [v.poses_3d for v in train_views], chunk_length=args.stride, pad=pad,
+    if args.stride < 1 or args.downsample < 1 or not 0 < args.subset <= 1:
+        raise UserError("-s and --downsample must be >= 1 and --subset in (0, 1]")
+    poses_2d, poses_3d = training_arrays(train_views, args.subset, args.downsample, args.seed)
+    generator = ChunkedGenerator(max(1, args.batch_size // args.stride), poses_2d, poses_3d,
+                                 chunk_length=args.stride, pad=pad,
                                  causal_shift=model.direction_model.total_causal_shift(), shuffle=True,
                                  augment=args.data_augmentation, lengths=train_lengths, random_seed=args.seed)
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=args.learning_rate, amsgrad=True)
