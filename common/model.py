@@ -159,7 +159,7 @@ def build_lifter(filter_widths: Sequence[int] | str, channels: int = 1024, dropo
     """
     widths = parse_architecture(filter_widths)
     if dense or not optimized:
-        train_model: nn.Module = TemporalModel(num_joints, 2, num_joints, widths, causal, dropout, channels, True)
+        train_model: nn.Module = TemporalModel(num_joints, 2, num_joints, widths, causal, dropout, channels, dense)
     else:
         train_model = TemporalModelOptimized1f(num_joints, 2, num_joints, widths, causal, dropout, channels)
     eval_model = TemporalModel(num_joints, 2, num_joints, widths, causal, dropout, channels, dense)

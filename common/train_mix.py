@@ -229,6 +229,7 @@ def run(args: argparse.Namespace) -> None:
     ctx = distributed.setup(args.device)
     try:
         _run(args, ctx)
+        distributed.barrier(ctx)  # rank 0 may still be evaluating: leave the group together
     finally:
         distributed.cleanup(ctx)
 
