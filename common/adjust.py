@@ -36,7 +36,8 @@ from common.errors import UserError
 from common.evaluation import EvaluationResult, evaluate_arrays
 from common.fileio import atomic_write, check_array, load_npz, load_pickle, save_npz, save_pickle
 from common.metrics import action_category
-from common.skeleton import BONE_NAMES, NUM_BONES, NUM_JOINTS
+from common.plots import plot_bone_length_series, pyplot, save_figure
+from common.skeleton import NUM_BONES, NUM_JOINTS
 
 Key = tuple[str, str, int]  # (subject, action, camera index)
 NUM_CAMERAS = 4
@@ -273,22 +274,13 @@ def frame_error_curve(data: AdjustmentData, grid: Sequence[int] = FRAME_GRID,
     return {"frames": np.array(grid), **{n: np.array(v) for n, v in curve.items()}}
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def save_frame_error(curve: Mapping[str, np.ndarray], png: str | Path, csv_path: str | Path) -> None:
     """Write the frame-error curve as CSV (frames, metrics) and a PNG with one panel per metric."""
     names = [n for n in curve if n != "frames"]
     lines = ["frames," + ",".join(names)] + [
         f"{int(f)}," + ",".join(f"{curve[n][i]:.3f}" for n in names) for i, f in enumerate(curve["frames"])]
     atomic_write(csv_path, lambda fh: fh.write(("\n".join(lines) + "\n").encode()))
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.5))
     for ax, n in zip(np.atleast_1d(axes), names):
         ax.plot(curve["frames"], curve[n], marker="o")
@@ -296,10 +288,7 @@ def save_frame_error(curve: Mapping[str, np.ndarray], png: str | Path, csv_path:
         ax.set_xlabel("frames seen by the causal length model")
         ax.set_title(f"{n} ({'mm/frame' if n == 'MPJVE' else 'mm'})")
         ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    Path(png).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
+    save_figure(fig, png)
 
 
 def parse_sequence(text: str) -> Key:
@@ -323,23 +312,9 @@ def plot_sequence(data: AdjustmentData, key: Key, path: str | Path) -> Path:
     check_sequence_key(data.keys, key)
     i = data.keys.index(key)
     frames = slice(int(data.offsets[i]), int(data.offsets[i + 1]))
-    before = bone_lengths(data.pred[frames]).numpy() * 1000
-    truth = bone_lengths(data.gt[frames]).numpy() * 1000
-    series = {"unadjusted": before, "ground truth": truth}
+    series = {"unadjusted": bone_lengths(data.pred[frames]).numpy(),
+              "ground truth": bone_lengths(data.gt[frames]).numpy()}
     if data.lengths is not None:
         series["adjusted (pred. lengths)"] = bone_lengths(adjust_bone_lengths(
-            data.pred[frames], data.lengths[frames])).numpy() * 1000
-    plt = _pyplot()
-    fig, axes = plt.subplots(4, 4, figsize=(16, 11), sharex=True)
-    for b, ax in enumerate(axes.ravel()):
-        for label, values in series.items():
-            ax.plot(values[:, b], label=label, linewidth=1)
-        ax.set_title(BONE_NAMES[b])
-        ax.set_ylabel("mm")
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle(f"bone lengths per frame: {_name(key)}")
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return Path(path)
+            data.pred[frames], data.lengths[frames])).numpy()
+    return plot_bone_length_series(series, path, title=f"bone lengths per frame: {_name(key)}")

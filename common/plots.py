@@ -12,7 +12,7 @@ import numpy as np
 from common.skeleton import BONE_NAMES
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -21,10 +21,20 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
+
+
 def plot_training_curves(curves: Mapping[str, Sequence[float]], path: str | Path,
                          ylabel: str = "error (mm)", title: str = "") -> Path:
     """One line per named curve (values per epoch, epoch 1 first); NaN entries are left as gaps."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, values in curves.items():
         values = np.asarray(values, dtype=np.float64)
@@ -36,18 +46,37 @@ def plot_training_curves(curves: Mapping[str, Sequence[float]], path: str | Path
         ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
+
+
+def plot_bone_length_series(series: Mapping[str, np.ndarray], path: str | Path, title: str = "",
+                            fps: float | None = None, dpi: int = 90) -> Path:
+    """One small plot per bone of per-frame lengths. series: name -> (T, 16) metres, plotted in mm against
+    time (s) when ``fps`` is given, else against the frame index."""
+    plt = pyplot()
+    fig, axes = plt.subplots(4, 4, figsize=(14, 10), sharex=True)
+    for name, lengths in series.items():
+        values = np.asarray(lengths) * 1000.0
+        x = np.arange(len(values)) / fps if fps else np.arange(len(values))
+        for bone, ax in enumerate(axes.flat):
+            ax.plot(x, values[:, bone], lw=1, label=name)
+    for bone, ax in enumerate(axes.flat):
+        ax.set_title(BONE_NAMES[bone], fontsize=10)
+        ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("time (s)" if fps else "frame")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("length (mm)")
+    axes[0, 0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path, dpi=dpi)
 
 
 def plot_bone_lengths(series: Mapping[str, np.ndarray], path: str | Path, title: str = "",
                       unit_scale: float = 1000.0) -> Path:
     """Grouped bars per bone. series: name -> lengths (16,) metres (plotted in mm by default)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 4))
     width = 0.8 / max(1, len(series))
     x = np.arange(len(BONE_NAMES))
@@ -59,18 +88,13 @@ def plot_bone_lengths(series: Mapping[str, np.ndarray], path: str | Path, title:
     if title:
         ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_error_vs_frames(errors: Mapping[str, np.ndarray], path: str | Path, fps: float = 50.0,
                          title: str = "Causal GRU: bone-length error vs frames seen") -> Path:
     """errors: name -> (T,) mean bone-length error (mm) after 1..T frames."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, values in errors.items():
         values = np.asarray(values, dtype=np.float64)
@@ -81,9 +105,4 @@ def plot_error_vs_frames(errors: Mapping[str, np.ndarray], path: str | Path, fps
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -18,7 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common.skeleton import BONE_NAMES, JOINTS_LEFT, JOINTS_RIGHT, NUM_BONES, PARENTS
+from common.plots import plot_bone_length_series
+from common.skeleton import JOINTS_LEFT, JOINTS_RIGHT, NUM_BONES, PARENTS
 
 RIGHT_COLOUR = (220, 40, 40)
 LEFT_COLOUR = (40, 90, 230)
@@ -134,29 +135,7 @@ def plot_bone_lengths_over_time(before: np.ndarray, after: np.ndarray, fps: floa
 
     before: (T, 16) metres; after: (T, 16) or (16,) metres (constant predicted lengths).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    before = np.asarray(before) * 1000.0
-    after = np.broadcast_to(np.asarray(after) * 1000.0, before.shape)
-    seconds = np.arange(len(before)) / fps
-    fig, axes = plt.subplots(4, 4, figsize=(14, 10), sharex=True)
-    for bone, ax in enumerate(axes.flat):
-        ax.plot(seconds, before[:, bone], color="0.55", lw=1, label="before")
-        ax.plot(seconds, after[:, bone], color="tab:red", lw=1.5, label="after")
-        ax.set_title(BONE_NAMES[bone], fontsize=10)
-        ax.grid(alpha=0.3)
-    for ax in axes[-1]:
-        ax.set_xlabel("time (s)")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("length (mm)")
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle(title or "bone lengths per frame: lifter (before) and adjusted (after)")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    before = np.asarray(before)
+    after = np.broadcast_to(np.asarray(after), before.shape)
+    return plot_bone_length_series({"before": before, "after": after}, path, fps=fps,
+                                   title=title or "bone lengths per frame: lifter (before) and adjusted (after)")
