@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(test, the paper's behaviour)")
     g.add_argument("--val_fraction", type=float, default=0.1,
                    help="share of training sequences held out for model selection")
+    g.add_argument("--noise_2d_px", type=float, default=0.0,
+                   help="std (pixels) of temporally correlated (AR(1)) noise added to the synthetic 2D training "
+                        "keypoints, to match detector jitter (0 = clean projections, the paper)")
+    g.add_argument("--translation_std", type=float, default=0.5,
+                   help="std (metres) of the random camera-frame translation of synthetic chunks (paper: 0.5)")
 
     g = p.add_argument_group("mix model (fine-tuning)")
     g.add_argument("--length_model", default="", help="bone-length model checkpoint (frozen)")

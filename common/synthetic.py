@@ -4,7 +4,9 @@ The paper's recipe (SPEC §1.4): take ground-truth 3D motion, split it into unit
 directions of each 512-frame chunk with a sampled bone-length vector, add the root trajectory plus a random
 translation ~ N(0, 0.5 m), project through the sequence's real camera with lens distortion, and regress the
 sampled lengths from the resulting 2D sequence. Left/right flip augmentation mirrors the camera-frame poses,
-the camera (``cx``, ``p1``) and the lengths.
+the camera (``cx``, ``p1``) and the lengths. Optionally (not in the paper; off by default) detector-like noise
+is added to the projected 2D: per chunk, joint and axis an AR(1) process over the frames with a stationary
+std of ``noise_2d_px`` pixels, so that the model trained on clean projections also sees jittery keypoints.
 
 Every sequence of the training set is stored once on the device (directions ``(F, 16, 3)``, trajectories
 ``(F, 3)``, one intrinsic vector per sequence); a batch is a gather of chunk frame indices followed by one
@@ -12,6 +14,7 @@ recomposition and one projection: no Python loop over samples.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -22,9 +25,21 @@ from common.bones import average_symmetric, bone_directions, recompose
 from common.camera import flip_intrinsic, project_to_2d
 from common.dataset import Sequence3D
 from common.errors import UserError
-from common.skeleton import NUM_BONES, flip_bone_lengths, flip_poses
+from common.skeleton import NUM_BONES, NUM_JOINTS, flip_bone_lengths, flip_poses
 
 MIN_DEPTH = 1.0  # metres: the closest a synthetic pelvis trajectory may come to the camera
+NOISE_CORRELATION = 0.85  # AR(1) coefficient per frame of the optional 2D noise (detector jitter is smooth)
+
+
+def ar1_filter(length: int, rho: float, device: torch.device) -> torch.Tensor:
+    """(L, L) lower-triangular matrix turning white N(0, 1) frames into a stationary AR(1) sequence of unit
+    variance: ``x_0 = e_0``, ``x_t = rho x_{t-1} + sqrt(1 - rho^2) e_t`` (one matmul instead of a time loop)."""
+    t = torch.arange(length, device=device, dtype=torch.float32)
+    lag = t[:, None] - t[None, :]
+    weights = torch.where(lag >= 0, rho ** lag.clamp_min(0), torch.zeros((), device=device))
+    scale = torch.full((length,), math.sqrt(1.0 - rho * rho), device=device)
+    scale[0] = 1.0
+    return weights * scale[None, :]
 
 
 @dataclass
@@ -92,13 +107,18 @@ class SyntheticBatchBuilder:
     sequences: camera views with 3D (``poses_3d`` camera frame, joint 0 = pelvis trajectory, other joints
     root-relative, as :meth:`common.dataset.PoseDataset.fetch` returns them). Chunks are windows of
     ``chunk_len`` frames starting every ``segment_shift`` frames (sequences shorter than a chunk are skipped).
+    translation_std: metres, std of the random translation (camera frame); noise_2d_px: stationary std (pixels
+    of each sequence's camera) of the optional AR(1) 2D noise, 0 = clean projections (the paper).
     """
 
     def __init__(self, sequences: Sequence[Sequence3D], chunk_len: int, segment_shift: int,
-                 device: torch.device, translation_std: float = 0.5) -> None:
+                 device: torch.device, translation_std: float = 0.5, noise_2d_px: float = 0.0) -> None:
         if chunk_len < 2 or segment_shift < 1:
             raise UserError("chunk length must be >= 2 and segment shift >= 1")
+        if translation_std < 0 or noise_2d_px < 0:
+            raise UserError("the translation std and the 2D noise must be >= 0")
         directions, trajectories, intrinsics, starts, seq_of_chunk = [], [], [], [], []
+        pixel_scale = []
         offset = 0
         for index, view in enumerate(sequences):
             if view.poses_3d is None:
@@ -109,6 +129,7 @@ class SyntheticBatchBuilder:
             directions.append(bone_directions(rel))
             trajectories.append(poses[:, 0])
             intrinsics.append(np.asarray(view.camera.intrinsic, dtype=np.float32))
+            pixel_scale.append(2.0 / view.camera.res_w)  # one pixel in normalised screen units
             n_frames = len(poses)
             if n_frames >= chunk_len:
                 chunk_starts = np.arange(0, n_frames - chunk_len + 1, segment_shift)
@@ -126,6 +147,9 @@ class SyntheticBatchBuilder:
         self.chunk_starts = torch.as_tensor(np.concatenate(starts), dtype=torch.long, device=device)
         self.chunk_sequence = torch.as_tensor(np.concatenate(seq_of_chunk), dtype=torch.long, device=device)
         self._frame_offsets = torch.arange(chunk_len, device=device)
+        self.noise_2d_px = noise_2d_px
+        self.pixel_scale = torch.as_tensor(pixel_scale, dtype=torch.float32, device=device)
+        self._noise_filter = ar1_filter(chunk_len, NOISE_CORRELATION, device) if noise_2d_px > 0 else None
 
     @property
     def num_chunks(self) -> int:
@@ -153,13 +177,24 @@ class SyntheticBatchBuilder:
         keypoints = project_to_2d(poses, intrinsic[:, None, :])
         return SyntheticBatch(keypoints, lengths, poses, intrinsic)
 
+    def noise(self, chunk_ids: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(B, L, 17, 2) temporally correlated 2D noise in normalised units (std ``noise_2d_px`` pixels)."""
+        white = torch.randn((len(chunk_ids), self.chunk_len, NUM_JOINTS, 2),
+                            generator=generator, device=self.device)
+        scale = self.noise_2d_px * self.pixel_scale[self.chunk_sequence[chunk_ids]]
+        return torch.einsum("tk,bkjc->btjc", self._noise_filter, white) * scale[:, None, None, None]
+
     def sample(self, chunk_ids: torch.Tensor, flip: torch.Tensor, sampler: LengthSampler,
                generator: torch.Generator) -> SyntheticBatch:
-        """Draw lengths and translations for the given chunks and build the batch (all on the device)."""
+        """Draw lengths and translations (and the optional 2D noise) for the given chunks and build the batch
+        (all on the device)."""
         n = len(chunk_ids)
         lengths = sampler.sample(n, generator)
         translation = torch.randn((n, 3), generator=generator, device=self.device) * self.translation_std
-        return self.build(chunk_ids, lengths, flip, translation)
+        batch = self.build(chunk_ids, lengths, flip, translation)
+        if self._noise_filter is not None:
+            batch.keypoints_2d = batch.keypoints_2d + self.noise(chunk_ids, generator)
+        return batch
 
 
 def epoch_order(num_chunks: int, augment: bool, generator: torch.Generator,

@@ -196,6 +196,7 @@ def run(args: argparse.Namespace) -> None:
     ctx = distributed.setup(args.device)
     try:
         _run(args, ctx)
+        distributed.barrier(ctx)  # rank 0 may still be evaluating: leave the group together
     finally:
         distributed.cleanup(ctx)
 
@@ -231,7 +232,8 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     fit_views, val_views = split_validation(train_views, args.val_fraction, args.seed)
     if args.select_on == "val" and not val_views and not args.no_eval:
         raise UserError("--select_on val needs --val_fraction > 0 (held-out training sequences)")
-    builder = SyntheticBatchBuilder(fit_views, args.chunk_len, args.segment_shift, device)
+    builder = SyntheticBatchBuilder(fit_views, args.chunk_len, args.segment_shift, device,
+                                    translation_std=args.translation_std, noise_2d_px=args.noise_2d_px)
 
     model = BoneLengthModel(hidden_size=args.hidden, num_layers=args.num_layers, dropout=args.dropout,
                             bidirectional=args.bidirectional).to(device)

@@ -16,7 +16,7 @@ from common.checkpoint import load_checkpoint
 from common.dataset import load_dataset
 from common.fileio import save_npz
 from common.skeleton import NUM_BONES, flip_bone_lengths, flip_poses
-from common.synthetic import MIN_DEPTH, LengthSampler, SyntheticBatchBuilder, epoch_order
+from common.synthetic import MIN_DEPTH, NOISE_CORRELATION, LengthSampler, SyntheticBatchBuilder, ar1_filter, epoch_order
 
 REPO = Path(__file__).resolve().parents[1]
 SUBJECTS = ["S1", "S5", "S6", "S7", "S8", "S9", "S11"]
@@ -128,6 +128,32 @@ def test_batch_flip_is_mirror_image(tiny_views):
     torch.testing.assert_close(flipped.lengths, flip_bone_lengths(lengths))
     torch.testing.assert_close(bone_lengths(flipped.poses_3d), flipped.lengths[:, None].expand(-1, 32, -1),
                                atol=1e-5, rtol=0)
+
+
+def test_ar1_filter_is_stationary_and_correlated():
+    white = torch.randn(20000, 64, generator=torch.Generator().manual_seed(0))
+    x = white @ ar1_filter(64, 0.8, torch.device("cpu")).T  # (N, L)
+    np.testing.assert_allclose(x.std(0).numpy(), 1.0, atol=0.05)
+    assert abs(float((x[:, 30] * x[:, 31]).mean()) - 0.8) < 0.03
+    assert abs(float((x[:, 30] * x[:, 40]).mean()) - 0.8 ** 10) < 0.03
+
+
+def test_noise_2d_px_adds_pixel_noise_to_clean_projection(tiny_views):
+    _, views = tiny_views
+    kwargs = dict(chunk_len=32, segment_shift=32, device=torch.device("cpu"))
+    clean = SyntheticBatchBuilder(views, **kwargs)
+    noisy = SyntheticBatchBuilder(views, noise_2d_px=5.0, **kwargs)
+    sampler = LengthSampler("smpl", torch.device("cpu"), bank=np.tile(_REST_LENGTHS, (4, 1)).astype(np.float32))
+    ids = torch.arange(min(4, clean.num_chunks)).repeat(64)
+    flips = torch.zeros(len(ids), dtype=torch.bool)
+    a = clean.sample(ids, flips, sampler, torch.Generator().manual_seed(3))
+    b = noisy.sample(ids, flips, sampler, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(b.lengths, a.lengths)  # same draws; only the 2D differ
+    res_w = views[0].camera.res_w
+    diff_px = (b.keypoints_2d - a.keypoints_2d) * res_w / 2
+    assert abs(float(diff_px.std()) - 5.0) < 0.5
+    lag1 = float((diff_px[:, 1:] * diff_px[:, :-1]).mean() / diff_px.var())
+    assert abs(lag1 - NOISE_CORRELATION) < 0.05
 
 
 def test_samplers_symmetric_and_every_sample_perturbed():
