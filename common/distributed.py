@@ -7,8 +7,10 @@ files and prints progress.
 """
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -100,6 +102,17 @@ def gather_objects(obj, ctx: DistContext) -> list:
     out = [None] * ctx.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+def launch(train: Callable[[argparse.Namespace, DistContext], None], args: argparse.Namespace) -> None:
+    """Run ``train(args, ctx)`` in this process's distributed context; every rank leaves the process group
+    together (rank 0 may still be evaluating when the others finish), also after an error."""
+    ctx = setup(args.device)
+    try:
+        train(args, ctx)
+        barrier(ctx)
+    finally:
+        cleanup(ctx)
 
 
 def cleanup(ctx: DistContext) -> None:

@@ -193,12 +193,7 @@ def _print_final_report(evaluator: LengthEvaluator, model: BoneLengthModel, labe
 
 
 def run(args: argparse.Namespace) -> None:
-    ctx = distributed.setup(args.device)
-    try:
-        _run(args, ctx)
-        distributed.barrier(ctx)  # rank 0 may still be evaluating: leave the group together
-    finally:
-        distributed.cleanup(ctx)
+    distributed.launch(_run, args)
 
 
 def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:

@@ -226,12 +226,7 @@ def _mix_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> None:
-    ctx = distributed.setup(args.device)
-    try:
-        _run(args, ctx)
-        distributed.barrier(ctx)  # rank 0 may still be evaluating: leave the group together
-    finally:
-        distributed.cleanup(ctx)
+    distributed.launch(_run, args)
 
 
 def starting_point_results(eval_model: MixModel, views: Sequence[Sequence3D], lengths: Sequence[np.ndarray],

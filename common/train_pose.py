@@ -129,12 +129,7 @@ def run(args: argparse.Namespace) -> None:
     """Train (or with ``--evaluate`` only evaluate) the lifter; see the module docstring. Under
     ``torchrun --nproc_per_node N`` every rank trains on its share of each batch (DistributedDataParallel);
     rank 0 evaluates, prints and writes files."""
-    ctx = distributed.setup(args.device)
-    try:
-        _run(args, ctx)
-        distributed.barrier(ctx)  # rank 0 may still be evaluating: leave the group together
-    finally:
-        distributed.cleanup(ctx)
+    distributed.launch(_run, args)
 
 
 def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
