@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from common.checkpoint import default_checkpoint
+from common.dataset import resolve_dataset_name
 from common.device import add_device_argument, select_device
 from common.errors import UserError, cli
 from common.inference_pipeline import STAGES, InferenceConfig, run
@@ -47,9 +49,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     g = p.add_argument_group("3D")
     g.add_argument("--poses", default=None, help="npz/npy of another lifter's (T, 17, 3) poses to adjust")
     g.add_argument("--poses_frame", choices=["camera", "world"], default="camera", help="frame of --poses")
-    g.add_argument("--length_ckpt", default="biGRU_all.bin", help="bone-length model checkpoint (--poses mode)")
+    g.add_argument("--length_ckpt", default=None,
+                   help="bone-length model checkpoint (--poses/--lifter_ckpt modes; default: biGRU_all.bin, or the "
+                        "main job's demo_length/epoch_best.bin when data/ holds the demo dataset, not Human3.6M)")
     g.add_argument("--finetuned_ckpt", default=None,
-                   help="fine-tuned mix model checkpoint (default mode; videopose_finetuned.bin if no --poses)")
+                   help="fine-tuned mix model checkpoint (default mode when neither --poses nor --lifter_ckpt: "
+                        "videopose_finetuned.bin, or the main job's demo_mix/final.bin for the demo)")
     g.add_argument("--lifter_ckpt", default=None,
                    help="a plain VideoPose3D lifter checkpoint whose poses are adjusted with --length_ckpt")
     g.add_argument("-bi", "--bidirectional", action="store_true", help="the length model is a Bi-GRU")
@@ -74,13 +79,15 @@ def main(argv=None) -> None:
         raise UserError("--max_gap and --smooth must be >= 0")
     if args.video is None and args.keypoints is None:
         args.video = "data/demo.mp4"
+    dataset = resolve_dataset_name("auto")
     config = InferenceConfig(
         video=args.video, keypoints=args.keypoints, keypoint_format=args.keypoint_format, detector=args.detector,
         detector_config=args.detector_config, detector_weights=args.detector_weights,
         person=parse_person_policy(args.person), max_gap=args.max_gap, smooth=args.smooth,
         max_frames=args.max_frames, fps=args.fps, poses=args.poses, poses_frame=args.poses_frame,
-        length_ckpt=args.length_ckpt,
-        finetuned_ckpt=args.finetuned_ckpt or (None if args.poses or args.lifter_ckpt else "videopose_finetuned.bin"),
+        length_ckpt=args.length_ckpt or default_checkpoint("length", dataset),
+        finetuned_ckpt=args.finetuned_ckpt or (None if args.poses or args.lifter_ckpt
+                                               else default_checkpoint("finetuned", dataset)),
         lifter_ckpt=args.lifter_ckpt,
         bidirectional=args.bidirectional, num_layers=args.num_layers,
         architecture=parse_architecture(args.architecture) if args.architecture else None,

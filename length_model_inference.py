@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from common.checkpoint import load_checkpoint, resolve_checkpoint
+from common.checkpoint import default_checkpoint, load_checkpoint, resolve_checkpoint
 from common.dataset import DEFAULT_KEYPOINTS, TRAIN_SUBJECTS, load_dataset, parse_subjects, resolve_dataset_name
 from common.device import add_device_argument, select_device
 from common.errors import UserError, cli
@@ -30,11 +30,13 @@ from common.plots import plot_error_vs_frames
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Predict bone lengths with a trained bone-length model.")
-    p.add_argument("--ckpt", default="epoch_best.bin", help="checkpoint (bare names are looked up in checkpoint/)")
+    p.add_argument("--ckpt", default=None,
+                   help="checkpoint (bare names are looked up in checkpoint/; default: biGRU_all.bin for h36m, "
+                        "the main job's demo_length/epoch_best.bin for the demo)")
     p.add_argument("--subjects", default="S9,S11", help="subjects, comma-separated")
     p.add_argument("-bi", "--bidirectional", action="store_true", help="the checkpoint is a Bi-GRU")
-    p.add_argument("-layer", "--num_layers", type=int, default=1, help="GRU layers (published checkpoints)")
-    p.add_argument("--hidden", type=int, default=512, help="GRU hidden size (published checkpoints)")
+    p.add_argument("-layer", "--num_layers", type=int, default=None,
+                   help="GRU layers, checked against the checkpoint if given (the architecture is read from it)")
     p.add_argument("--causal", action="store_true", help="per-frame lengths from the causal GRU")
     p.add_argument("-d", "--dataset", default="auto", help="dataset name (auto: h36m if present, else demo)")
     p.add_argument("-k", "--keypoints", default=None, help="2D keypoints (default per dataset)")
@@ -58,9 +60,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     subjects = parse_subjects(args.subjects)
     if not subjects:
         raise UserError("--subjects is empty")
-    path = resolve_checkpoint(args.ckpt)
-    model = length_model_from_checkpoint(load_checkpoint(path, device), args.bidirectional, args.num_layers,
-                                         args.hidden, str(path)).to(device)
+    path = resolve_checkpoint(args.ckpt or default_checkpoint("length", dataset_name))
+    wanted_bidirectional = True if args.bidirectional else (False if args.causal else None)
+    model = length_model_from_checkpoint(load_checkpoint(path, device), wanted_bidirectional, args.num_layers,
+                                         str(path)).to(device)
     if model.bidirectional and args.causal:
         raise UserError(f"{path} is a Bi-GRU: --causal needs the unidirectional GRU")
     dataset = load_dataset(args.data_dir, dataset_name, args.keypoints or DEFAULT_KEYPOINTS.get(dataset_name),

@@ -18,12 +18,28 @@ from common.fileio import atomic_write
 CHECKPOINT_DIR = Path("checkpoint")
 
 
+# What the scripts read when no checkpoint is named: the paper's published files for Human3.6M, and for the
+# demo dataset the models that scripts/run_demo.sh trains (paths relative to checkpoint/).
+DEFAULT_CHECKPOINTS = {
+    "length": {"h36m": "biGRU_all.bin", "demo": "demo_length/epoch_best.bin"},
+    "finetuned": {"h36m": "videopose_finetuned.bin", "demo": "demo_mix/final.bin"},
+}
+
+
+def default_checkpoint(kind: str, dataset: str) -> str:
+    """Default checkpoint name of ``kind`` (``length`` or ``finetuned``) for a dataset (h36m names otherwise)."""
+    names = DEFAULT_CHECKPOINTS[kind]
+    return names.get(dataset, names["h36m"])
+
+
 def resolve_checkpoint(name: str | Path, directory: str | Path = CHECKPOINT_DIR) -> Path:
-    """A path as given if it exists or has a folder part, else ``<directory>/<name>``."""
+    """``name`` as given if it exists; else ``<directory>/<name>`` if that exists or ``name`` is a bare file
+    name (the paper's README refers to checkpoints that way); else ``name`` as given."""
     path = Path(name)
-    if path.exists() or path.parent != Path("."):
+    inside = Path(directory) / path
+    if path.exists() or (not inside.exists() and path.parent != Path(".")):
         return path
-    return Path(directory) / path
+    return inside
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

@@ -40,7 +40,8 @@ from common.detectors import load_keypoints, make_detector
 from common.errors import UserError
 from common.fileio import atomic_write, check_array, load_npz, save_npz
 from common.generators import merge_flipped
-from common.length_model import BoneLengthModel, predict_lengths
+from common.length_model import (BoneLengthModel, length_model_for_state, length_model_from_checkpoint,
+                                 predict_lengths)
 from common.mix_model import MixModel
 from common.model import TemporalModel, parse_architecture
 from common.skeleton import (BONE_NAMES, JOINT_NAMES, JOINTS_LEFT, JOINTS_RIGHT, NUM_JOINTS, PARENTS,
@@ -182,33 +183,6 @@ def extract_track(config: InferenceConfig, reader: VideoReader | None, timer: St
 
 
 # ----------------------------------------------------------------------------------------------- models
-def _length_architecture(state: dict[str, torch.Tensor], source: str) -> dict:
-    """Bone-length model hyper-parameters read from its state dict (keys without the ``length_model.``)."""
-    try:
-        embed_dim, in_features = state["expand_conv.weight"].shape
-        hidden = state["fc.weight"].shape[1] // 2
-    except KeyError:
-        raise UserError(f"{source} is not a bone-length model (no expand_conv/fc weights)") from None
-    bidirectional = not any(k.startswith("gru.0.") for k in state)
-    prefix = "gru.weight_ih_l" if bidirectional else "gru.0.weight_ih_l"
-    layers = len({k for k in state if k.startswith(prefix) and not k.endswith("_reverse")})
-    return {"embed_dim": int(embed_dim), "hidden_size": int(hidden), "num_layers": layers,
-            "bidirectional": bidirectional, "num_joints": int(in_features) // 2}
-
-
-def build_length_model(state: dict[str, torch.Tensor], config: InferenceConfig, source: str) -> BoneLengthModel:
-    """A bone-length model shaped like ``state``; ``-bi``/``-layer`` must agree with it."""
-    arch = _length_architecture(state, source)
-    if arch["bidirectional"] != config.bidirectional:
-        kind = "a bidirectional" if arch["bidirectional"] else "a causal (unidirectional)"
-        raise UserError(f"{source} holds {kind} GRU length model: {'add' if arch['bidirectional'] else 'drop'} -bi")
-    if config.num_layers is not None and config.num_layers != arch["num_layers"]:
-        raise UserError(f"{source} has {arch['num_layers']} GRU layer(s), not -layer {config.num_layers}")
-    return BoneLengthModel(num_joints=arch["num_joints"], embed_dim=arch["embed_dim"],
-                           hidden_size=arch["hidden_size"], num_layers=arch["num_layers"], dropout=0.0,
-                           bidirectional=arch["bidirectional"])
-
-
 def build_lifter(state: dict[str, torch.Tensor], config: InferenceConfig, source: str,
                  stored: dict | None = None) -> TemporalModel:
     """A VideoPose3D TemporalModel shaped like ``state``. Filter widths and channels: ``-arc``/``-ch`` if
@@ -241,7 +215,7 @@ def load_mix_model(config: InferenceConfig) -> MixModel:
     if not length_state:
         raise UserError(f"{path} is not a mix model checkpoint (no length_model.* weights)")
     stored = checkpoint.get("mix_config") if isinstance(checkpoint.get("mix_config"), dict) else None
-    mix = MixModel(build_length_model(length_state, config, str(path)),
+    mix = MixModel(length_model_for_state(length_state, str(path), config.bidirectional or None, config.num_layers),
                    build_lifter(_sub_state(state, "direction_model."), config, str(path), stored))
     load_weights(mix, state, str(path))
     return mix.to(config.device).eval()
@@ -259,9 +233,8 @@ def load_plain_lifter(config: InferenceConfig) -> TemporalModel:
 
 def load_length_model(config: InferenceConfig) -> BoneLengthModel:
     path = resolve_checkpoint(config.length_ckpt)
-    state = model_state(load_checkpoint(path), source=str(path))
-    model = build_length_model(_sub_state(state, ""), config, str(path))
-    load_weights(model, state, str(path))
+    model = length_model_from_checkpoint(load_checkpoint(path), config.bidirectional or None, config.num_layers,
+                                         str(path))
     return model.to(config.device).eval()
 
 

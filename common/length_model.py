@@ -211,26 +211,44 @@ def format_bone_table(columns: dict[str, np.ndarray]) -> str:
     return "\n".join(lines)
 
 
-def length_model_from_checkpoint(checkpoint: dict[str, Any], bidirectional: bool, num_layers: int,
-                                 hidden_size: int, source: str = "checkpoint") -> BoneLengthModel:
-    """Rebuild a bone-length model from a checkpoint dict.
+def length_architecture(state: dict[str, torch.Tensor], source: str = "checkpoint") -> dict[str, Any]:
+    """Hyper-parameters of a bone-length model read from its state dict's shapes and names (``module.``
+    prefix already removed): works for our checkpoints and the published ones alike."""
+    try:
+        embed_dim, in_features = state["expand_conv.weight"].shape
+        hidden = state["fc.weight"].shape[1] // 2
+    except KeyError:
+        raise UserError(f"{source} is not a bone-length model (no expand_conv/fc weights)") from None
+    bidirectional = not any(k.startswith("gru.0.") for k in state)
+    prefix = "gru.weight_ih_l" if bidirectional else "gru.0.weight_ih_l"
+    layers = len({k for k in state if k.startswith(prefix) and not k.endswith("_reverse")})
+    return {"num_joints": int(in_features) // 2, "embed_dim": int(embed_dim), "hidden_size": int(hidden),
+            "num_layers": layers, "bidirectional": bidirectional}
 
-    The architecture stored by our trainer (``length_model_config``) wins over the flags; published
-    checkpoints carry no such entry, so ``-bi``/``-layer``/``--hidden`` must match them.
-    """
-    from common.checkpoint import load_weights, model_state
 
-    cfg = checkpoint.get("length_model_config") or {}
-    model = BoneLengthModel(embed_dim=int(cfg.get("embed_dim", 256)),
-                            hidden_size=int(cfg.get("hidden_size", hidden_size)),
-                            num_layers=int(cfg.get("num_layers", num_layers)), dropout=0.0,
-                            bidirectional=bool(cfg.get("bidirectional", bidirectional)))
-    if cfg and bool(cfg.get("bidirectional")) != bidirectional:
-        raise UserError(f"{source} holds a {'bidirectional' if cfg['bidirectional'] else 'causal'} GRU; "
-                        f"{'drop' if not cfg['bidirectional'] else 'add'} -bi")
-    load_weights(model, model_state(checkpoint, source=source), source)
+def length_model_for_state(state: dict[str, torch.Tensor], source: str = "checkpoint",
+                           bidirectional: bool | None = None, num_layers: int | None = None) -> BoneLengthModel:
+    """An (unloaded) bone-length model shaped like ``state``. ``bidirectional``/``num_layers`` are what the user
+    asked for (``-bi``, ``-layer``); when given they must agree with the weights, else a one-line UserError."""
+    arch = length_architecture(state, source)
+    if bidirectional is not None and arch["bidirectional"] != bidirectional:
+        kind = "a bidirectional" if arch["bidirectional"] else "a causal (unidirectional)"
+        raise UserError(f"{source} holds {kind} GRU length model: {'add' if arch['bidirectional'] else 'drop'} -bi")
+    if num_layers is not None and num_layers != arch["num_layers"]:
+        raise UserError(f"{source} has {arch['num_layers']} GRU layer(s), not -layer {num_layers}")
+    return BoneLengthModel(dropout=0.0, **arch)
+
+
+def length_model_from_checkpoint(checkpoint: dict[str, Any], bidirectional: bool | None = None,
+                                 num_layers: int | None = None, source: str = "checkpoint") -> BoneLengthModel:
+    """Rebuild and load a bone-length model from a checkpoint dict (architecture read from the weights)."""
+    from common.checkpoint import load_weights, model_state, strip_module_prefix
+
+    state = strip_module_prefix(model_state(checkpoint, source=source))
+    model = length_model_for_state(state, source, bidirectional, num_layers)
+    load_weights(model, state, source)
     return model
 
 
 __all__ = ["BoneLengthModel", "build_length_model", "predict_lengths", "predict_sequences",
-           "length_model_from_checkpoint", "per_bone_error_mm", "format_bone_table"]
+           "length_model_from_checkpoint", "length_model_for_state", "length_architecture", "per_bone_error_mm", "format_bone_table"]

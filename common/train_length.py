@@ -217,7 +217,7 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
             raise UserError("-t length --evaluate needs --length_model <checkpoint> (or -r)")
         path = resolve_checkpoint(source, checkpoint_dir)
         model = length_model_from_checkpoint(load_checkpoint(path, device), args.bidirectional,
-                                             args.num_layers, args.hidden, str(path)).to(device)
+                                             source=str(path)).to(device)
         evaluator = LengthEvaluator(dataset, [], test_views, train_subjects, sampler, args, device)
         if ctx.is_main:
             _print_final_report(evaluator, model, path.name, test_subjects, dataset.keypoints)

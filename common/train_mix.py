@@ -115,9 +115,8 @@ def build_models(args: argparse.Namespace, device: torch.device) -> tuple[MixMod
         if not length_state:
             raise UserError(f"{path} is not a mix checkpoint (no length_model.* weights); pass it as "
                             "--direction_model or --length_model instead")
-        length_model = length_model_from_checkpoint(
-            {"model_pos": length_state, "length_model_config": checkpoint.get("length_model_config")},
-            args.bidirectional, args.num_layers, args.hidden, str(path))
+        length_model = length_model_from_checkpoint({"model_pos": length_state}, args.bidirectional or None,
+                                                    source=str(path))
         adopt_architecture(args, checkpoint.get("mix_config"), str(path))
         train_lifter, eval_lifter = _lifters(args)
         model = MixModel(length_model, train_lifter)
@@ -126,8 +125,8 @@ def build_models(args: argparse.Namespace, device: torch.device) -> tuple[MixMod
         if not (args.length_model and args.direction_model):
             raise UserError("-t mix needs --length_model <ckpt> and --direction_model <ckpt>, or --mix_model <ckpt>")
         length_path = find_checkpoint(args.length_model, args.checkpoint)
-        length_model = length_model_from_checkpoint(load_checkpoint(length_path, device), args.bidirectional,
-                                                    args.num_layers, args.hidden, str(length_path))
+        length_model = length_model_from_checkpoint(load_checkpoint(length_path, device), args.bidirectional or None,
+                                                    source=str(length_path))
         direction_path = find_checkpoint(args.direction_model, args.checkpoint)
         lifter_checkpoint = load_checkpoint(direction_path, device)
         adopt_architecture(args, lifter_checkpoint, str(direction_path))

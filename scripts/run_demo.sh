@@ -29,7 +29,7 @@ $PY train.py -t length -d demo -bi -e 10 -b 64 -l 128 --segment_shift 128 --hidd
   -c checkpoint/demo_length --export-training-curves | tee "$LOG/train_length.txt"
 
 stage "predict bone lengths for every subject"
-$PY length_model_inference.py -d demo --ckpt checkpoint/demo_length/epoch_best.bin -bi --hidden 64 \
+$PY length_model_inference.py -d demo --ckpt checkpoint/demo_length/epoch_best.bin -bi \
   --subjects S1,S5,S6,S7,S8,S9,S11 | tee "$LOG/length_inference.txt"
 
 stage "train a small VideoPose3D lifter and export its test predictions"

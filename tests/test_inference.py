@@ -202,8 +202,8 @@ def test_video_without_person(checkpoints, tmp_path):
 
 
 def test_checkpoint_and_pose_errors(real_clip, checkpoints, tmp_path):
-    with pytest.raises(UserError, match="add -bi"):
-        inference.main(["--finetuned_ckpt", str(checkpoints["mix"]), "--video", str(real_clip)])
+    with pytest.raises(UserError, match=r"has 1 GRU layer\(s\), not -layer 2"):
+        inference.main(["--finetuned_ckpt", str(checkpoints["mix"]), "-layer", "2", "--video", str(real_clip)])
     with pytest.raises(UserError, match="drop -bi"):
         inference.main(["--length_ckpt", str(checkpoints["causal"]), "-bi", "--video", str(real_clip),
                         "--poses", "p.npz"])

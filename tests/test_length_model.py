@@ -41,8 +41,9 @@ def _published_state(bidirectional: bool, hidden: int = 16, layers: int = 1) -> 
 def test_published_checkpoint_loads(bidirectional, layers):
     sd = _published_state(bidirectional, hidden=16, layers=layers)
     model = length_model_from_checkpoint({"model_pos": {"module." + k: v for k, v in sd.items()}},
-                                         bidirectional, layers, 16)
+                                         bidirectional, layers)
     assert set(model.state_dict()) == set(sd)
+    assert (model.hidden_size, model.num_layers, model.bidirectional) == (16, layers, bidirectional)
     assert model.expand_conv.bias is not None and model.fc.bias is None
 
 
@@ -108,10 +109,17 @@ def test_fifty_thousand_frames():
 
 def test_wrong_architecture_and_input_are_user_errors():
     sd = _published_state(True, hidden=16)
+    # The architecture is read from the weights; flags the user gave must agree with them.
+    assert length_model_from_checkpoint({"model_pos": sd}).hidden_size == 16
+    with pytest.raises(UserError, match="holds a bidirectional GRU length model: add -bi"):
+        length_model_from_checkpoint({"model_pos": sd}, False)
+    with pytest.raises(UserError, match=r"has 1 GRU layer\(s\), not -layer 2"):
+        length_model_from_checkpoint({"model_pos": sd}, True, 2)
+    with pytest.raises(UserError, match="holds a causal .* drop -bi"):
+        length_model_from_checkpoint({"model_pos": _published_state(False, hidden=16)}, True)
+    broken = dict(sd, **{"gru.weight_hh_l0": sd["gru.weight_hh_l0"][:, :8]})
     with pytest.raises(UserError, match="does not match"):
-        length_model_from_checkpoint({"model_pos": sd}, False, 1, 16)
-    with pytest.raises(UserError, match="does not match"):
-        length_model_from_checkpoint({"model_pos": sd}, True, 1, 32)
+        length_model_from_checkpoint({"model_pos": broken}, True)
     with pytest.raises(UserError):
         predict_lengths(BoneLengthModel(hidden_size=8), np.zeros((10, 16, 2)))
 
@@ -163,7 +171,12 @@ def test_inference_script_layouts(trained, capsys):
 
     with pytest.raises(UserError, match="causal"):
         main(["--ckpt", str(root / "bi" / "final.bin"), "-bi", "--causal", *common])
-    with pytest.raises(UserError, match="-bi"):
-        main(["--ckpt", str(root / "bi" / "final.bin"), *common])
+    with pytest.raises(UserError, match="holds a bidirectional GRU length model: add -bi"):
+        main(["--ckpt", str(root / "bi" / "final.bin"), "--causal", *common])
+    with pytest.raises(UserError, match="holds a causal .* drop -bi"):
+        main(["--ckpt", str(root / "causal" / "final.bin"), "-bi", *common])
+    # Without -bi/--causal the architecture comes from the checkpoint: same lengths as with -bi.
+    main(["--ckpt", str(root / "bi" / "final.bin"), "--out_dir", str(root / "auto"), *common])
+    np.testing.assert_array_equal(load_npz(root / "auto" / "lengths_list.npz")["lengths"], lst)
     with pytest.raises(UserError, match="not found"):
         main(["--ckpt", str(root / "missing.bin"), *common])
