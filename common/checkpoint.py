@@ -49,6 +49,20 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     atomic_write(path, lambda fh: fh.write(buffer.getvalue()))
 
 
+def save_epoch_checkpoints(folder: str | Path, state: dict[str, Any], epoch: int, frequency: int, best: bool,
+                           final: bool = True) -> None:
+    """Every trainer's per-epoch files, each written atomically: ``epoch_best.bin`` when ``best``,
+    ``epoch_<n>.bin`` every ``frequency`` epochs (0 = never), and ``final.bin`` (the latest state, from which
+    ``--resume`` continues exactly) unless ``final`` is False."""
+    folder = Path(folder)
+    if best:
+        save_checkpoint(folder / "epoch_best.bin", state)
+    if frequency > 0 and epoch % frequency == 0:
+        save_checkpoint(folder / f"epoch_{epoch}.bin", state)
+    if final:
+        save_checkpoint(folder / "final.bin", state)
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint dict; tries ``weights_only=True`` first, falls back only for files that hold
     plain python/numpy state the safe loader does not know (e.g. old numpy random states)."""

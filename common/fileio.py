@@ -7,6 +7,7 @@ and strings: a pickle that names any other callable is refused instead of execut
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import tempfile
@@ -154,6 +155,11 @@ def save_npz(path: str | Path, **arrays: Any) -> None:
             obj[()] = value
             packed[key] = obj
     atomic_write(path, lambda fh: np.savez_compressed(fh, **packed))
+
+
+def save_json(path: str | Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    atomic_write(path, lambda fh: fh.write(json.dumps(obj, indent=1).encode()))
 
 
 def save_pickle(path: str | Path, obj: Any) -> None:

@@ -15,7 +15,6 @@ All errors are mean absolute bone-length errors in mm. Under torchrun every rank
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
 import time
@@ -26,10 +25,10 @@ import torch
 from tqdm import tqdm
 
 from common import distributed
-from common.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint, save_checkpoint
+from common.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint, save_epoch_checkpoints
 from common.dataset import PoseDataset, Sequence3D, load_dataset, parse_subjects
 from common.errors import UserError
-from common.fileio import atomic_write, check_array, load_npz
+from common.fileio import check_array, load_npz, save_json
 from common.length_model import (BoneLengthModel, format_bone_table, length_model_from_checkpoint,
                                  per_bone_error_mm, predict_sequences)
 from common.plots import plot_training_curves
@@ -320,13 +319,9 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
                      "model_pos": model.state_dict(), "random_state": {"ranks": random_states},
                      "length_model_config": model.config(), "history": history, "best": best,
                      "select_on": args.select_on}
-            if improved or (args.no_eval and epoch == args.epochs):
-                save_checkpoint(checkpoint_dir / "epoch_best.bin", state)
-            if args.checkpoint_frequency > 0 and epoch % args.checkpoint_frequency == 0:
-                save_checkpoint(checkpoint_dir / f"epoch_{epoch}.bin", state)
-            save_checkpoint(checkpoint_dir / "final.bin", state)
-            atomic_write(checkpoint_dir / "length_history.json",
-                         lambda fh: fh.write(json.dumps(history, indent=1).encode()))
+            save_epoch_checkpoints(checkpoint_dir, state, epoch, args.checkpoint_frequency,
+                                   best=improved or (args.no_eval and epoch == args.epochs))
+            save_json(checkpoint_dir / "length_history.json", history)
             if args.export_training_curves:
                 curves = {"train (synthetic)": history["train"]}
                 if not args.no_eval:

@@ -23,7 +23,6 @@ of each batch (DistributedDataParallel).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
 import time
@@ -36,11 +35,11 @@ from tqdm import tqdm
 
 from common import distributed
 from common.bones import adjust_bone_lengths
-from common.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint, save_checkpoint
+from common.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint, save_epoch_checkpoints
 from common.dataset import PoseDataset, Sequence3D, camera_space_root_relative, load_dataset, parse_subjects
 from common.errors import UserError
 from common.evaluation import METRICS, EvaluationResult, evaluate, format_bone_table, format_table, write_csv
-from common.fileio import atomic_write, check_array, load_npz
+from common.fileio import check_array, load_npz, save_json
 from common.generators import ChunkedGenerator, UnchunkedGenerator
 from common.length_model import length_model_from_checkpoint, predict_sequences
 from common.metrics import direction_loss, mpjpe
@@ -380,11 +379,8 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
                      "model_pos": model.state_dict(), "random_state": {"ranks": random_states},
                      "length_model_config": model.length_model.config(), "mix_config": _mix_config(args),
                      "history": history}
-            if args.checkpoint_frequency > 0 and epoch % args.checkpoint_frequency == 0:
-                save_checkpoint(checkpoint_dir / f"epoch_{epoch}.bin", state)
-            save_checkpoint(checkpoint_dir / "final.bin", state)
-            atomic_write(checkpoint_dir / "mix_history.json",
-                         lambda fh: fh.write(json.dumps(history, indent=1).encode()))
+            save_epoch_checkpoints(checkpoint_dir, state, epoch, args.checkpoint_frequency, best=False)
+            save_json(checkpoint_dir / "mix_history.json", history)
             if args.export_training_curves:
                 curves = {"train MPJPE": history["train_mpjpe"]}
                 if not args.no_eval:

@@ -28,7 +28,8 @@ from tqdm import tqdm
 
 from common import distributed
 from common.adjust import write_predictions
-from common.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint, save_checkpoint
+from common.checkpoint import (load_checkpoint, load_weights, model_state,
+                               resolve_checkpoint, save_checkpoint, save_epoch_checkpoints)
 from common.dataset import Sequence3D, camera_space_root_relative, load_dataset, parse_subjects
 from common.errors import UserError
 from common.evaluation import DEFAULT_METRICS, EvaluationResult, evaluate, format_table
@@ -241,10 +242,8 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
             continue
         print(f"[{epoch:3d}] {time.time() - start:6.1f}s lr {lr:.2e}  train MPJPE {history['train'][-1]:7.1f} mm  "
               f"val {history['val'][-1]:7.1f} mm  test {history['test'][-1]:7.1f} mm" + ("  *" if improved else ""))
-        if improved:
-            save_checkpoint(ckpt_dir / "epoch_best.bin", checkpoint_state(torch_states))
-        if args.checkpoint_frequency > 0 and epoch % args.checkpoint_frequency == 0:
-            save_checkpoint(ckpt_dir / f"epoch_{epoch}.bin", checkpoint_state(torch_states))
+        save_epoch_checkpoints(ckpt_dir, checkpoint_state(torch_states), epoch, args.checkpoint_frequency,
+                               best=improved, final=False)
         distributed.barrier(ctx)
     torch_states = distributed.gather_objects(torch.get_rng_state(), ctx)
     if not ctx.is_main:
