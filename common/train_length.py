@@ -197,9 +197,7 @@ def run(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     device = ctx.device
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed + ctx.rank)
+    distributed.seed_all(args.seed, ctx)
     train_subjects = parse_subjects(args.subjects_train)
     test_subjects = parse_subjects(args.subjects_test)
     actions = _action_filter(args.actions)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -259,9 +258,7 @@ def _final_evaluation(eval_model: MixModel, test_views: list[Sequence3D], test_l
 
 def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     device = ctx.device
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed + ctx.rank)
+    distributed.seed_all(args.seed, ctx)
     train_subjects = parse_subjects(args.subjects_train)
     test_subjects = parse_subjects(args.subjects_test)
     actions = None if args.actions in ("*", "") else parse_subjects(args.actions)
