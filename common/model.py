@@ -42,6 +42,7 @@ class _TemporalModelBase(nn.Module):
         self.in_features = in_features
         self.num_joints_out = num_joints_out
         self.causal = causal
+        self.channels = channels
         self.drop = nn.Dropout(dropout)
         self.relu = nn.ReLU(inplace=True)
         self.pad = [self.filter_widths[0] // 2]
@@ -74,8 +75,32 @@ class _TemporalModelBase(nn.Module):
         x = self._forward_blocks(x)
         return x.permute(0, 2, 1).reshape(batch, -1, self.num_joints_out, 3)
 
-    def _forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
+    def _build_blocks(self, first_conv, causal_shift) -> None:
+        """Residual blocks after ``expand_conv``: per filter width, ``first_conv(width, dilation)`` (the
+        variant's temporal convolution) + BN, then a 1x1 convolution + BN. ``causal_shift(width, dilation)``:
+        frames the block's window is moved into the past when causal. Fills ``layers_conv``/``layers_bn``."""
+        convs, bns = [], []
+        dilation = self.filter_widths[0]
+        for width in self.filter_widths[1:]:
+            self.pad.append((width - 1) * dilation // 2)
+            self.causal_shift.append(causal_shift(width, dilation) if self.causal else 0)
+            convs += [first_conv(width, dilation), nn.Conv1d(self.channels, self.channels, 1, bias=False)]
+            bns += [nn.BatchNorm1d(self.channels, momentum=0.1), nn.BatchNorm1d(self.channels, momentum=0.1)]
+            dilation *= width
+        self.layers_conv = nn.ModuleList(convs)
+        self.layers_bn = nn.ModuleList(bns)
+
+    def _residual(self, x: torch.Tensor, block: int) -> torch.Tensor:
+        """The frames of ``x`` that block ``block``'s output lines up with."""
         raise NotImplementedError
+
+    def _forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.drop(self.relu(self.expand_bn(self.expand_conv(x))))
+        for i in range(len(self.pad) - 1):
+            residual = self._residual(x, i + 1)
+            x = self.drop(self.relu(self.layers_bn[2 * i](self.layers_conv[2 * i](x))))
+            x = residual + self.drop(self.relu(self.layers_bn[2 * i + 1](self.layers_conv[2 * i + 1](x))))
+        return self.shrink(x)
 
 
 class TemporalModel(_TemporalModelBase):
@@ -91,28 +116,17 @@ class TemporalModel(_TemporalModelBase):
         super().__init__(num_joints_in, in_features, num_joints_out, filter_widths, causal, dropout, channels)
         widths = self.filter_widths
         self.expand_conv = nn.Conv1d(num_joints_in * in_features, channels, widths[0], bias=False)
-        convs, bns = [], []
-        dilation = widths[0]
-        for width in widths[1:]:
-            self.pad.append((width - 1) * dilation // 2)
-            self.causal_shift.append(width // 2 * dilation if causal else 0)
-            kernel = 2 * self.pad[-1] + 1 if dense else width
-            convs.append(nn.Conv1d(channels, channels, kernel, dilation=1 if dense else dilation, bias=False))
-            bns.append(nn.BatchNorm1d(channels, momentum=0.1))
-            convs.append(nn.Conv1d(channels, channels, 1, bias=False))
-            bns.append(nn.BatchNorm1d(channels, momentum=0.1))
-            dilation *= width
-        self.layers_conv = nn.ModuleList(convs)
-        self.layers_bn = nn.ModuleList(bns)
 
-    def _forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.drop(self.relu(self.expand_bn(self.expand_conv(x))))
-        for i in range(len(self.pad) - 1):
-            pad, shift = self.pad[i + 1], self.causal_shift[i + 1]
-            residual = x[:, :, pad + shift: x.shape[2] - pad + shift]
-            x = self.drop(self.relu(self.layers_bn[2 * i](self.layers_conv[2 * i](x))))
-            x = residual + self.drop(self.relu(self.layers_bn[2 * i + 1](self.layers_conv[2 * i + 1](x))))
-        return self.shrink(x)
+        def temporal_conv(width: int, dilation: int) -> nn.Conv1d:
+            if dense:  # same receptive field without dilation
+                return nn.Conv1d(channels, channels, (width - 1) * dilation + 1, bias=False)
+            return nn.Conv1d(channels, channels, width, dilation=dilation, bias=False)
+
+        self._build_blocks(temporal_conv, lambda width, dilation: width // 2 * dilation)
+
+    def _residual(self, x: torch.Tensor, block: int) -> torch.Tensor:
+        pad, shift = self.pad[block], self.causal_shift[block]
+        return x[:, :, pad + shift: x.shape[2] - pad + shift]
 
 
 class TemporalModelOptimized1f(_TemporalModelBase):
@@ -125,27 +139,12 @@ class TemporalModelOptimized1f(_TemporalModelBase):
         widths = self.filter_widths
         self.expand_conv = nn.Conv1d(num_joints_in * in_features, channels, widths[0], stride=widths[0],
                                      bias=False)
-        convs, bns = [], []
-        dilation = widths[0]
-        for width in widths[1:]:
-            self.pad.append((width - 1) * dilation // 2)
-            self.causal_shift.append(width // 2 if causal else 0)
-            convs.append(nn.Conv1d(channels, channels, width, stride=width, bias=False))
-            bns.append(nn.BatchNorm1d(channels, momentum=0.1))
-            convs.append(nn.Conv1d(channels, channels, 1, bias=False))
-            bns.append(nn.BatchNorm1d(channels, momentum=0.1))
-            dilation *= width
-        self.layers_conv = nn.ModuleList(convs)
-        self.layers_bn = nn.ModuleList(bns)
+        self._build_blocks(lambda width, dilation: nn.Conv1d(channels, channels, width, stride=width, bias=False),
+                           lambda width, dilation: width // 2)
 
-    def _forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.drop(self.relu(self.expand_bn(self.expand_conv(x))))
-        for i in range(len(self.pad) - 1):
-            width = self.filter_widths[i + 1]
-            residual = x[:, :, self.causal_shift[i + 1] + width // 2:: width]
-            x = self.drop(self.relu(self.layers_bn[2 * i](self.layers_conv[2 * i](x))))
-            x = residual + self.drop(self.relu(self.layers_bn[2 * i + 1](self.layers_conv[2 * i + 1](x))))
-        return self.shrink(x)
+    def _residual(self, x: torch.Tensor, block: int) -> torch.Tensor:
+        width = self.filter_widths[block]
+        return x[:, :, self.causal_shift[block] + width // 2:: width]
 
 
 def build_lifter(filter_widths: Sequence[int] | str, channels: int = 1024, dropout: float = 0.25,
