@@ -24,6 +24,7 @@ from common.device import add_device_argument, select_device
 from common.errors import UserError, cli
 from common.inference_pipeline import STAGES, InferenceConfig, run
 from common.model import parse_architecture
+from common.pose_tables import parse_export_formats
 from common.tracking import parse_person_policy
 
 
@@ -65,6 +66,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g = p.add_argument_group("output")
     g.add_argument("--output", default="output", help="output folder")
     g.add_argument("--gif", action="store_true", help="write an animated GIF instead of an MP4")
+    g.add_argument("--export", default="",
+                   help="extra formats of the adjusted poses, comma-separated: bvh (animation skeleton, y up, cm), "
+                        "csv (one row per frame), jsonl (one JSON object per frame); see README")
     g.add_argument("--panel_height", type=int, default=480, help="height in pixels of the output video")
     g.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
     add_device_argument(p)
@@ -92,7 +96,8 @@ def main(argv=None) -> None:
         bidirectional=args.bidirectional, num_layers=args.num_layers,
         architecture=parse_architecture(args.architecture) if args.architecture else None,
         channels=args.channels, output=args.output, gif=args.gif, panel_height=args.panel_height,
-        device=select_device(args.device), progress=not args.no_progress)
+        device=select_device(args.device), progress=not args.no_progress,
+        export_formats=parse_export_formats(args.export))
     result = run(config)
     fps = result.timer.fps()
     print(f"{len(result.track)} frames with the person, {result.frames_rendered} rendered; "

@@ -44,6 +44,7 @@ from common.length_model import (BoneLengthModel, length_model_for_state, length
                                  predict_lengths)
 from common.mix_model import MixModel
 from common.model import TemporalModel, parse_architecture
+from common.pose_tables import write_pose_formats
 from common.skeleton import (BONE_NAMES, JOINT_NAMES, JOINTS_LEFT, JOINTS_RIGHT, NUM_JOINTS, PARENTS,
                              SYMMETRIC_BONES, flip_poses)
 from common.tracking import PersonTracker, Track2D, fill_gaps, smooth_track
@@ -124,6 +125,7 @@ class InferenceConfig:
     panel_height: int = 480
     device: torch.device = torch.device("cpu")
     progress: bool = True
+    export_formats: tuple[str, ...] = ()
 
 
 @dataclass
@@ -352,6 +354,9 @@ def write_exports(config: InferenceConfig, stem: str, track: Track2D, before: np
                    "before_std": dict(zip(BONE_NAMES, np.round(bone_lengths(before).std(0), 5).tolist()))}
     _json_dump(files["lengths_json"], lengths_doc)
     plot_bone_lengths_over_time(bone_lengths(before), bone_lengths(after), fps, files["lengths_png"])
+    if config.export_formats:  # the adjusted poses, in the same frame as the npz/json
+        files.update(write_pose_formats(config.export_formats, out / f"{stem}_poses_3d", after, lengths, frames,
+                                        fps, FRAME_DESCRIPTION[frame]))
     return files
 
 

@@ -1,0 +1,122 @@
+"""Convert any 17-joint 3D poses (T, 17, 3) + bone lengths to BVH / CSV / JSON lines.
+
+  python export_poses.py --poses output/demo_poses_3d.npz --format bvh,csv
+  python export_poses.py --poses my_lifter.npy --frame camera --fps 50 --lengths lengths.json --format bvh
+
+``--poses``: an npz written by inference.py (key ``poses_after``; its ``bone_lengths`` and fps are used) or
+any npz (key ``poses`` or a single array) / .npy of shape (T, 17, 3) metres, Human3.6M joint order.
+The poses are adjusted to ``--lengths`` (a .json list/dict of 16 bone lengths or inference.py's
+``_bone_lengths.json``, or an .npy/.npz (16,) array, metres); without it, to the npz's stored lengths, else to
+the poses' own per-bone median lengths (left/right averaged). ``--frame camera`` poses (x right, y down,
+z forward, as lifters output) are turned upright like inference.py's exports; ``world`` poses are z up.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from common.bones import adjust_bone_lengths, average_symmetric, bone_lengths
+from common.errors import UserError, cli
+from common.fileio import check_array, load_npz
+from common.inference_pipeline import FRAME_DESCRIPTION, camera_to_world_like, place_on_ground
+from common.pose_tables import parse_export_formats, write_pose_formats
+from common.skeleton import BONE_NAMES, NUM_BONES, NUM_JOINTS
+
+
+def load_pose_array(path: str, key: str | None) -> tuple[np.ndarray, dict]:
+    """(T, 17, 3) poses and the other arrays/metadata of the file (empty for .npy)."""
+    if not Path(path).is_file():
+        raise UserError(f"file not found: {path}")
+    if Path(path).suffix.lower() == ".npy":
+        try:
+            return check_array(path, np.load(path, allow_pickle=False), (None, NUM_JOINTS, 3)), {}
+        except (ValueError, OSError) as exc:
+            raise UserError(f"{path}: not a readable .npy array ({exc})") from None
+    data = load_npz(path)
+    arrays = {k: v for k, v in data.items() if isinstance(v, np.ndarray) and v.dtype != object and v.ndim == 3}
+    name = key or next((k for k in ("poses_after", "poses") if k in arrays), None)
+    if name is None:
+        if len(arrays) != 1:
+            raise UserError(f"{path}: give --key, one of {sorted(arrays)}")
+        name = next(iter(arrays))
+    if name not in data:
+        raise UserError(f"{path}: no key {name!r} (keys: {sorted(data)})")
+    return check_array(f"{path}[{name}]", data[name], (None, NUM_JOINTS, 3)), data
+
+
+def load_lengths_file(path: str) -> np.ndarray:
+    """16 bone lengths (metres) from .json (a list, a {bone: length} dict, or inference.py's lengths file with
+    key ``predicted``) or .npy/.npz (a (16,) array)."""
+    if not Path(path).is_file():
+        raise UserError(f"file not found: {path}")
+    if Path(path).suffix.lower() == ".json":
+        try:
+            content = json.loads(Path(path).read_text())
+        except ValueError as exc:
+            raise UserError(f"{path}: not valid JSON ({exc})") from None
+        content = content.get("predicted", content) if isinstance(content, dict) else content
+        if isinstance(content, dict):
+            missing = [b for b in BONE_NAMES if b not in content]
+            if missing:
+                raise UserError(f"{path}: bones {missing} missing (per-frame lengths are not accepted)")
+            content = [content[b] for b in BONE_NAMES]
+        array = np.asarray(content, dtype=np.float64)
+    elif Path(path).suffix.lower() == ".npy":
+        array = np.load(path, allow_pickle=False)
+    else:
+        arrays = [v for v in load_npz(path).values() if isinstance(v, np.ndarray) and v.dtype != object]
+        if len(arrays) != 1:
+            raise UserError(f"{path}: expected a single (16,) array")
+        array = arrays[0]
+    lengths = check_array(path, array, (NUM_BONES,)).astype(np.float64)
+    if (lengths <= 0).any():
+        raise UserError(f"{path}: bone lengths must be positive (metres)")
+    return lengths
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--poses", required=True, help="npz/npy of (T, 17, 3) poses, metres")
+    p.add_argument("--key", default=None, help="array name inside the npz (default poses_after, poses, or the only one)")
+    p.add_argument("--lengths", default=None, help="bone lengths file (.json/.npy/.npz, 16 values, metres)")
+    p.add_argument("--frame", choices=["camera", "world"], default=None,
+                   help="frame of the poses (default: world for inference.py files, else camera)")
+    p.add_argument("--fps", type=float, default=None, help="frame rate (default: the file's, else 50)")
+    p.add_argument("--format", default="bvh,csv,jsonl", help="comma-separated: bvh, csv, jsonl")
+    p.add_argument("--output", default=None, help="output path without extension (default: next to --poses)")
+    args = p.parse_args(argv)
+    formats = parse_export_formats(args.format)
+    if not formats:
+        raise UserError("--format: give at least one of bvh, csv, jsonl")
+    poses, data = load_pose_array(args.poses, args.key)
+    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    fps = args.fps or float(meta.get("fps") or 50.0)
+    if not np.isfinite(fps) or fps <= 0:
+        raise UserError("--fps must be positive")
+    frame = args.frame or ("world" if "poses_after" in data else "camera")
+    stored = data.get("bone_lengths")
+    if args.lengths:
+        lengths = load_lengths_file(args.lengths)
+    elif isinstance(stored, np.ndarray) and stored.shape == (NUM_BONES,):
+        lengths = stored.astype(np.float64)
+    else:
+        lengths = average_symmetric(np.median(bone_lengths(poses), axis=0))
+        print("bone lengths: the poses' own per-bone medians, left/right averaged")
+    adjusted = adjust_bone_lengths(poses.astype(np.float64), lengths)
+    if frame == "camera":
+        adjusted = place_on_ground(camera_to_world_like(adjusted, adjusted))
+        description = FRAME_DESCRIPTION["camera"]
+    else:
+        description = str(meta.get("frame") or FRAME_DESCRIPTION["world"])
+    frames = np.asarray(data.get("frame_indices", np.arange(len(poses))))
+    stem = Path(args.output) if args.output else Path(args.poses).with_suffix("")
+    for name, path in write_pose_formats(formats, stem, adjusted, lengths, frames, fps, description).items():
+        print(f"{name}: {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(cli(main)(sys.argv[1:]))
