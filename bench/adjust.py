@@ -6,7 +6,7 @@ Predictions are the ground truth plus Gaussian noise (20 mm per joint) and the l
 noise: the benchmark measures speed, not accuracy. Side by side, the same evaluation called one sequence at
 a time (the paper's loop structure) on a slice of the data gives the ratio.
 
-    python bench/adjust.py [--data_dir data] [-d demo] [--frames 1000000] [--device cpu]
+    python -m bench.adjust [--data_dir data] [-d demo] [--frames 1000000] [--device cpu]
 """
 from __future__ import annotations
 
@@ -19,14 +19,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from common import adjust  # noqa: E402
-from common.dataset import TEST_SUBJECTS, parse_subjects  # noqa: E402
-from common.device import add_device_argument, select_device  # noqa: E402
-from common.errors import UserError, cli  # noqa: E402
-from common.bones import bone_lengths  # noqa: E402
-from common.fileio import load_npz  # noqa: E402
+from common import adjust
+from common.dataset import TEST_SUBJECTS, parse_subjects
+from common.device import add_device_argument, select_device
+from common.errors import UserError, cli
+from common.bones import bone_lengths
+from common.fileio import load_npz
 
 
 def build_inputs(gt_path: Path, subjects: Sequence[str], frames: int, seed: int = 0):

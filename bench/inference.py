@@ -5,7 +5,7 @@ Each run happens in a fresh child process so its peak resident memory (ru_maxrss
 --finetuned_ckpt the models are the paper's default sizes (lifter -arc 3,3,3,3,3 -ch 1024, Bi-GRU hidden 512)
 with random weights: timing and memory do not depend on the weights.
 
-  python bench/inference.py [--video data/demo.mp4] [--loops 10] [--finetuned_ckpt videopose_finetuned.bin -bi]
+  python -m bench.inference [--video data/demo.mp4] [--loops 10] [--finetuned_ckpt videopose_finetuned.bin -bi]
 """
 from __future__ import annotations
 
@@ -17,13 +17,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common.device import add_device_argument, select_device
+from common.errors import UserError, cli
+from common.inference_pipeline import STAGES, InferenceConfig, run
+from common.video import VideoReader, VideoWriter
 
-from common.device import add_device_argument, select_device  # noqa: E402
-from common.errors import UserError, cli  # noqa: E402
-from common.inference_pipeline import STAGES, InferenceConfig, run  # noqa: E402
-from common.video import VideoReader, VideoWriter  # noqa: E402
+
+def _this_script() -> list[str]:
+    """How to run this file again in a child process: as a module when started with ``python -m``."""
+    return ["-m", __spec__.name] if __spec__ is not None else [__file__]
 
 
 def loop_video(source: str, loops: int, path: Path) -> int:
@@ -94,7 +96,7 @@ def main(argv=None) -> None:
         loop_video(args.video, args.loops, looped)
         rows = {}
         for name, video in (("1x", args.video), (f"{args.loops}x", str(looped))):
-            command = [sys.executable, __file__, "--child", video, "--finetuned_ckpt", args.finetuned_ckpt,
+            command = [sys.executable, *_this_script(), "--child", video, "--finetuned_ckpt", args.finetuned_ckpt,
                        "--threads", str(args.threads), "--device", args.device,
                        "--output", args.output or str(tmp / f"out_{name}")]
             if args.bidirectional:

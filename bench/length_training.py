@@ -1,7 +1,7 @@
 """Benchmark: bone-length model training throughput and the share of step time spent building batches.
 
-    python bench/length_training.py                 # demo data, paper's chunk length 512, Bi-GRU
-    python bench/length_training.py --hidden 128 -b 16 --steps 10
+    python -m bench.length_training                 # demo data, paper's chunk length 512, Bi-GRU
+    python -m bench.length_training --hidden 128 -b 16 --steps 10
 
 Both parts are timed side by side in the same run on the same device: building a synthetic batch
 (:meth:`common.synthetic.SyntheticBatchBuilder.sample`: gather, recomposition, projection, flips) and the
@@ -12,19 +12,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from common.dataset import TRAIN_SUBJECTS, load_dataset, parse_subjects, resolve_dataset_name  # noqa: E402
-from common.device import add_device_argument, select_device  # noqa: E402
-from common.errors import UserError, cli  # noqa: E402
-from common.length_model import BoneLengthModel  # noqa: E402
-from common.synthetic import LengthSampler, SyntheticBatchBuilder, epoch_order  # noqa: E402
+from common.dataset import TRAIN_SUBJECTS, load_dataset, parse_subjects, resolve_dataset_name
+from common.device import add_device_argument, select_device
+from common.errors import UserError, cli
+from common.length_model import BoneLengthModel
+from common.synthetic import LengthSampler, SyntheticBatchBuilder, epoch_order
 
 
 def _sync(device: torch.device) -> None:

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from common.demo_data import SMALL_CONFIG, build_demo_dataset, cache_dir, demo_is_current  # noqa: E402
+from common.demo_data import SMALL_CONFIG, build_demo_dataset, cache_dir, demo_is_current
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,6 @@
 """Synthetic bone lengths: Anny sampling (linear basis vs Anny's forward), SMPL errors, generator outputs."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -12,12 +9,8 @@ from common.errors import UserError
 from common.fileio import load_npz
 from common.skeleton import SYMMETRIC_BONES
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_train_length import write_tiny_dataset  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "data" / "bone_length"))
-import generate_bone_length  # noqa: E402
+import generate_bone_length
+from test_train_length import write_tiny_dataset
 
 LIMBS = [1, 2, 11, 12]
 

@@ -1,9 +1,6 @@
 """Bone-length model: published state-dict layout, forward semantics, long sequences, inference script."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -13,9 +10,7 @@ from common.fileio import load_npz
 from common.length_model import (BoneLengthModel, format_bone_table, length_model_from_checkpoint,
                                  per_bone_error_mm, predict_lengths, predict_sequences)
 from common.skeleton import SYMMETRIC_BONES, flip_poses
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_train_length import write_tiny_dataset  # noqa: E402
+from test_train_length import write_tiny_dataset
 
 
 def _published_state(bidirectional: bool, hidden: int = 16, layers: int = 1) -> dict[str, torch.Tensor]:

@@ -252,7 +252,6 @@ def test_paper_commands_run_on_demo_layout(tmp_path, monkeypatch, capsys):
     run in a folder laid out like the repository after the demo set-up (data/, checkpoint/)."""
     import shutil
 
-    sys.path.insert(0, str(REPO / "data" / "bone_length"))
     import generate_bone_length
     from length_model_inference import main as infer_main
 

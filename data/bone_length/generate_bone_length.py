@@ -22,15 +22,13 @@ from typing import Sequence
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
-from common.bones import average_symmetric, bone_lengths  # noqa: E402
-from common.dataset import TRAIN_SUBJECTS, parse_subjects, resolve_dataset_name  # noqa: E402
-from common.device import add_device_argument, select_device  # noqa: E402
-from common.errors import UserError, cli  # noqa: E402
-from common.fileio import atomic_write, check_array, load_npz, save_npz  # noqa: E402
-from common.skeleton import BONE_NAMES, H36M_32_TO_17  # noqa: E402
+from common.bones import average_symmetric, bone_lengths
+from common.dataset import TRAIN_SUBJECTS, parse_subjects, resolve_dataset_name
+from common.device import add_device_argument, select_device
+from common.errors import UserError, cli
+from common.fileio import atomic_write, check_array, load_npz, save_npz
+from common.skeleton import BONE_NAMES, H36M_32_TO_17
 
 DATA_DIR = REPO / "data"
 
