@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -104,14 +102,6 @@ def gather_objects(obj, ctx: DistContext) -> list:
     out = [None] * ctx.world_size
     dist.all_gather_object(out, obj)
     return out
-
-
-def seed_all(seed: int, ctx: DistContext) -> None:
-    """Seed python's and numpy's generators with ``seed`` and torch's with ``seed + rank`` (each rank draws
-    different samples)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed + ctx.rank)
 
 
 def launch(train: Callable[[argparse.Namespace, DistContext], None], args: argparse.Namespace) -> None:

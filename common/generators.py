@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from common.skeleton import flip_bone_lengths, flip_poses
+from common.training import numpy_state, set_numpy_state
 
 
 @dataclass
@@ -49,7 +50,7 @@ class ChunkedGenerator:
     poses_2d: list of (T_i, 17, 2); poses_3d: list of (T_i, 17, 3) or None (2D-only batches);
     lengths: optional list of per-sequence bone lengths (16,) yielded alongside (e.g. for the mix model).
     pad: receptive-field half width ``(rf - 1) // 2``; causal_shift: ``pad`` for causal models, else 0.
-    random_seed: seeds the epoch shuffling; :meth:`random_state` / :meth:`set_random_state` resume it.
+    random_seed: seeds the epoch shuffling; :meth:`get_state` / :meth:`set_state` resume it.
     """
 
     def __init__(self, batch_size: int, poses_2d: Sequence[np.ndarray], poses_3d: Sequence[np.ndarray] | None = None,
@@ -94,16 +95,13 @@ class ChunkedGenerator:
     def num_batches(self) -> int:
         return (len(self.pairs) + self.batch_size - 1) // self.batch_size
 
-    def random_state(self) -> dict:
-        """The shuffling RNG's state (store it in checkpoints under ``random_state``)."""
-        name, keys, pos, has_gauss, cached = self._rng.get_state()
-        return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    def get_state(self) -> dict:
+        """The shuffling RNG's state (:func:`common.training.numpy_state`; checkpoints keep it per process)."""
+        return numpy_state(self._rng)
 
-    def set_random_state(self, state: dict) -> None:
-        keys = state["keys"].numpy() if isinstance(state["keys"], torch.Tensor) else np.asarray(state["keys"])
-        self._rng.set_state((state["name"], keys.astype(np.uint32), state["pos"], state["has_gauss"],
-                             state["cached_gaussian"]))
+    def set_state(self, state: dict) -> None:
+        """Restore a state from :meth:`get_state`."""
+        set_numpy_state(state, self._rng)
 
     def _gather(self, frames: np.ndarray, rows: np.ndarray, first: np.ndarray, length: int) -> np.ndarray:
         """frames[offset + clip(first + k)] for k < length, per row: (B, length, ...) with edge padding."""

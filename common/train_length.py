@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 import time
 from pathlib import Path
 
@@ -28,11 +27,12 @@ from common import distributed
 from common.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint, save_epoch_checkpoints
 from common.dataset import PoseDataset, Sequence3D, load_dataset, parse_subjects
 from common.errors import UserError
-from common.fileio import check_array, load_npz, save_json
+from common.fileio import check_array, load_npz
 from common.length_model import (BoneLengthModel, format_bone_table, length_model_from_checkpoint,
                                  per_bone_error_mm, predict_sequences)
-from common.plots import plot_training_curves
 from common.synthetic import LengthSampler, SyntheticBatchBuilder, epoch_order
+from common.training import (current_lr, decay_learning_rate, gather_rng_states, is_improvement, resume_training,
+                             save_history, seed_all, split_validation)
 
 SYNTHETIC_TEST_CHUNKS = 128
 DEFAULT_BANKS = ["bone_lengths_smpl_neutral_all.npz", "bone_lengths_anny_neutral_train.npz"]
@@ -40,24 +40,6 @@ DEFAULT_BANKS = ["bone_lengths_smpl_neutral_all.npz", "bone_lengths_anny_neutral
 
 def _action_filter(actions: str) -> list[str] | None:
     return None if actions in ("*", "") else parse_subjects(actions)
-
-
-def split_validation(views: list[Sequence3D], fraction: float, seed: int) -> tuple[list[Sequence3D],
-                                                                                 list[Sequence3D]]:
-    """Hold out ``fraction`` of the (subject, action) pairs (all their cameras) for model selection.
-
-    Deterministic given ``seed``; at least one pair is held out when ``fraction > 0`` and at least one kept.
-    """
-    pairs = sorted({(v.subject, v.action) for v in views})
-    if fraction <= 0:
-        return views, []
-    n_val = max(1, int(round(fraction * len(pairs))))
-    if n_val >= len(pairs):
-        raise UserError(f"--val_fraction {fraction} leaves no training sequences ({len(pairs)} actions)")
-    rng = np.random.RandomState(seed)
-    held = {pairs[i] for i in rng.permutation(len(pairs))[:n_val]}
-    return ([v for v in views if (v.subject, v.action) not in held],
-            [v for v in views if (v.subject, v.action) in held])
 
 
 def subject_lengths(dataset: PoseDataset, subjects: list[str]) -> np.ndarray:
@@ -147,38 +129,6 @@ class LengthEvaluator:
         return out
 
 
-def _rng_state(order_gen: torch.Generator, sample_gen: torch.Generator) -> dict:
-    """Every random state a training step touches, in a ``weights_only``-loadable form."""
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-        "python": random.getstate(),
-        "order": order_gen.get_state(),
-        "sample": sample_gen.get_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict, order_gen: torch.Generator, sample_gen: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    np_state = state["numpy"]
-    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
-                         np_state["has_gauss"], np_state["cached_gaussian"]))
-    random.setstate(_as_tuple(state["python"]))
-    order_gen.set_state(state["order"].cpu())
-    sample_gen.set_state(state["sample"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
-def _as_tuple(value):
-    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
-
-
 def _print_final_report(evaluator: LengthEvaluator, model: BoneLengthModel, label: str,
                         subjects: list[str], keypoints: str) -> None:
     test = evaluator.test_per_bone(model)
@@ -197,7 +147,7 @@ def run(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     device = ctx.device
-    distributed.seed_all(args.seed, ctx)
+    seed_all(args.seed, ctx.rank)
     train_subjects = parse_subjects(args.subjects_train)
     test_subjects = parse_subjects(args.subjects_test)
     actions = _action_filter(args.actions)
@@ -231,32 +181,17 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
                             bidirectional=args.bidirectional).to(device)
     model.initialise_output(sampler.mean_lengths)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, amsgrad=True)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, args.lr_decay)
     order_gen = torch.Generator(device=device).manual_seed(args.seed)  # same on every rank
     sample_gen = torch.Generator(device=device).manual_seed(args.seed * 1000 + 1 + ctx.rank)
     history: dict[str, list[float]] = {"train": [], "val": [], "test": [], "synthetic_test": []}
     epoch, best = 0, math.inf
 
+    streams = {"order": order_gen, "sample": sample_gen}
     if args.resume:
         path = resolve_checkpoint(args.resume, checkpoint_dir)
         ckpt = load_checkpoint(path, device)
         load_weights(model, model_state(ckpt, source=str(path)), str(path))
-        if ckpt.get("optimizer") is None:
-            raise UserError(f"{path} holds no optimizer state: it cannot be resumed (use it with --evaluate)")
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if "scheduler" in ckpt:
-            scheduler.load_state_dict(ckpt["scheduler"])
-        epoch = int(ckpt["epoch"])
-        history = {k: list(v) for k, v in ckpt.get("history", history).items()}
-        best = float(ckpt.get("best", math.inf))
-        states = (ckpt.get("random_state") or {}).get("ranks", [])
-        if len(states) == ctx.world_size:
-            _set_rng_state(states[ctx.rank], order_gen, sample_gen)
-        elif ctx.is_main:
-            print(f"WARNING: {path} was written by {len(states)} process(es), now {ctx.world_size}: "
-                  "random streams restart from the seed")
-        if ctx.is_main:
-            print(f"Resuming from {path} at epoch {epoch}")
+        epoch, history, best = resume_training(ckpt, str(path), optimizer, streams, ctx, history)
 
     train_model = distributed.wrap_model(model, ctx)
     evaluator = None
@@ -295,39 +230,31 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
             count += len(pred)
         history["train"].append(distributed.all_reduce_mean(total / count, ctx) * 1000.0)
         epoch += 1
-        lr = optimizer.param_groups[0]["lr"]
-        if lr >= 1e-6:
-            scheduler.step()
+        lr = decay_learning_rate(optimizer, args.lr_decay)
 
         metrics = evaluator.evaluate(model) if evaluator is not None else {}
         for key in ("val", "test", "synthetic_test"):
             history[key].append(metrics.get(key, math.nan))
-        random_states = distributed.gather_objects(_rng_state(order_gen, sample_gen), ctx)
+        random_states = gather_rng_states(streams, ctx)
         if ctx.is_main:
             selected = metrics.get(args.select_on, math.nan)
             print(f"[{epoch}] time {(time.time() - start_time) / 60:.2f} min lr {lr:.6f} "
                   f"train {history['train'][-1]:.2f} mm  val {metrics.get('val', math.nan):.2f} mm  "
                   f"test {metrics.get('test', math.nan):.2f} mm  "
                   f"synthetic test {metrics.get('synthetic_test', math.nan):.2f} mm")
-            improved = not math.isnan(selected) and selected < best
+            improved = is_improvement(selected, best)
             if improved:
                 best = selected
-            state = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
-                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                     "model_pos": model.state_dict(), "random_state": {"ranks": random_states},
+            state = {"epoch": epoch, "lr": current_lr(optimizer), "optimizer": optimizer.state_dict(),
+                     "model_pos": model.state_dict(), "random_state": random_states,
                      "length_model_config": model.config(), "history": history, "best": best,
                      "select_on": args.select_on}
             save_epoch_checkpoints(checkpoint_dir, state, epoch, args.checkpoint_frequency,
                                    best=improved or (args.no_eval and epoch == args.epochs))
-            save_json(checkpoint_dir / "length_history.json", history)
-            if args.export_training_curves:
-                curves = {"train (synthetic)": history["train"]}
-                if not args.no_eval:
-                    curves.update({"val (held-out real 2D)": history["val"],
-                                   "test (real 2D)": history["test"],
-                                   "test (synthetic lengths)": history["synthetic_test"]})
-                plot_training_curves(curves, checkpoint_dir / "loss_length.png", "bone-length error (mm)",
-                                     "Bone-length model")
+            curves = {"train (synthetic)": history["train"], "val (held-out real 2D)": history["val"],
+                      "test (real 2D)": history["test"], "test (synthetic lengths)": history["synthetic_test"]}
+            save_history(checkpoint_dir, "length", history, curves if args.export_training_curves else None,
+                         "bone-length error (mm)", "Bone-length model")
         distributed.barrier(ctx)
 
     if ctx.is_main and evaluator is not None and (checkpoint_dir / "epoch_best.bin").is_file():

@@ -17,8 +17,8 @@ and bone-direction error, each under its own name. ``--export_predictions <dir>`
 ``action_dict.pkl`` (third-party layout, read by ``bone_adjust.py``).
 
 Checkpoints in ``-c``: ``final.bin`` every epoch, ``epoch_<n>.bin`` every ``--checkpoint-frequency`` epochs;
-``model_pos`` holds ``length_model.*`` + ``direction_model.*``. Under torchrun every rank trains on its share
-of each batch (DistributedDataParallel).
+``model_pos`` holds ``length_model.*`` + ``direction_model.*``; ``mix_history.json`` every epoch. Under
+torchrun every rank trains on its share of each batch (DistributedDataParallel).
 """
 from __future__ import annotations
 
@@ -38,17 +38,17 @@ from common.checkpoint import load_checkpoint, load_weights, model_state, resolv
 from common.dataset import PoseDataset, Sequence3D, camera_space_root_relative, load_dataset, parse_subjects
 from common.errors import UserError
 from common.evaluation import METRICS, EvaluationResult, evaluate, format_bone_table, format_table, write_csv
-from common.fileio import check_array, load_npz, save_json
+from common.fileio import check_array, load_npz
 from common.generators import ChunkedGenerator, UnchunkedGenerator
 from common.length_model import length_model_from_checkpoint, predict_sequences
 from common.metrics import direction_loss, mpjpe
 from common.mix_model import MixModel
 from common.model import build_lifter
-from common.plots import plot_training_curves
 from common.skeleton import NUM_BONES
 from common.train_pose import export_predictions
 from common.train_pose import predict_views as predict_lifter
 from common.train_pose import training_arrays
+from common.training import current_lr, decay_learning_rate, gather_rng_states, resume_training, seed_all, save_history
 
 BN_MOMENTUM = 0.001  # fine-tuning keeps the lifter's BatchNorm statistics nearly fixed (the paper's value)
 
@@ -203,20 +203,6 @@ def evaluate_views(model: MixModel, views: Sequence[Sequence3D], lengths: Sequen
     return result, predictions
 
 
-def _rng_state(generator: ChunkedGenerator) -> dict:
-    state = {"torch": torch.get_rng_state(), "generator": generator.random_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict, generator: ChunkedGenerator) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    generator.set_random_state(state["generator"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
 def _mix_config(args: argparse.Namespace) -> dict[str, Any]:
     return {"architecture": list(args.architecture), "channels": args.channels, "causal": bool(args.causal),
             "dense": bool(args.dense)}
@@ -258,7 +244,7 @@ def _final_evaluation(eval_model: MixModel, test_views: list[Sequence3D], test_l
 
 def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     device = ctx.device
-    distributed.seed_all(args.seed, ctx)
+    seed_all(args.seed, ctx.rank)
     train_subjects = parse_subjects(args.subjects_train)
     test_subjects = parse_subjects(args.subjects_test)
     actions = None if args.actions in ("*", "") else parse_subjects(args.actions)
@@ -306,22 +292,14 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=args.learning_rate, amsgrad=True)
     history: dict[str, list[float]] = {"train_mpjpe": [], "train_direction": [], "test_mpjpe": []}
     epoch = 0
+    streams = {"generator": generator}
     resumable = bool(checkpoint) and checkpoint.get("optimizer") is not None
     if args.resume and not resumable:
         raise UserError(f"{args.resume} holds no optimizer state: it cannot be resumed (use --mix_model to start "
                         "from its weights, or --evaluate)")
-    if resumable:
-        optimizer.load_state_dict(checkpoint["optimizer"])  # holds the decayed learning rate too
-        epoch = int(checkpoint["epoch"])
-        history = {k: list(v) for k, v in checkpoint.get("history", history).items()}
-        states = (checkpoint.get("random_state") or {}).get("ranks", [])
-        if len(states) == ctx.world_size:
-            _set_rng_state(states[ctx.rank], generator)
-        elif ctx.is_main:
-            print(f"WARNING: the checkpoint was written by {len(states)} process(es), now {ctx.world_size}: "
-                  "random streams restart from the seed")
-        if ctx.is_main:
-            print(f"Resuming from {args.mix_model or args.resume} at epoch {epoch}")
+    if resumable:  # the optimizer state holds the decayed learning rate too
+        epoch, history, _ = resume_training(checkpoint, args.mix_model or args.resume, optimizer, streams, ctx,
+                                            history)
     baselines = None
     if ctx.is_main and test_views and not resumable and args.direction_model and not args.mix_model:
         baselines = starting_point_results(eval_model, test_views, test_lengths, args, device)
@@ -356,10 +334,7 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
         history["train_mpjpe"].append(distributed.all_reduce_mean(float(sums[0]) / count, ctx) * 1000.0)
         history["train_direction"].append(distributed.all_reduce_mean(float(sums[1]) / count, ctx))
         epoch += 1
-        lr = optimizer.param_groups[0]["lr"]
-        if lr >= 1e-6:
-            for group in optimizer.param_groups:
-                group["lr"] = lr * args.lr_decay
+        lr = decay_learning_rate(optimizer, args.lr_decay)
 
         test_mpjpe = math.nan
         if ctx.is_main and not args.no_eval and test_views:
@@ -367,22 +342,19 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
             result, _ = evaluate_views(eval_model, test_views, test_lengths, args, device, ["MPJPE"])
             test_mpjpe = result.average["MPJPE"]
         history["test_mpjpe"].append(test_mpjpe)
-        random_states = distributed.gather_objects(_rng_state(generator), ctx)
+        random_states = gather_rng_states(streams, ctx)
         if ctx.is_main:
             print(f"[{epoch}] time {(time.time() - start_time) / 60:.2f} min lr {lr:.7f} "
                   f"train MPJPE {history['train_mpjpe'][-1]:.1f} mm  train direction loss "
                   f"{history['train_direction'][-1]:.4f}  test MPJPE {test_mpjpe:.1f} mm")
-            state = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "optimizer": optimizer.state_dict(),
-                     "model_pos": model.state_dict(), "random_state": {"ranks": random_states},
+            state = {"epoch": epoch, "lr": current_lr(optimizer), "optimizer": optimizer.state_dict(),
+                     "model_pos": model.state_dict(), "random_state": random_states,
                      "length_model_config": model.length_model.config(), "mix_config": _mix_config(args),
                      "history": history}
             save_epoch_checkpoints(checkpoint_dir, state, epoch, args.checkpoint_frequency, best=False)
-            save_json(checkpoint_dir / "mix_history.json", history)
-            if args.export_training_curves:
-                curves = {"train MPJPE": history["train_mpjpe"]}
-                if not args.no_eval:
-                    curves["test MPJPE"] = history["test_mpjpe"]
-                plot_training_curves(curves, checkpoint_dir / "loss_mix.png", "MPJPE (mm)", "Mix model fine-tuning")
+            curves = {"train MPJPE": history["train_mpjpe"], "test MPJPE": history["test_mpjpe"]}
+            save_history(checkpoint_dir, "mix", history, curves if args.export_training_curves else None,
+                         "MPJPE (mm)", "Mix model fine-tuning")
         distributed.barrier(ctx)
 
     if ctx.is_main and test_views:

@@ -7,8 +7,9 @@ root-relative pose (metres, camera frame).
 
 Checkpoints in ``-c`` (default ``checkpoint/``): ``epoch_<n>.bin`` every ``--checkpoint-frequency`` epochs,
 ``epoch_best.bin`` (lowest MPJPE on the held-out training sequences, or on the test subjects with
-``--select_on test``), ``final.bin``; each holds ``model_pos``, ``epoch``, ``lr``, ``optimizer``,
-``random_state`` (batch shuffling) and ``torch_random_state`` (dropout), so ``-r`` resumes exactly.
+``--select_on test``), ``final.bin``; each holds ``model_pos``, ``epoch``, ``lr``, ``optimizer``, ``history``
+and ``random_state`` (every process's random streams, :mod:`common.training`), so ``-r`` resumes exactly.
+``pose_history.json`` holds the per-epoch MPJPEs (``--export-training-curves``: ``pose_training_curves.png``).
 
 ``--evaluate`` evaluates ``-r <ckpt>`` (default ``<checkpoint>/epoch_best.bin``, else ``final.bin``) on the
 test subjects. ``--export_predictions <dir>`` writes ``<dir>/prediction.pkl`` + ``<dir>/action_dict.pkl`` of
@@ -36,6 +37,8 @@ from common.evaluation import DEFAULT_METRICS, EvaluationResult, evaluate, forma
 from common.generators import ChunkedGenerator, UnchunkedGenerator, predict_sequences
 from common.metrics import mpjpe
 from common.model import TemporalModel, build_lifter
+from common.training import (current_lr, decay_learning_rate, gather_rng_states, is_improvement, resume_training,
+                             save_history, seed_all, split_validation)
 
 INITIAL_MOMENTUM, FINAL_MOMENTUM = 0.1, 0.001
 
@@ -43,17 +46,6 @@ INITIAL_MOMENTUM, FINAL_MOMENTUM = 0.1, 0.001
 def bn_momentum(epoch: int, epochs: int) -> float:
     """VideoPose3D's BatchNorm momentum after ``epoch`` of ``epochs`` epochs: 0.1 decaying to 0.001."""
     return INITIAL_MOMENTUM * math.exp(-epoch / max(epochs, 1) * math.log(INITIAL_MOMENTUM / FINAL_MOMENTUM))
-
-
-def split_validation(views: list[Sequence3D], fraction: float, seed: int) -> tuple[list[Sequence3D], list[Sequence3D]]:
-    """Hold out ``fraction`` of the (subject, action) pairs (all their cameras) for model selection."""
-    pairs = list(OrderedDict.fromkeys((v.subject, v.action) for v in views))
-    n_val = int(round(len(pairs) * fraction))
-    if fraction <= 0 or len(pairs) < 2:
-        return views, []
-    n_val = min(max(n_val, 1), len(pairs) - 1)
-    held = {pairs[i] for i in np.random.RandomState(seed).permutation(len(pairs))[:n_val]}
-    return [v for v in views if (v.subject, v.action) not in held], [v for v in views if (v.subject, v.action) in held]
 
 
 def training_arrays(views: list[Sequence3D], subset: float, downsample: int, seed: int
@@ -135,7 +127,7 @@ def run(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     device = ctx.device
-    torch.manual_seed(args.seed)
+    seed_all(args.seed, ctx.rank)
     train_subjects, test_subjects = parse_subjects(args.subjects_train), parse_subjects(args.subjects_test)
     action_filter = None if args.actions == "*" else parse_subjects(args.actions)
     if args.stride < 1 or args.downsample < 1 or not 0 < args.subset <= 1:
@@ -171,34 +163,21 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
           f"augmentation), {len(val_views)} validation, {len(test_views)} test; {ctx.world_size} process(es)")
 
     ckpt_dir = Path(args.checkpoint)
-    epoch, lr = 0, args.learning_rate
+    epoch, best = 0, math.inf
     history: dict[str, list[float]] = {"train": [], "val": [], "test": []}
-    best = math.inf
+    streams = {"generator": generator}
     if args.resume:
         path = resolve_checkpoint(args.resume)
         state = load_checkpoint(path, device)
         load_weights(train_model, model_state(state, source=str(path)), str(path))
-        missing = [k for k in ("optimizer", "epoch", "lr", "random_state") if k not in state]
-        if missing:
-            raise UserError(f"{path} cannot resume training: no {missing} (use it with --evaluate)")
-        optimizer.load_state_dict(state["optimizer"])
-        epoch, lr = int(state["epoch"]), float(state["lr"])
-        generator.set_random_state(state["random_state"])
-        if "torch_random_state" in state:
-            rng = state["torch_random_state"]
-            torch.set_rng_state((rng[ctx.rank] if isinstance(rng, list) and len(rng) == ctx.world_size
-                                 else rng[0] if isinstance(rng, list) else rng).cpu())
-        history = {k: list(v) for k, v in state.get("history", history).items()}
-        best = float(state.get("best", math.inf))
+        epoch, history, best = resume_training(state, str(path), optimizer, streams, ctx, history)
         train_model.set_bn_momentum(bn_momentum(epoch, args.epochs))
-        say(f"resumed {path} at epoch {epoch}")
     ddp_model = distributed.wrap_model(train_model, ctx)
 
-    def checkpoint_state(torch_states: list) -> dict:
-        return {"epoch": epoch, "lr": lr, "optimizer": optimizer.state_dict(), "model_pos": train_model.state_dict(),
-                "random_state": generator.random_state(),
-                "torch_random_state": torch_states[0] if len(torch_states) == 1 else torch_states,
-                "history": history, "best": best, **_architecture(args)}
+    def checkpoint_state(random_states: dict) -> dict:
+        return {"epoch": epoch, "lr": current_lr(optimizer), "optimizer": optimizer.state_dict(),
+                "model_pos": train_model.state_dict(), "random_state": random_states, "history": history,
+                "best": best, **_architecture(args)}
 
     while epoch < args.epochs:
         start = time.time()
@@ -226,38 +205,31 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
                 value = evaluate_views(eval_model, views, args.test_time_augmentation, device, ["MPJPE"])[0] \
                     .average["MPJPE"]
             history[name].append(value)
-        lr *= args.lr_decay
-        for group in optimizer.param_groups:
-            group["lr"] *= args.lr_decay
+        decay_learning_rate(optimizer, args.lr_decay)
         epoch += 1
         train_model.set_bn_momentum(bn_momentum(epoch, args.epochs))
 
         selection = history["val" if args.select_on == "val" else "test"][-1]
-        improved = not math.isnan(selection) and selection < best
+        improved = is_improvement(selection, best)
         if improved:
             best = selection
-        torch_states = distributed.gather_objects(torch.get_rng_state(), ctx)
+        random_states = gather_rng_states(streams, ctx)
         if not ctx.is_main:
             distributed.barrier(ctx)
             continue
-        print(f"[{epoch:3d}] {time.time() - start:6.1f}s lr {lr:.2e}  train MPJPE {history['train'][-1]:7.1f} mm  "
+        print(f"[{epoch:3d}] {time.time() - start:6.1f}s lr {current_lr(optimizer):.2e}  "
+              f"train MPJPE {history['train'][-1]:7.1f} mm  "
               f"val {history['val'][-1]:7.1f} mm  test {history['test'][-1]:7.1f} mm" + ("  *" if improved else ""))
-        save_epoch_checkpoints(ckpt_dir, checkpoint_state(torch_states), epoch, args.checkpoint_frequency,
+        save_epoch_checkpoints(ckpt_dir, checkpoint_state(random_states), epoch, args.checkpoint_frequency,
                                best=improved, final=False)
+        save_history(ckpt_dir, "pose", history, history if args.export_training_curves else None, "MPJPE (mm)",
+                     "VideoPose3D lifter")
         distributed.barrier(ctx)
-    torch_states = distributed.gather_objects(torch.get_rng_state(), ctx)
+    random_states = gather_rng_states(streams, ctx)
     if not ctx.is_main:
         return
-    save_checkpoint(ckpt_dir / "final.bin", checkpoint_state(torch_states))
+    save_checkpoint(ckpt_dir / "final.bin", checkpoint_state(random_states))
     print(f"saved {ckpt_dir / 'final.bin'}")
-
-    if args.export_training_curves:
-        from common.plots import plot_training_curves
-
-        path = plot_training_curves({k: v for k, v in history.items() if v and not np.all(np.isnan(v))},
-                                    ckpt_dir / "pose_training_curves.png", ylabel="MPJPE (mm)",
-                                    title="VideoPose3D lifter")
-        print(f"wrote {path}")
 
     eval_model.load_state_dict(train_model.state_dict())
     result, preds = evaluate_views(eval_model, test_views, args.test_time_augmentation, device, progress=True)

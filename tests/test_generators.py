@@ -79,9 +79,9 @@ def test_shuffling_resumes_exactly():
     p2, p3 = _sequences([30, 20])
     a = ChunkedGenerator(7, p2, p3, pad=1, random_seed=5)
     list(a.next_epoch())
-    state = a.random_state()
+    state = a.get_state()
     b = ChunkedGenerator(7, p2, p3, pad=1, random_seed=99)
-    b.set_random_state(state)
+    b.set_state(state)
     for x, y in zip(a.next_epoch(), b.next_epoch()):
         np.testing.assert_array_equal(x.inputs_2d, y.inputs_2d)
     c = ChunkedGenerator(7, p2, p3, pad=1, random_seed=5)

@@ -205,7 +205,7 @@ def test_causal_variant_and_curves(tiny_dir, tmp_path, capsys):
                                               "--checkpoint-frequency", "1"]))
     ckpt = load_checkpoint(tmp_path / "epoch_1.bin")
     assert "gru.0.weight_hh_l1" in ckpt["model_pos"] and "gru.1.weight_ih_l0" in ckpt["model_pos"]
-    assert (tmp_path / "loss_length.png").stat().st_size > 1000
+    assert (tmp_path / "length_training_curves.png").stat().st_size > 1000
     out = capsys.readouterr().out
     assert "training-mean baseline" in out and "SUMMARY" in out
 

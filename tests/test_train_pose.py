@@ -13,7 +13,7 @@ from common.camera import load_cameras
 from common.checkpoint import load_checkpoint, save_checkpoint
 from common.errors import UserError
 from common.fileio import save_npz
-from common.train_pose import bn_momentum, split_validation
+from common.train_pose import bn_momentum
 
 torch.set_num_threads(1)
 
@@ -55,17 +55,6 @@ def test_bn_momentum_schedule():
     assert bn_momentum(0, 10) == pytest.approx(0.1)
     assert bn_momentum(10, 10) == pytest.approx(0.001)
     assert bn_momentum(5, 10) == pytest.approx(0.01)
-
-
-def test_validation_split_holds_out_whole_actions():
-    class V:
-        def __init__(self, s, a, c):
-            self.subject, self.action, self.camera_index = s, a, c
-    views = [V(s, a, c) for s in ("S1", "S5") for a in ("A", "B", "C") for c in range(4)]
-    train_views, val_views = split_validation(views, 0.2, 0)
-    assert len(val_views) == 4 and len(train_views) == 20
-    assert len({(v.subject, v.action) for v in val_views}) == 1
-    assert not {(v.subject, v.action) for v in val_views} & {(v.subject, v.action) for v in train_views}
 
 
 def test_train_resume_evaluate_export(data_dir, tmp_path, capsys):
