@@ -19,7 +19,7 @@ from common import adjust
 from common.dataset import resolve_dataset_name
 from common.device import add_device_argument, select_device
 from common.errors import cli
-from common.evaluation import format_bone_table, format_table, write_csv
+from common.evaluation import BONE_TABLE_TITLE, bone_columns, format_bone_table, format_table, write_csv
 
 DEFAULT_PREDICTIONS = Path("3D_prediction/VideoPose3D")
 
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     results = adjust.evaluate_adjustment(data, device)
     print(format_table(results, per_action=args.print_action))
-    print(format_bone_table(results))
+    print(format_bone_table(bone_columns(results), BONE_TABLE_TITLE))
     write_csv(args.result_csv, results)
     print(f"wrote {args.result_csv}")
 

@@ -20,11 +20,13 @@ from typing import Sequence
 import numpy as np
 
 from common.checkpoint import default_checkpoint, load_checkpoint, resolve_checkpoint
-from common.dataset import DEFAULT_KEYPOINTS, TRAIN_SUBJECTS, load_dataset, parse_subjects, resolve_dataset_name
+from common.dataset import (DEFAULT_KEYPOINTS, TRAIN_SUBJECTS, load_dataset, parse_action_filter, parse_subjects,
+                            resolve_dataset_name)
 from common.device import add_device_argument, select_device
 from common.errors import UserError, cli
 from common.fileio import save_npz
-from common.length_model import format_bone_table, length_model_from_checkpoint, per_bone_error_mm, predict_sequences
+from common.evaluation import format_bone_table
+from common.length_model import length_model_from_checkpoint, per_bone_error_mm, predict_sequences
 from common.plots import plot_error_vs_frames
 
 
@@ -68,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise UserError(f"{path} is a Bi-GRU: --causal needs the unidirectional GRU")
     dataset = load_dataset(args.data_dir, dataset_name, args.keypoints or DEFAULT_KEYPOINTS.get(dataset_name),
                            need_3d=False)
-    views = dataset.fetch(subjects, None if args.actions in ("*", "") else parse_subjects(args.actions))
+    views = dataset.fetch(subjects, parse_action_filter(args.actions))
 
     predictions = predict_sequences(model, [v.poses_2d for v in views])
     if not args.causal:

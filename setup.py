@@ -1,7 +1,7 @@
 """Data set-up (as in the paper's repository; NOT a packaging script).
 
 Default: build the embedded demo dataset into ``data/`` offline (``data_3d_demo.npz``, ``data_2d_demo_gt.npz``,
-``data_2d_demo_detections.npz``, ``DEMO_DATA.md``; see :mod:`common.demo_data`), fetch the demo video
+``data_2d_demo_detections.npz``, ``DEMO_DATA.md``; see :mod:`common.demo`), fetch the demo video
 ``data/demo.mp4`` (from the sports2d wheel on PyPI, cached under ``${BLAPOSE_CACHE:-~/.cache/blapose}``) and
 print a summary. A second run finds the files current (``data/demo_manifest.json``: builder fingerprint and
 file hashes) and does nothing; ``--force`` rebuilds.
@@ -15,8 +15,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from common.demo_data import SMALL_CONFIG, DemoConfig, build_demo_dataset, demo_is_current, fetch_demo_video
+from common.demo.build import build_demo_dataset
+from common.demo.config import SMALL_CONFIG, DemoConfig
+from common.demo.manifest import demo_is_current
 from common.device import add_device_argument, select_device
+from common.downloads import fetch_demo_video
 from common.errors import UserError, cli
 from common.published import download_published
 

@@ -9,17 +9,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from common.skeleton import ANCESTOR_BONES, BONE_CHILDREN, BONE_PARENTS, NUM_BONES, NUM_JOINTS, SYMMETRIC_BONES
+from common.skeleton import (ANCESTOR_BONES, BONE_CHILDREN, BONE_PARENTS, NUM_BONES, NUM_JOINTS, SYMMETRIC_BONES,
+                             Array)
 
 _EPS = 1e-8
 
 
-def _check_joints(poses) -> None:
+def _check_joints(poses: Array) -> None:
     if poses.shape[-2:] != (NUM_JOINTS, 3):
         raise ValueError(f"expected poses of shape (..., {NUM_JOINTS}, 3), got {tuple(poses.shape)}")
 
 
-def bone_vectors(poses):
+def bone_vectors(poses: Array) -> Array:
     """poses: (..., 17, 3) -> bone vectors (..., 16, 3), child minus parent, same units and frame."""
     _check_joints(poses)
     if isinstance(poses, torch.Tensor):  # index_select is several times faster than advanced indexing
@@ -29,7 +30,7 @@ def bone_vectors(poses):
     return poses[..., BONE_CHILDREN, :] - poses[..., BONE_PARENTS, :]
 
 
-def bone_lengths(poses):
+def bone_lengths(poses: Array) -> Array:
     """poses: (..., 17, 3) -> bone lengths (..., 16), same units as the poses."""
     vectors = bone_vectors(poses)
     if isinstance(vectors, torch.Tensor):
@@ -37,7 +38,7 @@ def bone_lengths(poses):
     return np.linalg.norm(vectors, axis=-1)
 
 
-def bone_directions(poses):
+def bone_directions(poses: Array) -> Array:
     """poses: (..., 17, 3) -> unit bone directions (..., 16, 3); a zero-length bone gives a zero vector."""
     vectors = bone_vectors(poses)
     if isinstance(vectors, torch.Tensor):
@@ -47,12 +48,12 @@ def bone_directions(poses):
     return vectors / np.maximum(norms, _EPS)
 
 
-def decompose(poses):
+def decompose(poses: Array) -> tuple[Array, Array]:
     """poses: (..., 17, 3) -> (bone_directions (..., 16, 3), bone_lengths (..., 16))."""
     return bone_directions(poses), bone_lengths(poses)
 
 
-def recompose(directions, lengths):
+def recompose(directions: Array, lengths: Array | np.ndarray) -> Array:
     """Rebuild root-relative poses from bone directions and lengths along the kinematic tree.
 
     directions: (..., 16, 3) (unit vectors; any scale is used as given); lengths: (..., 16), broadcast
@@ -71,7 +72,7 @@ def recompose(directions, lengths):
     return np.matmul(ANCESTOR_BONES.astype(vectors.dtype), vectors)
 
 
-def average_symmetric(lengths):
+def average_symmetric(lengths: Array) -> Array:
     """Replace each left/right bone pair by its mean. lengths: (..., 16) -> (..., 16), a new array."""
     out = lengths.clone() if isinstance(lengths, torch.Tensor) else np.array(lengths, copy=True)
     left = [a for a, _ in SYMMETRIC_BONES]
@@ -82,7 +83,7 @@ def average_symmetric(lengths):
     return out
 
 
-def adjust_bone_lengths(poses, lengths):
+def adjust_bone_lengths(poses: Array, lengths: Array | np.ndarray) -> Array:
     """BLAPose adjustment: keep each bone's direction in ``poses`` and give it the length in ``lengths``.
 
     poses: (..., 17, 3) root-relative or not (the pelvis is moved back to where it was);

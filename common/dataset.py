@@ -37,11 +37,23 @@ def resolve_dataset_name(name: str, data_dir: str | Path = "data") -> str:
     return "h36m" if (Path(data_dir) / "data_3d_h36m.npz").is_file() else "demo"
 
 
-def parse_subjects(text: str | Sequence[str]) -> list[str]:
-    """``'S1,S5'`` -> ``['S1', 'S5']`` (empty entries dropped)."""
+def _comma_list(text: str | Sequence[str]) -> list[str]:
     if not isinstance(text, str):
         return list(text)
     return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def parse_subjects(text: str | Sequence[str]) -> list[str]:
+    """Subjects: ``'S1,S5'`` -> ``['S1', 'S5']`` (empty entries dropped)."""
+    return _comma_list(text)
+
+
+def parse_action_filter(text: str | Sequence[str]) -> list[str] | None:
+    """The ``-a/--actions`` filter: ``'*'`` or ``''`` -> None (every action); ``'Walk,Eat'`` -> the action-name
+    prefixes ``['Walk', 'Eat']`` (see :meth:`PoseDataset.fetch`)."""
+    if isinstance(text, str) and text.strip() in ("*", ""):
+        return None
+    return _comma_list(text) or None
 
 
 @dataclass

@@ -149,14 +149,23 @@ def format_table(results: Mapping[str, EvaluationResult], per_action: bool = Fal
     return "\n".join(lines)
 
 
-def format_bone_table(results: Mapping[str, EvaluationResult]) -> str:
-    """Per-bone length error (mm, action-wise average), one column per result."""
-    labels = [k for k, r in results.items() if r.per_bone_average is not None]
-    width = max(14, max(len(k) for k in labels) + 2)
-    lines = ["-- bone-length error per bone (mm, action-wise average) --",
-             f"{'bone':14}" + "".join(f"{k:>{width}}" for k in labels)]
-    for b, bone in enumerate(BONE_NAMES):
-        lines.append(f"{bone:14}" + "".join(f"{results[k].per_bone_average[b]:{width}.1f}" for k in labels))
+BONE_TABLE_TITLE = "bone-length error per bone (mm, action-wise average)"
+
+
+def bone_columns(results: Mapping[str, EvaluationResult]) -> dict[str, np.ndarray]:
+    """Name -> per-bone length error (16,) mm (action-wise average) of the results that computed it."""
+    return {k: r.per_bone_average for k, r in results.items() if r.per_bone_average is not None}
+
+
+def format_bone_table(columns: Mapping[str, np.ndarray], title: str | None = None) -> str:
+    """Text table of per-bone values (e.g. errors in mm): one row per bone of :data:`common.skeleton.BONE_NAMES`
+    and a final mean row, one column per name (each (16,)); an optional ``-- title --`` line first."""
+    widths = [max(8, len(k) + 2) for k in columns]
+    lines = [f"-- {title} --"] if title else []
+    lines.append(f"{'bone':14}" + "".join(f"{k:>{w}}" for k, w in zip(columns, widths)))
+    for b, name in enumerate(BONE_NAMES):
+        lines.append(f"{name:14}" + "".join(f"{v[b]:{w}.1f}" for v, w in zip(columns.values(), widths)))
+    lines.append(f"{'mean':14}" + "".join(f"{np.mean(v):{w}.1f}" for v, w in zip(columns.values(), widths)))
     return "\n".join(lines)
 
 

@@ -38,10 +38,10 @@ class Batch:
 
 
 def _concatenate(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Concatenate along frames; returns (all frames, start offset of each sequence, length of each)."""
-    lengths = np.array([len(a) for a in arrays], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    return np.concatenate([np.asarray(a, dtype=np.float32) for a in arrays]), offsets, lengths
+    """Concatenate along frames; returns (all frames, start offset of each sequence, frame count of each)."""
+    frame_counts = np.array([len(a) for a in arrays], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(frame_counts)[:-1]]).astype(np.int64)
+    return np.concatenate([np.asarray(a, dtype=np.float32) for a in arrays]), offsets, frame_counts
 
 
 class ChunkedGenerator:
@@ -67,15 +67,15 @@ class ChunkedGenerator:
         self.shuffle = shuffle
         self.augment = augment
         self._rng = np.random.RandomState(random_seed)
-        self._frames_2d, self._offsets, self._lengths = _concatenate(poses_2d)
+        self._frames_2d, self._offsets, self._frame_counts = _concatenate(poses_2d)
         self._frames_3d = _concatenate(poses_3d)[0] if poses_3d is not None else None
         self._bone_lengths = np.stack([np.asarray(x, dtype=np.float32) for x in lengths]) if lengths is not None \
             else None
 
         # One row per chunk: (sequence, first target frame, flipped). Chunks are centred on the sequence so
         # that the overhang of the last chunk is split between both ends, as in VideoPose3D.
-        n_chunks = (self._lengths + chunk_length - 1) // chunk_length
-        overhang = (n_chunks * chunk_length - self._lengths) // 2
+        n_chunks = (self._frame_counts + chunk_length - 1) // chunk_length
+        overhang = (n_chunks * chunk_length - self._frame_counts) // 2
         sequence = np.repeat(np.arange(len(poses_2d)), n_chunks)
         first_chunk = np.repeat(np.cumsum(n_chunks) - n_chunks, n_chunks)
         start = (np.arange(n_chunks.sum()) - first_chunk) * chunk_length - overhang[sequence]
@@ -106,7 +106,7 @@ class ChunkedGenerator:
     def _gather(self, frames: np.ndarray, rows: np.ndarray, first: np.ndarray, length: int) -> np.ndarray:
         """frames[offset + clip(first + k)] for k < length, per row: (B, length, ...) with edge padding."""
         seq = rows[:, 0]
-        index = np.clip(first[:, None] + np.arange(length)[None, :], 0, self._lengths[seq][:, None] - 1)
+        index = np.clip(first[:, None] + np.arange(length)[None, :], 0, self._frame_counts[seq][:, None] - 1)
         return frames[self._offsets[seq][:, None] + index]
 
     def make_batch(self, rows: np.ndarray) -> Batch:
@@ -165,8 +165,8 @@ def merge_flipped(predicted: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_sequences(model: torch.nn.Module, generator: UnchunkedGenerator,
-                      device: torch.device | str = "cpu", progress: bool = False) -> list[np.ndarray]:
+def predict_poses(model: torch.nn.Module, generator: UnchunkedGenerator,
+                  device: torch.device | str = "cpu", progress: bool = False) -> list[np.ndarray]:
     """Run a lifter over every sequence of ``generator`` in eval mode; returns a list of (T, 17, 3) float32
     arrays (the model's output frame and units; test-time flips merged)."""
     model.eval()

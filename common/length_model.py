@@ -24,7 +24,7 @@ from torch import nn
 
 from common.bones import average_symmetric
 from common.errors import UserError
-from common.skeleton import BONE_NAMES, FLIP_BONES, NUM_JOINTS, flip_poses
+from common.skeleton import FLIP_BONES, NUM_JOINTS, flip_poses
 
 CausalState = list[torch.Tensor]  # per GRU: (num_layers, B, hidden)
 
@@ -172,23 +172,24 @@ def predict_sequences(model: BoneLengthModel, sequences: Sequence[np.ndarray], f
                 out[group[0]] = predict_lengths(model, sequences[group[0]], symmetric=symmetric)
                 continue
             tensors = [torch.as_tensor(np.asarray(sequences[i]), dtype=torch.float32) for i in group]
-            lengths = torch.tensor([len(t) for t in tensors])
+            frame_counts = torch.tensor([len(t) for t in tensors])
             padded = nn.utils.rnn.pad_sequence(tensors, batch_first=True).to(device)
-            pred = _packed_forward(model, padded, lengths).cpu()
+            pred = _packed_forward(model, padded, frame_counts).cpu()
             if symmetric:
                 pred = average_symmetric(pred)
             for row, i in enumerate(group):
-                value = pred[row] if model.bidirectional else pred[row, : lengths[row]]
+                value = pred[row] if model.bidirectional else pred[row, : frame_counts[row]]
                 out[i] = value.numpy().astype(np.float32)
     finally:
         model.train(was_training)
     return out  # type: ignore[return-value]
 
 
-def _packed_forward(model: BoneLengthModel, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Model forward on a padded batch (B, T, 17, 2) with true ``lengths`` (B,): (B, 16) or (B, T, 16)."""
+def _packed_forward(model: BoneLengthModel, padded: torch.Tensor, frame_counts: torch.Tensor) -> torch.Tensor:
+    """Model forward on a padded batch (B, T, 17, 2) of sequences of ``frame_counts`` (B,) frames: (B, 16) bone
+    lengths, or (B, T, 16) per frame for a causal model."""
     x = model._embed(padded)
-    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    packed = nn.utils.rnn.pack_padded_sequence(x, frame_counts, batch_first=True, enforce_sorted=False)
     if model.bidirectional:
         _, h_n = model.gru(packed)
         return model.fc(torch.sigmoid(torch.cat([h_n[-1], h_n[-2]], dim=-1)))
@@ -199,16 +200,6 @@ def _packed_forward(model: BoneLengthModel, padded: torch.Tensor, lengths: torch
 def per_bone_error_mm(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Mean absolute error per bone in mm. pred/target: (N, 16) metres -> (16,)."""
     return (np.abs(np.asarray(pred, dtype=np.float64) - np.asarray(target, dtype=np.float64)) * 1000.0).mean(0)
-
-
-def format_bone_table(columns: dict[str, np.ndarray]) -> str:
-    """Text table, one row per bone and a final mean row; one column per name (per-bone errors (16,) mm)."""
-    widths = [max(8, len(k) + 2) for k in columns]
-    lines = [f"{'bone':14}" + "".join(f"{k:>{w}}" for k, w in zip(columns, widths))]
-    for b, name in enumerate(BONE_NAMES):
-        lines.append(f"{name:14}" + "".join(f"{v[b]:{w}.1f}" for v, w in zip(columns.values(), widths)))
-    lines.append(f"{'mean':14}" + "".join(f"{np.mean(v):{w}.1f}" for v, w in zip(columns.values(), widths)))
-    return "\n".join(lines)
 
 
 def length_architecture(state: dict[str, torch.Tensor], source: str = "checkpoint") -> dict[str, Any]:
@@ -251,4 +242,4 @@ def length_model_from_checkpoint(checkpoint: dict[str, Any], bidirectional: bool
 
 
 __all__ = ["BoneLengthModel", "build_length_model", "predict_lengths", "predict_sequences",
-           "length_model_from_checkpoint", "length_model_for_state", "length_architecture", "per_bone_error_mm", "format_bone_table"]
+           "length_model_from_checkpoint", "length_model_for_state", "length_architecture", "per_bone_error_mm"]

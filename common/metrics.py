@@ -8,32 +8,33 @@ then the mean over categories).
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable, Mapping
+from typing import Iterable
 
 import numpy as np
 import torch
 
 from common.bones import bone_directions, bone_lengths
+from common.skeleton import Array
 
 
-def _as_tensor(x) -> tuple[torch.Tensor, bool]:
+def _as_tensor(x: Array) -> tuple[torch.Tensor, bool]:
     if isinstance(x, torch.Tensor):
         return x, False
     return torch.from_numpy(np.asarray(x, dtype=np.float64)), True
 
 
-def _numpy_out(t: torch.Tensor, was_numpy: bool):
+def _numpy_out(t: torch.Tensor, was_numpy: bool) -> Array:
     return t.detach().cpu().numpy() if was_numpy else t
 
 
-def mpjpe(pred, target):
+def mpjpe(pred: Array, target: Array) -> Array:
     """Protocol #1: mean Euclidean joint error per frame. (..., J, 3) x2 -> (...)."""
     p, np_in = _as_tensor(pred)
     t, _ = _as_tensor(target)
     return _numpy_out(torch.linalg.vector_norm(p - t.to(p.dtype), dim=-1).mean(dim=-1), np_in)
 
 
-def procrustes_align(pred, target):
+def procrustes_align(pred: Array, target: Array) -> Array:
     """Align ``pred`` to ``target`` per frame with the similarity transform (rotation, scale, translation)
     minimising the squared error; reflections are excluded. (..., J, 3) x2 -> aligned pred (..., J, 3).
 
@@ -62,12 +63,12 @@ def procrustes_align(pred, target):
     return _numpy_out(aligned.to(dtype), np_in)
 
 
-def p_mpjpe(pred, target):
+def p_mpjpe(pred: Array, target: Array) -> Array:
     """Protocol #2: MPJPE after per-frame Procrustes alignment with scale. (..., J, 3) x2 -> (...)."""
     return mpjpe(procrustes_align(pred, target), target)
 
 
-def n_mpjpe(pred, target):
+def n_mpjpe(pred: Array, target: Array) -> Array:
     """MPJPE after the per-frame least-squares scale of ``pred`` (no rotation, no translation)."""
     p, np_in = _as_tensor(pred)
     t, _ = _as_tensor(target)
@@ -76,7 +77,7 @@ def n_mpjpe(pred, target):
     return _numpy_out(mpjpe(scale * p, t), np_in)
 
 
-def mpjve(pred, target):
+def mpjve(pred: Array, target: Array) -> Array:
     """Mean per-joint velocity error: MPJPE of first differences along time (axis -3), per frame step.
 
     (..., T, J, 3) x2 -> (..., T - 1), in the poses' units per frame (multiply by the frame rate for per second).
@@ -86,23 +87,23 @@ def mpjve(pred, target):
     return _numpy_out(mpjpe(torch.diff(p, dim=-3), torch.diff(t.to(p.dtype), dim=-3)), np_in)
 
 
-def bone_length_error(pred, target):
+def bone_length_error(pred: Array, target: Array) -> Array:
     """Mean absolute bone-length difference over the 16 bones, per frame. Poses (..., 17, 3) x2 -> (...)."""
     return _mean_abs(bone_lengths(pred), bone_lengths(target))
 
 
-def length_error(pred_lengths, target_lengths):
+def length_error(pred_lengths: Array, target_lengths: Array) -> Array:
     """Mean absolute difference of bone-length vectors ``(..., 16)`` -> ``(...)``."""
     return _mean_abs(pred_lengths, target_lengths)
 
 
-def _mean_abs(a, b):
+def _mean_abs(a: Array, b: Array) -> Array:
     if isinstance(a, torch.Tensor):
         return (a - torch.as_tensor(b, dtype=a.dtype, device=a.device)).abs().mean(dim=-1)
     return np.abs(np.asarray(a) - np.asarray(b)).mean(axis=-1)
 
 
-def bone_direction_error(pred, target):
+def bone_direction_error(pred: Array, target: Array) -> Array:
     """Mean angle (degrees) between predicted and true unit bone directions, per frame. (..., 17, 3) x2 -> (...)."""
     p, np_in = _as_tensor(pred)
     t, _ = _as_tensor(target)
@@ -110,7 +111,7 @@ def bone_direction_error(pred, target):
     return _numpy_out(torch.rad2deg(torch.arccos(cos)).mean(dim=-1), np_in)
 
 
-def direction_loss(pred, target) -> torch.Tensor:
+def direction_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Training loss on bone directions: mean Euclidean distance between unit bone vectors (scalar tensor)."""
     return torch.linalg.vector_norm(bone_directions(pred) - bone_directions(target), dim=-1).mean()
 
@@ -125,8 +126,8 @@ def action_average(per_frame: Iterable[tuple[str, np.ndarray]]) -> tuple[dict[st
 
     per_frame: iterable of ``(action name, per-frame errors (T,))``. Returns ({category: mean}, overall mean).
     """
-    sums: Mapping[str, float] = defaultdict(float)
-    counts: Mapping[str, int] = defaultdict(int)
+    sums: defaultdict[str, float] = defaultdict(float)
+    counts: defaultdict[str, int] = defaultdict(int)
     for action, errors in per_frame:
         errors = np.asarray(errors, dtype=np.float64).reshape(-1)
         cat = action_category(action)

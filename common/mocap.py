@@ -250,7 +250,7 @@ def load_deepmimic(path: str | Path, urdf: str | Path) -> Motion:
 # ---------------------------------------------------------------------------------------------------- BVH
 # Human3.6M joint -> (BVH joint, marker offset in its frame, in the file's units) for MocapBank-style names
 # (Hips, Chest2, Neck, Head, Left/Right Hip, Knee, Ankle, Shoulder, Elbow, Wrist; Y up, +z forward).
-# The pelvis is the midpoint of the hip joints (given in the Hips frame by :func:`bvh_skeleton`).
+# The pelvis is the midpoint of the hip joints (placed in the root (Hips) frame by :func:`bvh_to_motion`).
 BVH_MARKERS = {
     "r_hip": ("RightHip", (0, 0, 0)), "r_knee": ("RightKnee", (0, 0, 0)), "r_ankle": ("RightAnkle", (0, 0, 0)),
     "l_hip": ("LeftHip", (0, 0, 0)), "l_knee": ("LeftKnee", (0, 0, 0)), "l_ankle": ("LeftAnkle", (0, 0, 0)),

@@ -5,8 +5,8 @@ directions of each 512-frame chunk with a sampled bone-length vector, add the ro
 translation ~ N(0, 0.5 m), project through the sequence's real camera with lens distortion, and regress the
 sampled lengths from the resulting 2D sequence. Left/right flip augmentation mirrors the camera-frame poses,
 the camera (``cx``, ``p1``) and the lengths. Optionally (not in the paper; off by default) detector-like noise
-is added to the projected 2D: per chunk, joint and axis an AR(1) process over the frames with a stationary
-std of ``noise_2d_px`` pixels, so that the model trained on clean projections also sees jittery keypoints.
+is added to the projected 2D: per chunk, joint and axis the AR(1) process of :mod:`common.keypoint_noise` over
+the frames with a stationary std of ``noise_2d_px`` pixels, so that the model also sees jittery keypoints.
 
 Every sequence of the training set is stored once on the device (directions ``(F, 16, 3)``, trajectories
 ``(F, 3)``, one intrinsic vector per sequence); a batch is a gather of chunk frame indices followed by one
@@ -14,7 +14,6 @@ recomposition and one projection: no Python loop over samples.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -25,21 +24,10 @@ from common.bones import average_symmetric, bone_directions, recompose
 from common.camera import flip_intrinsic, project_to_2d
 from common.dataset import Sequence3D
 from common.errors import UserError
+from common.keypoint_noise import ar1_noise
 from common.skeleton import NUM_BONES, NUM_JOINTS, flip_bone_lengths, flip_poses
 
 MIN_DEPTH = 1.0  # metres: the closest a synthetic pelvis trajectory may come to the camera
-NOISE_CORRELATION = 0.85  # AR(1) coefficient per frame of the optional 2D noise (detector jitter is smooth)
-
-
-def ar1_filter(length: int, rho: float, device: torch.device) -> torch.Tensor:
-    """(L, L) lower-triangular matrix turning white N(0, 1) frames into a stationary AR(1) sequence of unit
-    variance: ``x_0 = e_0``, ``x_t = rho x_{t-1} + sqrt(1 - rho^2) e_t`` (one matmul instead of a time loop)."""
-    t = torch.arange(length, device=device, dtype=torch.float32)
-    lag = t[:, None] - t[None, :]
-    weights = torch.where(lag >= 0, rho ** lag.clamp_min(0), torch.zeros((), device=device))
-    scale = torch.full((length,), math.sqrt(1.0 - rho * rho), device=device)
-    scale[0] = 1.0
-    return weights * scale[None, :]
 
 
 @dataclass
@@ -149,7 +137,6 @@ class SyntheticBatchBuilder:
         self._frame_offsets = torch.arange(chunk_len, device=device)
         self.noise_2d_px = noise_2d_px
         self.pixel_scale = torch.as_tensor(pixel_scale, dtype=torch.float32, device=device)
-        self._noise_filter = ar1_filter(chunk_len, NOISE_CORRELATION, device) if noise_2d_px > 0 else None
 
     @property
     def num_chunks(self) -> int:
@@ -178,11 +165,12 @@ class SyntheticBatchBuilder:
         return SyntheticBatch(keypoints, lengths, poses, intrinsic)
 
     def noise(self, chunk_ids: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """(B, L, 17, 2) temporally correlated 2D noise in normalised units (std ``noise_2d_px`` pixels)."""
+        """(B, L, 17, 2) detector-like AR(1) 2D noise (:func:`common.keypoint_noise.ar1_noise`) in normalised
+        units, std ``noise_2d_px`` pixels of each chunk's camera."""
         white = torch.randn((len(chunk_ids), self.chunk_len, NUM_JOINTS, 2),
                             generator=generator, device=self.device)
         scale = self.noise_2d_px * self.pixel_scale[self.chunk_sequence[chunk_ids]]
-        return torch.einsum("tk,bkjc->btjc", self._noise_filter, white) * scale[:, None, None, None]
+        return ar1_noise(white) * scale[:, None, None, None]
 
     def sample(self, chunk_ids: torch.Tensor, flip: torch.Tensor, sampler: LengthSampler,
                generator: torch.Generator) -> SyntheticBatch:
@@ -192,7 +180,7 @@ class SyntheticBatchBuilder:
         lengths = sampler.sample(n, generator)
         translation = torch.randn((n, 3), generator=generator, device=self.device) * self.translation_std
         batch = self.build(chunk_ids, lengths, flip, translation)
-        if self._noise_filter is not None:
+        if self.noise_2d_px > 0:
             batch.keypoints_2d = batch.keypoints_2d + self.noise(chunk_ids, generator)
         return batch
 

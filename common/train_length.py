@@ -25,10 +25,11 @@ from tqdm import tqdm
 
 from common import distributed
 from common.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint, save_epoch_checkpoints
-from common.dataset import PoseDataset, Sequence3D, load_dataset, parse_subjects
+from common.dataset import PoseDataset, Sequence3D, load_dataset, parse_action_filter, parse_subjects
 from common.errors import UserError
 from common.fileio import check_array, load_npz
-from common.length_model import (BoneLengthModel, format_bone_table, length_model_from_checkpoint,
+from common.evaluation import format_bone_table
+from common.length_model import (BoneLengthModel, length_model_from_checkpoint,
                                  per_bone_error_mm, predict_sequences)
 from common.synthetic import LengthSampler, SyntheticBatchBuilder, epoch_order
 from common.training import (current_lr, decay_learning_rate, gather_rng_states, is_improvement, resume_training,
@@ -36,10 +37,6 @@ from common.training import (current_lr, decay_learning_rate, gather_rng_states,
 
 SYNTHETIC_TEST_CHUNKS = 128
 DEFAULT_BANKS = ["bone_lengths_smpl_neutral_all.npz", "bone_lengths_anny_neutral_train.npz"]
-
-
-def _action_filter(actions: str) -> list[str] | None:
-    return None if actions in ("*", "") else parse_subjects(actions)
 
 
 def subject_lengths(dataset: PoseDataset, subjects: list[str]) -> np.ndarray:
@@ -150,7 +147,7 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     seed_all(args.seed, ctx.rank)
     train_subjects = parse_subjects(args.subjects_train)
     test_subjects = parse_subjects(args.subjects_test)
-    actions = _action_filter(args.actions)
+    actions = parse_action_filter(args.actions)
 
     dataset = load_dataset(args.data_dir, args.dataset, args.keypoints, need_3d=True,
                            subjects=sorted(set(train_subjects + test_subjects)))

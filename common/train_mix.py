@@ -35,9 +35,11 @@ from tqdm import tqdm
 from common import distributed
 from common.bones import adjust_bone_lengths
 from common.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint, save_epoch_checkpoints
-from common.dataset import PoseDataset, Sequence3D, camera_space_root_relative, load_dataset, parse_subjects
+from common.dataset import (PoseDataset, Sequence3D, camera_space_root_relative, load_dataset,
+                            parse_action_filter, parse_subjects)
 from common.errors import UserError
-from common.evaluation import METRICS, EvaluationResult, evaluate, format_bone_table, format_table, write_csv
+from common.evaluation import (BONE_TABLE_TITLE, METRICS, EvaluationResult, bone_columns, evaluate, format_bone_table,
+                               format_table, write_csv)
 from common.fileio import check_array, load_npz
 from common.generators import ChunkedGenerator, UnchunkedGenerator
 from common.length_model import length_model_from_checkpoint, predict_sequences
@@ -233,7 +235,7 @@ def _final_evaluation(eval_model: MixModel, test_views: list[Sequence3D], test_l
     result, predictions = evaluate_views(eval_model, test_views, test_lengths, args, device, progress=True)
     results = {**(baselines or {}), label: result}
     print(format_table(results, per_action=True))
-    print(format_bone_table(results))
+    print(format_bone_table(bone_columns(results), BONE_TABLE_TITLE))
     units = {name: unit for name, (_, _, unit) in METRICS.items()}
     for name, res in results.items():
         print(f"SUMMARY {name}: " + "  ".join(f"{k} {v:.1f} {units[k]}" for k, v in res.average.items()))
@@ -247,7 +249,7 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     seed_all(args.seed, ctx.rank)
     train_subjects = parse_subjects(args.subjects_train)
     test_subjects = parse_subjects(args.subjects_test)
-    actions = None if args.actions in ("*", "") else parse_subjects(args.actions)
+    actions = parse_action_filter(args.actions)
     needed = test_subjects if args.evaluate else list(dict.fromkeys(train_subjects + test_subjects))
     dataset = load_dataset(args.data_dir, args.dataset, args.keypoints, need_3d=True, subjects=needed)
     test_views = dataset.fetch(test_subjects, actions, require_3d=True) if test_subjects else []

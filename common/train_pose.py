@@ -31,10 +31,10 @@ from common import distributed
 from common.adjust import write_predictions
 from common.checkpoint import (load_checkpoint, load_weights, model_state,
                                resolve_checkpoint, save_checkpoint, save_epoch_checkpoints)
-from common.dataset import Sequence3D, camera_space_root_relative, load_dataset, parse_subjects
+from common.dataset import Sequence3D, camera_space_root_relative, load_dataset, parse_action_filter, parse_subjects
 from common.errors import UserError
 from common.evaluation import DEFAULT_METRICS, EvaluationResult, evaluate, format_table
-from common.generators import ChunkedGenerator, UnchunkedGenerator, predict_sequences
+from common.generators import ChunkedGenerator, UnchunkedGenerator, predict_poses
 from common.metrics import mpjpe
 from common.model import TemporalModel, build_lifter
 from common.training import (current_lr, decay_learning_rate, gather_rng_states, is_improvement, resume_training,
@@ -71,7 +71,7 @@ def predict_views(model: TemporalModel, views: list[Sequence3D], tta: bool, devi
     edge padding, optional flip test-time augmentation)."""
     pad = (model.receptive_field() - 1) // 2
     gen = UnchunkedGenerator([v.poses_2d for v in views], pad, model.total_causal_shift(), augment=tta)
-    return [p - p[:, :1] for p in predict_sequences(model, gen, device, progress)]
+    return [p - p[:, :1] for p in predict_poses(model, gen, device, progress)]
 
 
 def evaluate_views(model: TemporalModel, views: list[Sequence3D], tta: bool, device: torch.device,
@@ -129,7 +129,7 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     device = ctx.device
     seed_all(args.seed, ctx.rank)
     train_subjects, test_subjects = parse_subjects(args.subjects_train), parse_subjects(args.subjects_test)
-    action_filter = None if args.actions == "*" else parse_subjects(args.actions)
+    action_filter = parse_action_filter(args.actions)
     if args.stride < 1 or args.downsample < 1 or not 0 < args.subset <= 1:
         raise UserError("-s and --downsample must be >= 1 and --subset in (0, 1]")
     subjects = list(OrderedDict.fromkeys(test_subjects if args.evaluate else train_subjects + test_subjects))

@@ -129,6 +129,7 @@ def test_action_wise_average_and_units():
     np.testing.assert_allclose(res.average["MPJPE"], ((20 + 20 * np.sqrt(2)) / 4 + 10) / 2, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_bone_adjust_paper_command_runs(files, tmp_path, capsys):
     root = files["root"]
     argv = ["--act", str(root / "VideoPose3D/action_dict.pkl"), "--pred", str(root / "VideoPose3D/prediction.pkl"),
@@ -221,6 +222,7 @@ def test_cli_wrapper_exit_code(files, tmp_path, capsys):
     assert capsys.readouterr().err.strip().count("\n") == 0
 
 
+@pytest.mark.slow
 def test_paper_command_on_demo_data(demo_dir, tmp_path, monkeypatch, capsys):
     """`python bone_adjust.py --act 3D_prediction/Anatomy3D/action_dict.pkl --pred ... --bone data/lengths_dict.npz`
     as printed in the paper's README, on the demo dataset (ground truth found through -d auto)."""

@@ -10,7 +10,7 @@ from common.fileio import load_npz
 from common.skeleton import SYMMETRIC_BONES
 
 import generate_bone_length
-from test_train_length import write_tiny_dataset
+from dataset_files import SUBJECTS, write_dataset
 
 LIMBS = [1, 2, 11, 12]
 
@@ -76,7 +76,8 @@ def test_smpl_reports_missing_files(tmp_path):
 
 
 def test_generator_outputs_names_and_alignment(tmp_path, capsys):
-    data = write_tiny_dataset(tmp_path / "data", frames=60, actions=1)
+    data = write_dataset(tmp_path / "data", frames=60,
+                         actions={s: [f"Act0 {i}"] for i, s in enumerate(SUBJECTS)})
     out = tmp_path / "out"
     generate_bone_length.main(["--gender", "neutral", "--amount", "800", "--align", "-d", "tiny",
                                "--data_dir", str(data), "--out_dir", str(out), "--device", "cpu"])

@@ -17,6 +17,7 @@ from common.dataset import load_dataset, resolve_dataset_name
 from common.device import select_device
 from common.errors import UserError, cli
 from common.fileio import check_array, load_npz, load_pickle, save_npz, save_pickle
+from dataset_files import write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -337,24 +338,10 @@ def test_check_array_shapes_and_finiteness():
         check_array("S9/Walking", bad, (None, 17, 3))
 
 
-def _write_tiny_dataset(folder: Path, frames=12, with_bad_2d=False):
-    """A 2-subject dataset in VideoPose3D's format, 2D = exact projection of the 3D."""
-    rng = np.random.default_rng(9)
-    cams = camera.load_cameras()
-    pos3d, pos2d = {}, {}
-    for subject in ["S1", "S9"]:
-        world = random_poses(rng, (frames,)) + np.array([0.0, 0.0, 1.0])
-        world32 = np.zeros((frames, 32, 3), np.float32)
-        world32[:, skeleton.H36M_32_TO_17] = world
-        pos3d[subject] = {"Walking 1": world32}
-        views = [c.project(c.world_to_camera(world.astype(np.float32))).astype(np.float32) for c in cams[subject]]
-        if with_bad_2d:
-            views[2] = views[2][:, :16]
-        pos2d[subject] = {"Walking 1": [np.concatenate([v, v[-3:]]) for v in views]}  # 2D longer: truncated
-    save_npz(folder / "data_3d_tiny.npz", positions_3d=pos3d)
-    save_npz(folder / "data_2d_tiny_gt.npz", positions_2d=pos2d,
-             metadata={"layout_name": "h36m", "num_joints": 17,
-                       "keypoints_symmetry": [skeleton.JOINTS_LEFT, skeleton.JOINTS_RIGHT]})
+def _write_tiny_dataset(folder: Path) -> None:
+    """S1 and S9 walking for 12 frames, 3D in the 32-joint layout, 2D 3 frames longer (the loader truncates)."""
+    write_dataset(folder, "tiny", {"S1": ["Walking 1"], "S9": ["Walking 1"]}, frames=12, detections_px=None,
+                  joints_3d=32, extra_2d_frames=3)
 
 
 def test_dataset_loader_reprojects_gt(tmp_path):
@@ -377,7 +364,10 @@ def test_dataset_loader_reprojects_gt(tmp_path):
 
 
 def test_dataset_loader_rejects_bad_shapes(tmp_path):
-    _write_tiny_dataset(tmp_path, with_bad_2d=True)
+    _write_tiny_dataset(tmp_path)
+    files = load_npz(tmp_path / "data_2d_tiny_gt.npz")
+    files["positions_2d"]["S9"]["Walking 1"][2] = files["positions_2d"]["S9"]["Walking 1"][2][:, :16]
+    save_npz(tmp_path / "data_2d_tiny_gt.npz", **files)
     with pytest.raises(UserError, match="camera 2: expected shape"):
         load_dataset(tmp_path, "tiny", "gt")
 
@@ -423,9 +413,14 @@ def test_resolve_checkpoint_bare_names(tmp_path):
     assert resolve_checkpoint("some/dir/x.bin", tmp_path) == Path("some/dir/x.bin")
 
 
-def test_device_selection():
-    assert select_device("cpu").type == "cpu"
-    assert select_device("auto").type in ("cpu", "cuda")
+def test_device_selection(monkeypatch):
+    assert select_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert select_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert select_device("auto") == torch.device("cuda")
+    assert select_device("cuda:1") == torch.device("cuda", 1)
+    monkeypatch.undo()
     with pytest.raises(UserError):
         select_device("tpu")
     if not torch.cuda.is_available():
@@ -441,6 +436,7 @@ def test_cli_wrapper_one_line_error_and_exit_code(capsys):
     assert capsys.readouterr().err == "error: file not found: x.npz\n"
 
 
+@pytest.mark.slow
 def test_train_script_bad_flag_values_exit_nonzero():
     proc = subprocess.run([sys.executable, "train.py", "-arc", "3,4"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode != 0 and "odd" in proc.stderr

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.generators import ChunkedGenerator, UnchunkedGenerator, merge_flipped, predict_sequences
+from common.generators import ChunkedGenerator, UnchunkedGenerator, merge_flipped, predict_poses
 from common.model import build_lifter
 from common.skeleton import flip_bone_lengths, flip_poses
 
@@ -106,23 +106,25 @@ def test_unchunked_padding_and_flip():
 
 
 def test_merge_flipped_averages_the_unflipped_prediction():
-    pred = torch.randn(1, 4, 17, 3)
-    torch.testing.assert_close(merge_flipped(torch.cat([pred, flip_poses(pred)])), pred[0])
-    torch.testing.assert_close(merge_flipped(pred), pred[0])
+    plain = torch.randn(1, 4, 17, 3, generator=torch.Generator().manual_seed(0))
+    other = plain + 2.0  # what the model saw in the mirrored input, once mirrored back
+    merged = merge_flipped(torch.cat([plain, flip_poses(other)]))
+    torch.testing.assert_close(merged, plain[0] + 1.0)  # the mean of both rows: fails if either is ignored
+    torch.testing.assert_close(merge_flipped(plain), plain[0])
 
 
 @pytest.mark.parametrize("causal", [False, True])
-def test_predict_sequences_keeps_length_and_causality(causal):
+def test_predict_poses_keeps_length_and_causality(causal):
     torch.manual_seed(0)
     _, model = build_lifter("3,3", channels=16, causal=causal)
     pad = (model.receptive_field() - 1) // 2
     p2, _ = _sequences([25, 12])
     gen = UnchunkedGenerator(p2, pad, model.total_causal_shift(), augment=True)
-    base = predict_sequences(model, gen)
+    base = predict_poses(model, gen)
     assert [b.shape for b in base] == [(25, 17, 3), (12, 17, 3)]
     changed_input = [p.copy() for p in p2]
     changed_input[0][15] += 1.0
-    after = predict_sequences(model, UnchunkedGenerator(changed_input, pad, model.total_causal_shift(), True))
+    after = predict_poses(model, UnchunkedGenerator(changed_input, pad, model.total_causal_shift(), True))
     changed = np.abs(after[0] - base[0]).max(axis=(1, 2)) > 1e-6
     expected = np.zeros(25, dtype=bool)
     if causal:

@@ -34,7 +34,7 @@ def _demo_video() -> Path | None:
         if candidate.is_file():
             return candidate
     try:
-        from common.demo_data import fetch_demo_video
+        from common.downloads import fetch_demo_video
 
         return fetch_demo_video(cache / "demo.mp4")
     except Exception:  # noqa: BLE001 - no network / no fetcher: the real-clip tests are skipped
@@ -91,6 +91,7 @@ def _check_outputs(out: Path, stem: str, frames: int) -> dict:
     return doc
 
 
+@pytest.mark.slow
 def test_real_clip_finetuned_mode(real_clip, checkpoints, tmp_path, capsys):
     out = tmp_path / "out"
     inference.main(["--finetuned_ckpt", str(checkpoints["mix"]), "-bi", "--video", str(real_clip),
@@ -129,6 +130,7 @@ def test_real_clip_finetuned_mode(real_clip, checkpoints, tmp_path, capsys):
     np.testing.assert_allclose(json.loads(lines[5])["joints"], after[4], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_real_clip_poses_mode_world_frame_and_causal(real_clip, checkpoints, tmp_path):
     rng = np.random.default_rng(1)
     poses = _standing_pose()[None] + rng.normal(0, 0.02, (CLIP_FRAMES + 6, 17, 3)).astype(np.float32)
@@ -151,6 +153,7 @@ def test_real_clip_poses_mode_world_frame_and_causal(real_clip, checkpoints, tmp
     assert gif.n_frames == CLIP_FRAMES
 
 
+@pytest.mark.slow
 def test_keypoints_file_without_detector(real_clip, checkpoints, tmp_path):
     track = np.tile(np.array([[600, 300]], np.float32), (17, 1))[None] + \
         np.random.default_rng(2).normal(0, 30, (10, 17, 2)).astype(np.float32)
@@ -165,6 +168,7 @@ def test_keypoints_file_without_detector(real_clip, checkpoints, tmp_path):
     assert sum(1 for _ in VideoReader(out / "clip_blapose.mp4")) == CLIP_FRAMES  # whole video rendered
 
 
+@pytest.mark.slow
 def test_plain_lifter_then_its_poses_through_poses_mode(real_clip, checkpoints, tmp_path):
     """A train.py -t pose style checkpoint (architecture stored next to model_pos, causal) lifts; the written
     <stem>_lifter_poses.npz is then a valid --poses input and gives the same adjusted poses."""
@@ -187,6 +191,7 @@ def test_plain_lifter_then_its_poses_through_poses_mode(real_clip, checkpoints, 
         inference.main(common + ["--lifter_ckpt", "x.bin", "--poses", "y.npz"])
 
 
+@pytest.mark.slow
 def test_unreadable_video_one_line_error(tmp_path):
     bad = tmp_path / "broken.mp4"
     bad.write_text("this is not a video")
@@ -213,6 +218,7 @@ def test_video_without_person(checkpoints, tmp_path):
                         "--output", str(tmp_path / "out"), "--no_progress"])
 
 
+@pytest.mark.slow
 def test_checkpoint_and_pose_errors(real_clip, checkpoints, tmp_path):
     with pytest.raises(UserError, match=r"has 1 GRU layer\(s\), not -layer 2"):
         inference.main(["--finetuned_ckpt", str(checkpoints["mix"]), "-layer", "2", "--video", str(real_clip)])
@@ -267,7 +273,7 @@ def test_gif_writer_streams_frames(tmp_path):
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_chunked_lifting_equals_one_pass(causal):
-    from common.generators import UnchunkedGenerator, predict_sequences
+    from common.generators import UnchunkedGenerator, predict_poses
     from common.inference_pipeline import lift
 
     torch.manual_seed(0)
@@ -275,6 +281,6 @@ def test_chunked_lifting_equals_one_pass(causal):
     keypoints = np.random.default_rng(5).uniform(-1, 1, (100, 17, 2)).astype(np.float32)
     chunked = lift(lifter, keypoints, torch.device("cpu"), chunk_frames=17)
     pad = (lifter.receptive_field() - 1) // 2
-    whole = predict_sequences(lifter, UnchunkedGenerator([keypoints], pad, lifter.total_causal_shift(), True))[0]
+    whole = predict_poses(lifter, UnchunkedGenerator([keypoints], pad, lifter.total_causal_shift(), True))[0]
     assert chunked.shape == (100, 17, 3)
     np.testing.assert_allclose(chunked, whole - whole[:, :1], atol=1e-5)

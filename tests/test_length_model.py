@@ -7,10 +7,11 @@ import torch
 
 from common.errors import UserError
 from common.fileio import load_npz
-from common.length_model import (BoneLengthModel, format_bone_table, length_model_from_checkpoint,
+from common.evaluation import format_bone_table
+from common.length_model import (BoneLengthModel, length_model_from_checkpoint,
                                  per_bone_error_mm, predict_lengths, predict_sequences)
 from common.skeleton import SYMMETRIC_BONES, flip_poses
-from test_train_length import write_tiny_dataset
+from dataset_files import write_dataset
 
 
 def _published_state(bidirectional: bool, hidden: int = 16, layers: int = 1) -> dict[str, torch.Tensor]:
@@ -93,6 +94,7 @@ def test_predict_lengths_symmetric_chunked_packed_and_flip():
     assert bi.training  # mode restored
 
 
+@pytest.mark.slow
 def test_fifty_thousand_frames():
     torch.set_num_threads(1)
     x = torch.rand(50_000, 17, 2) - 0.5
@@ -132,7 +134,7 @@ def test_error_helpers():
 def trained(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("infer")
-    data = write_tiny_dataset(root / "data", frames=200)
+    data = write_dataset(root / "data", frames=200)
     from train import main as train_main
     for name, flags in (("bi", ["-bi"]), ("causal", [])):
         train_main(["-t", "length", "-d", "tiny", "--data_dir", str(data), "-k", "detections", "-e", "1",
@@ -141,6 +143,7 @@ def trained(tmp_path_factory):
     return root, data
 
 
+@pytest.mark.slow
 def test_inference_script_layouts(trained, capsys):
     from length_model_inference import main
     root, data = trained

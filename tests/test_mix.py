@@ -13,6 +13,7 @@ from common.metrics import direction_loss, mpjpe
 from common.mix_model import MixModel
 from common.model import TemporalModel, TemporalModelOptimized1f
 from common.skeleton import SYMMETRIC_BONES
+from dataset_files import write_dataset
 
 torch.set_num_threads(1)
 WIDTHS = [3, 3]  # receptive field 9
@@ -146,48 +147,13 @@ def test_mix_checkpoint_round_trips(tmp_path):
 E2E_SUBJECTS = ["S1", "S5", "S9"]
 
 
-def _write_small_dataset(folder, frames: int = 90, seed: int = 0):
-    """VideoPose3D-format files 'mixtiny': 3 subjects (S1, S5 train; S9 test), 2 actions each, smooth motion
-    of a subject-specific symmetric skeleton in the capture volume, exact 2D projections."""
-    from common.bones import recompose
-    from common.camera import load_cameras
-    from common.fileio import save_npz
-    from common.skeleton import FLIP_BONES
-
-    rng = np.random.RandomState(seed)
-    cameras = load_cameras()
-    rest = np.array([[-1, 0, 0], [0, 0, -1], [0, 0, -1], [1, 0, 0], [0, 0, -1], [0, 0, -1], [0, 0, 1], [0, 0, 1],
-                     [0, .3, 1], [0, 0, 1], [1, 0, 0], [0, 0, -1], [0, 0, -1], [-1, 0, 0], [0, 0, -1], [0, 0, -1]],
-                    dtype=np.float64)
-    t = np.arange(frames)[:, None, None] / 50.0
-    pos3d, pos2d = {}, {}
-    for subject in E2E_SUBJECTS:
-        lengths = np.array([.13, .44, .45, .13, .44, .45, .23, .25, .12, .11, .15, .28, .25, .15, .28, .25])
-        lengths = lengths * (0.85 + 0.3 * rng.rand())
-        lengths = (lengths + lengths[FLIP_BONES]) / 2
-        pos3d[subject], pos2d[subject] = {}, {}
-        for action in ["Walking 1", "Eating"]:
-            wobble = 0.5 * np.sin(2 * np.pi * (0.5 + rng.rand(1, 16, 3)) * t + 6 * rng.rand(1, 16, 3))
-            dirs = rest[None] + wobble
-            dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
-            root = np.concatenate([0.5 * np.cos(t[:, 0] + rng.rand() * 6), 0.5 * np.sin(t[:, 0]),
-                                   0.95 + 0 * t[:, 0]], axis=-1)
-            world = (recompose(dirs, lengths) + root[:, None]).astype(np.float32)
-            pos3d[subject][action] = world
-            pos2d[subject][action] = [cam.project(cam.world_to_camera(world)).astype(np.float32)
-                                      for cam in cameras[subject]]
-    meta = {"layout_name": "h36m", "num_joints": 17,
-            "keypoints_symmetry": [[4, 5, 6, 11, 12, 13], [1, 2, 3, 14, 15, 16]]}
-    save_npz(folder / "data_3d_mixtiny.npz", positions_3d=pos3d)
-    save_npz(folder / "data_2d_mixtiny_gt.npz", positions_2d=pos2d, metadata=meta)
-
-
 @pytest.fixture(scope="module")
 def mix_setup(tmp_path_factory):
     """Small dataset + a published-layout length checkpoint (biGRU_all.bin) and lifter checkpoint
     (pretrained_h36m_cpn.bin, -arc 3,3,3,3,3 with 32 channels) in a checkpoint folder."""
     root = tmp_path_factory.mktemp("mix")
-    _write_small_dataset(root)
+    write_dataset(root, "mixtiny", {s: ["Walking 1", "Eating"] for s in E2E_SUBJECTS}, frames=90,
+                  detections_px=None)
     ckpt = root / "checkpoint"
     ckpt.mkdir()
     torch.manual_seed(0)
@@ -210,6 +176,7 @@ def _train(argv):
     main(argv)
 
 
+@pytest.mark.slow
 def test_paper_training_and_evaluation_commands(demo_dir, mix_setup, tmp_path, capsys):
     """The paper's two mix commands, unchanged but for a 1-epoch schedule, model size and data location, on the
     demo dataset (S1-S8 train, S9/S11 test, detector-like 2D)."""
@@ -256,6 +223,7 @@ def test_paper_training_and_evaluation_commands(demo_dir, mix_setup, tmp_path, c
         np.testing.assert_allclose(lengths_of(poses), np.broadcast_to(expected, (len(poses), 16)), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_and_length_list(mix_setup, tmp_path):
     torch.set_num_threads(1)
     from common.dataset import load_dataset
@@ -312,6 +280,7 @@ def test_bad_inputs_are_one_line_errors(mix_setup, tmp_path):
                + _flags(mix_setup, "-e", "1", "-c", str(tmp_path)))
 
 
+@pytest.mark.slow
 def test_ddp_two_processes(mix_setup, tmp_path):
     import os
     import subprocess

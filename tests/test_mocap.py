@@ -11,7 +11,7 @@ from common.errors import UserError
 from common.mocap import (DEEPMIMIC_FRAME_SIZE, URDF_SCALE, Y_UP_TO_Z_UP, forward_kinematics, load_deepmimic,
                           load_urdf_skeleton, parse_bvh, bvh_to_motion, quat_from_euler, quat_slerp,
                           quat_to_matrix, resample)
-from common.demo_data import pybullet_motion_dir
+from common.demo.motion import pybullet_motion_dir
 
 URDF = pybullet_motion_dir() / "humanoid" / "humanoid.urdf"
 

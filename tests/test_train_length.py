@@ -10,75 +10,19 @@ import numpy as np
 import pytest
 import torch
 
-from common.bones import bone_lengths, recompose
-from common.camera import load_cameras, project_to_2d
+from common.bones import bone_lengths
+from common.camera import project_to_2d
 from common.checkpoint import load_checkpoint
 from common.dataset import load_dataset
-from common.fileio import save_npz
 from common.skeleton import NUM_BONES, flip_bone_lengths, flip_poses
-from common.synthetic import MIN_DEPTH, NOISE_CORRELATION, LengthSampler, SyntheticBatchBuilder, ar1_filter, epoch_order
+from common.keypoint_noise import DETECTOR_AR
+from common.synthetic import MIN_DEPTH, LengthSampler, SyntheticBatchBuilder, epoch_order
+from dataset_files import REST_LENGTHS, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-SUBJECTS = ["S1", "S5", "S6", "S7", "S8", "S9", "S11"]
-
-# Standing skeleton, world frame (z up), unit bone directions in BONE_NAMES order.
-_REST_DIRECTIONS = np.array([
-    [-1, 0, 0], [0, 0, -1], [0, 0, -1], [1, 0, 0], [0, 0, -1], [0, 0, -1],
-    [0, 0, 1], [0, 0, 1], [0, 0.3, 1], [0, 0, 1],
-    [1, 0, 0], [0, 0, -1], [0, 0, -1], [-1, 0, 0], [0, 0, -1], [0, 0, -1]], dtype=np.float64)
-_REST_LENGTHS = np.array([0.13, 0.44, 0.45, 0.13, 0.44, 0.45, 0.23, 0.25, 0.12, 0.11,
-                          0.15, 0.28, 0.25, 0.15, 0.28, 0.25])
-
-
-def write_tiny_dataset(folder: Path, frames: int = 300, actions: int = 2, seed: int = 0) -> Path:
-    """A small dataset in VideoPose3D's format: 7 subjects with their own (symmetric) lengths, moving limbs,
-    walking in circles in the capture volume; ``gt`` 2D and noisy ``detections`` 2D through the H36M cameras."""
-    rng = np.random.RandomState(seed)
-    cameras = load_cameras()
-    pos3d, gt2d, det2d = {}, {}, {}
-    t = np.arange(frames) / 50.0
-    for s_idx, subject in enumerate(SUBJECTS):
-        scale = 0.85 + 0.3 * rng.rand(NUM_BONES)
-        for a, b in [(0, 3), (1, 4), (2, 5), (10, 13), (11, 14), (12, 15)]:
-            scale[b] = scale[a]
-        lengths = _REST_LENGTHS * scale
-        pos3d[subject], gt2d[subject], det2d[subject] = {}, {}, {}
-        for a in range(actions):
-            freq = 0.5 + rng.rand() + 0.3 * a
-            dirs = np.repeat(_REST_DIRECTIONS[None], frames, axis=0)
-            swing = 0.6 * np.sin(2 * np.pi * freq * t + rng.rand() * 6)
-            for bone, sign in [(1, 1), (4, -1), (11, -1), (14, 1)]:
-                dirs[:, bone, 1] += sign * swing
-            dirs[:, 12, 1] += 0.8 * np.abs(swing)
-            dirs[:, 15, 1] += 0.8 * np.abs(swing)
-            heading = 2 * np.pi * (0.1 + 0.05 * a) * t + rng.rand() * 6
-            c, s = np.cos(heading), np.sin(heading)
-            rot = np.stack([np.stack([c, -s, 0 * c], -1), np.stack([s, c, 0 * c], -1),
-                            np.stack([0 * c, 0 * c, 1 + 0 * c], -1)], -2)  # (T, 3, 3)
-            dirs = np.einsum("tij,tbj->tbi", rot, dirs / np.linalg.norm(dirs, axis=-1, keepdims=True))
-            poses = recompose(dirs, lengths)
-            root = np.stack([1.2 * np.cos(0.3 * t + a), 1.2 * np.sin(0.3 * t + a), 0.95 + 0 * t], -1)
-            world = (poses - poses[:, :1] + root[:, None]).astype(np.float32)
-            name = f"Act{a} {s_idx}"
-            pos3d[subject][name] = world
-            views, noisy = [], []
-            for cam in cameras[subject]:
-                px = cam.project(cam.world_to_camera(world)).astype(np.float32)
-                views.append(px)
-                noisy.append((px + rng.randn(*px.shape) * 4.0).astype(np.float32))
-            gt2d[subject][name], det2d[subject][name] = views, noisy
-    folder.mkdir(parents=True, exist_ok=True)
-    meta = {"layout_name": "h36m", "num_joints": 17, "keypoints_symmetry": [[4, 5, 6, 11, 12, 13],
-                                                                          [1, 2, 3, 14, 15, 16]]}
-    save_npz(folder / "data_3d_tiny.npz", positions_3d=pos3d)
-    save_npz(folder / "data_2d_tiny_gt.npz", positions_2d=gt2d, metadata=meta)
-    save_npz(folder / "data_2d_tiny_detections.npz", positions_2d=det2d, metadata=meta)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory) -> Path:
-    return write_tiny_dataset(tmp_path_factory.mktemp("tiny_length"))
+    return write_dataset(tmp_path_factory.mktemp("tiny_length"))
 
 
 @pytest.fixture(scope="module")
@@ -130,20 +74,12 @@ def test_batch_flip_is_mirror_image(tiny_views):
                                atol=1e-5, rtol=0)
 
 
-def test_ar1_filter_is_stationary_and_correlated():
-    white = torch.randn(20000, 64, generator=torch.Generator().manual_seed(0))
-    x = white @ ar1_filter(64, 0.8, torch.device("cpu")).T  # (N, L)
-    np.testing.assert_allclose(x.std(0).numpy(), 1.0, atol=0.05)
-    assert abs(float((x[:, 30] * x[:, 31]).mean()) - 0.8) < 0.03
-    assert abs(float((x[:, 30] * x[:, 40]).mean()) - 0.8 ** 10) < 0.03
-
-
 def test_noise_2d_px_adds_pixel_noise_to_clean_projection(tiny_views):
     _, views = tiny_views
     kwargs = dict(chunk_len=32, segment_shift=32, device=torch.device("cpu"))
     clean = SyntheticBatchBuilder(views, **kwargs)
     noisy = SyntheticBatchBuilder(views, noise_2d_px=5.0, **kwargs)
-    sampler = LengthSampler("smpl", torch.device("cpu"), bank=np.tile(_REST_LENGTHS, (4, 1)).astype(np.float32))
+    sampler = LengthSampler("smpl", torch.device("cpu"), bank=np.tile(REST_LENGTHS, (4, 1)).astype(np.float32))
     ids = torch.arange(min(4, clean.num_chunks)).repeat(64)
     flips = torch.zeros(len(ids), dtype=torch.bool)
     a = clean.sample(ids, flips, sampler, torch.Generator().manual_seed(3))
@@ -153,12 +89,12 @@ def test_noise_2d_px_adds_pixel_noise_to_clean_projection(tiny_views):
     diff_px = (b.keypoints_2d - a.keypoints_2d) * res_w / 2
     assert abs(float(diff_px.std()) - 5.0) < 0.5
     lag1 = float((diff_px[:, 1:] * diff_px[:, :-1]).mean() / diff_px.var())
-    assert abs(lag1 - NOISE_CORRELATION) < 0.05
+    assert abs(lag1 - DETECTOR_AR) < 0.05
 
 
 def test_samplers_symmetric_and_every_sample_perturbed():
     gen = torch.Generator().manual_seed(1)
-    subj = np.tile(_REST_LENGTHS, (3, 1)).astype(np.float32)
+    subj = np.tile(REST_LENGTHS, (3, 1)).astype(np.float32)
     unif = LengthSampler("random_unif", torch.device("cpu"), subject_lengths=subj).sample(500, gen)
     assert ((unif[:, 1] - 0.44).abs() > 1e-6).float().mean() > 0.99  # every sample perturbed
     for kind_lengths in (unif, LengthSampler("random_norm_train", torch.device("cpu"),
@@ -182,6 +118,7 @@ def _common_flags(tiny_dir, ckpt, extra=()):
             "--length_aug_type", "random_norm_all", "--device", "cpu", "-drop", "0.1", *extra]
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(tiny_dir, tmp_path):
     torch.set_num_threads(1)
     full = tmp_path / "full"
@@ -199,6 +136,7 @@ def test_resume_equals_uninterrupted(tiny_dir, tmp_path):
     assert (full / "epoch_best.bin").is_file() and (full / "length_history.json").is_file()
 
 
+@pytest.mark.slow
 def test_causal_variant_and_curves(tiny_dir, tmp_path, capsys):
     torch.set_num_threads(1)
     _train(_common_flags(tiny_dir, tmp_path, ["-e", "1", "--export-training-curves", "-layer", "2",
@@ -210,6 +148,7 @@ def test_causal_variant_and_curves(tiny_dir, tmp_path, capsys):
     assert "training-mean baseline" in out and "SUMMARY" in out
 
 
+@pytest.mark.slow
 def test_ddp_two_processes(tiny_dir, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29577",
@@ -247,6 +186,7 @@ def _argv(command: str) -> list[str]:
     return command.split("python ", 1)[1].split()[1:]
 
 
+@pytest.mark.slow
 def test_paper_commands_run_on_demo_layout(tmp_path, monkeypatch, capsys):
     """The paper's length commands, unchanged except for a tiny -e/--amount and small, fast model sizes,
     run in a folder laid out like the repository after the demo set-up (data/, checkpoint/)."""
@@ -257,7 +197,7 @@ def test_paper_commands_run_on_demo_layout(tmp_path, monkeypatch, capsys):
 
     torch.set_num_threads(1)
     data = tmp_path / "data"
-    write_tiny_dataset(data)
+    write_dataset(data)
     for f in data.iterdir():  # the tiny dataset stands in for the demo dataset
         f.rename(data / f.name.replace("_tiny", "_demo"))
     monkeypatch.chdir(tmp_path)

@@ -8,12 +8,11 @@ import torch
 
 import bone_adjust
 import train
-from common.bones import recompose
-from common.camera import load_cameras
 from common.checkpoint import load_checkpoint, save_checkpoint
 from common.errors import UserError
 from common.fileio import save_npz
 from common.train_pose import bn_momentum
+from dataset_files import write_dataset
 
 torch.set_num_threads(1)
 
@@ -26,24 +25,7 @@ SUBJECTS = {"S1": ["Walking", "Eating"], "S5": ["Walking 1", "Eating"], "S9": ["
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """data_3d_tiny.npz (world, metres) and data_2d_tiny_gt.npz (pixels, projected through the H36M cameras)."""
-    root = tmp_path_factory.mktemp("tiny")
-    rng = np.random.default_rng(0)
-    cameras = load_cameras()
-    world, kps = {}, {}
-    for s, actions in SUBJECTS.items():
-        world[s], kps[s] = {}, {}
-        for i, a in enumerate(actions):
-            frames = 48 + 8 * i
-            dirs = rng.normal(size=(16, 3)) + np.cumsum(rng.normal(scale=0.05, size=(frames, 16, 3)), axis=0)
-            dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
-            poses = recompose(dirs, LENGTHS[None]) + np.array([0.0, 0.0, 1.0])
-            world[s][a] = poses.astype(np.float32)
-            kps[s][a] = [cam.project(cam.world_to_camera(poses)).astype(np.float32) for cam in cameras[s]]
-    save_npz(root / "data_3d_tiny.npz", positions_3d=world)
-    save_npz(root / "data_2d_tiny_gt.npz", positions_2d=kps,
-             metadata={"layout_name": "h36m", "num_joints": 17, "keypoints_symmetry": [[4, 5, 6, 11, 12, 13],
-                                                                                        [1, 2, 3, 14, 15, 16]]})
-    return root
+    return write_dataset(tmp_path_factory.mktemp("tiny"), "tiny", SUBJECTS, frames=[48, 56], detections_px=None)
 
 
 def _argv(data_dir, ckpt, *extra):
@@ -57,6 +39,7 @@ def test_bn_momentum_schedule():
     assert bn_momentum(5, 10) == pytest.approx(0.01)
 
 
+@pytest.mark.slow
 def test_train_resume_evaluate_export(data_dir, tmp_path, capsys):
     run_a = tmp_path / "a"
     train.main(_argv(data_dir, run_a, "-e", "2", "--checkpoint-frequency", "1", "--export-training-curves"))
@@ -114,6 +97,7 @@ def test_stored_architecture_wins_and_wrong_published_layout_errors(data_dir, tm
         train.main(_argv(data_dir, tmp_path, "--evaluate", "-r", str(tmp_path / "none.bin")))
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_resume_exactly(data_dir, tmp_path):
     """DistributedDataParallel on CPU (gloo): 2 processes train, rank 0 writes; resuming gives the same weights."""
     import os
