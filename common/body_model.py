@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from common.bones import average_symmetric, bone_lengths
+from common.downloads import cache_dir
 from common.errors import UserError
 
 # Local Anny blend shapes that change segment lengths/widths (value in [-1, 1]: decr ... incr).
@@ -50,9 +51,9 @@ def anny_cache_dir() -> Path:
     """``$ANNY_CACHE_DIR``, else ``${BLAPOSE_CACHE:-~/.cache/blapose}/anny`` (set before importing anny)."""
     if "ANNY_CACHE_DIR" in os.environ:
         return Path(os.environ["ANNY_CACHE_DIR"])
-    root = Path(os.environ.get("BLAPOSE_CACHE", Path.home() / ".cache" / "blapose"))
-    os.environ["ANNY_CACHE_DIR"] = str(root / "anny")
-    return root / "anny"
+    folder = cache_dir() / "anny"
+    os.environ["ANNY_CACHE_DIR"] = str(folder)
+    return folder
 
 
 class AnnySampler:

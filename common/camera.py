@@ -95,24 +95,31 @@ def project_to_2d_linear(X: torch.Tensor, intrinsic: torch.Tensor) -> torch.Tens
     return cam[..., :2] * xy + cam[..., 2:4]
 
 
-def normalize_screen_coordinates(X, w: float, h: float):
-    """Pixels ``(..., 2)`` -> [-1, 1] along x with the aspect ratio kept: ``X / w * 2 - [1, h / w]``."""
+def _screen_offset(X, w: float, h: float):
+    """The offset ``[1, h / w]`` in the type (numpy or torch), dtype and device of the points ``X`` (..., 2)."""
     if X.shape[-1] != 2:
         raise UserError(f"expected 2D points with a last dimension of 2, got shape {tuple(X.shape)}")
     offset = np.array([1.0, h / w], dtype=np.float64)
     if isinstance(X, torch.Tensor):
-        return X / w * 2 - torch.as_tensor(offset, dtype=X.dtype, device=X.device)
-    return (X / w * 2 - offset).astype(X.dtype if np.issubdtype(X.dtype, np.floating) else np.float32)
+        return torch.as_tensor(offset, dtype=X.dtype, device=X.device)
+    return offset
+
+
+def _keep_float_dtype(result, X):
+    """``result`` as numpy in ``X``'s float dtype (float32 for integer pixels); tensors unchanged."""
+    if isinstance(result, torch.Tensor):
+        return result
+    return result.astype(X.dtype if np.issubdtype(X.dtype, np.floating) else np.float32)
+
+
+def normalize_screen_coordinates(X, w: float, h: float):
+    """Pixels ``(..., 2)`` -> [-1, 1] along x with the aspect ratio kept: ``X / w * 2 - [1, h / w]``."""
+    return _keep_float_dtype(X / w * 2 - _screen_offset(X, w, h), X)
 
 
 def image_coordinates(X, w: float, h: float):
     """Inverse of :func:`normalize_screen_coordinates`: normalised ``(..., 2)`` -> pixels."""
-    if X.shape[-1] != 2:
-        raise UserError(f"expected 2D points with a last dimension of 2, got shape {tuple(X.shape)}")
-    offset = np.array([1.0, h / w], dtype=np.float64)
-    if isinstance(X, torch.Tensor):
-        return (X + torch.as_tensor(offset, dtype=X.dtype, device=X.device)) * w / 2
-    return ((X + offset) * w / 2).astype(X.dtype if np.issubdtype(X.dtype, np.floating) else np.float32)
+    return _keep_float_dtype((X + _screen_offset(X, w, h)) * w / 2, X)
 
 
 @dataclass

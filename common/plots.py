@@ -31,22 +31,30 @@ def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
     return path
 
 
-def plot_training_curves(curves: Mapping[str, Sequence[float]], path: str | Path,
-                         ylabel: str = "error (mm)", title: str = "") -> Path:
-    """One line per named curve (values per epoch, epoch 1 first); NaN entries are left as gaps."""
+def plot_series(series: Mapping[str, Sequence[float]], path: str | Path, xlabel: str, ylabel: str,
+                title: str = "", log_x: bool = False) -> Path:
+    """One line per named series against 1, 2, ..., len (epochs, frames seen); NaN entries are left as gaps."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, values in curves.items():
+    for name, values in series.items():
         values = np.asarray(values, dtype=np.float64)
         if values.size:
             ax.plot(np.arange(1, len(values) + 1), values, marker="." if len(values) < 30 else None, label=name)
-    ax.set_xlabel("epoch")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, which="both" if log_x else "major")
     ax.legend()
     return save_figure(fig, path)
+
+
+def plot_training_curves(curves: Mapping[str, Sequence[float]], path: str | Path,
+                         ylabel: str = "error (mm)", title: str = "") -> Path:
+    """One line per named curve (values per epoch, epoch 1 first); NaN entries are left as gaps."""
+    return plot_series(curves, path, "epoch", ylabel, title)
 
 
 def plot_bone_length_series(series: Mapping[str, np.ndarray], path: str | Path, title: str = "",
@@ -93,16 +101,5 @@ def plot_bone_lengths(series: Mapping[str, np.ndarray], path: str | Path, title:
 
 def plot_error_vs_frames(errors: Mapping[str, np.ndarray], path: str | Path, fps: float = 50.0,
                          title: str = "Causal GRU: bone-length error vs frames seen") -> Path:
-    """errors: name -> (T,) mean bone-length error (mm) after 1..T frames."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, values in errors.items():
-        values = np.asarray(values, dtype=np.float64)
-        ax.plot(np.arange(1, len(values) + 1), values, label=name)
-    ax.set_xscale("log")
-    ax.set_xlabel(f"frames seen ({fps:g} fps)")
-    ax.set_ylabel("mean bone-length error (mm)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    return save_figure(fig, path)
+    """errors: name -> (T,) mean bone-length error (mm) after 1..T frames; frames on a log axis."""
+    return plot_series(errors, path, f"frames seen ({fps:g} fps)", "mean bone-length error (mm)", title, log_x=True)

@@ -25,15 +25,15 @@ from tqdm import tqdm
 
 from common import distributed
 from common.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint, save_epoch_checkpoints
-from common.dataset import PoseDataset, Sequence3D, load_dataset, parse_action_filter, parse_subjects
+from common.dataset import PoseDataset, Sequence3D, load_dataset
 from common.errors import UserError
 from common.fileio import check_array, load_npz
 from common.evaluation import format_bone_table
 from common.length_model import (BoneLengthModel, length_model_from_checkpoint,
                                  per_bone_error_mm, predict_sequences)
 from common.synthetic import LengthSampler, SyntheticBatchBuilder, epoch_order
-from common.training import (current_lr, decay_learning_rate, gather_rng_states, is_improvement, resume_training,
-                             save_history, seed_all, split_validation)
+from common.training import (current_lr, decay_learning_rate, gather_rng_states, is_improvement, prepare_run,
+                             resume_training, save_history, split_validation)
 
 SYNTHETIC_TEST_CHUNKS = 128
 DEFAULT_BANKS = ["bone_lengths_smpl_neutral_all.npz", "bone_lengths_anny_neutral_train.npz"]
@@ -144,10 +144,7 @@ def run(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     device = ctx.device
-    seed_all(args.seed, ctx.rank)
-    train_subjects = parse_subjects(args.subjects_train)
-    test_subjects = parse_subjects(args.subjects_test)
-    actions = parse_action_filter(args.actions)
+    train_subjects, test_subjects, actions = prepare_run(args, ctx)
 
     dataset = load_dataset(args.data_dir, args.dataset, args.keypoints, need_3d=True,
                            subjects=sorted(set(train_subjects + test_subjects)))

@@ -35,8 +35,7 @@ from tqdm import tqdm
 from common import distributed
 from common.bones import adjust_bone_lengths
 from common.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint, save_epoch_checkpoints
-from common.dataset import (PoseDataset, Sequence3D, camera_space_root_relative, load_dataset,
-                            parse_action_filter, parse_subjects)
+from common.dataset import (PoseDataset, Sequence3D, camera_space_root_relative, load_dataset)
 from common.errors import UserError
 from common.evaluation import (BONE_TABLE_TITLE, METRICS, EvaluationResult, bone_columns, evaluate, format_bone_table,
                                format_table, write_csv)
@@ -50,7 +49,8 @@ from common.skeleton import NUM_BONES
 from common.train_pose import export_predictions
 from common.train_pose import predict_views as predict_lifter
 from common.train_pose import training_arrays
-from common.training import current_lr, decay_learning_rate, gather_rng_states, resume_training, seed_all, save_history
+from common.training import (current_lr, decay_learning_rate, gather_rng_states, prepare_run, resume_training,
+                             save_history)
 
 BN_MOMENTUM = 0.001  # fine-tuning keeps the lifter's BatchNorm statistics nearly fixed (the paper's value)
 
@@ -170,7 +170,7 @@ def load_length_list(path: str | Path, dataset: PoseDataset, subject_orders: Seq
                     "with length_model_inference.py for these subjects and keypoints")
 
 
-def sequence_lengths(model: MixModel, views: Sequence[Sequence3D]) -> list[np.ndarray]:
+def frozen_model_lengths(model: MixModel, views: Sequence[Sequence3D]) -> list[np.ndarray]:
     """The frozen model's lengths of whole 2D sequences: (16,) each, or (T, 16) per frame when causal."""
     return predict_sequences(model.length_model, [v.poses_2d for v in views])
 
@@ -246,10 +246,7 @@ def _final_evaluation(eval_model: MixModel, test_views: list[Sequence3D], test_l
 
 def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     device = ctx.device
-    seed_all(args.seed, ctx.rank)
-    train_subjects = parse_subjects(args.subjects_train)
-    test_subjects = parse_subjects(args.subjects_test)
-    actions = parse_action_filter(args.actions)
+    train_subjects, test_subjects, actions = prepare_run(args, ctx)
     needed = test_subjects if args.evaluate else list(dict.fromkeys(train_subjects + test_subjects))
     dataset = load_dataset(args.data_dir, args.dataset, args.keypoints, need_3d=True, subjects=needed)
     test_views = dataset.fetch(test_subjects, actions, require_3d=True) if test_subjects else []
@@ -261,7 +258,7 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
         print(f"INFO: receptive field {model.receptive_field()} frames; "
               f"{sum(p.numel() for p in model.trainable_parameters())} trainable parameters (direction branch), "
               f"{sum(p.numel() for p in model.length_model.parameters())} frozen (length model)")
-    test_lengths = sequence_lengths(model, test_views) if ctx.is_main and test_views else []
+    test_lengths = frozen_model_lengths(model, test_views) if ctx.is_main and test_views else []
 
     if args.evaluate:
         if not (args.mix_model or args.resume):
@@ -280,7 +277,7 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
         source = args.bone_length_list
     else:
         # the length model is frozen: its whole-sequence lengths are computed once, identically on all ranks
-        train_lengths = [_whole_sequence(x) for x in sequence_lengths(model, train_views)]
+        train_lengths = [_whole_sequence(x) for x in frozen_model_lengths(model, train_views)]
         source = "the frozen length model (computed at start-up)"
     rf = model.receptive_field()
     pad = (rf - 1) // 2

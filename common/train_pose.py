@@ -31,14 +31,14 @@ from common import distributed
 from common.adjust import write_predictions
 from common.checkpoint import (load_checkpoint, load_weights, model_state,
                                resolve_checkpoint, save_checkpoint, save_epoch_checkpoints)
-from common.dataset import Sequence3D, camera_space_root_relative, load_dataset, parse_action_filter, parse_subjects
+from common.dataset import Sequence3D, camera_space_root_relative, load_dataset
 from common.errors import UserError
 from common.evaluation import DEFAULT_METRICS, EvaluationResult, evaluate, format_table
 from common.generators import ChunkedGenerator, UnchunkedGenerator, predict_poses
 from common.metrics import mpjpe
 from common.model import TemporalModel, build_lifter
-from common.training import (current_lr, decay_learning_rate, gather_rng_states, is_improvement, resume_training,
-                             save_history, seed_all, split_validation)
+from common.training import (current_lr, decay_learning_rate, gather_rng_states, is_improvement, prepare_run,
+                             resume_training, save_history, split_validation)
 
 INITIAL_MOMENTUM, FINAL_MOMENTUM = 0.1, 0.001
 
@@ -112,8 +112,15 @@ def _evaluate_checkpoint(args, views, device) -> None:
     load_weights(model, model_state(state, source=str(path)), str(path))
     model.to(device)
     print(f"evaluating {path} (receptive field {model.receptive_field()} frames) on {len(views)} sequences")
+    report(model, views, "VideoPose3D", args, device)
+
+
+def report(model: TemporalModel, views: list[Sequence3D], label: str, args: argparse.Namespace,
+           device: torch.device) -> None:
+    """Print the per-action metrics of ``model`` on ``views`` under ``label`` and, with
+    ``--export_predictions``, write its predictions in the third-party layout."""
     result, preds = evaluate_views(model, views, args.test_time_augmentation, device, progress=True)
-    print(format_table({"VideoPose3D": result}, per_action=True))
+    print(format_table({label: result}, per_action=True))
     if args.export_predictions:
         export_predictions(args.export_predictions, views, preds)
 
@@ -127,9 +134,7 @@ def run(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     device = ctx.device
-    seed_all(args.seed, ctx.rank)
-    train_subjects, test_subjects = parse_subjects(args.subjects_train), parse_subjects(args.subjects_test)
-    action_filter = parse_action_filter(args.actions)
+    train_subjects, test_subjects, action_filter = prepare_run(args, ctx)
     if args.stride < 1 or args.downsample < 1 or not 0 < args.subset <= 1:
         raise UserError("-s and --downsample must be >= 1 and --subset in (0, 1]")
     subjects = list(OrderedDict.fromkeys(test_subjects if args.evaluate else train_subjects + test_subjects))
@@ -232,7 +237,4 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     print(f"saved {ckpt_dir / 'final.bin'}")
 
     eval_model.load_state_dict(train_model.state_dict())
-    result, preds = evaluate_views(eval_model, test_views, args.test_time_augmentation, device, progress=True)
-    print(format_table({"VideoPose3D (final)": result}, per_action=True))
-    if args.export_predictions:
-        export_predictions(args.export_predictions, test_views, preds)
+    report(eval_model, test_views, "VideoPose3D (final)", args, device)

@@ -1,7 +1,8 @@
 """Training scaffolding shared by the three trainers (``train.py -t length|pose|mix``).
 
 * :func:`split_validation` — which training sequences are held out for model selection;
-* :func:`seed_all` — seeding of python, numpy and torch per process;
+* :func:`seed_all` — seeding of python, numpy and torch per process (:func:`prepare_run`: seeding and the
+  subject/action flags, every trainer's first step);
 * :func:`gather_rng_states` / :func:`restore_rng_states` — every random stream in one checkpoint layout,
   ``random_state = {"ranks": [per-process state, ...]}``, each per-process state holding ``torch``, ``numpy``,
   ``python`` (and ``cuda``) plus the trainer's own named streams (objects with ``get_state``/``set_state``:
@@ -14,6 +15,7 @@ Per-epoch checkpoint files are written by :func:`common.checkpoint.save_epoch_ch
 """
 from __future__ import annotations
 
+import argparse
 import math
 import random
 from pathlib import Path
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 
 from common import distributed
+from common.dataset import parse_action_filter, parse_subjects
 from common.errors import UserError
 from common.fileio import save_json
 
@@ -71,6 +74,15 @@ def seed_all(seed: int, rank: int = 0) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed + rank)
+
+
+def prepare_run(args: argparse.Namespace, ctx: distributed.DistContext
+                ) -> tuple[list[str], list[str], list[str] | None]:
+    """Seed this process (:func:`seed_all` with ``--seed`` and its rank) and parse ``-str``, ``-ste`` and ``-a``:
+    returns (training subjects, test subjects, action filter or None for every action)."""
+    seed_all(args.seed, ctx.rank)
+    return (parse_subjects(args.subjects_train), parse_subjects(args.subjects_test),
+            parse_action_filter(args.actions))
 
 
 def numpy_state(rng: np.random.RandomState | None = None) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import inference
 from common.bones import bone_lengths
 from common.checkpoint import save_checkpoint
 from common.detectors import load_keypoints
+from common.downloads import cache_dir, fetch_demo_video
 from common.errors import UserError
 from common.inference_pipeline import camera_to_world_like, place_on_ground, symmetry_error
 from common.length_model import BoneLengthModel
@@ -29,14 +29,11 @@ CLIP_FRAMES = 24
 
 
 def _demo_video() -> Path | None:
-    cache = Path(os.environ.get("BLAPOSE_CACHE", Path.home() / ".cache" / "blapose")).expanduser()
-    for candidate in (ROOT / "data" / "demo.mp4", cache / "demo.mp4"):
+    for candidate in (ROOT / "data" / "demo.mp4", cache_dir() / "demo.mp4"):
         if candidate.is_file():
             return candidate
     try:
-        from common.downloads import fetch_demo_video
-
-        return fetch_demo_video(cache / "demo.mp4")
+        return fetch_demo_video(cache_dir() / "demo.mp4")
     except Exception:  # noqa: BLE001 - no network / no fetcher: the real-clip tests are skipped
         return None
 
