@@ -45,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-s", "--stride", type=int, default=1, help="chunk size for the pose lifter's training chunks")
     g.add_argument("--subset", type=float, default=1.0, help="fraction of training data to use")
     g.add_argument("--downsample", type=int, default=1, help="temporal downsampling of the data")
+    g.add_argument("--cameras", choices=["dataset", "virtual"], default="dataset",
+                   help="-t pose / -t mix training views: the dataset's cameras and 2D keypoints (the paper), or "
+                        "random phone-like virtual cameras filming the training subjects' 3D motion with "
+                        "detector-like 2D noise (common/virtual_cameras.py; a lifter for videos in the wild)")
+    g.add_argument("--virtual_views", type=int, default=4,
+                   help="--cameras virtual: random cameras per motion segment")
+    g.add_argument("--virtual_segment", type=int, default=250,
+                   help="--cameras virtual: frames per segment filmed by one camera")
 
     g = p.add_argument_group("checkpoints")
     g.add_argument("-c", "--checkpoint", default="checkpoint", help="folder for checkpoints")
@@ -123,6 +131,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.chunk_len < 2:
         raise UserError("-l/--chunk_len must be at least 2 frames")
     args.dataset = resolve_dataset_name(args.dataset, args.data_dir)
+    if args.cameras == "virtual" and args.train_type == "length":
+        raise UserError("--cameras virtual applies to -t pose and -t mix (the length model builds its own batches)")
+    if args.virtual_views < 1 or args.virtual_segment < 2:
+        raise UserError("--virtual_views must be >= 1 and --virtual_segment >= 2")
     if args.segment_shift is None:
         args.segment_shift = max(1, args.chunk_len // 2)
     return args

@@ -48,7 +48,7 @@ from common.model import build_lifter
 from common.skeleton import NUM_BONES
 from common.train_pose import export_predictions
 from common.train_pose import predict_views as predict_lifter
-from common.train_pose import training_arrays
+from common.train_pose import training_arrays, training_views
 from common.training import (current_lr, decay_learning_rate, gather_rng_states, prepare_run, resume_training,
                              save_history)
 
@@ -269,7 +269,10 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
             _final_evaluation(eval_model, test_views, test_lengths, args, device, label)
         return
 
-    train_views = dataset.fetch(train_subjects, actions, require_3d=True)
+    train_views = training_views(dataset, train_subjects, actions, args)
+    if args.bone_length_list and args.cameras == "virtual":
+        raise UserError("--bone_length_list holds lengths of the dataset's camera views; with --cameras virtual "
+                        "omit it (the frozen length model reads the virtual views at start-up)")
     if args.bone_length_list:
         table = load_length_list(args.bone_length_list, dataset,
                                  [train_subjects + test_subjects, train_subjects])

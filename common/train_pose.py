@@ -31,7 +31,7 @@ from common import distributed
 from common.adjust import write_predictions
 from common.checkpoint import (load_checkpoint, load_weights, model_state,
                                resolve_checkpoint, save_checkpoint, save_epoch_checkpoints)
-from common.dataset import Sequence3D, camera_space_root_relative, load_dataset
+from common.dataset import PoseDataset, Sequence3D, camera_space_root_relative, load_dataset
 from common.errors import UserError
 from common.evaluation import DEFAULT_METRICS, EvaluationResult, evaluate, format_table
 from common.generators import ChunkedGenerator, UnchunkedGenerator, predict_poses
@@ -46,6 +46,23 @@ INITIAL_MOMENTUM, FINAL_MOMENTUM = 0.1, 0.001
 def bn_momentum(epoch: int, epochs: int) -> float:
     """VideoPose3D's BatchNorm momentum after ``epoch`` of ``epochs`` epochs: 0.1 decaying to 0.001."""
     return INITIAL_MOMENTUM * math.exp(-epoch / max(epochs, 1) * math.log(INITIAL_MOMENTUM / FINAL_MOMENTUM))
+
+
+def training_views(dataset: PoseDataset, subjects: list[str], action_filter: list[str] | None,
+                   args: argparse.Namespace) -> list[Sequence3D]:
+    """The training views of ``subjects``: the dataset's own cameras and 2D keypoints (``--cameras dataset``),
+    or their 3D motion filmed by random virtual cameras with detector-like 2D noise (``--cameras virtual``:
+    ``--virtual_views`` cameras per ``--virtual_segment`` frames, seeded by ``--seed``)."""
+    if args.cameras == "dataset":
+        return dataset.fetch(subjects, action_filter, require_3d=True)
+    from common.virtual_cameras import virtual_views, world_motions
+
+    dataset.check_subjects(subjects)
+    views = virtual_views(world_motions(dataset.world_3d, subjects, action_filter), args.virtual_views,
+                          args.virtual_segment, args.seed)
+    if not views:
+        raise UserError(f"no 3D motion for subjects {subjects} with actions {action_filter}")
+    return views
 
 
 def training_arrays(views: list[Sequence3D], subset: float, downsample: int, seed: int
@@ -151,7 +168,7 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     train_model.to(device)
     eval_model.to(device)
     rf = eval_model.receptive_field()
-    train_views = dataset.fetch(train_subjects, action_filter, require_3d=True)
+    train_views = training_views(dataset, train_subjects, action_filter, args)
     if args.select_on == "val":
         train_views, val_views = split_validation(train_views, args.val_fraction, args.seed)
     else:
@@ -164,8 +181,8 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     n_params = sum(p.numel() for p in train_model.parameters())
     say = print if ctx.is_main else (lambda *a, **k: None)
     say(f"lifter: -arc {','.join(map(str, args.architecture))} (receptive field {rf} frames), {n_params:,} "
-          f"parameters; {len(train_views)} training sequences ({generator.num_frames} frames/epoch with "
-          f"augmentation), {len(val_views)} validation, {len(test_views)} test; {ctx.world_size} process(es)")
+          f"parameters; {len(train_views)} training sequences ({args.cameras} cameras; {generator.num_frames} "
+          f"frames/epoch with augmentation), {len(val_views)} validation, {len(test_views)} test; {ctx.world_size} process(es)")
 
     ckpt_dir = Path(args.checkpoint)
     epoch, best = 0, math.inf
