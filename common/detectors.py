@@ -6,7 +6,8 @@ with a per-joint confidence in [0, 1].
 * :class:`BlazePoseSource` (default): MediaPipe BlazePose (``mediapipe==0.10.21``, legacy
   ``mediapipe.solutions.pose``, ``model_complexity=1`` whose weights ship in the wheel; complexities 0 and 2
   would download at run time and are not offered). BlazePose finds one person per image, so it is run on
-  image regions: overlapping tiles when searching for people, a box around the followed person otherwise.
+  image regions: overlapping tiles when searching for people, a box around the followed person otherwise,
+  in its streaming mode (:meth:`Keypoint2DSource.track`) while the followed person stays in view.
 * :class:`MMPoseSource` (optional): a top-down mmpose model from a local config + checkpoint, only when
   mmpose is installed; nothing is ever downloaded.
 * :func:`load_keypoints`: VideoPose3D custom-dataset npz files or plain ``(T, 17, 2|3)`` arrays in Human3.6M
@@ -103,6 +104,16 @@ class Keypoint2DSource(ABC):
         """People in ``rgb`` (H, W, 3) uint8, restricted to ``roi`` = (x0, y0, x1, y1) pixels if given.
         Keypoints are in full-frame pixels. A region detector may return at most one person."""
 
+    def track(self, rgb: np.ndarray, window: tuple[int, int, int, int] | None = None) -> PersonPose | None:
+        """Streaming mode, for consecutive frames: the person followed since the last :meth:`reset_tracking`
+        inside the same ``window`` (x0, y0, x1, y1 pixels; None = the whole frame), found from the previous
+        frame's pose, which is cheaper than :meth:`detect`. Sources without such a mode return None (callers
+        then use :meth:`detect`)."""
+        return None
+
+    def reset_tracking(self) -> None:
+        """Forget the streaming-mode state (call when the window moves or the person changes)."""
+
     def close(self) -> None:
         """Release native resources (graphs, sessions)."""
 
@@ -119,21 +130,51 @@ class BlazePoseSource(Keypoint2DSource):
             raise UserError(f"mediapipe is not importable ({exc}); install mediapipe==0.10.21") from None
         self._pose = mp_pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=False,
                                   min_detection_confidence=min_detection_confidence)
+        self._min_detection_confidence = min_detection_confidence
+        self._tracking = None  # BlazePose's streaming mode, created on the first call to track()
 
-    def detect(self, rgb: np.ndarray, roi: tuple[int, int, int, int] | None = None) -> list[PersonPose]:
-        x0, y0, x1, y1 = roi if roi is not None else (0, 0, rgb.shape[1], rgb.shape[0])
-        crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
-        if crop.size == 0:
-            return []
-        result = self._pose.process(crop)
+    @staticmethod
+    def _person(result, x0: int, y0: int, x1: int, y1: int) -> PersonPose | None:
+        """A BlazePose result on the crop (x0, y0, x1, y1) -> :class:`PersonPose` in full-frame pixels."""
         if result.pose_landmarks is None:
-            return []
+            return None
         marks = np.array([(m.x, m.y, m.visibility) for m in result.pose_landmarks.landmark], dtype=np.float32)
         pixels = marks[:, :2] * np.array([x1 - x0, y1 - y0], dtype=np.float32) + np.array([x0, y0], np.float32)
-        return [blazepose_person(pixels, marks[:, 2])]
+        return blazepose_person(pixels, marks[:, 2])
+
+    @staticmethod
+    def _crop(rgb: np.ndarray, region: tuple[int, int, int, int] | None) -> tuple[np.ndarray, tuple[int, ...]]:
+        x0, y0, x1, y1 = region if region is not None else (0, 0, rgb.shape[1], rgb.shape[0])
+        return np.ascontiguousarray(rgb[y0:y1, x0:x1]), (x0, y0, x1, y1)
+
+    def detect(self, rgb: np.ndarray, roi: tuple[int, int, int, int] | None = None) -> list[PersonPose]:
+        crop, box = self._crop(rgb, roi)
+        if crop.size == 0:
+            return []
+        person = self._person(self._pose.process(crop), *box)
+        return [] if person is None else [person]
+
+    def track(self, rgb: np.ndarray, window: tuple[int, int, int, int] | None = None) -> PersonPose | None:
+        """BlazePose's streaming mode (``static_image_mode=False``, no landmark smoothing): its person detector
+        runs only until somebody is found in the window, then the landmark model follows them from the
+        previous frame's landmarks."""
+        if self._tracking is None:
+            from mediapipe.python.solutions import pose as mp_pose
+
+            self._tracking = mp_pose.Pose(static_image_mode=False, model_complexity=1, enable_segmentation=False,
+                                          smooth_landmarks=False,
+                                          min_detection_confidence=self._min_detection_confidence)
+        crop, box = self._crop(rgb, window)
+        return None if crop.size == 0 else self._person(self._tracking.process(crop), *box)
+
+    def reset_tracking(self) -> None:
+        if self._tracking is not None:
+            self._tracking.reset()
 
     def close(self) -> None:
         self._pose.close()
+        if self._tracking is not None:
+            self._tracking.close()
 
 
 def blazepose_person(landmarks: np.ndarray, visibility: np.ndarray) -> PersonPose:

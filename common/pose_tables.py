@@ -65,11 +65,14 @@ def jsonl_header(frame_description: str, fps: float, **extra: Any) -> dict:
                        "frame": frame_description, "fps": fps, **extra}}
 
 
-def jsonl_record(frame: int, time_s: float, joints: np.ndarray | None, lengths: np.ndarray, **extra: Any) -> dict:
-    """One frame's JSON object: joints (17, 3) metres or None, lengths (16,) metres, rounded to 0.01 mm."""
+def jsonl_record(frame: int, time_s: float, joints: np.ndarray | None, lengths: np.ndarray | None,
+                 **extra: Any) -> dict:
+    """One frame's JSON object: joints (17, 3) metres or None, lengths (16,) metres or None (not known yet),
+    rounded to 0.01 mm."""
     return {"frame": int(frame), "time_s": round(float(time_s), 6),
             "joints": None if joints is None else np.round(np.asarray(joints, np.float64), DECIMALS).tolist(),
-            "lengths": np.round(np.asarray(lengths, np.float64), DECIMALS).tolist(), **extra}
+            "lengths": None if lengths is None else np.round(np.asarray(lengths, np.float64), DECIMALS).tolist(),
+            **extra}
 
 
 class JsonLinesWriter:

@@ -3,10 +3,14 @@
 :class:`PersonTracker` takes one frame at a time (streaming): while nobody is followed it searches the whole
 frame (full view plus overlapping square tiles, so that small people far from the camera are found too) and
 picks a person by the ``--person`` policy (``largest`` box, most ``central`` box, or the ``<index>``-th person
-counted left to right); afterwards it looks only in a box around the person's last position and accepts a
+counted left to right); afterwards it follows them with the detector's streaming mode (BlazePose's landmark
+model fed the previous frame's pose, no person detector) inside a window of 2.5 person sizes, re-centred (and
+the streaming state reset) when the person comes within 4 % of the window's side from an edge. A streaming
+result counts only if it overlaps the person's last position; otherwise (or for detectors without a streaming
+mode) it looks in a box around the person's last position with a fresh detection and accepts a
 detection only if it overlaps that position, so it does not jump to a passer-by. When the person is lost it
-searches the whole frame again for the candidate nearest to where the person was last seen, within half a
-box size (growing by 20 % per lost frame, at most 1.5 box sizes); after ``reacquire_after`` lost frames
+searches again, in the search regions around where the person was last seen, for the candidate nearest to
+that place within half a box size (growing by 20 % per lost frame, at most 1.5 box sizes); after ``reacquire_after`` lost frames
 (the person left, or the video cuts) it picks a person by the policy again, as at the start.
 
 Positions are (T, 17, 2) pixels, H36M order; missing frames are NaN until :func:`fill_gaps`.
@@ -26,6 +30,8 @@ ROI_SCALE = 1.6        # side of the follow box relative to the person's larger 
 MIN_ROI = 192          # pixels
 TILE_FRACTION = 0.65   # search tile side relative to the frame's shorter side
 NMS_OVERLAP = 0.5     # detections overlapping more (relative to the smaller box) are one person
+TRACK_WINDOW_SCALE = 2.5  # side of the streaming-mode window relative to the person's larger box side
+TRACK_MARGIN = 0.04       # re-centre the window when the person's box is this close (fraction of the side) to an edge
 
 
 @dataclass
@@ -74,10 +80,15 @@ def search_regions(width: int, height: int) -> list[tuple[int, int, int, int]]:
     return regions
 
 
-def find_people(detector: Keypoint2DSource, rgb: np.ndarray) -> list[PersonPose]:
-    """Everybody the detector finds over the search regions; duplicates (a tile may see part of a person:
-    boxes overlapping by more than half of the smaller one) are merged keeping the most confident."""
-    found = [p for region in search_regions(rgb.shape[1], rgb.shape[0]) for p in detector.detect(rgb, region)]
+def find_people(detector: Keypoint2DSource, rgb: np.ndarray,
+                area: tuple[float, float, float, float] | None = None) -> list[PersonPose]:
+    """Everybody the detector finds over the search regions (only those that intersect ``area`` = x0, y0, x1,
+    y1 pixels, if given); duplicates (a tile may see part of a person: boxes overlapping by more than half of
+    the smaller one) are merged keeping the most confident."""
+    regions = search_regions(rgb.shape[1], rgb.shape[0])
+    if area is not None:
+        regions = [r for r in regions if r[0] < area[2] and area[0] < r[2] and r[1] < area[3] and area[1] < r[3]]
+    found = [p for region in regions for p in detector.detect(rgb, region)]
     found.sort(key=lambda p: -p.score)
     kept: list[PersonPose] = []
     for person in found:
@@ -123,9 +134,12 @@ class PersonTracker:
         self.lost = 0  # consecutive frames without the followed person
         self.reacquire_after = reacquire_after
         self.reacquired: list[int] = []  # frames where a person was picked again after a long loss
+        self.window: tuple[int, int, int, int] | None = None  # streaming-mode window (None: to be placed)
 
-    def _roi(self, bbox: np.ndarray) -> tuple[int, int, int, int]:
-        side = max(MIN_ROI, ROI_SCALE * max(bbox[2] - bbox[0], bbox[3] - bbox[1]))
+    def _roi(self, bbox: np.ndarray, scale: float = ROI_SCALE) -> tuple[int, int, int, int]:
+        """Square region of ``scale`` x the box's larger side (at least MIN_ROI) centred on it, kept inside
+        the frame."""
+        side = max(MIN_ROI, scale * max(bbox[2] - bbox[0], bbox[3] - bbox[1]))
         cx, cy = (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2
         x0 = int(np.clip(cx - side / 2, 0, max(0, self.width - side)))
         y0 = int(np.clip(cy - side / 2, 0, max(0, self.height - side)))
@@ -151,13 +165,31 @@ class PersonTracker:
                      for p in self.detector.detect(crop)]
         return None
 
+    def _streamed(self, rgb: np.ndarray) -> PersonPose | None:
+        """The followed person from the detector's streaming mode inside the window, or None."""
+        x0, y0, x1, y1 = self.window or (0, 0, 0, 0)
+        bbox = self.last.bbox
+        margin = TRACK_MARGIN * (x1 - x0)
+        if not (bbox[0] >= x0 + margin and bbox[1] >= y0 + margin and bbox[2] <= x1 - margin
+                and bbox[3] <= y1 - margin):
+            self.window = self._roi(bbox, TRACK_WINDOW_SCALE)
+            self.detector.reset_tracking()
+        person = self.detector.track(rgb, self.window)
+        if person is not None and person.score >= self.min_score and box_iou(person.bbox, bbox) > 0.1:
+            return person
+        self.window = None  # lost or somebody else: the next streaming call starts afresh
+        return None
+
     def _follow(self, rgb: np.ndarray) -> PersonPose | None:
-        person = self._in_roi(rgb)
+        person = self._streamed(rgb) or self._in_roi(rgb)
         if person is not None:
             return person
-        people = [p for p in find_people(self.detector, rgb) if p.score >= self.min_score]
         size = max(self.last.bbox[2] - self.last.bbox[0], self.last.bbox[3] - self.last.bbox[1])
         reach = size * min(1.5, 0.5 * (1 + 0.2 * self.lost))  # grows while the person stays lost
+        # only the search regions that can hold a person whose centre is within reach
+        (cx, cy), extent = self.last.centre, reach + size
+        area = (cx - extent, cy - extent, cx + extent, cy + extent)
+        people = [p for p in find_people(self.detector, rgb, area) if p.score >= self.min_score]
         near = [p for p in people if np.linalg.norm(p.centre - self.last.centre) < reach]
         return min(near, key=lambda p: float(np.linalg.norm(p.centre - self.last.centre))) if near else None
 
@@ -167,6 +199,7 @@ class PersonTracker:
             people = [p for p in find_people(self.detector, rgb) if p.score >= self.min_score]
             self.people_seen = max(self.people_seen, len(people))
             person = choose_person(people, self.policy, self.width, self.height)
+            self.window = None
             if person is not None and self.last is not None:
                 self.reacquired.append(len(self.positions))
         else:

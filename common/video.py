@@ -3,7 +3,8 @@
 Frames are handled one at a time so memory stays constant in the video's length:
 
 * :class:`VideoReader` decodes a file with OpenCV; frames are ``(H, W, 3)`` uint8 **RGB**; the frame rate,
-  size and frame count come from the file.
+  size and frame count come from the file. A thread decodes up to ``prefetch`` frames ahead (a bounded queue:
+  the decoding overlaps the caller's work on the previous frame; memory stays constant).
 * :class:`VideoWriter` writes RGB frames to an MP4 (OpenCV, ``mp4v``) or to an animated GIF. The GIF is
   written frame by frame: each frame is palette-encoded by Pillow on its own and its image block is appended
   to the open file with a local colour table, so no frame list is ever kept.
@@ -13,8 +14,10 @@ from __future__ import annotations
 import io
 import os
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Full, Queue
 from typing import Iterator
 
 import cv2
@@ -45,8 +48,9 @@ class VideoReader:
     ``max_frames``. Each iteration re-opens the file, so the reader can be traversed more than once
     (the pipeline decodes once to detect and once to render)."""
 
-    def __init__(self, path: str | Path, max_frames: int | None = None):
+    def __init__(self, path: str | Path, max_frames: int | None = None, prefetch: int = 2):
         self.path = Path(path)
+        self.prefetch = prefetch
         if not self.path.is_file():
             raise UserError(f"video not found: {self.path}")
         capture = self._open()
@@ -71,7 +75,7 @@ class VideoReader:
             raise UserError(f"{self.path}: cannot open video (unsupported or corrupt file)")
         return capture
 
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def _decode(self) -> Iterator[np.ndarray]:
         capture = self._open()
         try:
             index = 0
@@ -83,6 +87,45 @@ class VideoReader:
                 index += 1
         finally:
             capture.release()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self.prefetch <= 0:
+            yield from self._decode()
+            return
+        queue: Queue = Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+
+        def put(item) -> bool:
+            while not stop.is_set():  # the consumer may have stopped early: never block forever
+                try:
+                    queue.put(item, timeout=0.1)
+                    return True
+                except Full:
+                    continue
+            return False
+
+        def work() -> None:
+            try:
+                for frame in self._decode():
+                    if not put(frame):
+                        return
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+                put(exc)
+            put(_END)
+
+        thread = threading.Thread(target=work, name="decode", daemon=True)
+        thread.start()
+        try:
+            while (item := queue.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            thread.join()
+
+
+_END = object()  # end of a prefetched frame stream
 
 
 class _GifStream:

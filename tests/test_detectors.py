@@ -8,8 +8,8 @@ from common.detectors import (BLAZEPOSE_PARTS, COCO_PARTS, HEAD_ABOVE_EARS, Keyp
                               blazepose_person, load_keypoints, to_h36m)
 from common.errors import UserError
 from common.fileio import save_npz
-from common.tracking import (PersonTracker, Track2D, choose_person, fill_gaps, parse_person_policy,
-                             search_regions, smooth_track)
+from common.tracking import (PersonTracker, Track2D, box_iou, choose_person, fill_gaps, find_people,
+                             parse_person_policy, search_regions, smooth_track)
 
 RNG = np.random.default_rng(0)
 
@@ -219,6 +219,65 @@ def test_tracker_follows_one_person_and_records_gaps():
     filled = fill_gaps(raw, max_gap=5)
     assert filled.gaps == [(3, 4)]
     np.testing.assert_allclose(filled.positions[3:5, 0, 0], [130, 140], atol=1e-4)
+
+
+class StreamingRectangleDetector(RectangleDetector):
+    """RectangleDetector with a streaming mode: after a reset it detects in the window, then it follows the
+    rectangle that overlaps the one it returned last (as a landmark model fed the previous pose would)."""
+
+    def __init__(self, scores):
+        super().__init__(scores)
+        self.state = None
+        self.calls = {"detect": 0, "track": 0, "reset": 0}
+
+    def detect(self, rgb, roi=None):
+        self.calls["detect"] += 1
+        return super().detect(rgb, roi)
+
+    def track(self, rgb, window=None):
+        self.calls["track"] += 1
+        x0, y0, x1, y1 = window
+        crop = rgb[y0:y1, x0:x1, 0]
+        people = [_person(xs.min() + x0, ys.min() + y0, xs.max() + 1 + x0, ys.max() + 1 + y0, self.scores[int(pid)])
+                  for pid in np.unique(crop[crop > 0]) for ys, xs in [np.nonzero(crop == pid)]]
+        if self.state is not None:  # the one that overlaps the last pose most
+            people = sorted((p for p in people if box_iou(p.bbox, self.state.bbox) > 0),
+                            key=lambda p: -box_iou(p.bbox, self.state.bbox))
+        self.state = (people[0] if self.state is not None else max(people, key=lambda p: p.score)) if people else None
+        return self.state
+
+    def reset_tracking(self):
+        self.calls["reset"] += 1
+        self.state = None
+
+
+def test_tracker_follows_in_streaming_mode_and_moves_its_window():
+    width, height = 640, 480
+    detector = StreamingRectangleDetector({1: 0.9, 2: 0.99})
+    tracker = PersonTracker(detector, width, height, "largest")
+    for k in range(12):
+        frame = np.zeros((height, width, 3), np.uint8)
+        _draw(frame, (560 - 50 * k, 330, 600 - 50 * k, 470), 2)       # more confident passer-by, lower down
+        _draw(frame, (60 + 40 * k, 100, 140 + 40 * k, 300), 1)        # walker, larger, moving right
+        tracker.update(frame)
+    raw = tracker.result()
+    np.testing.assert_allclose(raw.positions[:, 0, 0], [60 + 40 * k for k in range(12)])  # never the passer-by
+    # the first frame searches the whole frame; afterwards the streaming mode does the work, its window
+    # re-centred when the walker comes near its edge (it moves 440 px)
+    assert detector.calls["track"] == 11 and detector.calls["detect"] == len(search_regions(width, height))
+    assert 2 <= detector.calls["reset"] < 11
+
+
+def test_find_people_near_an_area_searches_fewer_regions():
+    detector = StreamingRectangleDetector({1: 0.9})
+    frame = np.zeros((480, 640, 3), np.uint8)
+    _draw(frame, (20, 20, 80, 200), 1)
+    everywhere = find_people(detector, frame)
+    assert detector.calls["detect"] == 13  # the frame + 4 x 3 tiles of 312 px at x 0/109/218/328, y 0/84/168
+    detector.calls["detect"] = 0
+    near = find_people(detector, frame, area=(0, 0, 150, 250))
+    assert detector.calls["detect"] == 7  # the frame + the tiles starting at x 0 or 109 (all three rows)
+    np.testing.assert_allclose(near[0].bbox, everywhere[0].bbox)
 
 
 def test_tracker_reports_nobody_and_missing_index():
