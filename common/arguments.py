@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--cameras virtual: random cameras per motion segment")
     g.add_argument("--virtual_segment", type=int, default=250,
                    help="--cameras virtual: frames per segment filmed by one camera")
+    g.add_argument("--extra_motion", action="store_true",
+                   help="--cameras virtual: also train on 91 s of extra real motion (CMU and assimp BVH clips of "
+                        "Debian's assimp-testmodels, fetched once into $BLAPOSE_CACHE; common/extra_motion.py)")
 
     g = p.add_argument_group("checkpoints")
     g.add_argument("-c", "--checkpoint", default="checkpoint", help="folder for checkpoints")
@@ -133,6 +136,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.dataset = resolve_dataset_name(args.dataset, args.data_dir)
     if args.cameras == "virtual" and args.train_type == "length":
         raise UserError("--cameras virtual applies to -t pose and -t mix (the length model builds its own batches)")
+    if args.extra_motion and args.cameras != "virtual":
+        raise UserError("--extra_motion needs --cameras virtual (the extra clips have no dataset cameras)")
     if args.virtual_views < 1 or args.virtual_segment < 2:
         raise UserError("--virtual_views must be >= 1 and --virtual_segment >= 2")
     if args.segment_shift is None:

@@ -51,15 +51,20 @@ def bn_momentum(epoch: int, epochs: int) -> float:
 def training_views(dataset: PoseDataset, subjects: list[str], action_filter: list[str] | None,
                    args: argparse.Namespace) -> list[Sequence3D]:
     """The training views of ``subjects``: the dataset's own cameras and 2D keypoints (``--cameras dataset``),
-    or their 3D motion filmed by random virtual cameras with detector-like 2D noise (``--cameras virtual``:
+    or their 3D motion (plus the extra clips of :mod:`common.extra_motion` with ``--extra_motion``, performed by
+    these subjects' bodies) filmed by random virtual cameras with detector-like 2D noise (``--cameras virtual``:
     ``--virtual_views`` cameras per ``--virtual_segment`` frames, seeded by ``--seed``)."""
     if args.cameras == "dataset":
         return dataset.fetch(subjects, action_filter, require_3d=True)
     from common.virtual_cameras import virtual_views, world_motions
 
     dataset.check_subjects(subjects)
-    views = virtual_views(world_motions(dataset.world_3d, subjects, action_filter), args.virtual_views,
-                          args.virtual_segment, args.seed)
+    motions = world_motions(dataset.world_3d, subjects, action_filter)
+    if args.extra_motion:
+        from common.extra_motion import extra_motions
+
+        motions += extra_motions(subjects)
+    views = virtual_views(motions, args.virtual_views, args.virtual_segment, args.seed)
     if not views:
         raise UserError(f"no 3D motion for subjects {subjects} with actions {action_filter}")
     return views
