@@ -10,6 +10,7 @@ import io
 import json
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -124,11 +125,52 @@ def check_array(name: str, array: Any, shape: tuple[int | None, ...], finite: bo
     return arr
 
 
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]{8}\.tmp$")
+_OLD_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]{8}\.tmp$")  # written before the pid was added
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the ``.<name>.<pid>.<random>.tmp`` files that :func:`atomic_write` left in ``folder`` when its
+    process was killed mid-write (the pid is no longer running). Returns what was removed."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        stale = bool(match) and not _process_alive(int(match.group("pid")))
+        if not match:
+            old = _OLD_TEMP_NAME.match(entry.name)
+            stale = bool(old) and os.path.exists(os.path.join(folder, old.group("target")))
+        if stale and entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            except OSError:
+                pass
+    return removed
+
+
 def atomic_write(path: str | Path, write) -> None:
-    """Write a file atomically: ``write(file_object)`` into a temp file in the same folder, then rename."""
+    """Write a file atomically: ``write(file_object)`` into a temp file ``.<name>.<pid>.<random>.tmp`` in the
+    same folder, then rename. Temp files of killed writers in that folder are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temp_files(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions

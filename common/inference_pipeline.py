@@ -211,7 +211,7 @@ def _sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.T
 def load_mix_model(config: InferenceConfig) -> MixModel:
     """The fine-tuned mix model (``length_model.*`` + ``direction_model.*``) from ``--finetuned_ckpt``."""
     path = resolve_checkpoint(config.finetuned_ckpt)
-    checkpoint = load_checkpoint(path)
+    checkpoint = load_checkpoint(path, kind="mix")
     state = model_state(checkpoint, source=str(path))
     length_state = _sub_state(state, "length_model.")
     if not length_state:
@@ -226,7 +226,7 @@ def load_mix_model(config: InferenceConfig) -> MixModel:
 def load_plain_lifter(config: InferenceConfig) -> TemporalModel:
     """A plain VideoPose3D lifter (``train.py -t pose`` or the published ``pretrained_h36m_cpn.bin``)."""
     path = resolve_checkpoint(config.lifter_ckpt)
-    checkpoint = load_checkpoint(path)
+    checkpoint = load_checkpoint(path, kind="lifter")
     state = _sub_state(model_state(checkpoint, source=str(path)), "")
     lifter = build_lifter(state, config, str(path), checkpoint)
     load_weights(lifter, state, str(path))

@@ -233,8 +233,9 @@ def length_model_for_state(state: dict[str, torch.Tensor], source: str = "checkp
 def length_model_from_checkpoint(checkpoint: dict[str, Any], bidirectional: bool | None = None,
                                  num_layers: int | None = None, source: str = "checkpoint") -> BoneLengthModel:
     """Rebuild and load a bone-length model from a checkpoint dict (architecture read from the weights)."""
-    from common.checkpoint import load_weights, model_state, strip_module_prefix
+    from common.checkpoint import expect_kind, load_weights, model_state, strip_module_prefix
 
+    expect_kind(checkpoint, "length", source)
     state = strip_module_prefix(model_state(checkpoint, source=source))
     model = length_model_for_state(state, source, bidirectional, num_layers)
     load_weights(model, state, source)

@@ -7,8 +7,9 @@ root-relative pose (metres, camera frame).
 
 Checkpoints in ``-c`` (default ``checkpoint/``): ``epoch_<n>.bin`` every ``--checkpoint-frequency`` epochs,
 ``epoch_best.bin`` (lowest MPJPE on the held-out training sequences, or on the test subjects with
-``--select_on test``), ``final.bin``; each holds ``model_pos``, ``epoch``, ``lr``, ``optimizer``, ``history``
-and ``random_state`` (every process's random streams, :mod:`common.training`), so ``-r`` resumes exactly.
+``--select_on test``), ``final.bin`` (rewritten every epoch, like the other trainers); each holds
+``model_pos``, ``epoch``, ``lr``, ``optimizer``, ``history`` and ``random_state`` (every process's random streams,
+:mod:`common.training`), so ``-r`` resumes exactly.
 ``pose_history.json`` holds the per-epoch MPJPEs (``--export-training-curves``: ``pose_training_curves.png``).
 
 ``--evaluate`` evaluates ``-r <ckpt>`` (default ``<checkpoint>/epoch_best.bin``, else ``final.bin``) on the
@@ -125,7 +126,7 @@ def _evaluate_checkpoint(args, views, device) -> None:
     else:
         best = Path(args.checkpoint) / "epoch_best.bin"
         path = best if best.is_file() else Path(args.checkpoint) / "final.bin"
-    state = load_checkpoint(path, device)
+    state = load_checkpoint(path, device, kind="lifter")
     # checkpoints written here store their architecture, which wins over the flags; published ones do not
     arch = {**_architecture(args), **{k: state[k] for k in _architecture(args) if k in state}}
     if arch != _architecture(args):
@@ -195,7 +196,7 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     streams = {"generator": generator}
     if args.resume:
         path = resolve_checkpoint(args.resume)
-        state = load_checkpoint(path, device)
+        state = load_checkpoint(path, device, kind="lifter")
         load_weights(train_model, model_state(state, source=str(path)), str(path))
         epoch, history, best = resume_training(state, str(path), optimizer, streams, ctx, history)
         train_model.set_bn_momentum(bn_momentum(epoch, args.epochs))
@@ -206,6 +207,7 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
                 "model_pos": train_model.state_dict(), "random_state": random_states, "history": history,
                 "best": best, **_architecture(args)}
 
+    first_epoch = epoch
     while epoch < args.epochs:
         start = time.time()
         train_model.train()
@@ -248,15 +250,17 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
               f"train MPJPE {history['train'][-1]:7.1f} mm  "
               f"val {history['val'][-1]:7.1f} mm  test {history['test'][-1]:7.1f} mm" + ("  *" if improved else ""))
         save_epoch_checkpoints(ckpt_dir, checkpoint_state(random_states), epoch, args.checkpoint_frequency,
-                               best=improved, final=False)
+                               best=improved)
         save_history(ckpt_dir, "pose", history, history if args.export_training_curves else None, "MPJPE (mm)",
                      "VideoPose3D lifter")
         distributed.barrier(ctx)
-    random_states = gather_rng_states(streams, ctx)
+    if epoch == first_epoch:  # no epoch ran (-e 0, or resuming a finished run): final.bin is this state
+        random_states = gather_rng_states(streams, ctx)
+        if ctx.is_main:
+            save_checkpoint(ckpt_dir / "final.bin", checkpoint_state(random_states))
     if not ctx.is_main:
         return
-    save_checkpoint(ckpt_dir / "final.bin", checkpoint_state(random_states))
-    print(f"saved {ckpt_dir / 'final.bin'}")
+    print(f"saved {ckpt_dir / 'final.bin'} (rewritten every epoch)")
 
     eval_model.load_state_dict(train_model.state_dict())
     report(eval_model, test_views, "VideoPose3D (final)", args, device)

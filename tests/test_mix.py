@@ -265,7 +265,7 @@ def test_bad_inputs_are_one_line_errors(mix_setup, tmp_path):
     ckpts = mix_setup / "checkpoint"
     with pytest.raises(UserError, match="--length_model"):
         _train(["-t", "mix", "-bi", "-arc", "3,3,3,3,3"] + _flags(mix_setup, "-e", "1", "-c", str(tmp_path)))
-    with pytest.raises(UserError, match="not a mix checkpoint"):
+    with pytest.raises(UserError, match="is a VideoPose3D lifter checkpoint, not a mix"):
         _train(["-t", "mix", "-bi", "-arc", "3,3,3,3,3", "--evaluate", "--mix_model",
                 str(ckpts / "pretrained_h36m_cpn.bin")] + _flags(mix_setup, "-c", str(tmp_path)))
     with pytest.raises(UserError, match="does not match"):  # wrong -arc for the lifter checkpoint
