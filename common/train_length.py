@@ -183,7 +183,7 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     streams = {"order": order_gen, "sample": sample_gen}
     if args.resume:
         path = resolve_checkpoint(args.resume, checkpoint_dir)
-        ckpt = load_checkpoint(path, device)
+        ckpt = load_checkpoint(path, device, kind="length")
         load_weights(model, model_state(ckpt, source=str(path)), str(path))
         epoch, history, best = resume_training(ckpt, str(path), optimizer, streams, ctx, history)
 

@@ -109,12 +109,9 @@ def build_models(args: argparse.Namespace, device: torch.device) -> tuple[MixMod
     checkpoint: dict[str, Any] = {}
     if source:
         path = find_checkpoint(source, args.checkpoint)
-        checkpoint = load_checkpoint(path, device)
+        checkpoint = load_checkpoint(path, device, kind="mix")
         state = model_state(checkpoint, source=str(path))
         length_state = _sub_state(state, "length_model.")
-        if not length_state:
-            raise UserError(f"{path} is not a mix checkpoint (no length_model.* weights); pass it as "
-                            "--direction_model or --length_model instead")
         length_model = length_model_from_checkpoint({"model_pos": length_state}, args.bidirectional or None,
                                                     source=str(path))
         adopt_architecture(args, checkpoint.get("mix_config"), str(path))
@@ -128,7 +125,7 @@ def build_models(args: argparse.Namespace, device: torch.device) -> tuple[MixMod
         length_model = length_model_from_checkpoint(load_checkpoint(length_path, device), args.bidirectional or None,
                                                     source=str(length_path))
         direction_path = find_checkpoint(args.direction_model, args.checkpoint)
-        lifter_checkpoint = load_checkpoint(direction_path, device)
+        lifter_checkpoint = load_checkpoint(direction_path, device, kind="lifter")
         adopt_architecture(args, lifter_checkpoint, str(direction_path))
         train_lifter, eval_lifter = _lifters(args)
         load_weights(train_lifter, model_state(lifter_checkpoint, source=str(direction_path)), str(direction_path))
