@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if model.bidirectional and args.causal:
         raise UserError(f"{path} is a Bi-GRU: --causal needs the unidirectional GRU")
     dataset = load_dataset(args.data_dir, dataset_name, args.keypoints or DEFAULT_KEYPOINTS.get(dataset_name),
-                           need_3d=False)
+                           need_3d=False, camera_3d=False)
     views = dataset.fetch(subjects, parse_action_filter(args.actions))
 
     predictions = predict_sequences(model, [v.poses_2d for v in views])

@@ -1,6 +1,9 @@
 """Command-line flags of ``train.py`` (VideoPose3D's names plus BLAPose's), shared by the three tasks.
 
-The defaults are the paper's full schedules; the README's demo job passes short ones explicitly.
+The defaults are the paper's full schedules; the README's demo job passes short ones explicitly. Flags whose
+right value depends on the task default to ``None`` in the parser and are resolved by :func:`parse_args` from
+:data:`TASK_DEFAULTS`: ``-t length`` and ``-t mix`` take the BLAPose authors' values (their ``train.py``),
+``-t pose`` keeps VideoPose3D's.
 """
 from __future__ import annotations
 
@@ -10,6 +13,14 @@ from typing import Sequence
 from common.dataset import resolve_dataset_name
 from common.device import add_device_argument
 from common.errors import UserError
+
+
+# Per-task defaults of the flags whose parser default is None (README "Training recipe" table).
+TASK_DEFAULTS: dict[str, dict[str, object]] = {
+    "length": {"learning_rate": 1e-4, "seed": 5731, "architecture": [3, 3, 3, 3], "checkpoint_frequency": 40},
+    "mix": {"learning_rate": 1e-4, "seed": 5731, "architecture": [3, 3, 3, 3], "checkpoint_frequency": 40},
+    "pose": {"learning_rate": 1e-3, "seed": 1234, "architecture": [3, 3, 3], "checkpoint_frequency": 10},
+}
 
 
 def _filter_widths(text: str) -> list[int]:
@@ -59,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("checkpoints")
     g.add_argument("-c", "--checkpoint", default="checkpoint", help="folder for checkpoints")
-    g.add_argument("--checkpoint-frequency", dest="checkpoint_frequency", type=int, default=10,
-                   help="save epoch_<n>.bin every N epochs")
+    g.add_argument("--checkpoint-frequency", dest="checkpoint_frequency", type=int, default=None,
+                   help="save epoch_<n>.bin every N epochs (default: 40 for -t length/mix as the authors, "
+                        "10 for -t pose as VideoPose3D)")
     g.add_argument("-r", "--resume", default="", help="checkpoint to resume training from (exactly)")
     g.add_argument("--evaluate", action="store_true", help="evaluate only (with --mix_model / -r / --ckpt)")
     g.add_argument("--export-training-curves", dest="export_training_curves", action="store_true",
@@ -73,18 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-e", "--epochs", type=int, default=60, help="number of training epochs")
     g.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=1024, help="batch size")
     g.add_argument("-drop", "--dropout", type=float, default=0.25, help="dropout probability")
-    g.add_argument("-lr", "--learning-rate", dest="learning_rate", type=float, default=0.001, help="initial lr")
+    g.add_argument("-lr", "--learning-rate", dest="learning_rate", type=float, default=None,
+                   help="initial learning rate (default: 1e-4 for -t length/mix as the authors, 1e-3 for -t pose "
+                        "as VideoPose3D)")
     g.add_argument("-lrd", "--lr-decay", dest="lr_decay", type=float, default=0.95, help="lr decay per epoch")
     g.add_argument("-no-da", "--no-data-augmentation", dest="data_augmentation", action="store_false",
                    help="disable flip augmentation during training")
     g.add_argument("-no-tta", "--no-test-time-augmentation", dest="test_time_augmentation", action="store_false",
                    help="disable flip test-time augmentation")
-    g.add_argument("--seed", type=int, default=1234, help="random seed")
+    g.add_argument("--seed", type=int, default=None,
+                   help="random seed (default: 5731 for -t length/mix as the authors, 1234 for -t pose)")
     g.add_argument("--workers", type=int, default=0, help="reserved: data is built on the device, no workers")
 
     g = p.add_argument_group("lifter (VideoPose3D)")
-    g.add_argument("-arc", "--architecture", type=_filter_widths, default=[3, 3, 3],
-                   help="filter widths, e.g. 3,3,3 (27 frames), 3,3,3,3 (81), 3,3,3,3,3 (243)")
+    g.add_argument("-arc", "--architecture", type=_filter_widths, default=None,
+                   help="filter widths, e.g. 3,3,3 (27 frames), 3,3,3,3 (81), 3,3,3,3,3 (243); default 3,3,3,3 for "
+                        "-t mix (the authors'), 3,3,3 for -t pose (VideoPose3D's)")
     g.add_argument("--causal", action="store_true", help="causal convolutions (lifter) / causal GRU evaluation")
     g.add_argument("-ch", "--channels", type=int, default=1024, help="channels of the lifter's convolutions")
     g.add_argument("--dense", action="store_true", help="dense convolutions instead of dilated")
@@ -96,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-layer", "--num_layers", type=int, default=1, help="GRU layers")
     g.add_argument("--hidden", type=int, default=512, help="GRU hidden size (512 in the published models)")
     g.add_argument("-l", "--chunk_len", type=int, default=512, help="frames per training chunk")
-    g.add_argument("--segment_shift", type=int, default=None,
-                   help="shift between consecutive chunks (default: chunk_len // 2)")
+    g.add_argument("--segment_shift", type=int, default=64,
+                   help="frames between the starts of consecutive training chunks (default 64, the authors')")
     g.add_argument("--length_aug_type", choices=["smpl", "random_unif", "random_norm_train", "random_norm_all"],
                    default="smpl", help="how training bone lengths are sampled")
     g.add_argument("-bla", "--bone_length_aug", default="",
@@ -140,6 +156,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         raise UserError("--extra_motion needs --cameras virtual (the extra clips have no dataset cameras)")
     if args.virtual_views < 1 or args.virtual_segment < 2:
         raise UserError("--virtual_views must be >= 1 and --virtual_segment >= 2")
-    if args.segment_shift is None:
-        args.segment_shift = max(1, args.chunk_len // 2)
+    for name, value in TASK_DEFAULTS[args.train_type].items():
+        if getattr(args, name) is None:
+            setattr(args, name, list(value) if isinstance(value, list) else value)
+    if args.segment_shift < 1:
+        raise UserError("--segment_shift must be >= 1")
     return args

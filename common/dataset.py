@@ -131,10 +131,12 @@ def _positions_17(name: str, positions: np.ndarray) -> np.ndarray:
 
 def load_dataset(data_dir: str | Path = "data", dataset: str = "h36m", keypoints: str | None = None,
                  camera_file: str | Path | None = None, need_3d: bool = True,
-                 subjects: Sequence[str] | None = None) -> PoseDataset:
+                 subjects: Sequence[str] | None = None, camera_3d: bool = True) -> PoseDataset:
     """Load ``data_3d_<dataset>.npz`` (if ``need_3d`` or present) and ``data_2d_<dataset>_<keypoints>.npz``.
 
     subjects: restrict loading to these subjects (faster; absent ones raise a UserError).
+    camera_3d: give every view its camera-frame 3D (``poses_3d``); False keeps only the world-frame 3D (less
+    memory, for jobs that read 2D and per-subject ground truth only).
     Every array is validated (shape, finiteness); 2D longer than 3D is truncated, 2D shorter is an error.
     """
     data_dir = Path(data_dir)
@@ -189,6 +191,7 @@ def load_dataset(data_dir: str | Path = "data", dataset: str = "h36m", keypoints
                     if len(kps) < len(world_pose):
                         raise UserError(f"{name}: {len(kps)} 2D frames but {len(world_pose)} 3D frames")
                     kps = kps[: len(world_pose)]
+                if world_pose is not None and camera_3d:
                     pose_3d = cam.world_to_camera(world_pose).astype(np.float32)
                     pose_3d[:, 1:] -= pose_3d[:, :1]
                 seq_views.append(Sequence3D(subject, action, cam_idx, cam,

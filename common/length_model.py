@@ -22,11 +22,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.accumulation import autocast_dtype
 from common.bones import average_symmetric
 from common.errors import UserError
 from common.skeleton import FLIP_BONES, NUM_JOINTS, flip_poses
 
 CausalState = list[torch.Tensor]  # per GRU: (num_layers, B, hidden)
+INFERENCE_BUDGET_MB = 192.0  # activations of one packed inference batch
 
 
 class BoneLengthModel(nn.Module):
@@ -85,16 +87,29 @@ class BoneLengthModel(nn.Module):
         if self.bidirectional:
             if state is not None:
                 raise ValueError("the bidirectional model reads whole sequences; it takes no carried state")
-            _, h_n = self.gru(x)
+            _, h_n = _run_gru(self.gru, x)
             features = torch.cat([h_n[-1], h_n[-2]], dim=-1)  # backward, forward (published order)
             return self.fc(torch.sigmoid(features))
         outputs, new_state = [], []
         for i, gru in enumerate(self.gru):
-            out, h_n = gru(x, None if state is None else state[i])
+            out, h_n = _run_gru(gru, x, None if state is None else state[i])
             outputs.append(out)
             new_state.append(h_n)
         lengths = self.fc(torch.sigmoid(torch.cat(outputs, dim=-1)))
         return (lengths, new_state) if return_state else lengths
+
+
+def _run_gru(gru: nn.GRU, x: torch.Tensor, state: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``gru(x, state)``; inside ``torch.autocast`` the GRU runs in the autocast dtype (bfloat16): CPU autocast
+    does not cover ``nn.GRU``, so its input, state and weights are cast explicitly. The float32 parameters
+    stay the leaves (gradients flow back through the casts in float32)."""
+    dtype = autocast_dtype(x.device)
+    if dtype is None:
+        return gru(x, state)
+    params = {name: p.to(dtype) for name, p in gru.named_parameters()}
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return torch.func.functional_call(gru, params, (x.to(dtype), None if state is None else state.to(dtype)))
 
 
 def build_length_model(bidirectional: bool, num_layers: int = 1, hidden_size: int = 512,
@@ -147,15 +162,26 @@ def _predict(model: BoneLengthModel, x: torch.Tensor, device: torch.device, chun
     return torch.cat(pieces, dim=1)
 
 
+def inference_frame_budget(model: BoneLengthModel, budget_mb: float = INFERENCE_BUDGET_MB) -> int:
+    """Padded frames per packed inference batch so that its activations stay under ``budget_mb`` MB: per frame
+    the embedding, each GRU direction's precomputed input gates (3 x hidden) and output (hidden), float32."""
+    directions = 2  # one Bi-GRU, or two causal GRUs
+    per_frame = 4 * (model.embed_dim + directions * model.num_layers * 4 * model.hidden_size)
+    return max(1, int(budget_mb * 1024 ** 2 // per_frame))
+
+
 @torch.no_grad()
-def predict_sequences(model: BoneLengthModel, sequences: Sequence[np.ndarray], frame_budget: int = 200_000,
+def predict_sequences(model: BoneLengthModel, sequences: Sequence[np.ndarray], frame_budget: int | None = None,
                       symmetric: bool = True) -> list[np.ndarray]:
     """Predict many 2D sequences of different lengths in packed batches (no per-sequence model call).
 
     sequences: list of (T_i, 17, 2) normalised. Sequences are sorted by length and grouped so that each packed
-    batch holds at most ``frame_budget`` padded frames (a longer single sequence goes alone, through
-    :func:`predict_lengths`). Returns, in input order, (16,) per sequence (bidirectional) or (T_i, 16) (causal).
+    batch holds at most ``frame_budget`` padded frames (default :func:`inference_frame_budget`, a bounded
+    memory; a longer single sequence goes alone, through :func:`predict_lengths`). Returns, in input order,
+    (16,) per sequence (bidirectional) or (T_i, 16) (causal).
     """
+    if frame_budget is None:
+        frame_budget = inference_frame_budget(model)
     out: list[np.ndarray | None] = [None] * len(sequences)
     order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
     device = next(model.parameters()).device
