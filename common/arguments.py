@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
+from common.accumulation import DEFAULT_MEMORY_BUDGET_GB, PRECISIONS
 from common.dataset import resolve_dataset_name
 from common.device import add_device_argument
 from common.errors import UserError
@@ -96,6 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=None,
                    help="random seed (default: 5731 for -t length/mix as the authors, 1234 for -t pose)")
     g.add_argument("--workers", type=int, default=0, help="reserved: data is built on the device, no workers")
+    g.add_argument("--micro_batch", default="auto",
+                   help="split each batch into micro-batches of at most N samples and accumulate their gradients "
+                        "(one optimiser step per batch, as the full batch; exact for -t length, per-micro-batch "
+                        "BatchNorm statistics for -t pose/mix); auto: the whole batch when its activations fit "
+                        "--memory_budget, else the fewest micro-batches that fit")
+    g.add_argument("--memory_budget", type=float, default=DEFAULT_MEMORY_BUDGET_GB,
+                   help="GB of training activations one micro-batch may hold (--micro_batch auto)")
+    g.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="fp32, or bf16 autocast (parameters, optimiser and loss stay fp32); auto: fp32 (see the "
+                        "README's Speed section for why bf16 is not the default)")
 
     g = p.add_argument_group("lifter (VideoPose3D)")
     g.add_argument("-arc", "--architecture", type=_filter_widths, default=None,

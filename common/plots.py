@@ -32,14 +32,16 @@ def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
 
 
 def plot_series(series: Mapping[str, Sequence[float]], path: str | Path, xlabel: str, ylabel: str,
-                title: str = "", log_x: bool = False) -> Path:
-    """One line per named series against 1, 2, ..., len (epochs, frames seen); NaN entries are left as gaps."""
+                title: str = "", log_x: bool = False, x: Sequence[float] | None = None) -> Path:
+    """One line per named series against ``x`` (default 1, 2, ..., len: epochs, frames seen); NaN entries are
+    left as gaps."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, values in series.items():
         values = np.asarray(values, dtype=np.float64)
         if values.size:
-            ax.plot(np.arange(1, len(values) + 1), values, marker="." if len(values) < 30 else None, label=name)
+            xs = np.arange(1, len(values) + 1) if x is None else np.asarray(x, dtype=np.float64)[: len(values)]
+            ax.plot(xs, values, marker="." if len(values) < 30 else None, label=name)
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)

@@ -11,6 +11,11 @@ Validation every epoch (rank 0):
 
 ``epoch_best.bin`` is chosen on ``val`` (or on ``test`` with ``--select_on test``, the paper's behaviour).
 All errors are mean absolute bone-length errors in mm. Under torchrun every rank draws different chunks.
+
+Each batch is split into micro-batches (``--micro_batch``/``--memory_budget``) whose gradients accumulate into
+one optimiser step equal to the full batch's; ``--precision bf16`` runs the forward pass (GRU included) in
+bfloat16. ``length_history.json`` records the cumulative wall time of every epoch (``wall_s``); with
+``--export-training-curves`` ``length_time_to_accuracy.png`` plots the errors against it.
 """
 from __future__ import annotations
 
@@ -24,6 +29,8 @@ import torch
 from tqdm import tqdm
 
 from common import distributed
+from common.accumulation import (accumulate_gradients, autocast, length_model_sample_bytes, resolve_micro_batch,
+                                 resolve_precision)
 from common.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint, save_epoch_checkpoints
 from common.dataset import PoseDataset, Sequence3D, load_dataset
 from common.errors import UserError
@@ -31,6 +38,7 @@ from common.fileio import check_array, load_npz
 from common.evaluation import format_bone_table
 from common.length_model import (BoneLengthModel, length_model_from_checkpoint,
                                  per_bone_error_mm, predict_sequences)
+from common.plots import plot_series
 from common.synthetic import LengthSampler, SyntheticBatchBuilder, epoch_order
 from common.training import (current_lr, decay_learning_rate, gather_rng_states, is_improvement, prepare_run,
                              resume_training, save_history, split_validation)
@@ -138,6 +146,17 @@ def _print_final_report(evaluator: LengthEvaluator, model: BoneLengthModel, labe
           f"{baseline.mean():.1f} mm")
 
 
+def length_loss(model: torch.nn.Module, keypoints_2d: torch.Tensor, lengths: torch.Tensor,
+                precision: str = "fp32") -> torch.Tensor:
+    """Mean absolute bone-length error (metres, float32 scalar) of ``model`` on normalised 2D chunks
+    ``(B, L, 17, 2)`` against ``lengths`` ``(B, 16)`` metres; a causal model is scored at every frame. The
+    forward pass runs under :func:`common.accumulation.autocast` for ``precision``; the loss in float32."""
+    with autocast(precision, keypoints_2d.device):
+        pred = model(keypoints_2d)
+    target = lengths if pred.ndim == 2 else lengths[:, None, :]
+    return (pred.float() - target).abs().mean()
+
+
 def run(args: argparse.Namespace) -> None:
     distributed.launch(_run, args)
 
@@ -177,7 +196,7 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, amsgrad=True)
     order_gen = torch.Generator(device=device).manual_seed(args.seed)  # same on every rank
     sample_gen = torch.Generator(device=device).manual_seed(args.seed * 1000 + 1 + ctx.rank)
-    history: dict[str, list[float]] = {"train": [], "val": [], "test": [], "synthetic_test": []}
+    history: dict[str, list[float]] = {"train": [], "val": [], "test": [], "synthetic_test": [], "wall_s": []}
     epoch, best = 0, math.inf
 
     streams = {"order": order_gen, "sample": sample_gen}
@@ -192,14 +211,23 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     if ctx.is_main and not args.no_eval:
         evaluator = LengthEvaluator(dataset, val_views, test_views, train_subjects, sampler, args, device)
     per_rank_batch = max(1, args.batch_size // ctx.world_size)
+    precision = resolve_precision(args.precision, device)
+    micro_batch = resolve_micro_batch(
+        args.micro_batch, per_rank_batch,
+        length_model_sample_bytes(args.hidden, args.num_layers, args.bidirectional, args.chunk_len,
+                                  precision=precision), args.memory_budget)
     if ctx.is_main:
         print(f"INFO: {builder.num_chunks} training chunks of {args.chunk_len} frames from {len(fit_views)} "
               f"sequences ({len(val_views)} held out for validation), {ctx.world_size} process(es), "
-              f"batch {per_rank_batch} per process, lengths: {args.length_aug_type}")
+              f"batch {per_rank_batch} per process in micro-batches of {micro_batch}, {precision}, "
+              f"lengths: {args.length_aug_type}")
         if evaluator is not None and evaluator.test_targets is not None:
             print(f"INFO: always-predict-training-mean baseline on {','.join(test_subjects)}: "
                   f"{evaluator.baseline_per_bone().mean():.1f} mm")
 
+    history.setdefault("wall_s", [])
+    elapsed_before = history["wall_s"][-1] if history["wall_s"] else 0.0
+    run_start = time.time()
     while epoch < args.epochs:
         start_time = time.time()
         ids, flips = epoch_order(builder.num_chunks, args.data_augmentation, order_gen, device)
@@ -214,14 +242,13 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
         for first in tqdm(steps, desc=f"epoch {epoch + 1}", disable=not ctx.is_main, leave=False):
             batch = builder.sample(ids[first:first + per_rank_batch], flips[first:first + per_rank_batch],
                                    sampler, sample_gen)
-            pred = train_model(batch.keypoints_2d)
-            target = batch.lengths if pred.ndim == 2 else batch.lengths[:, None, :]
-            loss = (pred - target).abs().mean()
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = accumulate_gradients(train_model, len(batch.lengths), micro_batch,
+                                        lambda rows: length_loss(train_model, batch.keypoints_2d[rows],
+                                                                 batch.lengths[rows], precision))
             optimizer.step()
-            total += float(loss.item()) * len(pred)
-            count += len(pred)
+            total += loss * len(batch.lengths)
+            count += len(batch.lengths)
         history["train"].append(distributed.all_reduce_mean(total / count, ctx) * 1000.0)
         epoch += 1
         lr = decay_learning_rate(optimizer, args.lr_decay)
@@ -229,6 +256,7 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
         metrics = evaluator.evaluate(model) if evaluator is not None else {}
         for key in ("val", "test", "synthetic_test"):
             history[key].append(metrics.get(key, math.nan))
+        history["wall_s"].append(elapsed_before + time.time() - run_start)
         random_states = gather_rng_states(streams, ctx)
         if ctx.is_main:
             selected = metrics.get(args.select_on, math.nan)
@@ -249,6 +277,11 @@ def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
                       "test (real 2D)": history["test"], "test (synthetic lengths)": history["synthetic_test"]}
             save_history(checkpoint_dir, "length", history, curves if args.export_training_curves else None,
                          "bone-length error (mm)", "Bone-length model")
+            if args.export_training_curves:
+                plot_series({k: v for k, v in curves.items() if k != "train (synthetic)"},
+                            checkpoint_dir / "length_time_to_accuracy.png", "wall time (min)",
+                            "bone-length error (mm)", "Bone-length model: error against wall time",
+                            x=[t / 60.0 for t in history["wall_s"]])
         distributed.barrier(ctx)
 
     if ctx.is_main and evaluator is not None and (checkpoint_dir / "epoch_best.bin").is_file():
