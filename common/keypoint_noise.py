@@ -57,9 +57,9 @@ def detector_noise(gt: np.ndarray, rng: np.random.Generator, fps: float = 50.0) 
 
     1. AR(1) jitter per view/joint/axis (:func:`ar1_noise`, float64), started from zero :data:`BURN_IN` frames
        before the first frame, times the per-joint std :data:`NOISE_STD_PX`.
-    2. Outlier events (Poisson, :data:`OUTLIER_RATE_HZ` per view, ``fps`` frames per second): half are left/right swaps of a joint group
-       (:data:`SWAP_GROUPS`, :data:`SWAP_FRAMES` frames), half are jumps of one joint by :data:`JUMP_PX`
-       pixels in a random direction for :data:`JUMP_FRAMES` frames.
+    2. Outlier events (Poisson, :data:`OUTLIER_RATE_HZ` per view, ``fps`` frames per second): half are
+       left/right swaps of a joint group (:data:`SWAP_GROUPS`, :data:`SWAP_FRAMES` frames), half are jumps of
+       one joint by :data:`JUMP_PX` pixels in a random direction for :data:`JUMP_FRAMES` frames.
     """
     views, frames = gt.shape[:2]
     white = rng.normal(size=(views, frames + BURN_IN, NUM_JOINTS, 2))

@@ -15,8 +15,9 @@ cycle continuing from where the previous one ended) or played back and forth (ot
 length, split into unit bone directions, steered on a gentle curve (a constant yaw rate, so the trajectory
 stays in the capture volume), and recomposed with the subject's own bone lengths; the pelvis trajectory is
 scaled by the subject's leg length over the clip's. The lowest joint of the sequence is put at
-:data:`common.demo.subjects.LOWEST_JOINT_HEIGHT` above the floor, and the placement (start heading, yaw rate, position) is the
-first of a seeded list of candidates for which every joint stays inside all four images at positive depth.
+:data:`common.demo.subjects.LOWEST_JOINT_HEIGHT` above the floor, and the placement (start heading, yaw rate,
+position) is the first of a seeded list of candidates for which every joint stays inside all four images at
+positive depth.
 """
 from __future__ import annotations
 
