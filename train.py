@@ -12,6 +12,7 @@ import sys
 from typing import Sequence
 
 from common.arguments import parse_args
+from common.distributed import launch
 from common.errors import cli
 
 
@@ -23,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         from common import train_pose as task
     else:
         from common import train_mix as task
-    task.run(args)
+    launch(task.train, args)
 
 
 if __name__ == "__main__":

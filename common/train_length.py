@@ -157,11 +157,9 @@ def length_loss(model: torch.nn.Module, keypoints_2d: torch.Tensor, lengths: tor
     return (pred.float() - target).abs().mean()
 
 
-def run(args: argparse.Namespace) -> None:
-    distributed.launch(_run, args)
-
-
-def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
+def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
+    """Run the task in this process of the distributed context (``train.py`` calls it through
+    :func:`common.distributed.launch`); rank 0 evaluates, prints and writes files."""
     device = ctx.device
     train_subjects, test_subjects, actions = prepare_run(args, ctx)
 

@@ -207,10 +207,6 @@ def _mix_config(args: argparse.Namespace) -> dict[str, Any]:
             "dense": bool(args.dense)}
 
 
-def run(args: argparse.Namespace) -> None:
-    distributed.launch(_run, args)
-
-
 def starting_point_results(eval_model: MixModel, views: Sequence[Sequence3D], lengths: Sequence[np.ndarray],
                            args: argparse.Namespace, device: torch.device) -> dict[str, EvaluationResult]:
     """The lifter the fine-tuning starts from, before any update: its own poses, and those poses adjusted
@@ -241,7 +237,9 @@ def _final_evaluation(eval_model: MixModel, test_views: list[Sequence3D], test_l
         export_predictions(args.export_predictions, test_views, predictions)
 
 
-def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
+def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
+    """Run the task in this process of the distributed context (``train.py`` calls it through
+    :func:`common.distributed.launch`); rank 0 evaluates, prints and writes files."""
     device = ctx.device
     train_subjects, test_subjects, actions = prepare_run(args, ctx)
     needed = test_subjects if args.evaluate else list(dict.fromkeys(train_subjects + test_subjects))

@@ -148,14 +148,10 @@ def report(model: TemporalModel, views: list[Sequence3D], label: str, args: argp
         export_predictions(args.export_predictions, views, preds)
 
 
-def run(args: argparse.Namespace) -> None:
+def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     """Train (or with ``--evaluate`` only evaluate) the lifter; see the module docstring. Under
     ``torchrun --nproc_per_node N`` every rank trains on its share of each batch (DistributedDataParallel);
     rank 0 evaluates, prints and writes files."""
-    distributed.launch(_run, args)
-
-
-def _run(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     device = ctx.device
     train_subjects, test_subjects, action_filter = prepare_run(args, ctx)
     if args.stride < 1 or args.downsample < 1 or not 0 < args.subset <= 1:
