@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 
@@ -11,6 +13,18 @@ from common.errors import UserError
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
+
+
+@contextmanager
+def evaluation_mode(model: torch.nn.Module) -> Iterator[torch.device]:
+    """Run a block with ``model`` in eval mode (yielding the device of its parameters); its train/eval flag is
+    restored afterwards, also after an error."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield next(model.parameters()).device
+    finally:
+        model.train(was_training)
 
 
 def select_device(name: str = "auto") -> torch.device:

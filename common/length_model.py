@@ -24,6 +24,7 @@ from torch import nn
 
 from common.accumulation import autocast_dtype
 from common.bones import average_symmetric
+from common.device import evaluation_mode
 from common.errors import UserError
 from common.skeleton import FLIP_BONES, NUM_JOINTS, flip_poses
 
@@ -137,15 +138,10 @@ def predict_lengths(model: BoneLengthModel, keypoints_2d, chunk_frames: int = 40
         x, squeeze = x[None], True
     if x.ndim != 4 or x.shape[-2:] != (NUM_JOINTS, 2) or x.shape[1] < 1:
         raise UserError(f"expected 2D keypoints (T, 17, 2) or (B, T, 17, 2), got {tuple(x.shape)}")
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluation_mode(model) as device:
         lengths = _predict(model, x, device, chunk_frames)
         if flip_augment:
             lengths = (lengths + _predict(model, flip_poses(x), device, chunk_frames)[..., FLIP_BONES]) / 2
-    finally:
-        model.train(was_training)
     if symmetric:
         lengths = average_symmetric(lengths)
     out = lengths.cpu().numpy().astype(np.float32)
@@ -184,10 +180,7 @@ def predict_sequences(model: BoneLengthModel, sequences: Sequence[np.ndarray], f
         frame_budget = inference_frame_budget(model)
     out: list[np.ndarray | None] = [None] * len(sequences)
     order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluation_mode(model) as device:
         start = 0
         while start < len(order):
             longest = len(sequences[order[start]])
@@ -206,8 +199,6 @@ def predict_sequences(model: BoneLengthModel, sequences: Sequence[np.ndarray], f
             for row, i in enumerate(group):
                 value = pred[row] if model.bidirectional else pred[row, : frame_counts[row]]
                 out[i] = value.numpy().astype(np.float32)
-    finally:
-        model.train(was_training)
     return out  # type: ignore[return-value]
 
 

@@ -33,9 +33,10 @@ from common.accumulation import (accumulate_gradients, autocast, length_model_sa
                                  resolve_precision)
 from common.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint, save_epoch_checkpoints
 from common.dataset import PoseDataset, Sequence3D, load_dataset
+from common.device import evaluation_mode
 from common.errors import UserError
-from common.fileio import check_array, load_npz
 from common.evaluation import format_bone_table
+from common.fileio import check_array, load_npz
 from common.length_model import (BoneLengthModel, length_model_from_checkpoint,
                                  per_bone_error_mm, predict_sequences)
 from common.plots import plot_series
@@ -124,10 +125,8 @@ class LengthEvaluator:
         if test is not None:
             out["test"] = float(test.mean())
         if self.synthetic is not None:
-            was_training = model.training
-            model.eval()
-            pred = torch.cat([model(x) for x in self.synthetic.keypoints_2d.split(32)])
-            model.train(was_training)
+            with evaluation_mode(model):
+                pred = torch.cat([model(x) for x in self.synthetic.keypoints_2d.split(32)])
             if pred.ndim == 3:
                 pred = pred[:, -1]
             out["synthetic_test"] = float((pred - self.synthetic.lengths).abs().mean().item() * 1000.0)
@@ -158,8 +157,8 @@ def length_loss(model: torch.nn.Module, keypoints_2d: torch.Tensor, lengths: tor
 
 
 def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
-    """Run the task in this process of the distributed context (``train.py`` calls it through
-    :func:`common.distributed.launch`); rank 0 evaluates, prints and writes files."""
+    """Train (or with ``--evaluate`` evaluate) the bone-length model in this process (``train.py`` runs it
+    through :func:`common.distributed.launch`); rank 0 evaluates, prints and writes files."""
     device = ctx.device
     train_subjects, test_subjects, actions = prepare_run(args, ctx)
 

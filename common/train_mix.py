@@ -238,7 +238,7 @@ def _final_evaluation(eval_model: MixModel, test_views: list[Sequence3D], test_l
 
 
 def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
-    """Run the task in this process of the distributed context (``train.py`` calls it through
+    """Fine-tune (or with ``--evaluate`` evaluate) the mix model in this process (``train.py`` runs it through
     :func:`common.distributed.launch`); rank 0 evaluates, prints and writes files."""
     device = ctx.device
     train_subjects, test_subjects, actions = prepare_run(args, ctx)
