@@ -10,6 +10,8 @@ from common.camera import project_to_2d
 from common.errors import UserError
 from common.virtual_cameras import (VirtualCameraConfig, focal_length_px, frame_margin, look_at_rotation,
                                     place_cameras, segment_starts, virtual_views)
+from test_mix import _flags as _mix_flags
+from test_mix import mix_setup  # noqa: F401  (fixture)
 from test_train_pose import _argv, data_dir  # noqa: F401  (data_dir: the tiny dataset fixture)
 
 torch.set_num_threads(1)
@@ -141,3 +143,18 @@ def test_train_pose_with_virtual_cameras(data_dir, tmp_path, capsys):
     assert "(virtual cameras;" in out and (tmp_path / "final.bin").is_file()
     with pytest.raises(UserError, match="--cameras virtual"):
         train.main(["-t", "length", "--cameras", "virtual", "--data_dir", str(data_dir), "-d", "tiny"])
+
+
+def test_train_mix_with_virtual_cameras(mix_setup, tmp_path, capsys):
+    ckpts = mix_setup / "checkpoint"
+    base = ["-t", "mix", "-bi", "-arc", "3,3,3,3,3", "--length_model", str(ckpts / "biGRU_all.bin"), "--direction_model",
+            str(ckpts / "pretrained_h36m_cpn.bin"), "--cameras", "virtual", "--virtual_views", "1",
+            "--virtual_segment", "40"]
+    with pytest.raises(UserError, match="omit it"):
+        train.main(base + _mix_flags(mix_setup, "-e", "1", "-c", str(tmp_path), "--bone_length_list",
+                                     str(tmp_path / "lengths_list.npz")))
+    train.main(base + _mix_flags(mix_setup, "-e", "1", "-c", str(tmp_path), "--no-eval"))
+    out = capsys.readouterr().out
+    assert "lengths from the frozen length model" in out and (tmp_path / "final.bin").is_file()
+    # 2 training subjects x 2 actions x 90 frames -> windows at 0, 40, 50 -> 12 virtual views
+    assert "(12 sequences" in out
