@@ -5,8 +5,10 @@
 
 Prints MPJPE, P-MPJPE, N-MPJPE, MPJVE, bone-length error (mm) and bone-direction error (degrees),
 action-wise averaged (per action with --print_action), for the unadjusted predictions, the predictions
-adjusted with the predicted lengths, and adjusted with the ground-truth lengths (the upper bound of what
-adjustment can give); the per-bone length error; writes result.csv. See common/adjust.py for the formats.
+adjusted with the predicted lengths, adjusted with the lifter's own median lengths (per sequence and bone,
+left/right averaged: the length source that needs no model, so every table shows whether the length model
+beats it), and adjusted with the ground-truth lengths (the upper bound of what adjustment can give); the
+per-bone length error; writes result.csv. See common/adjust.py for the formats.
 """
 from __future__ import annotations
 

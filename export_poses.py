@@ -13,7 +13,6 @@ z forward, as lifters output) are turned upright like inference.py's exports; ``
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,9 +21,10 @@ import numpy as np
 from common.bones import adjust_bone_lengths, average_symmetric, bone_lengths
 from common.errors import UserError, cli
 from common.fileio import check_array, load_npz
-from common.inference_pipeline import FRAME_DESCRIPTION, camera_to_world_like, place_on_ground
+from common.camera import WORLD_LIKE_FRAMES, camera_to_world_like, place_on_ground
+from common.length_sources import file_lengths
 from common.pose_tables import parse_export_formats, write_pose_formats
-from common.skeleton import BONE_NAMES, NUM_BONES, NUM_JOINTS
+from common.skeleton import NUM_BONES, NUM_JOINTS
 
 
 def load_pose_array(path: str, key: str | None) -> tuple[np.ndarray, dict]:
@@ -46,36 +46,6 @@ def load_pose_array(path: str, key: str | None) -> tuple[np.ndarray, dict]:
     if name not in data:
         raise UserError(f"{path}: no key {name!r} (keys: {sorted(data)})")
     return check_array(f"{path}[{name}]", data[name], (None, NUM_JOINTS, 3)), data
-
-
-def load_lengths_file(path: str) -> np.ndarray:
-    """16 bone lengths (metres) from .json (a list, a {bone: length} dict, or inference.py's lengths file with
-    key ``predicted``) or .npy/.npz (a (16,) array)."""
-    if not Path(path).is_file():
-        raise UserError(f"file not found: {path}")
-    if Path(path).suffix.lower() == ".json":
-        try:
-            content = json.loads(Path(path).read_text())
-        except ValueError as exc:
-            raise UserError(f"{path}: not valid JSON ({exc})") from None
-        content = content.get("predicted", content) if isinstance(content, dict) else content
-        if isinstance(content, dict):
-            missing = [b for b in BONE_NAMES if b not in content]
-            if missing:
-                raise UserError(f"{path}: bones {missing} missing (per-frame lengths are not accepted)")
-            content = [content[b] for b in BONE_NAMES]
-        array = np.asarray(content, dtype=np.float64)
-    elif Path(path).suffix.lower() == ".npy":
-        array = np.load(path, allow_pickle=False)
-    else:
-        arrays = [v for v in load_npz(path).values() if isinstance(v, np.ndarray) and v.dtype != object]
-        if len(arrays) != 1:
-            raise UserError(f"{path}: expected a single (16,) array")
-        array = arrays[0]
-    lengths = check_array(path, array, (NUM_BONES,)).astype(np.float64)
-    if (lengths <= 0).any():
-        raise UserError(f"{path}: bone lengths must be positive (metres)")
-    return lengths
 
 
 def main(argv=None) -> None:
@@ -100,7 +70,7 @@ def main(argv=None) -> None:
     frame = args.frame or ("world" if "poses_after" in data else "camera")
     stored = data.get("bone_lengths")
     if args.lengths:
-        lengths = load_lengths_file(args.lengths)
+        lengths = file_lengths(args.lengths, poses).astype(np.float64)
     elif isinstance(stored, np.ndarray) and stored.shape == (NUM_BONES,):
         lengths = stored.astype(np.float64)
     else:
@@ -109,9 +79,9 @@ def main(argv=None) -> None:
     adjusted = adjust_bone_lengths(poses.astype(np.float64), lengths)
     if frame == "camera":
         adjusted = place_on_ground(camera_to_world_like(adjusted, adjusted))
-        description = FRAME_DESCRIPTION["camera"]
+        description = WORLD_LIKE_FRAMES["camera"]
     else:
-        description = str(meta.get("frame") or FRAME_DESCRIPTION["world"])
+        description = str(meta.get("frame") or WORLD_LIKE_FRAMES["world"])
     frames = np.asarray(data.get("frame_indices", np.arange(len(poses))))
     stem = Path(args.output) if args.output else Path(args.poses).with_suffix("")
     for name, path in write_pose_formats(formats, stem, adjusted, lengths, frames, fps, description).items():

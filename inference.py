@@ -1,17 +1,21 @@
 """Video of a person -> 2D keypoints -> 3D poses with BLAPose's bone-length adjustment -> video + exports.
 
-Two modes (the paper's):
+Default (no flag): BlazePose 2D and, from the same pass, its 3D world landmarks (--lifter mediapipe), adjusted
+with their own robust per-bone lengths, left/right averaged (--lengths self); needs no trained checkpoint.
+  python inference.py --video path/to/video.mp4
+The paper's two modes (bone lengths from the length model):
   python inference.py --finetuned_ckpt videopose_finetuned.bin -bi --video path/to/video.mp4
   python inference.py --length_ckpt biGRU_all.bin -bi --video path/to/video.mp4 --poses predicted_poses.npz
-and, for convenience, a plain VideoPose3D lifter run here and adjusted with the length model:
+and a plain VideoPose3D lifter run here and adjusted with the length model:
   python inference.py --length_ckpt biGRU_all.bin -bi --lifter_ckpt pretrained_h36m_cpn.bin --video v.mp4
-Runs with a lifter also write <video>_lifter_poses.npz (key poses, camera frame), a valid --poses input.
+Other lengths: --lengths self (the lifter's own), --lengths file --lengths_file F (measured, metres; format in
+common/length_sources.py). Runs with a lifter also write <video>_lifter_poses.npz (key poses), a --poses input.
 
 ``--poses``: another lifter's poses, an npz with key ``poses`` (or a single array) or a .npy, shape (T, 17, 3)
 metres, Human3.6M joint order, one pose per video frame; ``--poses_frame`` states their frame (``camera``:
 x right, y down, z forward, as VideoPose3D outputs; ``world``: z up). 2D keypoints come from MediaPipe
 BlazePose (default) or ``--keypoints`` (VideoPose3D custom npz, or (T, 17, 2|3) pixels in ``--keypoint_format``
-order). Everything is written under ``--output``; see common/inference_pipeline.py for the output frame.
+order). Everything is written under ``--output``; the output frame is described in common/camera.py.
 """
 from __future__ import annotations
 
@@ -22,7 +26,10 @@ from common.checkpoint import default_checkpoint
 from common.dataset import resolve_dataset_name
 from common.device import add_device_argument, select_device
 from common.errors import UserError, cli
-from common.inference_pipeline import STAGES, InferenceConfig, run
+from common.inference_pipeline import (DEFAULT_LENGTHS, DEFAULT_LIFTER, STAGES, InferenceConfig, InferenceResult,
+                                      run)
+from common.length_sources import LENGTH_SOURCES
+from common.lifters import LIFTERS
 from common.model import parse_architecture
 from common.pose_tables import parse_export_formats
 from common.tracking import parse_person_policy
@@ -48,13 +55,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--max_frames", type=int, default=None, help="only the first N frames of the video")
     g.add_argument("--fps", type=float, default=50.0, help="frame rate when there is no --video")
     g = p.add_argument_group("3D")
+    g.add_argument("--lifter", choices=list(LIFTERS), default=None,
+                   help=f"2D -> 3D lifter (default: {DEFAULT_LIFTER}; poses with --poses, videopose3d with "
+                        "--finetuned_ckpt/--lifter_ckpt, or the lifter such a checkpoint names)")
+    g.add_argument("--lengths", choices=list(LENGTH_SOURCES), default=None,
+                   help="bone lengths of the adjustment: model (the length model, Human3.6M-convention lifters), "
+                        "self (the lifter's own robust lengths), file (--lengths_file); default: "
+                        + ", ".join(f"{v} for {k}-convention lifters" for k, v in DEFAULT_LENGTHS.items()))
+    g.add_argument("--lengths_file", default=None,
+                   help="json/npz of measured bone lengths in metres (implies --lengths file)")
     g.add_argument("--poses", default=None, help="npz/npy of another lifter's (T, 17, 3) poses to adjust")
     g.add_argument("--poses_frame", choices=["camera", "world"], default="camera", help="frame of --poses")
     g.add_argument("--length_ckpt", default=None,
                    help="bone-length model checkpoint (--poses/--lifter_ckpt modes; default: biGRU_all.bin, or the "
                         "main job's demo_length/epoch_best.bin when data/ holds the demo dataset, not Human3.6M)")
     g.add_argument("--finetuned_ckpt", default=None,
-                   help="fine-tuned mix model checkpoint (default mode when neither --poses nor --lifter_ckpt: "
+                   help="fine-tuned mix model checkpoint (--lifter videopose3d without --lifter_ckpt defaults to "
                         "videopose_finetuned.bin, or the main job's demo_mix/final.bin for the demo)")
     g.add_argument("--lifter_ckpt", default=None,
                    help="a plain VideoPose3D lifter checkpoint whose poses are adjusted with --length_ckpt")
@@ -75,7 +91,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv=None) -> None:
+def run_cli(argv=None) -> InferenceResult:
+    """Parse the command line, run the pipeline, print the summary; returns the run's result."""
     args = parse_args(argv)
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError("--max_frames must be >= 1")
@@ -84,14 +101,16 @@ def main(argv=None) -> None:
     if args.video is None and args.keypoints is None:
         args.video = "data/demo.mp4"
     dataset = resolve_dataset_name("auto")
+    finetuned = args.finetuned_ckpt
+    if args.lifter == "videopose3d" and not (finetuned or args.lifter_ckpt):
+        finetuned = default_checkpoint("finetuned", dataset)
     config = InferenceConfig(
         video=args.video, keypoints=args.keypoints, keypoint_format=args.keypoint_format, detector=args.detector,
         detector_config=args.detector_config, detector_weights=args.detector_weights,
         person=parse_person_policy(args.person), max_gap=args.max_gap, smooth=args.smooth,
-        max_frames=args.max_frames, fps=args.fps, poses=args.poses, poses_frame=args.poses_frame,
-        length_ckpt=args.length_ckpt or default_checkpoint("length", dataset),
-        finetuned_ckpt=args.finetuned_ckpt or (None if args.poses or args.lifter_ckpt
-                                               else default_checkpoint("finetuned", dataset)),
+        max_frames=args.max_frames, fps=args.fps, lifter=args.lifter, lengths=args.lengths,
+        lengths_file=args.lengths_file, poses=args.poses, poses_frame=args.poses_frame,
+        length_ckpt=args.length_ckpt or default_checkpoint("length", dataset), finetuned_ckpt=finetuned,
         lifter_ckpt=args.lifter_ckpt,
         bidirectional=args.bidirectional, num_layers=args.num_layers,
         architecture=parse_architecture(args.architecture) if args.architecture else None,
@@ -99,6 +118,7 @@ def main(argv=None) -> None:
         device=select_device(args.device), progress=not args.no_progress,
         export_formats=parse_export_formats(args.export))
     result = run(config)
+    print(f"lifter {result.lifter}, lengths {result.length_source}")
     fps = result.timer.fps()
     print(f"{len(result.track)} frames with the person, {result.frames_rendered} rendered; "
           f"end to end {result.stats['end_to_end_fps']:.1f} frames/s ("
@@ -108,6 +128,11 @@ def main(argv=None) -> None:
           f"{result.stats['symmetry_before_mm']:.1f} mm, after {result.stats['symmetry_after_mm']:.1f} mm")
     for name, path in result.files.items():
         print(f"{name}: {path}")
+    return result
+
+
+def main(argv=None) -> None:
+    run_cli(argv)
 
 
 if __name__ == "__main__":

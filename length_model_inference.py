@@ -7,8 +7,10 @@ Writes ``<out_dir>/lengths_dict.npz`` (key ``lengths``: subject -> action -> [on
 ``<out_dir>/lengths_list.npz`` (key ``lengths``: the same arrays in fetch order; (N, 16) when one vector per
 sequence), or the ``_causal`` variants. Bidirectional: one (16,) vector per sequence; causal GRU: (T, 16),
 row t estimated from frames 0..t (its hidden state carried frame by frame). Left/right pairs are averaged;
-metres. When 3D ground truth exists, prints per-subject and per-bone errors (mm) and, with --causal, plots
-the error against the number of frames seen.
+metres. When 3D ground truth exists, prints per-subject and per-bone errors (mm) beside the
+always-predict-the-training-mean baseline and, with ``--pred`` (a lifter's predictions, bone_adjust.py's
+formats), beside the lifter's own per-bone median lengths (left/right averaged, the model-free length source);
+with --causal, plots the error against the number of frames seen.
 """
 from __future__ import annotations
 
@@ -19,14 +21,17 @@ from typing import Sequence
 
 import numpy as np
 
-from common.checkpoint import default_checkpoint, load_checkpoint, resolve_checkpoint
+from common.checkpoint import default_checkpoint
 from common.dataset import (DEFAULT_KEYPOINTS, TRAIN_SUBJECTS, load_dataset, parse_action_filter, parse_subjects,
                             resolve_dataset_name)
 from common.device import add_device_argument, select_device
 from common.errors import UserError, cli
 from common.fileio import save_npz
 from common.evaluation import format_bone_table
-from common.length_model import length_model_from_checkpoint, per_bone_error_mm, predict_sequences
+from common.length_model import per_bone_error_mm, predict_sequences
+from common.model_loading import load_model
+from common.adjust import load_predictions
+from common.length_sources import median_lengths
 from common.plots import plot_error_vs_frames
 
 
@@ -47,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training subjects, for the always-predict-training-mean baseline")
     p.add_argument("--data_dir", default="data", help="folder with the dataset files")
     p.add_argument("--out_dir", default="data", help="where lengths_dict/lengths_list are written")
+    p.add_argument("--pred", default=None,
+                   help="a lifter's predictions (prediction.pkl + action_dict.pkl beside it, or npz; bone_adjust.py's "
+                        "formats): also print the error of its own median lengths")
+    p.add_argument("--act", default=None, help="action_dict.pkl of --pred (default: next to it)")
     p.add_argument("--plot", default=None,
                    help="causal mode: PNG of the error vs frames seen (default <out_dir>/length_error_vs_frames.png)")
     add_device_argument(p)
@@ -62,10 +71,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     subjects = parse_subjects(args.subjects)
     if not subjects:
         raise UserError("--subjects is empty")
-    path = resolve_checkpoint(args.ckpt or default_checkpoint("length", dataset_name))
     wanted_bidirectional = True if args.bidirectional else (False if args.causal else None)
-    model = length_model_from_checkpoint(load_checkpoint(path, device), wanted_bidirectional, args.num_layers,
-                                         str(path)).to(device)
+    loaded = load_model(args.ckpt or default_checkpoint("length", dataset_name), ("length",),
+                        bidirectional=wanted_bidirectional, num_layers=args.num_layers, device=device)
+    model, path = loaded.model, loaded.path
     if model.bidirectional and args.causal:
         raise UserError(f"{path} is a Bi-GRU: --causal needs the unidirectional GRU")
     dataset = load_dataset(args.data_dir, dataset_name, args.keypoints or DEFAULT_KEYPOINTS.get(dataset_name),
@@ -111,13 +120,22 @@ def _report(dataset, views, predictions, args: argparse.Namespace, out_dir: Path
         mean = np.mean([dataset.gt_bone_lengths(s) for s in train], axis=0)
         rows["training-mean baseline"] = per_bone_error_mm(np.broadcast_to(mean, targets[unseen].shape),
                                                            targets[unseen])
+    own_label = None
+    if args.pred:
+        own = _own_median_lengths(args, [views[i] for i, u in zip(have_gt, unseen) if u])
+        matched = np.array([o is not None for o in own])
+        if not matched.any():
+            raise UserError(f"{args.pred} holds none of the sequences of {summary_subjects}")
+        own_label = f"lifter's own median ({matched.sum()} seq.)"
+        rows[own_label] = per_bone_error_mm(np.stack([o for o in own if o is not None]), targets[unseen][matched])
     label = "causal GRU, all frames seen" if args.causal else "length model"
     print(f"Bone-length error (mm) per subject and bone ({label}, '{dataset.keypoints}' 2D); "
           f"the baseline column always predicts the mean of {','.join(train) or '-'}, on {summary_subjects}:")
     print(format_bone_table(rows))
     if train:
         print(f"SUMMARY length model on {summary_subjects}: {rows[summary_subjects].mean():.1f} mm vs "
-              f"always-predict-training-mean {rows['training-mean baseline'].mean():.1f} mm")
+              f"always-predict-training-mean {rows['training-mean baseline'].mean():.1f} mm"
+              + (f" vs the lifter's own median lengths {rows[own_label].mean():.1f} mm" if own_label else ""))
     if args.causal:
         longest = max(len(predictions[i]) for i in have_gt)
         sums, counts = np.zeros(longest), np.zeros(longest)
@@ -132,6 +150,15 @@ def _report(dataset, views, predictions, args: argparse.Namespace, out_dir: Path
         marks = [n for n in (1, 10, 50, 100, 250, 500, 1000, 2500, 5000) if n <= longest] + [longest]
         print("error after N frames: " + ", ".join(f"{n}: {curve[n - 1]:.1f} mm" for n in dict.fromkeys(marks)))
         print(f"plot -> {plot}")
+
+
+def _own_median_lengths(args: argparse.Namespace, views) -> list[np.ndarray | None]:
+    """Per view: the lifter's own median lengths (16,) metres from ``--pred``, or None if it lacks the view."""
+    pred_path = Path(args.pred)
+    act = Path(args.act) if args.act else pred_path.parent / "action_dict.pkl"
+    predictions = load_predictions(pred_path, act if pred_path.suffix != ".npz" else None)
+    by_key = dict(zip(predictions.keys, predictions.poses))
+    return [median_lengths(by_key[v.key]) if v.key in by_key else None for v in views]
 
 
 if __name__ == "__main__":

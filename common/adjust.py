@@ -34,6 +34,7 @@ from common.camera import load_cameras
 from common.dataset import _positions_17
 from common.errors import UserError
 from common.evaluation import EvaluationResult, evaluate_arrays
+from common.length_sources import median_lengths
 from common.fileio import atomic_write, check_array, load_npz, load_pickle, save_npz, save_pickle
 from common.metrics import action_category
 from common.plots import plot_bone_length_series, pyplot, save_figure
@@ -43,7 +44,7 @@ Key = tuple[str, str, int]  # (subject, action, camera index)
 NUM_CAMERAS = 4
 # Frames seen by the causal length model at which --plot_frame_error evaluates (the paper's grid).
 FRAME_GRID = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 200, 300, 400, 500]
-VARIANTS = ("unadjusted", "adjusted (pred. lengths)", "adjusted (GT lengths)")
+VARIANTS = ("unadjusted", "adjusted (pred. lengths)", "adjusted (own median lengths)", "adjusted (GT lengths)")
 
 
 def _name(key: Key) -> str:
@@ -212,6 +213,7 @@ class AdjustmentData:
     pred: torch.Tensor
     gt: torch.Tensor
     lengths: torch.Tensor | None
+    own_lengths: torch.Tensor
     gt_lengths: torch.Tensor
     sequence_lengths: list[np.ndarray] | None  # per sequence: (16,) or (T, 16) as loaded
 
@@ -219,7 +221,9 @@ class AdjustmentData:
 def prepare(predictions: Predictions, ground_truth: Sequence[np.ndarray],
             lengths: Sequence[np.ndarray] | None) -> AdjustmentData:
     """Concatenate everything; the ground-truth lengths of a sequence are the mean of its per-frame GT lengths
-    (the best single length vector for it, hence the bound of what adjustment can give)."""
+    (the best single length vector for it, hence the bound of what adjustment can give); the *own* lengths of a
+    sequence are the lifter's own per-bone median over it, left/right averaged (the trivial length source that
+    needs no model, :func:`common.length_sources.median_lengths`)."""
     check_against_ground_truth(predictions, ground_truth)
     frames = np.array([len(p) for p in predictions.poses])
     offsets = np.concatenate([[0], np.cumsum(frames)]).astype(np.int64)
@@ -230,24 +234,28 @@ def prepare(predictions: Predictions, ground_truth: Sequence[np.ndarray],
     per_frame_gt = bone_lengths(gt)
     sums = torch.zeros(len(frames), NUM_BONES, dtype=torch.float64).index_add_(0, seq_index, per_frame_gt.double())
     gt_lengths = (sums / torch.from_numpy(frames)[:, None]).float()[seq_index]
+    own = np.stack([median_lengths(p) for p in predictions.poses])  # one (16,) per sequence
+    own_lengths = torch.from_numpy(own)[seq_index]
     per_frame = None
     if lengths is not None:
         per_frame = torch.from_numpy(np.concatenate([np.broadcast_to(np.asarray(l, np.float32), (n, NUM_BONES))
                                                      for l, n in zip(lengths, frames)]))
     return AdjustmentData(predictions.keys, [k[1] for k in predictions.keys], offsets, pred, gt, per_frame,
-                          gt_lengths, list(lengths) if lengths is not None else None)
+                          own_lengths, gt_lengths, list(lengths) if lengths is not None else None)
 
 
 def evaluate_adjustment(data: AdjustmentData, device: torch.device | str = "cpu", progress: bool = True
                         ) -> dict[str, EvaluationResult]:
     """Metrics (with per-bone length errors) of the unadjusted poses, the poses adjusted with the predicted
-    lengths (when given) and with the ground-truth lengths. Keys: :data:`VARIANTS`."""
+    lengths (when given), with the lifter's own median lengths and with the ground-truth lengths. Keys:
+    :data:`VARIANTS`."""
     pred = data.pred.to(device)
     gt = data.gt.to(device)
     variants = {VARIANTS[0]: pred}
     if data.lengths is not None:
         variants[VARIANTS[1]] = adjust_bone_lengths(pred, data.lengths.to(device))
-    variants[VARIANTS[2]] = adjust_bone_lengths(pred, data.gt_lengths.to(device))
+    variants[VARIANTS[2]] = adjust_bone_lengths(pred, data.own_lengths.to(device))
+    variants[VARIANTS[3]] = adjust_bone_lengths(pred, data.gt_lengths.to(device))
     return {name: evaluate_arrays(data.actions, poses, gt, data.offsets, per_bone=True)
             for name, poses in tqdm(variants.items(), desc="evaluate", leave=False, disable=not progress)}
 

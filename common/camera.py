@@ -185,3 +185,42 @@ def flip_intrinsic(intrinsic):
     out[..., 2] = -out[..., 2]
     out[..., 7] = -out[..., 7]
     return out
+
+
+# --------------------------------------------------------------------------- world-like frame of video inference
+# Output frame of the exported 3D poses of ``inference.py`` ("world-like", metres):
+# * built from the camera frame (x right, y down, z forward) as X = x, Y = z, Z = -y, then rotated about X so
+#   that the sequence's mean torso direction (pelvis -> thorax) points straight up: this corrects the unknown
+#   camera pitch assuming the person is on average upright. X stays the camera's right axis; Y points away from
+#   the camera, horizontally. Poses already in a z-up world frame (``--poses_frame world``) are not rotated.
+# * ground at Z = 0: root-relative poses (pelvis always at the origin, the usual lifter output) are shifted per
+#   frame so their lowest joint touches the ground, with the pelvis above X = Y = 0; poses that carry a
+#   trajectory keep it and are shifted once so the lowest joint of the whole sequence is at Z = 0.
+WORLD_LIKE_FRAMES = {
+    "camera": "world-like, metres: X = camera right, Y = forward away from the camera (horizontal after a "
+              "pitch correction that makes the mean torso direction vertical), Z = up; ground at Z = 0 "
+              "(root-relative input: each frame's lowest joint on the ground, pelvis above X = Y = 0)",
+    "world": "the input's world frame (taken as Z up), metres; ground at Z = 0 (root-relative input: each "
+             "frame's lowest joint on the ground, pelvis above X = Y = 0; else one shift for the sequence)",
+}
+
+
+def camera_to_world_like(poses: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Camera-frame poses (..., 17, 3) metres -> world-like axes (see :data:`WORLD_LIKE_FRAMES`); the pitch
+    correction is the one that makes ``reference``'s (T, 17, 3) mean torso direction (joint 0 -> 8) vertical."""
+    swap = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], dtype=np.float64)  # X = x, Y = z, Z = -y
+    torso = ((reference[:, 8] - reference[:, 0]) @ swap.T).mean(axis=0)
+    angle = np.arctan2(torso[1], torso[2])
+    pitch = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
+    return (poses @ (pitch @ swap).T).astype(np.float32)
+
+
+def place_on_ground(poses: np.ndarray) -> np.ndarray:
+    """Ground z-up poses (T, 17, 3) metres at z = 0: per frame if root-relative (pelvis at the origin in
+    every frame), else one shift for the whole sequence."""
+    out = poses.astype(np.float32).copy()
+    if np.abs(out[:, 0]).max() < 1e-6:
+        out[..., 2] -= out[..., 2].min(axis=1, keepdims=True)
+    else:
+        out[..., 2] -= out[..., 2].min()
+    return out

@@ -33,14 +33,18 @@ def default_checkpoint(kind: str, dataset: str) -> str:
     return names.get(dataset, names["h36m"])
 
 
-def resolve_checkpoint(name: str | Path, directory: str | Path = CHECKPOINT_DIR) -> Path:
-    """``name`` as given if it exists; else ``<directory>/<name>`` if that exists or ``name`` is a bare file
-    name (the paper's README refers to checkpoints that way); else ``name`` as given."""
+def resolve_checkpoint(name: str | Path, *directories: str | Path) -> Path:
+    """The one resolver of checkpoint names: ``name`` as given if it exists; else ``<dir>/<name>`` for the first
+    of ``directories`` (e.g. a trainer's ``-c``) and then ``checkpoint/`` where that exists; else, for a bare
+    file name (the paper's README refers to checkpoints that way), ``<first directory>/<name>`` (``checkpoint/``
+    when none is given), so that the "not found" error names where it was looked for; else ``name``."""
     path = Path(name)
-    inside = Path(directory) / path
-    if path.exists() or (not inside.exists() and path.parent != Path(".")):
+    if path.exists():
         return path
-    return inside
+    for directory in (*directories, CHECKPOINT_DIR):
+        if (Path(directory) / path).exists():
+            return Path(directory) / path
+    return Path((*directories, CHECKPOINT_DIR)[0]) / path if path.parent == Path(".") else path
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

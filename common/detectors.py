@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import UserError
-from common.fileio import load_npz
+from common.fileio import load_npy, load_npz
 from common.skeleton import NUM_JOINTS
 
 # Landmark indices of the body parts used by the mapping, per layout.
@@ -51,8 +51,9 @@ KEYPOINT_FORMATS = ("h36m", "coco")
 def to_h36m(points: np.ndarray, confidence: np.ndarray, parts: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
     """Map keypoints of another layout to the Human3.6M 17 joints.
 
-    points: (..., K, 2) pixels; confidence: (..., K); parts: body-part name -> index in that layout
-    (:data:`BLAZEPOSE_PARTS`, :data:`COCO_PARTS`). Returns ((..., 17, 2) pixels, (..., 17) confidence).
+    points: (..., K, C) pixels (C = 2) or metres (C = 3, world landmarks); confidence: (..., K); parts: body-part
+    name -> index in that layout (:data:`BLAZEPOSE_PARTS`, :data:`COCO_PARTS`). Returns ((..., 17, C),
+    (..., 17) confidence).
     """
     p = {name: points[..., i, :] for name, i in parts.items()}
     c = {name: confidence[..., i] for name, i in parts.items()}
@@ -75,11 +76,14 @@ def to_h36m(points: np.ndarray, confidence: np.ndarray, parts: dict[str, int]) -
 @dataclass
 class PersonPose:
     """One detected person in one frame: keypoints (17, 2) pixels (H36M order), confidence (17,),
-    bbox (4,) = x0, y0, x1, y1 pixels around all the detector's landmarks."""
+    bbox (4,) = x0, y0, x1, y1 pixels around all the detector's landmarks, and ``world`` (17, 3) metres when
+    the detector also estimates 3D (BlazePose's world landmarks, mapped like the 2D; see
+    :func:`blazepose_person`), else None."""
 
     keypoints: np.ndarray
     confidence: np.ndarray
     bbox: np.ndarray
+    world: np.ndarray | None = None
 
     @property
     def score(self) -> float:
@@ -140,7 +144,10 @@ class BlazePoseSource(Keypoint2DSource):
             return None
         marks = np.array([(m.x, m.y, m.visibility) for m in result.pose_landmarks.landmark], dtype=np.float32)
         pixels = marks[:, :2] * np.array([x1 - x0, y1 - y0], dtype=np.float32) + np.array([x0, y0], np.float32)
-        return blazepose_person(pixels, marks[:, 2])
+        world = None
+        if result.pose_world_landmarks is not None:
+            world = np.array([(m.x, m.y, m.z) for m in result.pose_world_landmarks.landmark], dtype=np.float32)
+        return blazepose_person(pixels, marks[:, 2], world)
 
     @staticmethod
     def _crop(rgb: np.ndarray, region: tuple[int, int, int, int] | None) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -177,11 +184,16 @@ class BlazePoseSource(Keypoint2DSource):
             self._tracking.close()
 
 
-def blazepose_person(landmarks: np.ndarray, visibility: np.ndarray) -> PersonPose:
-    """BlazePose's 33 landmarks (33, 2) pixels + visibility (33,) -> :class:`PersonPose` in H36M order."""
+def blazepose_person(landmarks: np.ndarray, visibility: np.ndarray, world: np.ndarray | None = None) -> PersonPose:
+    """BlazePose's 33 landmarks (33, 2) pixels + visibility (33,) -> :class:`PersonPose` in H36M order.
+
+    world: optional (33, 3) world landmarks of the same pass (metres, origin between the hips, x right, y down,
+    z away from the camera: camera-aligned axes), mapped to the 17 joints with the same :func:`to_h36m` as the
+    2D so that both follow one joint convention."""
     keypoints, confidence = to_h36m(landmarks, np.clip(visibility, 0.0, 1.0), BLAZEPOSE_PARTS)
     bbox = np.concatenate([landmarks.min(axis=0), landmarks.max(axis=0)]).astype(np.float32)
-    return PersonPose(keypoints, confidence, bbox)
+    world_h36m = None if world is None else to_h36m(world, np.ones(len(world), np.float32), BLAZEPOSE_PARTS)[0]
+    return PersonPose(keypoints, confidence, bbox, world_h36m)
 
 
 class MMPoseSource(Keypoint2DSource):
@@ -275,10 +287,7 @@ def load_keypoints(path: str | Path, keypoint_format: str = "h36m") -> Precomput
         raise UserError(f"keypoint file not found: {path}")
     width = height = None
     if path.suffix.lower() == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise UserError(f"{path}: not a readable .npy array ({exc})") from None
+        array = load_npy(path)
     else:
         data = load_npz(path)
         if "positions_2d" in data:

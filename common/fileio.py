@@ -108,6 +108,17 @@ def load_npz(path: str | Path, required: Iterable[str] = ()) -> dict[str, Any]:
     return out
 
 
+def load_npy(path: str | Path) -> np.ndarray:
+    """A plain ``.npy`` array (no pickles); a missing or unreadable file is a one-line UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"file not found: {path}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise UserError(f"{path}: not a readable .npy array ({exc})") from None
+
+
 def check_array(name: str, array: Any, shape: tuple[int | None, ...], finite: bool = True) -> np.ndarray:
     """Validate a numeric array's shape (``None`` = any size) and finiteness; returns it as float32.
 

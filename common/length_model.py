@@ -247,17 +247,5 @@ def length_model_for_state(state: dict[str, torch.Tensor], source: str = "checkp
     return BoneLengthModel(dropout=0.0, **arch)
 
 
-def length_model_from_checkpoint(checkpoint: dict[str, Any], bidirectional: bool | None = None,
-                                 num_layers: int | None = None, source: str = "checkpoint") -> BoneLengthModel:
-    """Rebuild and load a bone-length model from a checkpoint dict (architecture read from the weights)."""
-    from common.checkpoint import expect_kind, load_weights, model_state, strip_module_prefix
-
-    expect_kind(checkpoint, "length", source)
-    state = strip_module_prefix(model_state(checkpoint, source=source))
-    model = length_model_for_state(state, source, bidirectional, num_layers)
-    load_weights(model, state, source)
-    return model
-
-
 __all__ = ["BoneLengthModel", "build_length_model", "predict_lengths", "predict_sequences",
-           "length_model_from_checkpoint", "length_model_for_state", "length_architecture", "per_bone_error_mm"]
+           "length_model_for_state", "length_architecture", "per_bone_error_mm"]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from common.bones import bone_directions, bone_lengths
-from common.skeleton import Array
+from common.skeleton import SYMMETRIC_BONES, Array
 
 
 def _as_tensor(x: Array) -> tuple[torch.Tensor, bool]:
@@ -95,6 +95,12 @@ def bone_length_error(pred: Array, target: Array) -> Array:
 def length_error(pred_lengths: Array, target_lengths: Array) -> Array:
     """Mean absolute difference of bone-length vectors ``(..., 16)`` -> ``(...)``."""
     return _mean_abs(pred_lengths, target_lengths)
+
+
+def symmetry_error(lengths: np.ndarray) -> np.ndarray:
+    """Mean |left - right| over the 6 symmetric bone pairs, per row of bone lengths (..., 16) -> (...)."""
+    left, right = zip(*SYMMETRIC_BONES)
+    return np.abs(lengths[..., list(left)] - lengths[..., list(right)]).mean(axis=-1)
 
 
 def _mean_abs(a: Array, b: Array) -> Array:

@@ -17,6 +17,7 @@ Positions are (T, 17, 2) pixels, H36M order; missing frames are NaN until :func:
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,7 +39,9 @@ TRACK_MARGIN = 0.04       # re-centre the window when the person's box is this c
 class Track2D:
     """One person's 2D keypoints over a video: positions (T, 17, 2) pixels (NaN = not found), confidence
     (T, 17), video size, and after :func:`fill_gaps` the filled gaps as (first, last) frame pairs
-    (inclusive, frame indices of the track) plus the number of leading frames dropped."""
+    (inclusive, frame indices of the track) plus the number of leading frames dropped. ``world``: the
+    detector's 3D of the same pass (BlazePose world landmarks mapped to H36M: (T, 17, 3) metres, camera-aligned
+    axes x right / y down / z forward, origin between the hips; NaN where the person was not found), or None."""
 
     positions: np.ndarray
     confidence: np.ndarray
@@ -46,6 +49,11 @@ class Track2D:
     height: int
     gaps: list[tuple[int, int]] = field(default_factory=list)
     start: int = 0
+    world: np.ndarray | None = None  # (T, 17, 3) metres: the detector's own 3D of the same pass, if it has one
+
+    def replace(self, **changes) -> "Track2D":
+        """A copy with some fields changed (dataclasses.replace)."""
+        return dataclasses.replace(self, **changes)
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -130,6 +138,7 @@ class PersonTracker:
         self.last: PersonPose | None = None
         self.positions: list[np.ndarray] = []
         self.confidence: list[np.ndarray] = []
+        self.world: list[np.ndarray] = []
         self.people_seen = 0
         self.lost = 0  # consecutive frames without the followed person
         self.reacquire_after = reacquire_after
@@ -161,7 +170,7 @@ class PersonTracker:
                 bx0, by0, bx1, by1 = np.round(other.bbox - [x0, y0, x0, y0]).astype(int)
                 crop[max(by0, 0):max(by1, 0), max(bx0, 0):max(bx1, 0)] = 0
             offset = np.array([x0, y0], np.float32)
-            found = [PersonPose(p.keypoints + offset, p.confidence, p.bbox + np.tile(offset, 2))
+            found = [PersonPose(p.keypoints + offset, p.confidence, p.bbox + np.tile(offset, 2), p.world)
                      for p in self.detector.detect(crop)]
         return None
 
@@ -209,9 +218,11 @@ class PersonTracker:
             self.last = person
             self.positions.append(person.keypoints)
             self.confidence.append(person.confidence)
+            self.world.append(person.world if person.world is not None else np.full((NUM_JOINTS, 3), np.nan, np.float32))
         else:
             self.positions.append(np.full((NUM_JOINTS, 2), np.nan, np.float32))
             self.confidence.append(np.zeros(NUM_JOINTS, np.float32))
+            self.world.append(np.full((NUM_JOINTS, 3), np.nan, np.float32))
         return person
 
     def result(self) -> Track2D:
@@ -222,7 +233,9 @@ class PersonTracker:
             if self.policy.isdigit() and self.people_seen:
                 raise UserError(f"--person {self.policy}: only {self.people_seen} person(s) found in the video")
             raise UserError(f"no person found in any of the {len(self.positions)} frames")
-        return Track2D(np.stack(self.positions), np.stack(self.confidence), self.width, self.height)
+        world = np.stack(self.world)
+        return Track2D(np.stack(self.positions), np.stack(self.confidence), self.width, self.height,
+                       world=None if np.isnan(world).all() else world)
 
 
 def missing_runs(missing: np.ndarray) -> list[tuple[int, int]]:
@@ -253,14 +266,19 @@ def fill_gaps(track: Track2D, max_gap: int) -> Track2D:
         a, b = too_long[0]
         raise UserError(f"the person is lost for {b - a + 1} frames (frames {first + track.start + a}-"
                         f"{first + track.start + b}), more than --max_gap {max_gap}")
+    world = None if track.world is None else track.world[first:last + 1]
+    if world is not None and np.isnan(world).any():  # the detector's 3D missing where its 2D is not: not usable
+        world = None if np.isnan(world[~missing]).any() else world
     if gaps:
         t = np.arange(len(positions))
         before = np.maximum.accumulate(np.where(missing, 0, t))
         after = np.minimum.accumulate(np.where(missing, len(t) - 1, t)[::-1])[::-1]
         weight = ((t - before) / np.maximum(after - before, 1))[:, None, None]
         positions = ((1 - weight) * positions[before] + weight * positions[after]).astype(np.float32)
+        if world is not None:
+            world = ((1 - weight) * world[before] + weight * world[after]).astype(np.float32)
         confidence[missing] = 0.0
-    return Track2D(positions, confidence, track.width, track.height, gaps, track.start + first)
+    return Track2D(positions, confidence, track.width, track.height, gaps, track.start + first, world)
 
 
 def smooth_track(track: Track2D, sigma: float) -> Track2D:
@@ -268,4 +286,4 @@ def smooth_track(track: Track2D, sigma: float) -> Track2D:
     if sigma <= 0:
         return track
     positions = gaussian_filter1d(track.positions, sigma, axis=0, mode="nearest").astype(np.float32)
-    return Track2D(positions, track.confidence, track.width, track.height, track.gaps, track.start)
+    return track.replace(positions=positions)

@@ -37,8 +37,8 @@ from common.device import evaluation_mode
 from common.errors import UserError
 from common.evaluation import format_bone_table
 from common.fileio import check_array, load_npz
-from common.length_model import (BoneLengthModel, length_model_from_checkpoint,
-                                 per_bone_error_mm, predict_sequences)
+from common.length_model import BoneLengthModel, per_bone_error_mm, predict_sequences
+from common.model_loading import load_model
 from common.plots import plot_series
 from common.synthetic import LengthSampler, SyntheticBatchBuilder, epoch_order
 from common.training import (current_lr, decay_learning_rate, gather_rng_states, is_improvement, prepare_run,
@@ -172,9 +172,9 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
         source = args.length_model or args.resume
         if not source:
             raise UserError("-t length --evaluate needs --length_model <checkpoint> (or -r)")
-        path = resolve_checkpoint(source, checkpoint_dir)
-        model = length_model_from_checkpoint(load_checkpoint(path, device), args.bidirectional,
-                                             source=str(path)).to(device)
+        loaded = load_model(source, ("length",), bidirectional=args.bidirectional, search=(checkpoint_dir,),
+                            device=device)
+        model, path = loaded.model, loaded.path
         evaluator = LengthEvaluator(dataset, [], test_views, train_subjects, sampler, args, device)
         if ctx.is_main:
             _print_final_report(evaluator, model, path.name, test_subjects, dataset.keypoints)

@@ -34,17 +34,18 @@ from tqdm import tqdm
 
 from common import distributed
 from common.bones import adjust_bone_lengths
-from common.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint, save_epoch_checkpoints
+from common.checkpoint import save_epoch_checkpoints
 from common.dataset import (PoseDataset, Sequence3D, camera_space_root_relative, load_dataset)
 from common.errors import UserError
 from common.evaluation import (BONE_TABLE_TITLE, METRICS, EvaluationResult, bone_columns, evaluate, format_bone_table,
                                format_table, write_csv)
 from common.fileio import check_array, load_npz
 from common.generators import ChunkedGenerator, UnchunkedGenerator
-from common.length_model import length_model_from_checkpoint, predict_sequences
+from common.length_model import predict_sequences
 from common.metrics import direction_loss, mpjpe
 from common.mix_model import MixModel
 from common.model import build_lifter
+from common.model_loading import DEFAULT_LIFTER, LIFTER_ARCHITECTURE_KEYS, load_model
 from common.skeleton import NUM_BONES
 from common.train_pose import export_predictions
 from common.train_pose import predict_views as predict_lifter
@@ -55,84 +56,48 @@ from common.training import (current_lr, decay_learning_rate, gather_rng_states,
 BN_MOMENTUM = 0.001  # fine-tuning keeps the lifter's BatchNorm statistics nearly fixed (the paper's value)
 
 
-def find_checkpoint(name: str, checkpoint_dir: str | Path) -> Path:
-    """A checkpoint named on the command line: as given, in ``-c``, or in ``checkpoint/`` (bare names)."""
-    path = resolve_checkpoint(name, checkpoint_dir)
-    if not path.is_file():
-        fallback = resolve_checkpoint(name)
-        if fallback.is_file():
-            return fallback
-    return path
-
-
-def _sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-ARCHITECTURE_KEYS = ("architecture", "channels", "causal", "dense")
-
-
-def adopt_architecture(args: argparse.Namespace, stored: dict[str, Any] | None, source: str) -> None:
-    """Let the lifter architecture stored in a checkpoint (ours: ``-t pose`` / ``-t mix``) win over the flags,
-    saying so when they differ; published checkpoints store none and the flags (-arc, -ch, ...) apply."""
-    if not stored:
-        return
-    changed = []
-    for key in ARCHITECTURE_KEYS:
-        if key in stored:
-            value = list(stored[key]) if key == "architecture" else type(getattr(args, key))(stored[key])
-            if value != getattr(args, key):
-                changed.append(f"{key} {getattr(args, key)} -> {value}")
-                setattr(args, key, value)
-    if changed:
-        print(f"INFO: using the direction branch's architecture stored in {source}: {', '.join(changed)}")
-
-
-def _lifters(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """(training, inference) direction branches; the strided one trains only single-frame chunks (-s 1)."""
-    train_lifter, eval_lifter = build_lifter(args.architecture, args.channels, args.dropout, args.causal,
-                                             args.dense)
+def _lifters(args: argparse.Namespace, arch: dict[str, Any]) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(training, inference) direction branches of architecture ``arch``; the strided one trains only
+    single-frame chunks (-s 1)."""
+    widths, channels, causal, dense = (arch[k] for k in LIFTER_ARCHITECTURE_KEYS)
+    train_lifter, eval_lifter = build_lifter(widths, channels, args.dropout, causal, dense)
     if args.stride > 1 or args.disable_optimizations:
-        train_lifter = build_lifter(args.architecture, args.channels, args.dropout, args.causal, args.dense)[1]
+        train_lifter = build_lifter(widths, channels, args.dropout, causal, dense)[1]
     for lifter in (train_lifter, eval_lifter):
         lifter.set_bn_momentum(BN_MOMENTUM)
     return train_lifter, eval_lifter
 
 
-def build_models(args: argparse.Namespace, device: torch.device) -> tuple[MixModel, MixModel, dict[str, Any]]:
-    """(training mix model, inference mix model, loaded mix checkpoint or {}) with weights from the flags.
+def build_models(args: argparse.Namespace, device: torch.device
+                 ) -> tuple[MixModel, MixModel, dict[str, Any], dict[str, Any]]:
+    """(training mix model, inference mix model, loaded mix checkpoint or {}, lifter architecture) with weights
+    from the flags, rebuilt by :func:`common.model_loading.load_model` (the stored architecture wins over
+    -arc/-ch/--causal with a printed note).
 
     ``--mix_model`` (or ``-r``) wins; otherwise both ``--length_model`` and ``--direction_model`` are needed.
     The two mix models share the frozen length model; copy direction weights with ``load_state_dict``.
     """
     source = args.mix_model or args.resume
+    flags = {"architecture": args.architecture, "channels": args.channels, "causal": args.causal,
+             "dense": args.dense, "search": (args.checkpoint,)}
     checkpoint: dict[str, Any] = {}
     if source:
-        path = find_checkpoint(source, args.checkpoint)
-        checkpoint = load_checkpoint(path, device, kind="mix")
-        state = model_state(checkpoint, source=str(path))
-        length_state = _sub_state(state, "length_model.")
-        length_model = length_model_from_checkpoint({"model_pos": length_state}, args.bidirectional or None,
-                                                    source=str(path))
-        adopt_architecture(args, checkpoint.get("mix_config"), str(path))
-        train_lifter, eval_lifter = _lifters(args)
-        model = MixModel(length_model, train_lifter)
-        load_weights(model, state, str(path))
+        loaded = load_model(source, ("mix",), bidirectional=args.bidirectional or None, **flags)
+        checkpoint, length_model, lifter = loaded.checkpoint, loaded.model.length_model, loaded.model.direction_model
     else:
         if not (args.length_model and args.direction_model):
             raise UserError("-t mix needs --length_model <ckpt> and --direction_model <ckpt>, or --mix_model <ckpt>")
-        length_path = find_checkpoint(args.length_model, args.checkpoint)
-        length_model = length_model_from_checkpoint(load_checkpoint(length_path, device), args.bidirectional or None,
-                                                    source=str(length_path))
-        direction_path = find_checkpoint(args.direction_model, args.checkpoint)
-        lifter_checkpoint = load_checkpoint(direction_path, device, kind="lifter")
-        adopt_architecture(args, lifter_checkpoint, str(direction_path))
-        train_lifter, eval_lifter = _lifters(args)
-        load_weights(train_lifter, model_state(lifter_checkpoint, source=str(direction_path)), str(direction_path))
-        model = MixModel(length_model, train_lifter)
+        length_model = load_model(args.length_model, ("length",), bidirectional=args.bidirectional or None,
+                                  search=(args.checkpoint,)).model
+        loaded = load_model(args.direction_model, ("lifter",), **flags)
+        lifter = loaded.model
+    arch = loaded.architecture
+    train_lifter, eval_lifter = _lifters(args, arch)
+    train_lifter.load_state_dict(lifter.state_dict())
+    model = MixModel(length_model, train_lifter)
     eval_model = MixModel(model.length_model, eval_lifter)
     eval_model.load_state_dict(model.state_dict())
-    return model.to(device), eval_model.to(device), checkpoint
+    return model.to(device), eval_model.to(device), checkpoint, arch
 
 
 def load_length_list(path: str | Path, dataset: PoseDataset, subject_orders: Sequence[Sequence[str]]
@@ -202,9 +167,6 @@ def evaluate_views(model: MixModel, views: Sequence[Sequence3D], lengths: Sequen
     return result, predictions
 
 
-def _mix_config(args: argparse.Namespace) -> dict[str, Any]:
-    return {"architecture": list(args.architecture), "channels": args.channels, "causal": bool(args.causal),
-            "dense": bool(args.dense)}
 
 
 def starting_point_results(eval_model: MixModel, views: Sequence[Sequence3D], lengths: Sequence[np.ndarray],
@@ -245,7 +207,7 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     needed = test_subjects if args.evaluate else list(dict.fromkeys(train_subjects + test_subjects))
     dataset = load_dataset(args.data_dir, args.dataset, args.keypoints, need_3d=True, subjects=needed)
     test_views = dataset.fetch(test_subjects, actions, require_3d=True) if test_subjects else []
-    model, eval_model, checkpoint = build_models(args, device)
+    model, eval_model, checkpoint, arch = build_models(args, device)
     checkpoint_dir = Path(args.checkpoint)
     label = Path(args.mix_model or args.resume or "mix (from " + Path(args.direction_model).name + ")").name
 
@@ -346,7 +308,8 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
                   f"{history['train_direction'][-1]:.4f}  test MPJPE {test_mpjpe:.1f} mm")
             state = {"epoch": epoch, "lr": current_lr(optimizer), "optimizer": optimizer.state_dict(),
                      "model_pos": model.state_dict(), "random_state": random_states,
-                     "length_model_config": model.length_model.config(), "mix_config": _mix_config(args),
+                     "length_model_config": model.length_model.config(), "mix_config": arch,
+                     "lifter": DEFAULT_LIFTER,
                      "history": history}
             save_epoch_checkpoints(checkpoint_dir, state, epoch, args.checkpoint_frequency, best=False)
             curves = {"train MPJPE": history["train_mpjpe"], "test MPJPE": history["test_mpjpe"]}

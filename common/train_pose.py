@@ -40,6 +40,7 @@ from common.metrics import mpjpe
 from common.model import TemporalModel, build_lifter
 from common.training import (current_lr, decay_learning_rate, gather_rng_states, is_improvement, prepare_run,
                              resume_training, save_history, split_validation)
+from common.model_loading import DEFAULT_LIFTER, load_model
 
 INITIAL_MOMENTUM, FINAL_MOMENTUM = 0.1, 0.001
 
@@ -126,14 +127,7 @@ def _evaluate_checkpoint(args, views, device) -> None:
     else:
         best = Path(args.checkpoint) / "epoch_best.bin"
         path = best if best.is_file() else Path(args.checkpoint) / "final.bin"
-    state = load_checkpoint(path, device, kind="lifter")
-    # checkpoints written here store their architecture, which wins over the flags; published ones do not
-    arch = {**_architecture(args), **{k: state[k] for k in _architecture(args) if k in state}}
-    if arch != _architecture(args):
-        print(f"note: using the architecture stored in {path}: {arch}")
-    _, model = build_lifter(arch["architecture"], arch["channels"], args.dropout, arch["causal"], arch["dense"])
-    load_weights(model, model_state(state, source=str(path)), str(path))
-    model.to(device)
+    model = load_model(path, ("lifter",), **_architecture(args), device=device).model
     print(f"evaluating {path} (receptive field {model.receptive_field()} frames) on {len(views)} sequences")
     report(model, views, "VideoPose3D", args, device)
 
@@ -201,7 +195,7 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     def checkpoint_state(random_states: dict) -> dict:
         return {"epoch": epoch, "lr": current_lr(optimizer), "optimizer": optimizer.state_dict(),
                 "model_pos": train_model.state_dict(), "random_state": random_states, "history": history,
-                "best": best, **_architecture(args)}
+                "best": best, "lifter": DEFAULT_LIFTER, **_architecture(args)}
 
     first_epoch = epoch
     while epoch < args.epochs:

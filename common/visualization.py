@@ -6,7 +6,7 @@ A rendered frame is three panels side by side, all ``panel_height`` pixels high:
 2. the 3D skeleton *before* adjustment (the lifter's own bone lengths);
 3. the 3D skeleton *after* adjustment (the predicted bone lengths).
 
-3D panels draw poses given in the world-like frame of :mod:`common.inference_pipeline` (metres, x right,
+3D panels draw poses given in the world-like frame of :data:`common.camera.WORLD_LIKE_FRAMES` (metres, x right,
 y forward, z up, ground z = 0) with a fixed orthographic view (``azimuth`` about z, ``elevation`` above the
 ground), centred horizontally on the pelvis, over a 0.5 m ground grid. Right-side bones are red, left-side
 blue, the spine and head grey. :func:`plot_bone_lengths_over_time` writes the per-frame bone-length figure.

@@ -36,7 +36,7 @@ stage "train a small VideoPose3D lifter and export its test predictions"
 $PY train.py -t pose -d demo -arc 3,3,3 -ch 128 -b 128 -e 5 -lrd 0.9 --downsample 4 -c checkpoint/demo_pose \
   --export-training-curves --export_predictions 3D_prediction/VideoPose3D | tee "$LOG/train_pose.txt"
 
-stage "bone_adjust.py: unadjusted / predicted lengths / ground-truth lengths"
+stage "bone_adjust.py: unadjusted / predicted lengths / own median lengths / ground-truth lengths"
 $PY bone_adjust.py -d demo --act 3D_prediction/VideoPose3D/action_dict.pkl \
   --pred 3D_prediction/VideoPose3D/prediction.pkl --bone data/lengths_dict.npz \
   --result_csv output/bone_adjust/result.csv | tee "$LOG/bone_adjust.txt"
@@ -54,7 +54,9 @@ $PY train.py -t mix -d demo -bi --hidden 64 --mix_model checkpoint/demo_mix/fina
 stage "inference.py on the real demo video"
 # 1) the fine-tuned mix model lifts the BlazePose keypoints of the video;
 # 2) the plain lifter's poses, adjusted with the length model (and exported as an npz);
-# 3) the paper's --poses mode on those exported poses (any lifter's output works the same way).
+# 3) the paper's --poses mode on those exported poses (any lifter's output works the same way);
+# 4) the defaults (no checkpoint: BlazePose's own 3D from the same pass, fused with its 2D, adjusted with its own
+#    lengths combined with the population prior of limb proportions).
 $PY inference.py -bi --finetuned_ckpt checkpoint/demo_mix/final.bin --video data/demo.mp4 \
   --output output/finetuned | tee "$LOG/inference_finetuned.txt"
 $PY inference.py -bi --length_ckpt checkpoint/demo_length/epoch_best.bin \
@@ -63,6 +65,7 @@ $PY inference.py -bi --length_ckpt checkpoint/demo_length/epoch_best.bin \
 $PY inference.py -bi --length_ckpt checkpoint/demo_length/epoch_best.bin --video data/demo.mp4 \
   --keypoints output/finetuned/demo_keypoints_2d.npz --poses output/lifter/demo_lifter_poses.npz \
   --output output/poses | tee "$LOG/inference_poses.txt"
+$PY inference.py --video data/demo.mp4 --output output/default | tee "$LOG/inference_default.txt"
 
 stage "done"
 echo "logs: $LOG/; checkpoints: checkpoint/demo_*; predictions: 3D_prediction/; outputs: output/"

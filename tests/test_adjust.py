@@ -93,7 +93,23 @@ def test_adjusting_exact_pose_with_its_gt_lengths_is_identity(files):
     data = adjust.prepare(pred, [gt.numpy()], None)
     result = adjust.evaluate_adjustment(data)
     assert result["adjusted (GT lengths)"].average["MPJPE"] < 1e-3
+    assert result["adjusted (own median lengths)"].average["MPJPE"] < 1e-3  # exact poses: own = true lengths
     assert "adjusted (pred. lengths)" not in result
+
+
+def test_own_median_lengths_row_removes_jitter_and_asymmetry(files):
+    """Noisy predictions: the own-median row has constant, symmetric lengths equal to the per-sequence medians
+    of the predictions (left/right averaged)."""
+    from common.length_sources import median_lengths
+
+    pred = files["preds"]["S9"]["Walking 1"][1]
+    data = adjust.prepare(adjust.Predictions([("S9", "Walking 1", 1)], [pred]),
+                          [files["gt"]["S9"]["Walking 1"][1]], None)
+    own = data.own_lengths.numpy()
+    assert np.ptp(own, axis=0).max() == 0 and np.abs(own[:, 1] - own[:, 4]).max() < 1e-7
+    raw = np.median(bone_lengths(pred.astype(np.float64)), axis=0)
+    assert own[0, 1] == pytest.approx((raw[1] + raw[4]) / 2, abs=1e-6)
+    np.testing.assert_allclose(own[0], median_lengths(pred), atol=1e-7)
 
 
 def test_procrustes_on_known_similarity_transform():
@@ -140,7 +156,7 @@ def test_bone_adjust_paper_command_runs(files, tmp_path, capsys):
     assert "adjusted (GT lengths)" in out and "-- Walking --" in out and "r_lower_arm" in out
     rows = (tmp_path / "result.csv").read_text().splitlines()
     assert rows[0].startswith("action,variant,MPJPE (mm),P-MPJPE (mm)")
-    assert len(rows) == 1 + 3 * 3  # (Eating, Walking, Average) x 3 variants
+    assert len(rows) == 1 + 3 * 4  # (Eating, Walking, Average) x 4 variants
     assert (tmp_path / "bone_lengths_S9_Walking-1_0.png").stat().st_size > 1000
     values = {tuple(r.split(",")[:2]): [float(v) for v in r.split(",")[2:]] for r in rows[1:]}
     before = values[("Average", "unadjusted")]

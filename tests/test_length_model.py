@@ -7,8 +7,10 @@ import torch
 
 from common.errors import UserError
 from common.fileio import load_npz
+from common.checkpoint import save_checkpoint
 from common.evaluation import format_bone_table
-from common.length_model import (BoneLengthModel, length_model_from_checkpoint,
+from common.model_loading import load_model
+from common.length_model import (BoneLengthModel,
                                  per_bone_error_mm, predict_lengths, predict_sequences)
 from common.skeleton import SYMMETRIC_BONES, flip_poses
 from dataset_files import write_dataset
@@ -33,11 +35,16 @@ def _published_state(bidirectional: bool, hidden: int = 16, layers: int = 1) -> 
     return sd
 
 
+def _load(tmp_path, state, bidirectional=None, layers=None):
+    """Save ``state`` as a published-layout checkpoint and rebuild it with the one loader."""
+    save_checkpoint(tmp_path / "length.bin", {"model_pos": state})
+    return load_model(tmp_path / "length.bin", ("length",), bidirectional=bidirectional, num_layers=layers).model
+
+
 @pytest.mark.parametrize("bidirectional,layers", [(True, 1), (True, 2), (False, 1), (False, 2)])
-def test_published_checkpoint_loads(bidirectional, layers):
+def test_published_checkpoint_loads(tmp_path, bidirectional, layers):
     sd = _published_state(bidirectional, hidden=16, layers=layers)
-    model = length_model_from_checkpoint({"model_pos": {"module." + k: v for k, v in sd.items()}},
-                                         bidirectional, layers)
+    model = _load(tmp_path, {"module." + k: v for k, v in sd.items()}, bidirectional, layers)
     assert set(model.state_dict()) == set(sd)
     assert (model.hidden_size, model.num_layers, model.bidirectional) == (16, layers, bidirectional)
     assert model.expand_conv.bias is not None and model.fc.bias is None
@@ -104,19 +111,19 @@ def test_fifty_thousand_frames():
     assert predict_lengths(causal, x).shape == (50_000, 16)
 
 
-def test_wrong_architecture_and_input_are_user_errors():
+def test_wrong_architecture_and_input_are_user_errors(tmp_path):
     sd = _published_state(True, hidden=16)
     # The architecture is read from the weights; flags the user gave must agree with them.
-    assert length_model_from_checkpoint({"model_pos": sd}).hidden_size == 16
+    assert _load(tmp_path, sd).hidden_size == 16
     with pytest.raises(UserError, match="holds a bidirectional GRU length model: add -bi"):
-        length_model_from_checkpoint({"model_pos": sd}, False)
+        _load(tmp_path, sd, False)
     with pytest.raises(UserError, match=r"has 1 GRU layer\(s\), not -layer 2"):
-        length_model_from_checkpoint({"model_pos": sd}, True, 2)
+        _load(tmp_path, sd, True, 2)
     with pytest.raises(UserError, match="holds a causal .* drop -bi"):
-        length_model_from_checkpoint({"model_pos": _published_state(False, hidden=16)}, True)
+        _load(tmp_path, _published_state(False, hidden=16), True)
     broken = dict(sd, **{"gru.weight_hh_l0": sd["gru.weight_hh_l0"][:, :8]})
     with pytest.raises(UserError, match="does not match"):
-        length_model_from_checkpoint({"model_pos": broken}, True)
+        _load(tmp_path, broken, True)
     with pytest.raises(UserError):
         predict_lengths(BoneLengthModel(hidden_size=8), np.zeros((10, 16, 2)))
 

@@ -268,10 +268,9 @@ def test_bad_inputs_are_one_line_errors(mix_setup, tmp_path):
     with pytest.raises(UserError, match="is a VideoPose3D lifter checkpoint, not a mix"):
         _train(["-t", "mix", "-bi", "-arc", "3,3,3,3,3", "--evaluate", "--mix_model",
                 str(ckpts / "pretrained_h36m_cpn.bin")] + _flags(mix_setup, "-c", str(tmp_path)))
-    with pytest.raises(UserError, match="does not match"):  # wrong -arc for the lifter checkpoint
-        _train(["-t", "mix", "-bi", "-arc", "3,3,3", "--length_model", str(ckpts / "biGRU_all.bin"),
-                "--direction_model", str(ckpts / "pretrained_h36m_cpn.bin")]
-               + _flags(mix_setup, "-e", "1", "-c", str(tmp_path)))
+    with pytest.raises(UserError, match="holds a length checkpoint; expected a lifter"):  # swapped files
+        _train(["-t", "mix", "-bi", "--length_model", str(ckpts / "biGRU_all.bin"),
+                "--direction_model", str(ckpts / "biGRU_all.bin")] + _flags(mix_setup, "-e", "1", "-c", str(tmp_path)))
     bad_list = tmp_path / "short.npz"
     save_npz(bad_list, lengths=[np.full(16, 0.2, np.float32)] * 3)
     with pytest.raises(UserError, match="holds 3 sequences"):
