@@ -268,7 +268,7 @@ def test_bad_inputs_are_one_line_errors(mix_setup, tmp_path):
     with pytest.raises(UserError, match="is a VideoPose3D lifter checkpoint, not a mix"):
         _train(["-t", "mix", "-bi", "-arc", "3,3,3,3,3", "--evaluate", "--mix_model",
                 str(ckpts / "pretrained_h36m_cpn.bin")] + _flags(mix_setup, "-c", str(tmp_path)))
-    with pytest.raises(UserError, match="holds a length checkpoint; expected a lifter"):  # swapped files
+    with pytest.raises(UserError, match="is a bone-length model checkpoint, not a VideoPose3D lifter"):  # swapped files
         _train(["-t", "mix", "-bi", "--length_model", str(ckpts / "biGRU_all.bin"),
                 "--direction_model", str(ckpts / "biGRU_all.bin")] + _flags(mix_setup, "-e", "1", "-c", str(tmp_path)))
     bad_list = tmp_path / "short.npz"
