@@ -117,9 +117,9 @@ def triangulate(cameras: list[CalibratedCamera], pixels: np.ndarray, confidence:
     projected = np.einsum("vab,tjb->vtja", P, np.concatenate([points, np.ones((frames, joints, 1))], -1))
     projected = projected[..., :2] / projected[..., 2:]
     error = np.linalg.norm(projected - undistorted, axis=-1)
-    error = np.where(weight > 0, error, np.nan)
-    with np.errstate(all="ignore"):
-        return points, np.nanmean(error, axis=0)
+    used = (weight > 0).sum(axis=0)
+    mean_error = np.where(used > 0, np.where(weight > 0, error, 0.0).sum(axis=0) / np.maximum(used, 1), np.nan)
+    return points, mean_error
 
 
 def triangulate_consistent(cameras: list[CalibratedCamera], pixels: np.ndarray, confidence: np.ndarray,
