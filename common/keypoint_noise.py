@@ -45,11 +45,28 @@ def ar1_filter(length: int, rho: float, device: torch.device | str = "cpu", dtyp
     return weights * scale[None, :]
 
 
-def ar1_noise(white: torch.Tensor, rho: float = DETECTOR_AR, stationary_start: bool = True) -> torch.Tensor:
+def ar1_noise(white: torch.Tensor, rho: float = DETECTOR_AR, stationary_start: bool = True,
+              block: int = 256) -> torch.Tensor:
     """Filter white N(0, 1) noise (B, T, ...) along its time axis (dim 1) into unit-variance AR(1) noise of the
-    same shape, dtype and device (:func:`ar1_filter`)."""
-    matrix = ar1_filter(white.shape[1], rho, white.device, white.dtype, stationary_start)
-    return torch.einsum("tk,bk...->bt...", matrix, white)
+    same shape, dtype and device (:func:`ar1_filter`).
+
+    Time runs in blocks of ``block`` frames: one matmul per block, the last value of each block carried into the
+    next with its decay ``rho^(i+1)``; memory O(block^2 + T) for any sequence length."""
+    frames = white.shape[1]
+    size = min(block, frames)
+    steady = ar1_filter(size, rho, white.device, white.dtype, stationary_start=False)
+    first = ar1_filter(size, rho, white.device, white.dtype, stationary_start) if stationary_start else steady
+    decay = rho ** torch.arange(1, size + 1, device=white.device, dtype=white.dtype)
+    decay = decay.reshape(-1, *([1] * (white.ndim - 2)))
+    out = torch.empty_like(white)
+    for start in range(0, frames, size):
+        n = min(size, frames - start)
+        matrix = first if start == 0 else steady
+        x = torch.einsum("tk,bk...->bt...", matrix[:n, :n], white[:, start:start + n])
+        if start > 0:
+            x = x + decay[:n] * out[:, start - 1:start]
+        out[:, start:start + n] = x
+    return out
 
 
 def detector_noise(gt: np.ndarray, rng: np.random.Generator, fps: float = 50.0) -> np.ndarray:

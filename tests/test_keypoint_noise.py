@@ -43,3 +43,12 @@ def test_detector_noise_is_seeded_and_keeps_shape():
     assert a.shape == gt.shape and a.dtype == np.float32
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, detector_noise(gt, np.random.default_rng(2)))
+
+
+def test_ar1_noise_blocks_join_without_a_seam():
+    """Long sequences run in blocks; the result equals the one-matrix filter of the whole sequence."""
+    white = torch.randn(3, 700, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    for stationary in (True, False):
+        whole = torch.einsum("tk,bkc->btc", ar1_filter(700, 0.85, dtype=torch.float64, stationary_start=stationary),
+                             white)
+        torch.testing.assert_close(ar1_noise(white, 0.85, stationary, block=64), whole)
