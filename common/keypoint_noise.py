@@ -56,17 +56,17 @@ def ar1_noise(white: torch.Tensor, rho: float = DETECTOR_AR, stationary_start: b
     size = min(block, frames)
     steady = ar1_filter(size, rho, white.device, white.dtype, stationary_start=False)
     first = ar1_filter(size, rho, white.device, white.dtype, stationary_start) if stationary_start else steady
-    decay = rho ** torch.arange(1, size + 1, device=white.device, dtype=white.dtype)
-    decay = decay.reshape(-1, *([1] * (white.ndim - 2)))
-    out = torch.empty_like(white)
+    decay = rho ** torch.arange(1, size + 1, device=white.device, dtype=white.dtype)[:, None]  # (size, 1)
+    columns = white.movedim(1, 0).reshape(frames, -1)  # (T, B * rest): one matmul per block
+    out = torch.empty_like(columns)
     for start in range(0, frames, size):
         n = min(size, frames - start)
         matrix = first if start == 0 else steady
-        x = torch.einsum("tk,bk...->bt...", matrix[:n, :n], white[:, start:start + n])
+        block_out = matrix[:n, :n] @ columns[start:start + n]
         if start > 0:
-            x = x + decay[:n] * out[:, start - 1:start]
-        out[:, start:start + n] = x
-    return out
+            block_out = block_out + decay[:n] * out[start - 1]
+        out[start:start + n] = block_out
+    return out.reshape(frames, white.shape[0], *white.shape[2:]).movedim(0, 1)
 
 
 def detector_noise(gt: np.ndarray, rng: np.random.Generator, fps: float = 50.0) -> np.ndarray:
