@@ -20,7 +20,7 @@ import numpy as np
 
 from common.bones import adjust_bone_lengths, average_symmetric, bone_lengths
 from common.errors import UserError, cli
-from common.fileio import check_array, load_npz
+from common.fileio import check_array, existing_file, load_npz
 from common.camera import WORLD_LIKE_FRAMES, camera_to_world_like, place_on_ground
 from common.length_sources import file_lengths
 from common.pose_tables import parse_export_formats, write_pose_formats
@@ -29,8 +29,7 @@ from common.skeleton import NUM_BONES, NUM_JOINTS
 
 def load_pose_array(path: str, key: str | None) -> tuple[np.ndarray, dict]:
     """(T, 17, 3) poses and the other arrays/metadata of the file (empty for .npy)."""
-    if not Path(path).is_file():
-        raise UserError(f"file not found: {path}")
+    existing_file(path)
     if Path(path).suffix.lower() == ".npy":
         try:
             return check_array(path, np.load(path, allow_pickle=False), (None, NUM_JOINTS, 3)), {}

@@ -35,7 +35,7 @@ from common.dataset import _positions_17
 from common.errors import UserError
 from common.evaluation import EvaluationResult, evaluate_arrays
 from common.length_sources import median_lengths
-from common.fileio import atomic_write, check_array, load_npz, load_pickle, save_npz, save_pickle
+from common.fileio import atomic_write, check_array, load_nested, load_pickle, save_npz, save_pickle
 from common.metrics import action_category
 from common.plots import plot_bone_length_series, pyplot, save_figure
 from common.skeleton import NUM_BONES, NUM_JOINTS
@@ -76,9 +76,7 @@ def load_predictions(pred_path: str | Path, act_path: str | Path | None = None) 
     """Read predictions in the pickle layout (``pred_path`` .pkl + ``act_path``) or the npz layout."""
     pred_path = Path(pred_path)
     if pred_path.suffix == ".npz":
-        data = load_npz(pred_path, required=["predictions"])["predictions"]
-        if not isinstance(data, dict):
-            raise UserError(f"{pred_path}: 'predictions' must be a dict subject -> action -> [4 arrays]")
+        data = load_nested(pred_path, "predictions", "subject -> action -> [4 arrays]")
         keys, poses = [], []
         for subject, actions in data.items():
             if not isinstance(actions, dict):
@@ -146,9 +144,7 @@ def load_ground_truth(gt_path: str | Path, keys: Sequence[Key], camera_file: str
                       ) -> list[np.ndarray]:
     """Root-relative camera-frame ground truth (T, 17, 3) metres for every key, from ``data_3d_<d>.npz``."""
     gt_path = Path(gt_path)
-    raw = load_npz(gt_path, required=["positions_3d"])["positions_3d"]
-    if not isinstance(raw, dict):
-        raise UserError(f"{gt_path}: 'positions_3d' must be a dict subject -> action -> array")
+    raw = load_nested(gt_path, "positions_3d", "subject -> action -> array")
     cameras = load_cameras(camera_file)
     world: dict[tuple[str, str], np.ndarray] = {}
     out = []
@@ -169,9 +165,7 @@ def load_lengths(bone_path: str | Path, keys: Sequence[Key], frames: Sequence[in
                  ) -> list[np.ndarray]:
     """Predicted bone lengths per key: (16,) metres, or (T, 16) per frame with ``causal``."""
     bone_path = Path(bone_path)
-    table = load_npz(bone_path, required=["lengths"])["lengths"]
-    if not isinstance(table, dict):
-        raise UserError(f"{bone_path}: 'lengths' must be a dict subject -> action -> [4 arrays]")
+    table = load_nested(bone_path, "lengths", "subject -> action -> [4 arrays]")
     out = []
     for key, n in zip(keys, frames):
         subject, action, cam = key

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from common.errors import UserError
-from common.fileio import atomic_write
+from common.fileio import atomic_write, existing_file
 
 CHECKPOINT_DIR = Path("checkpoint")
 
@@ -111,9 +111,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     (a function to call, an unknown class) is refused with one line naming the file and the type; nothing in it
     runs. ``kind`` (``lifter``, ``length`` or ``mix``): the model the caller expects under ``model_pos``; a
     checkpoint of another kind is named as such (:func:`expect_kind`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
+    path = existing_file(path, "checkpoint")
     if path.stat().st_size == 0:
         raise UserError(f"{path}: empty file, not a checkpoint")
     try:

@@ -22,7 +22,7 @@ import numpy as np
 from common.bones import average_symmetric, bone_lengths
 from common.camera import Camera, load_cameras, normalize_screen_coordinates
 from common.errors import UserError
-from common.fileio import check_array, load_npz
+from common.fileio import check_array, load_nested, load_npz
 from common.skeleton import H36M_32_TO_17, NUM_JOINTS
 
 TRAIN_SUBJECTS = ["S1", "S5", "S6", "S7", "S8"]
@@ -147,9 +147,7 @@ def load_dataset(data_dir: str | Path = "data", dataset: str = "h36m", keypoints
 
     world: dict[str, dict[str, np.ndarray]] = {}
     if need_3d or path_3d.is_file():
-        raw = load_npz(path_3d, required=["positions_3d"])["positions_3d"]
-        if not isinstance(raw, dict):
-            raise UserError(f"{path_3d}: 'positions_3d' must be a dict subject -> action -> array")
+        raw = load_nested(path_3d, "positions_3d", "subject -> action -> array")
         for subject, actions in raw.items():
             if subjects is not None and subject not in subjects:
                 continue

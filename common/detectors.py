@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import UserError
-from common.fileio import load_npy, load_npz
+from common.fileio import existing_file, load_npy, load_npz
 from common.skeleton import NUM_JOINTS
 
 # Landmark indices of the body parts used by the mapping, per layout.
@@ -282,9 +282,7 @@ def load_keypoints(path: str | Path, keypoint_format: str = "h36m") -> Precomput
       confidence) in ``keypoint_format`` order (``h36m`` or ``coco``). Rows of NaN mark frames without
       the person (interpolated later if the gap is short).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"keypoint file not found: {path}")
+    path = existing_file(path, "keypoint file")
     width = height = None
     if path.suffix.lower() == ".npy":
         array = load_npy(path)

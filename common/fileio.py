@@ -55,11 +55,17 @@ def restricted_loads(data: bytes) -> Any:
     return RestrictedUnpickler(io.BytesIO(data)).load()
 
 
-def load_pickle(path: str | Path) -> Any:
-    """Load a third-party pickle with :class:`RestrictedUnpickler`; problems become one-line UserErrors."""
+def existing_file(path: str | Path, what: str = "file", hint: str = "") -> Path:
+    """``path`` as a Path when it is a file; else the one-line UserError ``<what> not found: <path>`` (+ hint)."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"file not found: {path}")
+        raise UserError(f"{what} not found: {path}{f' ({hint})' if hint else ''}")
+    return path
+
+
+def load_pickle(path: str | Path) -> Any:
+    """Load a third-party pickle with :class:`RestrictedUnpickler`; problems become one-line UserErrors."""
+    path = existing_file(path)
     try:
         with open(path, "rb") as fh:
             return RestrictedUnpickler(fh).load()
@@ -85,9 +91,7 @@ def load_npz(path: str | Path, required: Iterable[str] = ()) -> dict[str, Any]:
 
     required: keys that must be present. Errors (missing, truncated, not a zip, wrong keys) are UserErrors.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"file not found: {path}")
+    path = existing_file(path)
     out: dict[str, Any] = {}
     try:
         with zipfile.ZipFile(path) as zf:
@@ -108,11 +112,18 @@ def load_npz(path: str | Path, required: Iterable[str] = ()) -> dict[str, Any]:
     return out
 
 
+def load_nested(path: str | Path, key: str, layout: str) -> dict:
+    """The dict stored under ``key`` of an npz file (e.g. ``positions_3d``: subject -> action -> array); anything
+    else is the one-line UserError ``<path>: '<key>' must be a dict <layout>``."""
+    table = load_npz(path, required=[key])[key]
+    if not isinstance(table, dict):
+        raise UserError(f"{path}: '{key}' must be a dict {layout}")
+    return table
+
+
 def load_npy(path: str | Path) -> np.ndarray:
     """A plain ``.npy`` array (no pickles); a missing or unreadable file is a one-line UserError."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"file not found: {path}")
+    path = existing_file(path)
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError) as exc:

@@ -34,7 +34,7 @@ import torch
 from common.bones import average_symmetric, bone_lengths
 from common.camera import normalize_screen_coordinates
 from common.errors import UserError
-from common.fileio import load_npy, load_npz
+from common.fileio import existing_file, load_npy, load_npz
 from common.length_model import predict_lengths
 from common.skeleton import BONE_NAMES, NUM_BONES, SYMMETRIC_BONES
 from common.tracking import Track2D
@@ -133,9 +133,7 @@ def _ordered_lengths(path: Path, values) -> dict[int, float]:
 
 def read_lengths_file(path: str | Path) -> dict[int, float]:
     """A user's measured lengths: bone index -> metres (module docstring for the format and checks)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"lengths file not found: {path}")
+    path = existing_file(path, "lengths file")
     suffix = path.suffix.lower()
     if suffix == ".json":
         try:

@@ -36,7 +36,7 @@ from common.dataset import PoseDataset, Sequence3D, load_dataset
 from common.device import evaluation_mode
 from common.errors import UserError
 from common.evaluation import format_bone_table
-from common.fileio import check_array, load_npz
+from common.fileio import check_array, existing_file, load_npz
 from common.length_model import BoneLengthModel, per_bone_error_mm, predict_sequences
 from common.model_loading import load_model
 from common.plots import plot_series
@@ -55,10 +55,8 @@ def subject_lengths(dataset: PoseDataset, subjects: list[str]) -> np.ndarray:
 
 def load_length_bank(path: str | Path) -> np.ndarray:
     """The synthetic bone-length file (key ``data``, (N, 16) metres)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"bone-length file not found: {path} (make it with data/bone_length/"
-                        "generate_bone_length.py, or pass --bone_length_aug)")
+    path = existing_file(path, "bone-length file",
+                         "make it with data/bone_length/generate_bone_length.py, or pass --bone_length_aug")
     return check_array(str(path), load_npz(path, required=["data"])["data"], (None, 16))
 
 

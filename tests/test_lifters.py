@@ -23,7 +23,7 @@ from common.lifters.mediapipe import SMOOTH_SIGMA, edge_preserving_smooth, fuse_
 from common.mix_model import MixModel
 from common.model import TemporalModel
 from common.model_loading import load_model
-from common.skeleton import BONE_NAMES, FLIP_JOINTS
+from common.skeleton import FLIP_JOINTS
 from common.tracking import Track2D
 
 torch.set_num_threads(1)
