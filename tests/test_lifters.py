@@ -221,7 +221,7 @@ def test_load_model_stored_architecture_wins_and_kinds(tmp_path, capsys):
                                            "mix_config": {"causal": True}})
     mix = load_model(tmp_path / "mix.bin", ("mix",))
     assert mix.kind == "mix" and mix.model.direction_model.causal
-    with pytest.raises(UserError, match="is a mix \(fine-tuned\) model checkpoint, not a VideoPose3D lifter"):
+    with pytest.raises(UserError, match=r"is a mix \(fine-tuned\) model checkpoint, not a VideoPose3D lifter"):
         load_model(tmp_path / "mix.bin", ("lifter",))
     with pytest.raises(UserError, match="drop -bi|add -bi"):
         load_model(tmp_path / "mix.bin", bidirectional=False)
