@@ -1,0 +1,62 @@
+"""Benchmark of ``inference.py --live``: the demo video as a live source, with and without the video overlay.
+
+Four runs of the causal pipeline (BlazePose streaming mode, MediaPipe world-landmark lifter, running-median
+lengths, per-frame adjustment), side by side in one process:
+
+* ``unpaced``: every frame, as fast as the pipeline goes: its frames/s is the pipeline's capacity;
+* ``paced``: the file played at its own frame rate by the capture thread, as a camera would deliver it: frames
+  the pipeline cannot keep up with are dropped (counted);
+
+each without and with the annotated video (``+video``). Printed per run: frames in / processed / dropped,
+end-to-end frames/s (processed frames / wall time), frames/s per stage (``capture`` is the time the pipeline
+waited for a frame: decoding when unpaced, mostly idle waiting when paced), and the latency from frame capture
+to pose out (median, 95th percentile).
+
+  python -m bench.live [--video data/demo.mp4] [--max_frames N] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.errors import UserError, cli
+from common.live import LIVE_STAGES, LiveConfig, run_live
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--video", default="data/demo.mp4")
+    p.add_argument("--max_frames", type=int, default=None)
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--panel_height", type=int, default=480, help="height of the annotated video")
+    args = p.parse_args(argv)
+    if not Path(args.video).is_file():
+        raise UserError(f"video not found: {args.video} (run setup.py or pass --video)")
+    torch.set_num_threads(max(1, args.threads))
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, unpaced, overlay in (("unpaced", True, False), ("unpaced+video", True, True),
+                                       ("paced", False, False), ("paced+video", False, True)):
+            print(f"run {name} ...", file=sys.stderr, flush=True)
+            rows[name] = run_live(LiveConfig(
+                source=args.video, unpaced=unpaced, max_frames=args.max_frames, jsonl=str(Path(tmp) / f"{name}.jsonl"),
+                video_out=str(Path(tmp) / f"{name}.mp4") if overlay else None, panel_height=args.panel_height))
+    print(f"{'run':>14} {'in':>5} {'done':>5} {'dropped':>7} {'end2end':>8} "
+          + " ".join(f"{s:>8}" for s in LIVE_STAGES) + f" {'lat p50':>8} {'lat p95':>8}")
+    for name, r in rows.items():
+        fps = r.timer.fps()
+        print(f"{name:>14} {r.frames_in:>5} {r.frames_out:>5} {r.dropped:>7} {r.fps:>8.1f} "
+              + " ".join(f"{fps.get(s, float('nan')):>8.1f}" for s in LIVE_STAGES)
+              + f" {np.percentile(r.latency_ms, 50):>6.1f}ms {np.percentile(r.latency_ms, 95):>6.1f}ms")
+    base = rows["unpaced"].fps
+    print(f"(frames/s; latency = capture -> pose out.) capacity with the video overlay / without = "
+          f"{rows['unpaced+video'].fps / base:.2f}; goals: >= 50 frames/s without, >= 30 with the overlay")
+
+
+if __name__ == "__main__":
+    sys.exit(cli(main)(sys.argv[1:]))

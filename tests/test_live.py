@@ -1,0 +1,153 @@
+"""Live mode: one-euro filter, running median and bounded lengths on hand-computed cases, frame dropping of a
+paced source, frame-by-frame steppers equal to the offline passes, and causality on a real clip."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from common.errors import UserError
+from common.length_model import BoneLengthModel, predict_lengths
+from common.live import (CausalGRULengths, CausalVideoPose3D, FrameSource, LiveLengths, OneEuroFilter,
+                         RunningMedian)
+from common.model import TemporalModel
+from common.video import VideoReader, VideoWriter
+from test_inference import CLIP_FRAMES, real_clip  # noqa: F401 - the real-clip fixture
+
+
+def test_one_euro_filter_first_steps_by_hand():
+    f = OneEuroFilter(min_cutoff=1.0, beta=0.0)
+    assert f(np.array([0.0, 2.0]), 0.0).tolist() == [0.0, 2.0]  # the first value passes unchanged
+    dt = 1 / 30
+    alpha = 2 * np.pi * dt / (2 * np.pi * dt + 1)  # 1 / (1 + tau / dt), tau = 1 / (2 pi * 1 Hz)
+    out = f(np.array([1.0, 2.0]), dt)
+    np.testing.assert_allclose(out, [alpha, 2.0])
+    np.testing.assert_allclose(f(np.array([1.0, 2.0]), 2 * dt), [alpha + alpha * (1 - alpha), 2.0])
+    np.testing.assert_allclose(f(np.array([5.0, 5.0]), 2 * dt), [alpha + alpha * (1 - alpha), 2.0])  # same t
+    # beta > 0 raises the cutoff with speed: a jump is followed more closely
+    fast = OneEuroFilter(min_cutoff=1.0, beta=1.0)
+    fast(np.zeros(1), 0.0)
+    assert fast(np.ones(1), dt)[0] > alpha
+    with pytest.raises(UserError):
+        OneEuroFilter(min_cutoff=0.0)
+
+
+def test_running_median_of_bone_lengths():
+    median = RunningMedian()
+    assert median.median() is None
+    for value in (0.3004, 0.5004, 0.3104):
+        median.update(np.full(16, value))
+    np.testing.assert_allclose(median.median(), 0.3105)  # centre of the 1 mm bin of the middle value
+    median.update(np.full(16, 0.9))
+    median.update(np.full(16, 0.9))
+    np.testing.assert_allclose(median.median(), 0.5005)
+
+
+def test_live_lengths_start_at_the_prior_and_move_by_the_bound():
+    prior = np.full(16, 0.40)
+    prior[0], prior[3] = 0.10, 0.14  # r_hip / l_hip: averaged to 0.12
+    lengths = LiveLengths(prior, max_step=0.001)
+    first = lengths.step(None)
+    assert first[0] == pytest.approx(0.12) and first[3] == pytest.approx(0.12)
+    target = np.full(16, 0.45)
+    target[[1, 4]] = 0.4004  # r/l thigh closer than one step: reached at once
+    for _ in range(10):
+        current = lengths.step(target)
+    assert current[2] == pytest.approx(0.41) and current[1] == pytest.approx(0.4004)
+    free = LiveLengths(None, max_step=0.001)
+    assert free.step(None) is None
+    np.testing.assert_allclose(free.step(target), target)  # no prior: the first target as is
+
+
+def _small_video(path, frames: int, fps: float) -> None:
+    with VideoWriter(path, 64, 48, fps) as writer:
+        for i in range(frames):
+            writer.write(np.full((48, 64, 3), 4 * i, np.uint8))
+
+
+def test_paced_source_drops_what_it_cannot_keep_up_with(tmp_path):
+    _small_video(tmp_path / "v.mp4", 40, 200.0)
+    source = FrameSource(str(tmp_path / "v.mp4"))
+    seen = []
+    for frame in source:
+        seen.append(frame.index)
+        time.sleep(0.02)  # a pipeline four times slower than the source
+    source.close()
+    assert source.read_frames == 40 and source.dropped > 10
+    assert len(seen) + source.dropped == 40 and seen == sorted(seen)
+    unpaced = FrameSource(str(tmp_path / "v.mp4"), paced=False, max_frames=25)
+    frames = list(unpaced)
+    unpaced.close()
+    assert [f.index for f in frames] == list(range(25)) and unpaced.dropped == 0
+    assert frames[5].time_s == pytest.approx(5 / 200.0)
+    with pytest.raises(UserError, match="unpaced"):
+        FrameSource("0", paced=False)
+    with pytest.raises(UserError, match="not a camera"):
+        FrameSource(str(tmp_path / "missing.mp4"))
+
+
+def test_stepped_causal_lifter_equals_the_offline_pass():
+    from common.inference_pipeline import lift
+
+    torch.manual_seed(0)
+    model = TemporalModel(17, 2, 17, [3, 3], causal=True, channels=32, dropout=0.0).eval()
+    keypoints = np.random.default_rng(0).uniform(-1, 1, (15, 17, 2)).astype(np.float32)
+    offline = lift(model, keypoints, torch.device("cpu"))
+    stepper = CausalVideoPose3D(model, torch.device("cpu"))
+    stepped = np.stack([stepper.step(k) for k in keypoints])
+    np.testing.assert_allclose(stepped, offline, atol=1e-5)
+    with pytest.raises(UserError, match="causal"):
+        CausalVideoPose3D(TemporalModel(17, 2, 17, [3], channels=8), torch.device("cpu"))
+
+
+def test_stepped_causal_gru_equals_the_offline_pass():
+    torch.manual_seed(0)
+    model = BoneLengthModel(embed_dim=16, hidden_size=16, bidirectional=False).eval()
+    keypoints = np.random.default_rng(1).uniform(-1, 1, (9, 17, 2)).astype(np.float32)
+    offline = predict_lengths(model, keypoints, symmetric=False)
+    gru = CausalGRULengths(model, torch.device("cpu"))
+    stepped = np.stack([gru.step(k) for k in keypoints])
+    np.testing.assert_allclose(stepped, offline, atol=1e-5)
+    with pytest.raises(UserError, match="causal"):
+        CausalGRULengths(BoneLengthModel(embed_dim=8, hidden_size=8, bidirectional=True), torch.device("cpu"))
+
+
+def _records(path) -> list[dict]:
+    lines = path.read_text().splitlines()
+    assert "header" in json.loads(lines[0])
+    return [json.loads(line) for line in lines[1:]]
+
+
+@pytest.mark.slow
+def test_live_on_a_real_clip_is_causal_and_bounded(real_clip, tmp_path):
+    """The clip played as a stream, unpaced: the first 12 frames' output is the same whether the stream ends
+    there or goes on; lengths start at the prior and never change by more than the bound between frames."""
+    from common.live import LiveConfig, run_live
+
+    prior = np.full(16, 0.30)
+    runs = {}
+    for frames in (12, CLIP_FRAMES):
+        path = tmp_path / f"live_{frames}.jsonl"
+        result = run_live(LiveConfig(source=str(real_clip), unpaced=True, max_frames=frames, jsonl=str(path),
+                                     prior=prior, max_step_mm=0.5, video_out=str(tmp_path / f"live_{frames}.mp4")))
+        assert result.frames_in == result.frames_out == frames and result.dropped == 0
+        assert result.max_length_change_mm <= 0.5 + 1e-9
+        runs[frames] = _records(path)
+    short, long = runs[12], runs[CLIP_FRAMES]
+    assert [r["frame"] for r in long] == list(range(CLIP_FRAMES))
+    for a, b in zip(short, long[:12]):
+        assert a["joints"] == b["joints"] and a["lengths"] == b["lengths"] and a["detected"] == b["detected"]
+    # streaming BlazePose finds a person within a few frames (its detector sees the whole 1768x994 frame)
+    assert sum(r["detected"] for r in long) >= CLIP_FRAMES - 8 and long[-1]["detected"]
+    lengths = np.array([r["lengths"] for r in long])
+    np.testing.assert_allclose(lengths[0], prior, atol=0.0005 + 1e-5)  # one bounded step from the prior at most
+    assert np.abs(np.diff(lengths, axis=0)).max() <= 0.0005 + 1e-5  # JSON values are rounded to 0.01 mm
+    assert np.abs(lengths[-1] - prior).max() > 0.003  # and they do move towards the lifter's own lengths
+    joints = np.array([r["joints"] for r in long if r["joints"] is not None])
+    from common.bones import bone_lengths
+
+    np.testing.assert_allclose(bone_lengths(joints), lengths[[r["joints"] is not None for r in long]], atol=2e-5)
+    assert VideoReader(tmp_path / f"live_{CLIP_FRAMES}.mp4").info.frame_count == CLIP_FRAMES
