@@ -5,24 +5,25 @@
 
 ``--poses``: an npz written by inference.py (key ``poses_after``; its ``bone_lengths`` and fps are used) or
 any npz (key ``poses`` or a single array) / .npy of shape (T, 17, 3) metres, Human3.6M joint order.
-The poses are adjusted to ``--lengths`` (a .json list/dict of 16 bone lengths or inference.py's
-``_bone_lengths.json``, or an .npy/.npz (16,) array, metres); without it, to the npz's stored lengths, else to
-the poses' own per-bone median lengths (left/right averaged). ``--frame camera`` poses (x right, y down,
+The poses are adjusted to ``--lengths`` (a lengths file in the format of ``inference.py --lengths_file``, see
+common/length_sources.py; bones it does not name take the poses' own lengths); without it, to the npz's stored
+lengths, else to the poses' own per-bone median lengths (left/right averaged). ``--frame camera`` poses (x right, y down,
 z forward, as lifters output) are turned upright like inference.py's exports; ``world`` poses are z up.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from common.bones import adjust_bone_lengths, average_symmetric, bone_lengths
+from common.bones import adjust_bone_lengths
+from common.camera import WORLD_LIKE_FRAMES, camera_to_world_like, place_on_ground
 from common.errors import UserError, cli
 from common.fileio import check_array, existing_file, load_npz
-from common.camera import WORLD_LIKE_FRAMES, camera_to_world_like, place_on_ground
-from common.length_sources import file_lengths
+from common.length_sources import file_lengths, self_lengths
 from common.pose_tables import parse_export_formats, write_pose_formats
 from common.skeleton import NUM_BONES, NUM_JOINTS
 
@@ -51,7 +52,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--poses", required=True, help="npz/npy of (T, 17, 3) poses, metres")
     p.add_argument("--key", default=None, help="array name inside the npz (default poses_after, poses, or the only one)")
-    p.add_argument("--lengths", default=None, help="bone lengths file (.json/.npy/.npz, 16 values, metres)")
+    p.add_argument("--lengths", default=None, help="bone lengths file (json/npz, metres; as --lengths_file)")
     p.add_argument("--frame", choices=["camera", "world"], default=None,
                    help="frame of the poses (default: world for inference.py files, else camera)")
     p.add_argument("--fps", type=float, default=None, help="frame rate (default: the file's, else 50)")
@@ -73,7 +74,7 @@ def main(argv=None) -> None:
     elif isinstance(stored, np.ndarray) and stored.shape == (NUM_BONES,):
         lengths = stored.astype(np.float64)
     else:
-        lengths = average_symmetric(np.median(bone_lengths(poses), axis=0))
+        lengths = self_lengths(poses).astype(np.float64)
         print("bone lengths: the poses' own per-bone medians, left/right averaged")
     adjusted = adjust_bone_lengths(poses.astype(np.float64), lengths)
     if frame == "camera":

@@ -22,13 +22,17 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
 from common.checkpoint import default_checkpoint
 from common.dataset import resolve_dataset_name
 from common.device import add_device_argument, select_device
 from common.errors import UserError, cli
 from common.inference_pipeline import (DEFAULT_LENGTHS, DEFAULT_LIFTER, STAGES, InferenceConfig, InferenceResult,
                                       run)
-from common.length_sources import LENGTH_SOURCES
+from common.length_sources import LENGTH_SOURCES, complete_lengths
+from common.live import LIVE_LENGTHS, LIVE_LIFTERS, LiveConfig, LiveResult, run_live, training_mean_lengths
+from common.model_loading import load_model
 from common.lifters import LIFTERS
 from common.model import parse_architecture
 from common.pose_tables import parse_export_formats
@@ -87,15 +91,77 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "csv (one row per frame), jsonl (one JSON object per frame); see README")
     g.add_argument("--panel_height", type=int, default=480, help="height in pixels of the output video")
     g.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
+    g = p.add_argument_group("live: causal, one frame at a time (README, 'Live mode'); uses --lifter mediapipe|"
+                             "videopose3d (a causal --lifter_ckpt), --lengths self|model|file, --max_frames")
+    g.add_argument("--live", default=None, metavar="SOURCE",
+                   help="camera index (0), video file (played at its own frame rate) or stream URL")
+    g.add_argument("--unpaced", action="store_true",
+                   help="read a --live file every frame, as fast as possible (no drops; deterministic)")
+    g.add_argument("--live_output", default="-", help="JSON lines of the poses: a file, or - for stdout")
+    g.add_argument("--live_video", default=None, help="also write the annotated video (mp4)")
+    g.add_argument("--length_prior", default=None,
+                   help="lengths file (as --lengths_file, every bone named) the lengths start from (default: the "
+                        "training mean for --lengths model, the first frame's own lengths for self)")
+    g.add_argument("--max_length_step_mm", type=float, default=1.0,
+                   help="largest change of any bone length from one frame to the next, mm")
+    g.add_argument("--one_euro", default=None, metavar="MIN_CUTOFF,BETA",
+                   help="one-euro smoothing of the lifted joints before adjustment, e.g. 1.0,0.5 (off by default)")
     add_device_argument(p)
     return p.parse_args(argv)
 
 
-def run_cli(argv=None) -> InferenceResult:
+def run_live_cli(args: argparse.Namespace) -> LiveResult:
+    """``--live``: build the causal pipeline from the flags, run it, print a summary on stderr."""
+    lifter = args.lifter or "mediapipe"
+    lengths = args.lengths or ("file" if args.lengths_file else "model" if lifter == "videopose3d" else "self")
+    if lifter not in LIVE_LIFTERS or lengths not in LIVE_LENGTHS:
+        raise UserError(f"--live supports --lifter {'/'.join(LIVE_LIFTERS)} and --lengths {'/'.join(LIVE_LENGTHS)}")
+    device = select_device(args.device)
+    lifter_model = length_model = prior = fixed = None
+    if lifter == "videopose3d":
+        if not args.lifter_ckpt:
+            raise UserError("--live --lifter videopose3d needs --lifter_ckpt <causal VideoPose3D checkpoint>")
+        lifter_model = load_model(args.lifter_ckpt, ("lifter",), device=device).model
+    if lengths == "model":
+        length_model = load_model(args.length_ckpt or default_checkpoint("length", resolve_dataset_name("auto")),
+                                  ("length",), num_layers=args.num_layers, device=device).model
+        mean = training_mean_lengths()
+        if mean is not None and not args.length_prior:
+            prior = mean[0]
+            print(f"lengths start from the training mean of {mean[1]}", file=sys.stderr)
+    if lengths == "file":
+        fixed = complete_lengths(args.lengths_file)
+    if args.length_prior:
+        prior = complete_lengths(args.length_prior)
+    smooth = None
+    if args.one_euro:
+        try:
+            smooth = tuple(float(v) for v in args.one_euro.split(","))
+        except ValueError:
+            smooth = ()
+        if len(smooth) != 2:
+            raise UserError("--one_euro takes MIN_CUTOFF,BETA, e.g. 1.0,0.5")
+    result = run_live(LiveConfig(
+        source=args.live, unpaced=args.unpaced, max_frames=args.max_frames, lifter=lifter, lifter_model=lifter_model,
+        lengths=lengths, length_model=length_model, prior=prior, fixed_lengths=fixed,
+        max_step_mm=args.max_length_step_mm, smooth=smooth, jsonl=args.live_output, video_out=args.live_video,
+        panel_height=args.panel_height, device=device))
+    fps = result.timer.fps()
+    print(f"live: {result.frames_in} frames in, {result.frames_out} processed, {result.dropped} dropped, "
+          f"person found in {result.detected}; {result.fps:.1f} frames/s end to end ("
+          + ", ".join(f"{s} {v:.1f}" for s, v in fps.items()) + " frames/s); latency capture -> pose "
+          f"median {np.median(result.latency_ms):.1f} ms; largest per-frame length change "
+          f"{result.max_length_change_mm:.2f} mm (bound {args.max_length_step_mm} mm)", file=sys.stderr)
+    return result
+
+
+def run_cli(argv=None) -> InferenceResult | LiveResult:
     """Parse the command line, run the pipeline, print the summary; returns the run's result."""
     args = parse_args(argv)
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError("--max_frames must be >= 1")
+    if args.live is not None:
+        return run_live_cli(args)
     if args.max_gap < 0 or args.smooth < 0:
         raise UserError("--max_gap and --smooth must be >= 0")
     if args.video is None and args.keypoints is None:

@@ -168,6 +168,16 @@ def read_lengths_file(path: str | Path) -> dict[int, float]:
     return named
 
 
+def complete_lengths(path: str | Path) -> np.ndarray:
+    """(16,) metres from a lengths file that names every bone (side-less names count for both sides); a file
+    that leaves bones out is a one-line error (there are no poses here to fill them in from)."""
+    named = read_lengths_file(path)
+    missing = [BONE_NAMES[i] for i in range(NUM_BONES) if i not in named]
+    if missing:
+        raise UserError(f"{path} must name every bone here; missing {missing}")
+    return np.array([named[i] for i in range(NUM_BONES)], dtype=np.float64)
+
+
 def file_lengths(path: str | Path, poses: np.ndarray) -> np.ndarray:
     """(16,) metres: the file's lengths, the other bones from :func:`median_lengths` of ``poses`` (T, 17, 3)."""
     named = read_lengths_file(path)

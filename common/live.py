@@ -7,9 +7,9 @@ Per frame, using only that frame and the past:
    busy replace the waiting one and are counted as dropped; nothing queues up. ``unpaced`` reads every frame
    of a file source as fast as the pipeline goes (a decoding thread keeps at most 2 frames ready; no drops),
    so a run is deterministic and its output for the first N frames does not depend on what follows.
-2. **detect**: BlazePose in its streaming mode (``static_image_mode=False``: the person detector runs only
-   until a person is found, then the landmark model tracks them from the previous frame's landmarks), mapped
-   to the 17 Human3.6M joints like :mod:`common.detectors`, plus its 3D world landmarks.
+2. **detect**: BlazePose in its streaming mode on the whole frame (:meth:`common.detectors.BlazePoseSource.track`:
+   the person detector runs only until a person is found, then the landmark model follows them from the
+   previous frame's landmarks), 17 Human3.6M joints plus its 3D world landmarks.
 3. **lift**: ``mediapipe`` (BlazePose's world landmarks, one frame alone) or ``videopose3d`` (a *causal*
    VideoPose3D checkpoint run on a ring buffer of its receptive field, the first frame repeated before the
    stream starts). Optional one-euro smoothing of the lifted joints (off by default; before the adjustment,
@@ -42,7 +42,8 @@ import torch
 
 from common.bones import adjust_bone_lengths, average_symmetric, bone_lengths
 from common.camera import normalize_screen_coordinates
-from common.detectors import BLAZEPOSE_PARTS, to_h36m
+from common.detectors import BlazePoseSource
+from common.generators import merge_flipped
 from common.errors import UserError
 from common.pose_tables import JsonLinesWriter, jsonl_header, jsonl_record
 from common.skeleton import NUM_BONES, NUM_JOINTS, flip_poses
@@ -155,35 +156,6 @@ class FrameSource:
         self.capture.release()
 
 
-# ----------------------------------------------------------------------------------------------- detect
-class StreamingBlazePose:
-    """BlazePose in streaming (tracking) mode on whole frames: the followed person's 17 joints in pixels,
-    their confidence and BlazePose's world landmarks mapped to the 17 joints (metres, camera-aligned axes)."""
-
-    def __init__(self, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5):
-        try:
-            from mediapipe.python.solutions import pose as mp_pose
-        except ImportError as exc:
-            raise UserError(f"mediapipe is not importable ({exc}); install mediapipe==0.10.21") from None
-        self._pose = mp_pose.Pose(static_image_mode=False, model_complexity=1, enable_segmentation=False,
-                                  min_detection_confidence=min_detection_confidence,
-                                  min_tracking_confidence=min_tracking_confidence)
-
-    def detect(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """(H, W, 3) RGB -> (keypoints (17, 2) px, confidence (17,), world (17, 3) m) or None (nobody)."""
-        result = self._pose.process(rgb)
-        if result.pose_landmarks is None or result.pose_world_landmarks is None:
-            return None
-        marks = np.array([(m.x, m.y, m.visibility) for m in result.pose_landmarks.landmark], np.float32)
-        world = np.array([(m.x, m.y, m.z) for m in result.pose_world_landmarks.landmark], np.float32)
-        pixels = marks[:, :2] * np.array([rgb.shape[1], rgb.shape[0]], np.float32)
-        keypoints, confidence = to_h36m(pixels, np.clip(marks[:, 2], 0, 1), BLAZEPOSE_PARTS)
-        return keypoints, confidence, to_h36m(world, np.ones(len(world), np.float32), BLAZEPOSE_PARTS)[0]
-
-    def close(self) -> None:
-        self._pose.close()
-
-
 # ----------------------------------------------------------------------------------------------- lift
 class CausalVideoPose3D:
     """A causal VideoPose3D lifter stepped frame by frame on a ring buffer of its receptive field (normalised
@@ -207,9 +179,8 @@ class CausalVideoPose3D:
             self.started = True
         else:
             self.window = np.concatenate([self.window[1:], keypoints[None]])
-        x = torch.from_numpy(self.window)[None].to(self.device)
-        out = self.model(torch.cat([x, flip_poses(x)]))[:, -1]
-        pose = ((out[0] + flip_poses(out[1])) / 2).cpu().numpy()
+        x = torch.from_numpy(self.window).to(self.device)
+        pose = merge_flipped(self.model(torch.stack([x, flip_poses(x)])))[-1].cpu().numpy()
         return pose - pose[:1]
 
 
@@ -385,7 +356,7 @@ def run_live(config: LiveConfig) -> LiveResult:
     if config.lengths == "file" and config.fixed_lengths is None:
         raise UserError("--lengths file needs --lengths_file")
     source = FrameSource(config.source, paced=not config.unpaced, max_frames=config.max_frames)
-    detector = StreamingBlazePose()
+    detector = BlazePoseSource()
     timer = StageTimer(LIVE_STAGES)
     prior = config.fixed_lengths if config.lengths == "file" else config.prior
     lengths = LiveLengths(prior, config.max_step_mm / 1000.0)
@@ -411,12 +382,12 @@ def run_live(config: LiveConfig) -> LiveResult:
         frames = timer.timed("capture", source)
         for frame in frames:
             with timer.measure("detect", 1):
-                found = detector.detect(frame.rgb)
+                found = detector.track(frame.rgb)  # streaming mode on the whole frame
             pose = None
             with timer.measure("lift", 1):
                 if found is not None:
-                    keypoints = normalize_screen_coordinates(found[0], source.width, source.height)
-                    pose = (found[2] - found[2][:1]) if lifter is None else lifter.step(keypoints)
+                    keypoints = normalize_screen_coordinates(found.keypoints, source.width, source.height)
+                    pose = (found.world - found.world[:1]) if lifter is None else lifter.step(keypoints)
                     if smoother is not None:
                         pose = smoother(pose, frame.time_s)
             with timer.measure("adjust", 1):
@@ -438,7 +409,8 @@ def run_live(config: LiveConfig) -> LiveResult:
             if renderer is not None:
                 with timer.measure("render", 1):
                     status = [f"frame {frame.index}  dropped {source.dropped}"]
-                    video.write(renderer.render(frame.rgb, found[0] if found else None, found[1] if found else None,
+                    video.write(renderer.render(frame.rgb, found.keypoints if found else None,
+                                                found.confidence if found else None,
                                                 _world_like(pose) if pose is not None else None,
                                                 _world_like(adjusted) if adjusted is not None else None,
                                                 status, ["lifted"], ["adjusted"]))

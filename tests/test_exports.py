@@ -11,7 +11,7 @@ from common.bones import adjust_bone_lengths, bone_lengths
 from common.bvh import BVH_NAMES, REST_DIRECTIONS, TO_BVH_AXES, _euler_zxy, bvh_motion, write_bvh
 from common.errors import UserError
 from common.pose_tables import CSV_COLUMNS, csv_text, parse_export_formats, read_jsonl, write_jsonl
-from common.skeleton import ANCESTOR_BONES, JOINT_NAMES
+from common.skeleton import ANCESTOR_BONES, BONE_NAMES, JOINT_NAMES
 
 bvhio = pytest.importorskip("bvhio")
 
@@ -118,7 +118,7 @@ def test_converter_adjusts_any_poses_and_writes_every_format(tmp_path, capsys):
     camera = rest_pose(LENGTHS) @ np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]])  # z up -> camera (y down)
     poses = (camera + rng.normal(0, 0.02, (20, 17, 3))).astype(np.float32)
     np.save(tmp_path / "lifter.npy", poses)
-    (tmp_path / "lengths.json").write_text(json.dumps(LENGTHS.tolist()))
+    (tmp_path / "lengths.json").write_text(json.dumps({"lengths": dict(zip(BONE_NAMES, LENGTHS.tolist()))}))
     export_poses.main(["--poses", str(tmp_path / "lifter.npy"), "--lengths", str(tmp_path / "lengths.json"),
                        "--fps", "50", "--output", str(tmp_path / "out")])
     back = read_bvh_positions(tmp_path / "out.bvh")
@@ -126,6 +126,6 @@ def test_converter_adjusts_any_poses_and_writes_every_format(tmp_path, capsys):
     assert back[:, :, 2].min() > -1e-4  # grounded, z up
     _, records = read_jsonl(tmp_path / "out.jsonl")
     np.testing.assert_allclose(np.array([r["joints"] for r in records]), back, atol=1e-4)
-    with pytest.raises(UserError, match="16"):
-        (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(UserError, match="metres between"):
+        (tmp_path / "bad.json").write_text('{"thigh": 450}')
         export_poses.main(["--poses", str(tmp_path / "lifter.npy"), "--lengths", str(tmp_path / "bad.json")])

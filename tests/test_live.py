@@ -9,11 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+import inference
+from common.bones import bone_lengths
+from common.checkpoint import save_checkpoint
 from common.errors import UserError
 from common.length_model import BoneLengthModel, predict_lengths
 from common.live import (CausalGRULengths, CausalVideoPose3D, FrameSource, LiveLengths, OneEuroFilter,
                          RunningMedian)
 from common.model import TemporalModel
+from common.skeleton import BONE_NAMES
 from common.video import VideoReader, VideoWriter
 from test_inference import CLIP_FRAMES, real_clip  # noqa: F401 - the real-clip fixture
 
@@ -90,12 +94,12 @@ def test_paced_source_drops_what_it_cannot_keep_up_with(tmp_path):
 
 
 def test_stepped_causal_lifter_equals_the_offline_pass():
-    from common.inference_pipeline import lift
+    from common.lifters.videopose3d import lift_sequence
 
     torch.manual_seed(0)
     model = TemporalModel(17, 2, 17, [3, 3], causal=True, channels=32, dropout=0.0).eval()
     keypoints = np.random.default_rng(0).uniform(-1, 1, (15, 17, 2)).astype(np.float32)
-    offline = lift(model, keypoints, torch.device("cpu"))
+    offline = lift_sequence(model, keypoints, torch.device("cpu"))
     stepper = CausalVideoPose3D(model, torch.device("cpu"))
     stepped = np.stack([stepper.step(k) for k in keypoints])
     np.testing.assert_allclose(stepped, offline, atol=1e-5)
@@ -123,16 +127,17 @@ def _records(path) -> list[dict]:
 
 @pytest.mark.slow
 def test_live_on_a_real_clip_is_causal_and_bounded(real_clip, tmp_path):
-    """The clip played as a stream, unpaced: the first 12 frames' output is the same whether the stream ends
-    there or goes on; lengths start at the prior and never change by more than the bound between frames."""
-    from common.live import LiveConfig, run_live
-
-    prior = np.full(16, 0.30)
+    """inference.py --live on the clip played as a stream, unpaced: the first 12 frames' output is the same
+    whether the stream ends there or goes on; lengths start at the prior and never change by more than the
+    bound between frames."""
+    prior = {"units": "metres", "lengths": {name: 0.30 for name in BONE_NAMES}}
+    (tmp_path / "prior.json").write_text(json.dumps(prior))
     runs = {}
     for frames in (12, CLIP_FRAMES):
         path = tmp_path / f"live_{frames}.jsonl"
-        result = run_live(LiveConfig(source=str(real_clip), unpaced=True, max_frames=frames, jsonl=str(path),
-                                     prior=prior, max_step_mm=0.5, video_out=str(tmp_path / f"live_{frames}.mp4")))
+        result = inference.run_cli(["--live", str(real_clip), "--unpaced", "--max_frames", str(frames),
+                                    "--live_output", str(path), "--length_prior", str(tmp_path / "prior.json"),
+                                    "--max_length_step_mm", "0.5", "--live_video", str(tmp_path / f"live_{frames}.mp4")])
         assert result.frames_in == result.frames_out == frames and result.dropped == 0
         assert result.max_length_change_mm <= 0.5 + 1e-9
         runs[frames] = _records(path)
@@ -143,11 +148,34 @@ def test_live_on_a_real_clip_is_causal_and_bounded(real_clip, tmp_path):
     # streaming BlazePose finds a person within a few frames (its detector sees the whole 1768x994 frame)
     assert sum(r["detected"] for r in long) >= CLIP_FRAMES - 8 and long[-1]["detected"]
     lengths = np.array([r["lengths"] for r in long])
-    np.testing.assert_allclose(lengths[0], prior, atol=0.0005 + 1e-5)  # one bounded step from the prior at most
+    np.testing.assert_allclose(lengths[0], 0.30, atol=0.0005 + 1e-5)  # one bounded step from the prior at most
     assert np.abs(np.diff(lengths, axis=0)).max() <= 0.0005 + 1e-5  # JSON values are rounded to 0.01 mm
-    assert np.abs(lengths[-1] - prior).max() > 0.003  # and they do move towards the lifter's own lengths
-    joints = np.array([r["joints"] for r in long if r["joints"] is not None])
-    from common.bones import bone_lengths
-
-    np.testing.assert_allclose(bone_lengths(joints), lengths[[r["joints"] is not None for r in long]], atol=2e-5)
+    assert np.abs(lengths[-1] - 0.30).max() > 0.003  # and they do move towards the lifter's own lengths
+    found = [r["joints"] is not None for r in long]
+    np.testing.assert_allclose(bone_lengths(np.array([r["joints"] for r in long if r["joints"] is not None])),
+                               lengths[found], atol=2e-5)
     assert VideoReader(tmp_path / f"live_{CLIP_FRAMES}.mp4").info.frame_count == CLIP_FRAMES
+
+
+@pytest.mark.slow
+def test_live_with_a_causal_lifter_and_the_causal_gru(real_clip, tmp_path):
+    torch.manual_seed(0)
+    lifter = TemporalModel(17, 2, 17, [3, 3], causal=True, channels=32)
+    gru = BoneLengthModel(embed_dim=16, hidden_size=16, bidirectional=False)
+    save_checkpoint(tmp_path / "lifter.bin", {"model_pos": lifter.state_dict(), "causal": True})
+    save_checkpoint(tmp_path / "gru.bin", {"model_pos": gru.state_dict()})
+    path = tmp_path / "live.jsonl"
+    result = inference.run_cli(["--live", str(real_clip), "--unpaced", "--max_frames", "8", "--lifter", "videopose3d",
+                                "--lifter_ckpt", str(tmp_path / "lifter.bin"), "--length_ckpt", str(tmp_path / "gru.bin"),
+                                "--live_output", str(path), "--one_euro", "1.0,0.5"])
+    records = _records(path)
+    assert result.frames_out == 8 and len(records) == 8
+    assert json.loads(path.read_text().splitlines()[0])["header"]["lengths"] == "model"
+    assert result.max_length_change_mm <= 1.0 + 1e-9
+    # a Bi-GRU reads whole sequences: it cannot give live lengths
+    save_checkpoint(tmp_path / "bigru.bin", {"model_pos": BoneLengthModel(embed_dim=8, hidden_size=8).state_dict()})
+    with pytest.raises(UserError, match="causal"):
+        inference.run_cli(["--live", str(real_clip), "--unpaced", "--max_frames", "2", "--lengths", "model",
+                           "--length_ckpt", str(tmp_path / "bigru.bin"), "--live_output", str(path)])
+    with pytest.raises(UserError, match="one_euro"):
+        inference.run_cli(["--live", str(real_clip), "--one_euro", "1.0", "--live_output", str(path)])
