@@ -5,7 +5,8 @@ frame (full view plus overlapping square tiles, so that small people far from th
 picks a person by the ``--person`` policy (``largest`` box, most ``central`` box, or the ``<index>``-th person
 counted left to right); afterwards it follows them with the detector's streaming mode (BlazePose's landmark
 model fed the previous frame's pose, no person detector) inside a window of 2.5 person sizes, re-centred (and
-the streaming state reset) when the person comes within 4 % of the window's side from an edge. A streaming
+the streaming state reset) when the person comes within 4 % of the window's side from an edge that is not
+the frame's border. A streaming
 result counts only if it overlaps the person's last position; otherwise (or for detectors without a streaming
 mode) it looks in a box around the person's last position with a fresh detection and accepts a
 detection only if it overlaps that position, so it does not jump to a passer-by. When the person is lost it
@@ -178,9 +179,11 @@ class PersonTracker:
         """The followed person from the detector's streaming mode inside the window, or None."""
         x0, y0, x1, y1 = self.window or (0, 0, 0, 0)
         bbox = self.last.bbox
-        margin = TRACK_MARGIN * (x1 - x0)
-        if not (bbox[0] >= x0 + margin and bbox[1] >= y0 + margin and bbox[2] <= x1 - margin
-                and bbox[3] <= y1 - margin):
+        margin = TRACK_MARGIN * max(x1 - x0, y1 - y0)
+        # a window edge on the frame's border needs no margin: the window could not move that way anyway
+        inside = ((x0 == 0 or bbox[0] >= x0 + margin) and (y0 == 0 or bbox[1] >= y0 + margin)
+                  and (x1 == self.width or bbox[2] <= x1 - margin) and (y1 == self.height or bbox[3] <= y1 - margin))
+        if self.window is None or not inside:
             self.window = self._roi(bbox, TRACK_WINDOW_SCALE)
             self.detector.reset_tracking()
         person = self.detector.track(rgb, self.window)
