@@ -198,8 +198,8 @@ class PersonTracker:
             return person
         size = max(self.last.bbox[2] - self.last.bbox[0], self.last.bbox[3] - self.last.bbox[1])
         reach = size * min(1.5, 0.5 * (1 + 0.2 * self.lost))  # grows while the person stays lost
-        # only the search regions that can hold a person whose centre is within reach
-        (cx, cy), extent = self.last.centre, reach + size
+        # only the search regions that can hold a person (of about the same size) whose centre is within reach
+        (cx, cy), extent = self.last.centre, reach + size / 2
         area = (cx - extent, cy - extent, cx + extent, cy + extent)
         people = [p for p in find_people(self.detector, rgb, area) if p.score >= self.min_score]
         near = [p for p in people if np.linalg.norm(p.centre - self.last.centre) < reach]
