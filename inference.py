@@ -20,6 +20,7 @@ order). Everything is written under ``--output``; the output frame is described 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 import numpy as np
@@ -110,13 +111,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run_live_cli(args: argparse.Namespace) -> LiveResult:
-    """``--live``: build the causal pipeline from the flags, run it, print a summary on stderr."""
-    lifter = args.lifter or "mediapipe"
-    lengths = args.lengths or ("file" if args.lengths_file else "model" if lifter == "videopose3d" else "self")
-    if lifter not in LIVE_LIFTERS or lengths not in LIVE_LENGTHS:
-        raise UserError(f"--live supports --lifter {'/'.join(LIVE_LIFTERS)} and --lengths {'/'.join(LIVE_LENGTHS)}")
-    device = select_device(args.device)
+def _live_models(args: argparse.Namespace, lifter: str, lengths: str, device) -> tuple:
+    """Models and lengths a live run needs: (causal lifter or None, causal length model or None, prior (16,) or
+    None, fixed lengths (16,) or None)."""
     lifter_model = length_model = prior = fixed = None
     if lifter == "videopose3d":
         if not args.lifter_ckpt:
@@ -133,6 +130,18 @@ def run_live_cli(args: argparse.Namespace) -> LiveResult:
         fixed = complete_lengths(args.lengths_file)
     if args.length_prior:
         prior = complete_lengths(args.length_prior)
+    return lifter_model, length_model, prior, fixed
+
+
+def run_live_cli(args: argparse.Namespace) -> LiveResult:
+    """``--live``: build the causal pipeline from the flags, run it, print a summary on stderr."""
+    lifter = args.lifter or "mediapipe"
+    lengths = args.lengths or ("file" if args.lengths_file else "model" if lifter == "videopose3d" else "self")
+    if lifter not in LIVE_LIFTERS or lengths not in LIVE_LENGTHS:
+        raise UserError(f"--live supports --lifter {'/'.join(LIVE_LIFTERS)} and --lengths {'/'.join(LIVE_LENGTHS)}")
+    device = select_device(args.device)
+    with contextlib.redirect_stdout(sys.stderr):  # stdout may carry the JSON lines: notes go to stderr
+        lifter_model, length_model, prior, fixed = _live_models(args, lifter, lengths, device)
     smooth = None
     if args.one_euro:
         try:

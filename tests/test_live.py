@@ -179,3 +179,12 @@ def test_live_with_a_causal_lifter_and_the_causal_gru(real_clip, tmp_path):
                            "--length_ckpt", str(tmp_path / "bigru.bin"), "--live_output", str(path)])
     with pytest.raises(UserError, match="one_euro"):
         inference.run_cli(["--live", str(real_clip), "--one_euro", "1.0", "--live_output", str(path)])
+
+
+@pytest.mark.slow
+def test_live_json_lines_on_stdout(real_clip, capsys):
+    inference.run_cli(["--live", str(real_clip), "--unpaced", "--max_frames", "3"])
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.out.splitlines()]  # stdout holds the JSON lines only
+    assert "header" in lines[0] and [r["frame"] for r in lines[1:]] == [0, 1, 2]
+    assert lines[0]["header"]["max_length_step_mm"] == 1.0 and "3 frames in" in captured.err
