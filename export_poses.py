@@ -23,7 +23,7 @@ from common.bones import adjust_bone_lengths
 from common.camera import WORLD_LIKE_FRAMES, camera_to_world_like, place_on_ground
 from common.errors import UserError, cli
 from common.fileio import check_array, existing_file, load_npz
-from common.length_sources import file_lengths, self_lengths
+from common.length_sources import file_lengths, median_lengths
 from common.pose_tables import parse_export_formats, write_pose_formats
 from common.skeleton import NUM_BONES, NUM_JOINTS
 
@@ -74,7 +74,7 @@ def main(argv=None) -> None:
     elif isinstance(stored, np.ndarray) and stored.shape == (NUM_BONES,):
         lengths = stored.astype(np.float64)
     else:
-        lengths = self_lengths(poses).astype(np.float64)
+        lengths = median_lengths(poses).astype(np.float64)
         print("bone lengths: the poses' own per-bone medians, left/right averaged")
     adjusted = adjust_bone_lengths(poses.astype(np.float64), lengths)
     if frame == "camera":

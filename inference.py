@@ -31,7 +31,7 @@ from common.device import add_device_argument, select_device
 from common.errors import UserError, cli
 from common.inference_pipeline import (DEFAULT_LENGTHS, DEFAULT_LIFTER, STAGES, InferenceConfig, InferenceResult,
                                       run)
-from common.length_sources import LENGTH_SOURCES, complete_lengths
+from common.length_sources import LENGTH_SOURCES, LIMB_PRIOR_FILE, complete_lengths, population_mean_lengths
 from common.live import LIVE_LENGTHS, LIVE_LIFTERS, LiveConfig, LiveResult, run_live, training_mean_lengths
 from common.model_loading import load_model
 from common.lifters import LIFTERS
@@ -92,7 +92,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "csv (one row per frame), jsonl (one JSON object per frame); see README")
     g.add_argument("--panel_height", type=int, default=480, help="height in pixels of the output video")
     g.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
-    g = p.add_argument_group("live: causal, one frame at a time (README, 'Live mode'); uses --lifter mediapipe|"
+    g = p.add_argument_group("live: causal, one frame at a time (README, 'Live mode'); uses --lifter mediapipe_raw|"
                              "videopose3d (a causal --lifter_ckpt), --lengths self|model|file, --max_frames")
     g.add_argument("--live", default=None, metavar="SOURCE",
                    help="camera index (0), video file (played at its own frame rate) or stream URL")
@@ -102,7 +102,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--live_video", default=None, help="also write the annotated video (mp4)")
     g.add_argument("--length_prior", default=None,
                    help="lengths file (as --lengths_file, every bone named) the lengths start from (default: the "
-                        "training mean for --lengths model, the first frame's own lengths for self)")
+                        "population mean of the lifter's joint convention; README, 'Live mode')")
     g.add_argument("--max_length_step_mm", type=float, default=1.0,
                    help="largest change of any bone length from one frame to the next, mm")
     g.add_argument("--one_euro", default=None, metavar="MIN_CUTOFF,BETA",
@@ -122,10 +122,16 @@ def _live_models(args: argparse.Namespace, lifter: str, lengths: str, device) ->
     if lengths == "model":
         length_model = load_model(args.length_ckpt or default_checkpoint("length", resolve_dataset_name("auto")),
                                   ("length",), num_layers=args.num_layers, device=device).model
-        mean = training_mean_lengths()
-        if mean is not None and not args.length_prior:
-            prior = mean[0]
-            print(f"lengths start from the training mean of {mean[1]}", file=sys.stderr)
+    if lengths != "file" and not args.length_prior:  # the population mean of the lifter's joint convention
+        if lifter == "videopose3d":
+            mean = training_mean_lengths()
+            if mean is not None:
+                prior = mean[0]
+                print(f"lengths start from the training mean of {mean[1]}", file=sys.stderr)
+        else:
+            prior = population_mean_lengths("blazepose")
+            if prior is not None:
+                print(f"lengths start from the population mean in {LIMB_PRIOR_FILE}", file=sys.stderr)
     if lengths == "file":
         fixed = complete_lengths(args.lengths_file)
     if args.length_prior:
@@ -135,7 +141,11 @@ def _live_models(args: argparse.Namespace, lifter: str, lengths: str, device) ->
 
 def run_live_cli(args: argparse.Namespace) -> LiveResult:
     """``--live``: build the causal pipeline from the flags, run it, print a summary on stderr."""
-    lifter = args.lifter or "mediapipe"
+    lifter = args.lifter or "mediapipe_raw"
+    if lifter == "mediapipe":  # its fusion weight and smoothing are statistics of the whole sequence
+        print("note: --live uses BlazePose's world landmarks as they come (mediapipe_raw); the in-plane fusion "
+              "and smoothing of --lifter mediapipe need the whole sequence", file=sys.stderr)
+        lifter = "mediapipe_raw"
     lengths = args.lengths or ("file" if args.lengths_file else "model" if lifter == "videopose3d" else "self")
     if lifter not in LIVE_LIFTERS or lengths not in LIVE_LENGTHS:
         raise UserError(f"--live supports --lifter {'/'.join(LIVE_LIFTERS)} and --lengths {'/'.join(LIVE_LENGTHS)}")

@@ -79,6 +79,17 @@ def load_limb_prior(convention: str, path: str | Path = LIMB_PRIOR_FILE) -> tupl
     return np.asarray(content["mean_centred_log"], np.float64), np.asarray(content["sd_centred_log"], np.float64)
 
 
+def population_mean_lengths(convention: str, path: str | Path = LIMB_PRIOR_FILE) -> np.ndarray | None:
+    """Mean (16,) metres of all bones of a population in a joint convention (left/right averaged), or None when
+    the prior file has none for it (``data/bone_length/generate_limb_prior.py`` writes it for ``blazepose``)."""
+    try:
+        values = json.loads(Path(path).read_text())[convention]["mean_bone_lengths_m"]
+    except (OSError, ValueError, KeyError):
+        return None
+    lengths = np.asarray(values, np.float64)
+    return lengths if lengths.shape == (NUM_BONES,) else None
+
+
 def prior_lengths(poses: np.ndarray, convention: str, path: str | Path = LIMB_PRIOR_FILE) -> np.ndarray:
     """``--lengths prior``: (T, 17, 3) metres -> (16,) metres.
 

@@ -10,15 +10,15 @@ Per frame, using only that frame and the past:
 2. **detect**: BlazePose in its streaming mode on the whole frame (:meth:`common.detectors.BlazePoseSource.track`:
    the person detector runs only until a person is found, then the landmark model follows them from the
    previous frame's landmarks), 17 Human3.6M joints plus its 3D world landmarks.
-3. **lift**: ``mediapipe`` (BlazePose's world landmarks, one frame alone) or ``videopose3d`` (a *causal*
+3. **lift**: ``mediapipe_raw`` (BlazePose's world landmarks, one frame alone) or ``videopose3d`` (a *causal*
    VideoPose3D checkpoint run on a ring buffer of its receptive field, the first frame repeated before the
    stream starts). Optional one-euro smoothing of the lifted joints (off by default; before the adjustment,
    so it never touches the adjusted bone lengths).
 4. **lengths** (:class:`LiveLengths`): a target per frame, then a bounded step towards it. Targets:
    ``self`` = running per-bone median of the lifter's own lengths over every frame so far (1 mm histogram
    bins, constant memory), ``model`` = the causal GRU carrying its state frame to frame, ``file`` = the
-   file's lengths. The lengths start at a prior (``--length_prior`` file; else for ``model`` the training
-   subjects' mean lengths of the dataset, for ``self`` the first frame's own lengths) and move towards the
+   file's lengths. The lengths start at a prior (``--length_prior`` file, else the population mean of the
+   lifter's joint convention; none: the first target) and move towards the
    target by at most ``max_step_mm`` per bone per frame (default 1 mm: 3 cm/s at 30 frames/s), so the
    skeleton is steady from the first frame and never jumps. Left/right pairs are averaged.
 5. **adjust**: each bone keeps the lifted direction and gets the current length.
@@ -53,7 +53,7 @@ from common.video import VideoReader
 LIVE_STAGES = ("capture", "detect", "lift", "adjust", "output", "render")
 LIVE_FRAME = ("camera-aligned axes (x right, y down, z away from the camera), metres, pelvis at the origin; "
               "bone lengths adjusted")
-LIVE_LIFTERS = ("mediapipe", "videopose3d")
+LIVE_LIFTERS = ("mediapipe_raw", "videopose3d")
 LIVE_LENGTHS = ("self", "model", "file")
 HISTOGRAM_BIN = 0.001  # metres
 HISTOGRAM_MAX = 1.5  # metres: longer per-frame lengths are clipped into the last bin
@@ -305,7 +305,7 @@ class LiveConfig:
     source: str
     unpaced: bool = False
     max_frames: int | None = None
-    lifter: str = "mediapipe"
+    lifter: str = "mediapipe_raw"
     lifter_model: torch.nn.Module | None = None  # a loaded causal VideoPose3D (lifter videopose3d)
     lengths: str = "self"
     length_model: torch.nn.Module | None = None  # a loaded causal length model (lengths model)

@@ -66,6 +66,16 @@ def test_live_lengths_start_at_the_prior_and_move_by_the_bound():
     np.testing.assert_allclose(free.step(target), target)  # no prior: the first target as is
 
 
+def test_population_prior_of_the_blazepose_convention():
+    from common.length_sources import LIMB_PRIOR_FILE, population_mean_lengths
+
+    prior = population_mean_lengths("blazepose")
+    limbs = json.loads(LIMB_PRIOR_FILE.read_text())["blazepose"]["mean_lengths_m"]  # thigh, calf, upper/lower arm
+    np.testing.assert_allclose(prior[[1, 2, 11, 12]], limbs, atol=1e-4)  # the same bodies, the same limbs
+    np.testing.assert_allclose(prior[[1, 2, 11, 12]], prior[[4, 5, 14, 15]])  # left = right
+    assert 0.08 < prior[0] < 0.13 and population_mean_lengths("h36m") is None  # hip joints ~20 cm apart
+
+
 def _small_video(path, frames: int, fps: float) -> None:
     with VideoWriter(path, 64, 48, fps) as writer:
         for i in range(frames):

@@ -6,7 +6,9 @@ Samples adult Anny bodies (``common.body_model.AnnySampler``: WHO-calibrated phe
 length blend shapes), regresses Anny's COCO keypoints (shoulders, elbows, wrists, hips, knees, ankles: anatomical
 landmarks like BlazePose's) on the rest-pose meshes, and writes the mean and standard deviation of the centred
 log lengths of the four limbs (thigh, calf, upper arm, lower arm; left/right averaged) to
-``common/resources/limb_prior.json`` (read by ``inference.py --lengths prior``). Anny: Apache-2.0 code, CC0 data.
+``common/resources/limb_prior.json`` (read by ``inference.py --lengths prior``), plus the mean length of all 16
+bones of the 17 joints mapped from the COCO keypoints as the detectors map them (:func:`common.detectors.to_h36m`;
+left/right averaged; the prior ``inference.py --live`` starts from). Anny: Apache-2.0 code, CC0 data.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from common.bones import average_symmetric
 from common.errors import cli
 from common.fileio import atomic_write
 from common.length_sources import LIMB_PRIOR_FILE, PRIOR_LIMBS
@@ -30,17 +33,25 @@ COCO_LIMBS = {
 }
 
 
-def coco_limb_lengths(amount: int, seed: int, batch: int = 500) -> np.ndarray:
-    """(amount, 4) limb lengths in metres (:data:`PRIOR_LIMBS` order, left/right averaged) of Anny bodies."""
+COCO_17 = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
+           "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+           "right_ankle"]  # the COCO order of common.detectors.COCO_PARTS
+
+
+def coco_limb_lengths(amount: int, seed: int, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """Anny bodies' (amount, 4) limb lengths in metres (:data:`PRIOR_LIMBS` order, left/right averaged) and
+    (amount, 16) bone lengths of the 17 joints mapped from their COCO keypoints (:func:`common.detectors.to_h36m`)."""
     import anny
     import torch
 
     from common.body_model import AnnySampler
+    from common.bones import bone_lengths
+    from common.detectors import COCO_PARTS, to_h36m
 
     sampler = AnnySampler(seed=seed)
-    labels = sorted({name for sides in COCO_LIMBS.values() for side in sides for name in side})
+    labels = COCO_17
     regressor = anny.KeypointsRegressor.coco(sampler.model, labels=labels)
-    out = []
+    out, bones = [], []
     for start in range(0, amount, batch):
         phenotype, local = sampler.sample_parameters(min(batch, amount - start))
         with torch.no_grad():
@@ -49,7 +60,9 @@ def coco_limb_lengths(amount: int, seed: int, batch: int = 500) -> np.ndarray:
         lengths = [np.mean([np.linalg.norm(points[:, labels.index(b)] - points[:, labels.index(a)], axis=-1)
                             for a, b in COCO_LIMBS[limb]], axis=0) for limb in PRIOR_LIMBS]
         out.append(np.stack(lengths, axis=1))
-    return np.concatenate(out)
+        joints, _ = to_h36m(points, np.ones(points.shape[:2]), COCO_PARTS)
+        bones.append(bone_lengths(joints.astype(np.float64)))
+    return np.concatenate(out), np.concatenate(bones)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -58,14 +71,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default=str(LIMB_PRIOR_FILE))
     args = p.parse_args(argv)
-    limbs = coco_limb_lengths(args.amount, args.seed)
+    limbs, bones = coco_limb_lengths(args.amount, args.seed)
     centred = np.log(limbs) - np.log(limbs).mean(axis=1, keepdims=True)
     import anny
 
     content = {"blazepose": {
         "limbs": list(PRIOR_LIMBS), "mean_centred_log": centred.mean(axis=0).round(6).tolist(),
         "sd_centred_log": centred.std(axis=0).round(6).tolist(),
-        "mean_lengths_m": limbs.mean(axis=0).round(4).tolist(), "bodies": args.amount, "seed": args.seed,
+        "mean_lengths_m": limbs.mean(axis=0).round(4).tolist(),
+        "mean_bone_lengths_m": average_symmetric(bones.mean(axis=0)).round(4).tolist(),
+        "bodies": args.amount, "seed": args.seed,
         "source": f"anny {getattr(anny, '__version__', '?')} COCO keypoint regressor on rest-pose adult bodies "
                   "(data/bone_length/generate_limb_prior.py); Anny: Apache-2.0 code, CC0 data"}}
     atomic_write(args.out, lambda fh: fh.write((json.dumps(content, indent=1) + "\n").encode()))
