@@ -78,6 +78,7 @@ def test_projecting_loaded_3d_reproduces_gt_2d(demo_dir, demo):
     assert worst < 1e-3
 
 
+@pytest.mark.slow
 def test_bone_lengths_constant_symmetric_and_per_subject(demo):
     per_subject = {}
     for subject in demo.subjects:
@@ -94,6 +95,7 @@ def test_bone_lengths_constant_symmetric_and_per_subject(demo):
     assert ((table > 0.08) & (table < 0.6)).all()
 
 
+@pytest.mark.slow
 def test_feet_on_the_ground(demo):
     for actions in demo.world_3d.values():
         for poses in actions.values():
@@ -139,6 +141,7 @@ def test_detector_noise_outliers_and_determinism():
     np.testing.assert_allclose(err.std(axis=(0, 1, 3))[[0, 7, 8]], NOISE_STD_PX[[0, 7, 8]], rtol=0.15)
 
 
+@pytest.mark.slow
 def test_every_subject_has_its_own_cameras(demo):
     cams = load_cameras()
     for subject in demo.subjects:
