@@ -149,6 +149,10 @@ def run_live_cli(args: argparse.Namespace) -> LiveResult:
     lengths = args.lengths or ("file" if args.lengths_file else "model" if lifter == "videopose3d" else "self")
     if lifter not in LIVE_LIFTERS or lengths not in LIVE_LENGTHS:
         raise UserError(f"--live supports --lifter {'/'.join(LIVE_LIFTERS)} and --lengths {'/'.join(LIVE_LENGTHS)}")
+    if lengths == "model" and lifter != "videopose3d":
+        raise UserError("--lengths model: the bone-length model predicts Human3.6M-convention lengths, which distort "
+                        f"the BlazePose-convention joints of --lifter {lifter} (README, 'Joint conventions'); use "
+                        "--lengths self or --lengths file")
     device = select_device(args.device)
     with contextlib.redirect_stdout(sys.stderr):  # stdout may carry the JSON lines: notes go to stderr
         lifter_model, length_model, prior, fixed = _live_models(args, lifter, lengths, device)
