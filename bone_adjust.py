@@ -22,12 +22,13 @@ from common.dataset import resolve_dataset_name
 from common.device import add_device_argument, select_device
 from common.errors import cli
 from common.evaluation import BONE_TABLE_TITLE, bone_columns, format_bone_table, format_table, write_csv
+from common.validation import ArgumentParser, check_output_file
 
 DEFAULT_PREDICTIONS = Path("3D_prediction/VideoPose3D")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bone_adjust.py", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="bone_adjust.py", description=__doc__.split("\n")[0])
     p.add_argument("--act", default=None,
                    help="action_dict.pkl of the predictions (default: next to --pred)")
     p.add_argument("--pred", default=str(DEFAULT_PREDICTIONS / "prediction.pkl"),
@@ -65,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     gt_path = Path(args.gt) if args.gt else Path(args.data_dir) / f"data_3d_{dataset}.npz"
     bone_path = Path(args.bone) if args.bone else Path(args.data_dir) / (
         "lengths_dict_causal.npz" if args.causal else "lengths_dict.npz")
-    out_dir = Path(args.result_csv).parent
+    out_dir = check_output_file(args.result_csv, "--result_csv").parent
     sequence_key = adjust.parse_sequence(args.plot_sequence) if args.plot_sequence else None
 
     predictions = adjust.load_predictions(pred_path, act_path if pred_path.suffix != ".npz" else None)

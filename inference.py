@@ -38,10 +38,11 @@ from common.lifters import LIFTERS
 from common.model import parse_architecture
 from common.pose_tables import parse_export_formats
 from common.tracking import parse_person_policy
+from common.validation import ArgumentParser, check_output_dir, check_output_file, number
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("input")
     g.add_argument("--video", default=None,
                    help="input video, frame rate read from the file (default data/demo.mp4 unless --keypoints)")
@@ -53,12 +54,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--detector_weights", default=None, help="mmpose: local checkpoint file (never downloaded)")
     g.add_argument("--person", default="largest",
                    help="who to follow: largest, central, or an index counted from the left (0 = leftmost)")
-    g.add_argument("--max_gap", type=int, default=30,
+    g.add_argument("--max_gap", type=number(int, ge=0), default=30,
                    help="longest run of frames without the person that is interpolated (longer: error)")
-    g.add_argument("--smooth", type=float, default=0.0,
+    g.add_argument("--smooth", type=number(float, ge=0), default=0.0,
                    help="Gaussian temporal smoothing of the 2D keypoints, sigma in frames (0 = off)")
-    g.add_argument("--max_frames", type=int, default=None, help="only the first N frames of the video")
-    g.add_argument("--fps", type=float, default=50.0, help="frame rate when there is no --video")
+    g.add_argument("--max_frames", type=number(int, ge=1), default=None, help="only the first N frames of the video")
+    g.add_argument("--fps", type=number(float, gt=0), default=50.0, help="frame rate when there is no --video")
     g = p.add_argument_group("3D")
     g.add_argument("--lifter", choices=list(LIFTERS), default=None,
                    help=f"2D -> 3D lifter (default: {DEFAULT_LIFTER}; poses with --poses, videopose3d with "
@@ -80,17 +81,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--lifter_ckpt", default=None,
                    help="a plain VideoPose3D lifter checkpoint whose poses are adjusted with --length_ckpt")
     g.add_argument("-bi", "--bidirectional", action="store_true", help="the length model is a Bi-GRU")
-    g.add_argument("-layer", "--num_layers", type=int, default=None, help="GRU layers (checked if given)")
+    g.add_argument("-layer", "--num_layers", type=number(int, ge=1), default=None, help="GRU layers (checked if given)")
     g.add_argument("-arc", "--architecture", default=None,
                    help="lifter filter widths, e.g. 3,3,3,3,3 (default: read from the checkpoint)")
-    g.add_argument("-ch", "--channels", type=int, default=None, help="lifter channels (default: from checkpoint)")
+    g.add_argument("-ch", "--channels", type=number(int, ge=1), default=None,
+                   help="lifter channels (default: from checkpoint)")
     g = p.add_argument_group("output")
     g.add_argument("--output", default="output", help="output folder")
     g.add_argument("--gif", action="store_true", help="write an animated GIF instead of an MP4")
     g.add_argument("--export", default="",
                    help="extra formats of the adjusted poses, comma-separated: bvh (animation skeleton, y up, cm), "
                         "csv (one row per frame), jsonl (one JSON object per frame); see README")
-    g.add_argument("--panel_height", type=int, default=480, help="height in pixels of the output video")
+    g.add_argument("--panel_height", type=number(int, ge=16), default=480, help="height in pixels of the output video")
     g.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
     g = p.add_argument_group("live: causal, one frame at a time (README, 'Live mode'); uses --lifter mediapipe_raw|"
                              "videopose3d (a causal --lifter_ckpt), --lengths self|model|file, --max_frames")
@@ -103,7 +105,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--length_prior", default=None,
                    help="lengths file (as --lengths_file, every bone named) the lengths start from (default: the "
                         "population mean of the lifter's joint convention; README, 'Live mode')")
-    g.add_argument("--max_length_step_mm", type=float, default=1.0,
+    g.add_argument("--max_length_step_mm", type=number(float, ge=0), default=1.0,
                    help="largest change of any bone length from one frame to the next, mm")
     g.add_argument("--one_euro", default=None, metavar="MIN_CUTOFF,BETA",
                    help="one-euro smoothing of the lifted joints before adjustment, e.g. 1.0,0.5 (off by default)")
@@ -181,12 +183,12 @@ def run_live_cli(args: argparse.Namespace) -> LiveResult:
 def run_cli(argv=None) -> InferenceResult | LiveResult:
     """Parse the command line, run the pipeline, print the summary; returns the run's result."""
     args = parse_args(argv)
-    if args.max_frames is not None and args.max_frames < 1:
-        raise UserError("--max_frames must be >= 1")
     if args.live is not None:
+        for path, flag in ((args.live_output, "--live_output"), (args.live_video, "--live_video")):
+            if path and path != "-":
+                check_output_file(path, flag)
         return run_live_cli(args)
-    if args.max_gap < 0 or args.smooth < 0:
-        raise UserError("--max_gap and --smooth must be >= 0")
+    check_output_dir(args.output, "--output")
     if args.video is None and args.keypoints is None:
         args.video = "data/demo.mp4"
     dataset = resolve_dataset_name("auto")

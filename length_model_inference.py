@@ -33,16 +33,17 @@ from common.model_loading import load_model
 from common.adjust import load_predictions
 from common.length_sources import median_lengths
 from common.plots import plot_error_vs_frames
+from common.validation import ArgumentParser, check_output_dir, check_output_file, number
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Predict bone lengths with a trained bone-length model.")
+    p = ArgumentParser(description="Predict bone lengths with a trained bone-length model.")
     p.add_argument("--ckpt", default=None,
                    help="checkpoint (bare names are looked up in checkpoint/; default: biGRU_all.bin for h36m, "
                         "the main job's demo_length/epoch_best.bin for the demo)")
     p.add_argument("--subjects", default="S9,S11", help="subjects, comma-separated")
     p.add_argument("-bi", "--bidirectional", action="store_true", help="the checkpoint is a Bi-GRU")
-    p.add_argument("-layer", "--num_layers", type=int, default=None,
+    p.add_argument("-layer", "--num_layers", type=number(int, ge=1), default=None,
                    help="GRU layers, checked against the checkpoint if given (the architecture is read from it)")
     p.add_argument("--causal", action="store_true", help="per-frame lengths from the causal GRU")
     p.add_argument("-d", "--dataset", default="auto", help="dataset name (auto: h36m if present, else demo)")
@@ -71,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     subjects = parse_subjects(args.subjects)
     if not subjects:
         raise UserError("--subjects is empty")
+    check_output_dir(args.out_dir, "--out_dir")
+    if args.causal and args.plot:
+        check_output_file(args.plot, "--plot")
     wanted_bidirectional = True if args.bidirectional else (False if args.causal else None)
     loaded = load_model(args.ckpt or default_checkpoint("length", dataset_name), ("length",),
                         bidirectional=wanted_bidirectional, num_layers=args.num_layers, device=device)

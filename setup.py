@@ -20,17 +20,19 @@ from common.demo.config import SMALL_CONFIG, DemoConfig
 from common.demo.manifest import demo_is_current
 from common.device import add_device_argument, select_device
 from common.downloads import fetch_demo_video
-from common.errors import UserError, cli
+from common.errors import cli
 from common.published import download_published
+from common.validation import ArgumentParser, check_output_dir, number
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Build the demo dataset and fetch the demo video, or download "
+    parser = ArgumentParser(description="Build the demo dataset and fetch the demo video, or download "
                                                  "the paper's published files (--download).")
     parser.add_argument("--data_dir", default="data", help="where the demo dataset and video go (default: data)")
     parser.add_argument("--force", action="store_true", help="rebuild / re-download even if files are present")
-    parser.add_argument("--frames", type=int, default=DemoConfig.frames,
-                        help="frames per demo sequence at 50 fps (default: %(default)s)")
+    parser.add_argument("--frames", type=number(int, ge=600), default=DemoConfig.frames,
+                        help="frames per demo sequence at 50 fps, >= 600 so sequences hold 512-frame chunks "
+                             "(default: %(default)s)")
     parser.add_argument("--small", action="store_true",
                         help="build the small test-sized variant (2 clips per subject, 640 frames) instead")
     parser.add_argument("--no_video", action="store_true", help="do not fetch the demo video")
@@ -45,12 +47,11 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     select_device(args.device)  # validated for consistency; building the data runs on the CPU
     if args.download:
+        check_output_dir(args.root, "--root")
         placed = download_published(args.root, force=args.force)
         print(f"downloaded {len(placed)} file(s) into {Path(args.root).resolve()}")
         return
-    if args.frames < 600:
-        raise UserError(f"--frames must be >= 600 (sequences must hold 512-frame chunks), got {args.frames}")
-    data_dir = Path(args.data_dir)
+    data_dir = check_output_dir(args.data_dir, "--data_dir")
     config = SMALL_CONFIG if args.small else DemoConfig(frames=args.frames)
     video = data_dir / "demo.mp4"
     summary = None if args.force else demo_is_current(data_dir, config)

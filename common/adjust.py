@@ -38,7 +38,8 @@ from common.length_sources import median_lengths
 from common.fileio import atomic_write, check_array, load_nested, load_pickle, save_npz, save_pickle
 from common.metrics import action_category
 from common.plots import plot_bone_length_series, pyplot, save_figure
-from common.skeleton import NUM_BONES, NUM_JOINTS
+from common.skeleton import NUM_BONES, NUM_JOINTS, PARENTS
+from common.validation import check_length_units, check_pose_units
 
 Key = tuple[str, str, int]  # (subject, action, camera index)
 NUM_CAMERAS = 4
@@ -102,6 +103,8 @@ def load_predictions(pred_path: str | Path, act_path: str | Path | None = None) 
     poses = [check_array(f"prediction {_name(k)}", p, (None, NUM_JOINTS, 3)) for k, p in zip(keys, poses)]
     if not keys:
         raise UserError(f"{pred_path}: no predictions")
+    for key, pose in zip(keys, poses):
+        check_pose_units(f"{pred_path} prediction {_name(key)}", pose, PARENTS)
     return Predictions(keys, poses)
 
 
@@ -156,6 +159,7 @@ def load_ground_truth(gt_path: str | Path, keys: Sequence[Key], camera_file: str
             raise UserError(f"prediction {_name(key)}: no camera parameters for it")
         if (subject, action) not in world:
             world[(subject, action)] = _positions_17(f"{gt_path.name} {subject}/{action}", raw[subject][action])
+            check_pose_units(f"{gt_path} {subject}/{action}", world[(subject, action)], PARENTS)
         pose = cameras[subject][cam].world_to_camera(world[(subject, action)]).astype(np.float32)
         out.append(pose - pose[:, :1])
     return out
@@ -185,15 +189,62 @@ def load_lengths(bone_path: str | Path, keys: Sequence[Key], frames: Sequence[in
                 raise UserError(f"{bone_path}: lengths of {_name(key)} are per frame {lengths.shape}; "
                                 "pass --causal")
             out.append(check_array(f"{bone_path.name} {_name(key)}", lengths, (NUM_BONES,)))
+        check_length_units(f"{bone_path} {_name(key)}", out[-1])
     return out
 
 
-def check_against_ground_truth(predictions: Predictions, ground_truth: Sequence[np.ndarray]) -> None:
-    """One-line error naming the first sequence whose frame count differs from its ground truth."""
+def _check_frame_counts(predictions: Predictions, ground_truth: Sequence[np.ndarray]) -> None:
     for key, pred, gt in zip(predictions.keys, predictions.poses, ground_truth):
         if len(pred) != len(gt):
             raise UserError(f"prediction {_name(key)} has {len(pred)} frames but the ground truth has {len(gt)} "
                             "(predictions must follow action_dict order, 4 cameras per action)")
+
+
+# A prediction is mis-paired when another sequence's ground truth is this much closer than its own.
+PAIRING_RATIO = 0.5
+
+
+def check_pairing(predictions: Predictions, ground_truth: Sequence[np.ndarray], samples: int = 64) -> None:
+    """Catch predictions paired with the wrong ground truth although the frame counts agree (an action_dict
+    whose categories are in another order than prediction.pkl's, cameras swapped): among sequences of equal
+    length, a prediction whose root-relative poses are closer than :data:`PAIRING_RATIO` x its own error to
+    *another* sequence's ground truth, while its own ground truth is also that much closer to *another*
+    prediction (RMS joint distance on ``samples`` evenly spaced frames), is a one-line error. A poor lifter
+    (even one that outputs a constant pose) fails the second half; on the demo job's lifter the nearest
+    other pairing is >= 1.1x its own error, a mis-ordered action_dict ~0.2x. ground_truth: root-relative
+    (T, 17, 3) metres per key."""
+    groups: dict[int, list[int]] = {}
+    for i, pose in enumerate(predictions.poses):
+        groups.setdefault(len(pose), []).append(i)
+    for frames, members in groups.items():
+        if len(members) < 2:
+            continue
+        pick = np.unique(np.linspace(0, frames - 1, min(frames, samples)).round().astype(np.int64))
+        pred = np.stack([predictions.poses[i][pick] - predictions.poses[i][pick, :1] for i in members])
+        gt = np.stack([ground_truth[i][pick] for i in members])
+        dist = torch.cdist(torch.from_numpy(pred.reshape(len(members), -1)).double(),
+                           torch.from_numpy(gt.reshape(len(members), -1)).double()) / np.sqrt(pick.size * NUM_JOINTS)
+        own = dist.diagonal().clone()
+        dist.fill_diagonal_(float("inf"))
+        best, other = dist.min(dim=1)  # prediction i vs the other ground truths
+        best_for_gt = dist.min(dim=0).values  # ground truth i vs the other predictions
+        # both ways: a lifter that outputs nearly the same pose for everything fits some other ground truth
+        # better, but then no other prediction fits its own ground truth better
+        wrong = torch.nonzero((best < PAIRING_RATIO * own) & (best_for_gt < PAIRING_RATIO * own)).flatten()
+        if len(wrong):
+            i, j = int(wrong[0]), int(other[wrong[0]])
+            raise UserError(
+                f"prediction {_name(predictions.keys[members[i]])} is much closer to the ground truth of "
+                f"{_name(predictions.keys[members[j]])} ({best[i] * 1000:.0f} mm RMS) than to its own "
+                f"({own[i] * 1000:.0f} mm), as are {len(wrong) - 1} other(s): predictions and action_dict are "
+                "paired in different orders (prediction.pkl must follow action_dict.pkl, 4 cameras per action)")
+
+
+def check_against_ground_truth(predictions: Predictions, ground_truth: Sequence[np.ndarray]) -> None:
+    """One-line error naming the first sequence whose frame count differs from its ground truth, or that is
+    paired with the wrong ground truth (:func:`check_pairing`)."""
+    _check_frame_counts(predictions, ground_truth)
+    check_pairing(predictions, ground_truth)
 
 
 @dataclass
@@ -218,7 +269,7 @@ def prepare(predictions: Predictions, ground_truth: Sequence[np.ndarray],
     (the best single length vector for it, hence the bound of what adjustment can give); the *own* lengths of a
     sequence are the lifter's own per-bone median over it, left/right averaged (the trivial length source that
     needs no model, :func:`common.length_sources.median_lengths`)."""
-    check_against_ground_truth(predictions, ground_truth)
+    _check_frame_counts(predictions, ground_truth)
     frames = np.array([len(p) for p in predictions.poses])
     offsets = np.concatenate([[0], np.cumsum(frames)]).astype(np.int64)
     pred = torch.from_numpy(np.concatenate(predictions.poses))

@@ -14,6 +14,7 @@ from common.accumulation import DEFAULT_MEMORY_BUDGET_GB, PRECISIONS
 from common.dataset import resolve_dataset_name
 from common.device import add_device_argument
 from common.errors import UserError
+from common.validation import ArgumentParser, check_output_dir, number
 
 
 # Per-task defaults of the flags whose parser default is None (README "Training recipe" table).
@@ -35,7 +36,7 @@ def _filter_widths(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="train.py",
         description="Train/evaluate the BLAPose bone-length model (-t length), a VideoPose3D lifter (-t pose) "
                     "or the fine-tuned mix model (-t mix).")
@@ -54,16 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-ste", "--subjects-test", dest="subjects_test", default="S9,S11",
                    help="test subjects, comma-separated")
     g.add_argument("-a", "--actions", default="*", help="action filter, comma-separated prefixes, * for all")
-    g.add_argument("-s", "--stride", type=int, default=1, help="chunk size for the pose lifter's training chunks")
-    g.add_argument("--subset", type=float, default=1.0, help="fraction of training data to use")
-    g.add_argument("--downsample", type=int, default=1, help="temporal downsampling of the data")
+    g.add_argument("-s", "--stride", type=number(int, ge=1), default=1,
+                   help="chunk size for the pose lifter's training chunks")
+    g.add_argument("--subset", type=number(float, gt=0, le=1), default=1.0, help="fraction of training data to use")
+    g.add_argument("--downsample", type=number(int, ge=1), default=1, help="temporal downsampling of the data")
     g.add_argument("--cameras", choices=["dataset", "virtual"], default="dataset",
                    help="-t pose / -t mix training views: the dataset's cameras and 2D keypoints (the paper), or "
                         "random phone-like virtual cameras filming the training subjects' 3D motion with "
                         "detector-like 2D noise (common/virtual_cameras.py; a lifter for videos in the wild)")
-    g.add_argument("--virtual_views", type=int, default=4,
+    g.add_argument("--virtual_views", type=number(int, ge=1), default=4,
                    help="--cameras virtual: random cameras per motion segment")
-    g.add_argument("--virtual_segment", type=int, default=250,
+    g.add_argument("--virtual_segment", type=number(int, ge=2), default=250,
                    help="--cameras virtual: frames per segment filmed by one camera")
     g.add_argument("--extra_motion", action="store_true",
                    help="--cameras virtual: also train on 91 s of extra real motion (CMU and assimp BVH clips of "
@@ -71,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("checkpoints")
     g.add_argument("-c", "--checkpoint", default="checkpoint", help="folder for checkpoints")
-    g.add_argument("--checkpoint-frequency", dest="checkpoint_frequency", type=int, default=None,
+    g.add_argument("--checkpoint-frequency", dest="checkpoint_frequency", type=number(int, ge=0), default=None,
                    help="save epoch_<n>.bin every N epochs (default: 40 for -t length/mix as the authors, "
                         "10 for -t pose as VideoPose3D)")
     g.add_argument("-r", "--resume", default="", help="checkpoint to resume training from (exactly)")
@@ -83,26 +85,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder to write prediction.pkl + action_dict.pkl of the test subjects (third-party layout)")
 
     g = p.add_argument_group("optimisation")
-    g.add_argument("-e", "--epochs", type=int, default=60, help="number of training epochs")
-    g.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=1024, help="batch size")
-    g.add_argument("-drop", "--dropout", type=float, default=0.25, help="dropout probability")
-    g.add_argument("-lr", "--learning-rate", dest="learning_rate", type=float, default=None,
+    g.add_argument("-e", "--epochs", type=number(int, ge=0), default=60, help="number of training epochs")
+    g.add_argument("-b", "--batch-size", dest="batch_size", type=number(int, ge=1), default=1024, help="batch size")
+    g.add_argument("-drop", "--dropout", type=number(float, ge=0, lt=1), default=0.25, help="dropout probability")
+    g.add_argument("-lr", "--learning-rate", dest="learning_rate", type=number(float, gt=0), default=None,
                    help="initial learning rate (default: 1e-4 for -t length/mix as the authors, 1e-3 for -t pose "
                         "as VideoPose3D)")
-    g.add_argument("-lrd", "--lr-decay", dest="lr_decay", type=float, default=0.95, help="lr decay per epoch")
+    g.add_argument("-lrd", "--lr-decay", dest="lr_decay", type=number(float, gt=0, le=1), default=0.95,
+                   help="lr decay per epoch")
     g.add_argument("-no-da", "--no-data-augmentation", dest="data_augmentation", action="store_false",
                    help="disable flip augmentation during training")
     g.add_argument("-no-tta", "--no-test-time-augmentation", dest="test_time_augmentation", action="store_false",
                    help="disable flip test-time augmentation")
     g.add_argument("--seed", type=int, default=None,
                    help="random seed (default: 5731 for -t length/mix as the authors, 1234 for -t pose)")
-    g.add_argument("--workers", type=int, default=0, help="reserved: data is built on the device, no workers")
+    g.add_argument("--workers", type=number(int, ge=0), default=0,
+                   help="reserved: data is built on the device, no workers")
     g.add_argument("--micro_batch", default="auto",
                    help="split each batch into micro-batches of at most N samples and accumulate their gradients "
                         "(one optimiser step per batch, as the full batch; exact for -t length, per-micro-batch "
                         "BatchNorm statistics for -t pose/mix); auto: the whole batch when its activations fit "
                         "--memory_budget, else the fewest micro-batches that fit")
-    g.add_argument("--memory_budget", type=float, default=DEFAULT_MEMORY_BUDGET_GB,
+    g.add_argument("--memory_budget", type=number(float, gt=0), default=DEFAULT_MEMORY_BUDGET_GB,
                    help="GB of training activations one micro-batch may hold (--micro_batch auto)")
     g.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="fp32, or bf16 autocast (parameters, optimiser and loss stay fp32); auto: fp32 (see the "
@@ -113,17 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="filter widths, e.g. 3,3,3 (27 frames), 3,3,3,3 (81), 3,3,3,3,3 (243); default 3,3,3,3 for "
                         "-t mix (the authors'), 3,3,3 for -t pose (VideoPose3D's)")
     g.add_argument("--causal", action="store_true", help="causal convolutions (lifter) / causal GRU evaluation")
-    g.add_argument("-ch", "--channels", type=int, default=1024, help="channels of the lifter's convolutions")
+    g.add_argument("-ch", "--channels", type=number(int, ge=1), default=1024,
+                   help="channels of the lifter's convolutions")
     g.add_argument("--dense", action="store_true", help="dense convolutions instead of dilated")
     g.add_argument("--disable-optimizations", dest="disable_optimizations", action="store_true",
                    help="train the lifter with the whole-sequence model instead of the strided one")
 
     g = p.add_argument_group("bone-length model")
     g.add_argument("-bi", "--bidirectional", action="store_true", help="bidirectional GRU (Bi-GRU)")
-    g.add_argument("-layer", "--num_layers", type=int, default=1, help="GRU layers")
-    g.add_argument("--hidden", type=int, default=512, help="GRU hidden size (512 in the published models)")
-    g.add_argument("-l", "--chunk_len", type=int, default=512, help="frames per training chunk")
-    g.add_argument("--segment_shift", type=int, default=64,
+    g.add_argument("-layer", "--num_layers", type=number(int, ge=1), default=None,
+                   help="GRU layers (default 1 for a new model; checked against a loaded checkpoint if given)")
+    g.add_argument("--hidden", type=number(int, ge=1), default=512,
+                   help="GRU hidden size (512 in the published models)")
+    g.add_argument("-l", "--chunk_len", type=number(int, ge=2), default=512, help="frames per training chunk")
+    g.add_argument("--segment_shift", type=number(int, ge=1), default=64,
                    help="frames between the starts of consecutive training chunks (default 64, the authors')")
     g.add_argument("--length_aug_type", choices=["smpl", "random_unif", "random_norm_train", "random_norm_all"],
                    default="smpl", help="how training bone lengths are sampled")
@@ -134,12 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--select_on", choices=["val", "test"], default="val",
                    help="choose epoch_best.bin on held-out training sequences (val) or on the test subjects "
                         "(test, the paper's behaviour)")
-    g.add_argument("--val_fraction", type=float, default=0.1,
+    g.add_argument("--val_fraction", type=number(float, ge=0, lt=1), default=0.1,
                    help="share of training sequences held out for model selection")
-    g.add_argument("--noise_2d_px", type=float, default=0.0,
+    g.add_argument("--noise_2d_px", type=number(float, ge=0), default=0.0,
                    help="std (pixels) of temporally correlated (AR(1)) noise added to the synthetic 2D training "
                         "keypoints, to match detector jitter (0 = clean projections, the paper)")
-    g.add_argument("--translation_std", type=float, default=0.5,
+    g.add_argument("--translation_std", type=number(float, ge=0), default=0.5,
                    help="std (metres) of the random camera-frame translation of synthetic chunks (paper: 0.5)")
 
     g = p.add_argument_group("mix model (fine-tuning)")
@@ -156,20 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse and sanity-check ``train.py`` flags (errors are UserErrors or argparse's usage exit)."""
     args = build_parser().parse_args(argv)
-    if args.epochs < 0 or args.batch_size < 1:
-        raise UserError("-e must be >= 0 and -b >= 1")
-    if args.chunk_len < 2:
-        raise UserError("-l/--chunk_len must be at least 2 frames")
     args.dataset = resolve_dataset_name(args.dataset, args.data_dir)
+    if not args.evaluate:
+        check_output_dir(args.checkpoint, "-c/--checkpoint")
+    if args.export_predictions:
+        check_output_dir(args.export_predictions, "--export_predictions")
     if args.cameras == "virtual" and args.train_type == "length":
         raise UserError("--cameras virtual applies to -t pose and -t mix (the length model builds its own batches)")
     if args.extra_motion and args.cameras != "virtual":
         raise UserError("--extra_motion needs --cameras virtual (the extra clips have no dataset cameras)")
-    if args.virtual_views < 1 or args.virtual_segment < 2:
-        raise UserError("--virtual_views must be >= 1 and --virtual_segment >= 2")
     for name, value in TASK_DEFAULTS[args.train_type].items():
         if getattr(args, name) is None:
             setattr(args, name, list(value) if isinstance(value, list) else value)
-    if args.segment_shift < 1:
-        raise UserError("--segment_shift must be >= 1")
     return args

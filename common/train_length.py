@@ -35,6 +35,7 @@ from common.checkpoint import load_checkpoint, load_weights, model_state, resolv
 from common.dataset import PoseDataset, Sequence3D, load_dataset
 from common.device import evaluation_mode
 from common.errors import UserError
+from common.validation import check_length_units
 from common.evaluation import format_bone_table
 from common.fileio import check_array, existing_file, load_npz
 from common.length_model import BoneLengthModel, per_bone_error_mm, predict_sequences
@@ -57,7 +58,9 @@ def load_length_bank(path: str | Path) -> np.ndarray:
     """The synthetic bone-length file (key ``data``, (N, 16) metres)."""
     path = existing_file(path, "bone-length file",
                          "make it with data/bone_length/generate_bone_length.py, or pass --bone_length_aug")
-    return check_array(str(path), load_npz(path, required=["data"])["data"], (None, 16))
+    bank = check_array(str(path), load_npz(path, required=["data"])["data"], (None, 16))
+    check_length_units(str(path), bank)
+    return bank
 
 
 def default_length_bank(args: argparse.Namespace) -> Path:
@@ -170,8 +173,8 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
         source = args.length_model or args.resume
         if not source:
             raise UserError("-t length --evaluate needs --length_model <checkpoint> (or -r)")
-        loaded = load_model(source, ("length",), bidirectional=args.bidirectional, search=(checkpoint_dir,),
-                            device=device)
+        loaded = load_model(source, ("length",), bidirectional=args.bidirectional, num_layers=args.num_layers,
+                            search=(checkpoint_dir,), device=device)
         model, path = loaded.model, loaded.path
         evaluator = LengthEvaluator(dataset, [], test_views, train_subjects, sampler, args, device)
         if ctx.is_main:
@@ -185,7 +188,7 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     builder = SyntheticBatchBuilder(fit_views, args.chunk_len, args.segment_shift, device,
                                     translation_std=args.translation_std, noise_2d_px=args.noise_2d_px)
 
-    model = BoneLengthModel(hidden_size=args.hidden, num_layers=args.num_layers, dropout=args.dropout,
+    model = BoneLengthModel(hidden_size=args.hidden, num_layers=args.num_layers or 1, dropout=args.dropout,
                             bidirectional=args.bidirectional).to(device)
     model.initialise_output(sampler.mean_lengths)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, amsgrad=True)
@@ -209,7 +212,7 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     precision = resolve_precision(args.precision, device)
     micro_batch = resolve_micro_batch(
         args.micro_batch, per_rank_batch,
-        length_model_sample_bytes(args.hidden, args.num_layers, args.bidirectional, args.chunk_len,
+        length_model_sample_bytes(args.hidden, args.num_layers or 1, args.bidirectional, args.chunk_len,
                                   precision=precision), args.memory_budget)
     if ctx.is_main:
         print(f"INFO: {builder.num_chunks} training chunks of {args.chunk_len} frames from {len(fit_views)} "

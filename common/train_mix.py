@@ -40,6 +40,7 @@ from common.errors import UserError
 from common.evaluation import (BONE_TABLE_TITLE, METRICS, EvaluationResult, bone_columns, evaluate, format_bone_table,
                                format_table, write_csv)
 from common.fileio import check_array, load_npz
+from common.validation import check_length_units
 from common.generators import ChunkedGenerator, UnchunkedGenerator
 from common.length_model import predict_sequences
 from common.metrics import direction_loss, mpjpe
@@ -82,13 +83,14 @@ def build_models(args: argparse.Namespace, device: torch.device
              "dense": args.dense, "search": (args.checkpoint,)}
     checkpoint: dict[str, Any] = {}
     if source:
-        loaded = load_model(source, ("mix",), bidirectional=args.bidirectional or None, **flags)
+        loaded = load_model(source, ("mix",), bidirectional=args.bidirectional or None, num_layers=args.num_layers,
+                            **flags)
         checkpoint, length_model, lifter = loaded.checkpoint, loaded.model.length_model, loaded.model.direction_model
     else:
         if not (args.length_model and args.direction_model):
             raise UserError("-t mix needs --length_model <ckpt> and --direction_model <ckpt>, or --mix_model <ckpt>")
         length_model = load_model(args.length_model, ("length",), bidirectional=args.bidirectional or None,
-                                  search=(args.checkpoint,)).model
+                                  num_layers=args.num_layers, search=(args.checkpoint,)).model
         loaded = load_model(args.direction_model, ("lifter",), **flags)
         lifter = loaded.model
     arch = loaded.architecture
@@ -123,8 +125,9 @@ def load_length_list(path: str | Path, dataset: PoseDataset, subject_orders: Seq
             for view, value in zip(views, lengths):
                 value = np.asarray(value, dtype=np.float32)
                 value = value[-1] if value.ndim == 2 else value
-                out[view.key] = check_array(f"{path.name} {view.subject}/{view.action} camera {view.camera_index}",
-                                            value, (NUM_BONES,))
+                name = f"{path.name} {view.subject}/{view.action} camera {view.camera_index}"
+                out[view.key] = check_array(name, value, (NUM_BONES,))
+                check_length_units(name, out[view.key])
             return out
     options = " or ".join(f"{','.join(s)} ({len(dataset.fetch(list(s)))})" for s in subject_orders
                           if all(x in dataset.sequences for x in s))

@@ -12,6 +12,7 @@ Frames are handled one at a time so memory stays constant in the video's length:
 from __future__ import annotations
 
 import io
+import math
 import os
 import struct
 import threading
@@ -197,6 +198,10 @@ class VideoWriter:
         self.frames = 0
         self._gif: _GifStream | None = None
         self._cv: cv2.VideoWriter | None = None
+        if not (math.isfinite(fps) and fps > 0):
+            raise UserError(f"cannot write video {self.path}: frame rate must be > 0, got {fps:g}")
+        if width < 2 or height < 2:
+            raise UserError(f"cannot write video {self.path}: size {width}x{height} is too small")
         if self.path.suffix.lower() == ".gif":
             self._gif = _GifStream(self.path, width, height, fps)
         elif self.path.suffix.lower() == ".mp4":

@@ -201,7 +201,8 @@ def test_mismatched_inputs_get_one_line_errors(files, tmp_path):
     save_npz(tmp_path / "nan.npz", predictions=preds)
     _run_error(["--pred", str(tmp_path / "nan.npz")] + base, "NaN or inf")
 
-    unknown = {"S9": {"Jumping": [np.zeros((5, 17, 3), np.float32)] * 4}}
+    some_pose = next(iter(files["preds"]["S9"].values()))[0][:5]  # plausible poses of an unknown action
+    unknown = {"S9": {"Jumping": [some_pose] * 4}}
     adjust.write_predictions(tmp_path / "unknown", unknown)
     _run_error(["--pred", str(tmp_path / "unknown/prediction.pkl")] + base, "S9/Jumping is not in the ground truth")
 

@@ -29,17 +29,18 @@ from common.device import add_device_argument, select_device
 from common.errors import UserError, cli
 from common.fileio import atomic_write, check_array, load_npz, save_npz
 from common.skeleton import BONE_NAMES, H36M_32_TO_17
+from common.validation import ArgumentParser, check_output_dir, number
 
 DATA_DIR = REPO / "data"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Generate synthetic bone lengths from a body model.")
+    p = ArgumentParser(description="Generate synthetic bone lengths from a body model.")
     p.add_argument("--body_model", choices=["anny", "smpl"], default="anny",
                    help="anny (open, default) or smpl (the paper's; needs the licensed SMPL files)")
     p.add_argument("-g", "--gender", choices=["neutral", "mix"], default="neutral",
                    help="neutral body, or half male / half female")
-    p.add_argument("-amt", "--amount", type=int, default=200000, help="number of bone-length vectors")
+    p.add_argument("-amt", "--amount", type=number(int, ge=1), default=200000, help="number of bone-length vectors")
     p.add_argument("--align", action="store_true",
                    help="also write the dataset's per-subject lengths and the mean-aligned _train/_all sets")
     p.add_argument("-d", "--dataset", default="auto",
@@ -101,11 +102,9 @@ def statistics_report(samples: np.ndarray, title: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if args.amount < 1:
-        raise UserError("--amount must be at least 1")
     device = select_device(args.device)
     data_dir = Path(args.data_dir)
-    out_dir = Path(args.out_dir) if args.out_dir else data_dir
+    out_dir = check_output_dir(Path(args.out_dir) if args.out_dir else data_dir, "--out_dir")
     args.dataset = resolve_dataset_name(args.dataset, data_dir)
     dataset_file = data_dir / f"data_3d_{args.dataset}.npz"
     if args.align and not dataset_file.is_file():  # fail before the expensive part
