@@ -2,6 +2,7 @@
 frames (one pass, streamed) or from a precomputed keypoint file."""
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 from tqdm import tqdm
@@ -30,6 +31,13 @@ def extract_track(config: "InferenceConfig", reader: VideoReader | None, timer: 
             positions, confidence = loaded.positions, loaded.confidence
             if config.max_frames is not None:
                 positions, confidence = positions[:config.max_frames], confidence[:config.max_frames]
+            video_frames = reader.info.frame_count if reader is not None else 0
+            if config.max_frames is not None:
+                video_frames = min(video_frames, config.max_frames)
+            if len(positions) < video_frames:
+                print(f"warning: {config.keypoints} holds {len(positions)} frame(s) of keypoints but {config.video} "
+                      f"has {video_frames}: frames {len(positions)}-{video_frames - 1} are shown without a person "
+                      f"(--max_frames {len(positions)} stops at the keypoints' end)", file=sys.stderr)
             raw = Track2D(positions, confidence, int(width), int(height))
             timer.frames["detect"] += len(positions)
     else:

@@ -12,8 +12,9 @@ import numpy as np
 
 from common.errors import UserError
 from common.fileio import check_array, load_npy, load_npz
-from common.skeleton import NUM_JOINTS
+from common.skeleton import NUM_JOINTS, PARENTS
 from common.tracking import Track2D
+from common.validation import check_pose_units
 
 
 def load_pose_file(path: str) -> np.ndarray:
@@ -57,4 +58,5 @@ class PosesFileLifter:
         if len(self.poses) < end:
             raise UserError(f"{self.path} holds {len(self.poses)} poses but the 2D keypoints cover video frames "
                             f"{track.start}-{end - 1}: give one pose per video frame")
+        check_pose_units(self.path, self.poses[track.start:end], PARENTS)
         return self.poses[track.start:end]
