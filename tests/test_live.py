@@ -97,6 +97,15 @@ def test_paced_source_drops_what_it_cannot_keep_up_with(tmp_path):
     unpaced.close()
     assert [f.index for f in frames] == list(range(25)) and unpaced.dropped == 0
     assert frames[5].time_s == pytest.approx(5 / 200.0)
+    # a stream URL delivers at its own pace (here: as fast as it decodes), stamped with the wall clock
+    stream = FrameSource((tmp_path / "v.mp4").as_uri())
+    stamps = []
+    for frame in stream:
+        stamps.append(frame.time_s)
+        time.sleep(0.02)
+    stream.close()
+    assert stream.read_frames == 40 and len(stamps) + stream.dropped == 40 and stream.dropped > 0
+    assert stamps == sorted(stamps) and stamps[0] > 0  # seconds since the capture started, not index / fps
     with pytest.raises(UserError, match="unpaced"):
         FrameSource("0", paced=False)
     with pytest.raises(UserError, match="not a camera"):
