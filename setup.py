@@ -17,7 +17,7 @@ from pathlib import Path
 
 from common.demo.build import build_demo_dataset
 from common.demo.config import SMALL_CONFIG, DemoConfig
-from common.demo.manifest import demo_is_current
+from common.demo.manifest import demo_is_current, record_video, stale_reason, video_stale_reason
 from common.device import add_device_argument, select_device
 from common.downloads import fetch_demo_video
 from common.errors import cli
@@ -54,17 +54,24 @@ def main(argv=None) -> None:
     data_dir = check_output_dir(args.data_dir, "--data_dir")
     config = SMALL_CONFIG if args.small else DemoConfig(frames=args.frames)
     video = data_dir / "demo.mp4"
-    summary = None if args.force else demo_is_current(data_dir, config)
-    if summary is not None and (args.no_video or video.is_file()):
+    data_reason = "--force" if args.force else stale_reason(data_dir, config)
+    video_reason = None if args.no_video else "--force" if args.force else video_stale_reason(data_dir, video.name)
+    if data_reason is None and video_reason is None:
+        summary = demo_is_current(data_dir, config)
         print(f"demo data in {data_dir}/ is up to date (fingerprint {summary.fingerprint}); nothing to do "
               "(--force rebuilds)")
         print("\n".join(summary.lines()))
         return
-    if summary is None:
+    if data_reason is not None:
+        print(f"{data_reason}: rebuilding the demo dataset")
         summary = build_demo_dataset(data_dir, config)
         print(f"wrote {data_dir}/data_3d_demo.npz, data_2d_demo_gt.npz, data_2d_demo_detections.npz, DEMO_DATA.md")
-    if not args.no_video and (args.force or not video.is_file()):
+    else:
+        summary = demo_is_current(data_dir, config)
+    if video_reason is not None:
+        print(f"{video_reason}: fetching the demo video")
         fetch_demo_video(video)
+        record_video(data_dir, video.name)
         print(f"wrote {video}")
     print("\n".join(summary.lines()))
 

@@ -1,7 +1,8 @@
 """What a demo build made, and the manifest that tells whether a folder holds a current build.
 
 ``demo_manifest.json`` (next to the files) records the builder's fingerprint (its parameters and source code),
-the SHA-256 of every file and the :class:`DemoSummary`; :func:`demo_is_current` compares them.
+the SHA-256 of every file it made (the npz files, ``DEMO_DATA.md``, and under ``video`` the fetched demo video)
+and the :class:`DemoSummary`; :func:`stale_reason` / :func:`video_stale_reason` say what is out of date and why.
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ class DemoSummary:
 
 MANIFEST = "demo_manifest.json"
 FILES = ["data_3d_demo.npz", "data_2d_demo_gt.npz", "data_2d_demo_detections.npz"]
+NOTES = "DEMO_DATA.md"
 
 
 def file_sha256(path: Path) -> str:
@@ -62,8 +64,11 @@ def file_sha256(path: Path) -> str:
 
 def write_manifest(out_dir: Path, config: DemoConfig, summary: DemoSummary) -> None:
     manifest = {"builder_version": BUILDER_VERSION, "fingerprint": config.fingerprint(), "config": asdict(config),
-                "files": {name: file_sha256(out_dir / name) for name in FILES},
+                "files": {name: file_sha256(out_dir / name) for name in FILES + [NOTES] if (out_dir / name).is_file()},
                 "summary": asdict(summary)}
+    video = (read_manifest(out_dir) or {}).get("video")
+    if video:  # a rebuild of the data keeps the record of the fetched video
+        manifest["video"] = video
     atomic_write(out_dir / MANIFEST, lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
 
 
@@ -74,15 +79,54 @@ def read_manifest(out_dir: str | Path) -> dict | None:
         return None
 
 
-def demo_is_current(out_dir: str | Path, config: DemoConfig = DemoConfig()) -> DemoSummary | None:
-    """The recorded summary if ``out_dir`` holds files built by this builder with ``config`` and unchanged
-    since (fingerprint and file hashes match); else None."""
+def stale_reason(out_dir: str | Path, config: DemoConfig = DemoConfig()) -> str | None:
+    """Why ``out_dir`` does not hold a current build with ``config`` (one line naming the file and the cause,
+    e.g. ``data/data_2d_demo_gt.npz changed since it was built (hash mismatch)``), or None when it does."""
     out_dir = Path(out_dir)
     manifest = read_manifest(out_dir)
-    if not manifest or manifest.get("fingerprint") != config.fingerprint():
-        return None
-    for name, digest in manifest.get("files", {}).items():
+    if not manifest:
+        return f"{out_dir / MANIFEST} is missing or unreadable"
+    if manifest.get("fingerprint") != config.fingerprint():
+        return (f"{out_dir} was built with other parameters or builder code (fingerprint "
+                f"{manifest.get('fingerprint')}, now {config.fingerprint()})")
+    recorded = manifest.get("files", {})
+    for name in FILES:
+        if name not in recorded:
+            return f"{out_dir / name} is not in {MANIFEST}"
+    for name, digest in recorded.items():
         path = out_dir / name
-        if not path.is_file() or file_sha256(path) != digest:
-            return None
-    return DemoSummary(**manifest["summary"])
+        if not path.is_file():
+            return f"{path} is missing"
+        if file_sha256(path) != digest:
+            return f"{path} changed since it was built (hash mismatch)"
+    return None
+
+
+def demo_is_current(out_dir: str | Path, config: DemoConfig = DemoConfig()) -> DemoSummary | None:
+    """The recorded summary if ``out_dir`` holds files built by this builder with ``config`` and unchanged
+    since (fingerprint and file hashes match, :func:`stale_reason`); else None."""
+    if stale_reason(out_dir, config) is not None:
+        return None
+    return DemoSummary(**read_manifest(out_dir)["summary"])
+
+
+def record_video(out_dir: str | Path, name: str) -> None:
+    """Add the fetched video ``out_dir/name`` and its SHA-256 to the manifest (key ``video``)."""
+    out_dir = Path(out_dir)
+    manifest = read_manifest(out_dir) or {}
+    manifest.setdefault("video", {})[name] = file_sha256(out_dir / name)
+    atomic_write(out_dir / MANIFEST, lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
+
+
+def video_stale_reason(out_dir: str | Path, name: str) -> str | None:
+    """Why the video ``out_dir/name`` must be fetched again (missing, not recorded, or changed since it was
+    fetched), or None when it is the recorded file."""
+    path = Path(out_dir) / name
+    if not path.is_file():
+        return f"{path} is missing"
+    digest = ((read_manifest(out_dir) or {}).get("video") or {}).get(name)
+    if digest is None:
+        return f"{path} is not in {MANIFEST}"
+    if file_sha256(path) != digest:
+        return f"{path} changed since it was fetched (hash mismatch)"
+    return None
