@@ -217,7 +217,7 @@ def test_video_without_person(checkpoints, tmp_path):
 
 
 @pytest.mark.slow
-def test_checkpoint_and_pose_errors(real_clip, checkpoints, tmp_path):
+def test_checkpoint_and_pose_errors(real_clip, checkpoints, tmp_path, capsys):
     with pytest.raises(UserError, match=r"has 1 GRU layer\(s\), not -layer 2"):
         inference.main(["--finetuned_ckpt", str(checkpoints["mix"]), "-layer", "2", "--video", str(real_clip)])
     np.savez(tmp_path / "short.npz", poses=np.zeros((5, 17, 3), np.float32))
@@ -229,6 +229,9 @@ def test_checkpoint_and_pose_errors(real_clip, checkpoints, tmp_path):
         inference.main(["--length_ckpt", str(checkpoints["length"]), "-bi", "--video", str(real_clip),
                         "--keypoints", str(tmp_path / "kp.npy"), "--poses", str(tmp_path / "short.npz"),
                         "--output", str(tmp_path / "o"), "--no_progress"])
+    # keypoints shorter than the video: said before any frame is labelled "no person"
+    err = capsys.readouterr().err
+    assert "warning: " in err and "holds 8 frame(s) of keypoints but" in err and "has 24" in err
 
 
 def test_world_like_frame_uprights_a_pitched_camera():

@@ -123,3 +123,19 @@ def test_torchrun_two_processes_resume_exactly(data_dir, tmp_path):
     a, b = load_checkpoint(tmp_path / "a" / "final.bin"), load_checkpoint(tmp_path / "b" / "final.bin")
     for k, v in a["model_pos"].items():
         torch.testing.assert_close(b["model_pos"][k], v, rtol=0, atol=0, msg=k)
+
+
+def test_final_bin_is_current_after_every_epoch(data_dir, tmp_path, monkeypatch):
+    """A run killed after epoch n leaves final.bin at epoch n (like the length and mix trainers)."""
+    from common import train_pose
+
+    seen = []
+    real = train_pose.save_epoch_checkpoints
+
+    def record(folder, state, epoch, *args, **kwargs):
+        real(folder, state, epoch, *args, **kwargs)
+        seen.append((epoch, load_checkpoint(tmp_path / "final.bin")["epoch"]))
+
+    monkeypatch.setattr(train_pose, "save_epoch_checkpoints", record)
+    train.main(_argv(data_dir, tmp_path, "-e", "3", "--no-eval", "--checkpoint-frequency", "0"))
+    assert seen == [(1, 1), (2, 2), (3, 3)]
