@@ -97,6 +97,12 @@ def ws(demo_dir, tmp_path_factory):
         pickle.dump(dict(reversed(list(act.items()))), fh)
     mean_pose = np.concatenate(truth).mean(axis=0)
     np.savez(root / "poses.npz", poses=truth[0][:10])
+    np.savez(root / "poses_mm.npz", poses=truth[0][:10] * 1000)
+    save_npz(root / "kp_sized.npz", positions_2d={"clip": {"custom": [np.full((10, 17, 2), 300.0, np.float32)]}},
+             metadata={"layout_name": "h36m", "num_joints": 17, "video_metadata": {"clip": {"w": 640, "h": 480}}})
+    gt_mm = {s: {a: v * 1000 for a, v in acts.items()} for s, acts in actions.items()}
+    (root / "gt_mm").mkdir()
+    save_npz(root / "gt_mm" / "data_3d_demo.npz", positions_3d=gt_mm)
     adjust.write_predictions(root / "pred_constant", {s: {a: [np.broadcast_to(mean_pose, v.shape).copy()
                                                               for v in views] for a, views in acts.items()}
                                                       for s, acts in table.items()})
@@ -110,6 +116,7 @@ def ws(demo_dir, tmp_path_factory):
     negative["S9"][next(iter(negative["S9"]))][0] = -np.full(16, 0.25, np.float32)
     save_npz(root / "lengths_negative.npz", lengths=negative)
     save_npz(root / "bank_negative.npz", data=-np.full((10, 16), 0.25, np.float32))
+    save_npz(root / "bank.npz", data=np.full((10, 16), 0.25, np.float32))
     return root
 
 
@@ -128,6 +135,7 @@ CASES = [
     ("train", "-t pose -r {ws}/checkpoint/evil.bin -e 1 -c {ws}/out_c", "refused to load 'io.open'"),
     ("train", "-t pose -r {ws}/checkpoint/evil_legacy.bin -e 1 -c {ws}/out_c", "refused to load"),
     ("train", "-t mix --evaluate --mix_model {ws}/checkpoint/evil.bin", "refused to load"),
+    ("train", "-t length -bi -r {ws}/checkpoint/evil.bin -bla {ws}/bank.npz -e 1 -c {ws}/out_c", "refused to load"),
     ("train", "-t mix -e 1 --length_model {ws}/checkpoint/evil.bin --direction_model {ws}/checkpoint/lifter.bin "
               "-c {ws}/out_c", "refused to load"),
     ("train", "-t mix -e 1 --length_model {ws}/checkpoint/length.bin --direction_model {ws}/checkpoint/evil.bin "
@@ -179,6 +187,10 @@ CASES = [
     ("bone_adjust", "--pred {ws}/pred/prediction.pkl --act {ws}/reordered/action_dict.pkl --bone {ws}/lengths.npz "
                     "--result_csv {ws}/out_b/r.csv", "paired in different orders"),
     ("train", "-t length -e 1 -bi -bla {ws}/bank_negative.npz -c {ws}/out_c", "bone lengths must be positive"),
+    ("bone_adjust", "--pred {ws}/pred/prediction.pkl --bone {ws}/lengths.npz --gt {ws}/gt_mm/data_3d_demo.npz "
+                    "--result_csv {ws}/out_b/r.csv", "looks like millimetres"),
+    ("inference", "--poses {ws}/poses_mm.npz --keypoints {ws}/kp_sized.npz --length_ckpt {ws}/checkpoint/length.bin "
+                  "-bi --output {ws}/out_i --no_progress", "looks like millimetres"),
     ("train", "-t mix --evaluate -layer 2 --mix_model {ws}/checkpoint/mix.bin", "1 GRU layer(s), not -layer 2"),
     ("length_model_inference", "--ckpt {ws}/checkpoint/length.bin -layer 2 --out_dir {ws}/out_l",
      "1 GRU layer(s), not -layer 2"),
