@@ -164,7 +164,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse and sanity-check ``train.py`` flags (errors are UserErrors or argparse's usage exit)."""
     args = build_parser().parse_args(argv)
     args.dataset = resolve_dataset_name(args.dataset, args.data_dir)
-    if not args.evaluate:
+    if not args.evaluate or args.train_type == "mix":  # -t mix --evaluate writes <checkpoint>/result_mix.csv
         check_output_dir(args.checkpoint, "-c/--checkpoint")
     if args.export_predictions:
         check_output_dir(args.export_predictions, "--export_predictions")

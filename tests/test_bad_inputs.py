@@ -157,6 +157,7 @@ CASES = [
     ("train", "-t pose -e 1 -c {ws}/a_file/ckpt", "a_file is a file, not a folder"),
     ("train", "-t pose -e 1 -c /proc/blapose_test", "cannot write in /proc"),
     ("train", "-t pose -e 1 -c {ws}/out_c --export_predictions {ws}/a_file", "exists and is not a folder"),
+    ("train", "-t mix --evaluate --mix_model {ws}/checkpoint/mix.bin -c {ws}/a_file", "exists and is not a folder"),
     ("length_model_inference", "--ckpt {ws}/checkpoint/length.bin --out_dir {ws}/a_file",
      "exists and is not a folder"),
     ("length_model_inference", "--ckpt {ws}/checkpoint/length.bin --out_dir /proc/blapose_test", "cannot write"),
@@ -294,3 +295,20 @@ def test_setup_manifest_names_what_changed(demo_dir, tmp_path):
         fh.write(b"\0")
     assert stale_reason(data, SMALL_CONFIG) == \
         f"{data / 'data_2d_demo_gt.npz'} changed since it was built (hash mismatch)"
+
+
+def test_read_only_folder_is_one_line(ws, capsys, monkeypatch):
+    """A folder the process cannot write into (a read-only mount; root ignores chmod, so the refusal of the
+    file system is simulated): one line before any work."""
+    import errno
+
+    from common import validation
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(validation.tempfile, "mkstemp", refuse)
+    code = cli(bone_adjust.main)(["--pred", str(ws / "pred" / "prediction.pkl"), "--bone", str(ws / "lengths.npz"),
+                                  "--data_dir", str(ws / "data"), "--result_csv", str(ws / "ro" / "r.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "(Read-only file system)" in err
