@@ -1,27 +1,49 @@
-"""Benchmark: bone-length model training throughput and the share of step time spent building batches.
+"""Benchmark: bone-length model training at the paper's architecture and batch, three ways side by side.
 
-    python -m bench.length_training                 # demo data, paper's chunk length 512, Bi-GRU
-    python -m bench.length_training --hidden 128 -b 16 --steps 10
+    python -m bench.length_training                      # Bi-GRU hidden 512, batch 256 x 512 frames, 2 steps
+    python -m bench.length_training --hidden 64 -b 32 --steps 3
 
-Both parts are timed side by side in the same run on the same device: building a synthetic batch
-(:meth:`common.synthetic.SyntheticBatchBuilder.sample`: gather, recomposition, projection, flips) and the
-optimisation step (forward, L1 loss, backward, Adam). Target: batch building < 10 % of the step time.
+Every variant runs the trainer's own step (:func:`common.train_length.length_loss` through
+:func:`common.accumulation.accumulate_gradients`, Adam) in a fresh child process on the same data, so each
+peak RSS is its own:
+
+* ``fp32 full batch``   — the whole batch in one forward/backward (the step before micro-batches);
+* ``fp32 micro-batched`` — ``--micro_batch auto`` at the default memory budget (the trainer's default);
+* ``bf16 micro-batched`` — the same under ``--precision bf16`` (timed only where the device computes bf16
+  natively; ``--force_bf16`` times the emulated path too).
+
+Printed per variant: samples/s (chunks of ``-l`` frames), achieved GFLOP/s of the step (≈ 3 × the forward
+pass's matmul FLOPs: expand layer + GRU input and recurrent products) against this machine's measured matmul
+peak in fp32 and bf16, peak RSS, and the share of step time spent building batches; then the ratios to the
+full-batch fp32 step. Data: the Human3.6M-sized set (:mod:`common.h36m_sized`, built from the demo data in
+``data/`` into ``$BLAPOSE_CACHE``), so the RSS includes a training set of Human3.6M's size.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import resource
+import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 
-from common.dataset import TRAIN_SUBJECTS, load_dataset, parse_subjects, resolve_dataset_name
+from common.accumulation import (accumulate_gradients, length_model_sample_bytes, native_bf16,
+                                 resolve_micro_batch)
+from common.dataset import TRAIN_SUBJECTS, load_dataset, parse_subjects
 from common.device import add_device_argument, select_device
+from common.downloads import cache_dir
 from common.errors import UserError, cli
+from common.h36m_sized import build_h36m_sized_set
 from common.length_model import BoneLengthModel
 from common.synthetic import LengthSampler, SyntheticBatchBuilder, epoch_order
+from common.train_length import length_loss, load_length_bank
+
+VARIANTS = {"fp32 full batch": ("fp32", "full"), "fp32 micro-batched": ("fp32", "auto"),
+            "bf16 micro-batched": ("bf16", "auto")}
 
 
 def _sync(device: torch.device) -> None:
@@ -29,54 +51,63 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("-d", "--dataset", default="auto")
-    p.add_argument("-k", "--keypoints", default=None)
-    p.add_argument("--data_dir", default="data")
-    p.add_argument("-str", "--subjects-train", dest="subjects_train", default=",".join(TRAIN_SUBJECTS))
-    p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=32)
-    p.add_argument("-l", "--chunk_len", type=int, default=512)
-    p.add_argument("--hidden", type=int, default=512)
-    p.add_argument("-layer", "--num_layers", type=int, default=1)
-    p.add_argument("--causal", action="store_true", help="unidirectional GRUs instead of the Bi-GRU")
-    p.add_argument("--steps", type=int, default=5, help="timed steps (after one warm-up step)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
-    add_device_argument(p)
-    args = p.parse_args(argv)
-    if args.steps < 1:
-        raise UserError("--steps must be >= 1")
+def step_flops(batch: int, frames: int, hidden: int, layers: int, embed: int = 256) -> float:
+    """≈ FLOPs of one training step: 3 × (forward matmuls) — the 34→embed layer and, for each of the two GRU
+    directions and each layer, the input (in × 3H) and recurrent (H × 3H) products at every frame."""
+    forward = 2 * 34 * embed
+    inputs = embed
+    for _ in range(layers):
+        forward += 2 * 2 * (inputs * 3 * hidden + hidden * 3 * hidden)
+        inputs = 2 * hidden
+    return 3.0 * forward * frames * batch
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device, size: int, seconds: float = 1.0) -> float:
+    """Measured GFLOP/s of a square ``size`` matmul in ``dtype`` (best of repeated timings)."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    a @ b
+    best, start = 0.0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        _sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = max(best, 2 * size ** 3 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def _child(args: argparse.Namespace) -> dict:
+    """One variant, timed in this process; returns its figures."""
+    device = select_device(args.device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    device = select_device(args.device)
-    name = resolve_dataset_name(args.dataset, args.data_dir)
-    subjects = parse_subjects(args.subjects_train)
-    dataset = load_dataset(args.data_dir, name, args.keypoints, subjects=subjects)
-    views = dataset.fetch(subjects, require_3d=True)
-    builder = SyntheticBatchBuilder(views, args.chunk_len, args.chunk_len // 2, device)
-    sampler = LengthSampler("random_norm_train", device,
-                            subject_lengths=np.stack([dataset.gt_bone_lengths(s) for s in subjects]))
-    model = BoneLengthModel(hidden_size=args.hidden, num_layers=args.num_layers,
-                            bidirectional=not args.causal).to(device)
+    precision, micro_spec = VARIANTS[args.child]
+    dataset = load_dataset(args.set_dir, "h36m", None, subjects=parse_subjects(args.subjects_train))
+    views = dataset.fetch(parse_subjects(args.subjects_train), require_3d=True)
+    builder = SyntheticBatchBuilder(views, args.chunk_len, 64, device)
+    sampler = LengthSampler("smpl", device, bank=load_length_bank(Path(args.set_dir) /
+                                                                  "bone_lengths_smpl_neutral_all.npz"))
+    torch.manual_seed(0)
+    model = BoneLengthModel(hidden_size=args.hidden, num_layers=args.num_layers, dropout=0.0).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, amsgrad=True)
+    sample_bytes = length_model_sample_bytes(args.hidden, args.num_layers, True, args.chunk_len, precision=precision)
+    micro = args.batch_size if micro_spec == "full" else resolve_micro_batch("auto", args.batch_size, sample_bytes)
     gen = torch.Generator(device=device).manual_seed(0)
     ids, flips = epoch_order(builder.num_chunks, True, gen, device)
     reps = (args.batch_size * (args.steps + 1)) // len(ids) + 1
     ids, flips = ids.repeat(reps), flips.repeat(reps)
-
     build_time = step_time = 0.0
     for step in range(args.steps + 1):
-        sl = slice(step * args.batch_size, (step + 1) * args.batch_size)
+        rows = slice(step * args.batch_size, (step + 1) * args.batch_size)
         _sync(device)
         t0 = time.perf_counter()
-        batch = builder.sample(ids[sl], flips[sl], sampler, gen)
+        batch = builder.sample(ids[rows], flips[rows], sampler, gen)
         _sync(device)
         t1 = time.perf_counter()
-        pred = model(batch.keypoints_2d)
-        target = batch.lengths if pred.ndim == 2 else batch.lengths[:, None]
-        loss = (pred - target).abs().mean()
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        accumulate_gradients(model, args.batch_size, micro,
+                             lambda r: length_loss(model, batch.keypoints_2d[r], batch.lengths[r], precision))
         optimizer.step()
         _sync(device)
         t2 = time.perf_counter()
@@ -84,14 +115,75 @@ def main(argv: Sequence[str] | None = None) -> None:
             build_time += t1 - t0
             step_time += t2 - t1
     total = build_time + step_time
-    sequences = args.steps * args.batch_size
-    print(f"device {device}, torch threads {torch.get_num_threads()}, dataset '{name}' "
-          f"({builder.num_chunks} chunks), {'causal GRU' if args.causal else 'Bi-GRU'} hidden {args.hidden} "
-          f"x{args.num_layers}, batch {args.batch_size} x {args.chunk_len} frames, {args.steps} timed steps")
-    print(f"batch building  {build_time / args.steps * 1000:9.1f} ms/step")
-    print(f"optimisation    {step_time / args.steps * 1000:9.1f} ms/step")
-    print(f"throughput      {sequences / total:9.1f} sequences/s ({sequences * args.chunk_len / total:.0f} frames/s)")
-    print(f"batch building share of step time: {100 * build_time / total:.1f} % (target < 10 %)")
+    samples = args.steps * args.batch_size
+    return {"micro_batch": micro, "samples_per_s": samples / total,
+            "gflops": step_flops(args.batch_size, args.chunk_len, args.hidden, args.num_layers) * args.steps
+            / step_time / 1e9,
+            "build_share": build_time / total, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            / 1024 ** 2, "threads": torch.get_num_threads()}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data_dir", default="data", help="folder with the demo dataset (the set is built from it)")
+    p.add_argument("--set_dir", default=None,
+                   help="folder of the Human3.6M-sized set (default: $BLAPOSE_CACHE/h36m_sized)")
+    p.add_argument("--min_frames", type=int, default=150_000, help="3D frames of the Human3.6M-sized set")
+    p.add_argument("-str", "--subjects-train", dest="subjects_train", default=",".join(TRAIN_SUBJECTS))
+    p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=256)
+    p.add_argument("-l", "--chunk_len", type=int, default=512)
+    p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("-layer", "--num_layers", type=int, default=1)
+    p.add_argument("--steps", type=int, default=2, help="timed steps per variant (after one warm-up step)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--force_bf16", action="store_true", help="also time bf16 where it is only emulated")
+    p.add_argument("--child", choices=list(VARIANTS), default=None, help=argparse.SUPPRESS)
+    add_device_argument(p)
+    args = p.parse_args(argv)
+    if args.steps < 1 or args.batch_size < 1:
+        raise UserError("--steps and -b must be >= 1")
+    if args.set_dir is None:
+        args.set_dir = str(cache_dir() / "h36m_sized")
+    if args.child:
+        print(json.dumps(_child(args)))
+        return
+    info = build_h36m_sized_set(args.data_dir, args.set_dir, args.min_frames)
+    device = select_device(args.device)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    peak32 = matmul_peak(torch.float32, device, 1024)
+    bf16_native = native_bf16(device)
+    peak16 = matmul_peak(torch.bfloat16, device, 1024 if bf16_native else 256)
+    print(f"device {device}, torch threads {torch.get_num_threads()}, Human3.6M-sized set: {info['frames']} frames, "
+          f"{info['sequences']} sequences ({args.set_dir}); Bi-GRU hidden {args.hidden} x{args.num_layers}, batch "
+          f"{args.batch_size} x {args.chunk_len} frames, {args.steps} timed steps per variant")
+    print(f"measured matmul peak: fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.1f} GFLOP/s "
+          f"({'native' if bf16_native else 'NOT native on this device: emulated'})")
+    results = {}
+    forwarded = [a for a in (argv if argv is not None else sys.argv[1:])]
+    for name in VARIANTS:
+        if VARIANTS[name][0] == "bf16" and not (bf16_native or args.force_bf16):
+            print(f"{name}: skipped (bf16 is emulated here; --force_bf16 times it anyway)")
+            continue
+        out = subprocess.run([sys.executable, "-m", "bench.length_training", *forwarded, "--set_dir", args.set_dir,
+                              "--child", name], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise UserError(f"{name} failed: {out.stderr.strip().splitlines()[-1] if out.stderr else out.returncode}")
+        results[name] = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"{'variant':22}{'micro':>7}{'samples/s':>11}{'GFLOP/s':>9}{'% fp32 pk':>10}{'% bf16 pk':>10}"
+          f"{'peak RSS':>10}{'building':>10}")
+    for name, r in results.items():
+        print(f"{name:22}{r['micro_batch']:7d}{r['samples_per_s']:11.2f}{r['gflops']:9.1f}"
+              f"{100 * r['gflops'] / peak32:9.0f}%{100 * r['gflops'] / peak16:9.0f}%"
+              f"{r['peak_rss_gb']:8.2f}GB{100 * r['build_share']:9.1f}%")
+    base = results.get("fp32 full batch")
+    if base:
+        for name, r in results.items():
+            if name != "fp32 full batch":
+                print(f"{name} vs fp32 full batch: {r['samples_per_s'] / base['samples_per_s']:.2f}x samples/s, "
+                      f"{r['peak_rss_gb'] / base['peak_rss_gb']:.2f}x peak RSS")
+    if "bf16 micro-batched" in results and "fp32 micro-batched" in results:
+        print(f"bf16 vs fp32 (micro-batched): {results['bf16 micro-batched']['samples_per_s'] / results['fp32 micro-batched']['samples_per_s']:.2f}x samples/s")
 
 
 if __name__ == "__main__":

@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synthetic bone lengths file (key 'data', (N, 16) metres) for --length_aug_type smpl "
                         "(default: <data_dir>/bone_lengths_smpl_neutral_all.npz if present, else "
                         "<data_dir>/bone_lengths_anny_neutral_train.npz)")
+    g.add_argument("--length_init", choices=["mean", "default"], default="mean",
+                   help="initial output layer: predictions start at the sampled lengths' mean (mean) or torch's "
+                        "default initialisation (default, the authors' code)")
     g.add_argument("--select_on", choices=["val", "test"], default="val",
                    help="choose epoch_best.bin on held-out training sequences (val) or on the test subjects "
                         "(test, the paper's behaviour)")
@@ -153,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--length_model", default="", help="bone-length model checkpoint (frozen)")
     g.add_argument("--direction_model", default="", help="lifter checkpoint that initialises the direction branch")
     g.add_argument("--mix_model", default="", help="mix model checkpoint (resume or evaluate)")
+    g.add_argument("--control", action="store_true",
+                   help="-t mix: also fine-tune the control, the same lifter from the same checkpoint on the same "
+                        "batches, schedule and seed but without the length model (its own poses, same loss); "
+                        "saved as control_final.bin and printed beside the mix model (also by --evaluate)")
     g.add_argument("--bone_length_list", default="",
                    help="precomputed lengths per sequence in fetch order (data/lengths_list.npz)")
 

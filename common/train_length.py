@@ -42,8 +42,8 @@ from common.length_model import BoneLengthModel, per_bone_error_mm, predict_sequ
 from common.model_loading import load_model
 from common.plots import plot_series
 from common.synthetic import LengthSampler, SyntheticBatchBuilder, epoch_order
-from common.training import (current_lr, decay_learning_rate, gather_rng_states, is_improvement, prepare_run,
-                             resume_training, save_history, split_validation)
+from common.training import (current_lr, decay_learning_rate, gather_rng_states, is_improvement, make_optimizer,
+                             prepare_run, resume_training, save_history, split_validation)
 
 SYNTHETIC_TEST_CHUNKS = 128
 DEFAULT_BANKS = ["bone_lengths_smpl_neutral_all.npz", "bone_lengths_anny_neutral_train.npz"]
@@ -190,8 +190,9 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
 
     model = BoneLengthModel(hidden_size=args.hidden, num_layers=args.num_layers or 1, dropout=args.dropout,
                             bidirectional=args.bidirectional).to(device)
-    model.initialise_output(sampler.mean_lengths)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, amsgrad=True)
+    if args.length_init == "mean":
+        model.initialise_output(sampler.mean_lengths)
+    optimizer = make_optimizer(model.parameters(), args.learning_rate)
     order_gen = torch.Generator(device=device).manual_seed(args.seed)  # same on every rank
     sample_gen = torch.Generator(device=device).manual_seed(args.seed * 1000 + 1 + ctx.rank)
     history: dict[str, list[float]] = {"train": [], "val": [], "test": [], "synthetic_test": [], "wall_s": []}

@@ -23,6 +23,7 @@ torchrun every rank trains on its share of each batch (DistributedDataParallel).
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import time
 from pathlib import Path
@@ -33,8 +34,10 @@ import torch
 from tqdm import tqdm
 
 from common import distributed
+from common.accumulation import (accumulate_gradients, autocast, lifter_sample_bytes, resolve_micro_batch,
+                                 resolve_precision)
 from common.bones import adjust_bone_lengths
-from common.checkpoint import save_epoch_checkpoints
+from common.checkpoint import resolve_checkpoint, save_checkpoint, save_epoch_checkpoints
 from common.dataset import (PoseDataset, Sequence3D, camera_space_root_relative, load_dataset)
 from common.errors import UserError
 from common.evaluation import (BONE_TABLE_TITLE, METRICS, EvaluationResult, bone_columns, evaluate, format_bone_table,
@@ -51,8 +54,8 @@ from common.skeleton import NUM_BONES
 from common.train_pose import export_predictions
 from common.train_pose import predict_views as predict_lifter
 from common.train_pose import training_arrays, training_views
-from common.training import (current_lr, decay_learning_rate, gather_rng_states, prepare_run, resume_training,
-                             save_history)
+from common.training import (current_lr, decay_learning_rate, gather_rng_states, make_optimizer, prepare_run,
+                             resume_training, save_history)
 
 BN_MOMENTUM = 0.001  # fine-tuning keeps the lifter's BatchNorm statistics nearly fixed (the paper's value)
 
@@ -172,17 +175,51 @@ def evaluate_views(model: MixModel, views: Sequence[Sequence3D], lengths: Sequen
 
 
 
-def starting_point_results(eval_model: MixModel, views: Sequence[Sequence3D], lengths: Sequence[np.ndarray],
-                           args: argparse.Namespace, device: torch.device) -> dict[str, EvaluationResult]:
-    """The lifter the fine-tuning starts from, before any update: its own poses, and those poses adjusted
-    (BLAPose, :func:`common.bones.adjust_bone_lengths`) with the frozen model's lengths of each sequence."""
-    predictions = predict_lifter(eval_model.direction_model, views, args.test_time_augmentation, device, True)
+def lifter_results(lifter: torch.nn.Module, views: Sequence[Sequence3D], lengths: Sequence[np.ndarray],
+                   args: argparse.Namespace, device: torch.device, label: str,
+                   adjusted_label: str) -> dict[str, EvaluationResult]:
+    """A plain lifter (inference variant): its own poses (row ``label``), and those poses adjusted (BLAPose,
+    :func:`common.bones.adjust_bone_lengths`) with the frozen model's lengths of each sequence (row
+    ``adjusted_label``)."""
+    predictions = predict_lifter(lifter, views, args.test_time_augmentation, device, True)
     adjusted = [adjust_bone_lengths(p, x) for p, x in zip(predictions, lengths)]
     out = {}
-    for name, poses in (("lifter (start)", predictions), ("lifter + adjustment", adjusted)):
+    for name, poses in ((label, predictions), (adjusted_label, adjusted)):
         out[name] = evaluate([(v.action, p, camera_space_root_relative(v)) for v, p in zip(views, poses)],
                              per_bone=True)
     return out
+
+
+def starting_point_results(eval_model: MixModel, views: Sequence[Sequence3D], lengths: Sequence[np.ndarray],
+                           args: argparse.Namespace, device: torch.device) -> dict[str, EvaluationResult]:
+    """The lifter the fine-tuning starts from, before any update (rows ``lifter (start)`` and
+    ``lifter + adjustment``)."""
+    return lifter_results(eval_model.direction_model, views, lengths, args, device, "lifter (start)",
+                          "lifter + adjustment")
+
+
+CONTROL_FILE = "control_final.bin"
+
+
+def control_label(epochs: int) -> str:
+    return f"control: lifter fine-tuned {epochs} epochs without the length model"
+
+
+def control_results(path: Path, views: Sequence[Sequence3D], lengths: Sequence[np.ndarray],
+                    args: argparse.Namespace, device: torch.device) -> dict[str, EvaluationResult]:
+    """Rows of the control lifter saved in ``path`` (``{}`` when there is none)."""
+    if not path.is_file():
+        return {}
+    loaded = load_model(path, ("lifter",), device=device)
+    label = control_label(int(loaded.checkpoint.get("epoch", 0)))
+    return lifter_results(loaded.model, views, lengths, args, device, label, "control + adjustment")
+
+
+def lifter_loss(lifter: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The fine-tuning loss on a plain lifter's own root-relative poses: MPJPE + bone-direction loss (metres)."""
+    predicted = lifter(inputs)
+    predicted = predicted - predicted[:, :, :1]
+    return mpjpe(predicted, targets).mean() + direction_loss(predicted, targets)
 
 
 def _final_evaluation(eval_model: MixModel, test_views: list[Sequence3D], test_lengths: list[np.ndarray],
@@ -226,7 +263,9 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
         if not test_views:
             raise UserError("no test subjects to evaluate (-ste)")
         if ctx.is_main:
-            _final_evaluation(eval_model, test_views, test_lengths, args, device, label)
+            source = resolve_checkpoint(args.mix_model or args.resume, args.checkpoint)
+            control = control_results(source.parent / CONTROL_FILE, test_views, test_lengths, args, device)
+            _final_evaluation(eval_model, test_views, test_lengths, args, device, label, control or None)
         return
 
     train_views = training_views(dataset, train_subjects, actions, args)
@@ -251,7 +290,7 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
                                  chunk_length=args.stride, pad=pad,
                                  causal_shift=model.direction_model.total_causal_shift(), shuffle=True,
                                  augment=args.data_augmentation, lengths=train_lengths, random_seed=args.seed)
-    optimizer = torch.optim.Adam(model.trainable_parameters(), lr=args.learning_rate, amsgrad=True)
+    optimizer = make_optimizer(model.trainable_parameters(), args.learning_rate)
     history: dict[str, list[float]] = {"train_mpjpe": [], "train_direction": [], "test_mpjpe": []}
     epoch = 0
     streams = {"generator": generator}
@@ -265,10 +304,19 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     baselines = None
     if ctx.is_main and test_views and not resumable and args.direction_model and not args.mix_model:
         baselines = starting_point_results(eval_model, test_views, test_lengths, args, device)
+    control = Control(model, args, checkpoint if resumable else None, ctx) if args.control else None
     train_model = distributed.wrap_model(model, ctx)
+    per_rank_batch = max(1, generator.batch_size // ctx.world_size)
+    micro_batch = resolve_micro_batch(args.micro_batch, per_rank_batch,
+                                      lifter_sample_bytes(args.architecture, args.channels, args.stride),
+                                      args.memory_budget)
+    precision = resolve_precision(args.precision, device)
     if ctx.is_main:
         print(f"INFO: training on {generator.num_frames} frames ({len(train_views)} sequences, flip "
-              f"{'on' if args.data_augmentation else 'off'}), {ctx.world_size} process(es); lengths from {source}")
+              f"{'on' if args.data_augmentation else 'off'}), {ctx.world_size} process(es); lengths from {source}; "
+              f"batch {per_rank_batch} per process in micro-batches of {micro_batch}"
+              f"{' (BatchNorm statistics per micro-batch)' if micro_batch < per_rank_batch else ''}, {precision}"
+              f"{'; with the control lifter' if control else ''}")
 
     while epoch < args.epochs:
         start_time = time.time()
@@ -283,20 +331,32 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
             targets = torch.from_numpy(batch.targets_3d[rows]).to(device)
             targets[:, :, 0] = 0
             lengths = torch.from_numpy(batch.lengths[rows]).to(device)
-            predicted, _ = train_model(inputs, lengths)
-            loss_position = mpjpe(predicted, targets).mean()
-            loss_direction = direction_loss(predicted, targets)
+            parts = torch.zeros(2, dtype=torch.float64)
+
+            def micro_loss(r: slice) -> torch.Tensor:
+                with autocast(precision, device):
+                    predicted, _ = train_model(inputs[r], lengths[r])
+                predicted = predicted.float()
+                loss_position = mpjpe(predicted, targets[r]).mean()
+                loss_direction = direction_loss(predicted, targets[r])
+                share = (r.stop - r.start) / len(inputs)
+                parts.add_(torch.tensor([loss_position.item(), loss_direction.item()], dtype=torch.float64) * share)
+                return loss_position + loss_direction
+
             optimizer.zero_grad(set_to_none=True)
-            (loss_position + loss_direction).backward()
+            accumulate_gradients(train_model, len(inputs), micro_batch, micro_loss)
             optimizer.step()
+            if control is not None:
+                control.step(inputs, targets, micro_batch, precision)
             frames = targets.shape[0] * targets.shape[1]
-            sums += torch.tensor([loss_position.item() * frames, loss_direction.item() * frames, frames],
-                                 dtype=torch.float64)
+            sums += torch.tensor([parts[0] * frames, parts[1] * frames, frames], dtype=torch.float64)
         count = max(float(sums[2]), 1.0)
         history["train_mpjpe"].append(distributed.all_reduce_mean(float(sums[0]) / count, ctx) * 1000.0)
         history["train_direction"].append(distributed.all_reduce_mean(float(sums[1]) / count, ctx))
         epoch += 1
         lr = decay_learning_rate(optimizer, args.lr_decay)
+        if control is not None:
+            decay_learning_rate(control.optimizer, args.lr_decay)
 
         test_mpjpe = math.nan
         if ctx.is_main and not args.no_eval and test_views:
@@ -314,6 +374,10 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
                      "length_model_config": model.length_model.config(), "mix_config": arch,
                      "lifter": DEFAULT_LIFTER,
                      "history": history}
+            if control is not None:
+                state["control"] = control.state()
+                save_checkpoint(checkpoint_dir / CONTROL_FILE, {**control.state(), "epoch": epoch,
+                                                                 **arch, "lifter": DEFAULT_LIFTER})
             save_epoch_checkpoints(checkpoint_dir, state, epoch, args.checkpoint_frequency, best=False)
             curves = {"train MPJPE": history["train_mpjpe"], "test MPJPE": history["test_mpjpe"]}
             save_history(checkpoint_dir, "mix", history, curves if args.export_training_curves else None,
@@ -322,4 +386,56 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
 
     if ctx.is_main and test_views:
         eval_model.load_state_dict(model.state_dict())
+        if control is not None:
+            baselines = {**(baselines or {}),
+                         **control_results(checkpoint_dir / CONTROL_FILE, test_views, test_lengths, args, device)}
         _final_evaluation(eval_model, test_views, test_lengths, args, device, f"mix (epoch {epoch})", baselines)
+
+
+class Control:
+    """The mix model's control: a copy of its starting lifter fine-tuned on the same batches with the same
+    optimiser, schedule and loss, on its own poses (no length model). Its dropout masks come from its own copy
+    of the torch random stream taken at the start (the mix model's masks, and the mix model's training is the
+    same with or without the control)."""
+
+    def __init__(self, model: MixModel, args: argparse.Namespace, checkpoint: dict[str, Any] | None,
+                 ctx: distributed.DistContext) -> None:
+        self.lifter = copy.deepcopy(model.direction_model)
+        self.optimizer = make_optimizer(self.lifter.parameters(), args.learning_rate)
+        self.device = ctx.device
+        self.rng = self._get_rng()
+        if checkpoint is not None:
+            if "control" not in checkpoint:
+                raise UserError("--control: the checkpoint being resumed was trained without the control")
+            saved = checkpoint["control"]
+            self.lifter.load_state_dict(saved["model_pos"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.rng = saved["rng"]
+        self.train_model = distributed.wrap_model(self.lifter, ctx)
+
+    def _get_rng(self) -> list[torch.Tensor]:
+        states = [torch.get_rng_state()]
+        if self.device.type == "cuda":
+            states.append(torch.cuda.get_rng_state(self.device))
+        return states
+
+    def step(self, inputs: torch.Tensor, targets: torch.Tensor, micro_batch: int, precision: str) -> None:
+        """One optimiser step on the batch the mix model just trained on."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.set_rng_state(self.rng[0])
+            if devices:
+                torch.cuda.set_rng_state(self.rng[1], self.device)
+            self.train_model.train()
+            self.optimizer.zero_grad(set_to_none=True)
+
+            def micro_loss(r: slice) -> torch.Tensor:
+                with autocast(precision, self.device):
+                    return lifter_loss(self.train_model, inputs[r], targets[r]).float()
+
+            accumulate_gradients(self.train_model, len(inputs), micro_batch, micro_loss)
+            self.optimizer.step()
+            self.rng = self._get_rng()
+
+    def state(self) -> dict[str, Any]:
+        return {"model_pos": self.lifter.state_dict(), "optimizer": self.optimizer.state_dict(), "rng": self.rng}

@@ -38,8 +38,8 @@ from common.evaluation import DEFAULT_METRICS, EvaluationResult, evaluate, forma
 from common.generators import ChunkedGenerator, UnchunkedGenerator, predict_poses
 from common.metrics import mpjpe
 from common.model import TemporalModel, build_lifter
-from common.training import (current_lr, decay_learning_rate, gather_rng_states, is_improvement, prepare_run,
-                             resume_training, save_history, split_validation)
+from common.training import (current_lr, decay_learning_rate, gather_rng_states, is_improvement, make_optimizer,
+                             prepare_run, resume_training, save_history, split_validation)
 from common.model_loading import DEFAULT_LIFTER, load_model
 
 INITIAL_MOMENTUM, FINAL_MOMENTUM = 0.1, 0.001
@@ -173,7 +173,7 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     generator = ChunkedGenerator(args.batch_size, poses_2d, poses_3d, chunk_length=args.stride, pad=(rf - 1) // 2,
                                  causal_shift=eval_model.total_causal_shift(), shuffle=True,
                                  augment=args.data_augmentation, random_seed=args.seed)
-    optimizer = torch.optim.Adam(train_model.parameters(), lr=args.learning_rate, amsgrad=True)
+    optimizer = make_optimizer(train_model.parameters(), args.learning_rate)
     n_params = sum(p.numel() for p in train_model.parameters())
     say = print if ctx.is_main else (lambda *a, **k: None)
     say(f"lifter: -arc {','.join(map(str, args.architecture))} (receptive field {rf} frames), {n_params:,} "

@@ -7,7 +7,8 @@
   ``random_state = {"ranks": [per-process state, ...]}``, each per-process state holding ``torch``, ``numpy``,
   ``python`` (and ``cuda``) plus the trainer's own named streams (objects with ``get_state``/``set_state``:
   ``torch.Generator``, :class:`common.generators.ChunkedGenerator`);
-* :func:`decay_learning_rate` — the per-epoch exponential learning-rate decay;
+* :func:`make_optimizer` / :func:`decay_learning_rate` — Adam (AMSGrad) and the per-epoch exponential
+  learning-rate decay with its floor :data:`LR_FLOOR`;
 * :func:`resume_training` — optimizer, epoch, history, best value and random streams from a checkpoint;
 * :func:`save_history` — ``<task>_history.json`` every epoch and the ``<task>_training_curves.png`` figure.
 
@@ -166,6 +167,12 @@ def restore_rng_states(checkpoint: Mapping[str, Any], streams: Mapping[str, Rand
     elif ctx.is_main:
         print(f"WARNING: {source} was written by {len(states)} process(es), now {ctx.world_size}: "
               "random streams restart from the seed")
+
+
+def make_optimizer(parameters, learning_rate: float) -> torch.optim.Optimizer:
+    """The optimiser of every trainer (the authors' and VideoPose3D's): Adam with AMSGrad, no weight decay,
+    torch's default betas (0.9, 0.999) and eps 1e-8."""
+    return torch.optim.Adam(parameters, lr=learning_rate, amsgrad=True)
 
 
 def decay_learning_rate(optimizer: torch.optim.Optimizer, factor: float, floor: float = LR_FLOOR) -> float:

@@ -46,7 +46,7 @@ stage "fine-tune the mix model (frozen length model + the lifter's directions)"
 $PY train.py -t mix -d demo -bi --hidden 64 -arc 3,3,3 -e 2 -b 1024 -lr 1e-4 --subset 0.25 \
   --length_model checkpoint/demo_length/epoch_best.bin --direction_model checkpoint/demo_pose/final.bin \
   --bone_length_list data/lengths_list.npz -c checkpoint/demo_mix \
-  --export_predictions 3D_prediction/BLAPose_mix | tee "$LOG/train_mix.txt"
+  --export_predictions 3D_prediction/BLAPose_mix --control | tee "$LOG/train_mix.txt"
 
 stage "evaluate the fine-tuned mix model (true MPJPE, P-MPJPE, N-MPJPE, MPJVE, bone errors)"
 $PY train.py -t mix -d demo -bi --hidden 64 --mix_model checkpoint/demo_mix/final.bin --evaluate \

@@ -316,3 +316,30 @@ def test_stored_lifter_architecture_wins_over_flags(mix_setup, tmp_path, capsys)
     out = capsys.readouterr().out
     assert "architecture [3, 3, 3, 3, 3] -> [3, 3, 3]" in out and "receptive field 27 frames" in out
     assert load_checkpoint(tmp_path / "final.bin")["mix_config"]["architecture"] == [3, 3, 3]
+
+
+@pytest.mark.slow
+def test_control_trains_beside_the_mix_model_without_changing_it(mix_setup, tmp_path, capsys):
+    """--control: the mix model's training is identical with and without it; the control lifter starts from the
+    same checkpoint, moves, differs from the mix's direction branch, and is printed beside it (also by
+    --evaluate)."""
+    ckpts = mix_setup / "checkpoint"
+    base = ["-t", "mix", "-bi", "-arc", "3,3,3,3,3", "-b", "64", "-lr", "1e-3", "-drop", "0.2",
+            "--length_model", str(ckpts / "biGRU_all.bin"), "--direction_model", str(ckpts / "pretrained_h36m_cpn.bin")]
+    _train(base + _flags(mix_setup, "-e", "1", "-c", str(tmp_path / "plain")))
+    capsys.readouterr()
+    _train(base + _flags(mix_setup, "-e", "1", "-c", str(tmp_path / "ctl"), "--control"))
+    text = capsys.readouterr().out
+    plain, mix = load_checkpoint(tmp_path / "plain" / "final.bin"), load_checkpoint(tmp_path / "ctl" / "final.bin")
+    for k, v in plain["model_pos"].items():
+        assert torch.equal(v, mix["model_pos"][k]), k
+    control = load_checkpoint(tmp_path / "ctl" / "control_final.bin")["model_pos"]
+    start = load_checkpoint(ckpts / "pretrained_h36m_cpn.bin")["model_pos"]
+    weights = [k for k in start if k.endswith("conv.weight") or k.startswith("layers_conv")]
+    assert any(not torch.equal(control[k], start[k]) for k in weights)
+    assert any(not torch.equal(control[k], mix["model_pos"]["direction_model." + k]) for k in weights)
+    label = "control: lifter fine-tuned 1 epochs without the length model"
+    assert f"SUMMARY {label}: MPJPE" in text and "SUMMARY mix (epoch 1): MPJPE" in text
+    _train(["-t", "mix", "-bi", "--mix_model", str(tmp_path / "ctl" / "final.bin"), "--evaluate"]
+           + _flags(mix_setup, "-c", str(tmp_path / "ctl")))
+    assert f"SUMMARY {label}: MPJPE" in capsys.readouterr().out
