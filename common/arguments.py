@@ -19,7 +19,8 @@ from common.validation import ArgumentParser, check_output_dir, number
 
 # Per-task defaults of the flags whose parser default is None (README "Training recipe" table).
 TASK_DEFAULTS: dict[str, dict[str, object]] = {
-    "length": {"learning_rate": 1e-4, "seed": 5731, "architecture": [3, 3, 3, 3], "checkpoint_frequency": 40},
+    "length": {"learning_rate": 1e-4, "seed": 5731, "architecture": [3, 3, 3, 3], "checkpoint_frequency": 40,
+               "num_layers": 1},
     "mix": {"learning_rate": 1e-4, "seed": 5731, "architecture": [3, 3, 3, 3], "checkpoint_frequency": 40},
     "pose": {"learning_rate": 1e-3, "seed": 1234, "architecture": [3, 3, 3], "checkpoint_frequency": 10},
 }
