@@ -94,11 +94,9 @@ def stale_reason(out_dir: str | Path, config: DemoConfig = DemoConfig()) -> str 
         if name not in recorded:
             return f"{out_dir / name} is not in {MANIFEST}"
     for name, digest in recorded.items():
-        path = out_dir / name
-        if not path.is_file():
-            return f"{path} is missing"
-        if file_sha256(path) != digest:
-            return f"{path} changed since it was built (hash mismatch)"
+        reason = _mismatch(out_dir / name, digest, "built")
+        if reason is not None:
+            return reason
     return None
 
 
@@ -121,12 +119,17 @@ def record_video(out_dir: str | Path, name: str) -> None:
 def video_stale_reason(out_dir: str | Path, name: str) -> str | None:
     """Why the video ``out_dir/name`` must be fetched again (missing, not recorded, or changed since it was
     fetched), or None when it is the recorded file."""
-    path = Path(out_dir) / name
+    digest = ((read_manifest(out_dir) or {}).get("video") or {}).get(name)
+    return _mismatch(Path(out_dir) / name, digest, "fetched")
+
+
+def _mismatch(path: Path, digest: str | None, made: str) -> str | None:
+    """Why ``path`` is not the file recorded with SHA-256 ``digest`` (missing, not recorded, changed since it was
+    ``made``), or None when it is."""
     if not path.is_file():
         return f"{path} is missing"
-    digest = ((read_manifest(out_dir) or {}).get("video") or {}).get(name)
     if digest is None:
         return f"{path} is not in {MANIFEST}"
     if file_sha256(path) != digest:
-        return f"{path} changed since it was fetched (hash mismatch)"
+        return f"{path} changed since it was {made} (hash mismatch)"
     return None
