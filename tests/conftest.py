@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ from common.demo.build import build_demo_dataset
 from common.demo.config import SMALL_CONFIG
 from common.demo.manifest import demo_is_current
 from common.downloads import cache_dir
+
+STALE_AFTER_S = 24 * 3600
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +36,9 @@ def demo_dir() -> Path:
             os.replace(staging, target)  # atomic: concurrent test runs never see a half-written folder
         except OSError:  # another run won the race and its copy is equally valid
             shutil.rmtree(staging, ignore_errors=True)
-        for stale in target.parent.glob("test_demo_*"):  # built by older versions of the builder
-            if stale != target:
+        # built by other versions of the builder: removed once a day old (a checkout of another version may be
+        # running its tests from its own folder right now)
+        for stale in target.parent.glob("test_demo_*"):
+            if stale != target and time.time() - stale.stat().st_mtime > STALE_AFTER_S:
                 shutil.rmtree(stale, ignore_errors=True)
     return target
