@@ -27,13 +27,13 @@ from typing import Sequence
 
 import torch
 
-from common.checkpoint import load_checkpoint
 from common.dataset import load_dataset
 from common.device import add_device_argument, select_device
 from common.downloads import cache_dir
 from common.errors import UserError, cli
 from common.h36m_sized import build_h36m_sized_set
-from common.length_model import BoneLengthModel, length_model_from_checkpoint, predict_sequences
+from common.length_model import BoneLengthModel, predict_sequences
+from common.model_loading import load_model
 
 SUBJECTS = ["S1", "S5", "S6", "S7", "S8", "S9", "S11"]
 VARIANTS = ("script", "packed, default budget", "packed, 200k frames")
@@ -55,7 +55,7 @@ def _child(args: argparse.Namespace) -> dict:
                                          "--device", args.device])
             seconds = time.perf_counter() - start
         return {"seconds": seconds, "frames": None, "peak_rss_gb": _peak_rss_gb()}
-    model = length_model_from_checkpoint(load_checkpoint(args.ckpt, device), True, source=args.ckpt).to(device)
+    model = load_model(args.ckpt, ("length",), bidirectional=True, device=device).model
     dataset = load_dataset(args.set_dir, "h36m", None, need_3d=False, camera_3d=False)
     sequences = [v.poses_2d for v in dataset.fetch(SUBJECTS)]
     budget = None if args.child == "packed, default budget" else 200_000
@@ -68,14 +68,13 @@ def _child(args: argparse.Namespace) -> dict:
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data_dir", default="data", help="folder with the demo dataset (the set is built from it)")
-    p.add_argument("--set_dir", default=None, help="Human3.6M-sized set folder (default $BLAPOSE_CACHE/h36m_sized)")
+    p.add_argument("--set_dir", default=str(cache_dir() / "h36m_sized"),
+                   help="Human3.6M-sized set folder (default $BLAPOSE_CACHE/h36m_sized)")
     p.add_argument("--min_frames", type=int, default=150_000, help="3D frames of the Human3.6M-sized set")
     p.add_argument("--ckpt", default=None, help="Bi-GRU checkpoint (default: random weights, hidden 512)")
     p.add_argument("--child", choices=VARIANTS, default=None, help=argparse.SUPPRESS)
     add_device_argument(p)
     args = p.parse_args(argv)
-    if args.set_dir is None:
-        args.set_dir = str(cache_dir() / "h36m_sized")
     if args.child:
         print(json.dumps(_child(args)))
         return

@@ -126,7 +126,7 @@ def _child(args: argparse.Namespace) -> dict:
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data_dir", default="data", help="folder with the demo dataset (the set is built from it)")
-    p.add_argument("--set_dir", default=None,
+    p.add_argument("--set_dir", default=str(cache_dir() / "h36m_sized"),
                    help="folder of the Human3.6M-sized set (default: $BLAPOSE_CACHE/h36m_sized)")
     p.add_argument("--min_frames", type=int, default=150_000, help="3D frames of the Human3.6M-sized set")
     p.add_argument("-str", "--subjects-train", dest="subjects_train", default=",".join(TRAIN_SUBJECTS))
@@ -142,8 +142,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.steps < 1 or args.batch_size < 1:
         raise UserError("--steps and -b must be >= 1")
-    if args.set_dir is None:
-        args.set_dir = str(cache_dir() / "h36m_sized")
     if args.child:
         print(json.dumps(_child(args)))
         return
