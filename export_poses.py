@@ -13,7 +13,6 @@ z forward, as lifters output) are turned upright like inference.py's exports; ``
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -25,7 +24,8 @@ from common.errors import UserError, cli
 from common.fileio import check_array, existing_file, load_npz
 from common.length_sources import file_lengths, median_lengths
 from common.pose_tables import parse_export_formats, write_pose_formats
-from common.skeleton import NUM_BONES, NUM_JOINTS
+from common.skeleton import NUM_BONES, NUM_JOINTS, PARENTS
+from common.validation import ArgumentParser, check_length_units, check_output_file, check_pose_units, number
 
 
 def load_pose_array(path: str, key: str | None) -> tuple[np.ndarray, dict]:
@@ -49,24 +49,28 @@ def load_pose_array(path: str, key: str | None) -> tuple[np.ndarray, dict]:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--poses", required=True, help="npz/npy of (T, 17, 3) poses, metres")
     p.add_argument("--key", default=None, help="array name inside the npz (default poses_after, poses, or the only one)")
     p.add_argument("--lengths", default=None, help="bone lengths file (json/npz, metres; as --lengths_file)")
     p.add_argument("--frame", choices=["camera", "world"], default=None,
                    help="frame of the poses (default: world for inference.py files, else camera)")
-    p.add_argument("--fps", type=float, default=None, help="frame rate (default: the file's, else 50)")
+    p.add_argument("--fps", type=number(float, gt=0), default=None, help="frame rate (default: the file's, else 50)")
     p.add_argument("--format", default="bvh,csv,jsonl", help="comma-separated: bvh, csv, jsonl")
     p.add_argument("--output", default=None, help="output path without extension (default: next to --poses)")
     args = p.parse_args(argv)
     formats = parse_export_formats(args.format)
     if not formats:
         raise UserError("--format: give at least one of bvh, csv, jsonl")
+    stem = Path(args.output) if args.output else Path(args.poses).with_suffix("")
+    for fmt in formats:
+        check_output_file(stem.with_name(f"{stem.name}.{fmt}"), "--output")
     poses, data = load_pose_array(args.poses, args.key)
+    check_pose_units(args.poses, poses, PARENTS)
     meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
     fps = args.fps or float(meta.get("fps") or 50.0)
     if not np.isfinite(fps) or fps <= 0:
-        raise UserError("--fps must be positive")
+        raise UserError(f"{args.poses}: stored fps {fps!r} is not a positive frame rate; give --fps")
     frame = args.frame or ("world" if "poses_after" in data else "camera")
     stored = data.get("bone_lengths")
     if args.lengths:
@@ -76,6 +80,7 @@ def main(argv=None) -> None:
     else:
         lengths = median_lengths(poses).astype(np.float64)
         print("bone lengths: the poses' own per-bone medians, left/right averaged")
+    check_length_units("bone lengths", lengths)
     adjusted = adjust_bone_lengths(poses.astype(np.float64), lengths)
     if frame == "camera":
         adjusted = place_on_ground(camera_to_world_like(adjusted, adjusted))
@@ -83,7 +88,6 @@ def main(argv=None) -> None:
     else:
         description = str(meta.get("frame") or WORLD_LIKE_FRAMES["world"])
     frames = np.asarray(data.get("frame_indices", np.arange(len(poses))))
-    stem = Path(args.output) if args.output else Path(args.poses).with_suffix("")
     for name, path in write_pose_formats(formats, stem, adjusted, lengths, frames, fps, description).items():
         print(f"{name}: {path}")
 

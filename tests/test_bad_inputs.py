@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import bone_adjust
+import export_poses
 import inference
 import length_model_inference
 import setup as setup_script
@@ -177,6 +178,10 @@ CASES = [
     ("setup", "--data_dir {ws}/a_file/data --no_video", "a_file is a file, not a folder"),
     ("setup", "--data_dir /proc/blapose_test --no_video", "cannot write"),
     ("generate_bone_length", "--amount 0", "--amount: must be >= 1"),
+    ("export_poses", "--poses {ws}/poses.npz --fps 0", "--fps: must be > 0"),
+    ("export_poses", "--poses {ws}/poses.npz --output {ws}/a_file/out", "a_file is a file, not a folder"),
+    ("export_poses", "--poses {ws}/poses.npz --format fbx", "unknown format"),
+    ("export_poses", "--poses {ws}/poses_mm.npz --output {ws}/out_e/p", "looks like millimetres"),
     ("generate_bone_length", "--out_dir {ws}/a_file", "exists and is not a folder"),
     # 3. inputs that make numbers wrong: units, signs, pairing, flags a checkpoint contradicts
     ("bone_adjust", "--pred {ws}/pred_mm/prediction.pkl --bone {ws}/lengths.npz --result_csv {ws}/out_b/r.csv",
@@ -217,7 +222,7 @@ CASES = [
 ]
 
 MAINS = {"train": train.main, "length_model_inference": length_model_inference.main, "bone_adjust": bone_adjust.main,
-         "inference": inference.main, "setup": setup_script.main}
+         "inference": inference.main, "setup": setup_script.main, "export_poses": export_poses.main}
 
 
 @pytest.mark.parametrize("script,argv,expected", CASES, ids=[f"{c[0]}:{i}" for i, c in enumerate(CASES)])
