@@ -29,9 +29,8 @@ import torch
 
 from common.dataset import load_dataset
 from common.device import add_device_argument, select_device
-from common.downloads import cache_dir
 from common.errors import UserError, cli
-from common.h36m_sized import build_h36m_sized_set
+from common.h36m_sized import add_set_arguments, build_h36m_sized_set
 from common.length_model import BoneLengthModel, predict_sequences
 from common.model_loading import load_model
 
@@ -67,10 +66,7 @@ def _child(args: argparse.Namespace) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data_dir", default="data", help="folder with the demo dataset (the set is built from it)")
-    p.add_argument("--set_dir", default=str(cache_dir() / "h36m_sized"),
-                   help="Human3.6M-sized set folder (default $BLAPOSE_CACHE/h36m_sized)")
-    p.add_argument("--min_frames", type=int, default=150_000, help="3D frames of the Human3.6M-sized set")
+    add_set_arguments(p)
     p.add_argument("--ckpt", default=None, help="Bi-GRU checkpoint (default: random weights, hidden 512)")
     p.add_argument("--child", choices=VARIANTS, default=None, help=argparse.SUPPRESS)
     add_device_argument(p)

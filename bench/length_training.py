@@ -35,9 +35,8 @@ from common.accumulation import (accumulate_gradients, length_model_sample_bytes
                                  resolve_micro_batch)
 from common.dataset import TRAIN_SUBJECTS, load_dataset, parse_subjects
 from common.device import add_device_argument, select_device
-from common.downloads import cache_dir
 from common.errors import UserError, cli
-from common.h36m_sized import build_h36m_sized_set
+from common.h36m_sized import add_set_arguments, build_h36m_sized_set
 from common.length_model import BoneLengthModel
 from common.synthetic import LengthSampler, SyntheticBatchBuilder, epoch_order
 from common.train_length import length_loss, load_length_bank
@@ -125,10 +124,7 @@ def _child(args: argparse.Namespace) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data_dir", default="data", help="folder with the demo dataset (the set is built from it)")
-    p.add_argument("--set_dir", default=str(cache_dir() / "h36m_sized"),
-                   help="folder of the Human3.6M-sized set (default: $BLAPOSE_CACHE/h36m_sized)")
-    p.add_argument("--min_frames", type=int, default=150_000, help="3D frames of the Human3.6M-sized set")
+    add_set_arguments(p)
     p.add_argument("-str", "--subjects-train", dest="subjects_train", default=",".join(TRAIN_SUBJECTS))
     p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=256)
     p.add_argument("-l", "--chunk_len", type=int, default=512)

@@ -15,12 +15,14 @@ Benchmark data only: sequences repeat, so its numbers measure speed and memory, 
 """
 from __future__ import annotations
 
+import argparse
 import math
 import shutil
 from pathlib import Path
 
 import numpy as np
 
+from common.downloads import cache_dir
 from common.errors import UserError
 from common.fileio import atomic_write, load_npz, save_npz
 
@@ -41,6 +43,15 @@ Human3.6M's published cameras), renamed after Human3.6M's actions so that the fi
 Human3.6M's. `bone_lengths_smpl_neutral_*.npz` hold the demo's Anny bone lengths (Anny: Apache-2.0 code,
 CC0 data) under the file names of the paper's commands. For speed and memory benchmarks only.
 """
+
+
+def add_set_arguments(parser: argparse.ArgumentParser) -> None:
+    """The benches' flags for this set: ``--data_dir`` (the demo files it is built from), ``--set_dir`` (where it
+    is written; default ``$BLAPOSE_CACHE/h36m_sized``) and ``--min_frames``."""
+    parser.add_argument("--data_dir", default="data", help="folder with the demo dataset (the set is built from it)")
+    parser.add_argument("--set_dir", default=str(cache_dir() / "h36m_sized"),
+                        help="folder of the Human3.6M-sized set (default: $BLAPOSE_CACHE/h36m_sized)")
+    parser.add_argument("--min_frames", type=int, default=150_000, help="3D frames of the Human3.6M-sized set")
 
 
 def build_h36m_sized_set(source_dir: str | Path, out_dir: str | Path, min_frames: int = 150_000,
