@@ -3,7 +3,10 @@
 Training follows VideoPose3D: single-frame targets (``-s 1``) with the strided model, padded 2D windows of one
 receptive field, flip augmentation, Adam (amsgrad) with the learning rate multiplied by ``-lrd`` after every
 epoch and BatchNorm momentum decayed exponentially from 0.1 to 0.001 over the run. Loss: MPJPE of the
-root-relative pose (metres, camera frame).
+root-relative pose (metres, camera frame). Each process's share of a batch is split into micro-batches
+(``--micro_batch``/``--memory_budget``, :mod:`common.accumulation`) whose gradients accumulate into one
+optimiser step; ``auto`` keeps the whole batch when it fits the budget, since BatchNorm then normalises each
+micro-batch with its own statistics. ``--precision bf16`` runs the forward pass under autocast.
 
 Checkpoints in ``-c`` (default ``checkpoint/``): ``epoch_<n>.bin`` every ``--checkpoint-frequency`` epochs,
 ``epoch_best.bin`` (lowest MPJPE on the held-out training sequences, or on the test subjects with
@@ -29,6 +32,8 @@ import torch
 from tqdm import tqdm
 
 from common import distributed
+from common.accumulation import (accumulate_gradients, autocast, lifter_sample_bytes, resolve_micro_batch,
+                                 resolve_precision)
 from common.adjust import write_predictions
 from common.checkpoint import (load_checkpoint, load_weights, model_state,
                                resolve_checkpoint, save_checkpoint, save_epoch_checkpoints)
@@ -175,10 +180,17 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
                                  augment=args.data_augmentation, random_seed=args.seed)
     optimizer = make_optimizer(train_model.parameters(), args.learning_rate)
     n_params = sum(p.numel() for p in train_model.parameters())
+    per_rank_batch = max(1, args.batch_size // ctx.world_size)
+    micro_batch = resolve_micro_batch(args.micro_batch, per_rank_batch,
+                                      lifter_sample_bytes(args.architecture, args.channels, args.stride),
+                                      args.memory_budget)
+    precision = resolve_precision(args.precision, device)
     say = print if ctx.is_main else (lambda *a, **k: None)
     say(f"lifter: -arc {','.join(map(str, args.architecture))} (receptive field {rf} frames), {n_params:,} "
           f"parameters; {len(train_views)} training sequences ({args.cameras} cameras; {generator.num_frames} "
           f"frames/epoch with augmentation), {len(val_views)} validation, {len(test_views)} test; {ctx.world_size} process(es)")
+    say(f"INFO: batch {per_rank_batch} per process in micro-batches of {micro_batch}"
+        f"{' (BatchNorm statistics per micro-batch)' if micro_batch < per_rank_batch else ''}, {precision}")
 
     ckpt_dir = Path(args.checkpoint)
     epoch, best = 0, math.inf
@@ -209,11 +221,16 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
             rows = slice(ctx.rank, None, ctx.world_size)  # every rank shuffles identically, takes its rows
             inputs = torch.from_numpy(batch.inputs_2d[rows]).to(device)
             targets = torch.from_numpy(batch.targets_3d[rows]).to(device)
-            loss = mpjpe(ddp_model(inputs), targets).mean()
+
+            def micro_loss(r: slice) -> torch.Tensor:
+                with autocast(precision, device):
+                    predicted = ddp_model(inputs[r])
+                return mpjpe(predicted.float(), targets[r]).mean()
+
             optimizer.zero_grad()
-            loss.backward()
+            loss = accumulate_gradients(ddp_model, len(inputs), micro_batch, micro_loss)
             optimizer.step()
-            total += loss.item() * targets.shape[0] * targets.shape[1]
+            total += loss * targets.shape[0] * targets.shape[1]
             frames += targets.shape[0] * targets.shape[1]
         history["train"].append(distributed.all_reduce_mean(total / max(frames, 1), ctx) * 1000)
 

@@ -152,9 +152,10 @@ def test_causal_variant_and_curves(tiny_dir, tmp_path, capsys):
 def test_ddp_two_processes(tiny_dir, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29577",
-           str(REPO / "train.py"), *_common_flags(tiny_dir, tmp_path, ["-e", "1", "-bi"])]
+           str(REPO / "train.py"), *_common_flags(tiny_dir, tmp_path, ["-e", "1", "-bi", "--micro_batch", "3"])]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "batch 4 per process in micro-batches of 3" in proc.stdout  # 3 + 1: unequal shares
     ckpt = load_checkpoint(tmp_path / "final.bin")
     assert len(ckpt["random_state"]["ranks"]) == 2
     assert not any(k.startswith("module.") for k in ckpt["model_pos"])

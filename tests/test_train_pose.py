@@ -99,9 +99,60 @@ def test_stored_architecture_wins_also_for_published_layouts(data_dir, tmp_path,
         train.main(_argv(data_dir, tmp_path, "--evaluate", "-r", str(tmp_path / "none.bin")))
 
 
+def _frozen_batchnorm_lifters(monkeypatch):
+    """Make train.py -t pose build lifters whose BatchNorm layers stay in eval mode (fixed statistics), the
+    setting in which a micro-batched step must equal the full-batch step."""
+    from common import train_pose
+
+    real = train_pose.build_lifter
+
+    def build(*args, **kwargs):
+        models = real(*args, **kwargs)
+        for module in models[0].modules():
+            if isinstance(module, torch.nn.BatchNorm1d):
+                module.eval()
+                module.train = lambda mode=True, m=module: m  # model.train() leaves it in eval mode
+        return models
+
+    monkeypatch.setattr(train_pose, "build_lifter", build)
+
+
+def test_micro_batches_follow_the_budget_and_equal_the_full_batch_step(data_dir, tmp_path, monkeypatch, capsys):
+    """-arc 3,3 -ch 16: 2 convs x 5 tensors x 16 channels x (3 + 1) time steps x 4 bytes = 2560 bytes per sample.
+    A budget of 20 samples splits the batch of 64 into 4 micro-batches of 16; the default keeps the batch whole.
+    With fixed BatchNorm statistics and no dropout the split run's losses and weights equal the whole batch's;
+    with BatchNorm in training mode (the default) they differ, so the flag is not ignored."""
+    budget = str(20 * 2560 / 1024 ** 3)
+    runs = {}
+    for name, extra in (("whole", ()), ("budget", ("--memory_budget", budget)), ("fixed", ("--micro_batch", "16"))):
+        for bn in ("train", "frozen"):
+            if bn == "frozen":
+                _frozen_batchnorm_lifters(monkeypatch)
+            else:
+                monkeypatch.undo()
+            ckpt = tmp_path / f"{name}_{bn}"
+            train.main(_argv(data_dir, ckpt, "-e", "1", "--no-eval", "-drop", "0", *extra))
+            out = capsys.readouterr().out
+            assert f"batch 64 per process in micro-batches of {64 if name == 'whole' else 16}" in out
+            runs[name, bn] = load_checkpoint(ckpt / "final.bin")
+    monkeypatch.undo()
+    whole = runs["whole", "frozen"]
+    for name in ("budget", "fixed"):
+        split = runs[name, "frozen"]
+        assert split["history"]["train"] == pytest.approx(whole["history"]["train"], rel=1e-5)
+        for k, v in whole["model_pos"].items():
+            torch.testing.assert_close(split["model_pos"][k], v, rtol=1e-4, atol=1e-6, msg=k)
+        ghost = runs[name, "train"]["model_pos"]["expand_conv.weight"]
+        assert not torch.allclose(ghost, runs["whole", "train"]["model_pos"]["expand_conv.weight"],
+                                  rtol=1e-4, atol=1e-6)
+    moved = whole["model_pos"]["expand_conv.weight"] - runs["whole", "train"]["model_pos"]["expand_conv.weight"]
+    assert float(moved.abs().sum()) > 0  # frozen statistics changed the step: the patch took effect
+
+
 @pytest.mark.slow
 def test_torchrun_two_processes_resume_exactly(data_dir, tmp_path):
-    """DistributedDataParallel on CPU (gloo): 2 processes train, rank 0 writes; resuming gives the same weights."""
+    """DistributedDataParallel on CPU (gloo): 2 processes train in micro-batches (gradients synchronised once per
+    step), rank 0 writes; resuming gives the same weights."""
     import os
     import subprocess
     import sys
@@ -112,13 +163,13 @@ def test_torchrun_two_processes_resume_exactly(data_dir, tmp_path):
 
     def torchrun(ckpt, *extra):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29591",
-               script, *_argv(data_dir, ckpt, "-e", "2", "--no-eval", *extra)[:]]
+               script, *_argv(data_dir, ckpt, "-e", "2", "--no-eval", "--micro_batch", "12", *extra)]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout
 
     out = torchrun(tmp_path / "a", "--checkpoint-frequency", "1")
-    assert "2 process(es)" in out
+    assert "2 process(es)" in out and "batch 32 per process in micro-batches of 12" in out
     torchrun(tmp_path / "b", "-r", str(tmp_path / "a" / "epoch_1.bin"))
     a, b = load_checkpoint(tmp_path / "a" / "final.bin"), load_checkpoint(tmp_path / "b" / "final.bin")
     for k, v in a["model_pos"].items():
