@@ -35,14 +35,15 @@ from common.length_sources import median_lengths, model_lengths, prior_lengths
 from common.lifters import make_lifter
 from common.lifters.videopose3d import lift_sequence
 from common.model_loading import load_model
-from common.multiview import (LIMB_BONES, fetch_pose2sim_demo, limb_lengths, limb_scores, read_qca,
+from common.multiview import (LIMB_BONES, fetch_pose2sim_demo, full_length, limb_lengths, limb_scores, read_qca,
                               triangulate_consistent)
 from common.skeleton import BONE_NAMES
-from common.tracking import Track2D
 
 COLUMNS = [("p_mpjpe_mm", "P-MPJPE (mm)", "{:.1f}"), ("limb_length_error_mm", "limb-length error (mm)", "{:.1f}"),
            ("proportions_off_pct", "limb proportions off (%)", "{:.1f}"),
            ("proportions_max_pct", "worst limb proportion (%)", "{:.1f}"),
+           ("proportions8_off_pct", "proportions over 8 limbs (%)", "{:.1f}"),
+           ("ratios_max_pct", "worst ratio shin/thigh, forearm/upper arm, arm/leg (%)", "{:.1f}"),
            ("length_std_mm", "length std over time (mm)", "{:.1f}"), ("left_right_mm", "left/right diff. (mm)", "{:.1f}")]
 
 
@@ -64,13 +65,6 @@ def full_frame_mediapipe(video: Path, max_frames: int | None) -> np.ndarray:
             world = np.array([(m.x, m.y, m.z) for m in result.pose_world_landmarks.landmark], np.float32)
             out.append(to_h36m(world, np.ones(33, np.float32), BLAZEPOSE_PARTS)[0])
     return np.stack(out)
-
-
-def full_length(track: Track2D, values: np.ndarray, frames: int) -> np.ndarray:
-    """Per-track rows (len(track), ...) placed at their video frames in an array of ``frames`` rows (NaN else)."""
-    out = np.full((max(frames, track.start + len(track)),) + values.shape[1:], np.nan, np.float32)
-    out[track.start:track.start + len(track)] = values
-    return out[:frames]
 
 
 def adjusted(poses: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
@@ -168,7 +162,8 @@ def main(argv=None) -> None:
     for view, d in table[defaults].items():
         print(f"{view}: defaults P-MPJPE {d['p_mpjpe_mm']:.1f} mm vs MediaPipe raw {table[plain][view]['p_mpjpe_mm']:.1f}"
               f" (plain run) / {table[same][view]['p_mpjpe_mm']:.1f} (same pass); limb proportions off "
-              f"{d['proportions_off_pct']:.1f} % (worst limb {d['proportions_max_pct']:.1f} %); length std "
+              f"{d['proportions_off_pct']:.1f} % (worst limb {d['proportions_max_pct']:.1f} %, over 8 limbs "
+              f"{d['proportions8_off_pct']:.1f} %, worst ratio {d['ratios_max_pct']:.1f} %); length std "
               f"{d['length_std_mm']:.2f} mm; left/right {d['left_right_mm']:.2f} mm")
     print(f"wrote {out / 'multiview.md'}")
 

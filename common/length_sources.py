@@ -6,8 +6,10 @@
   (:func:`median_lengths`).
 * ``prior``: ``self``, with the four limbs' proportions combined with a population prior of limb proportions in
   the lifter's joint convention (:func:`prior_lengths`; prior from Anny bodies,
-  ``data/bone_length/generate_limb_prior.py``). A single view measures a limb poorly when it is seldom seen
-  across the image plane; the combination weighs the sequence's own evidence by its per-frame spread.
+  ``data/bone_length/generate_limb_prior.py``, moved into BlazePose's landmark convention by an offset measured on
+  triangulated BlazePose 2D, ``data/bone_length/blazepose_convention_offset.py``). A single view measures a limb
+  poorly when it is seldom seen across the image plane; the combination weighs the sequence's own evidence by its
+  per-frame spread.
 * ``file``: lengths the user measured (:func:`read_lengths_file`, format below).
 
 Lengths are only meaningful in the joint convention of the lifter they adjust (see :mod:`common.lifters`).
@@ -68,7 +70,9 @@ def median_lengths(poses: np.ndarray) -> np.ndarray:
 
 def load_limb_prior(convention: str, path: str | Path = LIMB_PRIOR_FILE) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation (4,) of the centred log limb lengths (:data:`PRIOR_LIMBS`) of a population in
-    a joint convention; one-line error when there is no prior for it."""
+    a joint convention; one-line error when there is no prior for it. The mean is the bodies' (``mean_centred_log``)
+    plus, when the file has one, the offset from the bodies' landmarks to the convention's
+    (``convention_offset_log``, centred log lengths; ``data/bone_length/blazepose_convention_offset.py``)."""
     try:
         content = json.loads(Path(path).read_text())[convention]
     except (OSError, ValueError, KeyError):
@@ -76,7 +80,9 @@ def load_limb_prior(convention: str, path: str | Path = LIMB_PRIOR_FILE) -> tupl
                         f"convention in {path}; use --lengths self, model or file") from None
     if tuple(content["limbs"]) != PRIOR_LIMBS:
         raise UserError(f"{path}: limbs must be {PRIOR_LIMBS}, got {content['limbs']}")
-    return np.asarray(content["mean_centred_log"], np.float64), np.asarray(content["sd_centred_log"], np.float64)
+    mean = np.asarray(content["mean_centred_log"], np.float64)
+    offset = np.asarray(content.get("convention_offset_log", np.zeros(len(PRIOR_LIMBS))), np.float64)
+    return mean + offset, np.asarray(content["sd_centred_log"], np.float64)
 
 
 def population_mean_lengths(convention: str, path: str | Path = LIMB_PRIOR_FILE) -> np.ndarray | None:
@@ -91,7 +97,22 @@ def population_mean_lengths(convention: str, path: str | Path = LIMB_PRIOR_FILE)
 
 
 def prior_lengths(poses: np.ndarray, convention: str, path: str | Path = LIMB_PRIOR_FILE) -> np.ndarray:
-    """``--lengths prior``: (T, 17, 3) metres -> (16,) metres.
+    """``--lengths prior``: (T, 17, 3) metres -> (16,) metres; :func:`combine_with_prior` with the convention's
+    population prior (:func:`load_limb_prior`)."""
+    mean, sd = load_limb_prior(convention, path)
+    return combine_with_prior(poses, mean, sd)
+
+
+def centred_log_limbs(lengths: np.ndarray) -> np.ndarray:
+    """(..., 16) bone lengths -> (..., 4) centred log lengths of :data:`PRIOR_LIMBS` (left/right averaged log
+    length minus the mean over the four: the limbs' proportions, free of the person's size)."""
+    logs = np.stack([np.log(np.asarray(lengths, np.float64)[..., SIDELESS[limb]]).mean(axis=-1)
+                     for limb in PRIOR_LIMBS], axis=-1)
+    return logs - logs.mean(axis=-1, keepdims=True)
+
+
+def combine_with_prior(poses: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """(T, 17, 3) metres + a prior of the four limbs' centred log lengths (mean, sd: (4,)) -> (16,) metres.
 
     Start from :func:`median_lengths`. For the four limbs, work with centred log lengths (log length minus the
     mean over the four: proportions, free of the person's size). Each limb's own value, with variance s^2 = its
@@ -100,7 +121,6 @@ def prior_lengths(poses: np.ndarray, convention: str, path: str | Path = LIMB_PR
     standard error, is the own value's uncertainty because a single view's errors persist while the view does
     (they are not independent from frame to frame). The overall size (mean log length) stays the sequence's own.
     """
-    mean, sd = load_limb_prior(convention, path)
     lengths = median_lengths(poses).astype(np.float64)
     per_frame = bone_lengths(np.asarray(poses, np.float64))
     index = [SIDELESS[limb] for limb in PRIOR_LIMBS]                            # [[right, left], ...]

@@ -13,6 +13,9 @@ frames both sequences cover):
   reference| (mm);
 * *limb proportions off*: the 4 left/right-averaged limb lengths (medians over time) divided by their sum, then
   mean over the 4 of |estimate proportion / reference proportion - 1| (%); ``proportions_max`` the largest of the 4;
+  ``proportions8`` the same over the 8 limbs, each side's divided by the sum of all 8 (the reference's left/right
+  differences count); ``ratios_max`` the largest of |estimate ratio / reference ratio - 1| over three ratios of
+  left/right-averaged limbs: shin / thigh, forearm / upper arm, arm (upper arm + forearm) / leg (thigh + shin);
 * *length std over time*: mean over the 8 limbs of the standard deviation over frames (mm);
 * *left/right difference*: mean over the 4 limb pairs and frames of |left - right| (mm).
 """
@@ -28,6 +31,7 @@ from common.bones import bone_lengths
 from common.errors import UserError
 from common.metrics import p_mpjpe
 from common.skeleton import BONE_NAMES, FLIP_JOINTS
+from common.tracking import Track2D
 
 LIMB_BONES = [BONE_NAMES.index(n) for n in ("l_thigh", "r_thigh", "l_calf", "r_calf", "l_upper_arm", "r_upper_arm",
                                             "l_lower_arm", "r_lower_arm")]
@@ -147,6 +151,13 @@ def triangulate_consistent(cameras: list[CalibratedCamera], pixels: np.ndarray, 
     return points, error, swapped
 
 
+def full_length(track: Track2D, values: np.ndarray, frames: int) -> np.ndarray:
+    """Per-track rows (len(track), ...) placed at their video frames in an array of ``frames`` rows (NaN else)."""
+    out = np.full((max(frames, track.start + len(track)),) + values.shape[1:], np.nan, np.float32)
+    out[track.start:track.start + len(track)] = values
+    return out[:frames]
+
+
 def limb_lengths(poses: np.ndarray) -> np.ndarray:
     """(T, 17, 3) -> (T, 8) limb lengths (:data:`LIMB_BONES` order), same units."""
     return bone_lengths(poses)[:, LIMB_BONES]
@@ -156,6 +167,13 @@ def proportions(limbs: np.ndarray) -> np.ndarray:
     """(8,) limb lengths -> (4,) left/right-averaged limb lengths divided by their sum."""
     paired = (limbs[0::2] + limbs[1::2]) / 2
     return paired / paired.sum()
+
+
+def limb_ratios(limbs: np.ndarray) -> np.ndarray:
+    """(8,) limb lengths -> (3,) shin / thigh, forearm / upper arm, (upper arm + forearm) / (thigh + shin), each
+    limb left/right averaged."""
+    thigh, shin, upper, fore = (limbs[0::2] + limbs[1::2]) / 2
+    return np.array([shin / thigh, fore / upper, (upper + fore) / (thigh + shin)])
 
 
 def limb_scores(estimate: np.ndarray, reference: np.ndarray) -> dict[str, float]:
@@ -170,30 +188,34 @@ def limb_scores(estimate: np.ndarray, reference: np.ndarray) -> dict[str, float]
             "p_mpjpe_mm": float(np.mean(p_mpjpe(estimate, reference)) * 1000),
             "limb_length_error_mm": float(np.abs(med_mine - med_theirs).mean() * 1000),
             "proportions_off_pct": float(off.mean() * 100), "proportions_max_pct": float(off.max() * 100),
+            "proportions8_off_pct": float(np.mean(np.abs(med_mine / med_mine.sum() / (med_theirs / med_theirs.sum())
+                                                         - 1)) * 100),
+            "ratios_max_pct": float(np.max(np.abs(limb_ratios(med_mine) / limb_ratios(med_theirs) - 1)) * 100),
             "length_std_mm": float(mine.std(axis=0).mean() * 1000),
             "left_right_mm": float(np.mean([np.abs(mine[:, a] - mine[:, b]).mean()
                                             for a, b in [(0, 1), (2, 3), (4, 5), (6, 7)]]) * 1000)}
 
 
 POSE2SIM_WHEEL = "pose2sim==0.10.49"
-POSE2SIM_DEMO = "Pose2Sim/Demo_SinglePerson/"
+POSE2SIM_DEMOS = ("Demo_SinglePerson", "Demo_MultiPerson")
 POSE2SIM_LICENCE = "pose2sim-0.10.49.dist-info/licenses/LICENSE"
 
 
-def fetch_pose2sim_demo(target: str | Path) -> Path:
-    """The Pose2Sim single-person demo (4 calibrated 1080x1920 60 fps videos of one person, 100 frames each,
-    BSD-3-Clause) extracted from the ``pose2sim`` wheel (downloaded once to the cache) into ``target``:
-    ``videos/cam0[1-4].mp4``, ``calibration/Calib.qca.txt`` and ``LICENSE`` (the wheel's licence, kept next to
-    the data). Returns ``target``; reused when already there."""
+def fetch_pose2sim_demo(target: str | Path, demo: str = "Demo_SinglePerson") -> Path:
+    """A Pose2Sim demo (:data:`POSE2SIM_DEMOS`: 4 calibrated 1080x1920 60 fps videos, 100 frames each, of one
+    person or of two people together, the same cameras; BSD-3-Clause) extracted from the ``pose2sim`` wheel
+    (downloaded once to the cache) into ``target``: ``videos/cam0[1-4].mp4``, ``calibration/Calib.qca.txt`` and
+    ``LICENSE`` (the wheel's licence, kept next to the data). Returns ``target``; reused when already there."""
     import zipfile
 
     from common.downloads import cache_dir, pip_download
     from common.fileio import atomic_write
 
-    target = Path(target)
-    members = [f"{POSE2SIM_DEMO}videos/cam0{i}.mp4" for i in range(1, 5)] + [
-        f"{POSE2SIM_DEMO}calibration/Calib.qca.txt"]
-    wanted = {m: target / m[len(POSE2SIM_DEMO):] for m in members} | {POSE2SIM_LICENCE: target / "LICENSE"}
+    if demo not in POSE2SIM_DEMOS:
+        raise UserError(f"Pose2Sim demo must be one of {POSE2SIM_DEMOS}, got {demo!r}")
+    target, prefix = Path(target), f"Pose2Sim/{demo}/"
+    members = [f"{prefix}videos/cam0{i}.mp4" for i in range(1, 5)] + [f"{prefix}calibration/Calib.qca.txt"]
+    wanted = {m: target / m[len(prefix):] for m in members} | {POSE2SIM_LICENCE: target / "LICENSE"}
     if all(p.is_file() for p in wanted.values()):
         return target
     wheel = pip_download(POSE2SIM_WHEEL, cache_dir() / "dists", sdist=False)

@@ -16,7 +16,7 @@ from common.errors import UserError
 from common.fileio import save_npz
 from common.inference_pipeline import InferenceConfig
 from common.length_model import BoneLengthModel
-from common.length_sources import (SIDELESS, file_lengths, load_limb_prior, median_lengths, model_lengths,
+from common.length_sources import (SIDELESS, centred_log_limbs, file_lengths, load_limb_prior, median_lengths, model_lengths,
                                    prior_lengths, read_lengths_file)
 from common.lifters import LIFTERS, Lifter, make_lifter
 from common.lifters.mediapipe import SMOOTH_SIGMA, edge_preserving_smooth, fuse_in_plane
@@ -172,6 +172,23 @@ def test_prior_lengths_weigh_own_limbs_by_their_spread(tmp_path):
     assert got[12] == got[15] and got[1] == got[4]
     with pytest.raises(UserError, match="no population prior"):
         load_limb_prior("h36m", prior)
+
+
+def test_limb_prior_convention_offset_and_centred_log_limbs(tmp_path):
+    """The prior's mean is the bodies' plus the convention offset; centred log limbs are size-free proportions."""
+    prior = tmp_path / "prior.json"
+    entry = {"limbs": ["thigh", "calf", "upper_arm", "lower_arm"], "mean_centred_log": [0.2, 0.2, -0.2, -0.2],
+             "sd_centred_log": [0.03] * 4}
+    prior.write_text(json.dumps({"a": entry, "b": dict(entry, convention_offset_log=[0.0, -0.06, 0.0, 0.06])}))
+    np.testing.assert_allclose(load_limb_prior("a", prior)[0], [0.2, 0.2, -0.2, -0.2])        # no offset: as stored
+    np.testing.assert_allclose(load_limb_prior("b", prior)[0], [0.2, 0.14, -0.2, -0.14])
+    np.testing.assert_allclose(load_limb_prior("b", prior)[1], [0.03] * 4)
+    lengths = LENGTHS.copy()                       # thighs 0.45, shins 0.44, upper arms 0.28, forearms 0.25
+    lengths[[1, 4]] = [0.40, 0.50]                 # thighs 0.40 / 0.50: the log average is log(sqrt(0.2))
+    logs = np.log([np.sqrt(0.40 * 0.50), 0.44, 0.28, 0.25])
+    np.testing.assert_allclose(centred_log_limbs(lengths), logs - logs.mean())
+    np.testing.assert_allclose(centred_log_limbs(3 * lengths), logs - logs.mean(), rtol=1e-6)   # free of size
+    np.testing.assert_allclose(centred_log_limbs(np.stack([lengths, lengths])), [logs - logs.mean()] * 2)
 
 
 def test_lengths_file_json_npz_and_errors(tmp_path, capsys):

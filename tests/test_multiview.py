@@ -4,7 +4,7 @@ import pytest
 
 from common.bones import recompose
 from common.errors import UserError
-from common.multiview import CalibratedCamera, limb_scores, read_qca, triangulate, triangulate_consistent
+from common.multiview import CalibratedCamera, limb_ratios, limb_scores, read_qca, triangulate, triangulate_consistent
 from common.skeleton import FLIP_JOINTS
 
 QCA = """<?xml version='1.0' encoding='ASCII'?>
@@ -90,4 +90,12 @@ def test_limb_scores_by_hand():
     stretched = recompose(dirs / np.linalg.norm(dirs, axis=-1, keepdims=True), longer[None])
     # proportions: forearm share 0.35 / 1.52 vs 0.25 / 1.42; the other three shares shrink by 1.42 / 1.52
     expected = np.mean([abs(0.35 / 1.52 / (0.25 / 1.42) - 1)] + [abs(1.42 / 1.52 - 1)] * 3) * 100
-    assert limb_scores(stretched, poses)["proportions_off_pct"] == pytest.approx(expected, abs=1e-6)
+    got = limb_scores(stretched, poses)
+    assert got["proportions_off_pct"] == pytest.approx(expected, abs=1e-6)
+    # over 8 limbs: both forearms' shares 0.35 / 3.04 vs 0.25 / 2.84, the 6 others shrink by 2.84 / 3.04
+    expected8 = np.mean([abs(0.35 / 3.04 / (0.25 / 2.84) - 1)] * 2 + [abs(2.84 / 3.04 - 1)] * 6) * 100
+    assert got["proportions8_off_pct"] == pytest.approx(expected8, abs=1e-6)
+    # ratios: forearm / upper arm 1.4 times, arm / leg (0.28 + 0.35) / 0.89 vs 0.53 / 0.89, shin / thigh unchanged
+    assert got["ratios_max_pct"] == pytest.approx(40.0, abs=1e-6)
+    np.testing.assert_allclose(limb_ratios(np.array([0.4, 0.5, 0.4, 0.4, 0.3, 0.3, 0.2, 0.25])),
+                               [0.4 / 0.45, 0.225 / 0.3, 0.525 / 0.85])

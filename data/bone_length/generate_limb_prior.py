@@ -83,6 +83,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "bodies": args.amount, "seed": args.seed,
         "source": f"anny {getattr(anny, '__version__', '?')} COCO keypoint regressor on rest-pose adult bodies "
                   "(data/bone_length/generate_limb_prior.py); Anny: Apache-2.0 code, CC0 data"}}
+    try:  # keep the convention offset that blazepose_convention_offset.py measured
+        previous = json.loads(open(args.out).read()).get("blazepose", {})
+    except (OSError, ValueError):
+        previous = {}
+    content["blazepose"].update({k: v for k, v in previous.items() if k.startswith("convention_offset")})
     atomic_write(args.out, lambda fh: fh.write((json.dumps(content, indent=1) + "\n").encode()))
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v * 1000:.0f} mm" for k, v in
                                             zip(PRIOR_LIMBS, content["blazepose"]["mean_lengths_m"])))

@@ -1,0 +1,139 @@
+"""Offset of the limb-proportion prior from Anny's COCO landmarks to BlazePose's, measured on triangulated 2D.
+
+    python data/bone_length/blazepose_convention_offset.py [--dry_run]
+
+The population prior of ``--lengths prior`` (``generate_limb_prior.py``) measures Anny bodies through Anny's COCO
+keypoint regressor. BlazePose places some landmarks elsewhere: triangulated from BlazePose's 2D in four calibrated
+views, every person measured so far has shins about 6 % shorter and forearms about 7 % longer, relative to the
+other limbs, than the Anny mean (more than 1.5 population standard deviations each, on both people). This script
+measures that offset, per limb, in centred log lengths (the prior's units), and writes it to
+``common/resources/limb_prior.json`` (``convention_offset_log``, read by ``common.length_sources.load_limb_prior``).
+
+Data: the two Pose2Sim demos (BSD-3-Clause, ``pose2sim==0.10.49`` wheel; ``common.multiview.fetch_pose2sim_demo``):
+the single-person one (a man) and the two-person one (the same man and a woman, the same 4 cameras). Each
+sequence of :data:`SEQUENCES` follows one person per view with ``inference.py``'s tracker (the ``--person``
+policy given per view), triangulates the views (``common.multiview.triangulate_consistent``) and keeps the frames
+whose median reprojection error is at most :data:`MAX_REPROJECTION_PX` (a view's tracker that moved to another
+person fails that test). Offset = mean over people (each person's sequences averaged first) of the triangulated
+centred log limb lengths minus the Anny mean.
+
+It also prints what the offset does, per sequence and view, BlazePose's fused 3D (``--lifter mediapipe``) with
+lengths ``self``, ``prior`` with the Anny mean alone, with the offset measured on the *other* person only (a
+leave-one-person-out test: the figures that say whether it carries to a new body), and with the offset of all
+(``common.multiview.limb_scores``; same-pass raw world landmarks beside them).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+import numpy as np
+
+from common.bones import adjust_bone_lengths, bone_lengths
+from common.downloads import cache_dir
+from common.errors import UserError, cli
+from common.fileio import atomic_write
+from common.length_sources import (LIMB_PRIOR_FILE, PRIOR_LIMBS, centred_log_limbs, combine_with_prior,
+                                   median_lengths)
+from common.multiview import fetch_pose2sim_demo, full_length, limb_scores, read_qca, triangulate_consistent
+
+# (Pose2Sim demo, person, --person policy of cam01..cam04, frames used): in the two-person demo cam01's tracker
+# leaves the man for the woman after about 50 frames, so his sequence is the first 50 frames.
+SEQUENCES = [("Demo_SinglePerson", "man", ("largest", "largest", "largest", "largest"), 100),
+             ("Demo_MultiPerson", "woman", ("largest", "0", "2", "1"), 100),
+             ("Demo_MultiPerson", "man", ("central", "largest", "largest", "largest"), 50)]
+MAX_REPROJECTION_PX = 30.0
+MIN_KEPT = 0.8  # share of frames that must triangulate consistently
+SCORES = [("p_mpjpe_mm", "P-MPJPE (mm)"), ("proportions_off_pct", "proportions off, mean of 4 (%)"),
+          ("proportions_max_pct", "worst limb (%)"), ("proportions8_off_pct", "over 8 limbs (%)"),
+          ("ratios_max_pct", "worst ratio (%)")]
+
+
+def followed_sequence(demo: str, policies: Sequence[str], frames: int):
+    """The tracks of one person in the 4 views and their triangulation: (cameras, tracks, world (frames, 17, 3)
+    metres with NaN on frames that do not triangulate consistently)."""
+    from common.inference_pipeline import InferenceConfig
+    from common.keypoints_2d import extract_track
+    from common.timing import StageTimer
+    from common.video import VideoReader
+
+    folder = fetch_pose2sim_demo(cache_dir() / ("pose2sim_demo" if demo == "Demo_SinglePerson" else
+                                                "pose2sim_demo_multiperson"), demo)
+    cameras = read_qca(folder / "calibration" / "Calib.qca.txt")
+    tracks = []
+    for cam, policy in zip(cameras, policies):
+        video = str(folder / "videos" / f"{cam.name}.mp4")
+        config = InferenceConfig(video=video, person=policy, max_frames=frames, progress=False)
+        tracks.append(extract_track(config, VideoReader(video, frames), StageTimer()))
+    pixels = np.stack([full_length(t, t.positions, frames) for t in tracks])
+    confidence = np.nan_to_num(np.stack([full_length(t, t.confidence, frames) for t in tracks]))
+    world, error, _ = triangulate_consistent(cameras, pixels, confidence)
+    with np.errstate(all="ignore"):
+        bad = ~(np.nanmedian(error, axis=1) <= MAX_REPROJECTION_PX)
+    world[bad] = np.nan
+    if (~bad).mean() < MIN_KEPT:
+        raise UserError(f"{demo} {policies}: only {(~bad).sum()}/{frames} frames triangulate within "
+                        f"{MAX_REPROJECTION_PX:.0f} px (a view follows another person?)")
+    return cameras, tracks, world
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--prior", default=str(LIMB_PRIOR_FILE), help="limb prior file to update")
+    p.add_argument("--dry_run", action="store_true", help="print, do not write")
+    args = p.parse_args(argv)
+    from common.lifters.mediapipe import MediaPipeLifter, MediaPipeRawLifter
+
+    content = json.loads(open(args.prior).read())
+    anny = np.asarray(content["blazepose"]["mean_centred_log"], np.float64)
+    sd = np.asarray(content["blazepose"]["sd_centred_log"], np.float64)
+    sequences = []
+    for demo, person, policies, frames in SEQUENCES:
+        cameras, tracks, world = followed_sequence(demo, policies, frames)
+        measured = centred_log_limbs(np.nanmedian(bone_lengths(world), axis=0))
+        print(f"{demo} {person}: {np.isfinite(world).all(axis=(1, 2)).sum()}/{frames} frames triangulated; "
+              "centred log limbs minus the Anny mean (%): " + ", ".join(
+                  f"{limb} {d * 100:+.1f}" for limb, d in zip(PRIOR_LIMBS, measured - anny)))
+        sequences.append((demo, person, cameras, tracks, world, measured))
+    people = sorted({s[1] for s in sequences})
+    per_person = {who: np.mean([s[5] for s in sequences if s[1] == who], axis=0) - anny for who in people}
+    offset = np.mean(list(per_person.values()), axis=0)
+    print("offset (mean over people, %): " + ", ".join(f"{limb} {d * 100:+.1f}" for limb, d in zip(PRIOR_LIMBS, offset)))
+
+    lines = ["| sequence | view | lengths | " + " | ".join(name for _, name in SCORES) + " |",
+             "|---" * (len(SCORES) + 3) + "|"]
+    for demo, person, cameras, tracks, world, _ in sequences:
+        others = np.mean([d for who, d in per_person.items() if who != person], axis=0)
+        for cam, track in zip(cameras, tracks):
+            poses = MediaPipeLifter().lift(track)
+            rows = {"raw world landmarks (same pass)": MediaPipeRawLifter().lift(track),
+                    "self": adjust_bone_lengths(poses, median_lengths(poses)),
+                    "prior, Anny mean": adjust_bone_lengths(poses, combine_with_prior(poses, anny, sd)),
+                    "prior, offset of the other person": adjust_bone_lengths(
+                        poses, combine_with_prior(poses, anny + others, sd)),
+                    "prior, offset of all (written)": adjust_bone_lengths(
+                        poses, combine_with_prior(poses, anny + offset, sd))}
+            reference = cam.to_camera(world)
+            for row, estimate in rows.items():
+                estimate = full_length(track, estimate, len(world))
+                valid = np.isfinite(estimate).all(axis=(1, 2)) & np.isfinite(reference).all(axis=(1, 2))
+                scores = limb_scores(estimate[valid], reference[valid])
+                lines.append(f"| {demo} {person} | {cam.name} | {row} | "
+                             + " | ".join(f"{scores[key]:.1f}" for key, _ in SCORES) + " |")
+    print("\n".join(lines))
+    if args.dry_run:
+        return
+    content["blazepose"]["convention_offset_log"] = offset.round(6).tolist()
+    content["blazepose"]["convention_offset_source"] = (
+        "data/bone_length/blazepose_convention_offset.py: BlazePose 2D of the Pose2Sim demos (pose2sim 0.10.49, "
+        "BSD-3-Clause) triangulated from 4 calibrated views, " + ", ".join(
+            f"{demo} {person} {int(np.isfinite(world).all(axis=(1, 2)).sum())} frames"
+            for demo, person, _, _, world, _ in sequences) + f"; mean over {len(people)} people")
+    atomic_write(args.prior, lambda fh: fh.write((json.dumps(content, indent=1) + "\n").encode()))
+    print(f"wrote {args.prior}")
+
+
+if __name__ == "__main__":
+    sys.exit(cli(main)(sys.argv[1:]))
