@@ -4,8 +4,9 @@ Data: the Pose2Sim single-person demo (4 calibrated cameras, 1080x1920, 60 fps, 
 BSD-3-Clause, from the ``pose2sim==0.10.49`` wheel, extracted to ``$BLAPOSE_CACHE/pose2sim_demo`` with its
 LICENSE). ``inference.py`` runs with its defaults on each video; the reference 3D is the BlazePose 2D of the four
 views (the same detector pass) triangulated with confidence-weighted DLT. Each view alone is then scored
-(``common/multiview.py`` defines the scores): P-MPJPE on the 17 joints, limb-length error, limb proportions off,
-limb-length std over time, left/right difference.
+(``common/multiview.py`` defines the scores): P-MPJPE on the 17 joints, limb-length error, limb proportions off
+(mean of the 4 left/right-averaged limbs, worst of them, over the 8 limbs, worst of the shin/thigh, forearm/upper
+arm and arm/leg ratios), limb-length std over time, left/right difference.
 
 Rows: ``inference.py defaults`` (its exported ``poses_after``), MediaPipe's raw world landmarks (from our
 tracker's pass, and from a separate plain MediaPipe run on the full frames in video mode, as a user would run
