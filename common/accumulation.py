@@ -115,6 +115,21 @@ def resolve_micro_batch(spec: str | int, batch_size: int, sample_bytes: int,
     return min(size, batch_size)
 
 
+def lifter_step(args, batch_size: int, world_size: int, device: torch.device) -> tuple[int, int, str, str]:
+    """The optimiser step of the VideoPose3D trainers (``-t pose``, ``-t mix``): ``batch_size`` samples split over
+    ``world_size`` processes, micro-batches from ``args.micro_batch``/``args.memory_budget`` (activations of
+    ``args.architecture``/``args.channels``/``args.stride``) and ``args.precision``.
+    Returns (per-process batch, micro-batch, precision, the start-up description)."""
+    per_rank = max(1, batch_size // world_size)
+    micro = resolve_micro_batch(args.micro_batch, per_rank,
+                                lifter_sample_bytes(args.architecture, args.channels, args.stride),
+                                args.memory_budget)
+    precision = resolve_precision(args.precision, device)
+    text = (f"batch {per_rank} per process in micro-batches of {micro}"
+            f"{' (BatchNorm statistics per micro-batch)' if micro < per_rank else ''}, {precision}")
+    return per_rank, micro, precision, text
+
+
 def accumulate_gradients(model: nn.Module, batch_size: int, micro_batch: int,
                          micro_loss: Callable[[slice], torch.Tensor]) -> float:
     """Run forward/backward over ``range(batch_size)`` in slices of ``micro_batch`` samples.

@@ -34,8 +34,7 @@ import torch
 from tqdm import tqdm
 
 from common import distributed
-from common.accumulation import (accumulate_gradients, autocast, lifter_sample_bytes, resolve_micro_batch,
-                                 resolve_precision)
+from common.accumulation import accumulate_gradients, autocast, lifter_step
 from common.bones import adjust_bone_lengths
 from common.checkpoint import resolve_checkpoint, save_checkpoint, save_epoch_checkpoints
 from common.dataset import (PoseDataset, Sequence3D, camera_space_root_relative, load_dataset)
@@ -306,16 +305,11 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
         baselines = starting_point_results(eval_model, test_views, test_lengths, args, device)
     control = Control(model, args, checkpoint if resumable else None, ctx) if args.control else None
     train_model = distributed.wrap_model(model, ctx)
-    per_rank_batch = max(1, generator.batch_size // ctx.world_size)
-    micro_batch = resolve_micro_batch(args.micro_batch, per_rank_batch,
-                                      lifter_sample_bytes(args.architecture, args.channels, args.stride),
-                                      args.memory_budget)
-    precision = resolve_precision(args.precision, device)
+    _, micro_batch, precision, step_text = lifter_step(args, generator.batch_size, ctx.world_size, device)
     if ctx.is_main:
         print(f"INFO: training on {generator.num_frames} frames ({len(train_views)} sequences, flip "
               f"{'on' if args.data_augmentation else 'off'}), {ctx.world_size} process(es); lengths from {source}; "
-              f"batch {per_rank_batch} per process in micro-batches of {micro_batch}"
-              f"{' (BatchNorm statistics per micro-batch)' if micro_batch < per_rank_batch else ''}, {precision}"
+              f"{step_text}"
               f"{'; with the control lifter' if control else ''}")
 
     while epoch < args.epochs:

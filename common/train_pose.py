@@ -32,8 +32,7 @@ import torch
 from tqdm import tqdm
 
 from common import distributed
-from common.accumulation import (accumulate_gradients, autocast, lifter_sample_bytes, resolve_micro_batch,
-                                 resolve_precision)
+from common.accumulation import accumulate_gradients, autocast, lifter_step
 from common.adjust import write_predictions
 from common.checkpoint import (load_checkpoint, load_weights, model_state,
                                resolve_checkpoint, save_checkpoint, save_epoch_checkpoints)
@@ -180,17 +179,12 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
                                  augment=args.data_augmentation, random_seed=args.seed)
     optimizer = make_optimizer(train_model.parameters(), args.learning_rate)
     n_params = sum(p.numel() for p in train_model.parameters())
-    per_rank_batch = max(1, args.batch_size // ctx.world_size)
-    micro_batch = resolve_micro_batch(args.micro_batch, per_rank_batch,
-                                      lifter_sample_bytes(args.architecture, args.channels, args.stride),
-                                      args.memory_budget)
-    precision = resolve_precision(args.precision, device)
+    _, micro_batch, precision, step_text = lifter_step(args, args.batch_size, ctx.world_size, device)
     say = print if ctx.is_main else (lambda *a, **k: None)
     say(f"lifter: -arc {','.join(map(str, args.architecture))} (receptive field {rf} frames), {n_params:,} "
           f"parameters; {len(train_views)} training sequences ({args.cameras} cameras; {generator.num_frames} "
           f"frames/epoch with augmentation), {len(val_views)} validation, {len(test_views)} test; {ctx.world_size} process(es)")
-    say(f"INFO: batch {per_rank_batch} per process in micro-batches of {micro_batch}"
-        f"{' (BatchNorm statistics per micro-batch)' if micro_batch < per_rank_batch else ''}, {precision}")
+    say(f"INFO: {step_text}")
 
     ckpt_dir = Path(args.checkpoint)
     epoch, best = 0, math.inf
