@@ -52,6 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--detector", choices=["blazepose", "mmpose"], default="blazepose", help="2D detector")
     g.add_argument("--detector_config", default=None, help="mmpose: local model config file")
     g.add_argument("--detector_weights", default=None, help="mmpose: local checkpoint file (never downloaded)")
+    g.add_argument("--detector_threads", type=number(int, ge=1), default=None,
+                   help="threads of BlazePose's models (default: every available core; the landmarks are the same)")
     g.add_argument("--person", default="largest",
                    help="who to follow: largest, central, or an index counted from the left (0 = leftmost)")
     g.add_argument("--max_gap", type=number(int, ge=0), default=30,
@@ -170,7 +172,7 @@ def run_live_cli(args: argparse.Namespace) -> LiveResult:
         source=args.live, unpaced=args.unpaced, max_frames=args.max_frames, lifter=lifter, lifter_model=lifter_model,
         lengths=lengths, length_model=length_model, prior=prior, fixed_lengths=fixed,
         max_step_mm=args.max_length_step_mm, smooth=smooth, jsonl=args.live_output, video_out=args.live_video,
-        panel_height=args.panel_height, device=device))
+        panel_height=args.panel_height, device=device, detector_threads=args.detector_threads))
     fps = result.timer.fps()
     print(f"live: {result.frames_in} frames in, {result.frames_out} processed, {result.dropped} dropped, "
           f"person found in {result.detected}; {result.fps:.1f} frames/s end to end ("
@@ -198,8 +200,8 @@ def run_cli(argv=None) -> InferenceResult | LiveResult:
     config = InferenceConfig(
         video=args.video, keypoints=args.keypoints, keypoint_format=args.keypoint_format, detector=args.detector,
         detector_config=args.detector_config, detector_weights=args.detector_weights,
-        person=parse_person_policy(args.person), max_gap=args.max_gap, smooth=args.smooth,
-        max_frames=args.max_frames, fps=args.fps, lifter=args.lifter, lengths=args.lengths,
+        detector_threads=args.detector_threads, person=parse_person_policy(args.person), max_gap=args.max_gap,
+        smooth=args.smooth, max_frames=args.max_frames, fps=args.fps, lifter=args.lifter, lengths=args.lengths,
         lengths_file=args.lengths_file, poses=args.poses, poses_frame=args.poses_frame,
         length_ckpt=args.length_ckpt or default_checkpoint("length", dataset), finetuned_ckpt=finetuned,
         lifter_ckpt=args.lifter_ckpt,

@@ -22,7 +22,9 @@ A derived joint's confidence is the minimum of the confidences it is built from.
 from __future__ import annotations
 
 import importlib.util
+import os
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +47,8 @@ COCO_PARTS = {
 }
 NUM_BLAZEPOSE_LANDMARKS = 33
 HEAD_ABOVE_EARS = 0.5
+BLAZEPOSE_GRAPH = "mediapipe/modules/pose_landmark/pose_landmark_cpu.binarypb"  # in the mediapipe wheel
+BLANK_FRAME = np.zeros((64, 64, 3), np.uint8)  # shown to BlazePose's streaming mode to make it forget its person
 KEYPOINT_FORMATS = ("h36m", "coco")
 
 
@@ -108,6 +112,10 @@ class Keypoint2DSource(ABC):
         """People in ``rgb`` (H, W, 3) uint8, restricted to ``roi`` = (x0, y0, x1, y1) pixels if given.
         Keypoints are in full-frame pixels. A region detector may return at most one person."""
 
+    def detect_regions(self, rgb: np.ndarray, regions: list[tuple[int, int, int, int]]) -> list[list[PersonPose]]:
+        """:meth:`detect` on each region, in order (the same results; a source may run them in parallel)."""
+        return [self.detect(rgb, region) for region in regions]
+
     def track(self, rgb: np.ndarray, window: tuple[int, int, int, int] | None = None) -> PersonPose | None:
         """Streaming mode, for consecutive frames: the person followed since the last :meth:`reset_tracking`
         inside the same ``window`` (x0, y0, x1, y1 pixels; None = the whole frame), found from the previous
@@ -122,19 +130,65 @@ class Keypoint2DSource(ABC):
         """Release native resources (graphs, sessions)."""
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def blazepose_solution(static_image_mode: bool, min_detection_confidence: float = 0.5, threads: int | None = None):
+    """A BlazePose solution: the graph, side inputs and thresholds of ``mediapipe.solutions.pose.Pose``
+    (``model_complexity=1``, no segmentation, no landmark smoothing; ``min_tracking_confidence`` 0.5) whose two
+    TFLite models (person detector, landmark model) run on ``threads`` XNNPACK threads (None: every available
+    core). ``Pose`` itself runs them on one thread on desktop CPUs; the landmarks are the same numbers whatever the
+    thread count (bit-identical on the demo video; ``tests/test_detectors.py`` compares 1 and 2 threads).
+
+    Returns a ``mediapipe.python.solution_base.SolutionBase``: ``process(rgb (H, W, 3) uint8)`` -> results with
+    ``pose_landmarks`` and ``pose_world_landmarks``; ``reset()``; ``close()``."""
+    from mediapipe.calculators.tensor import inference_calculator_pb2
+    from mediapipe.framework import calculator_pb2
+    from mediapipe.python import solution_base
+    from mediapipe.python._framework_bindings import validated_graph_config
+
+    threads = available_cores() if threads is None else int(threads)
+    if threads < 1:
+        raise UserError(f"BlazePose threads must be >= 1, got {threads}")
+    package_root = Path(solution_base.__file__).resolve().parents[2]
+    validated = validated_graph_config.ValidatedGraphConfig()
+    validated.initialize(binary_graph_path=str(package_root / BLAZEPOSE_GRAPH))
+    graph = calculator_pb2.CalculatorGraphConfig()
+    graph.ParseFromString(validated.binary_config)  # subgraphs expanded: the inference nodes are reachable
+    options = inference_calculator_pb2.InferenceCalculatorOptions.ext
+    inference = [node for node in graph.node if node.calculator.startswith("InferenceCalculator")]
+    if len(inference) != 2:
+        raise RuntimeError(f"unexpected BlazePose graph: {len(inference)} inference nodes (mediapipe==0.10.21 has 2)")
+    for node in inference:
+        node.options.Extensions[options].delegate.xnnpack.num_threads = threads
+    return solution_base.SolutionBase(
+        graph_config=graph,
+        side_inputs={"model_complexity": 1, "smooth_landmarks": False, "enable_segmentation": False,
+                     "smooth_segmentation": not static_image_mode, "use_prev_landmarks": not static_image_mode},
+        calculator_params={
+            "posedetectioncpu__TensorsToDetectionsCalculator.min_score_thresh": min_detection_confidence,
+            "poselandmarkbyroicpu__tensorstoposelandmarksandsegmentation__ThresholdingCalculator.threshold": 0.5},
+        outputs=["pose_landmarks", "pose_world_landmarks", "segmentation_mask"])
+
+
 class BlazePoseSource(Keypoint2DSource):
-    """MediaPipe BlazePose (legacy solution API, model_complexity=1), one person per region."""
+    """MediaPipe BlazePose (legacy solution graph, model_complexity=1), one person per region, on ``threads``
+    cores (None: all available). Streaming mode (:meth:`track`): one graph whose models use ``threads`` XNNPACK
+    threads. Single-image mode (:meth:`detect`, :meth:`detect_regions`): up to ``threads`` graphs on one thread
+    each, the regions of one search spread over them (XNNPACK's second thread gained ~10 % on these small
+    single-image passes, a second graph ~2x). Graphs are built on first use."""
 
     name = "blazepose"
 
-    def __init__(self, min_detection_confidence: float = 0.5):
-        try:
-            from mediapipe.python.solutions import pose as mp_pose
-        except ImportError as exc:
-            raise UserError(f"mediapipe is not importable ({exc}); install mediapipe==0.10.21") from None
-        self._pose = mp_pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=False,
-                                  min_detection_confidence=min_detection_confidence)
+    def __init__(self, min_detection_confidence: float = 0.5, threads: int | None = None):
+        if importlib.util.find_spec("mediapipe") is None:
+            raise UserError("mediapipe is not importable; install mediapipe==0.10.21")
         self._min_detection_confidence = min_detection_confidence
+        self.threads = available_cores() if threads is None else threads
+        self._static: list = []  # BlazePose's single-image mode, one graph per parallel search worker
+        self._pool: ThreadPoolExecutor | None = None  # the search workers
         self._tracking = None  # BlazePose's streaming mode, created on the first call to track()
 
     @staticmethod
@@ -154,34 +208,64 @@ class BlazePoseSource(Keypoint2DSource):
         x0, y0, x1, y1 = region if region is not None else (0, 0, rgb.shape[1], rgb.shape[0])
         return np.ascontiguousarray(rgb[y0:y1, x0:x1]), (x0, y0, x1, y1)
 
-    def detect(self, rgb: np.ndarray, roi: tuple[int, int, int, int] | None = None) -> list[PersonPose]:
+    def _static_graphs(self, count: int) -> list:
+        """At least ``count`` single-image graphs (1 XNNPACK thread each)."""
+        while len(self._static) < count:
+            self._static.append(blazepose_solution(True, self._min_detection_confidence, 1))
+        return self._static
+
+    def _detect_with(self, solution, rgb: np.ndarray, roi: tuple[int, int, int, int] | None) -> list[PersonPose]:
         crop, box = self._crop(rgb, roi)
         if crop.size == 0:
             return []
-        person = self._person(self._pose.process(crop), *box)
+        person = self._person(solution.process(crop), *box)
         return [] if person is None else [person]
+
+    def detect(self, rgb: np.ndarray, roi: tuple[int, int, int, int] | None = None) -> list[PersonPose]:
+        return self._detect_with(self._static_graphs(1)[0], rgb, roi)
+
+    def detect_regions(self, rgb: np.ndarray, regions: list[tuple[int, int, int, int]]) -> list[list[PersonPose]]:
+        """:meth:`detect` on each region; region k runs on graph k mod ``threads`` in its own worker thread
+        (single-image mode keeps no state, so the results are the same as one after the other)."""
+        workers = min(self.threads, len(regions))
+        if workers <= 1:
+            return super().detect_regions(rgb, regions)
+        graphs = self._static_graphs(workers)
+        if self._pool is None:  # its threads start as they are needed, at most self.threads
+            self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="blazepose")
+
+        def work(k: int) -> list[list[PersonPose]]:
+            return [self._detect_with(graphs[k], rgb, region) for region in regions[k::workers]]
+
+        found: list[list[PersonPose]] = [[] for _ in regions]
+        for k, results in enumerate(self._pool.map(work, range(workers))):
+            found[k::workers] = results
+        return found
 
     def track(self, rgb: np.ndarray, window: tuple[int, int, int, int] | None = None) -> PersonPose | None:
         """BlazePose's streaming mode (``static_image_mode=False``, no landmark smoothing): its person detector
         runs only until somebody is found in the window, then the landmark model follows them from the
         previous frame's landmarks."""
         if self._tracking is None:
-            from mediapipe.python.solutions import pose as mp_pose
-
-            self._tracking = mp_pose.Pose(static_image_mode=False, model_complexity=1, enable_segmentation=False,
-                                          smooth_landmarks=False,
-                                          min_detection_confidence=self._min_detection_confidence)
+            self._tracking = blazepose_solution(False, self._min_detection_confidence, self.threads)
         crop, box = self._crop(rgb, window)
         return None if crop.size == 0 else self._person(self._tracking.process(crop), *box)
 
     def reset_tracking(self) -> None:
-        if self._tracking is not None:
-            self._tracking.reset()
+        """Clear the streaming state by showing BlazePose a small blank frame: nobody is found there, so it drops
+        the previous landmarks and resets its landmark filters, and the next frame runs the person detector -- the
+        same landmarks as restarting the graph (``tests/test_detectors.py``), which would cost ~0.1 s (the models'
+        interpreters are rebuilt) instead of one landmark pass on the blank frame."""
+        if self._tracking is not None and self._tracking.process(BLANK_FRAME).pose_landmarks is not None:
+            self._tracking.reset()  # somebody "seen" in the blank frame: restart the graph
 
     def close(self) -> None:
-        self._pose.close()
-        if self._tracking is not None:
-            self._tracking.close()
+        if self._pool is not None:
+            self._pool.shutdown()
+        for solution in self._static + [self._tracking]:
+            if solution is not None:
+                solution.close()
+        self._static, self._pool, self._tracking = [], None, None
 
 
 def blazepose_person(landmarks: np.ndarray, visibility: np.ndarray, world: np.ndarray | None = None) -> PersonPose:
@@ -228,10 +312,11 @@ class MMPoseSource(Keypoint2DSource):
 
 
 def make_detector(name: str, config: str | None = None, weights: str | None = None,
-                  device: str = "cpu") -> Keypoint2DSource:
-    """The detector called ``name`` (``blazepose`` or ``mmpose``)."""
+                  device: str = "cpu", threads: int | None = None) -> Keypoint2DSource:
+    """The detector called ``name`` (``blazepose`` or ``mmpose``); ``threads``: BlazePose's inference threads
+    (None: every available core)."""
     if name == "blazepose":
-        return BlazePoseSource()
+        return BlazePoseSource(threads=threads)
     if name == "mmpose":
         return MMPoseSource(config, weights, device)
     raise UserError(f"unknown --detector {name!r}: use blazepose or mmpose")

@@ -59,6 +59,7 @@ class InferenceConfig:
     detector: str = "blazepose"
     detector_config: str | None = None
     detector_weights: str | None = None
+    detector_threads: int | None = None  # BlazePose's inference threads (None: every available core)
     person: str = "largest"
     max_gap: int = 30
     smooth: float = 0.0

@@ -44,7 +44,7 @@ def extract_track(config: "InferenceConfig", reader: VideoReader | None, timer: 
         if reader is None:
             raise UserError("give --video (to run the 2D detector) or --keypoints <file>")
         detector = make_detector(config.detector, config.detector_config, config.detector_weights,
-                                 str(config.device))
+                                 str(config.device), config.detector_threads)
         try:
             tracker = PersonTracker(detector, reader.info.width, reader.info.height, config.person)
             frames = timer.timed("decode", reader)

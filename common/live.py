@@ -317,6 +317,7 @@ class LiveConfig:
     video_out: str | None = None
     panel_height: int = 480
     device: torch.device = torch.device("cpu")
+    detector_threads: int | None = None  # BlazePose's inference threads (None: every available core)
 
 
 @dataclass
@@ -356,7 +357,7 @@ def run_live(config: LiveConfig) -> LiveResult:
     if config.lengths == "file" and config.fixed_lengths is None:
         raise UserError("--lengths file needs --lengths_file")
     source = FrameSource(config.source, paced=not config.unpaced, max_frames=config.max_frames)
-    detector = BlazePoseSource()
+    detector = BlazePoseSource(threads=config.detector_threads)
     timer = StageTimer(LIVE_STAGES)
     prior = config.fixed_lengths if config.lengths == "file" else config.prior
     lengths = LiveLengths(prior, config.max_step_mm / 1000.0)

@@ -97,7 +97,7 @@ def find_people(detector: Keypoint2DSource, rgb: np.ndarray,
     regions = search_regions(rgb.shape[1], rgb.shape[0])
     if area is not None:
         regions = [r for r in regions if r[0] < area[2] and area[0] < r[2] and r[1] < area[3] and area[1] < r[3]]
-    found = [p for region in regions for p in detector.detect(rgb, region)]
+    found = [p for people in detector.detect_regions(rgb, regions) for p in people]
     found.sort(key=lambda p: -p.score)
     kept: list[PersonPose] = []
     for person in found:

@@ -7,7 +7,8 @@ Frames are handled one at a time so memory stays constant in the video's length:
   the decoding overlaps the caller's work on the previous frame; memory stays constant).
 * :class:`VideoWriter` writes RGB frames to an MP4 (OpenCV, ``mp4v``) or to an animated GIF. The GIF is
   written frame by frame: each frame is palette-encoded by Pillow on its own and its image block is appended
-  to the open file with a local colour table, so no frame list is ever kept.
+  to the open file with a local colour table, so no frame list is ever kept. A thread encodes up to
+  ``queue`` frames behind the caller (bounded: the encoding overlaps the drawing of the next frame).
 """
 from __future__ import annotations
 
@@ -126,7 +127,7 @@ class VideoReader:
             thread.join()
 
 
-_END = object()  # end of a prefetched frame stream
+_END = object()  # end of a frame stream (prefetched frames, frames to encode)
 
 
 class _GifStream:
@@ -188,10 +189,12 @@ def _gif_frame_block(single: bytes, delay: int) -> bytes:
 class VideoWriter:
     """Write RGB frames of a fixed size to ``path`` (``.mp4`` via OpenCV or ``.gif``), streaming.
 
-    Use as a context manager; frames must be ``(height, width, 3)`` uint8 RGB.
+    Use as a context manager; frames must be ``(height, width, 3)`` uint8 RGB. ``write`` hands a private copy
+    of the frame to an encoding thread that runs at most ``queue`` frames behind (0: encode in the caller);
+    an encoding error is raised by the next ``write`` or by ``close``.
     """
 
-    def __init__(self, path: str | Path, width: int, height: int, fps: float):
+    def __init__(self, path: str | Path, width: int, height: int, fps: float, queue: int = 2):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.size = (int(width), int(height))
@@ -210,23 +213,57 @@ class VideoWriter:
                 raise UserError(f"cannot write video {self.path} (no MP4 encoder in this OpenCV build?)")
         else:
             raise UserError(f"unsupported output video type {self.path.suffix!r}: use .mp4 or .gif")
+        self._queue: Queue | None = Queue(maxsize=queue) if queue > 0 else None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if self._queue is not None:
+            self._thread = threading.Thread(target=self._encode_loop, name="encode", daemon=True)
+            self._thread.start()
+
+    def _encode(self, frame: np.ndarray) -> None:
+        """Encode one private frame (BGR for MP4, RGB for GIF)."""
+        if self._gif is not None:
+            self._gif.write(frame)
+        else:
+            self._cv.write(frame)
+
+    def _encode_loop(self) -> None:
+        while (frame := self._queue.get()) is not _END:
+            if self._error is None:
+                try:
+                    self._encode(frame)
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller by write()/close()
+                    self._error = exc
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
     def write(self, rgb: np.ndarray) -> None:
         if rgb.shape != (self.size[1], self.size[0], 3):
             raise ValueError(f"frame shape {rgb.shape} does not match writer size {self.size}")
-        if self._gif is not None:
-            self._gif.write(rgb)
+        self._raise_error()
+        # the private copy: BGR for OpenCV, the frame itself for the GIF stream
+        frame = rgb.copy() if self._gif is not None else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        if self._queue is None:
+            self._encode(frame)
         else:
-            self._cv.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            self._queue.put(frame)
         self.frames += 1
 
     def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(_END)
+            self._thread.join()
+            self._thread = None
         if self._gif is not None:
             self._gif.close()
             self._gif = None
         if self._cv is not None:
             self._cv.release()
             self._cv = None
+        self._raise_error()
 
     def __enter__(self) -> "VideoWriter":
         return self

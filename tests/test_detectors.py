@@ -11,6 +11,8 @@ from common.fileio import save_npz
 from common.tracking import (PersonTracker, Track2D, box_iou, choose_person, fill_gaps, find_people,
                              parse_person_policy, search_regions, smooth_track)
 
+from test_inference import real_clip  # noqa: F401 - the real-clip fixture
+
 RNG = np.random.default_rng(0)
 
 
@@ -320,3 +322,61 @@ def test_tracker_picks_a_person_again_after_a_long_loss():
     # Frames 5-7: nobody; frame 8: somebody far away (not taken yet); frame 9: 4 frames lost -> picked again.
     assert missing.tolist() == [False] * 5 + [True] * 4 + [False] * 11
     assert tracker.reacquired == [9]
+
+
+def _landmarks(result) -> np.ndarray | None:
+    """A BlazePose result's 2D and world landmarks as one (33, 6) array (None: nobody)."""
+    if result.pose_landmarks is None:
+        return None
+    return np.array([(a.x, a.y, a.visibility, b.x, b.y, b.z) for a, b in
+                     zip(result.pose_landmarks.landmark, result.pose_world_landmarks.landmark)])
+
+
+def _same(a: list, b: list) -> bool:
+    return len(a) == len(b) and all((x is None and y is None) or (x is not None and y is not None
+                                                                  and np.array_equal(x, y)) for x, y in zip(a, b))
+
+
+@pytest.mark.slow
+def test_blazepose_speed_settings_give_the_same_landmarks(real_clip):
+    """The faster BlazePose set-up changes no number: our graph with 2 inference threads against mediapipe's own
+    Pose (1 thread) in both modes; a search's regions in parallel against one after the other; the blank-frame
+    reset of the streaming mode against restarting the graph (and a reset does change what follows)."""
+    from mediapipe.python.solutions import pose as mp_pose
+
+    from common.detectors import BlazePoseSource, blazepose_solution
+    from common.video import VideoReader
+
+    frames = list(VideoReader(real_clip, max_frames=12))
+    for static in (False, True):
+        ours = blazepose_solution(static, threads=2)
+        with mp_pose.Pose(static_image_mode=static, model_complexity=1, smooth_landmarks=False) as theirs:
+            a = [_landmarks(ours.process(f)) for f in frames]
+            b = [_landmarks(theirs.process(f)) for f in frames]
+        ours.close()
+        assert sum(x is not None for x in a) >= 6 and _same(a, b)
+
+    source = BlazePoseSource(threads=2)
+    regions = search_regions(frames[0].shape[1], frames[0].shape[0])
+    parallel = source.detect_regions(frames[0], regions)
+    one_by_one = [source.detect(frames[0], region) for region in regions]
+    assert sum(map(len, parallel)) >= 2 and [len(p) for p in parallel] == [len(p) for p in one_by_one]
+    assert all(np.array_equal(p.keypoints, q.keypoints) and np.array_equal(p.world, q.world)
+               for ps, qs in zip(parallel, one_by_one) for p, q in zip(ps, qs))
+
+    def stream(reset) -> list:
+        """Frames 0-5 in a window on the left, then the whole frame after ``reset`` (None: no reset)."""
+        source = BlazePoseSource(threads=1)
+        out = []
+        for k, frame in enumerate(frames):
+            if k == 6 and reset is not None:
+                reset(source)
+            person = source.track(frame, (0, 0, 1100, frame.shape[0]) if k < 6 else None)
+            out.append(None if person is None else np.concatenate([person.keypoints, person.world], axis=1))
+        source.close()
+        return out
+
+    blank = stream(BlazePoseSource.reset_tracking)
+    restarted = stream(lambda source: source._tracking.reset())  # mediapipe's reset: close and restart the graph
+    assert sum(x is not None for x in blank) >= 10 and _same(blank, restarted)
+    assert not _same(blank, stream(None))

@@ -269,6 +269,29 @@ def test_gif_writer_streams_frames(tmp_path):
         VideoWriter(tmp_path / "a.avi", 40, 30, 10)
 
 
+@pytest.mark.parametrize("queue", [0, 2])
+def test_video_writer_encodes_behind_the_caller_and_reports_errors(tmp_path, queue):
+    """The encoding thread writes every frame in order from private copies (the caller may reuse its array);
+    an encoder failure surfaces in the caller."""
+    frame = np.zeros((48, 64, 3), np.uint8)
+    with VideoWriter(tmp_path / "a.mp4", 64, 48, 10, queue=queue) as writer:
+        for k in range(6):
+            frame[:] = 40 * k  # the same array, changed after each write
+            writer.write(frame)
+    levels = [int(np.asarray(f).mean()) for f in VideoReader(tmp_path / "a.mp4")]
+    assert len(levels) == 6 and all(abs(level - 40 * k) <= 3 for k, level in enumerate(levels))
+    writer = VideoWriter(tmp_path / "b.mp4", 64, 48, 10, queue=queue)
+
+    def fail(_frame):
+        raise OSError("disk full")
+
+    writer._encode = fail
+    with pytest.raises(OSError, match="disk full"):
+        writer.write(frame)
+        writer.close()
+    writer.close()  # closing again after the error is harmless
+
+
 @pytest.mark.parametrize("causal", [False, True])
 def test_chunked_lifting_equals_one_pass(causal):
     from common.generators import UnchunkedGenerator, predict_poses
