@@ -32,6 +32,9 @@ from common.length_sources import population_mean_lengths
 from common.live import LIVE_STAGES, LiveConfig, run_live
 
 
+WARM_UP = 30  # frames
+
+
 def _poses(path: Path) -> list[dict]:
     """The JSON-lines records of a run without their latency (which differs from run to run)."""
     records = [json.loads(line) for line in path.read_text().splitlines()[1:]]
@@ -52,6 +55,9 @@ def main(argv=None) -> None:
     torch.set_num_threads(max(1, args.threads))
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
+        # a short warm-up first (libraries, caches, the models' first passes), so that no measured run pays it
+        run_live(LiveConfig(source=args.video, unpaced=True, max_frames=WARM_UP, jsonl=str(Path(tmp) / "warm.jsonl"),
+                            detector_threads=args.detector_threads))
         for name, unpaced, overlay, threads in (
                 ("unpaced", True, False, args.detector_threads), ("unpaced 1thr", True, False, 1),
                 ("unpaced+video", True, True, args.detector_threads), ("paced", False, False, args.detector_threads),
