@@ -87,13 +87,21 @@ def load_limb_prior(convention: str, path: str | Path = LIMB_PRIOR_FILE) -> tupl
 
 def population_mean_lengths(convention: str, path: str | Path = LIMB_PRIOR_FILE) -> np.ndarray | None:
     """Mean (16,) metres of all bones of a population in a joint convention (left/right averaged), or None when
-    the prior file has none for it (``data/bone_length/generate_limb_prior.py`` writes it for ``blazepose``)."""
+    the prior file has none for it (``data/bone_length/generate_limb_prior.py`` writes it for ``blazepose``).
+    The four limbs carry the file's ``convention_offset_log`` as :func:`load_limb_prior`'s mean does (each limb
+    times exp(offset); the offset is centred, so the limbs' overall size stays the population's)."""
     try:
-        values = json.loads(Path(path).read_text())[convention]["mean_bone_lengths_m"]
+        content = json.loads(Path(path).read_text())[convention]
+        values = content["mean_bone_lengths_m"]
     except (OSError, ValueError, KeyError):
         return None
     lengths = np.asarray(values, np.float64)
-    return lengths if lengths.shape == (NUM_BONES,) else None
+    if lengths.shape != (NUM_BONES,):
+        return None
+    offset = np.asarray(content.get("convention_offset_log", np.zeros(len(PRIOR_LIMBS))), np.float64)
+    for limb, shift in zip(PRIOR_LIMBS, offset):
+        lengths[SIDELESS[limb]] *= np.exp(shift)
+    return lengths
 
 
 def prior_lengths(poses: np.ndarray, convention: str, path: str | Path = LIMB_PRIOR_FILE) -> np.ndarray:

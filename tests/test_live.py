@@ -70,8 +70,11 @@ def test_population_prior_of_the_blazepose_convention():
     from common.length_sources import LIMB_PRIOR_FILE, population_mean_lengths
 
     prior = population_mean_lengths("blazepose")
-    limbs = json.loads(LIMB_PRIOR_FILE.read_text())["blazepose"]["mean_lengths_m"]  # thigh, calf, upper/lower arm
-    np.testing.assert_allclose(prior[[1, 2, 11, 12]], limbs, atol=1e-4)  # the same bodies, the same limbs
+    content = json.loads(LIMB_PRIOR_FILE.read_text())["blazepose"]
+    limbs = np.asarray(content["mean_lengths_m"])  # thigh, calf, upper/lower arm of the same bodies
+    offset = np.asarray(content["convention_offset_log"])  # into BlazePose's landmark convention
+    np.testing.assert_allclose(prior[[1, 2, 11, 12]], limbs * np.exp(offset), atol=1e-4)
+    np.testing.assert_allclose(np.log(prior[[1, 2, 11, 12]]).mean(), np.log(limbs).mean(), atol=2e-3)  # same size
     np.testing.assert_allclose(prior[[1, 2, 11, 12]], prior[[4, 5, 14, 15]])  # left = right
     assert 0.08 < prior[0] < 0.13 and population_mean_lengths("h36m") is None  # hip joints ~20 cm apart
 
