@@ -29,10 +29,9 @@ def extract_track(config: "InferenceConfig", reader: VideoReader | None, timer: 
             if width is None or height is None:
                 raise UserError(f"{config.keypoints} states no video size: give --video")
             positions, confidence = loaded.positions, loaded.confidence
-            if config.max_frames is not None:
-                positions, confidence = positions[:config.max_frames], confidence[:config.max_frames]
             video_frames = reader.info.frame_count if reader is not None else 0
             if config.max_frames is not None:
+                positions, confidence = positions[:config.max_frames], confidence[:config.max_frames]
                 video_frames = min(video_frames, config.max_frames)
             if len(positions) < video_frames:
                 print(f"warning: {config.keypoints} holds {len(positions)} frame(s) of keypoints but {config.video} "

@@ -81,8 +81,13 @@ def load_limb_prior(convention: str, path: str | Path = LIMB_PRIOR_FILE) -> tupl
     if tuple(content["limbs"]) != PRIOR_LIMBS:
         raise UserError(f"{path}: limbs must be {PRIOR_LIMBS}, got {content['limbs']}")
     mean = np.asarray(content["mean_centred_log"], np.float64)
-    offset = np.asarray(content.get("convention_offset_log", np.zeros(len(PRIOR_LIMBS))), np.float64)
-    return mean + offset, np.asarray(content["sd_centred_log"], np.float64)
+    return mean + _convention_offset(content), np.asarray(content["sd_centred_log"], np.float64)
+
+
+def _convention_offset(content: dict) -> np.ndarray:
+    """(4,) centred log offset of :data:`PRIOR_LIMBS` from the prior bodies' landmarks to the convention's (the
+    entry's ``convention_offset_log``; zeros when it has none)."""
+    return np.asarray(content.get("convention_offset_log", np.zeros(len(PRIOR_LIMBS))), np.float64)
 
 
 def population_mean_lengths(convention: str, path: str | Path = LIMB_PRIOR_FILE) -> np.ndarray | None:
@@ -98,8 +103,7 @@ def population_mean_lengths(convention: str, path: str | Path = LIMB_PRIOR_FILE)
     lengths = np.asarray(values, np.float64)
     if lengths.shape != (NUM_BONES,):
         return None
-    offset = np.asarray(content.get("convention_offset_log", np.zeros(len(PRIOR_LIMBS))), np.float64)
-    for limb, shift in zip(PRIOR_LIMBS, offset):
+    for limb, shift in zip(PRIOR_LIMBS, _convention_offset(content)):
         lengths[SIDELESS[limb]] *= np.exp(shift)
     return lengths
 

@@ -370,7 +370,7 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
                      "history": history}
             if control is not None:
                 state["control"] = control.state()
-                save_checkpoint(checkpoint_dir / CONTROL_FILE, {**control.state(), "epoch": epoch,
+                save_checkpoint(checkpoint_dir / CONTROL_FILE, {**state["control"], "epoch": epoch,
                                                                  **arch, "lifter": DEFAULT_LIFTER})
             save_epoch_checkpoints(checkpoint_dir, state, epoch, args.checkpoint_frequency, best=False)
             curves = {"train MPJPE": history["train_mpjpe"], "test MPJPE": history["test_mpjpe"]}

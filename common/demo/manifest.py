@@ -69,6 +69,10 @@ def write_manifest(out_dir: Path, config: DemoConfig, summary: DemoSummary) -> N
     video = (read_manifest(out_dir) or {}).get("video")
     if video:  # a rebuild of the data keeps the record of the fetched video
         manifest["video"] = video
+    _save_manifest(out_dir, manifest)
+
+
+def _save_manifest(out_dir: Path, manifest: dict) -> None:
     atomic_write(out_dir / MANIFEST, lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
 
 
@@ -113,7 +117,7 @@ def record_video(out_dir: str | Path, name: str) -> None:
     out_dir = Path(out_dir)
     manifest = read_manifest(out_dir) or {}
     manifest.setdefault("video", {})[name] = file_sha256(out_dir / name)
-    atomic_write(out_dir / MANIFEST, lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
+    _save_manifest(out_dir, manifest)
 
 
 def video_stale_reason(out_dir: str | Path, name: str) -> str | None:
