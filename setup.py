@@ -17,7 +17,7 @@ from pathlib import Path
 
 from common.demo.build import build_demo_dataset
 from common.demo.config import SMALL_CONFIG, DemoConfig
-from common.demo.manifest import demo_is_current, record_video, stale_reason, video_stale_reason
+from common.demo.manifest import record_video, recorded_summary, stale_reason, video_stale_reason
 from common.device import add_device_argument, select_device
 from common.downloads import fetch_demo_video
 from common.errors import cli
@@ -57,7 +57,7 @@ def main(argv=None) -> None:
     data_reason = "--force" if args.force else stale_reason(data_dir, config)
     video_reason = None if args.no_video else "--force" if args.force else video_stale_reason(data_dir, video.name)
     if data_reason is None and video_reason is None:
-        summary = demo_is_current(data_dir, config)
+        summary = recorded_summary(data_dir)
         print(f"demo data in {data_dir}/ is up to date (fingerprint {summary.fingerprint}); nothing to do "
               "(--force rebuilds)")
         print("\n".join(summary.lines()))
@@ -67,7 +67,7 @@ def main(argv=None) -> None:
         summary = build_demo_dataset(data_dir, config)
         print(f"wrote {data_dir}/data_3d_demo.npz, data_2d_demo_gt.npz, data_2d_demo_detections.npz, DEMO_DATA.md")
     else:
-        summary = demo_is_current(data_dir, config)
+        summary = recorded_summary(data_dir)
     if video_reason is not None:
         print(f"{video_reason}: fetching the demo video")
         fetch_demo_video(video)

@@ -109,6 +109,11 @@ def demo_is_current(out_dir: str | Path, config: DemoConfig = DemoConfig()) -> D
     since (fingerprint and file hashes match, :func:`stale_reason`); else None."""
     if stale_reason(out_dir, config) is not None:
         return None
+    return recorded_summary(out_dir)
+
+
+def recorded_summary(out_dir: str | Path) -> DemoSummary:
+    """The :class:`DemoSummary` the manifest records (call after :func:`stale_reason` said the build is current)."""
     return DemoSummary(**read_manifest(out_dir)["summary"])
 
 
