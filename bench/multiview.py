@@ -37,7 +37,7 @@ from common.lifters import make_lifter
 from common.lifters.videopose3d import lift_sequence
 from common.model_loading import load_model
 from common.multiview import (LIMB_BONES, fetch_pose2sim_demo, full_length, limb_lengths, limb_scores, read_qca,
-                              triangulate_consistent)
+                              triangulate_tracks)
 from common.skeleton import BONE_NAMES
 
 COLUMNS = [("p_mpjpe_mm", "P-MPJPE (mm)", "{:.1f}"), ("limb_length_error_mm", "limb-length error (mm)", "{:.1f}"),
@@ -99,9 +99,7 @@ def main(argv=None) -> None:
         runs[cam.name] = inference.run_cli(argv_view)
     frames = min(r.frames_rendered for r in runs.values())
     tracks = {name: r.track for name, r in runs.items()}
-    pixels = np.stack([full_length(t, t.positions, frames) for t in tracks.values()])
-    confidence = np.nan_to_num(np.stack([full_length(t, t.confidence, frames) for t in tracks.values()]))
-    world, reprojection, swapped = triangulate_consistent(cameras, pixels, confidence)
+    world, reprojection, swapped = triangulate_tracks(cameras, [tracks[c.name] for c in cameras], frames)
     print(f"triangulated {np.isfinite(world).all(axis=(1, 2)).sum()}/{frames} frames from {len(cameras)} views; "
           f"median reprojection error {np.nanmedian(reprojection):.1f} px; left/right swaps undone per view: "
           + ", ".join(f"{c.name} {n}" for c, n in zip(cameras, swapped.sum(axis=1))))

@@ -158,6 +158,16 @@ def full_length(track: Track2D, values: np.ndarray, frames: int) -> np.ndarray:
     return out[:frames]
 
 
+def triangulate_tracks(cameras: list[CalibratedCamera], tracks: list[Track2D], frames: int
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`triangulate_consistent` of one followed person's 2D tracks, one per camera (same order), over the
+    first ``frames`` video frames (frames a track does not cover have no weight). Returns its (points, error,
+    swapped)."""
+    pixels = np.stack([full_length(t, t.positions, frames) for t in tracks])
+    confidence = np.nan_to_num(np.stack([full_length(t, t.confidence, frames) for t in tracks]))
+    return triangulate_consistent(cameras, pixels, confidence)
+
+
 def limb_lengths(poses: np.ndarray) -> np.ndarray:
     """(T, 17, 3) -> (T, 8) limb lengths (:data:`LIMB_BONES` order), same units."""
     return bone_lengths(poses)[:, LIMB_BONES]

@@ -4,7 +4,9 @@ import pytest
 
 from common.bones import recompose
 from common.errors import UserError
-from common.multiview import CalibratedCamera, limb_ratios, limb_scores, read_qca, triangulate, triangulate_consistent
+from common.multiview import (CalibratedCamera, limb_ratios, limb_scores, read_qca, triangulate, triangulate_consistent,
+                              triangulate_tracks)
+from common.tracking import Track2D
 from common.skeleton import FLIP_JOINTS
 
 QCA = """<?xml version='1.0' encoding='ASCII'?>
@@ -71,6 +73,18 @@ def test_triangulation_recovers_points_and_undoes_a_swapped_view():
     found, _, flags = triangulate_consistent(cams, swapped, np.ones(pixels.shape[:3]))
     assert flags.sum() == 1 and flags[2, 1]
     np.testing.assert_allclose(found, points, atol=1e-6)
+
+
+def test_triangulate_tracks_places_each_track_at_its_video_frames():
+    cams = [_camera(c) for c in ([3, 0, 1.5], [0, 3, 1.5], [-3, 0.5, 1.5])]
+    points = np.random.default_rng(1).uniform(-0.4, 0.4, (6, 17, 3)) + np.array([0, 0, 1.0])
+    pixels = [_project(c, points) for c in cams]
+    tracks = [Track2D(pixels[0], np.ones((6, 17)), 640, 480),                  # frames 0-5
+              Track2D(pixels[1][2:], np.ones((4, 17)), 640, 480, start=2),     # frames 2-5 only
+              Track2D(pixels[2], np.ones((6, 17)), 640, 480)]
+    found, error, swapped = triangulate_tracks(cams, tracks, 6)
+    np.testing.assert_allclose(found, points, atol=1e-6)                       # 2 views suffice on frames 0-1
+    assert found.shape == (6, 17, 3) and not swapped.any() and np.nanmax(error) < 1e-3  # px; float32 tracks
 
 
 def test_limb_scores_by_hand():

@@ -12,7 +12,7 @@ measures that offset, per limb, in centred log lengths (the prior's units), and 
 Data: the two Pose2Sim demos (BSD-3-Clause, ``pose2sim==0.10.49`` wheel; ``common.multiview.fetch_pose2sim_demo``):
 the single-person one (a man) and the two-person one (the same man and a woman, the same 4 cameras). Each
 sequence of :data:`SEQUENCES` follows one person per view with ``inference.py``'s tracker (the ``--person``
-policy given per view), triangulates the views (``common.multiview.triangulate_consistent``) and keeps the frames
+policy given per view), triangulates the views (``common.multiview.triangulate_tracks``) and keeps the frames
 whose median reprojection error is at most :data:`MAX_REPROJECTION_PX` (a view's tracker that moved to another
 person fails that test). Offset = mean over people (each person's sequences averaged first) of the triangulated
 centred log limb lengths minus the Anny mean.
@@ -37,7 +37,7 @@ from common.errors import UserError, cli
 from common.fileio import atomic_write
 from common.length_sources import (LIMB_PRIOR_FILE, PRIOR_LIMBS, centred_log_limbs, combine_with_prior,
                                    median_lengths)
-from common.multiview import fetch_pose2sim_demo, full_length, limb_scores, read_qca, triangulate_consistent
+from common.multiview import fetch_pose2sim_demo, full_length, limb_scores, read_qca, triangulate_tracks
 
 # (Pose2Sim demo, person, --person policy of cam01..cam04, frames used): in the two-person demo cam01's tracker
 # leaves the man for the woman after about 50 frames, so his sequence is the first 50 frames.
@@ -67,9 +67,7 @@ def followed_sequence(demo: str, policies: Sequence[str], frames: int):
         video = str(folder / "videos" / f"{cam.name}.mp4")
         config = InferenceConfig(video=video, person=policy, max_frames=frames, progress=False)
         tracks.append(extract_track(config, VideoReader(video, frames), StageTimer()))
-    pixels = np.stack([full_length(t, t.positions, frames) for t in tracks])
-    confidence = np.nan_to_num(np.stack([full_length(t, t.confidence, frames) for t in tracks]))
-    world, error, _ = triangulate_consistent(cameras, pixels, confidence)
+    world, error, _ = triangulate_tracks(cameras, tracks, frames)
     with np.errstate(all="ignore"):
         bad = ~(np.nanmedian(error, axis=1) <= MAX_REPROJECTION_PX)
     world[bad] = np.nan
