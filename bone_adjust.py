@@ -8,7 +8,7 @@ action-wise averaged (per action with --print_action), for the unadjusted predic
 adjusted with the predicted lengths, adjusted with the lifter's own median lengths (per sequence and bone,
 left/right averaged: the length source that needs no model, so every table shows whether the length model
 beats it), and adjusted with the ground-truth lengths (the upper bound of what adjustment can give); the
-per-bone length error; writes result.csv. See common/adjust.py for the formats.
+per-bone length error; writes result.csv. See common/adjustment/adjust.py for the formats.
 """
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from common import adjust
-from common.dataset import resolve_dataset_name
-from common.device import add_device_argument, select_device
-from common.errors import cli
-from common.evaluation import BONE_TABLE_TITLE, bone_columns, format_bone_table, format_table, write_csv
-from common.validation import ArgumentParser, check_output_file
+from common.adjustment import adjust
+from common.datasets.dataset import resolve_dataset_name
+from common.utils.device import add_device_argument, select_device
+from common.utils.errors import cli
+from common.adjustment.evaluation import BONE_TABLE_TITLE, bone_columns, format_bone_table, format_table, write_csv
+from common.utils.validation import ArgumentParser, check_output_file
 
 DEFAULT_PREDICTIONS = Path("3D_prediction/VideoPose3D")
 

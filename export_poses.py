@@ -6,7 +6,7 @@
 ``--poses``: an npz written by inference.py (key ``poses_after``; its ``bone_lengths`` and fps are used) or
 any npz (key ``poses`` or a single array) / .npy of shape (T, 17, 3) metres, Human3.6M joint order.
 The poses are adjusted to ``--lengths`` (a lengths file in the format of ``inference.py --lengths_file``, see
-common/length_sources.py; bones it does not name take the poses' own lengths); without it, to the npz's stored
+common/inference/length_sources.py; bones it does not name take the poses' own lengths); without it, to the npz's stored
 lengths, else to the poses' own per-bone median lengths (left/right averaged). ``--frame camera`` poses (x right, y down,
 z forward, as lifters output) are turned upright like inference.py's exports; ``world`` poses are z up.
 """
@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from common.bones import adjust_bone_lengths
-from common.camera import WORLD_LIKE_FRAMES, camera_to_world_like, place_on_ground
-from common.errors import UserError, cli
-from common.fileio import check_array, existing_file, load_npz
-from common.length_sources import file_lengths, median_lengths
-from common.pose_tables import parse_export_formats, write_pose_formats
-from common.skeleton import NUM_BONES, NUM_JOINTS, PARENTS
-from common.validation import ArgumentParser, check_length_units, check_output_file, check_pose_units, number
+from common.core.bones import adjust_bone_lengths
+from common.core.camera import WORLD_LIKE_FRAMES, camera_to_world_like, place_on_ground
+from common.utils.errors import UserError, cli
+from common.utils.fileio import check_array, existing_file, load_npz
+from common.inference.length_sources import file_lengths, median_lengths
+from common.output.pose_tables import parse_export_formats, write_pose_formats
+from common.core.skeleton import NUM_BONES, NUM_JOINTS, PARENTS
+from common.utils.validation import ArgumentParser, check_length_units, check_output_file, check_pose_units, number
 
 
 def load_pose_array(path: str, key: str | None) -> tuple[np.ndarray, dict]:

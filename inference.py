@@ -9,13 +9,13 @@ The paper's two modes (bone lengths from the length model):
 and a plain VideoPose3D lifter run here and adjusted with the length model:
   python inference.py --length_ckpt biGRU_all.bin -bi --lifter_ckpt pretrained_h36m_cpn.bin --video v.mp4
 Other lengths: --lengths self (the lifter's own), --lengths file --lengths_file F (measured, metres; format in
-common/length_sources.py). Runs with a lifter also write <video>_lifter_poses.npz (key poses), a --poses input.
+common/inference/length_sources.py). Runs with a lifter also write <video>_lifter_poses.npz (key poses), a --poses input.
 
 ``--poses``: another lifter's poses, an npz with key ``poses`` (or a single array) or a .npy, shape (T, 17, 3)
 metres, Human3.6M joint order, one pose per video frame; ``--poses_frame`` states their frame (``camera``:
 x right, y down, z forward, as VideoPose3D outputs; ``world``: z up). 2D keypoints come from MediaPipe
 BlazePose (default) or ``--keypoints`` (VideoPose3D custom npz, or (T, 17, 2|3) pixels in ``--keypoint_format``
-order). Everything is written under ``--output``; the output frame is described in common/camera.py.
+order). Everything is written under ``--output``; the output frame is described in common/core/camera.py.
 """
 from __future__ import annotations
 
@@ -25,20 +25,20 @@ import sys
 
 import numpy as np
 
-from common.checkpoint import default_checkpoint
-from common.dataset import resolve_dataset_name
-from common.device import add_device_argument, select_device
-from common.errors import UserError, cli
-from common.inference_pipeline import (DEFAULT_LENGTHS, DEFAULT_LIFTER, STAGES, InferenceConfig, InferenceResult,
+from common.utils.checkpoint import default_checkpoint
+from common.datasets.dataset import resolve_dataset_name
+from common.utils.device import add_device_argument, select_device
+from common.utils.errors import UserError, cli
+from common.inference.inference_pipeline import (DEFAULT_LENGTHS, DEFAULT_LIFTER, STAGES, InferenceConfig, InferenceResult,
                                       run)
-from common.length_sources import LENGTH_SOURCES, LIMB_PRIOR_FILE, complete_lengths, population_mean_lengths
-from common.live import LIVE_LENGTHS, LIVE_LIFTERS, LiveConfig, LiveResult, run_live, training_mean_lengths
-from common.model_loading import load_model
-from common.lifters import LIFTERS
-from common.model import parse_architecture
-from common.pose_tables import parse_export_formats
-from common.tracking import parse_person_policy
-from common.validation import ArgumentParser, check_output_dir, check_output_file, number
+from common.inference.length_sources import LENGTH_SOURCES, LIMB_PRIOR_FILE, complete_lengths, population_mean_lengths
+from common.inference.live import LIVE_LENGTHS, LIVE_LIFTERS, LiveConfig, LiveResult, run_live, training_mean_lengths
+from common.models.model_loading import load_model
+from common.inference.lifters import LIFTERS
+from common.models.model import parse_architecture
+from common.output.pose_tables import parse_export_formats
+from common.vision.tracking import parse_person_policy
+from common.utils.validation import ArgumentParser, check_output_dir, check_output_file, number
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -21,19 +21,19 @@ from typing import Sequence
 
 import numpy as np
 
-from common.checkpoint import default_checkpoint
-from common.dataset import (DEFAULT_KEYPOINTS, TRAIN_SUBJECTS, load_dataset, parse_action_filter, parse_subjects,
+from common.utils.checkpoint import default_checkpoint
+from common.datasets.dataset import (DEFAULT_KEYPOINTS, TRAIN_SUBJECTS, load_dataset, parse_action_filter, parse_subjects,
                             resolve_dataset_name)
-from common.device import add_device_argument, select_device
-from common.errors import UserError, cli
-from common.fileio import save_npz
-from common.evaluation import format_bone_table
-from common.length_model import per_bone_error_mm, predict_sequences
-from common.model_loading import load_model
-from common.adjust import load_predictions
-from common.length_sources import median_lengths
-from common.plots import plot_error_vs_frames
-from common.validation import ArgumentParser, check_output_dir, check_output_file, number
+from common.utils.device import add_device_argument, select_device
+from common.utils.errors import UserError, cli
+from common.utils.fileio import save_npz
+from common.adjustment.evaluation import format_bone_table
+from common.models.length_model import per_bone_error_mm, predict_sequences
+from common.models.model_loading import load_model
+from common.adjustment.adjust import load_predictions
+from common.inference.length_sources import median_lengths
+from common.output.plots import plot_error_vs_frames
+from common.utils.validation import ArgumentParser, check_output_dir, check_output_file, number
 
 
 def build_parser() -> argparse.ArgumentParser:

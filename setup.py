@@ -1,13 +1,13 @@
 """Data set-up (as in the paper's repository; NOT a packaging script).
 
 Default: build the embedded demo dataset into ``data/`` offline (``data_3d_demo.npz``, ``data_2d_demo_gt.npz``,
-``data_2d_demo_detections.npz``, ``DEMO_DATA.md``; see :mod:`common.demo`), fetch the demo video
+``data_2d_demo_detections.npz``, ``DEMO_DATA.md``; see :mod:`common.datasets.demo`), fetch the demo video
 ``data/demo.mp4`` (from the sports2d wheel on PyPI, cached under ``${BLAPOSE_CACHE:-~/.cache/blapose}``) and
 print a summary. A second run finds the files current (``data/demo_manifest.json``: builder fingerprint and
 file hashes) and does nothing; ``--force`` rebuilds.
 
 ``--download``: fetch the paper's published files (synthetic bone lengths, checkpoints, third-party
-predictions; :mod:`common.published`) with gdown into ``data/``, ``checkpoint/`` and ``3D_prediction/``.
+predictions; :mod:`common.models.published`) with gdown into ``data/``, ``checkpoint/`` and ``3D_prediction/``.
 """
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from common.demo.build import build_demo_dataset
-from common.demo.config import SMALL_CONFIG, DemoConfig
-from common.demo.manifest import record_video, recorded_summary, stale_reason, video_stale_reason
-from common.device import add_device_argument, select_device
-from common.downloads import fetch_demo_video
-from common.errors import cli
-from common.published import download_published
-from common.validation import ArgumentParser, check_output_dir, number
+from common.datasets.demo.build import build_demo_dataset
+from common.datasets.demo.config import SMALL_CONFIG, DemoConfig
+from common.datasets.demo.manifest import record_video, recorded_summary, stale_reason, video_stale_reason
+from common.utils.device import add_device_argument, select_device
+from common.utils.downloads import fetch_demo_video
+from common.utils.errors import cli
+from common.models.published import download_published
+from common.utils.validation import ArgumentParser, check_output_dir, number
 
 
 def parse_args(argv=None) -> argparse.Namespace:

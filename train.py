@@ -11,19 +11,19 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from common.arguments import parse_args
-from common.distributed import launch
-from common.errors import cli
+from common.train.arguments import parse_args
+from common.utils.distributed import launch
+from common.utils.errors import cli
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.train_type == "length":
-        from common import train_length as task
+        from common.train import train_length as task
     elif args.train_type == "pose":
-        from common import train_pose as task
+        from common.train import train_pose as task
     else:
-        from common import train_mix as task
+        from common.train import train_mix as task
     launch(task.train, args)
 
 

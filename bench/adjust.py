@@ -19,12 +19,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from common import adjust
-from common.dataset import TEST_SUBJECTS, parse_subjects
-from common.device import add_device_argument, select_device
-from common.errors import UserError, cli
-from common.bones import bone_lengths
-from common.fileio import load_npz
+from common.adjustment import adjust
+from common.datasets.dataset import TEST_SUBJECTS, parse_subjects
+from common.utils.device import add_device_argument, select_device
+from common.utils.errors import UserError, cli
+from common.core.bones import bone_lengths
+from common.utils.fileio import load_npz
 
 
 def build_inputs(gt_path: Path, subjects: Sequence[str], frames: int, seed: int = 0):

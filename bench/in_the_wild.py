@@ -1,9 +1,9 @@
 """In-the-wild evaluation: the demo's held-out clips seen through random unseen phone-like cameras.
 
 The test subjects' 3D motion (S9/S11: clips no training subject performs) is filmed by random virtual cameras
-(:mod:`common.virtual_cameras`: any azimuth, elevation −10°…45°, 2–10 m, 24–35 mm equivalent, portrait and
+(:mod:`common.datasets.virtual_cameras`: any azimuth, elevation −10°…45°, 2–10 m, 24–35 mm equivalent, portrait and
 landscape frames, small roll; drawn with a seed no trainer uses) and given detector-like 2D noise
-(:func:`common.keypoint_noise.detector_noise` at the person's pixel scale). Every lifter × length source pair
+(:func:`common.datasets.keypoint_noise.detector_noise` at the person's pixel scale). Every lifter × length source pair
 available is scored on the same views:
 
 * lifters: the Human3.6M-camera lifter (``checkpoint/demo_pose``), the virtual-camera lifter
@@ -13,7 +13,7 @@ available is scored on the same views:
   model uses its own frozen one), ``self`` (the lifter's own per-bone median over the view, left/right
   averaged: the trivial baseline of the length model), ``mean`` (the training subjects' mean lengths: the
   other trivial baseline) and ``truth`` (the subject's true lengths: a bound). Adjustment keeps every bone's
-  predicted direction (:func:`common.bones.adjust_bone_lengths`); a mix model's poses are already recomposed
+  predicted direction (:func:`common.core.bones.adjust_bone_lengths`); a mix model's poses are already recomposed
   with its lengths, so ``none``/``self`` do not apply to it.
 
 Scores (mm; frames of all views weighted equally): MPJPE and P-MPJPE (root-relative, camera frame), bone-length
@@ -32,18 +32,18 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from common.bones import adjust_bone_lengths, average_symmetric, bone_lengths
-from common.dataset import TEST_SUBJECTS, TRAIN_SUBJECTS, camera_space_root_relative, load_dataset, parse_subjects
-from common.device import add_device_argument, select_device
-from common.errors import UserError, cli
-from common.length_model import predict_sequences
-from common.length_sources import median_lengths
-from common.metrics import mpjpe, p_mpjpe
-from common.model_loading import load_model
-from common.skeleton import SYMMETRIC_BONES
-from common.train_mix import predict_views as predict_mix
-from common.train_pose import predict_views as predict_lifter
-from common.virtual_cameras import virtual_views, world_motions
+from common.core.bones import adjust_bone_lengths, average_symmetric, bone_lengths
+from common.datasets.dataset import TEST_SUBJECTS, TRAIN_SUBJECTS, camera_space_root_relative, load_dataset, parse_subjects
+from common.utils.device import add_device_argument, select_device
+from common.utils.errors import UserError, cli
+from common.models.length_model import predict_sequences
+from common.inference.length_sources import median_lengths
+from common.core.metrics import mpjpe, p_mpjpe
+from common.models.model_loading import load_model
+from common.core.skeleton import SYMMETRIC_BONES
+from common.train.train_mix import predict_views as predict_mix
+from common.train.train_pose import predict_views as predict_lifter
+from common.datasets.virtual_cameras import virtual_views, world_motions
 
 DEFAULT_LIFTERS = [
     ("H36M-camera lifter", "checkpoint/demo_pose/final.bin"),

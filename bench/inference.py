@@ -17,10 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common.device import add_device_argument, select_device
-from common.errors import UserError, cli
-from common.inference_pipeline import STAGES, InferenceConfig, run
-from common.video import VideoReader, VideoWriter
+from common.utils.device import add_device_argument, select_device
+from common.utils.errors import UserError, cli
+from common.inference.inference_pipeline import STAGES, InferenceConfig, run
+from common.vision.video import VideoReader, VideoWriter
 
 
 def _this_script() -> list[str]:
@@ -44,10 +44,10 @@ def random_mix_checkpoint(path: Path) -> None:
     """The paper's default-sized mix model with random weights, saved in the published layout."""
     import torch
 
-    from common.checkpoint import save_checkpoint
-    from common.length_model import BoneLengthModel
-    from common.mix_model import MixModel
-    from common.model import TemporalModel
+    from common.utils.checkpoint import save_checkpoint
+    from common.models.length_model import BoneLengthModel
+    from common.models.mix_model import MixModel
+    from common.models.model import TemporalModel
 
     torch.manual_seed(0)
     mix = MixModel(BoneLengthModel(hidden_size=512, bidirectional=True),

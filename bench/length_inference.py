@@ -3,12 +3,12 @@
     python -m bench.length_inference                    # Bi-GRU hidden 512 (random weights), all 7 subjects
     python -m bench.length_inference --ckpt checkpoint/biGRU_all.bin
 
-The set is :mod:`common.h36m_sized` (the demo data replicated to Human3.6M's layout and size, built into
+The set is :mod:`common.datasets.h36m_sized` (the demo data replicated to Human3.6M's layout and size, built into
 ``$BLAPOSE_CACHE``). Side by side, each in a fresh child process (its own peak RSS):
 
 * ``script``: ``length_model_inference.py --subjects S1,...,S11`` end to end (loading, prediction, files);
 * ``packed, default budget``: the prediction step alone, packed batches sized by
-  :func:`common.length_model.inference_frame_budget` (the script's default);
+  :func:`common.models.length_model.inference_frame_budget` (the script's default);
 * ``packed, 200k frames``: the same with 200 000 padded frames per batch (the default before the budget).
 
 Prints 2D frames per second of prediction and peak RSS, and the ratios of the last two.
@@ -27,12 +27,12 @@ from typing import Sequence
 
 import torch
 
-from common.dataset import load_dataset
-from common.device import add_device_argument, select_device
-from common.errors import UserError, cli
-from common.h36m_sized import add_set_arguments, build_h36m_sized_set
-from common.length_model import BoneLengthModel, predict_sequences
-from common.model_loading import load_model
+from common.datasets.dataset import load_dataset
+from common.utils.device import add_device_argument, select_device
+from common.utils.errors import UserError, cli
+from common.datasets.h36m_sized import add_set_arguments, build_h36m_sized_set
+from common.models.length_model import BoneLengthModel, predict_sequences
+from common.models.model_loading import load_model
 
 SUBJECTS = ["S1", "S5", "S6", "S7", "S8", "S9", "S11"]
 VARIANTS = ("script", "packed, default budget", "packed, 200k frames")

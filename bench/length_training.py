@@ -3,8 +3,8 @@
     python -m bench.length_training                      # Bi-GRU hidden 512, batch 256 x 512 frames, 2 steps
     python -m bench.length_training --hidden 64 -b 32 --steps 3
 
-Every variant runs the trainer's own step (:func:`common.train_length.length_loss` through
-:func:`common.accumulation.accumulate_gradients`, Adam) in a fresh child process on the same data, so each
+Every variant runs the trainer's own step (:func:`common.train.train_length.length_loss` through
+:func:`common.train.accumulation.accumulate_gradients`, Adam) in a fresh child process on the same data, so each
 peak RSS is its own:
 
 * ``fp32 full batch``   — the whole batch in one forward/backward (the step before micro-batches);
@@ -15,7 +15,7 @@ peak RSS is its own:
 Printed per variant: samples/s (chunks of ``-l`` frames), achieved GFLOP/s of the step (≈ 3 × the forward
 pass's matmul FLOPs: expand layer + GRU input and recurrent products) against this machine's measured matmul
 peak in fp32 and bf16, peak RSS, and the share of step time spent building batches; then the ratios to the
-full-batch fp32 step. Data: the Human3.6M-sized set (:mod:`common.h36m_sized`, built from the demo data in
+full-batch fp32 step. Data: the Human3.6M-sized set (:mod:`common.datasets.h36m_sized`, built from the demo data in
 ``data/`` into ``$BLAPOSE_CACHE``), so the RSS includes a training set of Human3.6M's size.
 """
 from __future__ import annotations
@@ -31,15 +31,15 @@ from typing import Sequence
 
 import torch
 
-from common.accumulation import (accumulate_gradients, length_model_sample_bytes, native_bf16,
+from common.train.accumulation import (accumulate_gradients, length_model_sample_bytes, native_bf16,
                                  resolve_micro_batch)
-from common.dataset import TRAIN_SUBJECTS, load_dataset, parse_subjects
-from common.device import add_device_argument, select_device
-from common.errors import UserError, cli
-from common.h36m_sized import add_set_arguments, build_h36m_sized_set
-from common.length_model import BoneLengthModel
-from common.synthetic import LengthSampler, SyntheticBatchBuilder, epoch_order
-from common.train_length import length_loss, load_length_bank
+from common.datasets.dataset import TRAIN_SUBJECTS, load_dataset, parse_subjects
+from common.utils.device import add_device_argument, select_device
+from common.utils.errors import UserError, cli
+from common.datasets.h36m_sized import add_set_arguments, build_h36m_sized_set
+from common.models.length_model import BoneLengthModel
+from common.datasets.synthetic import LengthSampler, SyntheticBatchBuilder, epoch_order
+from common.train.train_length import length_loss, load_length_bank
 
 VARIANTS = {"fp32 full batch": ("fp32", "full"), "fp32 micro-batched": ("fp32", "auto"),
             "bf16 micro-batched": ("bf16", "auto")}

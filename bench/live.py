@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.errors import UserError, cli
-from common.length_sources import population_mean_lengths
-from common.live import LIVE_STAGES, LiveConfig, run_live
+from common.utils.errors import UserError, cli
+from common.inference.length_sources import population_mean_lengths
+from common.inference.live import LIVE_STAGES, LiveConfig, run_live
 
 
 WARM_UP = 30  # frames

@@ -4,7 +4,7 @@ Data: the Pose2Sim single-person demo (4 calibrated cameras, 1080x1920, 60 fps, 
 BSD-3-Clause, from the ``pose2sim==0.10.49`` wheel, extracted to ``$BLAPOSE_CACHE/pose2sim_demo`` with its
 LICENSE). ``inference.py`` runs with its defaults on each video; the reference 3D is the BlazePose 2D of the four
 views (the same detector pass) triangulated with confidence-weighted DLT. Each view alone is then scored
-(``common/multiview.py`` defines the scores): P-MPJPE on the 17 joints, limb-length error, limb proportions off
+(``common/inference/multiview.py`` defines the scores): P-MPJPE on the 17 joints, limb-length error, limb proportions off
 (mean of the 4 left/right-averaged limbs, worst of them, over the 8 limbs, worst of the shin/thigh, forearm/upper
 arm and arm/leg ratios), limb-length std over time, left/right difference.
 
@@ -25,20 +25,20 @@ import numpy as np
 import torch
 
 import inference
-from common.bones import adjust_bone_lengths
-from common.checkpoint import DEFAULT_CHECKPOINTS, resolve_checkpoint
-from common.downloads import cache_dir
-from common.errors import cli
-from common.fileio import atomic_write
-from common.camera import normalize_screen_coordinates
-from common.inference_pipeline import InferenceConfig
-from common.length_sources import median_lengths, model_lengths, prior_lengths
-from common.lifters import make_lifter
-from common.lifters.videopose3d import lift_sequence
-from common.model_loading import load_model
-from common.multiview import (LIMB_BONES, fetch_pose2sim_demo, full_length, limb_lengths, limb_scores, read_qca,
+from common.core.bones import adjust_bone_lengths
+from common.utils.checkpoint import DEFAULT_CHECKPOINTS, resolve_checkpoint
+from common.utils.downloads import cache_dir
+from common.utils.errors import cli
+from common.utils.fileio import atomic_write
+from common.core.camera import normalize_screen_coordinates
+from common.inference.inference_pipeline import InferenceConfig
+from common.inference.length_sources import median_lengths, model_lengths, prior_lengths
+from common.inference.lifters import make_lifter
+from common.inference.lifters.videopose3d import lift_sequence
+from common.models.model_loading import load_model
+from common.inference.multiview import (LIMB_BONES, fetch_pose2sim_demo, full_length, limb_lengths, limb_scores, read_qca,
                               triangulate_tracks)
-from common.skeleton import BONE_NAMES
+from common.core.skeleton import BONE_NAMES
 
 COLUMNS = [("p_mpjpe_mm", "P-MPJPE (mm)", "{:.1f}"), ("limb_length_error_mm", "limb-length error (mm)", "{:.1f}"),
            ("proportions_off_pct", "limb proportions off (%)", "{:.1f}"),
@@ -53,8 +53,8 @@ def full_frame_mediapipe(video: Path, max_frames: int | None) -> np.ndarray:
     the 17 joints, (T, 17, 3) metres, NaN where nobody was found."""
     from mediapipe.python.solutions import pose as mp_pose
 
-    from common.detectors import BLAZEPOSE_PARTS, to_h36m
-    from common.video import VideoReader
+    from common.vision.detectors import BLAZEPOSE_PARTS, to_h36m
+    from common.vision.video import VideoReader
 
     out = []
     with mp_pose.Pose(static_image_mode=False, model_complexity=1) as pose:

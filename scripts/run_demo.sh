@@ -56,7 +56,7 @@ stage "in-the-wild lifter: random phone-like virtual cameras, detector-like 2D n
 # the extra motion (91 s of BVH from Debian's assimp-testmodels) needs apt-get once; without it the lifter trains
 # on the demo motion alone (said here, and in the training log's sequence count)
 EXTRA=--extra_motion
-$PY -c "from common.extra_motion import fetch_extra_clips; fetch_extra_clips()" || {
+$PY -c "from common.datasets.extra_motion import fetch_extra_clips; fetch_extra_clips()" || {
   EXTRA=""; echo "note: extra motion unavailable: the in-the-wild models train on the demo motion only"; }
 $PY train.py -t pose -d demo -arc 3,3,3 -ch 128 -b 128 -e 5 -lrd 0.9 --downsample 4 --cameras virtual $EXTRA \
   -c checkpoint/demo_wild | tee "$LOG/train_wild.txt"

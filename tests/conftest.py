@@ -2,7 +2,7 @@
 
 ``demo_dir``: a folder holding a SMALL demo dataset (``data_3d_demo.npz``, ``data_2d_demo_gt.npz``,
 ``data_2d_demo_detections.npz``; 7 subjects S1, S5, S6, S7, S8, S9, S11, two 640-frame sequences each) built by
-:func:`common.demo.build.build_demo_dataset` with :data:`common.demo.config.SMALL_CONFIG`. It is cached under
+:func:`common.datasets.demo.build.build_demo_dataset` with :data:`common.datasets.demo.config.SMALL_CONFIG`. It is cached under
 ``${BLAPOSE_CACHE:-~/.cache/blapose}/test_demo_<fingerprint>`` (the fingerprint changes with the builder's
 code), so only the first run pays the ~15 s build. Treat it as read-only: copy it before writing into it.
 """
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from common.demo.build import build_demo_dataset
-from common.demo.config import SMALL_CONFIG
-from common.demo.manifest import demo_is_current
-from common.downloads import cache_dir
+from common.datasets.demo.build import build_demo_dataset
+from common.datasets.demo.config import SMALL_CONFIG
+from common.datasets.demo.manifest import demo_is_current
+from common.utils.downloads import cache_dir
 
 STALE_AFTER_S = 24 * 3600
 

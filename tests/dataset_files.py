@@ -12,10 +12,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from common.bones import recompose
-from common.camera import load_cameras
-from common.fileio import save_npz
-from common.skeleton import H36M_32_TO_17, JOINTS_LEFT, JOINTS_RIGHT, NUM_BONES, SYMMETRIC_BONES
+from common.core.bones import recompose
+from common.core.camera import load_cameras
+from common.utils.fileio import save_npz
+from common.core.skeleton import H36M_32_TO_17, JOINTS_LEFT, JOINTS_RIGHT, NUM_BONES, SYMMETRIC_BONES
 
 SUBJECTS = ["S1", "S5", "S6", "S7", "S8", "S9", "S11"]
 METADATA = {"layout_name": "h36m", "num_joints": 17, "keypoints_symmetry": [JOINTS_LEFT, JOINTS_RIGHT]}

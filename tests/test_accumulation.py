@@ -1,4 +1,4 @@
-"""Micro-batches with gradient accumulation and bf16 autocast (common/accumulation.py)."""
+"""Micro-batches with gradient accumulation and bf16 autocast (common/train/accumulation.py)."""
 from __future__ import annotations
 
 import copy
@@ -6,12 +6,12 @@ import copy
 import pytest
 import torch
 
-from common.accumulation import (accumulate_gradients, autocast, length_model_sample_bytes, lifter_sample_bytes,
+from common.train.accumulation import (accumulate_gradients, autocast, length_model_sample_bytes, lifter_sample_bytes,
                                  native_bf16, resolve_micro_batch, resolve_precision)
-from common.errors import UserError
-from common.length_model import BoneLengthModel, _run_gru
-from common.model import build_lifter
-from common.train_length import length_loss
+from common.utils.errors import UserError
+from common.models.length_model import BoneLengthModel, _run_gru
+from common.models.model import build_lifter
+from common.train.train_length import length_loss
 
 CPU = torch.device("cpu")
 

@@ -1,4 +1,4 @@
-"""bone_adjust.py and common.adjust: formats, validation, adjustment identities, metrics by hand, the paper's
+"""bone_adjust.py and common.adjustment.adjust: formats, validation, adjustment identities, metrics by hand, the paper's
 command on a small dataset."""
 import pickle
 
@@ -7,13 +7,13 @@ import pytest
 import torch
 
 import bone_adjust
-from common import adjust
-from common.bones import adjust_bone_lengths, bone_lengths, recompose
-from common.camera import load_cameras
-from common.errors import UserError
-from common.evaluation import evaluate, evaluate_arrays
-from common.fileio import save_npz
-from common.metrics import mpjve, p_mpjpe
+from common.adjustment import adjust
+from common.core.bones import adjust_bone_lengths, bone_lengths, recompose
+from common.core.camera import load_cameras
+from common.utils.errors import UserError
+from common.adjustment.evaluation import evaluate, evaluate_arrays
+from common.utils.fileio import save_npz
+from common.core.metrics import mpjve, p_mpjpe
 
 torch.set_num_threads(1)
 
@@ -100,7 +100,7 @@ def test_adjusting_exact_pose_with_its_gt_lengths_is_identity(files):
 def test_own_median_lengths_row_removes_jitter_and_asymmetry(files):
     """Noisy predictions: the own-median row has constant, symmetric lengths equal to the per-sequence medians
     of the predictions (left/right averaged)."""
-    from common.length_sources import median_lengths
+    from common.inference.length_sources import median_lengths
 
     pred = files["preds"]["S9"]["Walking 1"][1]
     data = adjust.prepare(adjust.Predictions([("S9", "Walking 1", 1)], [pred]),
@@ -233,7 +233,7 @@ def test_malicious_pickle_is_refused(files, tmp_path):
 
 
 def test_cli_wrapper_exit_code(files, tmp_path, capsys):
-    from common.errors import cli
+    from common.utils.errors import cli
     code = cli(bone_adjust.main)(["--pred", str(tmp_path / "nope.npz"), "--gt", str(files["root"] / "x.npz")])
     assert code == 2
     assert capsys.readouterr().err.strip().count("\n") == 0

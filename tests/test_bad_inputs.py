@@ -25,15 +25,15 @@ import inference
 import length_model_inference
 import setup as setup_script
 import train
-from common import adjust
-from common.checkpoint import load_checkpoint, save_checkpoint
-from common.demo.manifest import record_video, stale_reason, video_stale_reason
-from common.demo.config import SMALL_CONFIG
-from common.errors import cli
-from common.fileio import atomic_write, load_npz, save_npz
-from common.length_model import build_length_model
-from common.mix_model import MixModel
-from common.model import TemporalModel
+from common.adjustment import adjust
+from common.utils.checkpoint import load_checkpoint, save_checkpoint
+from common.datasets.demo.manifest import record_video, stale_reason, video_stale_reason
+from common.datasets.demo.config import SMALL_CONFIG
+from common.utils.errors import cli
+from common.utils.fileio import atomic_write, load_npz, save_npz
+from common.models.length_model import build_length_model
+from common.models.mix_model import MixModel
+from common.models.model import TemporalModel
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = "pwned_by_checkpoint"
@@ -307,7 +307,7 @@ def test_read_only_folder_is_one_line(ws, capsys, monkeypatch):
     file system is simulated): one line before any work."""
     import errno
 
-    from common import validation
+    from common.utils import validation
 
     def refuse(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from common.errors import UserError
-from common.fileio import load_npz
-from common.skeleton import SYMMETRIC_BONES
+from common.utils.errors import UserError
+from common.utils.fileio import load_npz
+from common.core.skeleton import SYMMETRIC_BONES
 
 import generate_bone_length
 from dataset_files import SUBJECTS, write_dataset
@@ -23,7 +23,7 @@ def _limb_correlation(lengths: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def sampler():
     torch.set_num_threads(1)
-    from common.body_model import AnnySampler
+    from common.datasets.body_model import AnnySampler
     return AnnySampler("neutral")
 
 
@@ -55,7 +55,7 @@ def test_anny_lengths_plausible_symmetric_and_decorrelated(sampler):
 
 
 def test_mix_gender_is_binary():
-    from common.body_model import AnnySampler
+    from common.datasets.body_model import AnnySampler
     mix = AnnySampler("mix", seed=3)
     phenotype, _ = mix.sample_parameters(200)
     assert set(np.unique(phenotype["gender"].numpy())) <= {0.0, 1.0}

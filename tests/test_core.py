@@ -11,12 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from common import bones, camera, metrics, skeleton
-from common.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint, save_checkpoint
-from common.dataset import load_dataset, resolve_dataset_name
-from common.device import select_device
-from common.errors import UserError, cli
-from common.fileio import check_array, load_npz, load_pickle, save_npz, save_pickle
+from common.core import bones
+from common.core import camera
+from common.core import metrics
+from common.core import skeleton
+from common.utils.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint, save_checkpoint
+from common.datasets.dataset import load_dataset, resolve_dataset_name
+from common.utils.device import select_device
+from common.utils.errors import UserError, cli
+from common.utils.fileio import check_array, load_npz, load_pickle, save_npz, save_pickle
 from dataset_files import write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]

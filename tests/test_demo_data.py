@@ -1,4 +1,4 @@
-"""The embedded demo dataset (common.demo), its test fixture and setup.py."""
+"""The embedded demo dataset (common.datasets.demo), its test fixture and setup.py."""
 from __future__ import annotations
 
 import shutil
@@ -10,19 +10,19 @@ import numpy as np
 import pytest
 
 import setup as setup_script
-from common import published
-from common.bones import bone_lengths
-from common.camera import load_cameras
-from common.dataset import TEST_SUBJECTS, TRAIN_SUBJECTS, load_dataset
-from common.demo.build import EXTRA_32_FROM
-from common.demo.config import SMALL_CONFIG, DemoConfig, subject_assignments
-from common.demo.manifest import demo_is_current, read_manifest
-from common.demo.motion import CLIP_BY_KEY, TEST_CLIPS, load_clip, unrolled_clip
-from common.demo.subjects import MarginField, build_sequence, image_margin, sample_subject_bone_lengths
-from common.keypoint_noise import DETECTOR_AR, NOISE_STD_PX, detector_noise
-from common.errors import UserError
-from common.fileio import load_npz
-from common.skeleton import H36M_32_TO_17, SYMMETRIC_BONES
+from common.models import published
+from common.core.bones import bone_lengths
+from common.core.camera import load_cameras
+from common.datasets.dataset import TEST_SUBJECTS, TRAIN_SUBJECTS, load_dataset
+from common.datasets.demo.build import EXTRA_32_FROM
+from common.datasets.demo.config import SMALL_CONFIG, DemoConfig, subject_assignments
+from common.datasets.demo.manifest import demo_is_current, read_manifest
+from common.datasets.demo.motion import CLIP_BY_KEY, TEST_CLIPS, load_clip, unrolled_clip
+from common.datasets.demo.subjects import MarginField, build_sequence, image_margin, sample_subject_bone_lengths
+from common.datasets.keypoint_noise import DETECTOR_AR, NOISE_STD_PX, detector_noise
+from common.utils.errors import UserError
+from common.utils.fileio import load_npz
+from common.core.skeleton import H36M_32_TO_17, SYMMETRIC_BONES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -198,7 +198,7 @@ def test_published_table_covers_the_paper_layout():
 
 
 def test_looped_clips_are_continuous_and_placement_is_deterministic():
-    from common.camera import load_cameras as cams
+    from common.core.camera import load_cameras as cams
     motion = load_clip(CLIP_BY_KEY["walker_left1"], None)  # a turning walk whose last frame != first frame
     poses = unrolled_clip(motion, 400)
     steps = np.linalg.norm(np.diff(poses, axis=0), axis=-1).max(axis=1)

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.detectors import (BLAZEPOSE_PARTS, COCO_PARTS, HEAD_ABOVE_EARS, Keypoint2DSource, PersonPose,
+from common.vision.detectors import (BLAZEPOSE_PARTS, COCO_PARTS, HEAD_ABOVE_EARS, Keypoint2DSource, PersonPose,
                               blazepose_person, load_keypoints, to_h36m)
-from common.errors import UserError
-from common.fileio import save_npz
-from common.tracking import (PersonTracker, Track2D, box_iou, choose_person, fill_gaps, find_people,
+from common.utils.errors import UserError
+from common.utils.fileio import save_npz
+from common.vision.tracking import (PersonTracker, Track2D, box_iou, choose_person, fill_gaps, find_people,
                              parse_person_policy, search_regions, smooth_track)
 
 from test_inference import real_clip  # noqa: F401 - the real-clip fixture
@@ -344,8 +344,8 @@ def test_blazepose_speed_settings_give_the_same_landmarks(real_clip):
     reset of the streaming mode against restarting the graph (and a reset does change what follows)."""
     from mediapipe.python.solutions import pose as mp_pose
 
-    from common.detectors import BlazePoseSource, blazepose_solution
-    from common.video import VideoReader
+    from common.vision.detectors import BlazePoseSource, blazepose_solution
+    from common.vision.video import VideoReader
 
     frames = list(VideoReader(real_clip, max_frames=12))
     for static in (False, True):

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 import export_poses
-from common.bones import adjust_bone_lengths, bone_lengths
-from common.bvh import BVH_NAMES, REST_DIRECTIONS, TO_BVH_AXES, _euler_zxy, bvh_motion, write_bvh
-from common.errors import UserError
-from common.pose_tables import CSV_COLUMNS, csv_text, parse_export_formats, read_jsonl, write_jsonl
-from common.skeleton import ANCESTOR_BONES, BONE_NAMES, JOINT_NAMES
+from common.core.bones import adjust_bone_lengths, bone_lengths
+from common.output.bvh import BVH_NAMES, REST_DIRECTIONS, TO_BVH_AXES, _euler_zxy, bvh_motion, write_bvh
+from common.utils.errors import UserError
+from common.output.pose_tables import CSV_COLUMNS, csv_text, parse_export_formats, read_jsonl, write_jsonl
+from common.core.skeleton import ANCESTOR_BONES, BONE_NAMES, JOINT_NAMES
 
 bvhio = pytest.importorskip("bvhio")
 

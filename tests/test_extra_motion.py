@@ -8,9 +8,9 @@ import tarfile
 import numpy as np
 import pytest
 
-from common import extra_motion
-from common.bones import bone_lengths
-from common.errors import UserError
+from common.datasets import extra_motion
+from common.core.bones import bone_lengths
+from common.utils.errors import UserError
 
 
 def _ar_member(name: str, body: bytes) -> bytes:
@@ -69,8 +69,8 @@ def test_cached_clips_give_upright_skeletons_with_the_subjects_lengths():
     folder = extra_motion.cache_dir() / "extra_motion"
     if not all((folder / c.file).is_file() for c in extra_motion.EXTRA_CLIPS):
         pytest.skip("assimp-testmodels clips not cached (needs apt-get download once)")
-    from common.demo.config import DemoConfig
-    from common.demo.subjects import sample_subject_bone_lengths
+    from common.datasets.demo.config import DemoConfig
+    from common.datasets.demo.subjects import sample_subject_bone_lengths
 
     motions = extra_motion.extra_motions(["S1", "S5"])
     assert [m[0] for m in motions] == ["S1", "S5", "S1"]

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from common.generators import ChunkedGenerator, UnchunkedGenerator, merge_flipped, predict_poses
-from common.model import build_lifter
-from common.skeleton import flip_bone_lengths, flip_poses
+from common.datasets.generators import ChunkedGenerator, UnchunkedGenerator, merge_flipped, predict_poses
+from common.models.model import build_lifter
+from common.core.skeleton import flip_bone_lengths, flip_poses
 
 torch.set_num_threads(1)
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from bench import in_the_wild
-from common.bones import bone_directions, bone_lengths, recompose
+from common.core.bones import bone_directions, bone_lengths, recompose
 
 LENGTHS = np.array([0.13, 0.45, 0.44, 0.13, 0.45, 0.44, 0.23, 0.25, 0.11, 0.12,
                     0.15, 0.28, 0.25, 0.15, 0.28, 0.25])

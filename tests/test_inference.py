@@ -13,17 +13,17 @@ import torch
 from PIL import Image
 
 import inference
-from common.bones import bone_lengths
-from common.checkpoint import save_checkpoint
-from common.detectors import load_keypoints
-from common.downloads import cache_dir, fetch_demo_video
-from common.errors import UserError
-from common.camera import camera_to_world_like, place_on_ground
-from common.metrics import symmetry_error
-from common.length_model import BoneLengthModel
-from common.mix_model import MixModel
-from common.model import TemporalModel
-from common.video import VideoReader, VideoWriter
+from common.core.bones import bone_lengths
+from common.utils.checkpoint import save_checkpoint
+from common.vision.detectors import load_keypoints
+from common.utils.downloads import cache_dir, fetch_demo_video
+from common.utils.errors import UserError
+from common.core.camera import camera_to_world_like, place_on_ground
+from common.core.metrics import symmetry_error
+from common.models.length_model import BoneLengthModel
+from common.models.mix_model import MixModel
+from common.models.model import TemporalModel
+from common.vision.video import VideoReader, VideoWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP_FRAMES = 24
@@ -294,8 +294,8 @@ def test_video_writer_encodes_behind_the_caller_and_reports_errors(tmp_path, que
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_chunked_lifting_equals_one_pass(causal):
-    from common.generators import UnchunkedGenerator, predict_poses
-    from common.lifters.videopose3d import lift_sequence as lift
+    from common.datasets.generators import UnchunkedGenerator, predict_poses
+    from common.inference.lifters.videopose3d import lift_sequence as lift
 
     torch.manual_seed(0)
     lifter = TemporalModel(17, 2, 17, [3, 3, 3], causal=causal, channels=32).eval()

@@ -1,4 +1,4 @@
-"""common.keypoint_noise: the one AR(1) jitter model (demo detections and synthetic training batches)."""
+"""common.datasets.keypoint_noise: the one AR(1) jitter model (demo detections and synthetic training batches)."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import torch
 
-from common.keypoint_noise import ar1_filter, ar1_noise, detector_noise
+from common.datasets.keypoint_noise import ar1_filter, ar1_noise, detector_noise
 
 
 def test_ar1_filter_by_hand():

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from common.errors import UserError
-from common.fileio import load_npz
-from common.checkpoint import save_checkpoint
-from common.evaluation import format_bone_table
-from common.model_loading import load_model
-from common.length_model import (BoneLengthModel,
+from common.utils.errors import UserError
+from common.utils.fileio import load_npz
+from common.utils.checkpoint import save_checkpoint
+from common.adjustment.evaluation import format_bone_table
+from common.models.model_loading import load_model
+from common.models.length_model import (BoneLengthModel,
                                  per_bone_error_mm, predict_lengths, predict_sequences)
-from common.skeleton import SYMMETRIC_BONES, flip_poses
+from common.core.skeleton import SYMMETRIC_BONES, flip_poses
 from dataset_files import write_dataset
 
 

@@ -9,22 +9,22 @@ from scipy.ndimage import gaussian_filter1d
 
 import bone_adjust
 import inference
-from common import adjust
-from common.bones import bone_lengths, recompose
-from common.checkpoint import save_checkpoint
-from common.errors import UserError
-from common.fileio import save_npz
-from common.inference_pipeline import InferenceConfig
-from common.length_model import BoneLengthModel
-from common.length_sources import (SIDELESS, centred_log_limbs, file_lengths, load_limb_prior, median_lengths, model_lengths,
+from common.adjustment import adjust
+from common.core.bones import bone_lengths, recompose
+from common.utils.checkpoint import save_checkpoint
+from common.utils.errors import UserError
+from common.utils.fileio import save_npz
+from common.inference.inference_pipeline import InferenceConfig
+from common.models.length_model import BoneLengthModel
+from common.inference.length_sources import (SIDELESS, centred_log_limbs, file_lengths, load_limb_prior, median_lengths, model_lengths,
                                    prior_lengths, read_lengths_file)
-from common.lifters import LIFTERS, Lifter, make_lifter
-from common.lifters.mediapipe import SMOOTH_SIGMA, edge_preserving_smooth, fuse_in_plane
-from common.mix_model import MixModel
-from common.model import TemporalModel
-from common.model_loading import load_model
-from common.skeleton import FLIP_JOINTS
-from common.tracking import Track2D
+from common.inference.lifters import LIFTERS, Lifter, make_lifter
+from common.inference.lifters.mediapipe import SMOOTH_SIGMA, edge_preserving_smooth, fuse_in_plane
+from common.models.mix_model import MixModel
+from common.models.model import TemporalModel
+from common.models.model_loading import load_model
+from common.core.skeleton import FLIP_JOINTS
+from common.vision.tracking import Track2D
 
 torch.set_num_threads(1)
 LENGTHS = np.array([0.13, 0.45, 0.44, 0.13, 0.45, 0.44, 0.23, 0.25, 0.11, 0.12,
@@ -247,7 +247,7 @@ def test_load_model_stored_architecture_wins_and_kinds(tmp_path, capsys):
 # ------------------------------------------------------------------------------------------------ toy lifter
 TOY_LIFTER = '''
 import numpy as np
-from common.bones import recompose
+from common.core.bones import recompose
 
 class ToyLifter:
     """Straight limbs hanging down, swinging with the 2D x of the right wrist."""
@@ -297,7 +297,7 @@ def test_toy_lifter_one_file_one_line_through_inference_and_bone_adjust(tmp_path
 
 
 def test_choice_of_lifter_and_length_source(tmp_path):
-    from common.inference_pipeline import DEFAULT_LIFTER, choose_lengths, choose_lifter
+    from common.inference.inference_pipeline import DEFAULT_LIFTER, choose_lengths, choose_lifter
 
     assert choose_lifter(_config(tmp_path)) == DEFAULT_LIFTER == "mediapipe"
     np.savez(tmp_path / "p.npz", poses=_poses(5))

@@ -10,15 +10,15 @@ import pytest
 import torch
 
 import inference
-from common.bones import bone_lengths
-from common.checkpoint import save_checkpoint
-from common.errors import UserError
-from common.length_model import BoneLengthModel, predict_lengths
-from common.live import (CausalGRULengths, CausalVideoPose3D, FrameSource, LiveLengths, OneEuroFilter,
+from common.core.bones import bone_lengths
+from common.utils.checkpoint import save_checkpoint
+from common.utils.errors import UserError
+from common.models.length_model import BoneLengthModel, predict_lengths
+from common.inference.live import (CausalGRULengths, CausalVideoPose3D, FrameSource, LiveLengths, OneEuroFilter,
                          RunningMedian)
-from common.model import TemporalModel
-from common.skeleton import BONE_NAMES
-from common.video import VideoReader, VideoWriter
+from common.models.model import TemporalModel
+from common.core.skeleton import BONE_NAMES
+from common.vision.video import VideoReader, VideoWriter
 from test_inference import CLIP_FRAMES, real_clip  # noqa: F401 - the real-clip fixture
 
 
@@ -67,7 +67,7 @@ def test_live_lengths_start_at_the_prior_and_move_by_the_bound():
 
 
 def test_population_prior_of_the_blazepose_convention():
-    from common.length_sources import LIMB_PRIOR_FILE, population_mean_lengths
+    from common.inference.length_sources import LIMB_PRIOR_FILE, population_mean_lengths
 
     prior = population_mean_lengths("blazepose")
     content = json.loads(LIMB_PRIOR_FILE.read_text())["blazepose"]
@@ -116,7 +116,7 @@ def test_paced_source_drops_what_it_cannot_keep_up_with(tmp_path):
 
 
 def test_stepped_causal_lifter_equals_the_offline_pass():
-    from common.lifters.videopose3d import lift_sequence
+    from common.inference.lifters.videopose3d import lift_sequence
 
     torch.manual_seed(0)
     model = TemporalModel(17, 2, 17, [3, 3], causal=True, channels=32, dropout=0.0).eval()

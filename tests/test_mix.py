@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from common.bones import bone_directions, bone_lengths
-from common.checkpoint import load_checkpoint, load_weights, save_checkpoint
-from common.length_model import BoneLengthModel
-from common.metrics import direction_loss, mpjpe
-from common.mix_model import MixModel
-from common.model import TemporalModel, TemporalModelOptimized1f
-from common.skeleton import SYMMETRIC_BONES
+from common.core.bones import bone_directions, bone_lengths
+from common.utils.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from common.models.length_model import BoneLengthModel
+from common.core.metrics import direction_loss, mpjpe
+from common.models.mix_model import MixModel
+from common.models.model import TemporalModel, TemporalModelOptimized1f
+from common.core.skeleton import SYMMETRIC_BONES
 from dataset_files import write_dataset
 
 torch.set_num_threads(1)
@@ -207,10 +207,10 @@ def test_paper_training_and_evaluation_commands(demo_dir, mix_setup, tmp_path, c
                  "BoneDirErr (deg)", "action-wise average", "SUMMARY videopose_finetuned.bin: MPJPE"]:
         assert name in text, name
     assert (out / "result_mix.csv").is_file()
-    from common.adjust import load_predictions
-    from common.bones import bone_lengths as lengths_of
-    from common.dataset import load_dataset
-    from common.length_model import predict_lengths
+    from common.adjustment.adjust import load_predictions
+    from common.core.bones import bone_lengths as lengths_of
+    from common.datasets.dataset import load_dataset
+    from common.models.length_model import predict_lengths
     predictions = load_predictions(export / "prediction.pkl", export / "action_dict.pkl")
     views = {v.key: v for v in load_dataset(demo_dir, "demo", subjects=["S9", "S11"]).fetch(["S9", "S11"])}
     assert sorted(predictions.keys) == sorted(views)
@@ -226,9 +226,9 @@ def test_paper_training_and_evaluation_commands(demo_dir, mix_setup, tmp_path, c
 @pytest.mark.slow
 def test_resume_equals_uninterrupted_and_length_list(mix_setup, tmp_path):
     torch.set_num_threads(1)
-    from common.dataset import load_dataset
-    from common.fileio import save_npz
-    from common.length_model import predict_sequences
+    from common.datasets.dataset import load_dataset
+    from common.utils.fileio import save_npz
+    from common.models.length_model import predict_sequences
 
     # a lengths list in fetch order (train + test subjects), as length_model_inference.py writes it
     model = BoneLengthModel(embed_dim=256, hidden_size=16, dropout=0.0)
@@ -259,8 +259,8 @@ def test_resume_equals_uninterrupted_and_length_list(mix_setup, tmp_path):
 
 
 def test_bad_inputs_are_one_line_errors(mix_setup, tmp_path):
-    from common.errors import UserError
-    from common.fileio import save_npz
+    from common.utils.errors import UserError
+    from common.utils.fileio import save_npz
 
     ckpts = mix_setup / "checkpoint"
     with pytest.raises(UserError, match="--length_model"):

@@ -1,4 +1,4 @@
-"""Motion capture parsing and forward kinematics (common.mocap) on known configurations."""
+"""Motion capture parsing and forward kinematics (common.datasets.mocap) on known configurations."""
 from __future__ import annotations
 
 import json
@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from common.bones import bone_lengths
-from common.errors import UserError
-from common.mocap import (DEEPMIMIC_FRAME_SIZE, URDF_SCALE, Y_UP_TO_Z_UP, forward_kinematics, load_deepmimic,
+from common.core.bones import bone_lengths
+from common.utils.errors import UserError
+from common.datasets.mocap import (DEEPMIMIC_FRAME_SIZE, URDF_SCALE, Y_UP_TO_Z_UP, forward_kinematics, load_deepmimic,
                           load_urdf_skeleton, parse_bvh, bvh_to_motion, quat_from_euler, quat_slerp,
                           quat_to_matrix, resample)
-from common.demo.motion import pybullet_motion_dir
+from common.datasets.demo.motion import pybullet_motion_dir
 
 URDF = pybullet_motion_dir() / "humanoid" / "humanoid.urdf"
 

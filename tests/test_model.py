@@ -3,9 +3,9 @@ and loading checkpoints in the published key layout."""
 import pytest
 import torch
 
-from common.checkpoint import load_checkpoint, load_weights, model_state, save_checkpoint
-from common.errors import UserError
-from common.model import TemporalModel, TemporalModelOptimized1f, build_lifter, parse_architecture
+from common.utils.checkpoint import load_checkpoint, load_weights, model_state, save_checkpoint
+from common.utils.errors import UserError
+from common.models.model import TemporalModel, TemporalModelOptimized1f, build_lifter, parse_architecture
 
 torch.set_num_threads(1)
 

@@ -1,13 +1,13 @@
-"""common/multiview.py: Qualisys calibration reading, DLT triangulation (with left/right swaps undone), scores."""
+"""common/inference/multiview.py: Qualisys calibration reading, DLT triangulation (with left/right swaps undone), scores."""
 import numpy as np
 import pytest
 
-from common.bones import recompose
-from common.errors import UserError
-from common.multiview import (CalibratedCamera, limb_ratios, limb_scores, read_qca, triangulate, triangulate_consistent,
+from common.core.bones import recompose
+from common.utils.errors import UserError
+from common.inference.multiview import (CalibratedCamera, limb_ratios, limb_scores, read_qca, triangulate, triangulate_consistent,
                               triangulate_tracks)
-from common.tracking import Track2D
-from common.skeleton import FLIP_JOINTS
+from common.vision.tracking import Track2D
+from common.core.skeleton import FLIP_JOINTS
 
 QCA = """<?xml version='1.0' encoding='ASCII'?>
 <calibration><cameras>

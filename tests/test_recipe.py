@@ -1,7 +1,7 @@
 """The paper's README commands resolve to the authors' recipe (README: "The paper's recipe" table).
 
 The expected values are written here by hand from the authors' code (``utils/arguments.py`` and the training
-loop of github.com/hs1ang-hsu/BLAPose), independently of ``common/arguments.py``: a changed default fails.
+loop of github.com/hs1ang-hsu/BLAPose), independently of ``common/train/arguments.py``: a changed default fails.
 """
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import length_model_inference
-from common.arguments import parse_args
-from common.train_mix import BN_MOMENTUM
-from common.training import LR_FLOOR, make_optimizer
+from common.train.arguments import parse_args
+from common.train.train_mix import BN_MOMENTUM
+from common.train.training import LR_FLOOR, make_optimizer
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from common.bones import bone_lengths
-from common.camera import project_to_2d
-from common.checkpoint import load_checkpoint
-from common.dataset import load_dataset
-from common.skeleton import NUM_BONES, flip_bone_lengths, flip_poses
-from common.keypoint_noise import DETECTOR_AR
-from common.synthetic import MIN_DEPTH, LengthSampler, SyntheticBatchBuilder, epoch_order
+from common.core.bones import bone_lengths
+from common.core.camera import project_to_2d
+from common.utils.checkpoint import load_checkpoint
+from common.datasets.dataset import load_dataset
+from common.core.skeleton import NUM_BONES, flip_bone_lengths, flip_poses
+from common.datasets.keypoint_noise import DETECTOR_AR
+from common.datasets.synthetic import MIN_DEPTH, LengthSampler, SyntheticBatchBuilder, epoch_order
 from dataset_files import REST_LENGTHS, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -165,7 +165,7 @@ def test_ddp_two_processes(tiny_dir, tmp_path):
 
 
 def test_bad_inputs_are_one_line_errors(tiny_dir, tmp_path):
-    from common.errors import UserError
+    from common.utils.errors import UserError
     with pytest.raises(UserError, match="bone-length file not found"):
         _train(["-t", "length", "-d", "tiny", "--data_dir", str(tiny_dir), "-k", "detections", "-e", "1",
                 "--bone_length_aug", str(tmp_path / "nope.npz"), "--device", "cpu"])

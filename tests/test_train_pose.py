@@ -8,10 +8,10 @@ import torch
 
 import bone_adjust
 import train
-from common.checkpoint import load_checkpoint, save_checkpoint
-from common.errors import UserError
-from common.fileio import save_npz
-from common.train_pose import bn_momentum
+from common.utils.checkpoint import load_checkpoint, save_checkpoint
+from common.utils.errors import UserError
+from common.utils.fileio import save_npz
+from common.train.train_pose import bn_momentum
 from dataset_files import write_dataset
 
 torch.set_num_threads(1)
@@ -102,7 +102,7 @@ def test_stored_architecture_wins_also_for_published_layouts(data_dir, tmp_path,
 def _frozen_batchnorm_lifters(monkeypatch):
     """Make train.py -t pose build lifters whose BatchNorm layers stay in eval mode (fixed statistics), the
     setting in which a micro-batched step must equal the full-batch step."""
-    from common import train_pose
+    from common.train import train_pose
 
     real = train_pose.build_lifter
 
@@ -178,7 +178,7 @@ def test_torchrun_two_processes_resume_exactly(data_dir, tmp_path):
 
 def test_final_bin_is_current_after_every_epoch(data_dir, tmp_path, monkeypatch):
     """A run killed after epoch n leaves final.bin at epoch n (like the length and mix trainers)."""
-    from common import train_pose
+    from common.train import train_pose
 
     seen = []
     real = train_pose.save_epoch_checkpoints

@@ -1,4 +1,4 @@
-"""common.training: the validation split, seeding, random-state layout, lr decay, resume and history files."""
+"""common.train.training: the validation split, seeding, random-state layout, lr decay, resume and history files."""
 from __future__ import annotations
 
 import io
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from common.distributed import DistContext
-from common.errors import UserError
-from common.generators import ChunkedGenerator
-from common.training import (decay_learning_rate, gather_rng_states, is_improvement, restore_rng_states,
+from common.utils.distributed import DistContext
+from common.utils.errors import UserError
+from common.datasets.generators import ChunkedGenerator
+from common.train.training import (decay_learning_rate, gather_rng_states, is_improvement, restore_rng_states,
                              resume_training, save_history, seed_all, split_validation)
 
 CTX = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))

@@ -1,14 +1,14 @@
 """Random phone-like virtual cameras: intrinsics, look-at geometry, whole body in front and inside the frame,
-agreement with common.camera's projection, determinism, and train.py --cameras virtual."""
+agreement with common.core.camera's projection, determinism, and train.py --cameras virtual."""
 import numpy as np
 import pytest
 import torch
 
 import train
-from common.bones import recompose
-from common.camera import project_to_2d
-from common.errors import UserError
-from common.virtual_cameras import (VirtualCameraConfig, focal_length_px, frame_margin, look_at_rotation,
+from common.core.bones import recompose
+from common.core.camera import project_to_2d
+from common.utils.errors import UserError
+from common.datasets.virtual_cameras import (VirtualCameraConfig, focal_length_px, frame_margin, look_at_rotation,
                                     place_cameras, segment_starts, virtual_views)
 from test_mix import _flags as _mix_flags
 from test_mix import mix_setup  # noqa: F401  (fixture)
@@ -114,7 +114,7 @@ def test_virtual_views_match_the_camera_model_and_are_seeded():
     for v in views:
         absolute = v.poses_3d.copy()
         absolute[:, 1:] += absolute[:, :1]
-        # the stored quaternion/centre reproduce the camera-frame 3D, and common.camera's projection the 2D
+        # the stored quaternion/centre reproduce the camera-frame 3D, and common.core.camera's projection the 2D
         start = {0: 0, 1: 50, 2: 70}[v.camera_index // 3]
         np.testing.assert_allclose(v.camera.world_to_camera(motion[start:start + 50]), absolute, atol=1e-4)
         np.testing.assert_allclose(project_to_2d(absolute, v.camera.intrinsic), v.poses_2d, atol=1e-4)

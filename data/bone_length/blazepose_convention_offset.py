@@ -7,12 +7,12 @@ keypoint regressor. BlazePose places some landmarks elsewhere: triangulated from
 views, every person measured so far has shins about 6 % shorter and forearms about 7 % longer, relative to the
 other limbs, than the Anny mean (more than 1.5 population standard deviations each, on both people). This script
 measures that offset, per limb, in centred log lengths (the prior's units), and writes it to
-``common/resources/limb_prior.json`` (``convention_offset_log``, read by ``common.length_sources.load_limb_prior``).
+``common/resources/limb_prior.json`` (``convention_offset_log``, read by ``common.inference.length_sources.load_limb_prior``).
 
-Data: the two Pose2Sim demos (BSD-3-Clause, ``pose2sim==0.10.49`` wheel; ``common.multiview.fetch_pose2sim_demo``):
+Data: the two Pose2Sim demos (BSD-3-Clause, ``pose2sim==0.10.49`` wheel; ``common.inference.multiview.fetch_pose2sim_demo``):
 the single-person one (a man) and the two-person one (the same man and a woman, the same 4 cameras). Each
 sequence of :data:`SEQUENCES` follows one person per view with ``inference.py``'s tracker (the ``--person``
-policy given per view), triangulates the views (``common.multiview.triangulate_tracks``) and keeps the frames
+policy given per view), triangulates the views (``common.inference.multiview.triangulate_tracks``) and keeps the frames
 whose median reprojection error is at most :data:`MAX_REPROJECTION_PX` (a view's tracker that moved to another
 person fails that test). Offset = mean over people (each person's sequences averaged first) of the triangulated
 centred log limb lengths minus the Anny mean.
@@ -20,7 +20,7 @@ centred log limb lengths minus the Anny mean.
 It also prints what the offset does, per sequence and view, BlazePose's fused 3D (``--lifter mediapipe``) with
 lengths ``self``, ``prior`` with the Anny mean alone, with the offset measured on the *other* person only (a
 leave-one-person-out test: the figures that say whether it carries to a new body), and with the offset of all
-(``common.multiview.limb_scores``; same-pass raw world landmarks beside them).
+(``common.inference.multiview.limb_scores``; same-pass raw world landmarks beside them).
 """
 from __future__ import annotations
 
@@ -31,13 +31,13 @@ from typing import Sequence
 
 import numpy as np
 
-from common.bones import adjust_bone_lengths, bone_lengths
-from common.downloads import cache_dir
-from common.errors import UserError, cli
-from common.fileio import atomic_write
-from common.length_sources import (LIMB_PRIOR_FILE, PRIOR_LIMBS, centred_log_limbs, combine_with_prior,
+from common.core.bones import adjust_bone_lengths, bone_lengths
+from common.utils.downloads import cache_dir
+from common.utils.errors import UserError, cli
+from common.utils.fileio import atomic_write
+from common.inference.length_sources import (LIMB_PRIOR_FILE, PRIOR_LIMBS, centred_log_limbs, combine_with_prior,
                                    median_lengths)
-from common.multiview import fetch_pose2sim_demo, full_length, limb_scores, read_qca, triangulate_tracks
+from common.inference.multiview import fetch_pose2sim_demo, full_length, limb_scores, read_qca, triangulate_tracks
 
 # (Pose2Sim demo, person, --person policy of cam01..cam04, frames used): in the two-person demo cam01's tracker
 # leaves the man for the woman after about 50 frames, so his sequence is the first 50 frames.
@@ -54,10 +54,10 @@ SCORES = [("p_mpjpe_mm", "P-MPJPE (mm)"), ("proportions_off_pct", "proportions o
 def followed_sequence(demo: str, policies: Sequence[str], frames: int):
     """The tracks of one person in the 4 views and their triangulation: (cameras, tracks, world (frames, 17, 3)
     metres with NaN on frames that do not triangulate consistently)."""
-    from common.inference_pipeline import InferenceConfig
-    from common.keypoints_2d import extract_track
-    from common.timing import StageTimer
-    from common.video import VideoReader
+    from common.inference.inference_pipeline import InferenceConfig
+    from common.inference.keypoints_2d import extract_track
+    from common.utils.timing import StageTimer
+    from common.vision.video import VideoReader
 
     folder = fetch_pose2sim_demo(cache_dir() / ("pose2sim_demo" if demo == "Demo_SinglePerson" else
                                                 "pose2sim_demo_multiperson"), demo)
@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--prior", default=str(LIMB_PRIOR_FILE), help="limb prior file to update")
     p.add_argument("--dry_run", action="store_true", help="print, do not write")
     args = p.parse_args(argv)
-    from common.lifters.mediapipe import MediaPipeLifter, MediaPipeRawLifter
+    from common.inference.lifters.mediapipe import MediaPipeLifter, MediaPipeRawLifter
 
     content = json.loads(open(args.prior).read())
     anny = np.asarray(content["blazepose"]["mean_centred_log"], np.float64)

@@ -23,13 +23,13 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 
-from common.bones import average_symmetric, bone_lengths
-from common.dataset import TRAIN_SUBJECTS, parse_subjects, resolve_dataset_name
-from common.device import add_device_argument, select_device
-from common.errors import UserError, cli
-from common.fileio import atomic_write, check_array, load_npz, save_npz
-from common.skeleton import BONE_NAMES, H36M_32_TO_17
-from common.validation import ArgumentParser, check_output_dir, number
+from common.core.bones import average_symmetric, bone_lengths
+from common.datasets.dataset import TRAIN_SUBJECTS, parse_subjects, resolve_dataset_name
+from common.utils.device import add_device_argument, select_device
+from common.utils.errors import UserError, cli
+from common.utils.fileio import atomic_write, check_array, load_npz, save_npz
+from common.core.skeleton import BONE_NAMES, H36M_32_TO_17
+from common.utils.validation import ArgumentParser, check_output_dir, number
 
 DATA_DIR = REPO / "data"
 
@@ -112,14 +112,14 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     start = time.time()
     if args.body_model == "anny":
-        from common.body_model import DEFAULT_LOCAL_SCALE, AnnySampler
+        from common.datasets.body_model import DEFAULT_LOCAL_SCALE, AnnySampler
 
         sampler = AnnySampler(args.gender, (args.age_min, args.age_max),
                               DEFAULT_LOCAL_SCALE if args.local_scale is None else args.local_scale,
                               args.seed, device)
         samples = sampler.sample(args.amount)
     else:
-        from common.body_model import sample_smpl
+        from common.datasets.body_model import sample_smpl
 
         samples = sample_smpl(args.amount, args.gender, args.smpl_dir, args.seed)
     elapsed = time.time() - start

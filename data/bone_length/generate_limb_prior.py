@@ -2,12 +2,12 @@
 
     python data/bone_length/generate_limb_prior.py [--amount 4000] [--seed 1]
 
-Samples adult Anny bodies (``common.body_model.AnnySampler``: WHO-calibrated phenotypes plus randomised local
+Samples adult Anny bodies (``common.datasets.body_model.AnnySampler``: WHO-calibrated phenotypes plus randomised local
 length blend shapes), regresses Anny's COCO keypoints (shoulders, elbows, wrists, hips, knees, ankles: anatomical
 landmarks like BlazePose's) on the rest-pose meshes, and writes the mean and standard deviation of the centred
 log lengths of the four limbs (thigh, calf, upper arm, lower arm; left/right averaged) to
 ``common/resources/limb_prior.json`` (read by ``inference.py --lengths prior``), plus the mean length of all 16
-bones of the 17 joints mapped from the COCO keypoints as the detectors map them (:func:`common.detectors.to_h36m`;
+bones of the 17 joints mapped from the COCO keypoints as the detectors map them (:func:`common.vision.detectors.to_h36m`;
 left/right averaged; the prior ``inference.py --live`` starts from). Anny: Apache-2.0 code, CC0 data.
 """
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Sequence
 
 import numpy as np
 
-from common.bones import average_symmetric
-from common.errors import cli
-from common.fileio import atomic_write
-from common.length_sources import LIMB_PRIOR_FILE, PRIOR_LIMBS
+from common.core.bones import average_symmetric
+from common.utils.errors import cli
+from common.utils.fileio import atomic_write
+from common.inference.length_sources import LIMB_PRIOR_FILE, PRIOR_LIMBS
 
 # COCO keypoint names of Anny's regressor, per limb: (parent, child) for the left and the right side.
 COCO_LIMBS = {
@@ -35,18 +35,18 @@ COCO_LIMBS = {
 
 COCO_17 = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
            "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
-           "right_ankle"]  # the COCO order of common.detectors.COCO_PARTS
+           "right_ankle"]  # the COCO order of common.vision.detectors.COCO_PARTS
 
 
 def coco_limb_lengths(amount: int, seed: int, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
     """Anny bodies' (amount, 4) limb lengths in metres (:data:`PRIOR_LIMBS` order, left/right averaged) and
-    (amount, 16) bone lengths of the 17 joints mapped from their COCO keypoints (:func:`common.detectors.to_h36m`)."""
+    (amount, 16) bone lengths of the 17 joints mapped from their COCO keypoints (:func:`common.vision.detectors.to_h36m`)."""
     import anny
     import torch
 
-    from common.body_model import AnnySampler
-    from common.bones import bone_lengths
-    from common.detectors import COCO_PARTS, to_h36m
+    from common.datasets.body_model import AnnySampler
+    from common.core.bones import bone_lengths
+    from common.vision.detectors import COCO_PARTS, to_h36m
 
     sampler = AnnySampler(seed=seed)
     labels = COCO_17

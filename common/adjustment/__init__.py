@@ -1,0 +1,1 @@
+"""Adjustment of a lifter's predictions with bone lengths, and its evaluation tables."""

@@ -1,0 +1,1 @@
+"""The skeleton and its geometry: joints and bones, cameras and projection, metrics."""

@@ -1,0 +1,197 @@
+"""Synthetic training batches for the bone-length model, built entirely as batched tensor operations.
+
+The paper's recipe (SPEC §1.4): take ground-truth 3D motion, split it into unit bone directions, recombine the
+directions of each 512-frame chunk with a sampled bone-length vector, add the root trajectory plus a random
+translation ~ N(0, 0.5 m), project through the sequence's real camera with lens distortion, and regress the
+sampled lengths from the resulting 2D sequence. Left/right flip augmentation mirrors the camera-frame poses,
+the camera (``cx``, ``p1``) and the lengths. Optionally (not in the paper; off by default) detector-like noise
+is added to the projected 2D: per chunk, joint and axis the AR(1) process of :mod:`common.datasets.keypoint_noise` over
+the frames with a stationary std of ``noise_2d_px`` pixels, so that the model also sees jittery keypoints.
+
+Every sequence of the training set is stored once on the device (directions ``(F, 16, 3)``, trajectories
+``(F, 3)``, one intrinsic vector per sequence); a batch is a gather of chunk frame indices followed by one
+recomposition and one projection: no Python loop over samples.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from common.core.bones import average_symmetric, bone_directions, recompose
+from common.core.camera import flip_intrinsic, project_to_2d
+from common.datasets.dataset import Sequence3D
+from common.utils.errors import UserError
+from common.datasets.keypoint_noise import ar1_noise
+from common.core.skeleton import NUM_BONES, NUM_JOINTS, flip_bone_lengths, flip_poses
+
+MIN_DEPTH = 1.0  # metres: the closest a synthetic pelvis trajectory may come to the camera
+
+
+@dataclass
+class SyntheticBatch:
+    """keypoints_2d (B, L, 17, 2) normalised; lengths (B, 16) metres (the regression target);
+    poses_3d (B, L, 17, 3) camera frame metres (absolute, the projected skeletons); intrinsic (B, 9)."""
+
+    keypoints_2d: torch.Tensor
+    lengths: torch.Tensor
+    poses_3d: torch.Tensor
+    intrinsic: torch.Tensor
+
+
+class LengthSampler:
+    """Draws bone-length vectors (B, 16) metres on the device, symmetric pairs equal.
+
+    kind: ``smpl`` (rows of a body-model bank, e.g. ``bone_lengths_anny_neutral_train.npz``), ``random_unif``
+    (every sample: a subject's lengths times U(0.8, 1.2) per bone), ``random_norm_train`` /
+    ``random_norm_all`` (N(mean, std) of the training / all subjects' lengths, per bone).
+    bank: (N, 16) for ``smpl``; subject_lengths: (S, 16) per-subject lengths for the ``random_*`` kinds.
+    """
+
+    UNIFORM_RANGE = (0.8, 1.2)
+
+    def __init__(self, kind: str, device: torch.device, bank: np.ndarray | None = None,
+                 subject_lengths: np.ndarray | None = None) -> None:
+        self.kind = kind
+        if kind == "smpl":
+            if bank is None or bank.ndim != 2 or bank.shape[1] != NUM_BONES or len(bank) == 0:
+                raise UserError("--length_aug_type smpl needs a bone-length bank of shape (N, 16)")
+            self.bank = average_symmetric(torch.as_tensor(bank, dtype=torch.float32, device=device))
+        elif kind in ("random_unif", "random_norm_train", "random_norm_all"):
+            if subject_lengths is None or len(subject_lengths) == 0:
+                raise UserError(f"--length_aug_type {kind} needs the subjects' ground-truth lengths")
+            subj = torch.as_tensor(np.asarray(subject_lengths), dtype=torch.float32, device=device)
+            self.bank = average_symmetric(subj)
+            self.mean = self.bank.mean(dim=0)
+            self.std = self.bank.std(dim=0, unbiased=False) if len(self.bank) > 1 else 0.05 * self.mean
+        else:
+            raise UserError(f"unknown --length_aug_type {kind!r}")
+
+    @property
+    def mean_lengths(self) -> torch.Tensor:
+        """(16,) metres: the mean of the lengths this sampler draws."""
+        return self.bank.mean(dim=0) if self.kind in ("smpl", "random_unif") else self.mean
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        device = self.bank.device
+        if self.kind in ("smpl", "random_unif"):
+            rows = torch.randint(len(self.bank), (n,), generator=generator, device=device)
+            lengths = self.bank[rows]
+            if self.kind == "random_unif":
+                low, high = self.UNIFORM_RANGE
+                lengths = lengths * (low + (high - low) * torch.rand(lengths.shape, generator=generator,
+                                                                      device=device))
+        else:
+            noise = torch.randn((n, NUM_BONES), generator=generator, device=device)
+            lengths = self.mean + noise * self.std
+        return average_symmetric(lengths.clamp_min(0.01))
+
+
+class SyntheticBatchBuilder:
+    """Holds the training motion on the device and turns chunk indices into synthetic 2D batches.
+
+    sequences: camera views with 3D (``poses_3d`` camera frame, joint 0 = pelvis trajectory, other joints
+    root-relative, as :meth:`common.datasets.dataset.PoseDataset.fetch` returns them). Chunks are windows of
+    ``chunk_len`` frames starting every ``segment_shift`` frames (sequences shorter than a chunk are skipped).
+    translation_std: metres, std of the random translation (camera frame); noise_2d_px: stationary std (pixels
+    of each sequence's camera) of the optional AR(1) 2D noise, 0 = clean projections (the paper).
+    """
+
+    def __init__(self, sequences: Sequence[Sequence3D], chunk_len: int, segment_shift: int,
+                 device: torch.device, translation_std: float = 0.5, noise_2d_px: float = 0.0) -> None:
+        if chunk_len < 2 or segment_shift < 1:
+            raise UserError("chunk length must be >= 2 and segment shift >= 1")
+        if translation_std < 0 or noise_2d_px < 0:
+            raise UserError("the translation std and the 2D noise must be >= 0")
+        directions, trajectories, intrinsics, starts, seq_of_chunk = [], [], [], [], []
+        pixel_scale = []
+        offset = 0
+        for index, view in enumerate(sequences):
+            if view.poses_3d is None:
+                raise UserError(f"{view.subject}/{view.action}: synthetic batches need 3D ground truth")
+            poses = np.asarray(view.poses_3d, dtype=np.float32)
+            rel = poses.copy()
+            rel[:, 0] = 0.0
+            directions.append(bone_directions(rel))
+            trajectories.append(poses[:, 0])
+            intrinsics.append(np.asarray(view.camera.intrinsic, dtype=np.float32))
+            pixel_scale.append(2.0 / view.camera.res_w)  # one pixel in normalised screen units
+            n_frames = len(poses)
+            if n_frames >= chunk_len:
+                chunk_starts = np.arange(0, n_frames - chunk_len + 1, segment_shift)
+                starts.append(chunk_starts + offset)
+                seq_of_chunk.append(np.full(len(chunk_starts), index))
+            offset += n_frames
+        if not starts:
+            raise UserError(f"no training sequence is at least {chunk_len} frames long; lower -l/--chunk_len")
+        self.device = device
+        self.chunk_len = chunk_len
+        self.translation_std = translation_std
+        self.directions = torch.as_tensor(np.concatenate(directions), device=device)
+        self.trajectories = torch.as_tensor(np.concatenate(trajectories), device=device)
+        self.intrinsics = torch.as_tensor(np.stack(intrinsics), device=device)
+        self.chunk_starts = torch.as_tensor(np.concatenate(starts), dtype=torch.long, device=device)
+        self.chunk_sequence = torch.as_tensor(np.concatenate(seq_of_chunk), dtype=torch.long, device=device)
+        self._frame_offsets = torch.arange(chunk_len, device=device)
+        self.noise_2d_px = noise_2d_px
+        self.pixel_scale = torch.as_tensor(pixel_scale, dtype=torch.float32, device=device)
+
+    @property
+    def num_chunks(self) -> int:
+        return len(self.chunk_starts)
+
+    def build(self, chunk_ids: torch.Tensor, lengths: torch.Tensor, flip: torch.Tensor,
+              translation: torch.Tensor) -> SyntheticBatch:
+        """chunk_ids (B,) long; lengths (B, 16) metres; flip (B,) bool; translation (B, 3) metres, camera frame.
+
+        The translation's depth component is raised where needed so that the pelvis stays at least
+        :data:`MIN_DEPTH` in front of the camera over the whole chunk.
+        """
+        frames = self.chunk_starts[chunk_ids][:, None] + self._frame_offsets  # (B, L)
+        trajectory = self.trajectories[frames]  # (B, L, 3)
+        depth_floor = MIN_DEPTH - trajectory[..., 2].amin(dim=1)  # (B,)
+        translation = translation.clone()
+        translation[:, 2] = torch.maximum(translation[:, 2], depth_floor)
+        poses = recompose(self.directions[frames], lengths[:, None, :])  # (B, L, 17, 3) root-relative
+        poses = poses + (trajectory + translation[:, None, :])[:, :, None, :]
+        intrinsic = self.intrinsics[self.chunk_sequence[chunk_ids]]
+        flip_mask = flip[:, None, None, None]
+        poses = torch.where(flip_mask, flip_poses(poses), poses)
+        intrinsic = torch.where(flip[:, None], flip_intrinsic(intrinsic), intrinsic)
+        lengths = torch.where(flip[:, None], flip_bone_lengths(lengths), lengths)
+        keypoints = project_to_2d(poses, intrinsic[:, None, :])
+        return SyntheticBatch(keypoints, lengths, poses, intrinsic)
+
+    def noise(self, chunk_ids: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(B, L, 17, 2) detector-like AR(1) 2D noise (:func:`common.datasets.keypoint_noise.ar1_noise`) in normalised
+        units, std ``noise_2d_px`` pixels of each chunk's camera."""
+        white = torch.randn((len(chunk_ids), self.chunk_len, NUM_JOINTS, 2),
+                            generator=generator, device=self.device)
+        scale = self.noise_2d_px * self.pixel_scale[self.chunk_sequence[chunk_ids]]
+        return ar1_noise(white) * scale[:, None, None, None]
+
+    def sample(self, chunk_ids: torch.Tensor, flip: torch.Tensor, sampler: LengthSampler,
+               generator: torch.Generator) -> SyntheticBatch:
+        """Draw lengths and translations (and the optional 2D noise) for the given chunks and build the batch
+        (all on the device)."""
+        n = len(chunk_ids)
+        lengths = sampler.sample(n, generator)
+        translation = torch.randn((n, 3), generator=generator, device=self.device) * self.translation_std
+        batch = self.build(chunk_ids, lengths, flip, translation)
+        if self.noise_2d_px > 0:
+            batch.keypoints_2d = batch.keypoints_2d + self.noise(chunk_ids, generator)
+        return batch
+
+
+def epoch_order(num_chunks: int, augment: bool, generator: torch.Generator,
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A shuffled epoch: every chunk once (and once flipped when ``augment``). Returns (chunk_ids, flip)."""
+    ids = torch.arange(num_chunks, device=device)
+    flips = torch.zeros(num_chunks, dtype=torch.bool, device=device)
+    if augment:
+        ids = torch.cat([ids, ids])
+        flips = torch.cat([flips, ~flips])
+    order = torch.randperm(len(ids), generator=generator, device=device)
+    return ids[order], flips[order]

@@ -1,0 +1,1 @@
+"""What users take away: export formats (npz, JSON lines, CSV, BVH), rendered video and plots."""

@@ -1,0 +1,158 @@
+"""Per-frame tables of 17-joint 3D poses: CSV (one row per frame) and JSON lines (one object per frame).
+
+CSV: ``#`` comment lines first (what the numbers are: units, coordinate frame, frame rate, bone lengths),
+then a header row ``frame,pelvis_x,pelvis_y,pelvis_z,r_hip_x,...,r_wrist_z`` (joints in
+:data:`common.core.skeleton.JOINT_NAMES` order) and one row per frame: the video frame index, then the 51
+coordinates in metres. ``pandas.read_csv(path, comment="#")`` or ``numpy.loadtxt(path, delimiter=",",
+skiprows=...)`` read it.
+
+JSON lines: the first line is ``{"header": {...}}`` (joint and bone names, units, coordinate frame, fps);
+every following line is one frame: ``{"frame": int, "time_s": float, "joints": [[x, y, z] x 17] | null,
+"lengths": [16 floats]}`` (``joints`` is null on a frame without the person); extra keys may follow
+(``detected``, ``latency_ms`` in live mode). Metres, rounded to 0.01 mm.
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from common.utils.errors import UserError
+from common.utils.fileio import atomic_write, check_array
+from common.core.skeleton import BONE_NAMES, JOINT_NAMES, NUM_BONES, NUM_JOINTS
+
+DECIMALS = 5  # metres -> 0.01 mm
+CSV_COLUMNS = ["frame"] + [f"{joint}_{axis}" for joint in JOINT_NAMES for axis in "xyz"]
+
+
+def csv_text(poses: np.ndarray, frames: np.ndarray, frame_description: str, fps: float,
+             lengths: np.ndarray | None = None) -> str:
+    """CSV content for poses (T, 17, 3) metres at video frame indices ``frames`` (T,).
+
+    frame_description: the coordinate frame, written in a comment line; lengths: (16,) metres (constant)
+    or None, written in a comment line.
+    """
+    poses = check_array("poses", poses, (None, NUM_JOINTS, 3), finite=False)
+    frames = np.asarray(frames, dtype=np.int64)
+    if frames.shape != (len(poses),):
+        raise ValueError(f"expected {len(poses)} frame indices, got shape {frames.shape}")
+    comments = ["BLAPose 3D poses, one row per video frame: frame index, then <joint>_<axis> in metres",
+                f"coordinate frame: {frame_description}", f"fps: {fps:g}"]
+    if lengths is not None and np.ndim(lengths) == 1:
+        comments.append("bone lengths (m): " + " ".join(f"{n}={v:.{DECIMALS}f}" for n, v in zip(BONE_NAMES, lengths)))
+    out = io.StringIO()
+    out.write("".join(f"# {line}\n" for line in comments))
+    out.write(",".join(CSV_COLUMNS) + "\n")
+    table = np.concatenate([frames[:, None].astype(np.float64), poses.reshape(len(poses), -1)], axis=1)
+    np.savetxt(out, table, fmt=["%d"] + [f"%.{DECIMALS}f"] * (3 * NUM_JOINTS), delimiter=",")
+    return out.getvalue()
+
+
+def write_csv(path: str | Path, poses: np.ndarray, frames: np.ndarray, frame_description: str, fps: float,
+              lengths: np.ndarray | None = None) -> Path:
+    """Atomically write :func:`csv_text` to ``path``."""
+    text = csv_text(poses, frames, frame_description, fps, lengths)
+    atomic_write(path, lambda fh: fh.write(text.encode()))
+    return Path(path)
+
+
+def jsonl_header(frame_description: str, fps: float, **extra: Any) -> dict:
+    """The first line of a JSON-lines file: names, units and the coordinate frame (plus ``extra`` keys)."""
+    return {"header": {"joint_names": JOINT_NAMES, "bone_names": BONE_NAMES, "units": "metres",
+                       "frame": frame_description, "fps": fps, **extra}}
+
+
+def jsonl_record(frame: int, time_s: float, joints: np.ndarray | None, lengths: np.ndarray | None,
+                 **extra: Any) -> dict:
+    """One frame's JSON object: joints (17, 3) metres or None, lengths (16,) metres or None (not known yet),
+    rounded to 0.01 mm."""
+    return {"frame": int(frame), "time_s": round(float(time_s), 6),
+            "joints": None if joints is None else np.round(np.asarray(joints, np.float64), DECIMALS).tolist(),
+            "lengths": None if lengths is None else np.round(np.asarray(lengths, np.float64), DECIMALS).tolist(),
+            **extra}
+
+
+class JsonLinesWriter:
+    """Stream JSON lines to an open text stream (e.g. stdout) or to a file written atomically on close."""
+
+    def __init__(self, target: str | Path | IO[str]):
+        self._path = None if hasattr(target, "write") else Path(target)
+        self._stream: IO[str] = io.StringIO() if self._path is not None else target  # type: ignore[assignment]
+
+    def write(self, obj: dict) -> None:
+        self._stream.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        if self._path is None:
+            self._stream.flush()
+
+    def close(self) -> None:
+        if self._path is not None:
+            text = self._stream.getvalue()
+            atomic_write(self._path, lambda fh: fh.write(text.encode()))
+
+    def __enter__(self) -> "JsonLinesWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_jsonl(path: str | Path, poses: np.ndarray, frames: np.ndarray, fps: float, lengths: np.ndarray,
+                frame_description: str) -> Path:
+    """Atomically write a JSON-lines file: header + one line per frame. poses (T, 17, 3) metres, frames (T,)
+    video frame indices (time = frame / fps), lengths (16,) constant or (T, 16) per frame, metres."""
+    poses = check_array("poses", poses, (None, NUM_JOINTS, 3), finite=False)
+    lengths = np.broadcast_to(np.asarray(lengths, np.float64), (len(poses), NUM_BONES))
+    with JsonLinesWriter(path) as writer:
+        writer.write(jsonl_header(frame_description, fps))
+        for frame, pose, length in zip(np.asarray(frames), poses, lengths):
+            writer.write(jsonl_record(frame, frame / fps, pose, length))
+    return Path(path)
+
+
+EXPORT_FORMATS = ("bvh", "csv", "jsonl")
+
+
+def parse_export_formats(text: str | None) -> tuple[str, ...]:
+    """``--export bvh,csv,jsonl`` -> a tuple of known format names (empty for None/'')."""
+    formats = tuple(f.strip().lower() for f in (text or "").split(",") if f.strip())
+    unknown = sorted(set(formats) - set(EXPORT_FORMATS))
+    if unknown:
+        raise UserError(f"--export: unknown format(s) {unknown}; use a comma-separated subset of {EXPORT_FORMATS}")
+    return formats
+
+
+def write_pose_formats(formats: tuple[str, ...], stem: str | Path, poses: np.ndarray, lengths: np.ndarray,
+                       frames: np.ndarray, fps: float, frame_description: str) -> dict[str, Path]:
+    """Write ``<stem>.bvh``/``.csv``/``.jsonl`` for the requested formats.
+
+    poses: (T, 17, 3) metres, z-up (the BVH needs z up; CSV/JSON lines state ``frame_description``);
+    lengths: (16,) or per-frame (T, 16) metres (the BVH takes the last row: a BVH skeleton has one set of
+    offsets; and its absolute values, the lengths an adjusted pose has when a model predicted a negative one);
+    frames: (T,) video frame indices; fps: frames per second of the video.
+    """
+    from common.output.bvh import write_bvh
+
+    stem = Path(stem)
+    lengths = np.asarray(lengths, np.float64)
+    files = {}
+    if "bvh" in formats:
+        files["bvh"] = write_bvh(stem.with_name(stem.name + ".bvh"), poses, np.abs(lengths.reshape(-1, NUM_BONES)[-1]),
+                                 fps)
+    if "csv" in formats:
+        files["csv"] = write_csv(stem.with_name(stem.name + ".csv"), poses, frames, frame_description, fps,
+                                 lengths if lengths.ndim == 1 else None)
+    if "jsonl" in formats:
+        files["jsonl"] = write_jsonl(stem.with_name(stem.name + ".jsonl"), poses, frames, fps, lengths,
+                                     frame_description)
+    return files
+
+
+def read_jsonl(path: str | Path) -> tuple[dict, list[dict]]:
+    """Read a JSON-lines pose file back: (header dict, list of frame dicts)."""
+    lines = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    if not lines or "header" not in lines[0]:
+        raise ValueError(f"{path}: the first line is not a header object")
+    return lines[0]["header"], lines[1:]

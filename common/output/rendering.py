@@ -1,0 +1,64 @@
+"""The output video of ``inference.py``: video frame + 2D keypoints beside the 3D skeleton before and after
+adjustment, streamed one frame at a time (see :mod:`common.output.visualization` for the panels), plus PNGs of its
+first, middle and last frames."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from common.core.bones import bone_lengths
+from common.utils.errors import UserError
+from common.utils.timing import StageTimer
+from common.vision.tracking import Track2D
+from common.vision.video import VideoReader, VideoWriter
+from common.output.visualization import FrameRenderer
+
+
+def render(output: str | Path, stem: str, reader: VideoReader | None, track: Track2D, before: np.ndarray,
+           after: np.ndarray, fps: float, timer: StageTimer, gif: bool = False, panel_height: int = 480,
+           progress: bool = True) -> tuple[dict[str, Path], int]:
+    """Stream the output video (MP4 or GIF) and save its first, middle and last frames as PNGs.
+
+    before/after: (T, 17, 3) metres, world-like frame, for the track's frames; frames of the video outside the
+    track show "no person". Returns ({name: path}, number of frames rendered)."""
+    import cv2
+
+    out = Path(output)
+    width = reader.info.width if reader is not None else track.width
+    height = reader.info.height if reader is not None else track.height
+    renderer = FrameRenderer(width, height, panel_height)
+    video_path = out / f"{stem}_blapose.{'gif' if gif else 'mp4'}"
+    total = reader.info.frame_count if reader is not None else len(track) + track.start
+    picks = {0: "first", max(total - 1, 0) // 2: "middle"}
+    files = {"video": video_path}
+    before_len, after_len = bone_lengths(before), bone_lengths(after)
+    interpolated = {track.start + t for a, b in track.gaps for t in range(a, b + 1)}
+    frames = timer.timed("decode", reader) if reader is not None else iter([None] * total)
+    composed, index = None, -1
+    with VideoWriter(video_path, renderer.width, renderer.height, fps) as writer:
+        for index, frame in enumerate(tqdm(frames, total=total or None, desc="render", disable=not progress)):
+            with timer.measure("render", 1):
+                t = index - track.start
+                inside = 0 <= t < len(track)
+                status = ("2D interpolated" if index in interpolated else "2D detected") if inside else "no person"
+                video_lines = [f"frame {index}  {status}"]
+                lines_b, lines_a = [], []
+                if inside:
+                    for name, lens, lines in (("before", before_len[t], lines_b), ("after", after_len[t], lines_a)):
+                        lines.append(f"thigh L/R {lens[4] * 1000:.0f}/{lens[1] * 1000:.0f} mm")
+                        lines.append(f"upper arm L/R {lens[11] * 1000:.0f}/{lens[14] * 1000:.0f} mm")
+                composed = renderer.render(frame, track.positions[t] if inside else None,
+                                           track.confidence[t] if inside else None,
+                                           before[t] if inside else None, after[t] if inside else None,
+                                           video_lines, lines_b, lines_a)
+                writer.write(composed)
+                if index in picks:
+                    files[f"png_{picks[index]}"] = out / f"{stem}_frame_{picks[index]}.png"
+                    cv2.imwrite(str(files[f"png_{picks[index]}"]), composed[..., ::-1])
+    if composed is None:
+        raise UserError("no frame to render")
+    files["png_last"] = out / f"{stem}_frame_last.png"
+    cv2.imwrite(str(files["png_last"]), composed[..., ::-1])
+    return files, index + 1

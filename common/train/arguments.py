@@ -1,0 +1,186 @@
+"""Command-line flags of ``train.py`` (VideoPose3D's names plus BLAPose's), shared by the three tasks.
+
+The defaults are the paper's full schedules; the README's demo job passes short ones explicitly. Flags whose
+right value depends on the task default to ``None`` in the parser and are resolved by :func:`parse_args` from
+:data:`TASK_DEFAULTS`: ``-t length`` and ``-t mix`` take the BLAPose authors' values (their ``train.py``),
+``-t pose`` keeps VideoPose3D's.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from common.train.accumulation import DEFAULT_MEMORY_BUDGET_GB, PRECISIONS
+from common.datasets.dataset import resolve_dataset_name
+from common.utils.device import add_device_argument
+from common.utils.errors import UserError
+from common.utils.validation import ArgumentParser, check_output_dir, number
+
+
+# Per-task defaults of the flags whose parser default is None (README "Training recipe" table).
+TASK_DEFAULTS: dict[str, dict[str, object]] = {
+    "length": {"learning_rate": 1e-4, "seed": 5731, "architecture": [3, 3, 3, 3], "checkpoint_frequency": 40,
+               "num_layers": 1},
+    "mix": {"learning_rate": 1e-4, "seed": 5731, "architecture": [3, 3, 3, 3], "checkpoint_frequency": 40},
+    "pose": {"learning_rate": 1e-3, "seed": 1234, "architecture": [3, 3, 3], "checkpoint_frequency": 10},
+}
+
+
+def _filter_widths(text: str) -> list[int]:
+    try:
+        widths = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"-arc expects comma-separated odd integers, got {text!r}") from None
+    if not widths or any(w < 1 or w % 2 == 0 for w in widths):
+        raise argparse.ArgumentTypeError(f"-arc filter widths must be odd positive integers, got {text!r}")
+    return widths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(
+        prog="train.py",
+        description="Train/evaluate the BLAPose bone-length model (-t length), a VideoPose3D lifter (-t pose) "
+                    "or the fine-tuned mix model (-t mix).")
+    p.add_argument("-t", "--train_type", choices=["length", "pose", "mix"], default="length",
+                   help="what to train or evaluate")
+
+    g = p.add_argument_group("data")
+    g.add_argument("-d", "--dataset", default="auto",
+                   help="dataset name: data/data_3d_<dataset>.npz; auto = h36m when its files exist, else demo")
+    g.add_argument("-k", "--keypoints", default=None,
+                   help="2D keypoints: data/data_2d_<dataset>_<keypoints>.npz (default: cpn_ft_h36m_dbb for h36m, "
+                        "detections for demo)")
+    g.add_argument("--data_dir", default="data", help="folder holding the dataset files")
+    g.add_argument("-str", "--subjects-train", dest="subjects_train", default="S1,S5,S6,S7,S8",
+                   help="training subjects, comma-separated")
+    g.add_argument("-ste", "--subjects-test", dest="subjects_test", default="S9,S11",
+                   help="test subjects, comma-separated")
+    g.add_argument("-a", "--actions", default="*", help="action filter, comma-separated prefixes, * for all")
+    g.add_argument("-s", "--stride", type=number(int, ge=1), default=1,
+                   help="chunk size for the pose lifter's training chunks")
+    g.add_argument("--subset", type=number(float, gt=0, le=1), default=1.0, help="fraction of training data to use")
+    g.add_argument("--downsample", type=number(int, ge=1), default=1, help="temporal downsampling of the data")
+    g.add_argument("--cameras", choices=["dataset", "virtual"], default="dataset",
+                   help="-t pose / -t mix training views: the dataset's cameras and 2D keypoints (the paper), or "
+                        "random phone-like virtual cameras filming the training subjects' 3D motion with "
+                        "detector-like 2D noise (common/datasets/virtual_cameras.py; a lifter for videos in the wild)")
+    g.add_argument("--virtual_views", type=number(int, ge=1), default=4,
+                   help="--cameras virtual: random cameras per motion segment")
+    g.add_argument("--virtual_segment", type=number(int, ge=2), default=250,
+                   help="--cameras virtual: frames per segment filmed by one camera")
+    g.add_argument("--extra_motion", action="store_true",
+                   help="--cameras virtual: also train on 91 s of extra real motion (CMU and assimp BVH clips of "
+                        "Debian's assimp-testmodels, fetched once into $BLAPOSE_CACHE; common/datasets/extra_motion.py)")
+
+    g = p.add_argument_group("checkpoints")
+    g.add_argument("-c", "--checkpoint", default="checkpoint", help="folder for checkpoints")
+    g.add_argument("--checkpoint-frequency", dest="checkpoint_frequency", type=number(int, ge=0), default=None,
+                   help="save epoch_<n>.bin every N epochs (default: 40 for -t length/mix as the authors, "
+                        "10 for -t pose as VideoPose3D)")
+    g.add_argument("-r", "--resume", default="", help="checkpoint to resume training from (exactly)")
+    g.add_argument("--evaluate", action="store_true", help="evaluate only (with --mix_model / -r / --ckpt)")
+    g.add_argument("--export-training-curves", dest="export_training_curves", action="store_true",
+                   help="save training curves as PNG in the checkpoint folder")
+    g.add_argument("--no-eval", dest="no_eval", action="store_true", help="skip per-epoch validation")
+    g.add_argument("--export_predictions", default="",
+                   help="folder to write prediction.pkl + action_dict.pkl of the test subjects (third-party layout)")
+
+    g = p.add_argument_group("optimisation")
+    g.add_argument("-e", "--epochs", type=number(int, ge=0), default=60, help="number of training epochs")
+    g.add_argument("-b", "--batch-size", dest="batch_size", type=number(int, ge=1), default=1024, help="batch size")
+    g.add_argument("-drop", "--dropout", type=number(float, ge=0, lt=1), default=0.25, help="dropout probability")
+    g.add_argument("-lr", "--learning-rate", dest="learning_rate", type=number(float, gt=0), default=None,
+                   help="initial learning rate (default: 1e-4 for -t length/mix as the authors, 1e-3 for -t pose "
+                        "as VideoPose3D)")
+    g.add_argument("-lrd", "--lr-decay", dest="lr_decay", type=number(float, gt=0, le=1), default=0.95,
+                   help="lr decay per epoch")
+    g.add_argument("-no-da", "--no-data-augmentation", dest="data_augmentation", action="store_false",
+                   help="disable flip augmentation during training")
+    g.add_argument("-no-tta", "--no-test-time-augmentation", dest="test_time_augmentation", action="store_false",
+                   help="disable flip test-time augmentation")
+    g.add_argument("--seed", type=int, default=None,
+                   help="random seed (default: 5731 for -t length/mix as the authors, 1234 for -t pose)")
+    g.add_argument("--workers", type=number(int, ge=0), default=0,
+                   help="reserved: data is built on the device, no workers")
+    g.add_argument("--micro_batch", default="auto",
+                   help="split each batch into micro-batches of at most N samples and accumulate their gradients "
+                        "(one optimiser step per batch, as the full batch; exact for -t length, per-micro-batch "
+                        "BatchNorm statistics for -t pose/mix); auto: the whole batch when its activations fit "
+                        "--memory_budget, else the fewest micro-batches that fit")
+    g.add_argument("--memory_budget", type=number(float, gt=0), default=DEFAULT_MEMORY_BUDGET_GB,
+                   help="GB of training activations one micro-batch may hold (--micro_batch auto)")
+    g.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="fp32, or bf16 autocast (parameters, optimiser and loss stay fp32); auto: fp32 (see the "
+                        "README's Speed section for why bf16 is not the default)")
+
+    g = p.add_argument_group("lifter (VideoPose3D)")
+    g.add_argument("-arc", "--architecture", type=_filter_widths, default=None,
+                   help="filter widths, e.g. 3,3,3 (27 frames), 3,3,3,3 (81), 3,3,3,3,3 (243); default 3,3,3,3 for "
+                        "-t mix (the authors'), 3,3,3 for -t pose (VideoPose3D's)")
+    g.add_argument("--causal", action="store_true", help="causal convolutions (lifter) / causal GRU evaluation")
+    g.add_argument("-ch", "--channels", type=number(int, ge=1), default=1024,
+                   help="channels of the lifter's convolutions")
+    g.add_argument("--dense", action="store_true", help="dense convolutions instead of dilated")
+    g.add_argument("--disable-optimizations", dest="disable_optimizations", action="store_true",
+                   help="train the lifter with the whole-sequence model instead of the strided one")
+
+    g = p.add_argument_group("bone-length model")
+    g.add_argument("-bi", "--bidirectional", action="store_true", help="bidirectional GRU (Bi-GRU)")
+    g.add_argument("-layer", "--num_layers", type=number(int, ge=1), default=None,
+                   help="GRU layers (default 1 for a new model; checked against a loaded checkpoint if given)")
+    g.add_argument("--hidden", type=number(int, ge=1), default=512,
+                   help="GRU hidden size (512 in the published models)")
+    g.add_argument("-l", "--chunk_len", type=number(int, ge=2), default=512, help="frames per training chunk")
+    g.add_argument("--segment_shift", type=number(int, ge=1), default=64,
+                   help="frames between the starts of consecutive training chunks (default 64, the authors')")
+    g.add_argument("--length_aug_type", choices=["smpl", "random_unif", "random_norm_train", "random_norm_all"],
+                   default="smpl", help="how training bone lengths are sampled")
+    g.add_argument("-bla", "--bone_length_aug", default="",
+                   help="synthetic bone lengths file (key 'data', (N, 16) metres) for --length_aug_type smpl "
+                        "(default: <data_dir>/bone_lengths_smpl_neutral_all.npz if present, else "
+                        "<data_dir>/bone_lengths_anny_neutral_train.npz)")
+    g.add_argument("--length_init", choices=["mean", "default"], default="mean",
+                   help="initial output layer: predictions start at the sampled lengths' mean (mean) or torch's "
+                        "default initialisation (default, the authors' code)")
+    g.add_argument("--select_on", choices=["val", "test"], default="val",
+                   help="choose epoch_best.bin on held-out training sequences (val) or on the test subjects "
+                        "(test, the paper's behaviour)")
+    g.add_argument("--val_fraction", type=number(float, ge=0, lt=1), default=0.1,
+                   help="share of training sequences held out for model selection")
+    g.add_argument("--noise_2d_px", type=number(float, ge=0), default=0.0,
+                   help="std (pixels) of temporally correlated (AR(1)) noise added to the synthetic 2D training "
+                        "keypoints, to match detector jitter (0 = clean projections, the paper)")
+    g.add_argument("--translation_std", type=number(float, ge=0), default=0.5,
+                   help="std (metres) of the random camera-frame translation of synthetic chunks (paper: 0.5)")
+
+    g = p.add_argument_group("mix model (fine-tuning)")
+    g.add_argument("--length_model", default="", help="bone-length model checkpoint (frozen)")
+    g.add_argument("--direction_model", default="", help="lifter checkpoint that initialises the direction branch")
+    g.add_argument("--mix_model", default="", help="mix model checkpoint (resume or evaluate)")
+    g.add_argument("--control", action="store_true",
+                   help="-t mix: also fine-tune the control, the same lifter from the same checkpoint on the same "
+                        "batches, schedule and seed but without the length model (its own poses, same loss); "
+                        "saved as control_final.bin and printed beside the mix model (also by --evaluate)")
+    g.add_argument("--bone_length_list", default="",
+                   help="precomputed lengths per sequence in fetch order (data/lengths_list.npz)")
+
+    add_device_argument(p)
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse and sanity-check ``train.py`` flags (errors are UserErrors or argparse's usage exit)."""
+    args = build_parser().parse_args(argv)
+    args.dataset = resolve_dataset_name(args.dataset, args.data_dir)
+    if not args.evaluate or args.train_type == "mix":  # -t mix --evaluate writes <checkpoint>/result_mix.csv
+        check_output_dir(args.checkpoint, "-c/--checkpoint")
+    if args.export_predictions:
+        check_output_dir(args.export_predictions, "--export_predictions")
+    if args.cameras == "virtual" and args.train_type == "length":
+        raise UserError("--cameras virtual applies to -t pose and -t mix (the length model builds its own batches)")
+    if args.extra_motion and args.cameras != "virtual":
+        raise UserError("--extra_motion needs --cameras virtual (the extra clips have no dataset cameras)")
+    for name, value in TASK_DEFAULTS[args.train_type].items():
+        if getattr(args, name) is None:
+            setattr(args, name, list(value) if isinstance(value, list) else value)
+    return args

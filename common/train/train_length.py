@@ -1,0 +1,290 @@
+"""``train.py -t length``: train the bone-length model on synthetic batches (SPEC §1.4).
+
+Data: training subjects' 3D motion (camera frame) -> :class:`common.datasets.synthetic.SyntheticBatchBuilder`; lengths
+from ``--bone_length_aug`` (``--length_aug_type smpl``) or from the subjects' lengths (``random_*``).
+Validation every epoch (rank 0):
+
+* ``val``: held-out training sequences (``--val_fraction`` of the training (subject, action) pairs, never
+  used to build training chunks), their *real* 2D keypoints (``-k``) against the subject's lengths;
+* ``test``: the test subjects from their real (detector-like) 2D keypoints against their lengths;
+* ``synthetic test``: fixed synthetic-length chunks built from the test subjects' motion.
+
+``epoch_best.bin`` is chosen on ``val`` (or on ``test`` with ``--select_on test``, the paper's behaviour).
+All errors are mean absolute bone-length errors in mm. Under torchrun every rank draws different chunks.
+
+Each batch is split into micro-batches (``--micro_batch``/``--memory_budget``) whose gradients accumulate into
+one optimiser step equal to the full batch's; ``--precision bf16`` runs the forward pass (GRU included) in
+bfloat16. ``length_history.json`` records the cumulative wall time of every epoch (``wall_s``); with
+``--export-training-curves`` ``length_time_to_accuracy.png`` plots the errors against it.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from common.utils import distributed
+from common.train.accumulation import (accumulate_gradients, autocast, length_model_sample_bytes, resolve_micro_batch,
+                                 resolve_precision)
+from common.utils.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint, save_epoch_checkpoints
+from common.datasets.dataset import PoseDataset, Sequence3D, load_dataset
+from common.utils.device import evaluation_mode
+from common.utils.errors import UserError
+from common.utils.validation import check_length_units
+from common.adjustment.evaluation import format_bone_table
+from common.utils.fileio import check_array, existing_file, load_npz
+from common.models.length_model import BoneLengthModel, per_bone_error_mm, predict_sequences
+from common.models.model_loading import load_model
+from common.output.plots import plot_series
+from common.datasets.synthetic import LengthSampler, SyntheticBatchBuilder, epoch_order
+from common.train.training import (current_lr, decay_learning_rate, gather_rng_states, is_improvement, make_optimizer,
+                             prepare_run, resume_training, save_history, split_validation)
+
+SYNTHETIC_TEST_CHUNKS = 128
+DEFAULT_BANKS = ["bone_lengths_smpl_neutral_all.npz", "bone_lengths_anny_neutral_train.npz"]
+
+
+def subject_lengths(dataset: PoseDataset, subjects: list[str]) -> np.ndarray:
+    """(S, 16) metres: each subject's ground-truth lengths (left/right averaged)."""
+    return np.stack([dataset.gt_bone_lengths(s) for s in subjects])
+
+
+def load_length_bank(path: str | Path) -> np.ndarray:
+    """The synthetic bone-length file (key ``data``, (N, 16) metres)."""
+    path = existing_file(path, "bone-length file",
+                         "make it with data/bone_length/generate_bone_length.py, or pass --bone_length_aug")
+    bank = check_array(str(path), load_npz(path, required=["data"])["data"], (None, 16))
+    check_length_units(str(path), bank)
+    return bank
+
+
+def default_length_bank(args: argparse.Namespace) -> Path:
+    """``--bone_length_aug`` or, when not given, the paper's SMPL file if present, else the Anny ``_train`` set."""
+    if args.bone_length_aug:
+        return Path(args.bone_length_aug)
+    for name in DEFAULT_BANKS:
+        if (Path(args.data_dir) / name).is_file():
+            return Path(args.data_dir) / name
+    return Path(args.data_dir) / DEFAULT_BANKS[-1]
+
+
+def make_sampler(args: argparse.Namespace, dataset: PoseDataset, train_subjects: list[str],
+                 device: torch.device) -> LengthSampler:
+    kind = args.length_aug_type
+    if kind == "smpl":
+        return LengthSampler(kind, device, bank=load_length_bank(default_length_bank(args)))
+    subjects = list(dataset.world_3d) if kind == "random_norm_all" else train_subjects
+    return LengthSampler(kind, device, subject_lengths=subject_lengths(dataset, subjects))
+
+
+class LengthEvaluator:
+    """Per-epoch validation errors (mm). Holds the fixed validation inputs; see the module docstring."""
+
+    def __init__(self, dataset: PoseDataset, val_views: list[Sequence3D], test_views: list[Sequence3D],
+                 train_subjects: list[str], sampler: LengthSampler, args: argparse.Namespace,
+                 device: torch.device) -> None:
+        self.val_views, self.test_views = val_views, test_views
+        self.val_targets = (subject_lengths(dataset, [v.subject for v in val_views]) if val_views
+                            else np.zeros((0, 16)))
+        test_3d = [v for v in test_views if v.poses_3d is not None]
+        self.test_targets = subject_lengths(dataset, [v.subject for v in test_views]) if test_3d else None
+        self.baseline = subject_lengths(dataset, train_subjects).mean(axis=0)
+        self.synthetic = None
+        if test_3d:
+            chunk_len = min(args.chunk_len, min(len(v.poses_3d) for v in test_3d))
+            builder = SyntheticBatchBuilder(test_3d, chunk_len, chunk_len, device)
+            gen = torch.Generator(device=device).manual_seed(args.seed + 7919)
+            n = min(SYNTHETIC_TEST_CHUNKS, builder.num_chunks)
+            ids = torch.randperm(builder.num_chunks, generator=gen, device=device)[:n]
+            flips = torch.zeros(n, dtype=torch.bool, device=device)
+            self.synthetic = builder.sample(ids, flips, sampler, gen)
+
+    def _errors(self, model: BoneLengthModel, views: list[Sequence3D], targets: np.ndarray) -> np.ndarray:
+        preds = predict_sequences(model, [v.poses_2d for v in views])
+        final = np.stack([p if p.ndim == 1 else p[-1] for p in preds])
+        return per_bone_error_mm(final, targets)
+
+    def test_per_bone(self, model: BoneLengthModel) -> np.ndarray | None:
+        return None if self.test_targets is None else self._errors(model, self.test_views, self.test_targets)
+
+    def baseline_per_bone(self) -> np.ndarray | None:
+        if self.test_targets is None:
+            return None
+        return per_bone_error_mm(np.broadcast_to(self.baseline, self.test_targets.shape), self.test_targets)
+
+    @torch.no_grad()
+    def evaluate(self, model: BoneLengthModel) -> dict[str, float]:
+        out = {"val": math.nan, "test": math.nan, "synthetic_test": math.nan}
+        if self.val_views:
+            out["val"] = float(self._errors(model, self.val_views, self.val_targets).mean())
+        test = self.test_per_bone(model)
+        if test is not None:
+            out["test"] = float(test.mean())
+        if self.synthetic is not None:
+            with evaluation_mode(model):
+                pred = torch.cat([model(x) for x in self.synthetic.keypoints_2d.split(32)])
+            if pred.ndim == 3:
+                pred = pred[:, -1]
+            out["synthetic_test"] = float((pred - self.synthetic.lengths).abs().mean().item() * 1000.0)
+        return out
+
+
+def _print_final_report(evaluator: LengthEvaluator, model: BoneLengthModel, label: str,
+                        subjects: list[str], keypoints: str) -> None:
+    test = evaluator.test_per_bone(model)
+    if test is None:
+        return
+    baseline = evaluator.baseline_per_bone()
+    print(f"Bone-length error on {','.join(subjects)} from '{keypoints}' 2D keypoints (mm, per bone):")
+    print(format_bone_table({label: test, "training-mean baseline": baseline}))
+    print(f"SUMMARY length model ({label}) {test.mean():.1f} mm vs always-predict-training-mean "
+          f"{baseline.mean():.1f} mm")
+
+
+def length_loss(model: torch.nn.Module, keypoints_2d: torch.Tensor, lengths: torch.Tensor,
+                precision: str = "fp32") -> torch.Tensor:
+    """Mean absolute bone-length error (metres, float32 scalar) of ``model`` on normalised 2D chunks
+    ``(B, L, 17, 2)`` against ``lengths`` ``(B, 16)`` metres; a causal model is scored at every frame. The
+    forward pass runs under :func:`common.train.accumulation.autocast` for ``precision``; the loss in float32."""
+    with autocast(precision, keypoints_2d.device):
+        pred = model(keypoints_2d)
+    target = lengths if pred.ndim == 2 else lengths[:, None, :]
+    return (pred.float() - target).abs().mean()
+
+
+def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
+    """Train (or with ``--evaluate`` evaluate) the bone-length model in this process (``train.py`` runs it
+    through :func:`common.utils.distributed.launch`); rank 0 evaluates, prints and writes files."""
+    device = ctx.device
+    train_subjects, test_subjects, actions = prepare_run(args, ctx)
+
+    dataset = load_dataset(args.data_dir, args.dataset, args.keypoints, need_3d=True,
+                           subjects=sorted(set(train_subjects + test_subjects)))
+    test_views = dataset.fetch(test_subjects, actions) if test_subjects else []
+    sampler = make_sampler(args, dataset, train_subjects, device)
+    checkpoint_dir = Path(args.checkpoint)
+
+    if args.evaluate:
+        source = args.length_model or args.resume
+        if not source:
+            raise UserError("-t length --evaluate needs --length_model <checkpoint> (or -r)")
+        loaded = load_model(source, ("length",), bidirectional=args.bidirectional, num_layers=args.num_layers,
+                            search=(checkpoint_dir,), device=device)
+        model, path = loaded.model, loaded.path
+        evaluator = LengthEvaluator(dataset, [], test_views, train_subjects, sampler, args, device)
+        if ctx.is_main:
+            _print_final_report(evaluator, model, path.name, test_subjects, dataset.keypoints)
+        return
+
+    train_views = dataset.fetch(train_subjects, actions, require_3d=True)
+    fit_views, val_views = split_validation(train_views, args.val_fraction, args.seed)
+    if args.select_on == "val" and not val_views and not args.no_eval:
+        raise UserError("--select_on val needs --val_fraction > 0 (held-out training sequences)")
+    builder = SyntheticBatchBuilder(fit_views, args.chunk_len, args.segment_shift, device,
+                                    translation_std=args.translation_std, noise_2d_px=args.noise_2d_px)
+
+    model = BoneLengthModel(hidden_size=args.hidden, num_layers=args.num_layers or 1, dropout=args.dropout,
+                            bidirectional=args.bidirectional).to(device)
+    if args.length_init == "mean":
+        model.initialise_output(sampler.mean_lengths)
+    optimizer = make_optimizer(model.parameters(), args.learning_rate)
+    order_gen = torch.Generator(device=device).manual_seed(args.seed)  # same on every rank
+    sample_gen = torch.Generator(device=device).manual_seed(args.seed * 1000 + 1 + ctx.rank)
+    history: dict[str, list[float]] = {"train": [], "val": [], "test": [], "synthetic_test": [], "wall_s": []}
+    epoch, best = 0, math.inf
+
+    streams = {"order": order_gen, "sample": sample_gen}
+    if args.resume:
+        path = resolve_checkpoint(args.resume, checkpoint_dir)
+        ckpt = load_checkpoint(path, device, kind="length")
+        load_weights(model, model_state(ckpt, source=str(path)), str(path))
+        epoch, history, best = resume_training(ckpt, str(path), optimizer, streams, ctx, history)
+
+    train_model = distributed.wrap_model(model, ctx)
+    evaluator = None
+    if ctx.is_main and not args.no_eval:
+        evaluator = LengthEvaluator(dataset, val_views, test_views, train_subjects, sampler, args, device)
+    per_rank_batch = max(1, args.batch_size // ctx.world_size)
+    precision = resolve_precision(args.precision, device)
+    micro_batch = resolve_micro_batch(
+        args.micro_batch, per_rank_batch,
+        length_model_sample_bytes(args.hidden, args.num_layers or 1, args.bidirectional, args.chunk_len,
+                                  precision=precision), args.memory_budget)
+    if ctx.is_main:
+        print(f"INFO: {builder.num_chunks} training chunks of {args.chunk_len} frames from {len(fit_views)} "
+              f"sequences ({len(val_views)} held out for validation), {ctx.world_size} process(es), "
+              f"batch {per_rank_batch} per process in micro-batches of {micro_batch}, {precision}, "
+              f"lengths: {args.length_aug_type}")
+        if evaluator is not None and evaluator.test_targets is not None:
+            print(f"INFO: always-predict-training-mean baseline on {','.join(test_subjects)}: "
+                  f"{evaluator.baseline_per_bone().mean():.1f} mm")
+
+    history.setdefault("wall_s", [])
+    elapsed_before = history["wall_s"][-1] if history["wall_s"] else 0.0
+    run_start = time.time()
+    while epoch < args.epochs:
+        start_time = time.time()
+        ids, flips = epoch_order(builder.num_chunks, args.data_augmentation, order_gen, device)
+        per_rank = len(ids) // ctx.world_size
+        if per_rank == 0:
+            raise UserError(f"{len(ids)} chunks cannot feed {ctx.world_size} processes")
+        ids = ids[ctx.rank::ctx.world_size][:per_rank]
+        flips = flips[ctx.rank::ctx.world_size][:per_rank]
+        train_model.train()
+        total, count = 0.0, 0
+        steps = range(0, per_rank, per_rank_batch)
+        for first in tqdm(steps, desc=f"epoch {epoch + 1}", disable=not ctx.is_main, leave=False):
+            batch = builder.sample(ids[first:first + per_rank_batch], flips[first:first + per_rank_batch],
+                                   sampler, sample_gen)
+            optimizer.zero_grad(set_to_none=True)
+            loss = accumulate_gradients(train_model, len(batch.lengths), micro_batch,
+                                        lambda rows: length_loss(train_model, batch.keypoints_2d[rows],
+                                                                 batch.lengths[rows], precision))
+            optimizer.step()
+            total += loss * len(batch.lengths)
+            count += len(batch.lengths)
+        history["train"].append(distributed.all_reduce_mean(total / count, ctx) * 1000.0)
+        epoch += 1
+        lr = decay_learning_rate(optimizer, args.lr_decay)
+
+        metrics = evaluator.evaluate(model) if evaluator is not None else {}
+        for key in ("val", "test", "synthetic_test"):
+            history[key].append(metrics.get(key, math.nan))
+        history["wall_s"].append(elapsed_before + time.time() - run_start)
+        random_states = gather_rng_states(streams, ctx)
+        if ctx.is_main:
+            selected = metrics.get(args.select_on, math.nan)
+            print(f"[{epoch}] time {(time.time() - start_time) / 60:.2f} min lr {lr:.6f} "
+                  f"train {history['train'][-1]:.2f} mm  val {metrics.get('val', math.nan):.2f} mm  "
+                  f"test {metrics.get('test', math.nan):.2f} mm  "
+                  f"synthetic test {metrics.get('synthetic_test', math.nan):.2f} mm")
+            improved = is_improvement(selected, best)
+            if improved:
+                best = selected
+            state = {"epoch": epoch, "lr": current_lr(optimizer), "optimizer": optimizer.state_dict(),
+                     "model_pos": model.state_dict(), "random_state": random_states,
+                     "length_model_config": model.config(), "history": history, "best": best,
+                     "select_on": args.select_on}
+            save_epoch_checkpoints(checkpoint_dir, state, epoch, args.checkpoint_frequency,
+                                   best=improved or (args.no_eval and epoch == args.epochs))
+            curves = {"train (synthetic)": history["train"], "val (held-out real 2D)": history["val"],
+                      "test (real 2D)": history["test"], "test (synthetic lengths)": history["synthetic_test"]}
+            save_history(checkpoint_dir, "length", history, curves if args.export_training_curves else None,
+                         "bone-length error (mm)", "Bone-length model")
+            if args.export_training_curves:
+                plot_series({k: v for k, v in curves.items() if k != "train (synthetic)"},
+                            checkpoint_dir / "length_time_to_accuracy.png", "wall time (min)",
+                            "bone-length error (mm)", "Bone-length model: error against wall time",
+                            x=[t / 60.0 for t in history["wall_s"]])
+        distributed.barrier(ctx)
+
+    if ctx.is_main and evaluator is not None and (checkpoint_dir / "epoch_best.bin").is_file():
+        best_ckpt = load_checkpoint(checkpoint_dir / "epoch_best.bin", device)
+        load_weights(model, best_ckpt["model_pos"], "epoch_best.bin")
+        _print_final_report(evaluator, model, f"epoch_best (epoch {best_ckpt['epoch']}, on {args.select_on})",
+                            test_subjects, dataset.keypoints)

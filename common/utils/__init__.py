@@ -1,0 +1,1 @@
+"""Shared plumbing: one-line errors, atomic file I/O, input validation, devices, torchrun, checkpoints, timing, caches."""

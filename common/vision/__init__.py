@@ -1,0 +1,1 @@
+"""Video decoding/encoding, 2D keypoint detectors and the person tracker."""
