@@ -93,10 +93,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--gif", action="store_true", help="write an animated GIF instead of an MP4")
     g.add_argument("--export", default="",
                    help="extra formats of the adjusted poses, comma-separated: bvh (animation skeleton, y up, cm), "
-                        "csv (one row per frame), jsonl (one JSON object per frame); see README")
+                        "csv (one row per frame), jsonl (one JSON object per frame); see docs/exports.md")
     g.add_argument("--panel_height", type=number(int, ge=16), default=480, help="height in pixels of the output video")
     g.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
-    g = p.add_argument_group("live: causal, one frame at a time (README, 'Live mode'); uses --lifter mediapipe_raw|"
+    g = p.add_argument_group("live: causal, one frame at a time (docs/live.md); uses --lifter mediapipe_raw|"
                              "videopose3d (a causal --lifter_ckpt), --lengths self|model|file, --max_frames")
     g.add_argument("--live", default=None, metavar="SOURCE",
                    help="camera index (0), video file (played at its own frame rate) or stream URL")
@@ -106,7 +106,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--live_video", default=None, help="also write the annotated video (mp4)")
     g.add_argument("--length_prior", default=None,
                    help="lengths file (as --lengths_file, every bone named) the lengths start from (default: the "
-                        "population mean of the lifter's joint convention; README, 'Live mode')")
+                        "population mean of the lifter's joint convention; docs/live.md, 'Lengths')")
     g.add_argument("--max_length_step_mm", type=number(float, ge=0), default=1.0,
                    help="largest change of any bone length from one frame to the next, mm")
     g.add_argument("--one_euro", default=None, metavar="MIN_CUTOFF,BETA",
@@ -155,7 +155,7 @@ def run_live_cli(args: argparse.Namespace) -> LiveResult:
         raise UserError(f"--live supports --lifter {'/'.join(LIVE_LIFTERS)} and --lengths {'/'.join(LIVE_LENGTHS)}")
     if lengths == "model" and lifter != "videopose3d":
         raise UserError("--lengths model: the bone-length model predicts Human3.6M-convention lengths, which distort "
-                        f"the BlazePose-convention joints of --lifter {lifter} (README, 'Joint conventions'); use "
+                        f"the BlazePose-convention joints of --lifter {lifter} (docs/in_the_wild.md, 'Joint conventions'); use "
                         "--lengths self or --lengths file")
     device = select_device(args.device)
     with contextlib.redirect_stdout(sys.stderr):  # stdout may carry the JSON lines: notes go to stderr

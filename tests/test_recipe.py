@@ -1,4 +1,4 @@
-"""The paper's README commands resolve to the authors' recipe (README: "The paper's recipe" table).
+"""The paper's README commands resolve to the authors' recipe (the table of docs/paper_recipe.md).
 
 The expected values are written here by hand from the authors' code (``utils/arguments.py`` and the training
 loop of github.com/hs1ang-hsu/BLAPose), independently of ``common/train/arguments.py``: a changed default fails.
@@ -17,9 +17,11 @@ from common.train.arguments import parse_args
 from common.train.train_mix import BN_MOMENTUM
 from common.train.training import LR_FLOOR, make_optimizer
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"  # the paper's commands
+RECIPE_PAGE = ROOT / "docs" / "paper_recipe.md"  # the recipe table
 
-# dest: (flag in the README table, authors' value, ours for -t length / -t mix, ours for -t pose; None = n/a)
+# dest: (flag in the recipe table, authors' value, ours for -t length / -t mix, ours for -t pose; None = n/a)
 RECIPE = {
     "learning_rate": ("-lr", 1e-4, 1e-4, 1e-3),
     "lr_decay": ("-lrd", 0.95, 0.95, 0.95),
@@ -73,18 +75,18 @@ def _cell_value(text: str, like):
     return text
 
 
-def _readme_table() -> dict[str, list[str]]:
+def _recipe_table() -> dict[str, list[str]]:
     """First column's flag (the text in its first backticks) -> the row's cells."""
     rows = {}
-    for line in README.read_text().splitlines():
+    for line in RECIPE_PAGE.read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 5 and cells[0].startswith("`"):
             rows[cells[0].split("`")[1]] = cells
     return rows
 
 
-def test_readme_table_matches_the_authors_values():
-    rows = _readme_table()
+def test_recipe_table_matches_the_authors_values():
+    rows = _recipe_table()
     for dest, (flag, authors, ours, pose) in RECIPE.items():
         cells = rows[flag]
         assert _cell_value(cells[1], authors) == authors, flag

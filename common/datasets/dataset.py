@@ -1,6 +1,6 @@
 """Loader for VideoPose3D's preprocessed Human3.6M format (any dataset name: ``h36m``, ``demo``, ...).
 
-Files (see README "File formats"):
+Files (see docs/file_formats.md):
 
 * ``<data_dir>/data_3d_<dataset>.npz``: ``positions_3d`` -> ``subject -> action -> (T, 32|17, 3)`` float32,
   world frame, metres. 32-joint arrays are reduced to the 17 joints of :mod:`common.core.skeleton`.

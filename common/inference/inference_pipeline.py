@@ -41,10 +41,10 @@ from common.utils.timing import STAGES, StageTimer
 from common.vision.tracking import Track2D
 from common.vision.video import VideoReader
 
-DEFAULT_LIFTER = "mediapipe"  # the winner of bench/multiview.py (README, "In the wild")
+DEFAULT_LIFTER = "mediapipe"  # the winner of bench/multiview.py (docs/in_the_wild.md)
 # The length source used when --lengths is not given, per joint convention of the lifter: the bone-length model
 # predicts Human3.6M-convention lengths (the paper's setting); for anatomical (BlazePose) joints the lifter's own
-# lengths combined with the population prior won bench/multiview.py (README, "In the wild").
+# lengths combined with the population prior won bench/multiview.py (docs/in_the_wild.md).
 DEFAULT_LENGTHS = {"h36m": "model", "blazepose": "prior"}
 
 
@@ -130,8 +130,8 @@ def choose_lengths(config: InferenceConfig, lifter: Lifter) -> str:
         raise UserError("--lengths file needs --lengths_file <json/npz of bone lengths in metres>")
     if source == "model" and lifter.convention != "h36m":
         raise UserError(f"--lengths model: the bone-length model predicts Human3.6M-convention lengths, which "
-                        f"distort the {lifter.convention}-convention joints of --lifter {lifter.name} (README, "
-                        f"'Joint conventions'); use --lengths self or --lengths file")
+                        f"distort the {lifter.convention}-convention joints of --lifter {lifter.name} "
+                        f"(docs/in_the_wild.md, 'Joint conventions'); use --lengths self or --lengths file")
     return source
 
 

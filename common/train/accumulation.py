@@ -11,7 +11,8 @@
   last micro-batch).
 * **Precision.** ``fp32`` or ``bf16`` (``torch.autocast``: matmuls and convolutions in bfloat16, parameters,
   optimiser state and losses in float32). ``auto`` picks bf16 only on devices with native bfloat16
-  arithmetic *and* only where :data:`AUTO_BF16` says the accuracy check passed (README, "Speed").
+  arithmetic *and* only where :data:`AUTO_BF16` says the accuracy check passed (docs/memory_and_speed.md,
+  "Precision").
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ from torch import nn
 from common.utils.errors import UserError
 
 PRECISIONS = ("auto", "fp32", "bf16")
-# Whether ``--precision auto`` chooses bf16 on devices that compute it natively. See the README ("Speed"):
-# the equal-epoch accuracy comparison decides it.
+# Whether ``--precision auto`` chooses bf16 on devices that compute it natively. See docs/memory_and_speed.md,
+# "Precision": the equal-epoch accuracy comparison decides it.
 AUTO_BF16 = False
 DEFAULT_MEMORY_BUDGET_GB = 0.75  # activations of one micro-batch (forward + backward), GB
 # Measured bytes kept for backward per frame and per GRU hidden unit and direction (nn.GRU on CPU, float32):

@@ -17,7 +17,7 @@ from common.utils.errors import UserError
 from common.utils.validation import ArgumentParser, check_output_dir, number
 
 
-# Per-task defaults of the flags whose parser default is None (README "Training recipe" table).
+# Per-task defaults of the flags whose parser default is None (the table of docs/paper_recipe.md).
 TASK_DEFAULTS: dict[str, dict[str, object]] = {
     "length": {"learning_rate": 1e-4, "seed": 5731, "architecture": [3, 3, 3, 3], "checkpoint_frequency": 40,
                "num_layers": 1},
@@ -110,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--memory_budget", type=number(float, gt=0), default=DEFAULT_MEMORY_BUDGET_GB,
                    help="GB of training activations one micro-batch may hold (--micro_batch auto)")
     g.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="fp32, or bf16 autocast (parameters, optimiser and loss stay fp32); auto: fp32 (see the "
-                        "README's Speed section for why bf16 is not the default)")
+                   help="fp32, or bf16 autocast (parameters, optimiser and loss stay fp32); auto: fp32 (see "
+                        "docs/memory_and_speed.md, 'Precision', for why bf16 is not the default)")
 
     g = p.add_argument_group("lifter (VideoPose3D)")
     g.add_argument("-arc", "--architecture", type=_filter_widths, default=None,

@@ -26,7 +26,7 @@ def demo_notes(config: DemoConfig, summary: DemoSummary) -> str:
         "",
         f"Built by `setup.py` (`common/datasets/demo/`, builder version {BUILDER_VERSION}, fingerprint "
         f"`{summary.fingerprint}`, seed {config.seed}). Deterministic: rebuilding "
-        "gives the same numbers. Format: VideoPose3D's preprocessed Human3.6M files (see README).",
+        "gives the same numbers. Format: VideoPose3D's preprocessed Human3.6M files (see docs/file_formats.md).",
         "",
         f"{len(summary.clips)} subjects, {summary.num_sequences} sequences, {summary.num_frames} frames "
         f"at {FPS} fps, 4 cameras each. S1, S5, S6, S7, S8 train; S9, S11 test. The test subjects perform only "

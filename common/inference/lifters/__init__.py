@@ -5,7 +5,7 @@ package with a class that has a ``from_config(config)`` classmethod (``config``:
 :class:`common.inference.inference_pipeline.InferenceConfig`) and add one line to :data:`LIFTERS`.
 
 Joint conventions (:data:`CONVENTIONS`): the 17 joints are always in Human3.6M order, but *where* a joint sits
-differs between sources, which changes bone lengths (see the README's "Joint conventions"):
+differs between sources, which changes bone lengths (see docs/in_the_wild.md, "Joint conventions"):
 
 * ``h36m``: Human3.6M's marker-skeleton joints (what VideoPose3D and the bone-length model are trained on;
   ankles low, hip joints ≈ 26 cm apart);

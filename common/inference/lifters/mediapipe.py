@@ -3,7 +3,7 @@ as the 2D — no second inference.
 
 BlazePose (``mediapipe.solutions.pose``) returns, with every 2D result, 33 *world landmarks* in metres with the
 origin between the hips and camera-aligned axes (x right, y down, z away from the camera; checked against a
-calibrated 4-camera recording, README "In the wild"). :class:`common.vision.detectors.BlazePoseSource` maps them to the 17
+calibrated 4-camera recording, docs/in_the_wild.md). :class:`common.vision.detectors.BlazePoseSource` maps them to the 17
 joints with the same mapping as the 2D, so both follow one joint convention (``blazepose``: anatomical), and
 :class:`common.vision.tracking.PersonTracker` keeps them in ``Track2D.world``.
 
