@@ -1,44 +1,56 @@
-"""Single-view 3D scored against a real calibrated multi-camera recording: every lifter x length source, per view.
+"""Single-view 3D scored against your own calibrated multi-camera recording: every person, every view, every
+lifter x length source.
 
-Data: the Pose2Sim single-person demo (4 calibrated cameras, 1080x1920, 60 fps, 100 frames, one person moving;
-BSD-3-Clause, from the ``pose2sim==0.10.49`` wheel, extracted to ``$BLAPOSE_CACHE/pose2sim_demo`` with its
-LICENSE). ``inference.py`` runs with its defaults on each video; the reference 3D is the BlazePose 2D of the four
-views (the same detector pass) triangulated with confidence-weighted DLT. Each view alone is then scored
-(``common/inference/multiview.py`` defines the scores): P-MPJPE on the 17 joints, limb-length error, limb proportions off
-(mean of the 4 left/right-averaged limbs, worst of them, over the 8 limbs, worst of the shin/thigh, forearm/upper
-arm and arm/leg ratios), limb-length std over time, left/right difference.
+Input: a recording in Pose2Sim's layout -- ``RECORDING/calibration/`` with one calibration file (Pose2Sim's
+``.toml`` convention, or a Qualisys ``.qca.txt``) and ``RECORDING/videos/`` with one video per camera (paired by
+camera name, else in sorted order) -- or ``--calibration`` and ``--videos``. Without a recording, ``--demo
+single|multi`` fetches one of the two Pose2Sim demos (4 calibrated 1080x1920 60 fps cameras, 100 frames; one
+person, or two; BSD-3-Clause, from the ``pose2sim==0.10.49`` wheel, into ``$BLAPOSE_CACHE``); nothing about them is
+known here beyond their calibration file and videos.
 
-Rows: ``inference.py defaults`` (its exported ``poses_after``), MediaPipe's raw world landmarks (from our
-tracker's pass, and from a separate plain MediaPipe run on the full frames in video mode, as a user would run
-it), every registered length source on them, and the VideoPose3D checkpoints found (demo mix model, a
-``--lifter_ckpt``), with the length model and with their own lengths.
+Steps: ``inference.py`` runs with its defaults on each video, following every person (``--people all``); people
+are matched across views by triangulation consistency (:func:`common.inference.multiview.match_people`);
+synchronisation offsets between the cameras are taken from ``--offsets`` or estimated from the calibration
+(:func:`common.inference.multiview.estimate_offsets`, printed); each person's reference 3D is their BlazePose 2D
+of every view that sees them triangulated with confidence-weighted DLT (left/right swaps of a view undone). Each
+view alone is then scored against that person's reference (``common/inference/multiview.py`` defines the scores):
+P-MPJPE on the 17 joints, limb-length error, limb proportions off (mean of the 4 left/right-averaged limbs, worst
+of them, over the 8 limbs, worst of the shin/thigh, forearm/upper arm and arm/leg ratios), limb-length std over
+time, left/right difference. A person seen by one view only has no reference and is reported, not scored.
 
-    python bench/multiview.py [--out output/multiview] [--lifter_ckpt checkpoint/x.bin] [--max_frames N]
+Rows: ``inference.py defaults`` (its exported adjusted poses), on single-person recordings MediaPipe's plain
+full-frame video-mode run (as a user would run it), then every registered lifter that runs from the video alone
+(and VideoPose3D with the demo mix model / each ``--lifter_ckpt``) x every length source (unadjusted, self,
+prior, model when a length model is there, file with ``--lengths_file``).
+
+    python -m bench.multiview [RECORDING | --demo single|multi] [--calibration F --videos V ...]
+        [--offsets 0,0,2,0 | --max_offset 10] [--write_toml F] [--out output/multiview] [--max_frames N]
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import inference
 from common.core.bones import adjust_bone_lengths
+from common.core.skeleton import BONE_NAMES
+from common.inference.inference_pipeline import InferenceConfig
+from common.inference.length_sources import file_lengths, median_lengths, model_lengths, prior_lengths
+from common.inference.lifters import LIFTERS, make_lifter
+from common.inference.multiview import (LIMB_BONES, estimate_offsets, fetch_pose2sim_demo,
+                                        find_recording, full_length, limb_lengths, limb_scores, match_people,
+                                        shift_frames, triangulate_consistent, write_toml)
+from common.models.model_loading import load_model
 from common.utils.checkpoint import DEFAULT_CHECKPOINTS, resolve_checkpoint
 from common.utils.downloads import cache_dir
-from common.utils.errors import cli
+from common.utils.errors import UserError, cli
 from common.utils.fileio import atomic_write
-from common.core.camera import normalize_screen_coordinates
-from common.inference.inference_pipeline import InferenceConfig
-from common.inference.length_sources import median_lengths, model_lengths, prior_lengths
-from common.inference.lifters import make_lifter
-from common.inference.lifters.videopose3d import lift_sequence
-from common.models.model_loading import load_model
-from common.inference.multiview import (LIMB_BONES, fetch_pose2sim_demo, full_length, limb_lengths, limb_scores, read_qca,
-                              triangulate_tracks)
-from common.core.skeleton import BONE_NAMES
+from common.utils.validation import ArgumentParser, number
+from common.vision.tracking import Track2D
 
 COLUMNS = [("p_mpjpe_mm", "P-MPJPE (mm)", "{:.1f}"), ("limb_length_error_mm", "limb-length error (mm)", "{:.1f}"),
            ("proportions_off_pct", "limb proportions off (%)", "{:.1f}"),
@@ -46,6 +58,18 @@ COLUMNS = [("p_mpjpe_mm", "P-MPJPE (mm)", "{:.1f}"), ("limb_length_error_mm", "l
            ("proportions8_off_pct", "proportions over 8 limbs (%)", "{:.1f}"),
            ("ratios_max_pct", "worst ratio shin/thigh, forearm/upper arm, arm/leg (%)", "{:.1f}"),
            ("length_std_mm", "length std over time (mm)", "{:.1f}"), ("left_right_mm", "left/right diff. (mm)", "{:.1f}")]
+PLAIN_ROW = "MediaPipe world landmarks, raw (plain full-frame video-mode run)"
+DEMO_FOLDERS = {"single": ("Demo_SinglePerson", "pose2sim_demo"), "multi": ("Demo_MultiPerson", "pose2sim_demo_multi")}
+
+
+@dataclass
+class ViewPerson:
+    """One person followed in one view: their 2D track (frames of that view's video), the adjusted poses
+    ``inference.py`` exported for them (video frames, world-like metres), and their identity in that run."""
+
+    track: Track2D
+    poses: np.ndarray
+    identity: int
 
 
 def full_frame_mediapipe(video: Path, max_frames: int | None) -> np.ndarray:
@@ -74,96 +98,203 @@ def adjusted(poses: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
     return poses if lengths is None else adjust_bone_lengths(poses, lengths)
 
 
+def parse_offsets(text: str | None, views: int) -> np.ndarray | None:
+    """``--offsets``: one integer per camera (frames; view v's frame t + offset shows the first view's frame t)."""
+    if text is None:
+        return None
+    try:
+        offsets = np.array([int(v) for v in text.split(",")])
+    except ValueError:
+        raise UserError(f"--offsets takes one integer per camera, comma-separated, got {text!r}") from None
+    if len(offsets) != views:
+        raise UserError(f"--offsets has {len(offsets)} value(s) for {views} camera(s)")
+    return offsets - offsets[0]
+
+
+def view_people(run) -> list[ViewPerson]:
+    """The people of one ``inference.py`` run (its npz: poses with a person axis when several were followed)."""
+    exported = np.load(run.files["poses_npz"], allow_pickle=True)
+    poses = exported["poses_after"]
+    tracks = getattr(run, "tracks", None) or [run.track]
+    identities = exported["identities"] if "identities" in exported else np.arange(len(tracks))
+    poses = poses[None] if poses.ndim == 3 else poses
+    return [ViewPerson(t, p, int(i)) for t, p, i in zip(tracks, poses, identities)]
+
+
+def stacked(people: list[ViewPerson], frames: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """The people's 2D of one view on the common time axis: (P, frames, 17, 2) pixels, (P, frames, 17)."""
+    pixels = np.stack([shift_frames(full_length(p.track, p.track.positions, frames + max(offset, 0)), offset)[:frames]
+                       for p in people]) if people else np.zeros((0, frames, 17, 2))
+    confidence = np.stack([shift_frames(full_length(p.track, p.track.confidence, frames + max(offset, 0)), offset)
+                           [:frames] for p in people]) if people else np.zeros((0, frames, 17))
+    return pixels, np.nan_to_num(confidence)
+
+
+def pose_rows(person: ViewPerson, lifters: dict, lengths_file: str | None, length_model) -> dict[str, np.ndarray]:
+    """Every lifter x length source on one person's track: row name -> (T, 17, 3) root-relative metres."""
+    rows = {}
+    for label, lifter in lifters.items():
+        poses = lifter.lift(person.track)
+        rows[f"{label}, unadjusted"] = poses
+        rows[f"{label} + self"] = adjusted(poses, median_lengths(poses))
+        rows[f"{label} + prior"] = adjusted(poses, prior_lengths(poses, lifter.convention))
+        own = lifter.length_model or length_model
+        if own is not None:
+            note = "" if lifter.convention == "h36m" else " (H36M-convention lengths)"
+            rows[f"{label} + model{note}"] = adjusted(poses, model_lengths(own, person.track))
+        if lengths_file:
+            rows[f"{label} + file"] = adjusted(poses, file_lengths(lengths_file, poses))
+    return rows
+
+
+def build_lifters(args) -> dict:
+    """Label -> lifter for every registered lifter that runs from the video alone, plus VideoPose3D with the
+    demo mix model (when its checkpoint is there) and each ``--lifter_ckpt``."""
+    lifters = {}
+    for name in LIFTERS:
+        if name in ("videopose3d", "poses"):  # need a checkpoint / a poses file: added below when given
+            continue
+        lifters[name] = make_lifter(name, InferenceConfig())
+    if resolve_checkpoint(args.finetuned_ckpt).is_file():
+        lifters["videopose3d (demo mix model)"] = make_lifter("videopose3d", InferenceConfig(
+            finetuned_ckpt=args.finetuned_ckpt))
+    for ckpt in args.lifter_ckpt:
+        lifters[f"videopose3d ({Path(ckpt).stem})"] = make_lifter("videopose3d", InferenceConfig(lifter_ckpt=ckpt))
+    return lifters
+
+
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default=None, help="Pose2Sim demo folder (default: $BLAPOSE_CACHE/pose2sim_demo, "
-                                               "extracted from the pose2sim wheel when missing)")
+    p = ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("recording", nargs="?", default=None,
+                   help="folder in Pose2Sim's layout (calibration/ + videos/); default: --demo")
+    p.add_argument("--demo", choices=list(DEMO_FOLDERS), default="single",
+                   help="without a recording: the Pose2Sim demo to fetch (single person or two people)")
+    p.add_argument("--calibration", default=None, help="calibration file (.toml in Pose2Sim's convention or .qca.txt)")
+    p.add_argument("--videos", nargs="+", default=None, help="one video per camera (paired by camera name)")
+    p.add_argument("--offsets", default=None,
+                   help="synchronisation, one integer per camera (frames): camera v's frame t + offset shows the first "
+                        "camera's frame t (default: estimated from the calibration)")
+    p.add_argument("--max_offset", type=number(int, ge=0), default=10, help="largest offset searched (frames)")
+    p.add_argument("--write_toml", default=None, help="also write the calibration as a Pose2Sim .toml here")
     p.add_argument("--out", default="output/multiview", help="inference.py outputs per view + the table")
-    p.add_argument("--max_frames", type=int, default=None)
+    p.add_argument("--max_frames", type=number(int, ge=1), default=None)
     p.add_argument("--lifter_ckpt", action="append", default=[], help="extra VideoPose3D lifter checkpoints")
     p.add_argument("--length_ckpt", default=DEFAULT_CHECKPOINTS["length"]["demo"],
                    help="length model for the 'model' rows (skipped when missing)")
     p.add_argument("--finetuned_ckpt", default=DEFAULT_CHECKPOINTS["finetuned"]["demo"],
                    help="mix model for its rows (skipped when missing)")
+    p.add_argument("--lengths_file", default=None, help="measured bone lengths for '+ file' rows")
     args = p.parse_args(argv)
-    data = fetch_pose2sim_demo(Path(args.data) if args.data else cache_dir() / "pose2sim_demo")
-    cameras = read_qca(data / "calibration" / "Calib.qca.txt")
+    folder = args.recording
+    if folder is None and not (args.calibration and args.videos):
+        demo, target = DEMO_FOLDERS[args.demo]
+        folder = fetch_pose2sim_demo(cache_dir() / target, demo)
+    calibration, cameras, videos = find_recording(folder, args.calibration, args.videos)
+    print(f"{calibration}: {len(cameras)} cameras: " + ", ".join(f"{c.name}={v.name}" for c, v in zip(cameras, videos)))
     out = Path(args.out)
+    if args.write_toml:
+        write_toml(args.write_toml, cameras)
+        print(f"wrote {args.write_toml} (Pose2Sim's .toml convention)")
+    offsets = parse_offsets(args.offsets, len(cameras))
 
-    runs = {}
-    for cam in cameras:
-        video = data / "videos" / f"{cam.name}.mp4"
+    runs, people = [], []
+    for cam, video in zip(cameras, videos):
         argv_view = ["--video", str(video), "--output", str(out / cam.name), "--no_progress"]
         argv_view += ["--max_frames", str(args.max_frames)] if args.max_frames else []
         print(f"== {cam.name}: inference.py {' '.join(argv_view)}")
-        runs[cam.name] = inference.run_cli(argv_view)
-    frames = min(r.frames_rendered for r in runs.values())
-    tracks = {name: r.track for name, r in runs.items()}
-    world, reprojection, swapped = triangulate_tracks(cameras, [tracks[c.name] for c in cameras], frames)
-    print(f"triangulated {np.isfinite(world).all(axis=(1, 2)).sum()}/{frames} frames from {len(cameras)} views; "
-          f"median reprojection error {np.nanmedian(reprojection):.1f} px; left/right swaps undone per view: "
-          + ", ".join(f"{c.name} {n}" for c, n in zip(cameras, swapped.sum(axis=1))))
-    reference_limbs = np.nanmedian(limb_lengths(world), axis=0)
-    print("triangulated limb lengths (median over frames, mm): " + ", ".join(
-        f"{BONE_NAMES[b]} {v * 1000:.0f}" for b, v in zip(LIMB_BONES, reference_limbs)))
+        runs.append(inference.run_cli(argv_view))
+        people.append(view_people(runs[-1]))
+        print(f"{cam.name}: {len(people[-1])} person(s) followed")
+    frames = min(r.frames_rendered for r in runs)
 
-    length_model = mix = None
+    def aligned(shift: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        both = [stacked(people[v], frames, int(shift[v])) for v in range(len(cameras))]
+        return [b[0] for b in both], [b[1] for b in both]
+
+    groups = match_people(cameras, *aligned(np.zeros(len(cameras), int)))
+    if offsets is None:
+        pixels, confidence = aligned(np.zeros(len(cameras), int))
+        together = [g for g in groups if 0 in g]
+        flat = np.stack([np.concatenate([pixels[v][g[v]] if v in g else np.full((frames, 17, 2), np.nan)
+                                         for g in together], axis=1) for v in range(len(cameras))])
+        weight = np.stack([np.concatenate([confidence[v][g[v]] if v in g else np.zeros((frames, 17))
+                                           for g in together], axis=1) for v in range(len(cameras))])
+        offsets, errors = estimate_offsets(cameras, flat, weight, args.max_offset)
+        k0 = args.max_offset
+        print("estimated offsets (frames, relative to " + cameras[0].name + "): " + ", ".join(
+            f"{c.name} {o:+d} ({np.nanmin(e):.1f} px, in sync {e[k0]:.1f} px)" if np.isfinite(e).any()
+            else f"{c.name} not estimable (no person seen with {cameras[0].name})"
+            for c, o, e in zip(cameras, offsets, errors)))
+        groups = match_people(cameras, *aligned(offsets))
+    else:
+        print("offsets given (frames): " + ", ".join(f"{c.name} {o:+d}" for c, o in zip(cameras, offsets)))
+    pixels, confidence = aligned(offsets)
+
+    lifters = build_lifters(args)
+    length_model = None
     if resolve_checkpoint(args.length_ckpt).is_file():
         length_model = load_model(args.length_ckpt, ("length",)).model
-    if resolve_checkpoint(args.finetuned_ckpt).is_file():
-        mix = load_model(args.finetuned_ckpt, ("mix",)).model
-    videopose = {Path(c).stem: load_model(c, ("lifter",)).model for c in args.lifter_ckpt}
-    if mix is not None:
-        videopose["demo mix model"] = mix.direction_model
-    config = InferenceConfig()
+    single = len(groups) == 1 and all(len(v) == 1 for v in people)
+    table: dict[tuple[int, str], dict[str, dict[str, float]]] = {}
+    for person_id, group in enumerate(groups):
+        label = ", ".join(f"{cameras[v].name} #{people[v][i].identity}" for v, i in sorted(group.items()))
+        if len(group) < 2:
+            print(f"warning: person {person_id} ({label}) is seen by one camera only: no triangulated reference, "
+                  "not scored", file=sys.stderr)
+            continue
+        views = sorted(group)
+        world, reprojection, swapped = triangulate_consistent(
+            [cameras[v] for v in views], np.stack([pixels[v][group[v]] for v in views]),
+            np.stack([confidence[v][group[v]] for v in views]))
+        found = np.isfinite(world).all(axis=(1, 2))
+        print(f"person {person_id} ({label}): triangulated {found.sum()}/{frames} frames from {len(views)} views; median "
+              f"reprojection error {np.nanmedian(reprojection):.1f} px; left/right swaps undone per view: "
+              + ", ".join(f"{cameras[v].name} {n}" for v, n in zip(views, swapped.sum(axis=1))))
+        print(f"person {person_id} triangulated limb lengths (median over frames, mm): " + ", ".join(
+            f"{BONE_NAMES[b]} {v * 1000:.0f}" for b, v in zip(LIMB_BONES, np.nanmedian(limb_lengths(world), axis=0))))
+        for v in views:
+            cam, person, run = cameras[v], people[v][group[v]], runs[v]
+            view_frames = run.frames_rendered
+            reference = cam.to_camera(shift_frames(np.concatenate(
+                [world, np.full((max(view_frames - frames, 0),) + world.shape[1:], np.nan)]), -int(offsets[v])))
+            reference = reference[:view_frames]
+            rows = {f"inference.py defaults (--lifter {run.lifter}, --lengths {run.length_source})": person.poses}
+            if single:
+                plain = full_frame_mediapipe(videos[v], view_frames)
+                rows[PLAIN_ROW] = plain - plain[:, :1]
+            rows.update(pose_rows(person, lifters, args.lengths_file, length_model))
+            for row, poses in rows.items():
+                if len(poses) != view_frames:  # poses of the track's frames -> the video's
+                    poses = full_length(person.track, poses, view_frames)
+                poses = poses[:view_frames]
+                valid = np.isfinite(poses).all(axis=(1, 2)) & np.isfinite(reference).all(axis=(1, 2))
+                if valid.sum() < 2:
+                    continue
+                table.setdefault((person_id, row), {})[cam.name] = limb_scores(poses[valid], reference[valid])
+    if not table:
+        raise UserError("no person is seen by two cameras at once: nothing to score")
 
-    table: dict[str, dict[str, dict[str, float]]] = {}
-    for cam in cameras:
-        run, track = runs[cam.name], tracks[cam.name]
-        rows: dict[str, np.ndarray] = {}
-        exported = np.load(run.files["poses_npz"], allow_pickle=True)
-        rows[f"inference.py defaults (--lifter {run.lifter}, --lengths {run.length_source})"] = exported["poses_after"]
-        plain = full_frame_mediapipe(data / "videos" / f"{cam.name}.mp4", frames)
-        rows["MediaPipe world landmarks, raw (plain full-frame video-mode run)"] = plain - plain[:, :1]
-        for name in ("mediapipe_raw", "mediapipe"):
-            poses = make_lifter(name, config).lift(track)
-            rows[f"{name}, unadjusted"] = poses
-            rows[f"{name} + self"] = adjusted(poses, median_lengths(poses))
-            rows[f"{name} + prior"] = adjusted(poses, prior_lengths(poses, "blazepose"))
-            if length_model is not None:
-                rows[f"{name} + model (demo length model, H36M convention)"] = adjusted(
-                    poses, model_lengths(length_model, track))
-        keypoints = normalize_screen_coordinates(track.positions, track.width, track.height)
-        for name, model in videopose.items():
-            poses = lift_sequence(model, keypoints, torch.device("cpu"))
-            rows[f"videopose3d ({name}), unadjusted"] = poses
-            own_model = mix.length_model if name == "demo mix model" else length_model
-            if own_model is not None:
-                rows[f"videopose3d ({name}) + model"] = adjusted(poses, model_lengths(own_model, track))
-            rows[f"videopose3d ({name}) + self"] = adjusted(poses, median_lengths(poses))
-        reference = cam.to_camera(world)
-        for row, poses in rows.items():
-            if len(poses) != frames:  # poses of the track's frames -> the video's
-                poses = full_length(track, poses, frames)
-            valid = np.isfinite(poses).all(axis=(1, 2)) & np.isfinite(reference).all(axis=(1, 2))
-            table.setdefault(row, {})[cam.name] = limb_scores(poses[valid], reference[valid])
-
-    lines = ["| per single view | view | " + " | ".join(c[1] for c in COLUMNS) + " |",
-             "|---" * (len(COLUMNS) + 2) + "|"]
-    for row, per_view in table.items():
+    lines = ["| person | per single view | view | " + " | ".join(c[1] for c in COLUMNS) + " |",
+             "|---" * (len(COLUMNS) + 3) + "|"]
+    for (person_, row), per_view in table.items():
         for view, scores in per_view.items():
-            lines.append(f"| {row} | {view} | " + " | ".join(fmt.format(scores[k]) for k, _, fmt in COLUMNS) + " |")
+            lines.append(f"| {person_} | {row} | {view} | "
+                         + " | ".join(fmt.format(scores[k]) for k, _, fmt in COLUMNS) + " |")
     markdown = "\n".join(lines)
     print(markdown)
     atomic_write(out / "multiview.md", lambda fh: fh.write((markdown + "\n").encode()))
-    defaults, plain = next(iter(table)), "MediaPipe world landmarks, raw (plain full-frame video-mode run)"
-    same = "mediapipe_raw, unadjusted"
-    for view, d in table[defaults].items():
-        print(f"{view}: defaults P-MPJPE {d['p_mpjpe_mm']:.1f} mm vs MediaPipe raw {table[plain][view]['p_mpjpe_mm']:.1f}"
-              f" (plain run) / {table[same][view]['p_mpjpe_mm']:.1f} (same pass); limb proportions off "
-              f"{d['proportions_off_pct']:.1f} % (worst limb {d['proportions_max_pct']:.1f} %, over 8 limbs "
-              f"{d['proportions8_off_pct']:.1f} %, worst ratio {d['ratios_max_pct']:.1f} %); length std "
-              f"{d['length_std_mm']:.2f} mm; left/right {d['left_right_mm']:.2f} mm")
+    for (person_, row), per_view in table.items():
+        if not row.startswith("inference.py defaults"):
+            continue
+        for view, d in per_view.items():
+            same = table.get((person_, "mediapipe_raw, unadjusted"), {}).get(view)
+            plain = table.get((person_, PLAIN_ROW), {}).get(view)
+            print(f"person {person_} {view}: defaults P-MPJPE {d['p_mpjpe_mm']:.1f} mm"
+                  + (f" vs MediaPipe raw {same['p_mpjpe_mm']:.1f} (same pass)" if same else "")
+                  + (f" / {plain['p_mpjpe_mm']:.1f} (plain run)" if plain else "")
+                  + f"; limb proportions off {d['proportions_off_pct']:.1f} % (worst limb {d['proportions_max_pct']:.1f}"
+                  f" %, over 8 limbs {d['proportions8_off_pct']:.1f} %, worst ratio {d['ratios_max_pct']:.1f} %); "
+                  f"length std {d['length_std_mm']:.2f} mm; left/right {d['left_right_mm']:.2f} mm")
     print(f"wrote {out / 'multiview.md'}")
 
 

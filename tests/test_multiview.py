@@ -4,8 +4,9 @@ import pytest
 
 from common.core.bones import recompose
 from common.utils.errors import UserError
-from common.inference.multiview import (CalibratedCamera, limb_ratios, limb_scores, read_qca, triangulate, triangulate_consistent,
-                              triangulate_tracks)
+from common.inference.multiview import (CalibratedCamera, estimate_offsets, find_recording, limb_ratios, limb_scores,
+                                       match_people, read_calibration, read_qca, read_toml, shift_frames, triangulate,
+                                       triangulate_consistent, triangulate_tracks, write_toml)
 from common.vision.tracking import Track2D
 from common.core.skeleton import FLIP_JOINTS
 
@@ -113,3 +114,112 @@ def test_limb_scores_by_hand():
     assert got["ratios_max_pct"] == pytest.approx(40.0, abs=1e-6)
     np.testing.assert_allclose(limb_ratios(np.array([0.4, 0.5, 0.4, 0.4, 0.3, 0.3, 0.2, 0.25])),
                                [0.4 / 0.45, 0.225 / 0.3, 0.525 / 0.85])
+
+
+def _distorted_qca() -> str:
+    """QCA with a rotated camera, an off-centre field of view and distortion (every conversion path exercised)."""
+    c, s = np.cos(0.4), np.sin(0.4)
+    rot = dict(r11=c, r12=0, r13=s, r21=0, r22=1, r23=0, r31=-s, r32=0, r33=c)
+    attrs = " ".join(f'{k}="{v}"' for k, v in rot.items())
+    return QCA.replace('<transform r11="1" r12="0" r13="0" r21="0" r22="1" r23="0" r31="0" r32="0" r33="1" x="1000"',
+                       f'<transform {attrs} x="1000"').replace(
+        'radialDistortion1="0" radialDistortion2="0" radialDistortion3="0" tangentalDistortion1="0" '
+        'tangentalDistortion2="0"/>\n </camera>\n</cameras>',
+        'radialDistortion1="-6.4" radialDistortion2="1.28" radialDistortion3="0" tangentalDistortion1="0.064" '
+        'tangentalDistortion2="-0.032"/>\n </camera>\n</cameras>').replace('left="0" right="639"', 'left="8" right="647"', 1)
+
+
+def test_qca_to_toml_and_back_projects_the_same(tmp_path):
+    (tmp_path / "c.qca.txt").write_text(_distorted_qca())
+    qca = read_calibration(tmp_path / "c.qca.txt")
+    assert qca[0].dist.any() and not np.allclose(qca[0].R, np.diag([1, -1, -1]))  # the test exercises both
+    write_toml(tmp_path / "c.toml", qca)
+    text = (tmp_path / "c.toml").read_text()
+    assert "[camA]" in text and "rotation = [" in text and "fisheye = false" in text and "[metadata]" in text
+    toml = read_calibration(tmp_path / "c.toml")
+    assert [c.name for c in toml] == [c.name for c in qca] and [c.size for c in toml] == [c.size for c in qca]
+    points = np.random.default_rng(2).uniform(-0.5, 0.5, (40, 3)) + np.array([0.5, 0.0, 0.5])
+    for a, b in zip(qca, toml):
+        homogeneous = np.concatenate([points, np.ones((40, 1))], axis=1)
+        np.testing.assert_allclose(homogeneous @ b.projection().T, homogeneous @ a.projection().T, rtol=1e-9)
+        np.testing.assert_allclose(b.dist, a.dist)
+        pixels = np.array([[100.0, 50.0], [600.0, 400.0]])
+        np.testing.assert_allclose(b.undistort(pixels), a.undistort(pixels), atol=1e-9)
+
+
+def test_toml_in_another_convention_is_a_one_line_error(tmp_path):
+    good = "[cam1]\nname = \"cam1\"\nsize = [640.0, 480.0]\nmatrix = [[500.0, 0.0, 320.0], [0.0, 500.0, 240.0], " \
+           "[0.0, 0.0, 1.0]]\ndistortions = [0.0, 0.0, 0.0, 0.0]\nrotation = [0.0, 0.0, 0.0]\n" \
+           "translation = [0.0, 0.0, 2.0]\nfisheye = false\n"
+    (tmp_path / "good.toml").write_text(good)
+    cam = read_toml(tmp_path / "good.toml")[0]
+    np.testing.assert_allclose(cam.centre, [0, 0, -2.0])                  # t = -R c
+    cases = {"matrix.toml": good.replace("rotation = [0.0, 0.0, 0.0]", "rotation = [[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]"),
+             "keys.toml": good.replace("rotation", "R").replace("translation", "T"),
+             "fisheye.toml": good.replace("fisheye = false", "fisheye = true"),
+             "broken.toml": "[cam1\n", "empty.toml": "[metadata]\nadjusted = false\n"}
+    messages = {"matrix.toml": "Rodrigues", "keys.toml": "has no rotation, translation", "fisheye.toml": "fisheye",
+                "broken.toml": "not a readable TOML", "empty.toml": "no camera table"}
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(UserError, match=messages[name]) as info:
+            read_calibration(tmp_path / name)
+        assert "\n" not in str(info.value)
+    (tmp_path / "calib.yml").write_text("%YAML:1.0\n")
+    with pytest.raises(UserError, match="unknown calibration format"):
+        read_calibration(tmp_path / "calib.yml")
+
+
+def test_find_recording_pairs_videos_by_name_and_counts(tmp_path, capsys):
+    (tmp_path / "calibration").mkdir()
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "calibration" / "Calib.qca.txt").write_text(QCA)
+    (tmp_path / "videos" / "camB_take1.mp4").write_bytes(b"")
+    with pytest.raises(UserError, match="2 camera\\(s\\) .* but 1 video"):
+        find_recording(tmp_path)
+    (tmp_path / "videos" / "camA_take1.mp4").write_bytes(b"")
+    _, cams, videos = find_recording(tmp_path)
+    assert [v.name for v in videos] == ["camA_take1.mp4", "camB_take1.mp4"] and capsys.readouterr().err == ""
+    _, _, videos = find_recording(tmp_path, videos=[tmp_path / "videos" / "camB_take1.mp4",
+                                                    tmp_path / "videos" / "camA_take1.mp4"])
+    assert [v.name for v in videos] == ["camA_take1.mp4", "camB_take1.mp4"]   # by name, whatever the order given
+    (tmp_path / "videos" / "camA_take1.mp4").rename(tmp_path / "videos" / "left.mp4")
+    _, _, videos = find_recording(tmp_path)
+    assert [v.name for v in videos] == ["camB_take1.mp4", "left.mp4"] and "sorted order" in capsys.readouterr().err
+
+
+def _moving_people(frames: int, people: int) -> np.ndarray:
+    """(P, T, 17, 3) world points of people walking apart (distinct paths), 1 m tall-ish, z up."""
+    rng = np.random.default_rng(3)
+    body = rng.uniform(-0.25, 0.25, (people, 1, 17, 3)) + np.array([0, 0, 1.0])
+    t = np.arange(frames)[None, :, None, None]
+    start = np.array([[-0.8, 0.0, 0], [0.8, 0.3, 0], [0.0, -0.9, 0]])[:people, None, None]
+    velocity = np.array([[0.02, 0.01, 0], [-0.015, 0.02, 0], [0.01, -0.02, 0]])[:people, None, None]
+    wobble = 0.05 * np.sin(0.3 * t + np.arange(17)[None, None, :, None])
+    return body + start + velocity * t + wobble
+
+
+def test_offsets_are_estimated_from_the_calibration():
+    cams = [_camera(c) for c in ([3, 0, 1.5], [0, 3, 1.5], [-3, 0.5, 1.5])]
+    world = _moving_people(60, 2)
+    true = [0, 3, -2]                                  # view v's frame t + offset shows view 0's frame t
+    pixels = np.stack([np.concatenate([shift_frames(_project(c, person), -o) for person in world], axis=1)
+                       for c, o in zip(cams, true)])   # (V, T, 2 * 17, 2): the people side by side
+    confidence = np.where(np.isnan(pixels).any(-1), 0.0, 1.0)
+    offsets, errors = estimate_offsets(cams, pixels, confidence, max_offset=5)
+    assert offsets.tolist() == true
+    assert errors[1, 5 + 3] < 1e-6 < errors[1, 5]      # in sync: 0 px; unshifted: not
+
+
+def test_people_are_matched_across_views_and_one_seen_once_stays_alone():
+    cams = [_camera(c) for c in ([3, 0, 1.5], [0, 3, 1.5], [-3, 0.5, 1.5])]
+    world = _moving_people(30, 3)
+    seen = {0: [0, 1], 1: [1, 0, 2], 2: [2, 1]}        # view -> which people, in the view's own order
+    pixels = [np.stack([_project(cams[v], world[p]) for p in order]) for v, order in seen.items()]
+    confidence = [np.ones(p.shape[:3]) for p in pixels]
+    groups = match_people(cams, pixels, confidence)
+    identities = sorted(sorted((v, seen[v][i]) for v, i in g.items()) for g in groups)
+    assert identities == [[(0, 0), (1, 0)], [(0, 1), (1, 1), (2, 1)], [(1, 2), (2, 2)]]
+    lonely = [np.stack([_project(cams[0], world[0])]), np.stack([_project(cams[1], world[1])])]
+    groups = match_people(cams[:2], lonely, [np.ones(p.shape[:3]) for p in lonely])
+    assert groups == [{0: 0}, {1: 0}]                  # different people: no match, two groups of one view

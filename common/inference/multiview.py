@@ -1,6 +1,8 @@
 """Scoring single-view 3D against a calibrated multi-camera recording (``bench/multiview.py``).
 
-* :func:`read_qca`: a Qualisys ``.qca.txt`` calibration (the Pose2Sim demo's) -> :class:`CalibratedCamera` list;
+* :func:`read_calibration`: a calibration in Pose2Sim's ``.toml`` convention (:func:`read_toml`, written by
+  :func:`write_toml`) or a Qualisys ``.qca.txt`` (:func:`read_qca`, the Pose2Sim demos') -> :class:`CalibratedCamera`
+  list; :func:`find_recording` pairs the cameras with one video each in Pose2Sim's folder layout;
 * :func:`triangulate`: confidence-weighted DLT of 2D keypoints seen by several cameras -> world 3D;
   :func:`triangulate_consistent` also undoes a view's left/right swaps (the reference of ``bench/multiview.py``);
 * :func:`limb_scores`: what a single view's poses get right about the body: P-MPJPE, limb lengths, limb
@@ -27,6 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 from common.core.bones import bone_lengths
 from common.utils.errors import UserError
 from common.core.metrics import p_mpjpe
@@ -45,7 +52,7 @@ class CalibratedCamera:
 
     name: str
     K: np.ndarray        # (3, 3) pixels
-    dist: np.ndarray     # (4,) k1, k2, p1, p2
+    dist: np.ndarray     # (4,) k1, k2, p1, p2 (or OpenCV's longer forms: k3, ...)
     R: np.ndarray        # (3, 3) world -> camera rotation
     centre: np.ndarray   # (3,) camera centre in world metres
     size: tuple[int, int]
@@ -53,6 +60,11 @@ class CalibratedCamera:
     def to_camera(self, points: np.ndarray) -> np.ndarray:
         """World points (..., 3) metres -> camera frame (x right, y down, z forward) metres."""
         return (points - self.centre) @ self.R.T
+
+    @property
+    def translation(self) -> np.ndarray:
+        """(3,) world -> camera translation t of x_c = R @ X + t, metres (Pose2Sim's ``translation``)."""
+        return -self.R @ self.centre
 
     def projection(self) -> np.ndarray:
         """(3, 4) projection matrix of undistorted pixel coordinates."""
@@ -96,6 +108,142 @@ def read_qca(path: str | Path) -> list[CalibratedCamera]:
     if not cameras:
         raise UserError(f"{path}: no cameras")
     return sorted(cameras, key=lambda c: c.name)
+
+
+TOML_CAMERA_KEYS = ("size", "matrix", "distortions", "rotation", "translation")
+TOML_OTHER_TABLES = ("metadata", "capture_volume", "charuco", "checkerboard")  # Pose2Sim's non-camera tables
+TOML_CONVENTION = ("Pose2Sim's convention: one table per camera with size = [w, h] pixels, matrix (3x3 pixels), "
+                   "distortions [k1, k2, p1, p2], rotation (Rodrigues vector) and translation (metres) of the "
+                   "world -> camera transform x_c = R X + t")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+
+
+def _toml_array(path: Path, table: str, key: str, value, shape: tuple[int, ...]) -> np.ndarray:
+    """``value`` of ``[table] key`` as a float array of ``shape`` (a one-line error otherwise)."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        array = np.zeros(0)
+    if array.shape != shape or not np.isfinite(array).all():
+        hint = " (a 3x3 matrix: Pose2Sim's rotation is a Rodrigues vector)" if key == "rotation" and array.shape == (3, 3) \
+            else ""
+        raise UserError(f"{path}: [{table}] {key} must be {'x'.join(map(str, shape))} finite numbers, got "
+                        f"{np.shape(value) if array.size else value!r}{hint}; expected {TOML_CONVENTION}")
+    return array
+
+
+def read_toml(path: str | Path) -> list[CalibratedCamera]:
+    """Cameras of a calibration ``.toml`` in Pose2Sim's convention (what its calibration step writes, and
+    :func:`write_toml`), sorted by name: per camera a table with ``name``, ``size`` [w, h] pixels, ``matrix``
+    K (3x3 pixels), ``distortions`` (OpenCV's k1, k2, p1, p2[, k3]), ``rotation`` (Rodrigues vector) and
+    ``translation`` (metres) of world -> camera x_c = R X + t; ``fisheye`` must be false. A file in another
+    convention (other keys, a rotation matrix, a fisheye model) is a one-line error naming what differs."""
+    import cv2
+
+    path = Path(path)
+    try:
+        content = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UserError(f"{path}: not a readable TOML calibration ({exc})") from None
+    tables = {k: v for k, v in content.items() if isinstance(v, dict) and k not in TOML_OTHER_TABLES}
+    if not tables:
+        raise UserError(f"{path}: no camera table; expected {TOML_CONVENTION}")
+    cameras = []
+    for table, entry in tables.items():
+        missing = [k for k in TOML_CAMERA_KEYS if k not in entry]
+        if missing:
+            raise UserError(f"{path}: [{table}] has no {', '.join(missing)} (it has {', '.join(entry) or 'nothing'}); "
+                            f"expected {TOML_CONVENTION}")
+        if entry.get("fisheye", False):
+            raise UserError(f"{path}: [{table}] is a fisheye camera; only the pinhole model with OpenCV's distortion "
+                            "is supported")
+        dist = np.asarray(entry["distortions"], dtype=np.float64) if isinstance(entry["distortions"], list) else None
+        if dist is None or dist.ndim != 1 or len(dist) not in (4, 5, 8):
+            raise UserError(f"{path}: [{table}] distortions must be 4 (k1, k2, p1, p2), 5 or 8 numbers; expected "
+                            f"{TOML_CONVENTION}")
+        K = _toml_array(path, table, "matrix", entry["matrix"], (3, 3))
+        rotation = _toml_array(path, table, "rotation", entry["rotation"], (3,))
+        translation = _toml_array(path, table, "translation", entry["translation"], (3,))
+        width, height = _toml_array(path, table, "size", entry["size"], (2,))
+        R = cv2.Rodrigues(rotation)[0]
+        cameras.append(CalibratedCamera(str(entry.get("name", table)), K, dist, R, -R.T @ translation,
+                                        (int(round(width)), int(round(height)))))
+    return sorted(cameras, key=lambda c: c.name)
+
+
+def write_toml(path: str | Path, cameras: list[CalibratedCamera]) -> None:
+    """Write ``cameras`` as a calibration ``.toml`` in Pose2Sim's convention (see :func:`read_toml`; the tables
+    Pose2Sim's own converter writes, plus its ``[metadata]`` table), atomically. Numbers keep full precision."""
+    import cv2
+
+    from common.utils.fileio import atomic_write
+
+    def numbers(values) -> str:
+        return "[ " + ", ".join(repr(float(v)) for v in values) + "]"
+
+    lines = []
+    for cam in cameras:
+        rotation = cv2.Rodrigues(np.asarray(cam.R, np.float64))[0].ravel()
+        lines += [f'[{cam.name}]', f'name = "{cam.name}"', f"size = {numbers(cam.size)}",
+                  "matrix = [ " + ", ".join(numbers(row) for row in cam.K) + "]",
+                  f"distortions = {numbers(cam.dist)}", f"rotation = {numbers(rotation)}",
+                  f"translation = {numbers(cam.translation)}", "fisheye = false", ""]
+    lines += ["[metadata]", "adjusted = false", "error = 0.0", ""]
+    atomic_write(Path(path), lambda fh: fh.write("\n".join(lines).encode()))
+
+
+def read_calibration(path: str | Path) -> list[CalibratedCamera]:
+    """Cameras of a calibration file: Pose2Sim's ``.toml`` (:func:`read_toml`) or Qualisys ``.qca.txt``
+    (:func:`read_qca`), by the file's name; anything else is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"calibration file {path} does not exist")
+    name = path.name.lower()
+    if name.endswith(".toml"):
+        return read_toml(path)
+    if name.endswith(".qca.txt"):
+        return read_qca(path)
+    raise UserError(f"{path}: unknown calibration format; give a Pose2Sim .toml ({TOML_CONVENTION}) or a Qualisys "
+                    ".qca.txt (Pose2Sim's calibration step converts other formats to its .toml)")
+
+
+def find_recording(folder: str | Path | None = None, calibration: str | Path | None = None,
+                   videos: list[str | Path] | None = None) -> tuple[Path, list[CalibratedCamera], list[Path]]:
+    """A recording in Pose2Sim's layout: ``folder/calibration/`` holds one ``.toml`` or ``.qca.txt`` file and
+    ``folder/videos/`` one video per camera; ``calibration`` / ``videos`` override either. Videos are paired with
+    cameras by name (each camera's name in exactly one video's file name, as Pose2Sim's ``cam01`` ...) or else, as
+    Pose2Sim does, in sorted order (with a warning). Returns (calibration path, cameras, one video per camera)."""
+    import sys
+
+    if calibration is None:
+        if folder is None:
+            raise UserError("give a recording folder or --calibration and --videos")
+        found = sorted(p for p in (Path(folder) / "calibration").glob("*")
+                       if p.name.lower().endswith((".toml", ".qca.txt")))
+        if len(found) != 1:
+            raise UserError(f"{Path(folder) / 'calibration'}: expected one .toml or .qca.txt calibration file, found "
+                            f"{len(found)}{': ' + ', '.join(p.name for p in found) if found else ''} (give --calibration)")
+        calibration = found[0]
+    cameras = read_calibration(calibration)
+    if videos:
+        paths = [Path(v) for v in videos]
+    else:
+        if folder is None:
+            raise UserError("give a recording folder or --videos")
+        paths = sorted(p for p in (Path(folder) / "videos").glob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise UserError(f"video {missing[0]} does not exist")
+    if len(paths) != len(cameras):
+        raise UserError(f"{calibration} has {len(cameras)} camera(s) ({', '.join(c.name for c in cameras)}) but "
+                        f"{len(paths)} video(s) were given: one video per camera")
+    by_name = [[p for p in paths if cam.name.lower() in p.stem.lower()] for cam in cameras]
+    if all(len(m) == 1 for m in by_name) and len({m[0] for m in by_name}) == len(cameras):
+        return Path(calibration), cameras, [m[0] for m in by_name]
+    print(f"warning: camera names ({', '.join(c.name for c in cameras)}) do not each name one video; pairing "
+          f"cameras and videos in sorted order: " + ", ".join(f"{c.name}={p.name}" for c, p in
+                                                             zip(cameras, sorted(paths))), file=sys.stderr)
+    return Path(calibration), cameras, sorted(paths)
 
 
 def triangulate(cameras: list[CalibratedCamera], pixels: np.ndarray, confidence: np.ndarray,
@@ -166,6 +314,89 @@ def triangulate_tracks(cameras: list[CalibratedCamera], tracks: list[Track2D], f
     pixels = np.stack([full_length(t, t.positions, frames) for t in tracks])
     confidence = np.nan_to_num(np.stack([full_length(t, t.confidence, frames) for t in tracks]))
     return triangulate_consistent(cameras, pixels, confidence)
+
+
+def shift_frames(values: np.ndarray, offset: int) -> np.ndarray:
+    """``out[t] = values[t + offset]`` along the first axis (same length; NaN, or 0 for integer/bool arrays,
+    where ``t + offset`` falls outside)."""
+    out = np.full_like(values, np.nan) if np.issubdtype(values.dtype, np.floating) else np.zeros_like(values)
+    frames = len(values)
+    if abs(offset) < frames:
+        if offset >= 0:
+            out[:frames - offset] = values[offset:]
+        else:
+            out[-offset:] = values[:frames + offset]
+    return out
+
+
+def pair_error(cameras: list[CalibratedCamera], pixels: np.ndarray, confidence: np.ndarray,
+               min_confidence: float = 0.3) -> tuple[float, int]:
+    """How well 2D keypoints of several views agree: median over the joints seen by every view (with at least
+    ``min_confidence``) of the mean reprojection error (pixels) after :func:`triangulate`, and how many such joints
+    there were. pixels (V, T, J, 2), confidence (V, T, J); NaN error when none is seen by all views."""
+    _, error = triangulate(cameras, pixels, confidence, min_views=len(cameras), min_confidence=min_confidence)
+    seen = np.isfinite(error)
+    return (float(np.median(error[seen])) if seen.any() else float("nan")), int(seen.sum())
+
+
+def estimate_offsets(cameras: list[CalibratedCamera], pixels: np.ndarray, confidence: np.ndarray,
+                     max_offset: int, min_joints: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """Synchronisation offsets of the views relative to the first: view v's frame ``t + offsets[v]`` shows the
+    instant of the first view's frame t. For each view and each candidate offset in [-max_offset, max_offset] the
+    view is triangulated with the first one (:func:`pair_error`) and the offset of the smallest median reprojection
+    error wins (the calibration ties the two views' keypoints only at the same instant).
+
+    pixels (V, T, J, 2) distorted pixels, NaN = unseen, confidence (V, T, J) (several people: joints of each
+    person side by side on the J axis, matched across views). Returns (offsets (V,) int, first 0; error
+    (V, 2 max_offset + 1) pixels per candidate, NaN where fewer than ``min_joints`` joints overlap)."""
+    candidates = np.arange(-max_offset, max_offset + 1)
+    errors = np.full((len(cameras), len(candidates)), np.nan)
+    for v in range(1, len(cameras)):
+        for k, offset in enumerate(candidates):
+            pair = [cameras[0], cameras[v]]
+            error, joints = pair_error(pair, np.stack([pixels[0], shift_frames(pixels[v], int(offset))]),
+                                       np.stack([confidence[0], shift_frames(confidence[v], int(offset))]))
+            errors[v, k] = error if joints >= min_joints else np.nan
+    errors[0, candidates == 0] = 0.0
+    best = np.where(np.isfinite(errors).any(axis=1), np.argmin(np.nan_to_num(errors, nan=np.inf), axis=1),
+                    max_offset)
+    return candidates[best], errors
+
+
+def match_people(cameras: list[CalibratedCamera], pixels: list[np.ndarray], confidence: list[np.ndarray],
+                 max_error: float = 0.1) -> list[dict[int, int]]:
+    """Who is who across views, by triangulation consistency. pixels[v]: (P_v, T, J, 2) the people tracked in
+    view v (same time axis for every view), confidence[v]: (P_v, T, J).
+
+    The view with the most people starts one group per person; each other view in turn is assigned to the groups
+    (Hungarian assignment, scipy) by the median reprojection error of triangulating the group's views with the
+    candidate (:func:`pair_error`), divided by the candidate's median height in pixels; a pair costing more than
+    ``max_error`` (or seeing no joint together) is no match, and the candidate starts a group of its own (a person
+    not seen by the first views). Returns the groups: {view: person index in that view}, ordered as created."""
+    from scipy.optimize import linear_sum_assignment
+
+    order = sorted(range(len(cameras)), key=lambda v: -len(pixels[v]))
+    groups = [{order[0]: p} for p in range(len(pixels[order[0]]))]
+    for v in order[1:]:
+        spans = np.fmax.reduce(pixels[v][..., 1], axis=-1) - np.fmin.reduce(pixels[v][..., 1], axis=-1)  # (P, T)
+        heights = [float(np.median(s[np.isfinite(s)])) if np.isfinite(s).any() else np.nan for s in spans]
+        cost = np.full((len(groups), len(pixels[v])), np.inf)
+        for g, group in enumerate(groups):
+            views = sorted(group)
+            for c in range(len(pixels[v])):
+                error, joints = pair_error([cameras[u] for u in views] + [cameras[v]],
+                                           np.stack([pixels[u][group[u]] for u in views] + [pixels[v][c]]),
+                                           np.stack([confidence[u][group[u]] for u in views] + [confidence[v][c]]))
+                if joints and np.isfinite(heights[c]) and error / heights[c] <= max_error:
+                    cost[g, c] = error / heights[c]
+        rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e9))
+        matched = set()
+        for g, c in zip(rows, cols):
+            if np.isfinite(cost[g, c]):
+                groups[g][v] = int(c)
+                matched.add(int(c))
+        groups += [{v: c} for c in range(len(pixels[v])) if c not in matched]
+    return groups
 
 
 def limb_lengths(poses: np.ndarray) -> np.ndarray:
