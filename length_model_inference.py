@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from common.utils.checkpoint import default_checkpoint
 from common.datasets.dataset import (DEFAULT_KEYPOINTS, TRAIN_SUBJECTS, load_dataset, parse_action_filter, parse_subjects,
@@ -29,6 +30,7 @@ from common.utils.errors import UserError, cli
 from common.utils.fileio import save_npz
 from common.adjustment.evaluation import format_bone_table
 from common.models.length_model import per_bone_error_mm, predict_sequences
+from common.models.length_probe import error_row, sequence_features, stored_references
 from common.models.model_loading import load_model
 from common.adjustment.adjust import load_predictions
 from common.inference.length_sources import median_lengths
@@ -98,10 +100,10 @@ def main(argv: Sequence[str] | None = None) -> None:
              lengths=predictions if args.causal else np.stack(predictions).astype(np.float32))
     print(f"Predicted lengths of {len(views)} sequences ({','.join(subjects)}, '{dataset.keypoints}' 2D) -> "
           f"{out_dir / f'lengths_dict{suffix}.npz'}, {out_dir / f'lengths_list{suffix}.npz'}")
-    _report(dataset, views, predictions, args, out_dir)
+    _report(dataset, views, predictions, args, out_dir, loaded.checkpoint)
 
 
-def _report(dataset, views, predictions, args: argparse.Namespace, out_dir: Path) -> None:
+def _report(dataset, views, predictions, args: argparse.Namespace, out_dir: Path, checkpoint: dict) -> None:
     """Per-subject / per-bone errors against the ground truth, the training-mean baseline, causal curve."""
     have_gt = [i for i, v in enumerate(views) if v.subject in dataset.world_3d]
     if not have_gt:
@@ -140,6 +142,7 @@ def _report(dataset, views, predictions, args: argparse.Namespace, out_dir: Path
         print(f"SUMMARY length model on {summary_subjects}: {rows[summary_subjects].mean():.1f} mm vs "
               f"always-predict-training-mean {rows['training-mean baseline'].mean():.1f} mm"
               + (f" vs the lifter's own median lengths {rows[own_label].mean():.1f} mm" if own_label else ""))
+    _print_learning_rows(views, have_gt, final, targets, train, dataset, checkpoint)
     if args.causal:
         longest = max(len(predictions[i]) for i in have_gt)
         sums, counts = np.zeros(longest), np.zeros(longest)
@@ -154,6 +157,29 @@ def _report(dataset, views, predictions, args: argparse.Namespace, out_dir: Path
         marks = [n for n in (1, 10, 50, 100, 250, 500, 1000, 2500, 5000) if n <= longest] + [longest]
         print("error after N frames: " + ", ".join(f"{n}: {curve[n - 1]:.1f} mm" for n in dict.fromkeys(marks)))
         print(f"plot -> {plot}")
+
+
+def _print_learning_rows(views, have_gt: list[int], final: np.ndarray, targets: np.ndarray, train: list[str],
+                         dataset, checkpoint: dict) -> None:
+    """Per subject, the model beside the training bank's mean and the linear 2D probe stored in the checkpoint
+    (:func:`common.models.length_probe.stored_references`; published checkpoints store neither: then the
+    training subjects' mean and no probe row), each by mean absolute and size-free error (mm)."""
+    mean, probe = stored_references(checkpoint)
+    mean_label = "bank mean"
+    if mean is None and train:
+        mean, mean_label = np.mean([dataset.gt_bone_lengths(s) for s in train], axis=0), "training mean"
+    features = sequence_features([views[i].poses_2d for i in have_gt]) if probe is not None else None
+    print("Per subject, absolute / size-free error (mm; size-free: each prediction scaled by its best single "
+          "factor):")
+    subjects = np.array([views[i].subject for i in have_gt])
+    for subject in dict.fromkeys(subjects):
+        mask = subjects == subject
+        rows = {"model": error_row(final[mask], targets[mask])}
+        if mean is not None:
+            rows[mean_label] = error_row(np.broadcast_to(mean, targets[mask].shape), targets[mask])
+        if probe is not None:
+            rows["probe"] = error_row(probe.predict(features[torch.as_tensor(mask)]), targets[mask])
+        print(f"  {subject}: " + "   ".join(f"{k} {v['mae']:.2f} / {v['size_free']:.2f}" for k, v in rows.items()))
 
 
 def _own_median_lengths(args: argparse.Namespace, views) -> list[np.ndarray | None]:

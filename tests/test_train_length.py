@@ -1,6 +1,7 @@
 """Training the bone-length model: synthetic batches, resume equality, DDP, the paper's commands."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from common.datasets.dataset import load_dataset
 from common.core.skeleton import NUM_BONES, flip_bone_lengths, flip_poses
 from common.datasets.keypoint_noise import DETECTOR_AR
 from common.datasets.synthetic import MIN_DEPTH, LengthSampler, SyntheticBatchBuilder, epoch_order
+from common.train.train_length import split_heldout_people
 from dataset_files import REST_LENGTHS, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,6 +136,24 @@ def test_resume_equals_uninterrupted(tiny_dir, tmp_path):
     for k in a["model_pos"]:
         assert torch.equal(a["model_pos"][k], b["model_pos"][k]), k
     assert (full / "epoch_best.bin").is_file() and (full / "length_history.json").is_file()
+    # every validation records the model, the bank's mean and the linear probe on the same data, both errors
+    history = json.loads((full / "length_history.json").read_text())
+    for name in ("synthetic_heldout", "test"):
+        for source in ("model", "mean", "probe"):
+            for metric in ("mae", "size_free"):
+                assert len(history[f"{name}_{source}_{metric}"]) == 2, (name, source, metric)
+    assert history["synthetic_heldout_model_mae"][-1] == pytest.approx(history["synthetic_test"][-1])
+    assert a["length_mean"].shape == (16,) and a["length_probe"]["weight"].shape == (17, 16)
+
+
+def test_heldout_people_are_never_training_rows():
+    bank = np.arange(2000 * 16, dtype=np.float32).reshape(2000, 16)
+    train_rows, held = split_heldout_people(bank)
+    assert len(held) == 200 and len(train_rows) == 1800  # at most a tenth of the bank
+    assert not set(map(tuple, held)) & set(map(tuple, train_rows))
+    again, held_again = split_heldout_people(bank)
+    assert np.array_equal(held, held_again) and np.array_equal(train_rows, again)  # fixed, every run
+    assert len(split_heldout_people(bank[:5])[1]) == 1
 
 
 @pytest.mark.slow
@@ -211,4 +231,7 @@ def test_paper_commands_run_on_demo_layout(tmp_path, monkeypatch, capsys):
     shutil.copy(tmp_path / "checkpoint" / "epoch_best.bin", tmp_path / "checkpoint" / "biGRU_all.bin")
     infer_main(_argv(PAPER_COMMANDS[2]) + ["--device", "cpu"])
     assert (data / "lengths_dict.npz").is_file() and (data / "lengths_list.npz").is_file()
-    assert "SUMMARY length model" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "SUMMARY length model" in out
+    # the model's row beside the bank mean and the probe that training stored in the checkpoint
+    assert "model " in out and "bank mean " in out and "probe " in out and "size-free" in out

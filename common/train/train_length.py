@@ -7,7 +7,14 @@ Validation every epoch (rank 0):
 * ``val``: held-out training sequences (``--val_fraction`` of the training (subject, action) pairs, never
   used to build training chunks), their *real* 2D keypoints (``-k``) against the subject's lengths;
 * ``test``: the test subjects from their real (detector-like) 2D keypoints against their lengths;
-* ``synthetic test``: fixed synthetic-length chunks built from the test subjects' motion.
+* ``synthetic test``: fixed synthetic chunks of *held-out people* (:data:`HELDOUT_PEOPLE` bank rows never used
+  for training, :func:`split_heldout_people`) through the test subjects' motion and cameras.
+
+Every validation also prints and records (``length_history.json``, keys ``<set>_<source>_<mae|size_free>``) the
+model beside the training bank's mean and a linear probe on simple 2D statistics (:mod:`common.models.length_probe`,
+fitted on training batches), each by its mean absolute and its size-free error, on the held-out people and on the
+test subjects' real 2D; the checkpoints store the mean and the probe (``length_mean``, ``length_probe``) so that
+``length_model_inference.py`` prints the same rows.
 
 ``epoch_best.bin`` is chosen on ``val`` (or on ``test`` with ``--select_on test``, the paper's behaviour).
 All errors are mean absolute bone-length errors in mm. Under torchrun every rank draws different chunks.
@@ -23,6 +30,7 @@ import argparse
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,13 +47,18 @@ from common.utils.validation import check_length_units
 from common.adjustment.evaluation import format_bone_table
 from common.utils.fileio import check_array, existing_file, load_npz
 from common.models.length_model import BoneLengthModel, per_bone_error_mm, predict_sequences
+from common.models.length_probe import (LinearProbe, error_row, probe_features, sequence_features,
+                                        stored_references)
 from common.models.model_loading import load_model
 from common.output.plots import plot_series
 from common.datasets.synthetic import LengthSampler, SyntheticBatchBuilder, epoch_order
 from common.train.training import (current_lr, decay_learning_rate, gather_rng_states, is_improvement, make_optimizer,
                              prepare_run, resume_training, save_history, split_validation)
 
-SYNTHETIC_TEST_CHUNKS = 128
+SYNTHETIC_TEST_CHUNKS = 256
+HELDOUT_PEOPLE = 512  # bank rows never used for training (held-out people)
+HELDOUT_SEED = 20260
+PROBE_BATCHES = 16  # training batches the linear probe is fitted on
 DEFAULT_BANKS = ["bone_lengths_smpl_neutral_all.npz", "bone_lengths_anny_neutral_train.npz"]
 
 
@@ -74,26 +87,65 @@ def default_length_bank(args: argparse.Namespace) -> Path:
 
 
 def make_sampler(args: argparse.Namespace, dataset: PoseDataset, train_subjects: list[str],
-                 device: torch.device) -> LengthSampler:
+                 device: torch.device) -> tuple[LengthSampler, LengthSampler]:
+    """(training sampler, held-out people sampler). ``smpl``: :data:`HELDOUT_PEOPLE` bank rows (a fixed draw,
+    the same on every rank and run) are set aside, never used for training, to measure the model on people it
+    has not seen; the ``random_*`` kinds draw new people every time, so both samplers are the same."""
     kind = args.length_aug_type
     if kind == "smpl":
-        return LengthSampler(kind, device, bank=load_length_bank(default_length_bank(args)))
+        train_rows, heldout_rows = split_heldout_people(load_length_bank(default_length_bank(args)))
+        return (LengthSampler(kind, device, bank=train_rows), LengthSampler(kind, device, bank=heldout_rows))
     subjects = list(dataset.world_3d) if kind == "random_norm_all" else train_subjects
-    return LengthSampler(kind, device, subject_lengths=subject_lengths(dataset, subjects))
+    sampler = LengthSampler(kind, device, subject_lengths=subject_lengths(dataset, subjects))
+    return sampler, sampler
+
+
+def split_heldout_people(bank: np.ndarray, count: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split a bank (N, 16) into (training rows, held-out rows): ``count`` rows (default
+    :data:`HELDOUT_PEOPLE`, at most a tenth of the bank and at least one) drawn with a fixed seed."""
+    count = count or HELDOUT_PEOPLE
+    count = max(1, min(count, len(bank) // 10))
+    order = np.random.default_rng(HELDOUT_SEED).permutation(len(bank))
+    return bank[np.sort(order[count:])], bank[np.sort(order[:count])]
+
+
+def fit_probe(builder: SyntheticBatchBuilder, sampler: LengthSampler, seed: int,
+              batches: int = PROBE_BATCHES, batch_size: int = 64) -> LinearProbe:
+    """The linear 2D probe (:class:`common.models.length_probe.LinearProbe`) fitted on ``batches`` training
+    batches drawn with its own generator (the training streams are not touched)."""
+    gen = torch.Generator(device=builder.device).manual_seed(seed + 104729)
+    n = batches * batch_size
+    ids = torch.randint(builder.num_chunks, (n,), generator=gen, device=builder.device)
+    flips = torch.rand(n, generator=gen, device=builder.device) < 0.5
+    features, lengths = [], []
+    for rows in torch.arange(n, device=builder.device).split(batch_size):
+        batch = builder.sample(ids[rows], flips[rows], sampler, gen)
+        features.append(probe_features(batch.keypoints_2d))
+        lengths.append(batch.lengths)
+    return LinearProbe().fit(torch.cat(features).cpu(), torch.cat(lengths).cpu())
 
 
 class LengthEvaluator:
-    """Per-epoch validation errors (mm). Holds the fixed validation inputs; see the module docstring."""
+    """Per-epoch validation errors (mm). Holds the fixed validation inputs; see the module docstring.
+
+    Besides the selection errors, :meth:`evaluate` scores three sources on the same data, each by its mean
+    absolute and size-free error (:mod:`common.models.length_probe`): the model, the training bank's mean
+    ``mean_lengths`` (16,) m, and the linear 2D ``probe`` (None: no probe row). The data: ``synthetic`` = held-out
+    people (``heldout_sampler``) through the test subjects' motion and cameras; ``test`` = the test subjects'
+    real 2D against their lengths.
+    """
 
     def __init__(self, dataset: PoseDataset, val_views: list[Sequence3D], test_views: list[Sequence3D],
-                 train_subjects: list[str], sampler: LengthSampler, args: argparse.Namespace,
-                 device: torch.device) -> None:
+                 train_subjects: list[str], heldout_sampler: LengthSampler, args: argparse.Namespace,
+                 device: torch.device, mean_lengths: np.ndarray, probe: LinearProbe | None = None) -> None:
         self.val_views, self.test_views = val_views, test_views
         self.val_targets = (subject_lengths(dataset, [v.subject for v in val_views]) if val_views
                             else np.zeros((0, 16)))
         test_3d = [v for v in test_views if v.poses_3d is not None]
         self.test_targets = subject_lengths(dataset, [v.subject for v in test_views]) if test_3d else None
         self.baseline = subject_lengths(dataset, train_subjects).mean(axis=0)
+        self.mean_lengths = np.asarray(mean_lengths, dtype=np.float64)
+        self.probe = probe
         self.synthetic = None
         if test_3d:
             chunk_len = min(args.chunk_len, min(len(v.poses_3d) for v in test_3d))
@@ -102,40 +154,90 @@ class LengthEvaluator:
             n = min(SYNTHETIC_TEST_CHUNKS, builder.num_chunks)
             ids = torch.randperm(builder.num_chunks, generator=gen, device=device)[:n]
             flips = torch.zeros(n, dtype=torch.bool, device=device)
-            self.synthetic = builder.sample(ids, flips, sampler, gen)
+            self.synthetic = builder.sample(ids, flips, heldout_sampler, gen)
+        self.test_features = (sequence_features([v.poses_2d for v in test_views])
+                              if probe is not None and self.test_targets is not None else None)
 
-    def _errors(self, model: BoneLengthModel, views: list[Sequence3D], targets: np.ndarray) -> np.ndarray:
+    def _final_predictions(self, model: BoneLengthModel, views: list[Sequence3D]) -> np.ndarray:
         preds = predict_sequences(model, [v.poses_2d for v in views])
-        final = np.stack([p if p.ndim == 1 else p[-1] for p in preds])
-        return per_bone_error_mm(final, targets)
+        return np.stack([p if p.ndim == 1 else p[-1] for p in preds])
 
     def test_per_bone(self, model: BoneLengthModel) -> np.ndarray | None:
-        return None if self.test_targets is None else self._errors(model, self.test_views, self.test_targets)
+        if self.test_targets is None:
+            return None
+        return per_bone_error_mm(self._final_predictions(model, self.test_views), self.test_targets)
 
     def baseline_per_bone(self) -> np.ndarray | None:
         if self.test_targets is None:
             return None
         return per_bone_error_mm(np.broadcast_to(self.baseline, self.test_targets.shape), self.test_targets)
 
+    def _rows(self, model_pred: np.ndarray, target: np.ndarray, features: torch.Tensor | None
+              ) -> dict[str, dict[str, float]]:
+        rows = {"model": error_row(model_pred, target),
+                "mean": error_row(np.broadcast_to(self.mean_lengths, target.shape), target)}
+        if self.probe is not None and features is not None:
+            rows["probe"] = error_row(self.probe.predict(features), target)
+        return rows
+
     @torch.no_grad()
     def evaluate(self, model: BoneLengthModel) -> dict[str, float]:
+        """``val``, ``test``, ``synthetic_test`` (the model's mean absolute errors, mm) and, per data set
+        (``synthetic_heldout``, ``test``), source and error, ``<set>_<source>_<mae|size_free>`` (mm)."""
         out = {"val": math.nan, "test": math.nan, "synthetic_test": math.nan}
         if self.val_views:
-            out["val"] = float(self._errors(model, self.val_views, self.val_targets).mean())
-        test = self.test_per_bone(model)
-        if test is not None:
-            out["test"] = float(test.mean())
+            out["val"] = float(per_bone_error_mm(self._final_predictions(model, self.val_views),
+                                                 self.val_targets).mean())
+        tables = {}
+        if self.test_targets is not None:
+            pred = self._final_predictions(model, self.test_views)
+            out["test"] = float(per_bone_error_mm(pred, self.test_targets).mean())
+            tables["test"] = self._rows(pred, self.test_targets, self.test_features)
         if self.synthetic is not None:
             with evaluation_mode(model):
                 pred = torch.cat([model(x) for x in self.synthetic.keypoints_2d.split(32)])
             if pred.ndim == 3:
                 pred = pred[:, -1]
-            out["synthetic_test"] = float((pred - self.synthetic.lengths).abs().mean().item() * 1000.0)
+            target = self.synthetic.lengths.cpu().numpy()
+            out["synthetic_test"] = float(np.abs(pred.float().cpu().numpy() - target).mean() * 1000.0)
+            tables["synthetic_heldout"] = self._rows(pred.float().cpu().numpy(), target,
+                                                     probe_features(self.synthetic.keypoints_2d).cpu())
+        for name, rows in tables.items():
+            for source, errors in rows.items():
+                for metric, value in errors.items():
+                    out[f"{name}_{source}_{metric}"] = value
         return out
+
+
+def format_learning_rows(metrics: dict[str, float]) -> str:
+    """The model / mean / probe rows of :meth:`LengthEvaluator.evaluate` as printed lines (mm)."""
+    labels = {"synthetic_heldout": "held-out people, test motion+cameras (synthetic)",
+              "test": "test subjects (real 2D)"}
+    lines = []
+    for name, label in labels.items():
+        cells = [f"{source} {metrics[f'{name}_{source}_mae']:.2f} / {metrics[f'{name}_{source}_size_free']:.2f}"
+                 for source in ("model", "mean", "probe") if f"{name}_{source}_mae" in metrics]
+        if cells:
+            lines.append(f"    {label}: " + "   ".join(cells) + "  mm (absolute / size-free)")
+    return "\n".join(lines)
+
+
+def reference_state(evaluator: LengthEvaluator | None) -> dict[str, Any]:
+    """What a checkpoint stores so that later scripts print the same reference rows: ``length_mean`` (16,) m,
+    the training bank's mean, and ``length_probe`` (the linear probe's ``weight`` (17, 16), ``bias`` (16,))."""
+    if evaluator is None:
+        return {}
+    state: dict[str, Any] = {"length_mean": torch.as_tensor(evaluator.mean_lengths, dtype=torch.float32)}
+    if evaluator.probe is not None:
+        state["length_probe"] = {"weight": evaluator.probe.weight.cpu(), "bias": evaluator.probe.bias.cpu()}
+    return state
 
 
 def _print_final_report(evaluator: LengthEvaluator, model: BoneLengthModel, label: str,
                         subjects: list[str], keypoints: str) -> None:
+    rows = format_learning_rows(evaluator.evaluate(model))
+    if rows:
+        print(f"Model ({label}) against the training bank's mean and the linear 2D probe:\n{rows}")
     test = evaluator.test_per_bone(model)
     if test is None:
         return
@@ -166,7 +268,7 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     dataset = load_dataset(args.data_dir, args.dataset, args.keypoints, need_3d=True,
                            subjects=sorted(set(train_subjects + test_subjects)))
     test_views = dataset.fetch(test_subjects, actions) if test_subjects else []
-    sampler = make_sampler(args, dataset, train_subjects, device)
+    sampler, heldout_sampler = make_sampler(args, dataset, train_subjects, device)
     checkpoint_dir = Path(args.checkpoint)
 
     if args.evaluate:
@@ -176,7 +278,9 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
         loaded = load_model(source, ("length",), bidirectional=args.bidirectional, num_layers=args.num_layers,
                             search=(checkpoint_dir,), device=device)
         model, path = loaded.model, loaded.path
-        evaluator = LengthEvaluator(dataset, [], test_views, train_subjects, sampler, args, device)
+        mean, probe = stored_references(loaded.checkpoint)
+        evaluator = LengthEvaluator(dataset, [], test_views, train_subjects, heldout_sampler, args, device,
+                                    sampler.mean_lengths.cpu().numpy() if mean is None else mean, probe)
         if ctx.is_main:
             _print_final_report(evaluator, model, path.name, test_subjects, dataset.keypoints)
         return
@@ -208,7 +312,8 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     train_model = distributed.wrap_model(model, ctx)
     evaluator = None
     if ctx.is_main and not args.no_eval:
-        evaluator = LengthEvaluator(dataset, val_views, test_views, train_subjects, sampler, args, device)
+        evaluator = LengthEvaluator(dataset, val_views, test_views, train_subjects, heldout_sampler, args, device,
+                                    sampler.mean_lengths.cpu().numpy(), fit_probe(builder, sampler, args.seed))
     per_rank_batch = max(1, args.batch_size // ctx.world_size)
     precision = resolve_precision(args.precision, device)
     micro_batch = resolve_micro_batch(
@@ -255,6 +360,9 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
         metrics = evaluator.evaluate(model) if evaluator is not None else {}
         for key in ("val", "test", "synthetic_test"):
             history[key].append(metrics.get(key, math.nan))
+        for key, value in metrics.items():
+            if key not in ("val", "test", "synthetic_test"):
+                history.setdefault(key, []).append(value)
         history["wall_s"].append(elapsed_before + time.time() - run_start)
         random_states = gather_rng_states(streams, ctx)
         if ctx.is_main:
@@ -263,13 +371,15 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
                   f"train {history['train'][-1]:.2f} mm  val {metrics.get('val', math.nan):.2f} mm  "
                   f"test {metrics.get('test', math.nan):.2f} mm  "
                   f"synthetic test {metrics.get('synthetic_test', math.nan):.2f} mm")
+            if metrics:
+                print(format_learning_rows(metrics))
             improved = is_improvement(selected, best)
             if improved:
                 best = selected
             state = {"epoch": epoch, "lr": current_lr(optimizer), "optimizer": optimizer.state_dict(),
                      "model_pos": model.state_dict(), "random_state": random_states,
                      "length_model_config": model.config(), "history": history, "best": best,
-                     "select_on": args.select_on}
+                     "select_on": args.select_on, **reference_state(evaluator)}
             save_epoch_checkpoints(checkpoint_dir, state, epoch, args.checkpoint_frequency,
                                    best=improved or (args.no_eval and epoch == args.epochs))
             curves = {"train (synthetic)": history["train"], "val (held-out real 2D)": history["val"],

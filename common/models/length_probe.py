@@ -1,0 +1,125 @@
+"""What a bone-length model is measured against: the size-free error and a linear probe on simple 2D statistics.
+
+* :func:`size_free_error_mm`: each person's predicted lengths scaled by the one factor that fits their true
+  lengths best (least squares), then the mean absolute error: what is left once overall size is removed, i.e.
+  how well the *proportions* are predicted.
+* :func:`probe_features`: per sequence, 17 numbers read straight off the 2D keypoints: for each bone the log of
+  its 90th-percentile image length over the frames, centred over the 16 bones (the bone's share of the figure,
+  free of distance and size), and the log of the sequence's 2D spread (root-relative RMS).
+* :class:`LinearProbe`: ridge regression (closed form) from those features to log bone lengths, fitted on
+  training batches. A learned length model that does not beat it has not learnt what its input holds.
+
+Every function is batched over people; inputs are normalised screen coordinates (any 2D unit works: the
+features are logs and the bone shares are centred).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from common.core.skeleton import BONE_CHILDREN, BONE_PARENTS, NUM_BONES, NUM_JOINTS
+
+NUM_FEATURES = NUM_BONES + 1
+LENGTH_QUANTILE = 0.9  # a bone's image length near its most frontal view; robust to a few bad frames
+_EPS = 1e-6
+
+
+def size_free_scale(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The least-squares factor per person that maps predicted onto true lengths: (N, 16) x2 -> (N,),
+    ``s = <pred, target> / <pred, pred>``."""
+    pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+    return (pred * target).sum(-1) / np.maximum((pred * pred).sum(-1), 1e-12)
+
+
+def size_free_error_mm(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per person, the mean absolute error (mm) of the predicted lengths once scaled by
+    :func:`size_free_scale`: (N, 16) x2 metres -> (N,) mm."""
+    pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+    scaled = pred * size_free_scale(pred, target)[:, None]
+    return np.abs(scaled - target).mean(-1) * 1000.0
+
+
+def absolute_error_mm(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per person, the mean absolute bone-length error (mm): (N, 16) x2 metres -> (N,) mm."""
+    return np.abs(np.asarray(pred, np.float64) - np.asarray(target, np.float64)).mean(-1) * 1000.0
+
+
+def error_row(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """``{"mae": ..., "size_free": ...}``: the two errors (mm) averaged over people; pred/target (N, 16) m."""
+    return {"mae": float(absolute_error_mm(pred, target).mean()),
+            "size_free": float(size_free_error_mm(pred, target).mean())}
+
+
+def probe_features(keypoints_2d: torch.Tensor) -> torch.Tensor:
+    """(B, T, 17, 2) 2D keypoints -> (B, 17) float32 probe features (module docstring): 16 centred log bone
+    image lengths (90th percentile over the T frames), then the log root-relative 2D RMS spread."""
+    if keypoints_2d.ndim != 4 or keypoints_2d.shape[-2:] != (NUM_JOINTS, 2):
+        raise ValueError(f"expected 2D keypoints (B, T, {NUM_JOINTS}, 2), got {tuple(keypoints_2d.shape)}")
+    x = keypoints_2d.float()
+    children = torch.as_tensor(BONE_CHILDREN, device=x.device)
+    parents = torch.as_tensor(BONE_PARENTS, device=x.device)
+    bones = torch.linalg.vector_norm(x.index_select(-2, children) - x.index_select(-2, parents), dim=-1)
+    log_bones = torch.log(torch.quantile(bones, LENGTH_QUANTILE, dim=1).clamp_min(_EPS))  # (B, 16)
+    shares = log_bones - log_bones.mean(dim=-1, keepdim=True)
+    relative = x - x[:, :, :1]
+    spread = torch.log(relative.pow(2).sum(-1).mean(dim=(1, 2)).sqrt().clamp_min(_EPS))  # (B,)
+    return torch.cat([shares, spread[:, None]], dim=-1)
+
+
+def sequence_features(sequences: Sequence[np.ndarray]) -> torch.Tensor:
+    """Probe features of sequences of different lengths: list of (T_i, 17, 2) -> (N, 17)."""
+    return torch.cat([probe_features(torch.as_tensor(np.asarray(s), dtype=torch.float32)[None])
+                      for s in sequences]) if len(sequences) else torch.zeros((0, NUM_FEATURES))
+
+
+class LinearProbe:
+    """Ridge regression ``log lengths = features @ weight + bias``, fitted in closed form on centred data.
+
+    weight: (F, 16), bias: (16,), float64. ``ridge`` is the L2 penalty relative to the features' mean square
+    (scale-free). Fitting takes features (N, F) and lengths (N, 16) metres; :meth:`predict` returns metres.
+    """
+
+    def __init__(self, ridge: float = 1e-3) -> None:
+        self.ridge = ridge
+        self.weight: torch.Tensor | None = None
+        self.bias: torch.Tensor | None = None
+
+    def fit(self, features: torch.Tensor, lengths: torch.Tensor) -> "LinearProbe":
+        x = torch.as_tensor(features, dtype=torch.float64)
+        y = torch.log(torch.as_tensor(lengths, dtype=torch.float64).clamp_min(_EPS))
+        if len(x) < 2 or len(x) != len(y):
+            raise ValueError(f"the probe needs >= 2 matching rows, got {len(x)} features and {len(y)} targets")
+        mean_x, mean_y = x.mean(0), y.mean(0)
+        xc, yc = x - mean_x, y - mean_y
+        gram = xc.T @ xc
+        penalty = self.ridge * gram.diagonal().mean().clamp_min(1e-12)
+        self.weight = torch.linalg.solve(gram + penalty * torch.eye(x.shape[1], dtype=x.dtype), xc.T @ yc)
+        self.bias = mean_y - mean_x @ self.weight
+        return self
+
+    def predict(self, features: torch.Tensor) -> np.ndarray:
+        """(N, F) features -> (N, 16) bone lengths, metres (numpy float64)."""
+        if self.weight is None:
+            raise RuntimeError("fit the probe first")
+        x = torch.as_tensor(features, dtype=torch.float64, device=self.weight.device)
+        return torch.exp(x @ self.weight + self.bias).cpu().numpy()
+
+
+def stored_references(checkpoint: dict[str, Any]) -> tuple[np.ndarray | None, LinearProbe | None]:
+    """(training bank mean (16,) m or None, fitted probe or None) as ``train.py -t length`` stores them in its
+    checkpoints (``length_mean``, ``length_probe`` = {weight (17, 16), bias (16,)}); the published checkpoints
+    store neither."""
+    mean = checkpoint.get("length_mean")
+    stored = checkpoint.get("length_probe")
+    probe = None
+    if isinstance(stored, dict) and "weight" in stored and "bias" in stored:
+        probe = LinearProbe()
+        probe.weight = torch.as_tensor(stored["weight"], dtype=torch.float64)
+        probe.bias = torch.as_tensor(stored["bias"], dtype=torch.float64)
+    return (None if mean is None else np.asarray(torch.as_tensor(mean), dtype=np.float64)), probe
+
+
+__all__ = ["size_free_scale", "size_free_error_mm", "absolute_error_mm", "error_row", "probe_features",
+           "sequence_features", "LinearProbe", "stored_references", "NUM_FEATURES"]

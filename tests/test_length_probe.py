@@ -1,0 +1,53 @@
+"""The size-free error and the linear 2D probe the bone-length model is measured against."""
+import math
+
+import numpy as np
+import torch
+
+from common.models.length_probe import (LinearProbe, NUM_FEATURES, absolute_error_mm, error_row, probe_features,
+                                        size_free_error_mm, size_free_scale)
+
+
+def test_size_free_error_by_hand():
+    # two bones for readability (the functions take any number): target (1, 2) m, prediction (2, 2) m
+    pred = np.array([[2.0, 2.0]])
+    target = np.array([[1.0, 2.0]])
+    # s = <p, t> / <p, p> = (2 + 4) / 8 = 0.75 -> scaled (1.5, 1.5); |0.5| + |0.5| over 2 bones = 0.5 m
+    assert math.isclose(size_free_scale(pred, target)[0], 0.75)
+    assert math.isclose(size_free_error_mm(pred, target)[0], 500.0)
+    assert math.isclose(absolute_error_mm(pred, target)[0], 500.0)  # (1 + 0) / 2 m
+
+
+def test_size_free_error_ignores_overall_size_only():
+    rng = np.random.default_rng(0)
+    target = rng.uniform(0.1, 0.5, (5, 16))
+    assert np.allclose(size_free_error_mm(target * rng.uniform(0.5, 2.0, (5, 1)), target), 0.0, atol=1e-9)
+    wrong = target.copy()
+    wrong[:, 0] *= 1.5  # a proportion error survives the rescaling
+    assert (size_free_error_mm(wrong, target) > 1.0).all()
+    row = error_row(wrong, target)
+    assert math.isclose(row["size_free"], size_free_error_mm(wrong, target).mean())
+    assert math.isclose(row["mae"], absolute_error_mm(wrong, target).mean())
+
+
+def test_probe_recovers_a_known_linear_map():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(400, NUM_FEATURES, generator=gen, dtype=torch.float64)
+    weight = torch.randn(NUM_FEATURES, 16, generator=gen, dtype=torch.float64) * 0.1
+    bias = torch.log(torch.linspace(0.1, 0.5, 16, dtype=torch.float64))
+    lengths = torch.exp(x @ weight + bias)
+    probe = LinearProbe(ridge=1e-9).fit(x, lengths)
+    assert torch.allclose(probe.weight, weight, atol=1e-6)
+    assert torch.allclose(probe.bias, bias, atol=1e-6)
+    assert np.allclose(probe.predict(x[:3]), lengths[:3].numpy(), rtol=1e-6)
+
+
+def test_probe_features_are_position_free_and_only_spread_sees_scale():
+    gen = torch.Generator().manual_seed(1)
+    kp = torch.rand(2, 30, 17, 2, generator=gen)
+    f = probe_features(kp)
+    assert f.shape == (2, NUM_FEATURES)
+    moved = probe_features(kp * 3.0 + torch.tensor([0.2, -0.4]))
+    assert torch.allclose(moved[:, :16], f[:, :16], atol=1e-5)  # bone shares: no size, no position
+    assert torch.allclose(moved[:, 16], f[:, 16] + math.log(3.0), atol=1e-5)  # spread: log of the 2D size
+    assert torch.allclose(f[:, :16].sum(-1), torch.zeros(2), atol=1e-5)
