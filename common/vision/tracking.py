@@ -192,7 +192,9 @@ class PersonTracker:
         self.window = None  # lost or somebody else: the next streaming call starts afresh
         return None
 
-    def _follow(self, rgb: np.ndarray) -> PersonPose | None:
+    def follow(self, rgb: np.ndarray) -> PersonPose | None:
+        """The followed person in the next frame (streaming mode, then a fresh detection around their last
+        position, then a search nearby), or None; does not record anything (:meth:`update` does)."""
         person = self._streamed(rgb) or self._in_roi(rgb)
         if person is not None:
             return person
@@ -215,7 +217,7 @@ class PersonTracker:
             if person is not None and self.last is not None:
                 self.reacquired.append(len(self.positions))
         else:
-            person = self._follow(rgb)
+            person = self.follow(rgb)
         self.lost = 0 if person is not None else self.lost + 1
         if person is not None:
             self.last = person
