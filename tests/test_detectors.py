@@ -11,7 +11,6 @@ from common.utils.fileio import save_npz
 from common.vision.tracking import (PersonTracker, Track2D, box_iou, choose_person, fill_gaps, find_people,
                              parse_person_policy, search_regions, smooth_track)
 
-from test_inference import real_clip  # noqa: F401 - the real-clip fixture
 
 RNG = np.random.default_rng(0)
 

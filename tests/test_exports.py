@@ -11,22 +11,10 @@ from common.core.bones import adjust_bone_lengths, bone_lengths
 from common.output.bvh import BVH_NAMES, REST_DIRECTIONS, TO_BVH_AXES, _euler_zxy, bvh_motion, write_bvh
 from common.utils.errors import UserError
 from common.output.pose_tables import CSV_COLUMNS, csv_text, parse_export_formats, read_jsonl, write_jsonl
-from common.core.skeleton import ANCESTOR_BONES, BONE_NAMES, JOINT_NAMES
+from common.core.skeleton import ANCESTOR_BONES, BONE_NAMES
+from helpers import read_bvh_positions
 
-bvhio = pytest.importorskip("bvhio")
-
-
-def read_bvh_positions(path) -> np.ndarray:
-    """Joint positions (T, 17, 3) metres z-up of a BVH file, forward-kinematised by bvhio."""
-    root = bvhio.readAsHierarchy(str(path))
-    layout = root.layout()
-    by_name = {joint.Name: joint for joint, _, _ in layout}
-    frames = root.getKeyframeRange()[1] + 1
-    out = np.zeros((frames, len(JOINT_NAMES), 3))
-    for f in range(frames):
-        root.loadPose(f)
-        out[f] = [list(by_name[name].PositionWorld) for name in JOINT_NAMES]
-    return out / 100.0 @ TO_BVH_AXES  # cm, y up -> metres, z up
+pytest.importorskip("bvhio")  # the round trips read the BVH back with it
 
 
 def rest_pose(lengths: np.ndarray) -> np.ndarray:

@@ -16,7 +16,6 @@ import inference
 from common.core.bones import bone_lengths
 from common.utils.checkpoint import save_checkpoint
 from common.vision.detectors import load_keypoints
-from common.utils.downloads import cache_dir, fetch_demo_video
 from common.utils.errors import UserError
 from common.core.camera import camera_to_world_like, place_on_ground
 from common.core.metrics import symmetry_error
@@ -24,33 +23,9 @@ from common.models.length_model import BoneLengthModel
 from common.models.mix_model import MixModel
 from common.models.model import TemporalModel
 from common.vision.video import VideoReader, VideoWriter
+from helpers import CLIP_FRAMES, read_bvh_positions
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIP_FRAMES = 24
-
-
-def _demo_video() -> Path | None:
-    for candidate in (ROOT / "data" / "demo.mp4", cache_dir() / "demo.mp4"):
-        if candidate.is_file():
-            return candidate
-    try:
-        return fetch_demo_video(cache_dir() / "demo.mp4")
-    except Exception:  # noqa: BLE001 - no network / no fetcher: the real-clip tests are skipped
-        return None
-
-
-@pytest.fixture(scope="session")
-def real_clip(tmp_path_factory) -> Path:
-    """The first 24 frames of the Sports2D demo video (a man standing on a box), re-encoded once."""
-    source = _demo_video()
-    if source is None:
-        pytest.skip("demo video unavailable (run setup.py or allow pip download of sports2d)")
-    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
-    reader = VideoReader(source, max_frames=CLIP_FRAMES)
-    with VideoWriter(path, reader.info.width, reader.info.height, reader.info.fps) as writer:
-        for frame in reader:
-            writer.write(frame)
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -116,7 +91,6 @@ def test_real_clip_finetuned_mode(real_clip, checkpoints, tmp_path, capsys):
     assert (reread.width, reread.height) == (1768, 994)
     # --export: the BVH read back by an independent parser (bvhio) and forward-kinematised reproduces the
     # adjusted joint positions within 1 mm on every frame; CSV and JSON lines hold the same numbers.
-    from test_exports import read_bvh_positions
 
     assert np.abs(read_bvh_positions(out / "clip_poses_3d.bvh") - after).max() < 1e-3
     rows = [ln for ln in (out / "clip_poses_3d.csv").read_text().splitlines() if not ln.startswith("#")]

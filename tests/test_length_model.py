@@ -17,7 +17,7 @@ from dataset_files import write_dataset
 
 
 def _published_state(bidirectional: bool, hidden: int = 16, layers: int = 1) -> dict[str, torch.Tensor]:
-    """A state dict built by hand with the documented key names and shapes (SPEC §3)."""
+    """A state dict built by hand with the published key names and shapes (:mod:`common.models.length_model`)."""
     g = torch.Generator().manual_seed(0)
     sd = {"expand_conv.weight": torch.randn(256, 34, generator=g) * 0.1,
           "expand_conv.bias": torch.randn(256, generator=g) * 0.1,

@@ -19,7 +19,7 @@ from common.inference.live import (CausalGRULengths, CausalVideoPose3D, FrameSou
 from common.models.model import TemporalModel
 from common.core.skeleton import BONE_NAMES
 from common.vision.video import VideoReader, VideoWriter
-from test_inference import CLIP_FRAMES, real_clip  # noqa: F401 - the real-clip fixture
+from helpers import CLIP_FRAMES
 
 
 def test_one_euro_filter_first_steps_by_hand():

@@ -13,7 +13,7 @@ from common.core.metrics import direction_loss, mpjpe
 from common.models.mix_model import MixModel
 from common.models.model import TemporalModel, TemporalModelOptimized1f
 from common.core.skeleton import SYMMETRIC_BONES
-from dataset_files import write_dataset
+from helpers import free_port, mix_flags
 
 torch.set_num_threads(1)
 WIDTHS = [3, 3]  # receptive field 9
@@ -144,33 +144,6 @@ def test_mix_checkpoint_round_trips(tmp_path):
 
 # ------------------------------------------------------------------ train.py -t mix, end to end
 
-E2E_SUBJECTS = ["S1", "S5", "S9"]
-
-
-@pytest.fixture(scope="module")
-def mix_setup(tmp_path_factory):
-    """Small dataset + a published-layout length checkpoint (biGRU_all.bin) and lifter checkpoint
-    (pretrained_h36m_cpn.bin, -arc 3,3,3,3,3 with 32 channels) in a checkpoint folder."""
-    root = tmp_path_factory.mktemp("mix")
-    write_dataset(root, "mixtiny", {s: ["Walking 1", "Eating"] for s in E2E_SUBJECTS}, frames=90,
-                  detections_px=None)
-    ckpt = root / "checkpoint"
-    ckpt.mkdir()
-    torch.manual_seed(0)
-    length_model = BoneLengthModel(embed_dim=256, hidden_size=16, num_layers=1, dropout=0.0, bidirectional=True)
-    with torch.no_grad():
-        length_model.fc.weight.abs_().mul_(0.02)
-    save_checkpoint(ckpt / "biGRU_all.bin", {"epoch": 1, "lr": 1e-3, "model_pos": length_model.state_dict()})
-    lifter = TemporalModel(17, 2, 17, [3, 3, 3, 3, 3], channels=32)
-    save_checkpoint(ckpt / "pretrained_h36m_cpn.bin", {"epoch": 80, "lr": 1e-5, "model_pos": lifter.state_dict()})
-    return root
-
-
-def _flags(root, *extra):
-    return ["-d", "mixtiny", "-k", "gt", "--data_dir", str(root), "-str", "S1,S5", "-ste", "S9",
-            "-ch", "32", "--hidden", "16", "--device", "cpu", *extra]
-
-
 def _train(argv):
     from train import main
     main(argv)
@@ -241,11 +214,11 @@ def test_resume_equals_uninterrupted_and_length_list(mix_setup, tmp_path):
     base = ["-t", "mix", "-bi", "-arc", "3,3,3,3,3", "-b", "64", "-lr", "1e-3", "-drop", "0.2",
             "--length_model", str(ckpts / "biGRU_all.bin"), "--direction_model",
             str(ckpts / "pretrained_h36m_cpn.bin"), "--bone_length_list", str(lengths_list)]
-    _train(base + _flags(mix_setup, "-e", "2", "-c", str(tmp_path / "full"), "--no-eval"))
-    _train(base + _flags(mix_setup, "-e", "1", "-c", str(tmp_path / "part"), "--no-eval"))
+    _train(base + mix_flags(mix_setup, "-e", "2", "-c", str(tmp_path / "full"), "--no-eval"))
+    _train(base + mix_flags(mix_setup, "-e", "1", "-c", str(tmp_path / "part"), "--no-eval"))
     _train(["-t", "mix", "-bi", "-arc", "3,3,3,3,3", "-b", "64", "-drop", "0.2", "--mix_model",
             str(tmp_path / "part" / "final.bin"), "--bone_length_list", str(lengths_list)]
-           + _flags(mix_setup, "-e", "2", "-c", str(tmp_path / "part"), "--no-eval"))
+           + mix_flags(mix_setup, "-e", "2", "-c", str(tmp_path / "part"), "--no-eval"))
     a, b = load_checkpoint(tmp_path / "full" / "final.bin"), load_checkpoint(tmp_path / "part" / "final.bin")
     assert a["epoch"] == b["epoch"] == 2
     assert a["history"]["train_mpjpe"] == b["history"]["train_mpjpe"]
@@ -253,7 +226,7 @@ def test_resume_equals_uninterrupted_and_length_list(mix_setup, tmp_path):
         assert torch.equal(v, b["model_pos"][k]), k
 
     # on-the-fly lengths equal the list's: the first epoch is identical
-    _train(base[:-2] + _flags(mix_setup, "-e", "1", "-c", str(tmp_path / "fly"), "--no-eval"))
+    _train(base[:-2] + mix_flags(mix_setup, "-e", "1", "-c", str(tmp_path / "fly"), "--no-eval"))
     c = load_checkpoint(tmp_path / "fly" / "final.bin")
     assert np.isclose(c["history"]["train_mpjpe"][0], a["history"]["train_mpjpe"][0], rtol=1e-5)
 
@@ -264,19 +237,19 @@ def test_bad_inputs_are_one_line_errors(mix_setup, tmp_path):
 
     ckpts = mix_setup / "checkpoint"
     with pytest.raises(UserError, match="--length_model"):
-        _train(["-t", "mix", "-bi", "-arc", "3,3,3,3,3"] + _flags(mix_setup, "-e", "1", "-c", str(tmp_path)))
+        _train(["-t", "mix", "-bi", "-arc", "3,3,3,3,3"] + mix_flags(mix_setup, "-e", "1", "-c", str(tmp_path)))
     with pytest.raises(UserError, match="is a VideoPose3D lifter checkpoint, not a mix"):
         _train(["-t", "mix", "-bi", "-arc", "3,3,3,3,3", "--evaluate", "--mix_model",
-                str(ckpts / "pretrained_h36m_cpn.bin")] + _flags(mix_setup, "-c", str(tmp_path)))
+                str(ckpts / "pretrained_h36m_cpn.bin")] + mix_flags(mix_setup, "-c", str(tmp_path)))
     with pytest.raises(UserError, match="is a bone-length model checkpoint, not a VideoPose3D lifter"):  # swapped files
         _train(["-t", "mix", "-bi", "--length_model", str(ckpts / "biGRU_all.bin"),
-                "--direction_model", str(ckpts / "biGRU_all.bin")] + _flags(mix_setup, "-e", "1", "-c", str(tmp_path)))
+                "--direction_model", str(ckpts / "biGRU_all.bin")] + mix_flags(mix_setup, "-e", "1", "-c", str(tmp_path)))
     bad_list = tmp_path / "short.npz"
     save_npz(bad_list, lengths=[np.full(16, 0.2, np.float32)] * 3)
     with pytest.raises(UserError, match="holds 3 sequences"):
         _train(["-t", "mix", "-bi", "-arc", "3,3,3,3,3", "--length_model", str(ckpts / "biGRU_all.bin"),
                 "--direction_model", str(ckpts / "pretrained_h36m_cpn.bin"), "--bone_length_list", str(bad_list)]
-               + _flags(mix_setup, "-e", "1", "-c", str(tmp_path)))
+               + mix_flags(mix_setup, "-e", "1", "-c", str(tmp_path)))
 
 
 @pytest.mark.slow
@@ -291,10 +264,10 @@ def test_ddp_two_processes(mix_setup, tmp_path):
     lifter = TemporalModel(17, 2, 17, [3, 3, 3], channels=32)
     save_checkpoint(tmp_path / "lifter27.bin", {"model_pos": lifter.state_dict()})
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29583",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port(),
            str(repo / "train.py"), "-t", "mix", "-bi", "-arc", "3,3,3", "-b", "256", "--no-eval",
            "--length_model", str(ckpts / "biGRU_all.bin"), "--direction_model", str(tmp_path / "lifter27.bin"),
-           *_flags(mix_setup, "-e", "1", "-c", str(tmp_path))]
+           *mix_flags(mix_setup, "-e", "1", "-c", str(tmp_path))]
     proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = load_checkpoint(tmp_path / "final.bin")
@@ -305,13 +278,13 @@ def test_ddp_two_processes(mix_setup, tmp_path):
     assert "SUMMARY mix (epoch 1): MPJPE" in proc.stdout and "SUMMARY lifter + adjustment" in proc.stdout
 
 
-def test_stored_lifter_architecture_wins_over_flags(mix_setup, tmp_path, capsys):
+def test_stored_lifter_architecture_wins_overmix_flags(mix_setup, tmp_path, capsys):
     torch.set_num_threads(1)
     lifter = TemporalModel(17, 2, 17, [3, 3, 3], channels=32)
     save_checkpoint(tmp_path / "pose.bin", {"model_pos": lifter.state_dict(), "architecture": [3, 3, 3],
                                             "channels": 32, "causal": False, "dense": False})
     _train(["-t", "mix", "-bi", "-arc", "3,3,3,3,3", "--length_model", str(mix_setup / "checkpoint" / "biGRU_all.bin"),
-            "--direction_model", str(tmp_path / "pose.bin")] + _flags(mix_setup, "-e", "1", "-c", str(tmp_path),
+            "--direction_model", str(tmp_path / "pose.bin")] + mix_flags(mix_setup, "-e", "1", "-c", str(tmp_path),
                                                                       "-ch", "1024"))
     out = capsys.readouterr().out
     assert "architecture [3, 3, 3, 3, 3] -> [3, 3, 3]" in out and "receptive field 27 frames" in out
@@ -326,9 +299,9 @@ def test_control_trains_beside_the_mix_model_without_changing_it(mix_setup, tmp_
     ckpts = mix_setup / "checkpoint"
     base = ["-t", "mix", "-bi", "-arc", "3,3,3,3,3", "-b", "64", "-lr", "1e-3", "-drop", "0.2",
             "--length_model", str(ckpts / "biGRU_all.bin"), "--direction_model", str(ckpts / "pretrained_h36m_cpn.bin")]
-    _train(base + _flags(mix_setup, "-e", "1", "-c", str(tmp_path / "plain")))
+    _train(base + mix_flags(mix_setup, "-e", "1", "-c", str(tmp_path / "plain")))
     capsys.readouterr()
-    _train(base + _flags(mix_setup, "-e", "1", "-c", str(tmp_path / "ctl"), "--control"))
+    _train(base + mix_flags(mix_setup, "-e", "1", "-c", str(tmp_path / "ctl"), "--control"))
     text = capsys.readouterr().out
     plain, mix = load_checkpoint(tmp_path / "plain" / "final.bin"), load_checkpoint(tmp_path / "ctl" / "final.bin")
     for k, v in plain["model_pos"].items():
@@ -341,5 +314,5 @@ def test_control_trains_beside_the_mix_model_without_changing_it(mix_setup, tmp_
     label = "control: lifter fine-tuned 1 epochs without the length model"
     assert f"SUMMARY {label}: MPJPE" in text and "SUMMARY mix (epoch 1): MPJPE" in text
     _train(["-t", "mix", "-bi", "--mix_model", str(tmp_path / "ctl" / "final.bin"), "--evaluate"]
-           + _flags(mix_setup, "-c", str(tmp_path / "ctl")))
+           + mix_flags(mix_setup, "-c", str(tmp_path / "ctl")))
     assert f"SUMMARY {label}: MPJPE" in capsys.readouterr().out

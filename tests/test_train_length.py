@@ -20,6 +20,7 @@ from common.datasets.keypoint_noise import DETECTOR_AR
 from common.datasets.synthetic import MIN_DEPTH, LengthSampler, SyntheticBatchBuilder, epoch_order
 from common.train.train_length import split_heldout_people
 from dataset_files import REST_LENGTHS, write_dataset
+from helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
@@ -171,7 +172,7 @@ def test_causal_variant_and_curves(tiny_dir, tmp_path, capsys):
 @pytest.mark.slow
 def test_ddp_two_processes(tiny_dir, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29577",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port(),
            str(REPO / "train.py"), *_common_flags(tiny_dir, tmp_path, ["-e", "1", "-bi", "--micro_batch", "3"])]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

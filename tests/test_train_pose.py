@@ -12,27 +12,12 @@ from common.utils.checkpoint import load_checkpoint, save_checkpoint
 from common.utils.errors import UserError
 from common.utils.fileio import save_npz
 from common.train.train_pose import bn_momentum
-from dataset_files import write_dataset
+from helpers import TINY_SUBJECTS, free_port, pose_argv
 
 torch.set_num_threads(1)
 
 LENGTHS = np.array([0.13, 0.45, 0.44, 0.13, 0.45, 0.44, 0.23, 0.25, 0.11, 0.12,
                     0.15, 0.28, 0.25, 0.15, 0.28, 0.25], dtype=np.float32)
-SUBJECTS = {"S1": ["Walking", "Eating"], "S5": ["Walking 1", "Eating"], "S9": ["Walking", "Eating 1"],
-            "S11": ["Walking", "Eating"]}
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """data_3d_tiny.npz (world, metres) and data_2d_tiny_gt.npz (pixels, projected through the H36M cameras)."""
-    return write_dataset(tmp_path_factory.mktemp("tiny"), "tiny", SUBJECTS, frames=[48, 56], detections_px=None)
-
-
-def _argv(data_dir, ckpt, *extra):
-    return ["-t", "pose", "-d", "tiny", "-k", "gt", "--data_dir", str(data_dir), "-str", "S1,S5", "-ste", "S9,S11",
-            "-arc", "3,3", "-ch", "16", "-b", "64", "-lr", "1e-3", "-c", str(ckpt), "--device", "cpu", *extra]
-
-
 def test_bn_momentum_schedule():
     assert bn_momentum(0, 10) == pytest.approx(0.1)
     assert bn_momentum(10, 10) == pytest.approx(0.001)
@@ -42,7 +27,7 @@ def test_bn_momentum_schedule():
 @pytest.mark.slow
 def test_train_resume_evaluate_export(data_dir, tmp_path, capsys):
     run_a = tmp_path / "a"
-    train.main(_argv(data_dir, run_a, "-e", "2", "--checkpoint-frequency", "1", "--export-training-curves"))
+    train.main(pose_argv(data_dir, run_a, "-e", "2", "--checkpoint-frequency", "1", "--export-training-curves"))
     out = capsys.readouterr().out
     assert "receptive field 9 frames" in out and "MPJPE" in out
     for name in ("epoch_1.bin", "epoch_2.bin", "final.bin", "pose_training_curves.png"):
@@ -55,7 +40,7 @@ def test_train_resume_evaluate_export(data_dir, tmp_path, capsys):
 
     # resuming from epoch 1 reproduces epoch 2 exactly
     run_b = tmp_path / "b"
-    train.main(_argv(data_dir, run_b, "-e", "2", "-r", str(run_a / "epoch_1.bin")))
+    train.main(pose_argv(data_dir, run_b, "-e", "2", "-r", str(run_a / "epoch_1.bin")))
     resumed = load_checkpoint(run_b / "final.bin")
     for k, v in state["model_pos"].items():
         torch.testing.assert_close(resumed["model_pos"][k], v, rtol=0, atol=0, msg=k)
@@ -64,7 +49,7 @@ def test_train_resume_evaluate_export(data_dir, tmp_path, capsys):
     # evaluate + export in the third-party layout, then bone_adjust reads it
     export = tmp_path / "3D_prediction" / "VideoPose3D"
     capsys.readouterr()
-    train.main(_argv(data_dir, run_a, "--evaluate", "-r", str(run_a / "final.bin"), "--export_predictions",
+    train.main(pose_argv(data_dir, run_a, "--evaluate", "-r", str(run_a / "final.bin"), "--export_predictions",
                      str(export)))
     out = capsys.readouterr().out
     assert "N-MPJPE" in out and "-- Walking --" in out
@@ -75,7 +60,7 @@ def test_train_resume_evaluate_export(data_dir, tmp_path, capsys):
     assert [p.shape for p in preds[:5]] == [(48, 17, 3)] * 4 + [(48, 17, 3)]
     assert np.all(preds[0][:, 0] == 0)
 
-    lengths = {s: {a: [LENGTHS] * 4 for a in acts} for s, acts in SUBJECTS.items()}
+    lengths = {s: {a: [LENGTHS] * 4 for a in acts} for s, acts in TINY_SUBJECTS.items()}
     save_npz(tmp_path / "lengths_dict.npz", lengths=lengths)
     bone_adjust.main(["--act", str(export / "action_dict.pkl"), "--pred", str(export / "prediction.pkl"),
                       "--bone", str(tmp_path / "lengths_dict.npz"), "-d", "tiny", "--data_dir", str(data_dir),
@@ -85,18 +70,18 @@ def test_train_resume_evaluate_export(data_dir, tmp_path, capsys):
 
 
 def test_stored_architecture_wins_also_for_published_layouts(data_dir, tmp_path, capsys):
-    train.main(_argv(data_dir, tmp_path, "-e", "1", "--no-eval"))
-    train.main(_argv(data_dir, tmp_path, "--evaluate", "-arc", "3,3,3", "-ch", "32"))
+    train.main(pose_argv(data_dir, tmp_path, "-e", "1", "--no-eval"))
+    train.main(pose_argv(data_dir, tmp_path, "--evaluate", "-arc", "3,3,3", "-ch", "32"))
     assert "using the lifter architecture stored" in capsys.readouterr().out
     state = load_checkpoint(tmp_path / "final.bin")
     published = tmp_path / "published.bin"  # published checkpoints carry no architecture entries
     save_checkpoint(published, {"epoch": 1, "lr": 1e-3, "model_pos": state["model_pos"]})
     # widths and channels are read from the weights' shapes: a wrong -arc gets a note, not a failed load
-    train.main(_argv(data_dir, tmp_path, "--evaluate", "-arc", "3,3,3", "-r", str(published)))
+    train.main(pose_argv(data_dir, tmp_path, "--evaluate", "-arc", "3,3,3", "-r", str(published)))
     out = capsys.readouterr().out
     assert "using the lifter architecture stored" in out and "MPJPE" in out
     with pytest.raises(UserError, match="checkpoint not found"):
-        train.main(_argv(data_dir, tmp_path, "--evaluate", "-r", str(tmp_path / "none.bin")))
+        train.main(pose_argv(data_dir, tmp_path, "--evaluate", "-r", str(tmp_path / "none.bin")))
 
 
 def _frozen_batchnorm_lifters(monkeypatch):
@@ -131,7 +116,7 @@ def test_micro_batches_follow_the_budget_and_equal_the_full_batch_step(data_dir,
             else:
                 monkeypatch.undo()
             ckpt = tmp_path / f"{name}_{bn}"
-            train.main(_argv(data_dir, ckpt, "-e", "1", "--no-eval", "-drop", "0", *extra))
+            train.main(pose_argv(data_dir, ckpt, "-e", "1", "--no-eval", "-drop", "0", *extra))
             out = capsys.readouterr().out
             assert f"batch 64 per process in micro-batches of {64 if name == 'whole' else 16}" in out
             runs[name, bn] = load_checkpoint(ckpt / "final.bin")
@@ -162,8 +147,8 @@ def test_torchrun_two_processes_resume_exactly(data_dir, tmp_path):
     script = str(Path(__file__).resolve().parents[1] / "train.py")
 
     def torchrun(ckpt, *extra):
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29591",
-               script, *_argv(data_dir, ckpt, "-e", "2", "--no-eval", "--micro_batch", "12", *extra)]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port(),
+               script, *pose_argv(data_dir, ckpt, "-e", "2", "--no-eval", "--micro_batch", "12", *extra)]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout
@@ -188,5 +173,5 @@ def test_final_bin_is_current_after_every_epoch(data_dir, tmp_path, monkeypatch)
         seen.append((epoch, load_checkpoint(tmp_path / "final.bin")["epoch"]))
 
     monkeypatch.setattr(train_pose, "save_epoch_checkpoints", record)
-    train.main(_argv(data_dir, tmp_path, "-e", "3", "--no-eval", "--checkpoint-frequency", "0"))
+    train.main(pose_argv(data_dir, tmp_path, "-e", "3", "--no-eval", "--checkpoint-frequency", "0"))
     assert seen == [(1, 1), (2, 2), (3, 3)]

@@ -10,9 +10,7 @@ from common.core.camera import project_to_2d
 from common.utils.errors import UserError
 from common.datasets.virtual_cameras import (VirtualCameraConfig, focal_length_px, frame_margin, look_at_rotation,
                                     place_cameras, segment_starts, virtual_views)
-from test_mix import _flags as _mix_flags
-from test_mix import mix_setup  # noqa: F401  (fixture)
-from test_train_pose import _argv, data_dir  # noqa: F401  (data_dir: the tiny dataset fixture)
+from helpers import mix_flags, pose_argv
 
 torch.set_num_threads(1)
 
@@ -137,7 +135,7 @@ def test_detector_noise_is_added_at_the_persons_scale():
 
 
 def test_train_pose_with_virtual_cameras(data_dir, tmp_path, capsys):
-    train.main(_argv(data_dir, tmp_path, "-e", "1", "--no-eval", "--cameras", "virtual", "--virtual_views", "2",
+    train.main(pose_argv(data_dir, tmp_path, "-e", "1", "--no-eval", "--cameras", "virtual", "--virtual_views", "2",
                      "--virtual_segment", "24"))
     out = capsys.readouterr().out
     assert "(virtual cameras;" in out and (tmp_path / "final.bin").is_file()
@@ -151,9 +149,9 @@ def test_train_mix_with_virtual_cameras(mix_setup, tmp_path, capsys):
             str(ckpts / "pretrained_h36m_cpn.bin"), "--cameras", "virtual", "--virtual_views", "1",
             "--virtual_segment", "40"]
     with pytest.raises(UserError, match="omit it"):
-        train.main(base + _mix_flags(mix_setup, "-e", "1", "-c", str(tmp_path), "--bone_length_list",
+        train.main(base + mix_flags(mix_setup, "-e", "1", "-c", str(tmp_path), "--bone_length_list",
                                      str(tmp_path / "lengths_list.npz")))
-    train.main(base + _mix_flags(mix_setup, "-e", "1", "-c", str(tmp_path), "--no-eval"))
+    train.main(base + mix_flags(mix_setup, "-e", "1", "-c", str(tmp_path), "--no-eval"))
     out = capsys.readouterr().out
     assert "lengths from the frozen length model" in out and (tmp_path / "final.bin").is_file()
     # 2 training subjects x 2 actions x 90 frames -> windows at 0, 40, 50 -> 12 virtual views

@@ -5,8 +5,9 @@ Frames: *world* is the capture volume (metres, z up for Human3.6M); *camera* has
 world coordinates (metres). Intrinsics are the normalised 9-vector ``[fx, fy, cx, cy, k1, k2, k3, p1, p2]``
 with focal lengths scaled by ``2 / res_w`` and the centre by :func:`normalize_screen_coordinates`.
 
-Every function accepts torch tensors; the numpy variants (same names with ``_np`` where needed) are thin
-wrappers so that data preparation and training share one implementation.
+The projection, transform and screen-coordinate functions take torch tensors or numpy arrays (numpy in, numpy
+out in the input's float dtype; one implementation for data preparation and training); the world-like frame of
+video inference (:func:`camera_to_world_like`, :func:`place_on_ground`) works on numpy poses.
 """
 from __future__ import annotations
 

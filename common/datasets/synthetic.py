@@ -1,6 +1,6 @@
 """Synthetic training batches for the bone-length model, built entirely as batched tensor operations.
 
-The paper's recipe (SPEC §1.4): take ground-truth 3D motion, split it into unit bone directions, recombine the
+The paper's recipe: take ground-truth 3D motion, split it into unit bone directions, recombine the
 directions of each 512-frame chunk with a sampled bone-length vector, add the root trajectory plus a random
 translation ~ N(0, 0.5 m), project through the sequence's real camera with lens distortion, and regress the
 sampled lengths from the resulting 2D sequence. Left/right flip augmentation mirrors the camera-frame poses,

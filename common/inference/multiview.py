@@ -42,7 +42,6 @@ from common.vision.tracking import Track2D
 
 LIMB_BONES = [BONE_NAMES.index(n) for n in ("l_thigh", "r_thigh", "l_calf", "r_calf", "l_upper_arm", "r_upper_arm",
                                             "l_lower_arm", "r_lower_arm")]
-LIMB_PAIRS = [(LIMB_BONES[i], LIMB_BONES[i + 1]) for i in range(0, 8, 2)]
 QCA_SENSOR_SCALE = 64.0  # Qualisys stores intrinsics in sub-pixel sensor units of 1/64 pixel
 
 

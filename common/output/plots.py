@@ -90,24 +90,6 @@ def plot_bone_length_series(series: Mapping[str, np.ndarray], path: str | Path, 
     return save_figure(fig, path, dpi=dpi, tight=False)
 
 
-def plot_bone_lengths(series: Mapping[str, np.ndarray], path: str | Path, title: str = "",
-                      unit_scale: float = 1000.0) -> Path:
-    """Grouped bars per bone. series: name -> lengths (16,) metres (plotted in mm by default)."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(10, 4))
-    width = 0.8 / max(1, len(series))
-    x = np.arange(len(BONE_NAMES))
-    for i, (name, lengths) in enumerate(series.items()):
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, np.asarray(lengths) * unit_scale, width, label=name)
-    ax.set_xticks(x)
-    ax.set_xticklabels(BONE_NAMES, rotation=45, ha="right")
-    ax.set_ylabel("length (mm)" if unit_scale == 1000.0 else "length")
-    if title:
-        ax.set_title(title)
-    ax.legend()
-    return save_figure(fig, path)
-
-
 def plot_error_vs_frames(errors: Mapping[str, np.ndarray], path: str | Path, fps: float = 50.0,
                          title: str = "Causal GRU: bone-length error vs frames seen") -> Path:
     """errors: name -> (T,) mean bone-length error (mm) after 1..T frames; frames on a log axis."""

@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save epoch_<n>.bin every N epochs (default: 40 for -t length/mix as the authors, "
                         "10 for -t pose as VideoPose3D)")
     g.add_argument("-r", "--resume", default="", help="checkpoint to resume training from (exactly)")
-    g.add_argument("--evaluate", action="store_true", help="evaluate only (with --mix_model / -r / --ckpt)")
+    g.add_argument("--evaluate", action="store_true",
+                   help="evaluate only: -t length the --length_model (or -r), -t pose -r (default "
+                        "<checkpoint>/epoch_best.bin, else final.bin), -t mix the --mix_model (or -r)")
     g.add_argument("--export-training-curves", dest="export_training_curves", action="store_true",
                    help="save training curves as PNG in the checkpoint folder")
     g.add_argument("--no-eval", dest="no_eval", action="store_true", help="skip per-epoch validation")

@@ -1,4 +1,4 @@
-"""``train.py -t length``: train the bone-length model on synthetic batches (SPEC §1.4).
+"""``train.py -t length``: train the bone-length model on synthetic batches (:mod:`common.datasets.synthetic`).
 
 Data: training subjects' 3D motion (camera frame) -> :class:`common.datasets.synthetic.SyntheticBatchBuilder`; lengths
 from ``--bone_length_aug`` (``--length_aug_type smpl``) or from the subjects' lengths (``random_*``).

@@ -66,11 +66,6 @@ def wrap_model(model: nn.Module, ctx: DistContext) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain module inside a DDP wrapper (whose state-dict names have no ``module.`` prefix)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 def all_reduce_mean(value: float, ctx: DistContext) -> float:
     """Mean of a scalar over all ranks (the value itself when not distributed)."""
     if not ctx.enabled:
@@ -84,15 +79,6 @@ def all_reduce_mean(value: float, ctx: DistContext) -> float:
 def barrier(ctx: DistContext) -> None:
     if ctx.enabled:
         dist.barrier()
-
-
-def broadcast_object(obj, ctx: DistContext):
-    """Rank 0's ``obj`` on every rank (picklable objects)."""
-    if not ctx.enabled:
-        return obj
-    holder = [obj]
-    dist.broadcast_object_list(holder, src=0)
-    return holder[0]
 
 
 def gather_objects(obj, ctx: DistContext) -> list:

@@ -45,7 +45,6 @@ COCO_PARTS = {
     "l_elbow": 7, "r_elbow": 8, "l_wrist": 9, "r_wrist": 10, "l_hip": 11, "r_hip": 12,
     "l_knee": 13, "r_knee": 14, "l_ankle": 15, "r_ankle": 16,
 }
-NUM_BLAZEPOSE_LANDMARKS = 33
 HEAD_ABOVE_EARS = 0.5
 BLAZEPOSE_GRAPH = "mediapipe/modules/pose_landmark/pose_landmark_cpu.binarypb"  # in the mediapipe wheel
 BLANK_FRAME = np.zeros((64, 64, 3), np.uint8)  # shown to BlazePose's streaming mode to make it forget its person

@@ -19,7 +19,9 @@ SOURCES_OUTSIDE = ("datasets/keypoint_noise.py", "datasets/mocap.py", "core/came
 class DemoConfig:
     """Builder parameters. ``frames``: per sequence (50 fps); ``train_clips_per_subject``: each training subject
     performs that many of ``train_clips`` (rotating so every clip is covered); test subjects perform all of
-    ``test_clips``. ``bvh_path``: the MocapBank BVH (needed only if a chosen clip uses it)."""
+    ``test_clips``; ``seed`` seeds every random draw of the build (subjects' lengths, headings, 2D noise). The
+    MocapBank BVH's path is an argument of :func:`common.datasets.demo.build.build_demo_dataset`, not a
+    parameter."""
 
     frames: int = 1200
     train_clips: list[str] = field(default_factory=lambda: list(TRAIN_CLIPS))
