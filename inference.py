@@ -29,12 +29,10 @@ from common.utils.checkpoint import default_checkpoint
 from common.datasets.dataset import resolve_dataset_name
 from common.utils.device import add_device_argument, select_device
 from common.utils.errors import UserError, cli
-from common.inference.inference_pipeline import (DEFAULT_LENGTHS, DEFAULT_LIFTER, STAGES, InferenceConfig, InferenceResult,
-                                      run)
-from common.inference.length_sources import LENGTH_SOURCES, LIMB_PRIOR_FILE, complete_lengths, population_mean_lengths
-from common.inference.live import LIVE_LENGTHS, LIVE_LIFTERS, LiveConfig, LiveResult, run_live, training_mean_lengths
-from common.models.model_loading import load_model
-from common.inference.lifters import LIFTERS
+from common.inference.inference_pipeline import STAGES, InferenceConfig, InferenceResult, make_models, run
+from common.inference.length_sources import DEFAULT_LENGTHS, LENGTH_SOURCES
+from common.inference.lifters import DEFAULT_LIFTER, INPUT_FLAGS, LIFTERS
+from common.inference.live import LiveConfig, LiveResult, run_live
 from common.models.model import parse_architecture
 from common.output.pose_tables import parse_export_formats
 from common.vision.tracking import parse_person_policy
@@ -64,12 +62,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--fps", type=number(float, gt=0), default=50.0, help="frame rate when there is no --video")
     g = p.add_argument_group("3D")
     g.add_argument("--lifter", choices=list(LIFTERS), default=None,
-                   help=f"2D -> 3D lifter (default: {DEFAULT_LIFTER}; poses with --poses, videopose3d with "
-                        "--finetuned_ckpt/--lifter_ckpt, or the lifter such a checkpoint names)")
+                   help=f"2D -> 3D lifter (common/inference/lifters/; default: {DEFAULT_LIFTER}, or the one "
+                        f"{'/'.join('--' + f for f in INPUT_FLAGS)} implies: a checkpoint names its lifter)")
     g.add_argument("--lengths", choices=list(LENGTH_SOURCES), default=None,
-                   help="bone lengths of the adjustment: model (the length model, Human3.6M-convention lifters), "
-                        "self (the lifter's own robust lengths), file (--lengths_file); default: "
-                        + ", ".join(f"{v} for {k}-convention lifters" for k, v in DEFAULT_LENGTHS.items()))
+                   help="bone lengths of the adjustment (common/inference/length_sources.py); default: --lengths_file "
+                        "if given, else " + ", ".join(f"{v} for {k}-convention lifters" for k, v in DEFAULT_LENGTHS.items()))
     g.add_argument("--lengths_file", default=None,
                    help="json/npz of measured bone lengths in metres (implies --lengths file)")
     g.add_argument("--poses", default=None, help="npz/npy of another lifter's (T, 17, 3) poses to adjust")
@@ -96,8 +93,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "csv (one row per frame), jsonl (one JSON object per frame); see docs/exports.md")
     g.add_argument("--panel_height", type=number(int, ge=16), default=480, help="height in pixels of the output video")
     g.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
-    g = p.add_argument_group("live: causal, one frame at a time (docs/live.md); uses --lifter mediapipe_raw|"
-                             "videopose3d (a causal --lifter_ckpt), --lengths self|model|file, --max_frames")
+    g = p.add_argument_group("live: causal, one frame at a time (docs/live.md); uses the causal --lifter and "
+                             "--lengths (a causal --lifter_ckpt, --length_ckpt), --max_frames")
     g.add_argument("--live", default=None, metavar="SOURCE",
                    help="camera index (0), video file (played at its own frame rate) or stream URL")
     g.add_argument("--unpaced", action="store_true",
@@ -115,51 +112,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _live_models(args: argparse.Namespace, lifter: str, lengths: str, device) -> tuple:
-    """Models and lengths a live run needs: (causal lifter or None, causal length model or None, prior (16,) or
-    None, fixed lengths (16,) or None)."""
-    lifter_model = length_model = prior = fixed = None
-    if lifter == "videopose3d":
-        if not args.lifter_ckpt:
-            raise UserError("--live --lifter videopose3d needs --lifter_ckpt <causal VideoPose3D checkpoint>")
-        lifter_model = load_model(args.lifter_ckpt, ("lifter",), device=device).model
-    if lengths == "model":
-        length_model = load_model(args.length_ckpt or default_checkpoint("length", resolve_dataset_name("auto")),
-                                  ("length",), num_layers=args.num_layers, device=device).model
-    if lengths != "file" and not args.length_prior:  # the population mean of the lifter's joint convention
-        if lifter == "videopose3d":
-            mean = training_mean_lengths()
-            if mean is not None:
-                prior = mean[0]
-                print(f"lengths start from the training mean of {mean[1]}", file=sys.stderr)
-        else:
-            prior = population_mean_lengths("blazepose")
-            if prior is not None:
-                print(f"lengths start from the population mean in {LIMB_PRIOR_FILE}", file=sys.stderr)
-    if lengths == "file":
-        fixed = complete_lengths(args.lengths_file)
-    if args.length_prior:
-        prior = complete_lengths(args.length_prior)
-    return lifter_model, length_model, prior, fixed
-
-
-def run_live_cli(args: argparse.Namespace) -> LiveResult:
-    """``--live``: build the causal pipeline from the flags, run it, print a summary on stderr."""
-    lifter = args.lifter or "mediapipe_raw"
-    if lifter == "mediapipe":  # its fusion weight and smoothing are statistics of the whole sequence
-        print("note: --live uses BlazePose's world landmarks as they come (mediapipe_raw); the in-plane fusion "
-              "and smoothing of --lifter mediapipe need the whole sequence", file=sys.stderr)
-        lifter = "mediapipe_raw"
-    lengths = args.lengths or ("file" if args.lengths_file else "model" if lifter == "videopose3d" else "self")
-    if lifter not in LIVE_LIFTERS or lengths not in LIVE_LENGTHS:
-        raise UserError(f"--live supports --lifter {'/'.join(LIVE_LIFTERS)} and --lengths {'/'.join(LIVE_LENGTHS)}")
-    if lengths == "model" and lifter != "videopose3d":
-        raise UserError("--lengths model: the bone-length model predicts Human3.6M-convention lengths, which distort "
-                        f"the BlazePose-convention joints of --lifter {lifter} (docs/in_the_wild.md, 'Joint conventions'); use "
-                        "--lengths self or --lengths file")
-    device = select_device(args.device)
+def run_live_cli(args: argparse.Namespace, config: InferenceConfig) -> LiveResult:
+    """``--live``: the causal lifter and length source of ``config``, run on the stream; a summary on stderr."""
     with contextlib.redirect_stdout(sys.stderr):  # stdout may carry the JSON lines: notes go to stderr
-        lifter_model, length_model, prior, fixed = _live_models(args, lifter, lengths, device)
+        lifter, lengths = make_models(config, live=True)
     smooth = None
     if args.one_euro:
         try:
@@ -169,10 +125,9 @@ def run_live_cli(args: argparse.Namespace) -> LiveResult:
         if len(smooth) != 2:
             raise UserError("--one_euro takes MIN_CUTOFF,BETA, e.g. 1.0,0.5")
     result = run_live(LiveConfig(
-        source=args.live, unpaced=args.unpaced, max_frames=args.max_frames, lifter=lifter, lifter_model=lifter_model,
-        lengths=lengths, length_model=length_model, prior=prior, fixed_lengths=fixed,
+        source=args.live, unpaced=args.unpaced, max_frames=args.max_frames, length_prior=args.length_prior,
         max_step_mm=args.max_length_step_mm, smooth=smooth, jsonl=args.live_output, video_out=args.live_video,
-        panel_height=args.panel_height, device=device, detector_threads=args.detector_threads))
+        panel_height=args.panel_height, detector_threads=args.detector_threads), lifter, lengths)
     fps = result.timer.fps()
     print(f"live: {result.frames_in} frames in, {result.frames_out} processed, {result.dropped} dropped, "
           f"person found in {result.detected}; {result.fps:.1f} frames/s end to end ("
@@ -182,6 +137,23 @@ def run_live_cli(args: argparse.Namespace) -> LiveResult:
     return result
 
 
+def make_config(args: argparse.Namespace) -> InferenceConfig:
+    """The run's settings from the parsed flags (offline and live alike)."""
+    return InferenceConfig(
+        video=args.video, keypoints=args.keypoints, keypoint_format=args.keypoint_format, detector=args.detector,
+        detector_config=args.detector_config, detector_weights=args.detector_weights,
+        detector_threads=args.detector_threads, person=parse_person_policy(args.person), max_gap=args.max_gap,
+        smooth=args.smooth, max_frames=args.max_frames, fps=args.fps, lifter=args.lifter, lengths=args.lengths,
+        lengths_file=args.lengths_file, poses=args.poses, poses_frame=args.poses_frame,
+        length_ckpt=args.length_ckpt or default_checkpoint("length", resolve_dataset_name("auto")),
+        finetuned_ckpt=args.finetuned_ckpt, lifter_ckpt=args.lifter_ckpt,
+        bidirectional=args.bidirectional, num_layers=args.num_layers,
+        architecture=parse_architecture(args.architecture) if args.architecture else None,
+        channels=args.channels, output=args.output, gif=args.gif, panel_height=args.panel_height,
+        device=select_device(args.device), progress=not args.no_progress,
+        export_formats=parse_export_formats(args.export))
+
+
 def run_cli(argv=None) -> InferenceResult | LiveResult:
     """Parse the command line, run the pipeline, print the summary; returns the run's result."""
     args = parse_args(argv)
@@ -189,27 +161,11 @@ def run_cli(argv=None) -> InferenceResult | LiveResult:
         for path, flag in ((args.live_output, "--live_output"), (args.live_video, "--live_video")):
             if path and path != "-":
                 check_output_file(path, flag)
-        return run_live_cli(args)
+        return run_live_cli(args, make_config(args))
     check_output_dir(args.output, "--output")
     if args.video is None and args.keypoints is None:
         args.video = "data/demo.mp4"
-    dataset = resolve_dataset_name("auto")
-    finetuned = args.finetuned_ckpt
-    if args.lifter == "videopose3d" and not (finetuned or args.lifter_ckpt):
-        finetuned = default_checkpoint("finetuned", dataset)
-    config = InferenceConfig(
-        video=args.video, keypoints=args.keypoints, keypoint_format=args.keypoint_format, detector=args.detector,
-        detector_config=args.detector_config, detector_weights=args.detector_weights,
-        detector_threads=args.detector_threads, person=parse_person_policy(args.person), max_gap=args.max_gap,
-        smooth=args.smooth, max_frames=args.max_frames, fps=args.fps, lifter=args.lifter, lengths=args.lengths,
-        lengths_file=args.lengths_file, poses=args.poses, poses_frame=args.poses_frame,
-        length_ckpt=args.length_ckpt or default_checkpoint("length", dataset), finetuned_ckpt=finetuned,
-        lifter_ckpt=args.lifter_ckpt,
-        bidirectional=args.bidirectional, num_layers=args.num_layers,
-        architecture=parse_architecture(args.architecture) if args.architecture else None,
-        channels=args.channels, output=args.output, gif=args.gif, panel_height=args.panel_height,
-        device=select_device(args.device), progress=not args.no_progress,
-        export_formats=parse_export_formats(args.export))
+    config = make_config(args)
     result = run(config)
     print(f"lifter {result.lifter}, lengths {result.length_source}")
     fps = result.timer.fps()

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from common.utils.errors import UserError, cli
-from common.inference.length_sources import population_mean_lengths
-from common.inference.live import LIVE_STAGES, LiveConfig, run_live
+from common.inference.inference_pipeline import InferenceConfig, make_models
+from common.inference.live import LIVE_STAGES, LiveConfig, LiveResult, run_live
 
 
 WARM_UP = 30  # frames
@@ -39,6 +39,12 @@ def _poses(path: Path) -> list[dict]:
     """The JSON-lines records of a run without their latency (which differs from run to run)."""
     records = [json.loads(line) for line in path.read_text().splitlines()[1:]]
     return [{k: v for k, v in record.items() if k != "latency_ms"} for record in records]
+
+
+def _run(config: LiveConfig) -> LiveResult:
+    """One live run with ``inference.py --live``'s default lifter and length source (built afresh: they keep
+    state from frame to frame)."""
+    return run_live(config, *make_models(InferenceConfig(), live=True))
 
 
 def main(argv=None) -> None:
@@ -56,16 +62,15 @@ def main(argv=None) -> None:
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         # a short warm-up first (libraries, caches, the models' first passes), so that no measured run pays it
-        run_live(LiveConfig(source=args.video, unpaced=True, max_frames=WARM_UP, jsonl=str(Path(tmp) / "warm.jsonl"),
-                            detector_threads=args.detector_threads))
+        _run(LiveConfig(source=args.video, unpaced=True, max_frames=WARM_UP, jsonl=str(Path(tmp) / "warm.jsonl"),
+                        detector_threads=args.detector_threads))
         for name, unpaced, overlay, threads in (
                 ("unpaced", True, False, args.detector_threads), ("unpaced 1thr", True, False, 1),
                 ("unpaced+video", True, True, args.detector_threads), ("paced", False, False, args.detector_threads),
                 ("paced+video", False, True, args.detector_threads)):
             print(f"run {name} ...", file=sys.stderr, flush=True)
-            rows[name] = run_live(LiveConfig(
+            rows[name] = _run(LiveConfig(
                 source=args.video, unpaced=unpaced, max_frames=args.max_frames, jsonl=str(Path(tmp) / f"{name}.jsonl"),
-                prior=population_mean_lengths("blazepose"),
                 video_out=str(Path(tmp) / f"{name}.mp4") if overlay else None, panel_height=args.panel_height,
                 detector_threads=threads))
         same = _poses(Path(tmp) / "unpaced.jsonl") == _poses(Path(tmp) / "unpaced 1thr.jsonl")

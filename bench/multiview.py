@@ -154,12 +154,12 @@ def build_lifters(args) -> dict:
     for name in LIFTERS:
         if name in ("videopose3d", "poses"):  # need a checkpoint / a poses file: added below when given
             continue
-        lifters[name] = make_lifter(name, InferenceConfig())
+        lifters[name] = make_lifter(name, vars(InferenceConfig()))
     if resolve_checkpoint(args.finetuned_ckpt).is_file():
-        lifters["videopose3d (demo mix model)"] = make_lifter("videopose3d", InferenceConfig(
-            finetuned_ckpt=args.finetuned_ckpt))
+        lifters["videopose3d (demo mix model)"] = make_lifter("videopose3d", vars(InferenceConfig(
+            finetuned_ckpt=args.finetuned_ckpt)))
     for ckpt in args.lifter_ckpt:
-        lifters[f"videopose3d ({Path(ckpt).stem})"] = make_lifter("videopose3d", InferenceConfig(lifter_ckpt=ckpt))
+        lifters[f"videopose3d ({Path(ckpt).stem})"] = make_lifter("videopose3d", vars(InferenceConfig(lifter_ckpt=ckpt)))
     return lifters
 
 

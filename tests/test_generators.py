@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from common.datasets.generators import ChunkedGenerator, UnchunkedGenerator, merge_flipped, predict_poses
+from common.datasets.generators import ChunkedGenerator, UnchunkedGenerator, predict_poses
 from common.models.model import build_lifter
-from common.core.skeleton import flip_bone_lengths, flip_poses
+from common.core.skeleton import flip_bone_lengths, flip_poses, merge_flipped
 
 torch.set_num_threads(1)
 

@@ -16,15 +16,17 @@ from common.utils.errors import UserError
 from common.utils.fileio import save_npz
 from common.inference.inference_pipeline import InferenceConfig
 from common.models.length_model import BoneLengthModel
-from common.inference.length_sources import (SIDELESS, centred_log_limbs, file_lengths, load_limb_prior, median_lengths, model_lengths,
-                                   prior_lengths, read_lengths_file)
-from common.inference.lifters import LIFTERS, Lifter, make_lifter
+from common.inference.length_sources import (LENGTH_SOURCES, SIDELESS, centred_log_limbs, choose_lengths, file_lengths,
+                                             load_limb_prior, make_length_source, median_lengths, model_lengths,
+                                             prior_lengths, read_lengths_file)
+from common.inference.lifters import DEFAULT_LIFTER, LIFTERS, Lifter, choose_lifter, make_lifter
 from common.inference.lifters.mediapipe import SMOOTH_SIGMA, edge_preserving_smooth, fuse_in_plane
 from common.models.mix_model import MixModel
 from common.models.model import TemporalModel
 from common.models.model_loading import load_model
 from common.core.skeleton import FLIP_JOINTS
 from common.vision.tracking import Track2D
+from test_inference import real_clip  # noqa: F401 - the real-clip fixture
 
 torch.set_num_threads(1)
 LENGTHS = np.array([0.13, 0.45, 0.44, 0.13, 0.45, 0.44, 0.23, 0.25, 0.11, 0.12,
@@ -46,8 +48,9 @@ def _track(frames: int = 20, world: bool = True, start: int = 0) -> Track2D:
                    world=_poses(frames, 2) if world else None)
 
 
-def _config(tmp_path, **kw) -> InferenceConfig:
-    return InferenceConfig(video="v.mp4", output=str(tmp_path), progress=False, **kw)
+def _config(tmp_path, **kw) -> dict:
+    """A run's settings (flag name -> value), as the registries read them."""
+    return vars(InferenceConfig(video="v.mp4", output=str(tmp_path), progress=False, **kw))
 
 
 # ------------------------------------------------------------------------------------------------ lifters
@@ -250,12 +253,8 @@ import numpy as np
 from common.core.bones import recompose
 
 class ToyLifter:
-    """Straight limbs hanging down, swinging with the 2D x of the right wrist."""
+    """Straight limbs hanging down, swinging with the 2D x of the right wrist; each frame alone (causal)."""
     name, convention, frame, receptive_field, causal, length_model = "toy", "h36m", "camera", 1, True, None
-
-    @classmethod
-    def from_config(cls, config):
-        return cls()
 
     def lift(self, track):
         swing = (track.positions[:, 16, 0] - track.width / 2) / track.width
@@ -267,22 +266,65 @@ class ToyLifter:
         dirs[..., 2] = swing[:, None]
         lengths = 0.3 + 0.02 * np.sin(np.arange(len(track)))[:, None] * np.ones(16)
         return recompose(dirs / np.linalg.norm(dirs, axis=-1, keepdims=True), lengths).astype(np.float32)
+
+    def step(self, frame):
+        return self.lift(frame)[0]
+'''
+TOY_LENGTHS = '''
+from dataclasses import dataclass
+
+import numpy as np
+from common.inference.length_sources import LengthSource
+from common.utils.errors import UserError
+
+@dataclass
+class ToyOptions:
+    max_gap: int = 30  # any flag of inference.py
+
+class ToyLengths(LengthSource):
+    """Every bone 0.01 m per frame of --max_gap, from the first frame on; only for Human3.6M-convention joints."""
+    name, causal = "toy", True
+    Options = ToyOptions
+
+    def __init__(self, options):
+        self.value = 0.01 * options.max_gap
+
+    def prepare(self, lifter, live):
+        if lifter.convention != "h36m":
+            raise UserError(f"--lengths toy refuses {lifter.convention}-convention joints")
+
+    def lengths(self, poses, track):
+        return np.full(16, self.value, np.float32)
+
+    def step(self, pose, frame):
+        return np.full(16, self.value)
+
+    def start(self):
+        return np.full(16, self.value)
 '''
 
 
-def test_toy_lifter_one_file_one_line_through_inference_and_bone_adjust(tmp_path, monkeypatch):
-    (tmp_path / "toy_lifter.py").write_text(TOY_LIFTER)                       # the one file
+@pytest.fixture
+def toys(tmp_path, monkeypatch):
+    """The toy lifter and the toy length source: one file each plus one registry line each."""
+    (tmp_path / "toy_lifter.py").write_text(TOY_LIFTER)
+    (tmp_path / "toy_lengths.py").write_text(TOY_LENGTHS)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(LIFTERS, "toy", "toy_lifter:ToyLifter")               # the one registry line
+    monkeypatch.setitem(LIFTERS, "toy", "toy_lifter:ToyLifter")
+    monkeypatch.setitem(LENGTH_SOURCES, "toy", "toy_lengths:ToyLengths")
+
+
+def test_toy_lifter_and_length_source_through_inference_and_bone_adjust(tmp_path, toys):
     keypoints = (np.array([320, 240], np.float32) + np.random.default_rng(0).normal(0, 30, (15, 17, 2)))
     save_npz(tmp_path / "kp.npz", positions_2d={"v.mp4": {"custom": [keypoints.astype(np.float32)]}},
              metadata={"layout_name": "h36m", "video_metadata": {"v.mp4": {"w": 640, "h": 480}}})
-    inference.main(["--lifter", "toy", "--lengths", "self", "--keypoints", str(tmp_path / "kp.npz"),
+    inference.main(["--lifter", "toy", "--lengths", "toy", "--max_gap", "40", "--keypoints", str(tmp_path / "kp.npz"),
                     "--output", str(tmp_path / "out"), "--no_progress", "--panel_height", "120"])
     data = np.load(tmp_path / "out" / "kp_poses_3d.npz", allow_pickle=True)
-    after = bone_lengths(data["poses_after"])
-    assert data["poses_after"].shape == (15, 17, 3) and np.ptp(after, axis=0).max() < 1e-5
-    assert data["metadata"].item()["lifter"] == "toy"
+    assert data["poses_after"].shape == (15, 17, 3)
+    np.testing.assert_allclose(bone_lengths(data["poses_after"]), 0.40, atol=1e-5)    # the toy source's lengths
+    assert bone_lengths(data["poses_before"]).std() > 0.01                             # the toy lifter's own vary
+    assert (data["metadata"].item()["lifter"], data["metadata"].item()["lengths"]) == ("toy", "toy")
     # bone_adjust.py on the toy lifter's predictions of a small dataset (camera frame).
     toy = sys.modules["toy_lifter"].ToyLifter()
     world = {"S9": {"Walking": _poses(15, 7) + np.array([0, 0, 1.0], np.float32)}}
@@ -296,9 +338,24 @@ def test_toy_lifter_one_file_one_line_through_inference_and_bone_adjust(tmp_path
     assert "adjusted (own median lengths)" in rows and "adjusted (pred. lengths)" in rows
 
 
-def test_choice_of_lifter_and_length_source(tmp_path):
-    from common.inference.inference_pipeline import DEFAULT_LIFTER, choose_lengths, choose_lifter
+def test_toy_lifter_and_length_source_live(real_clip, tmp_path, toys):
+    """The same two toy files run --live: the toy lifter stepped frame by frame, the toy source's lengths from the
+    first frame; the toy source's pre-flight refuses BlazePose-convention joints."""
+    path = tmp_path / "live.jsonl"
+    result = inference.run_cli(["--live", str(real_clip), "--unpaced", "--max_frames", "6", "--lifter", "toy",
+                                "--lengths", "toy", "--max_gap", "40", "--live_output", str(path)])
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert (lines[0]["header"]["lifter"], lines[0]["header"]["lengths"]) == ("toy", "toy")
+    found = [r for r in lines[1:] if r["joints"] is not None]
+    assert result.frames_out == 6 and len(found) == result.detected > 0
+    np.testing.assert_allclose([r["lengths"] for r in lines[1:]], 0.40)
+    np.testing.assert_allclose(bone_lengths(np.array([r["joints"] for r in found])), 0.40, atol=2e-5)
+    assert all(r["joints"][1][1] == 0 and r["joints"][1][0] < 0 for r in found)  # the toy's level right hip
+    with pytest.raises(UserError, match="refuses blazepose-convention"):
+        inference.run_cli(["--live", str(real_clip), "--lengths", "toy", "--live_output", str(path)])
 
+
+def test_choice_of_lifter_and_length_source(tmp_path, capsys):
     assert choose_lifter(_config(tmp_path)) == DEFAULT_LIFTER == "mediapipe"
     np.savez(tmp_path / "p.npz", poses=_poses(5))
     assert choose_lifter(_config(tmp_path, poses=str(tmp_path / "p.npz"))) == "poses"
@@ -313,9 +370,19 @@ def test_choice_of_lifter_and_length_source(tmp_path):
     mediapipe = make_lifter("mediapipe", _config(tmp_path))
     assert choose_lengths(_config(tmp_path), mediapipe) == "prior"
     assert choose_lengths(_config(tmp_path, lengths_file="l.json"), mediapipe) == "file"
-    with pytest.raises(UserError, match="Human3.6M-convention lengths"):
-        choose_lengths(_config(tmp_path, lengths="model"), mediapipe)
+    with pytest.raises(UserError, match="Human3.6M-convention lengths"):     # the sources' own pre-flight
+        make_length_source("model", _config(tmp_path, lengths="model"), mediapipe)
     with pytest.raises(UserError, match="needs --lengths_file"):
-        choose_lengths(_config(tmp_path, lengths="file"), mediapipe)
+        make_length_source("file", _config(tmp_path, lengths="file"), mediapipe)
     poses = make_lifter("poses", _config(tmp_path, poses=str(tmp_path / "p.npz")))
     assert choose_lengths(_config(tmp_path), poses) == "model"                  # the paper's --poses command
+    # live: a causal lifter/source, the named substitute of one that is not (noted when named), else an error
+    assert make_lifter("mediapipe", _config(tmp_path), live=True).name == "mediapipe_raw"
+    assert capsys.readouterr().err == ""
+    assert make_lifter("mediapipe", _config(tmp_path, lifter="mediapipe"), live=True).name == "mediapipe_raw"
+    assert "in place of --lifter mediapipe" in capsys.readouterr().err
+    assert make_length_source("prior", _config(tmp_path), mediapipe, live=True).name == "self"
+    with pytest.raises(UserError, match="--live needs a causal lifter"):
+        make_lifter("poses", _config(tmp_path, poses=str(tmp_path / "p.npz")), live=True)
+    with pytest.raises(UserError, match="unknown --lengths 'nope'"):
+        make_length_source("nope", _config(tmp_path), mediapipe)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,13 +12,17 @@ import torch
 
 import inference
 from common.core.bones import bone_lengths
+from common.core.camera import normalize_screen_coordinates
 from common.utils.checkpoint import save_checkpoint
 from common.utils.errors import UserError
 from common.models.length_model import BoneLengthModel, predict_lengths
-from common.inference.live import (CausalGRULengths, CausalVideoPose3D, FrameSource, LiveLengths, OneEuroFilter,
-                         RunningMedian)
+from common.inference.inference_pipeline import InferenceConfig
+from common.inference.length_sources import RunningMedian, make_length_source
+from common.inference.lifters import make_lifter
+from common.inference.live import FrameSource, LiveLengths, OneEuroFilter
 from common.models.model import TemporalModel
 from common.core.skeleton import BONE_NAMES
+from common.vision.tracking import Track2D
 from common.vision.video import VideoReader, VideoWriter
 from helpers import CLIP_FRAMES
 
@@ -115,30 +120,45 @@ def test_paced_source_drops_what_it_cannot_keep_up_with(tmp_path):
         FrameSource(str(tmp_path / "missing.mp4"))
 
 
-def test_stepped_causal_lifter_equals_the_offline_pass():
-    from common.inference.lifters.videopose3d import lift_sequence
+def _settings(**kw) -> dict:
+    return vars(InferenceConfig(**kw))
 
+
+def _frames(track: Track2D) -> list[Track2D]:
+    """A track as the one-frame tracks a live run steps through."""
+    return [Track2D(track.positions[t:t + 1], track.confidence[t:t + 1], track.width, track.height)
+            for t in range(len(track))]
+
+
+def test_stepped_causal_lifter_equals_the_offline_pass(tmp_path):
     torch.manual_seed(0)
-    model = TemporalModel(17, 2, 17, [3, 3], causal=True, channels=32, dropout=0.0).eval()
-    keypoints = np.random.default_rng(0).uniform(-1, 1, (15, 17, 2)).astype(np.float32)
-    offline = lift_sequence(model, keypoints, torch.device("cpu"))
-    stepper = CausalVideoPose3D(model, torch.device("cpu"))
-    stepped = np.stack([stepper.step(k) for k in keypoints])
+    for causal in (True, False):
+        model = TemporalModel(17, 2, 17, [3, 3], causal=causal, channels=32, dropout=0.0)
+        save_checkpoint(tmp_path / f"{causal}.bin", {"model_pos": model.state_dict(), "causal": causal})
+    rng = np.random.default_rng(0)
+    track = Track2D(rng.uniform(0, 640, (15, 17, 2)).astype(np.float32), np.ones((15, 17), np.float32), 640, 480)
+    lifter = make_lifter("videopose3d", _settings(lifter_ckpt=str(tmp_path / "True.bin")), live=True)
+    offline = lifter.lift(track)
+    stepped = np.stack([lifter.step(frame) for frame in _frames(track)])
     np.testing.assert_allclose(stepped, offline, atol=1e-5)
     with pytest.raises(UserError, match="causal"):
-        CausalVideoPose3D(TemporalModel(17, 2, 17, [3], channels=8), torch.device("cpu"))
+        make_lifter("videopose3d", _settings(lifter_ckpt=str(tmp_path / "False.bin")), live=True)
 
 
-def test_stepped_causal_gru_equals_the_offline_pass():
+def test_stepped_causal_gru_equals_the_offline_pass(tmp_path):
     torch.manual_seed(0)
     model = BoneLengthModel(embed_dim=16, hidden_size=16, bidirectional=False).eval()
-    keypoints = np.random.default_rng(1).uniform(-1, 1, (9, 17, 2)).astype(np.float32)
-    offline = predict_lengths(model, keypoints, symmetric=False)
-    gru = CausalGRULengths(model, torch.device("cpu"))
-    stepped = np.stack([gru.step(k) for k in keypoints])
+    save_checkpoint(tmp_path / "gru.bin", {"model_pos": model.state_dict()})
+    save_checkpoint(tmp_path / "bigru.bin", {"model_pos": BoneLengthModel(embed_dim=8, hidden_size=8).state_dict()})
+    rng = np.random.default_rng(1)
+    track = Track2D(rng.uniform(0, 640, (9, 17, 2)).astype(np.float32), np.ones((9, 17), np.float32), 640, 480)
+    lifter = SimpleNamespace(name="videopose3d", convention="h36m", length_model=None)
+    gru = make_length_source("model", _settings(length_ckpt=str(tmp_path / "gru.bin")), lifter, live=True)
+    offline = predict_lengths(model, normalize_screen_coordinates(track.positions, 640, 480), symmetric=False)
+    stepped = np.stack([gru.step(np.zeros((17, 3)), frame) for frame in _frames(track)])
     np.testing.assert_allclose(stepped, offline, atol=1e-5)
     with pytest.raises(UserError, match="causal"):
-        CausalGRULengths(BoneLengthModel(embed_dim=8, hidden_size=8, bidirectional=True), torch.device("cpu"))
+        make_length_source("model", _settings(length_ckpt=str(tmp_path / "bigru.bin")), lifter, live=True)
 
 
 def _records(path) -> list[dict]:

@@ -66,6 +66,14 @@ def flip_poses(poses: Array) -> Array:
     return out[..., FLIP_JOINTS, :]
 
 
+def merge_flipped(predicted: torch.Tensor) -> torch.Tensor:
+    """Fold test-time flip predictions ``(2, T, 17, 3)`` (second mirrored) into ``(T, 17, 3)``;
+    ``(1, T, 17, 3)`` is returned squeezed."""
+    if predicted.shape[0] == 1:
+        return predicted[0]
+    return (predicted[0] + flip_poses(predicted[1])) / 2
+
+
 def flip_bone_lengths(lengths: Array) -> Array:
     """Swap left/right entries of bone lengths ``(..., 16)`` (what a mirror does to a body)."""
     return lengths[..., FLIP_BONES]

@@ -7,7 +7,7 @@
   with one gather from the concatenated sequences: no Python loop over samples.
 * :class:`UnchunkedGenerator` (evaluation): one whole sequence at a time, edge-padded for the receptive
   field, optionally stacked with its mirrored copy for test-time flip augmentation;
-  :func:`merge_flipped` folds the two predictions back into one.
+  :func:`common.core.skeleton.merge_flipped` folds the two predictions back into one.
 
 Shapes: 2D poses ``(T, 17, 2)`` normalised screen coordinates; 3D ``(T, 17, 3)`` metres, camera frame.
 """
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.core.skeleton import flip_bone_lengths, flip_poses
+from common.core.skeleton import flip_bone_lengths, flip_poses, merge_flipped
 from common.train.training import numpy_state, set_numpy_state
 
 
@@ -154,14 +154,6 @@ class UnchunkedGenerator:
             if self.augment:
                 padded = np.concatenate([padded, flip_poses(padded)])
             yield index, padded
-
-
-def merge_flipped(predicted: torch.Tensor) -> torch.Tensor:
-    """Fold test-time flip predictions ``(2, T, 17, 3)`` (second mirrored) into ``(T, 17, 3)``;
-    ``(1, T, 17, 3)`` is returned squeezed."""
-    if predicted.shape[0] == 1:
-        return predicted[0]
-    return (predicted[0] + flip_poses(predicted[1])) / 2
 
 
 @torch.no_grad()

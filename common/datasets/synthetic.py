@@ -28,6 +28,8 @@ from common.datasets.keypoint_noise import ar1_noise
 from common.core.skeleton import NUM_BONES, NUM_JOINTS, flip_bone_lengths, flip_poses
 
 MIN_DEPTH = 1.0  # metres: the closest a synthetic pelvis trajectory may come to the camera
+# The bone-length banks (N, 16) metres a length model trains on by default, the first one present in data/.
+DEFAULT_BANKS = ["bone_lengths_smpl_neutral_all.npz", "bone_lengths_anny_neutral_train.npz"]
 
 
 @dataclass

@@ -4,12 +4,15 @@ Stages (each timed by :class:`common.utils.timing.StageTimer`), each in its own 
 
 * ``decode`` + ``detect`` — :mod:`common.inference.keypoints_2d`: the followed person's 2D keypoints (BlazePose by default,
   which also gives its own 3D world landmarks in the same pass), or a precomputed keypoint file;
-* ``lift`` — :mod:`common.inference.lifters`: the lifter picked by ``--lifter`` (``mediapipe``, ``videopose3d``, ``poses``,
-  or any registered one) -> (T, 17, 3) metres in its frame and joint convention;
-* ``adjust`` — :mod:`common.inference.length_sources`: 16 bone lengths (``--lengths model|self|file``); every bone keeps
-  its direction and gets that length (:func:`common.core.bones.adjust_bone_lengths`); then the world-like frame of
-  :data:`common.core.camera.WORLD_LIKE_FRAMES` and the ground at z = 0;
+* ``lift`` — :mod:`common.inference.lifters`: the registered lifter picked by ``--lifter`` -> (T, 17, 3) metres in its
+  frame and joint convention;
+* ``adjust`` — :mod:`common.inference.length_sources`: 16 bone lengths from the registered source picked by
+  ``--lengths``; every bone keeps its direction and gets that length (:func:`common.core.bones.adjust_bone_lengths`);
+  then the world-like frame of :data:`common.core.camera.WORLD_LIKE_FRAMES` and the ground at z = 0;
 * exports — :mod:`common.output.exports`; ``render`` — :mod:`common.output.rendering` (output video + PNGs).
+
+The lifter and the length source are built by :func:`make_models`, which ``--live`` (:mod:`common.inference.live`)
+uses as well: both registries are the only places that know names.
 
 The video is decoded twice (detect, then render), one frame at a time, and the VideoPose3D lifter runs in
 windows, so memory does not grow with the video's length beyond the per-frame numbers themselves (2D keypoints,
@@ -27,31 +30,23 @@ import torch
 
 from common.core.bones import adjust_bone_lengths, bone_lengths
 from common.core.camera import camera_to_world_like, place_on_ground
-from common.utils.checkpoint import load_checkpoint, resolve_checkpoint
-from common.utils.errors import UserError
-from common.output.exports import DEFAULT_EXPORTS, PoseExport, write_exports
-from common.inference.keypoints_2d import extract_track
-from common.inference.length_sources import (LENGTH_SOURCES, file_lengths, load_limb_prior, median_lengths, model_lengths,
-                                   prior_lengths, read_lengths_file)
-from common.inference.lifters import Lifter, make_lifter
 from common.core.metrics import symmetry_error
-from common.models.model_loading import load_model
+from common.inference.keypoints_2d import TrackOptions, extract_track
+from common.inference.length_sources import LengthSource, choose_lengths, make_length_source
+from common.inference.lifters import Lifter, choose_lifter, make_lifter
+from common.inference.registry import options_from
+from common.output.exports import DEFAULT_EXPORTS, PoseExport, write_exports
 from common.output.rendering import render
 from common.utils.timing import STAGES, StageTimer
 from common.vision.tracking import Track2D
 from common.vision.video import VideoReader
 
-DEFAULT_LIFTER = "mediapipe"  # the winner of bench/multiview.py (docs/in_the_wild.md)
-# The length source used when --lengths is not given, per joint convention of the lifter: the bone-length model
-# predicts Human3.6M-convention lengths (the paper's setting); for anatomical (BlazePose) joints the lifter's own
-# lengths combined with the population prior won bench/multiview.py (docs/in_the_wild.md).
-DEFAULT_LENGTHS = {"h36m": "model", "blazepose": "prior"}
-
 
 @dataclass
 class InferenceConfig:
-    """Settings of one inference run (see ``inference.py --help``). ``lifter``/``lengths`` None = the default
-    for the given inputs (see :func:`choose_lifter`, :data:`DEFAULT_LENGTHS`)."""
+    """Settings of one inference run (see ``inference.py --help``; each field is the flag of the same name).
+    ``lifter``/``lengths`` None = the default for the given inputs (:func:`common.inference.lifters.choose_lifter`,
+    :func:`common.inference.length_sources.choose_lengths`). The stages take their own options from it."""
 
     video: str | None = "data/demo.mp4"
     keypoints: str | None = None
@@ -101,102 +96,57 @@ class InferenceResult:
     stats: dict[str, float] = field(default_factory=dict)
 
 
-def choose_lifter(config: InferenceConfig) -> str:
-    """The lifter of a run: ``--lifter`` if given (checked against the inputs), else ``poses`` with ``--poses``,
-    the lifter a ``--finetuned_ckpt``/``--lifter_ckpt`` checkpoint names (``videopose3d`` when it names none),
-    else :data:`DEFAULT_LIFTER`."""
-    given = [flag for flag, value in (("--poses", config.poses), ("--finetuned_ckpt", config.finetuned_ckpt),
-                                      ("--lifter_ckpt", config.lifter_ckpt)) if value]
-    if len(given) > 1:
-        raise UserError(f"give at most one of --poses, --finetuned_ckpt, --lifter_ckpt (got {', '.join(given)})")
-    implied = None
-    if config.poses:
-        implied = "poses"
-    elif given:
-        implied = str(load_checkpoint(resolve_checkpoint(config.finetuned_ckpt or config.lifter_ckpt))
-                      .get("lifter", "videopose3d"))
-    if config.lifter and implied and config.lifter != implied:
-        raise UserError(f"--lifter {config.lifter} conflicts with {given[0]} (a {implied} input)")
-    return config.lifter or implied or DEFAULT_LIFTER
+def make_models(config: InferenceConfig, live: bool = False) -> tuple[Lifter, LengthSource]:
+    """The run's lifter and length source from the registries, their pre-flight checks passed (models and files
+    loaded, so that bad input fails before the slow detection). ``live``: causal ones, for ``--live``."""
+    settings = vars(config)
+    lifter = make_lifter(choose_lifter(settings), settings, live)
+    return lifter, make_length_source(choose_lengths(settings, lifter), settings, lifter, live)
 
 
-def choose_lengths(config: InferenceConfig, lifter: Lifter) -> str:
-    """``--lengths`` if given (``file`` implied by ``--lengths_file``), else :data:`DEFAULT_LENGTHS` of the
-    lifter's convention. The length model is refused for lifters outside its (Human3.6M) convention."""
-    source = config.lengths or ("file" if config.lengths_file else DEFAULT_LENGTHS[lifter.convention])
-    if source not in LENGTH_SOURCES:
-        raise UserError(f"--lengths must be one of {', '.join(LENGTH_SOURCES)}, got {source!r}")
-    if source == "file" and not config.lengths_file:
-        raise UserError("--lengths file needs --lengths_file <json/npz of bone lengths in metres>")
-    if source == "model" and lifter.convention != "h36m":
-        raise UserError(f"--lengths model: the bone-length model predicts Human3.6M-convention lengths, which "
-                        f"distort the {lifter.convention}-convention joints of --lifter {lifter.name} "
-                        f"(docs/in_the_wild.md, 'Joint conventions'); use --lengths self or --lengths file")
-    return source
+def _adjust(lifter: Lifter, source: LengthSource, before: np.ndarray, track: Track2D
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lengths of ``source`` for the lifter's poses (T, 17, 3) and the poses before and after the adjustment,
+    both in the world-like frame on the ground: (lengths (16,) or (T, 16), before, after)."""
+    lengths = source.lengths(before, track)
+    after = adjust_bone_lengths(before - before[:, :1], lengths) + before[:, :1]
+    if lifter.frame == "camera":
+        before, after = camera_to_world_like(before, after), camera_to_world_like(after, after)
+    return lengths, place_on_ground(before), place_on_ground(after)
 
 
-def adjusted_lengths(source: str, config: InferenceConfig, lifter: Lifter, poses: np.ndarray, track: Track2D,
-                     length_model: torch.nn.Module | None) -> np.ndarray:
-    """The 16 lengths (metres; (T, 16) for a causal length model) of ``source`` for the lifter's ``poses``."""
-    if source == "model":
-        return model_lengths(length_model, track)
-    if source == "file":
-        return file_lengths(config.lengths_file, poses)
-    if source == "prior":
-        return prior_lengths(poses, lifter.convention)
-    return median_lengths(poses)
+def _stats(before: np.ndarray, after: np.ndarray, rendered: int, seconds: float) -> dict[str, float]:
+    """End-to-end rate and the bone-length spread over time and left/right difference, before and after (mm)."""
+    lb, la = bone_lengths(before), bone_lengths(after)
+    return {"end_to_end_fps": rendered / seconds, "seconds": seconds,
+            "length_std_before_mm": float(lb.std(0).mean() * 1000),
+            "length_std_after_mm": float(la.std(0).mean() * 1000),
+            "symmetry_before_mm": float(symmetry_error(lb).mean() * 1000),
+            "symmetry_after_mm": float(symmetry_error(la).mean() * 1000)}
 
 
 def run(config: InferenceConfig) -> InferenceResult:
     """All stages; see the module docstring. Raises UserError on bad input."""
     timer = StageTimer()
     start = time.perf_counter()
-    name = choose_lifter(config)
-    if name == "videopose3d" and not (config.finetuned_ckpt or config.lifter_ckpt):
-        raise UserError("--lifter videopose3d needs --finetuned_ckpt <mix model> or --lifter_ckpt <lifter>")
     reader = VideoReader(config.video, config.max_frames) if config.video else None
     fps = reader.info.fps if reader is not None else config.fps
-    # Models and files are loaded before the slow detection so that bad input fails fast.
-    lifter = make_lifter(name, config)
-    source = choose_lengths(config, lifter)
-    length_model = lifter.length_model
-    if source == "model" and length_model is None:
-        length_model = load_model(config.length_ckpt, ("length",), bidirectional=config.bidirectional or None,
-                                  num_layers=config.num_layers, device=config.device).model
-    if source == "file":
-        read_lengths_file(config.lengths_file)
-    if source == "prior":
-        load_limb_prior(lifter.convention)
-    track = extract_track(config, reader, timer)
-
+    lifter, source = make_models(config)
+    track = extract_track(options_from(TrackOptions, vars(config)), reader, timer)
     with timer.measure("lift", len(track)):
-        before = lifter.lift(track)
-    lifter_poses = before if name != "poses" else None
+        lifted = lifter.lift(track)
     with timer.measure("adjust", len(track)):
-        lengths = adjusted_lengths(source, config, lifter, before, track, length_model)
-        after = adjust_bone_lengths(before - before[:, :1], lengths) + before[:, :1]
-        if lifter.frame == "camera":
-            before, after = camera_to_world_like(before, after), camera_to_world_like(after, after)
-        before, after = place_on_ground(before), place_on_ground(after)
-
+        lengths, before, after = _adjust(lifter, source, lifted, track)
     stem = Path(config.video).stem if config.video else Path(config.keypoints).stem
-    mode = {"poses": "poses"}.get(name, "finetuned" if config.finetuned_ckpt else "lifter" if config.lifter_ckpt
-                                  else name)
-    export = PoseExport(stem, config.video, track, before, after, lengths, fps, lifter.frame, mode, name, source,
-                        lifter.convention, lifter_poses)
+    export = PoseExport(stem, config.video, track, before, after, lengths, fps, lifter.frame,
+                        getattr(lifter, "mode", lifter.name), lifter.name, source.name, lifter.convention,
+                        None if config.poses else lifted)  # the lifter's poses, unless read from --poses
     files = write_exports(export, config.output, DEFAULT_EXPORTS + tuple(config.export_formats))
     video_files, rendered = render(config.output, stem, reader, track, before, after, fps, timer, config.gif,
                                    config.panel_height, config.progress)
     files.update(video_files)
-    total = time.perf_counter() - start
-    lb, la = bone_lengths(before), bone_lengths(after)
-    stats = {"end_to_end_fps": rendered / total, "seconds": total,
-             "length_std_before_mm": float(lb.std(0).mean() * 1000),
-             "length_std_after_mm": float(la.std(0).mean() * 1000),
-             "symmetry_before_mm": float(symmetry_error(lb).mean() * 1000),
-             "symmetry_after_mm": float(symmetry_error(la).mean() * 1000)}
-    return InferenceResult(files, track, before, after, lengths, timer, rendered, name, source, stats)
+    stats = _stats(before, after, rendered, time.perf_counter() - start)
+    return InferenceResult(files, track, before, after, lengths, timer, rendered, lifter.name, source.name, stats)
 
 
-__all__ = ["InferenceConfig", "InferenceResult", "STAGES", "run", "choose_lifter", "choose_lengths",
-           "DEFAULT_LIFTER", "DEFAULT_LENGTHS"]
+__all__ = ["InferenceConfig", "InferenceResult", "STAGES", "run", "make_models"]

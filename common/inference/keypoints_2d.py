@@ -3,8 +3,9 @@ frames (one pass, streamed) or from a precomputed keypoint file."""
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
+import torch
 from tqdm import tqdm
 
 from common.vision.detectors import load_keypoints, make_detector
@@ -13,14 +14,29 @@ from common.utils.timing import StageTimer
 from common.vision.tracking import PersonTracker, Track2D, fill_gaps, smooth_track
 from common.vision.video import VideoReader
 
-if TYPE_CHECKING:
-    from common.inference.inference_pipeline import InferenceConfig
+
+@dataclass
+class TrackOptions:
+    """Where the 2D comes from and how it is cleaned (the ``inference.py`` flags of the same names)."""
+
+    video: str | None = None
+    keypoints: str | None = None
+    keypoint_format: str = "h36m"
+    detector: str = "blazepose"
+    detector_config: str | None = None
+    detector_weights: str | None = None
+    detector_threads: int | None = None
+    person: str = "largest"
+    max_gap: int = 30
+    smooth: float = 0.0
+    max_frames: int | None = None
+    device: torch.device = torch.device("cpu")
+    progress: bool = True
 
 
-def extract_track(config: "InferenceConfig", reader: VideoReader | None, timer: StageTimer) -> Track2D:
+def extract_track(config: TrackOptions, reader: VideoReader | None, timer: StageTimer) -> Track2D:
     """The followed person's 2D keypoints (pixels; with the detector's own 3D when it has one, see
-    :class:`Track2D`), gaps filled, optionally smoothed. Reads ``config``'s input fields (keypoints,
-    keypoint_format, detector*, person, max_gap, smooth, max_frames, device, progress)."""
+    :class:`Track2D`), gaps filled, optionally smoothed."""
     if config.keypoints:
         with timer.measure("detect"):
             loaded = load_keypoints(config.keypoints, config.keypoint_format)

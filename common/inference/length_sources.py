@@ -1,4 +1,9 @@
-"""Where the bone lengths of the adjustment come from (``inference.py --lengths``).
+"""Where the bone lengths of the adjustment come from (``inference.py --lengths``), offline and live alike.
+
+A length source is a :class:`LengthSource` subclass registered by one line in :data:`LENGTH_SOURCES` and built from
+its own ``Options`` (:mod:`common.inference.registry`): a pre-flight check (:meth:`LengthSource.prepare`: what it
+needs, what it refuses), the batch :meth:`LengthSource.lengths` and, where ``causal``, the streaming
+:meth:`LengthSource.step` (``--live``). The registered sources:
 
 * ``model`` (the paper): the bone-length model reads the whole 2D sequence and predicts 16 lengths in the
   Human3.6M joint convention (a mix model brings its own; else ``--length_ckpt``).
@@ -11,6 +16,10 @@
   poorly when it is seldom seen across the image plane; the combination weighs the sequence's own evidence by its
   per-frame spread.
 * ``file``: lengths the user measured (:func:`read_lengths_file`, format below).
+
+Live (one frame at a time): ``self`` is a running per-bone median of every frame so far (:class:`RunningMedian`),
+``model`` the causal GRU carrying its state, ``file`` the file's lengths; ``prior`` is not causal and ``self``
+stands in for it (its lengths start at the population mean, :func:`stream_start_lengths`).
 
 Lengths are only meaningful in the joint convention of the lifter they adjust (see :mod:`common.inference.lifters`).
 
@@ -28,7 +37,10 @@ Bones the file does not name take the ``self`` estimate (printed). Unknown names
 from __future__ import annotations
 
 import json
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -37,11 +49,27 @@ from common.core.bones import average_symmetric, bone_lengths
 from common.core.camera import normalize_screen_coordinates
 from common.utils.errors import UserError
 from common.utils.fileio import existing_file, load_npy, load_npz
+from common.datasets.synthetic import DEFAULT_BANKS
+from common.inference.lifters import Lifter
+from common.inference.registry import build, registered_class
 from common.models.length_model import predict_lengths
+from common.models.model_loading import load_model
 from common.core.skeleton import BONE_NAMES, NUM_BONES, SYMMETRIC_BONES
 from common.vision.tracking import Track2D
 
-LENGTH_SOURCES = ("model", "self", "prior", "file")
+# name -> "module:Class"; one line per length source, imported only when picked.
+LENGTH_SOURCES: dict[str, str] = {
+    "model": "common.inference.length_sources:ModelLengths",
+    "self": "common.inference.length_sources:SelfLengths",
+    "prior": "common.inference.length_sources:PriorLengths",
+    "file": "common.inference.length_sources:FileLengths",
+}
+# The length source used when --lengths is not given, per joint convention of the lifter: the bone-length model
+# predicts Human3.6M-convention lengths (the paper's setting); for anatomical (BlazePose) joints the lifter's own
+# lengths combined with the population prior won bench/multiview.py (docs/in_the_wild.md).
+DEFAULT_LENGTHS = {"h36m": "model", "blazepose": "prior"}
+HISTOGRAM_BIN = 0.001  # metres: resolution of the running median
+HISTOGRAM_MAX = 1.5  # metres: longer per-frame lengths are clipped into the last bin
 PRIOR_LIMBS = ("thigh", "calf", "upper_arm", "lower_arm")
 LIMB_PRIOR_FILE = Path(__file__).resolve().parents[1] / "resources" / "limb_prior.json"
 MAD_TO_SD = 1.4826  # median absolute deviation -> standard deviation of a normal distribution
@@ -233,3 +261,215 @@ def file_lengths(path: str | Path, poses: np.ndarray) -> np.ndarray:
     if unequal:
         print(f"note: left/right lengths differ in {path} for {unequal}: kept as given")
     return lengths.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------- live helpers
+class RunningMedian:
+    """Per-bone median of every value seen so far, from 1 mm histograms (16 x 1500 counts: constant memory).
+
+    update(lengths (16,) metres); median() -> (16,) metres (bin centres), None before any update."""
+
+    def __init__(self, bins: int = int(round(HISTOGRAM_MAX / HISTOGRAM_BIN))):
+        self.counts = np.zeros((NUM_BONES, bins), np.int64)
+        self.total = 0
+
+    def update(self, lengths: np.ndarray) -> None:
+        index = np.clip((np.asarray(lengths) / HISTOGRAM_BIN).astype(np.int64), 0, self.counts.shape[1] - 1)
+        self.counts[np.arange(NUM_BONES), index] += 1
+        self.total += 1
+
+    def median(self) -> np.ndarray | None:
+        if self.total == 0:
+            return None
+        half = np.argmax(np.cumsum(self.counts, axis=1) * 2 >= self.total, axis=1)
+        return (half + 0.5) * HISTOGRAM_BIN
+
+
+def training_mean_lengths(data_dir: str | Path = "data") -> tuple[np.ndarray, Path] | None:
+    """The mean (16,) metres of the synthetic bone-length bank a length model trains on by default
+    (:data:`common.datasets.synthetic.DEFAULT_BANKS`, first one present in ``data_dir``), and its path; None if
+    there is none."""
+    for name in DEFAULT_BANKS:
+        path = Path(data_dir) / name
+        if path.is_file():
+            bank = np.asarray(load_npz(path, required=["data"])["data"], np.float64)
+            if bank.ndim == 2 and bank.shape[1] == NUM_BONES:
+                return average_symmetric(bank.mean(axis=0)), path
+    return None
+
+
+def stream_start_lengths(convention: str) -> tuple[np.ndarray, str] | None:
+    """The lengths (16,) metres a live run starts from in a joint convention, and where they come from: the
+    population mean of :data:`LIMB_PRIOR_FILE` when it has the convention, else (Human3.6M) the mean of the
+    length model's default training bank; None when neither exists."""
+    population = population_mean_lengths(convention)
+    if population is not None:
+        return population, f"the population mean in {LIMB_PRIOR_FILE}"
+    mean = training_mean_lengths()
+    return None if mean is None else (mean[0], f"the training mean of {mean[1]}")
+
+
+# ----------------------------------------------------------------------------------------------- registry
+class LengthSource:
+    """Where 16 bone lengths come from. Subclasses set ``name`` (their registry name) and ``causal`` (True: the
+    lengths after frame t use frames <= t only, and :meth:`step` exists), declare their settings as an ``Options``
+    dataclass when they have any (built as ``Class(options)``, see :mod:`common.inference.registry`), and may name
+    as ``streaming_substitute`` the registered causal source ``--live`` uses in place of one that is not."""
+
+    name = ""
+    causal = False
+    streaming_substitute: str | None = None
+
+    def prepare(self, lifter: Lifter, live: bool) -> None:
+        """Pre-flight, before the slow detection: load what the source needs for ``lifter``'s poses and raise a
+        one-line UserError for what it refuses (``live``: a streaming run)."""
+
+    def lengths(self, poses: np.ndarray, track: Track2D) -> np.ndarray:
+        """Batch: the lifter's poses (T, 17, 3) metres and the 2D track -> (16,) metres, or (T, 16) (row t: the
+        estimate after frames 0..t)."""
+        raise NotImplementedError
+
+    def step(self, pose: np.ndarray, frame: Track2D) -> np.ndarray | None:
+        """Streaming (causal sources): one more frame's lifted pose (17, 3) metres and its 2D (a one-frame track)
+        -> the lengths (16,) metres after it (None: no estimate yet)."""
+        raise NotImplementedError
+
+    def start(self) -> np.ndarray | None:
+        """The lengths (16,) metres a live run starts from when the source has its own (else None: the
+        ``--length_prior`` or :func:`stream_start_lengths`)."""
+        return None
+
+
+class SelfLengths(LengthSource):
+    """``self``: the lifter's own lengths, per-bone median over the frames, left/right averaged."""
+
+    name = "self"
+    causal = True
+
+    def __init__(self) -> None:
+        self.median = RunningMedian()
+
+    def lengths(self, poses: np.ndarray, track: Track2D) -> np.ndarray:
+        return median_lengths(poses)
+
+    def step(self, pose: np.ndarray, frame: Track2D) -> np.ndarray | None:
+        self.median.update(average_symmetric(bone_lengths(pose)))
+        return self.median.median()
+
+
+class PriorLengths(LengthSource):
+    """``prior``: ``self`` with the limbs' proportions combined with the convention's population prior."""
+
+    name = "prior"
+    streaming_substitute = "self"
+
+    def prepare(self, lifter: Lifter, live: bool) -> None:
+        self.convention = lifter.convention
+        load_limb_prior(lifter.convention)
+
+    def lengths(self, poses: np.ndarray, track: Track2D) -> np.ndarray:
+        return prior_lengths(poses, self.convention)
+
+
+@dataclass
+class FileOptions:
+    lengths_file: str | None = None
+
+
+class FileLengths(LengthSource):
+    """``file``: the user's measured lengths (offline, bones the file does not name take ``self``'s)."""
+
+    name = "file"
+    causal = True
+    Options = FileOptions
+
+    def __init__(self, options: FileOptions):
+        self.path = options.lengths_file
+        self.fixed: np.ndarray | None = None
+
+    def prepare(self, lifter: Lifter, live: bool) -> None:
+        if not self.path:
+            raise UserError("--lengths file needs --lengths_file <json/npz of bone lengths in metres>")
+        if live:  # no poses to fill in unnamed bones from
+            self.fixed = complete_lengths(self.path)
+        else:
+            read_lengths_file(self.path)
+
+    def lengths(self, poses: np.ndarray, track: Track2D) -> np.ndarray:
+        return file_lengths(self.path, poses)
+
+    def step(self, pose: np.ndarray, frame: Track2D) -> np.ndarray | None:
+        return self.fixed
+
+    def start(self) -> np.ndarray | None:
+        return self.fixed
+
+
+@dataclass
+class ModelOptions:
+    length_ckpt: str | None = None
+    bidirectional: bool = False
+    num_layers: int | None = None
+    device: torch.device = torch.device("cpu")
+
+
+class ModelLengths(LengthSource):
+    """``model``: the bone-length model on the 2D (the lifter's own when it brings one, else ``--length_ckpt``);
+    causal when it is a unidirectional GRU (stepped frame by frame, carrying its state)."""
+
+    name = "model"
+    Options = ModelOptions
+
+    def __init__(self, options: ModelOptions):
+        self.options = options
+        self.state = None
+
+    def prepare(self, lifter: Lifter, live: bool) -> None:
+        if lifter.convention != "h36m":
+            raise UserError(f"--lengths model: the bone-length model predicts Human3.6M-convention lengths, which "
+                            f"distort the {lifter.convention}-convention joints of --lifter {lifter.name} "
+                            f"(docs/in_the_wild.md, 'Joint conventions'); use --lengths self or --lengths file")
+        self.model = lifter.length_model
+        if self.model is None:
+            self.model = load_model(self.options.length_ckpt, ("length",),
+                                    bidirectional=self.options.bidirectional or None,
+                                    num_layers=self.options.num_layers, device=self.options.device).model
+        self.model.eval()
+        self.causal = not self.model.bidirectional
+        if live and not self.causal:
+            raise UserError("--live --lengths model needs a causal (unidirectional) length model; a Bi-GRU reads "
+                            "the whole sequence. Use --lengths self or a causal checkpoint.")
+
+    def lengths(self, poses: np.ndarray, track: Track2D) -> np.ndarray:
+        return model_lengths(self.model, track)
+
+    @torch.no_grad()
+    def step(self, pose: np.ndarray, frame: Track2D) -> np.ndarray | None:
+        keypoints = normalize_screen_coordinates(frame.positions, frame.width, frame.height)
+        x = torch.from_numpy(np.asarray(keypoints, np.float32))[None].to(self.options.device)
+        lengths, self.state = self.model(x, self.state, return_state=True)
+        return lengths[0, -1].cpu().numpy().astype(np.float64)
+
+
+def choose_lengths(settings: Mapping[str, Any], lifter: Lifter) -> str:
+    """``--lengths`` if given (``file`` implied by ``--lengths_file``), else :data:`DEFAULT_LENGTHS` of the
+    lifter's convention."""
+    return settings.get("lengths") or ("file" if settings.get("lengths_file") else DEFAULT_LENGTHS[lifter.convention])
+
+
+def make_length_source(name: str, settings: Mapping[str, Any], lifter: Lifter, live: bool = False) -> LengthSource:
+    """Build the length source ``name`` from the run's ``settings`` and run its pre-flight for ``lifter``.
+    ``live``: a causal source, the ``streaming_substitute`` of one that is not (with a note when ``--lengths``
+    named it), else a one-line error."""
+    cls = registered_class(LENGTH_SOURCES, name, "--lengths")
+    if live and cls.streaming_substitute:
+        if settings.get("lengths"):
+            print(f"note: --live uses --lengths {cls.streaming_substitute} in place of --lengths {name}, which reads "
+                  "the whole sequence", file=sys.stderr)
+        return make_length_source(cls.streaming_substitute, settings, lifter, live)
+    source = build(cls, settings)
+    source.prepare(lifter, live)
+    if live and not source.causal:
+        raise UserError(f"--live needs a causal length source (lengths after frame t from frames <= t); "
+                        f"--lengths {name} is not")
+    return source

@@ -10,17 +10,18 @@ Per frame, using only that frame and the past:
 2. **detect**: BlazePose in its streaming mode on the whole frame (:meth:`common.vision.detectors.BlazePoseSource.track`:
    the person detector runs only until a person is found, then the landmark model follows them from the
    previous frame's landmarks), 17 Human3.6M joints plus its 3D world landmarks.
-3. **lift**: ``mediapipe_raw`` (BlazePose's world landmarks, one frame alone) or ``videopose3d`` (a *causal*
-   VideoPose3D checkpoint run on a ring buffer of its receptive field, the first frame repeated before the
-   stream starts). Optional one-euro smoothing of the lifted joints (off by default; before the adjustment,
-   so it never touches the adjusted bone lengths).
-4. **lengths** (:class:`LiveLengths`): a target per frame, then a bounded step towards it. Targets:
-   ``self`` = running per-bone median of the lifter's own lengths over every frame so far (1 mm histogram
-   bins, constant memory), ``model`` = the causal GRU carrying its state frame to frame, ``file`` = the
-   file's lengths. The lengths start at a prior (``--length_prior`` file, else the population mean of the
-   lifter's joint convention; none: the first target) and move towards the
-   target by at most ``max_step_mm`` per bone per frame (default 1 mm: 3 cm/s at 30 frames/s), so the
-   skeleton is steady from the first frame and never jumps. Left/right pairs are averaged.
+3. **lift**: the run's lifter (:func:`common.inference.inference_pipeline.make_models`, the same registry as
+   offline) stepped one frame at a time: a causal lifter's ``step`` (``mediapipe_raw``: BlazePose's world
+   landmarks, one frame alone; ``videopose3d``: a causal checkpoint on a ring buffer of its receptive field).
+   Optional one-euro smoothing of the lifted joints (off by default; before the adjustment, so it never touches
+   the adjusted bone lengths).
+4. **lengths** (:class:`LiveLengths`): a target per frame from the length source's ``step`` (``self``: running
+   median of the lifter's own lengths; ``model``: the causal GRU carrying its state; ``file``: the file's
+   lengths; :mod:`common.inference.length_sources`), then a bounded step towards it. The lengths start at the
+   source's own (a file's), else a prior (``--length_prior`` file, else
+   :func:`common.inference.length_sources.stream_start_lengths` of the lifter's joint convention; none: the first
+   target) and move towards the target by at most ``max_step_mm`` per bone per frame (default 1 mm: 3 cm/s at
+   30 frames/s), so the skeleton is steady from the first frame and never jumps. Left/right pairs are averaged.
 5. **adjust**: each bone keeps the lifted direction and gets the current length.
 
 Output per frame: one JSON line (:mod:`common.output.pose_tables`; joints in camera-aligned axes: x right, y down,
@@ -38,25 +39,20 @@ from typing import Iterator
 
 import cv2
 import numpy as np
-import torch
 
-from common.core.bones import adjust_bone_lengths, average_symmetric, bone_lengths
-from common.core.camera import normalize_screen_coordinates
-from common.vision.detectors import BlazePoseSource
-from common.datasets.generators import merge_flipped
-from common.utils.errors import UserError
+from common.core.bones import adjust_bone_lengths, average_symmetric
+from common.inference.length_sources import LengthSource, complete_lengths, stream_start_lengths
+from common.inference.lifters import Lifter
 from common.output.pose_tables import JsonLinesWriter, jsonl_header, jsonl_record
-from common.core.skeleton import NUM_BONES, NUM_JOINTS, flip_poses
+from common.utils.errors import UserError
 from common.utils.timing import StageTimer
+from common.vision.detectors import BlazePoseSource, PersonPose
+from common.vision.tracking import Track2D
 from common.vision.video import VideoReader
 
 LIVE_STAGES = ("capture", "detect", "lift", "adjust", "output", "render")
 LIVE_FRAME = ("camera-aligned axes (x right, y down, z away from the camera), metres, pelvis at the origin; "
               "bone lengths adjusted")
-LIVE_LIFTERS = ("mediapipe_raw", "videopose3d")
-LIVE_LENGTHS = ("self", "model", "file")
-HISTOGRAM_BIN = 0.001  # metres
-HISTOGRAM_MAX = 1.5  # metres: longer per-frame lengths are clipped into the last bin
 PREFETCH = 2  # frames decoded ahead in unpaced mode
 
 
@@ -156,34 +152,6 @@ class FrameSource:
         self.capture.release()
 
 
-# ----------------------------------------------------------------------------------------------- lift
-class CausalVideoPose3D:
-    """A causal VideoPose3D lifter stepped frame by frame on a ring buffer of its receptive field (normalised
-    2D); before the stream has filled it, the first frame is repeated (as the offline edge padding does)."""
-
-    def __init__(self, model: torch.nn.Module, device: torch.device):
-        if not getattr(model, "causal", False):
-            raise UserError("--live with the videopose3d lifter needs a causal VideoPose3D checkpoint "
-                            "(train.py -t pose --causal); a symmetric one looks at future frames")
-        self.model = model.eval()
-        self.device = device
-        self.window = np.zeros((model.receptive_field(), NUM_JOINTS, 2), np.float32)
-        self.started = False
-
-    @torch.no_grad()
-    def step(self, keypoints: np.ndarray) -> np.ndarray:
-        """keypoints (17, 2) normalised screen coordinates -> (17, 3) metres, camera frame, root-relative;
-        test-time flip averaged as offline."""
-        if not self.started:
-            self.window[:] = keypoints
-            self.started = True
-        else:
-            self.window = np.concatenate([self.window[1:], keypoints[None]])
-        x = torch.from_numpy(self.window).to(self.device)
-        pose = merge_flipped(self.model(torch.stack([x, flip_poses(x)])))[-1].cpu().numpy()
-        return pose - pose[:1]
-
-
 # ----------------------------------------------------------------------------------------------- smooth
 class OneEuroFilter:
     """The one-euro filter (Casiez et al., CHI 2012) on arrays of any shape, each entry filtered alone.
@@ -221,27 +189,6 @@ class OneEuroFilter:
 
 
 # ----------------------------------------------------------------------------------------------- lengths
-class RunningMedian:
-    """Per-bone median of every value seen so far, from 1 mm histograms (16 x 1500 counts: constant memory).
-
-    update(lengths (16,) metres); median() -> (16,) metres (bin centres), None before any update."""
-
-    def __init__(self, bins: int = int(round(HISTOGRAM_MAX / HISTOGRAM_BIN))):
-        self.counts = np.zeros((NUM_BONES, bins), np.int64)
-        self.total = 0
-
-    def update(self, lengths: np.ndarray) -> None:
-        index = np.clip((np.asarray(lengths) / HISTOGRAM_BIN).astype(np.int64), 0, self.counts.shape[1] - 1)
-        self.counts[np.arange(NUM_BONES), index] += 1
-        self.total += 1
-
-    def median(self) -> np.ndarray | None:
-        if self.total == 0:
-            return None
-        half = np.argmax(np.cumsum(self.counts, axis=1) * 2 >= self.total, axis=1)
-        return (half + 0.5) * HISTOGRAM_BIN
-
-
 class LiveLengths:
     """Bone lengths that start at a prior and follow a per-frame target by at most ``max_step`` metres per bone
     per frame (see the module docstring, step 4). ``prior`` None: the first target is taken as is."""
@@ -263,60 +210,21 @@ class LiveLengths:
         return None if self.current is None else self.current.copy()
 
 
-def training_mean_lengths(data_dir: str | Path = "data") -> tuple[np.ndarray, Path] | None:
-    """The mean (16,) metres of the synthetic bone-length bank a length model trains on by default
-    (:data:`common.train.train_length.DEFAULT_BANKS`, first one present in ``data_dir``), and its path; None if
-    there is none."""
-    from common.utils.fileio import load_npz
-    from common.train.train_length import DEFAULT_BANKS
-
-    for name in DEFAULT_BANKS:
-        path = Path(data_dir) / name
-        if path.is_file():
-            bank = np.asarray(load_npz(path, required=["data"])["data"], np.float64)
-            if bank.ndim == 2 and bank.shape[1] == NUM_BONES:
-                return average_symmetric(bank.mean(axis=0)), path
-    return None
-
-
-class CausalGRULengths:
-    """The causal bone-length GRU stepped one frame at a time, carrying its hidden state (the same numbers as
-    one pass over the whole sequence)."""
-
-    def __init__(self, model: torch.nn.Module, device: torch.device):
-        if getattr(model, "bidirectional", True):
-            raise UserError("--live --lengths model needs a causal (unidirectional) length model; a Bi-GRU reads "
-                            "the whole sequence. Use --lengths self or a causal checkpoint.")
-        self.model, self.device, self.state = model.eval(), device, None
-
-    @torch.no_grad()
-    def step(self, keypoints: np.ndarray) -> np.ndarray:
-        """keypoints (17, 2) normalised -> lengths (16,) metres after this frame."""
-        x = torch.from_numpy(np.asarray(keypoints, np.float32))[None, None].to(self.device)
-        lengths, self.state = self.model(x, self.state, return_state=True)
-        return lengths[0, -1].cpu().numpy().astype(np.float64)
-
-
 # ----------------------------------------------------------------------------------------------- run
 @dataclass
 class LiveConfig:
-    """Settings of a live run (``inference.py --live ... --help``)."""
+    """Settings of a live run (``inference.py --live ... --help``); the lifter and the length source come built
+    (:func:`common.inference.inference_pipeline.make_models` with ``live=True``)."""
 
     source: str
     unpaced: bool = False
     max_frames: int | None = None
-    lifter: str = "mediapipe_raw"
-    lifter_model: torch.nn.Module | None = None  # a loaded causal VideoPose3D (lifter videopose3d)
-    lengths: str = "self"
-    length_model: torch.nn.Module | None = None  # a loaded causal length model (lengths model)
-    prior: np.ndarray | None = None  # (16,) metres
-    fixed_lengths: np.ndarray | None = None  # (16,) metres (lengths file)
+    length_prior: str | None = None  # lengths file (every bone named) the lengths start from
     max_step_mm: float = 1.0
     smooth: tuple[float, float] | None = None  # one-euro (min_cutoff Hz, beta) or None
     jsonl: str = "-"  # "-" = stdout
     video_out: str | None = None
     panel_height: int = 480
-    device: torch.device = torch.device("cpu")
     detector_threads: int | None = None  # BlazePose's inference threads (None: every available core)
 
 
@@ -345,88 +253,98 @@ def _world_like(pose: np.ndarray) -> np.ndarray:
     return out
 
 
-def run_live(config: LiveConfig) -> LiveResult:
-    """Run the causal pipeline over ``config.source`` (module docstring); writes JSON lines and optionally a
-    video; returns counters and timings. Status lines go to stderr (stdout may carry the JSON lines)."""
-    if config.lifter not in LIVE_LIFTERS:
-        raise UserError(f"--live supports the lifters {LIVE_LIFTERS}, got {config.lifter!r}")
-    if config.lengths not in LIVE_LENGTHS:
-        raise UserError(f"--live supports --lengths {LIVE_LENGTHS}, got {config.lengths!r}")
-    lifter = CausalVideoPose3D(config.lifter_model, config.device) if config.lifter == "videopose3d" else None
-    gru = CausalGRULengths(config.length_model, config.device) if config.lengths == "model" else None
-    if config.lengths == "file" and config.fixed_lengths is None:
-        raise UserError("--lengths file needs --lengths_file")
+def start_lengths(lifter: Lifter, lengths: LengthSource, length_prior: str | None) -> np.ndarray | None:
+    """The lengths (16,) metres a live run starts from: the source's own (a file's), else the ``length_prior``
+    file's, else :func:`common.inference.length_sources.stream_start_lengths` of the lifter's joint convention
+    (noted on stderr); None: the first target."""
+    own = lengths.start()
+    if own is not None:
+        return own
+    if length_prior:
+        return complete_lengths(length_prior)
+    start = stream_start_lengths(lifter.convention)
+    if start is None:
+        return None
+    print(f"lengths start from {start[1]}", file=sys.stderr)
+    return start[0]
+
+
+def _one_frame(found: PersonPose, width: int, height: int) -> Track2D:
+    """A detection as a one-frame track (what the lifter's and the length source's ``step`` read)."""
+    return Track2D(found.keypoints[None], found.confidence[None], width, height,
+                   world=None if found.world is None else found.world[None])
+
+
+class _Overlay:
+    """The optional annotated video: the frame with its 2D, the lifted and the adjusted 3D."""
+
+    def __init__(self, config: LiveConfig, source: FrameSource):
+        from common.output.visualization import FrameRenderer
+        from common.vision.video import VideoWriter
+
+        self.renderer = FrameRenderer(source.width, source.height, config.panel_height)
+        self.video = VideoWriter(config.video_out, self.renderer.width, self.renderer.height, source.fps)
+
+    def write(self, frame: CapturedFrame, found: PersonPose | None, pose: np.ndarray | None,
+              adjusted: np.ndarray | None, dropped: int) -> None:
+        self.video.write(self.renderer.render(frame.rgb, found.keypoints if found else None,
+                                              found.confidence if found else None,
+                                              _world_like(pose) if pose is not None else None,
+                                              _world_like(adjusted) if adjusted is not None else None,
+                                              [f"frame {frame.index}  dropped {dropped}"], ["lifted"], ["adjusted"]))
+
+
+def run_live(config: LiveConfig, lifter: Lifter, lengths: LengthSource) -> LiveResult:
+    """Run the causal pipeline over ``config.source`` with a causal lifter and length source (module docstring);
+    writes JSON lines and optionally a video; returns counters and timings. Status lines go to stderr (stdout
+    may carry the JSON lines)."""
+    bounded = LiveLengths(start_lengths(lifter, lengths, config.length_prior), config.max_step_mm / 1000.0)
     source = FrameSource(config.source, paced=not config.unpaced, max_frames=config.max_frames)
     detector = BlazePoseSource(threads=config.detector_threads)
     timer = StageTimer(LIVE_STAGES)
-    prior = config.fixed_lengths if config.lengths == "file" else config.prior
-    lengths = LiveLengths(prior, config.max_step_mm / 1000.0)
-    median = RunningMedian()
     smoother = OneEuroFilter(*config.smooth) if config.smooth else None
     writer = JsonLinesWriter(sys.stdout if config.jsonl == "-" else config.jsonl)
-    writer.write(jsonl_header(LIVE_FRAME, source.fps, source=config.source, lifter=config.lifter,
-                              lengths=config.lengths, max_length_step_mm=config.max_step_mm,
+    writer.write(jsonl_header(LIVE_FRAME, source.fps, source=config.source, lifter=lifter.name,
+                              lengths=lengths.name, max_length_step_mm=config.max_step_mm,
                               smoothing=None if smoother is None else {"one_euro_min_cutoff": config.smooth[0],
                                                                         "one_euro_beta": config.smooth[1]}))
-    renderer = video = None
-    if config.video_out:
-        from common.vision.video import VideoWriter
-        from common.output.visualization import FrameRenderer
-
-        renderer = FrameRenderer(source.width, source.height, config.panel_height)
-        video = VideoWriter(config.video_out, renderer.width, renderer.height, source.fps)
+    overlay = _Overlay(config, source) if config.video_out else None
     latencies, changes = [], []
     previous = None
-    processed = detected = 0
+    detected = 0
     start = time.perf_counter()
     try:
-        frames = timer.timed("capture", source)
-        for frame in frames:
+        for frame in timer.timed("capture", source):
             with timer.measure("detect", 1):
                 found = detector.track(frame.rgb)  # streaming mode on the whole frame
-            pose = None
+            pose = one = None
             with timer.measure("lift", 1):
                 if found is not None:
-                    keypoints = normalize_screen_coordinates(found.keypoints, source.width, source.height)
-                    pose = (found.world - found.world[:1]) if lifter is None else lifter.step(keypoints)
+                    one = _one_frame(found, source.width, source.height)
+                    pose = lifter.step(one)
                     if smoother is not None:
                         pose = smoother(pose, frame.time_s)
             with timer.measure("adjust", 1):
-                target = None
-                if pose is not None:
-                    if config.lengths == "self":
-                        median.update(average_symmetric(bone_lengths(pose)))
-                        target = median.median()
-                    elif gru is not None:
-                        target = gru.step(keypoints)
-                    else:
-                        target = config.fixed_lengths
-                current = lengths.step(target)
+                current = bounded.step(None if pose is None else lengths.step(pose, one))
                 adjusted = adjust_bone_lengths(pose, current) if pose is not None else None
             with timer.measure("output", 1):
                 latency = (time.perf_counter() - frame.captured) * 1000
                 writer.write(jsonl_record(frame.index, frame.time_s, adjusted, current,
                                           detected=found is not None, latency_ms=round(latency, 2)))
-            if renderer is not None:
+            if overlay is not None:
                 with timer.measure("render", 1):
-                    status = [f"frame {frame.index}  dropped {source.dropped}"]
-                    video.write(renderer.render(frame.rgb, found.keypoints if found else None,
-                                                found.confidence if found else None,
-                                                _world_like(pose) if pose is not None else None,
-                                                _world_like(adjusted) if adjusted is not None else None,
-                                                status, ["lifted"], ["adjusted"]))
+                    overlay.write(frame, found, pose, adjusted, source.dropped)
             latencies.append(latency)
             if current is not None and previous is not None:
                 changes.append(float(np.abs(current - previous).max()))
             previous = current
-            processed += 1
             detected += found is not None
     finally:
         source.close()
         detector.close()
         writer.close()
-        if video is not None:
-            video.close()
+        if overlay is not None:
+            overlay.video.close()
     seconds = time.perf_counter() - start
-    return LiveResult(source.read_frames, processed, source.dropped, detected, seconds, np.asarray(latencies),
+    return LiveResult(source.read_frames, len(latencies), source.dropped, detected, seconds, np.asarray(latencies),
                       timer, max(changes, default=0.0) * 1000)

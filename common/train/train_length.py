@@ -51,7 +51,7 @@ from common.models.length_probe import (LinearProbe, error_row, probe_features, 
                                         stored_references)
 from common.models.model_loading import load_model
 from common.output.plots import plot_series
-from common.datasets.synthetic import LengthSampler, SyntheticBatchBuilder, epoch_order
+from common.datasets.synthetic import DEFAULT_BANKS, LengthSampler, SyntheticBatchBuilder, epoch_order
 from common.train.training import (current_lr, decay_learning_rate, gather_rng_states, is_improvement, make_optimizer,
                              prepare_run, resume_training, save_history, split_validation)
 
@@ -59,7 +59,6 @@ SYNTHETIC_TEST_CHUNKS = 256
 HELDOUT_PEOPLE = 512  # bank rows never used for training (held-out people)
 HELDOUT_SEED = 20260
 PROBE_BATCHES = 16  # training batches the linear probe is fitted on
-DEFAULT_BANKS = ["bone_lengths_smpl_neutral_all.npz", "bone_lengths_anny_neutral_train.npz"]
 
 
 def subject_lengths(dataset: PoseDataset, subjects: list[str]) -> np.ndarray:

@@ -20,9 +20,12 @@ joints with the same mapping as the 2D, so both follow one joint convention (``b
      fall with the pose difference, so frames where BlazePose jumps (e.g. swaps left and right) are not blended
      with their neighbours (a bilateral filter in time over :data:`SMOOTH_HALF_WINDOW` frames each side).
 
-  Offline: the fusion weight is a statistic of the whole sequence (receptive field 0 = the whole sequence).
+  Offline: the fusion weight is a statistic of the whole sequence (receptive field 0 = the whole sequence);
+  ``--live`` uses ``mediapipe_raw`` in its place.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -99,8 +102,16 @@ def _world(track: Track2D) -> np.ndarray:
     return world - world[:, :1]
 
 
+@dataclass
+class MediaPipeOptions:
+    """What the mediapipe lifters check: the 2D must come from the blazepose detector run on the video."""
+
+    keypoints: str | None = None
+    detector: str = "blazepose"
+
+
 class MediaPipeRawLifter:
-    """BlazePose's world landmarks as they are (root-relative)."""
+    """BlazePose's world landmarks as they are (root-relative); causal, one frame at a time."""
 
     name = "mediapipe_raw"
     convention = "blazepose"
@@ -108,17 +119,21 @@ class MediaPipeRawLifter:
     receptive_field = 1
     causal = True
     length_model = None
+    Options = MediaPipeOptions
 
-    @classmethod
-    def from_config(cls, config) -> "MediaPipeRawLifter":
-        if config.keypoints or config.detector != "blazepose":
-            raise UserError(f"--lifter {cls.name} uses BlazePose's world landmarks of the same detector pass: run "
+    def __init__(self, options: MediaPipeOptions | None = None):
+        options = options or MediaPipeOptions()
+        if options.keypoints or options.detector != "blazepose":
+            raise UserError(f"--lifter {self.name} uses BlazePose's world landmarks of the same detector pass: run "
                             "the blazepose detector on a --video (not --keypoints / --detector mmpose)")
-        return cls()
 
     def lift(self, track: Track2D) -> np.ndarray:
         """(T, 17, 3) metres, camera-aligned axes, root-relative."""
         return _world(track)
+
+    def step(self, frame: Track2D) -> np.ndarray:
+        """One frame's (17, 3) metres, camera-aligned axes, root-relative (``frame``: a one-frame track)."""
+        return _world(frame)[0]
 
 
 class MediaPipeLifter(MediaPipeRawLifter):
@@ -127,6 +142,7 @@ class MediaPipeLifter(MediaPipeRawLifter):
     name = "mediapipe"
     receptive_field = 0  # the whole sequence (the fusion weight); the smoothing window is 2 x 6 + 1 frames
     causal = False
+    streaming_substitute = "mediapipe_raw"
 
     def lift(self, track: Track2D) -> np.ndarray:
         """(T, 17, 3) metres, camera-aligned axes, root-relative."""

@@ -6,6 +6,7 @@ as VideoPose3D outputs; ``world``: z up). Joint convention: ``h36m`` (external l
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,24 +33,29 @@ def load_pose_file(path: str) -> np.ndarray:
     return check_array(f"{path}", array, (None, NUM_JOINTS, 3))
 
 
+@dataclass
+class PosesFileOptions:
+    """The pose file (``--poses``) and its frame (``--poses_frame``)."""
+
+    poses: str | None = None
+    poses_frame: str = "camera"
+
+
 class PosesFileLifter:
     name = "poses"
     convention = "h36m"
     receptive_field = 1
     causal = False  # the file's lifter is unknown
     length_model = None
+    Options = PosesFileOptions
 
-    def __init__(self, path: str, frame: str = "camera"):
-        if frame not in ("camera", "world"):
-            raise UserError(f"--poses_frame must be camera or world, got {frame!r}")
-        self.path, self.frame = path, frame
-        self.poses = load_pose_file(path)
-
-    @classmethod
-    def from_config(cls, config) -> "PosesFileLifter":
-        if not config.poses:
+    def __init__(self, options: PosesFileOptions):
+        if not options.poses:
             raise UserError("--lifter poses needs --poses <npz/npy of (T, 17, 3) poses>")
-        return cls(config.poses, config.poses_frame)
+        if options.poses_frame not in ("camera", "world"):
+            raise UserError(f"--poses_frame must be camera or world, got {options.poses_frame!r}")
+        self.path, self.frame = options.poses, options.poses_frame
+        self.poses = load_pose_file(options.poses)
 
     def lift(self, track: Track2D) -> np.ndarray:
         """The file's poses for the video frames the track covers, as given (not made root-relative: poses in
