@@ -65,8 +65,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"2D -> 3D lifter (common/inference/lifters/; default: {DEFAULT_LIFTER}, or the one "
                         f"{'/'.join('--' + f for f in INPUT_FLAGS)} implies: a checkpoint names its lifter)")
     g.add_argument("--lengths", choices=list(LENGTH_SOURCES), default=None,
-                   help="bone lengths of the adjustment (common/inference/length_sources.py); default: --lengths_file "
-                        "if given, else " + ", ".join(f"{v} for {k}-convention lifters" for k, v in DEFAULT_LENGTHS.items()))
+                   help="bone lengths of the adjustment (common/inference/length_sources.py); default: the one "
+                        "--lengths_file implies, else "
+                        + ", ".join(f"{v} for {k}-convention lifters" for k, v in DEFAULT_LENGTHS.items()))
     g.add_argument("--lengths_file", default=None,
                    help="json/npz of measured bone lengths in metres (implies --lengths file)")
     g.add_argument("--poses", default=None, help="npz/npy of another lifter's (T, 17, 3) poses to adjust")

@@ -38,7 +38,6 @@ import numpy as np
 import inference
 from common.core.bones import adjust_bone_lengths
 from common.core.skeleton import BONE_NAMES
-from common.inference.inference_pipeline import InferenceConfig
 from common.inference.length_sources import file_lengths, median_lengths, model_lengths, prior_lengths
 from common.inference.lifters import LIFTERS, make_lifter
 from common.inference.multiview import (LIMB_BONES, estimate_offsets, fetch_pose2sim_demo,
@@ -154,12 +153,11 @@ def build_lifters(args) -> dict:
     for name in LIFTERS:
         if name in ("videopose3d", "poses"):  # need a checkpoint / a poses file: added below when given
             continue
-        lifters[name] = make_lifter(name, vars(InferenceConfig()))
+        lifters[name] = make_lifter(name, {})
     if resolve_checkpoint(args.finetuned_ckpt).is_file():
-        lifters["videopose3d (demo mix model)"] = make_lifter("videopose3d", vars(InferenceConfig(
-            finetuned_ckpt=args.finetuned_ckpt)))
+        lifters["videopose3d (demo mix model)"] = make_lifter("videopose3d", {"finetuned_ckpt": args.finetuned_ckpt})
     for ckpt in args.lifter_ckpt:
-        lifters[f"videopose3d ({Path(ckpt).stem})"] = make_lifter("videopose3d", vars(InferenceConfig(lifter_ckpt=ckpt)))
+        lifters[f"videopose3d ({Path(ckpt).stem})"] = make_lifter("videopose3d", {"lifter_ckpt": ckpt})
     return lifters
 
 

@@ -54,8 +54,7 @@ SCORES = [("p_mpjpe_mm", "P-MPJPE (mm)"), ("proportions_off_pct", "proportions o
 def followed_sequence(demo: str, policies: Sequence[str], frames: int):
     """The tracks of one person in the 4 views and their triangulation: (cameras, tracks, world (frames, 17, 3)
     metres with NaN on frames that do not triangulate consistently)."""
-    from common.inference.inference_pipeline import InferenceConfig
-    from common.inference.keypoints_2d import extract_track
+    from common.inference.keypoints_2d import TrackOptions, extract_track
     from common.utils.timing import StageTimer
     from common.vision.video import VideoReader
 
@@ -65,7 +64,7 @@ def followed_sequence(demo: str, policies: Sequence[str], frames: int):
     tracks = []
     for cam, policy in zip(cameras, policies):
         video = str(folder / "videos" / f"{cam.name}.mp4")
-        config = InferenceConfig(video=video, person=policy, max_frames=frames, progress=False)
+        config = TrackOptions(video=video, person=policy, max_frames=frames, progress=False)
         tracks.append(extract_track(config, VideoReader(video, frames), StageTimer()))
     world, error, _ = triangulate_tracks(cameras, tracks, frames)
     with np.errstate(all="ignore"):

@@ -35,7 +35,8 @@ LIFTERS: dict[str, str] = {
     "mediapipe_raw": "common.inference.lifters.mediapipe:MediaPipeRawLifter",
     "poses": "common.inference.lifters.poses:PosesFileLifter",
 }
-DEFAULT_LIFTER = "mediapipe"  # inference.py's lifter without flags: the winner of bench/multiview.py (docs/in_the_wild.md)
+# inference.py's lifter when no flag implies one: the winner of bench/multiview.py (docs/in_the_wild.md).
+DEFAULT_LIFTER = "mediapipe"
 # The input flags that imply their lifter: --poses the ``poses`` lifter, a checkpoint the lifter it names
 # (CHECKPOINT_LIFTER when it names none).
 INPUT_FLAGS = ("poses", "finetuned_ckpt", "lifter_ckpt")
