@@ -26,7 +26,6 @@ from common.models.model import TemporalModel
 from common.models.model_loading import load_model
 from common.core.skeleton import FLIP_JOINTS
 from common.vision.tracking import Track2D
-from test_inference import real_clip  # noqa: F401 - the real-clip fixture
 
 torch.set_num_threads(1)
 LENGTHS = np.array([0.13, 0.45, 0.44, 0.13, 0.45, 0.44, 0.23, 0.25, 0.11, 0.12,
