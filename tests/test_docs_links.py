@@ -1,7 +1,8 @@
 """Every relative link and #anchor of the documentation resolves, and every page or heading the code names exists.
 
 Checked: the links of README.md, ARCHITECTURE.md and docs/*.md (a relative file must exist; an anchor must be the
-GitHub id of a heading of its page), and, in the code (``*.py``, ``scripts/*.sh``), every ``docs/<page>.md``
+GitHub id of a heading of its page), the repository files and ``common.`` modules these pages name in inline code
+(``common/inference/live.py``, ``common.utils.fileio.atomic_write``), and, in the code (``*.py``, ``scripts/*.sh``), every ``docs/<page>.md``
 (with its ``#anchor`` if any) and every heading named in quotes after a page (``README, "Joint conventions"``,
 ``docs/live.md, 'Lengths'``), as error messages and help texts write them.
 """
@@ -20,6 +21,10 @@ _FENCE = re.compile(r"^\s*(```|~~~)")
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 _CODE_SPAN = re.compile(r"`[^`]*`")
+# Inline code naming a file of this repository (folders of the repository only: bare names such as the authors'
+# ``utils/arguments.py`` are not ours) or a module of ``common`` (an attribute may follow the module).
+_REPO_PATH = re.compile(r"`((?:common|bench|scripts|tests|data/bone_length)/[\w./-]*\w)(?::\w+)?`")
+_MODULE = re.compile(r"`(common(?:\.\w+)+)`")
 # A page named in the code, with an optional #anchor or a quoted heading after it.
 _CODE_PAGE = re.compile(r"(?P<page>README(?:\.md)?|ARCHITECTURE\.md|docs/[\w.-]+\.md)(?P<anchor>#[\w-]+)?"
                         r"(?:(?:'s)?(?:,?\s+|,)\(?[\"'](?P<heading>[^\s\"'][^\"'\n]{1,79}?)[\"'])?")
@@ -86,6 +91,26 @@ def broken_links(page: Path) -> list[str]:
     return problems
 
 
+def missing_names(page: Path) -> list[str]:
+    """Repository files and ``common`` modules named in ``page``'s inline code that do not exist."""
+    problems = []
+    text = "\n".join(_prose_lines(page.read_text(encoding="utf-8")))
+    for name in _REPO_PATH.findall(text):
+        if not (ROOT / name).exists():
+            problems.append(f"{_shown(page)}: {name} (no such file)")
+    for dotted in _MODULE.findall(text):
+        parts = dotted.split(".")
+        # the longest prefix that is a module or package; what follows it: one name that its file mentions
+        files = [(n, f) for n in range(len(parts), 1, -1)
+                 for f in (ROOT.joinpath(*parts[:n]).with_suffix(".py"), ROOT.joinpath(*parts[:n]) / "__init__.py")
+                 if f.is_file()]
+        n, source = files[0] if files else (0, None)
+        rest = parts[n:]
+        if source is None or len(rest) > 1 or (rest and not re.search(rf"\b{rest[0]}\b", source.read_text())):
+            problems.append(f"{_shown(page)}: {dotted} (no such module)")
+    return problems
+
+
 def _heading_exists(page: Path, name: str) -> bool:
     """``name`` is a heading of ``page``, or the start of one (``In the wild`` for ``In the wild: lifters, ...``)."""
     return any(h == name or h.startswith((name + ":", name + " (")) for h in headings(page))
@@ -128,6 +153,11 @@ def test_links_and_anchors_resolve(page):
     assert broken_links(page) == []
 
 
+@pytest.mark.parametrize("page", DOC_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_files_and_modules_named_in_the_pages_exist(page):
+    assert missing_names(page) == []
+
+
 def test_pages_and_headings_named_in_the_code_exist():
     problems = [p for path in _code_files() for p in broken_code_references(path, path.read_text(encoding="utf-8"))]
     assert problems == []
@@ -146,6 +176,12 @@ def test_the_checker_finds_what_is_broken(tmp_path):
     problems = broken_links(page)
     assert len(problems) == 2
     assert any("#same-2" in p for p in problems) and any("gone.md (no such file)" in p for p in problems)
+
+    names = tmp_path / "names.md"
+    names.write_text("`common/core/bones.py` `common/nowhere.py` `utils/arguments.py` `common.core.bones.bone_lengths`"
+                     " `common.core.gone` `common/inference/lifters/__init__.py:LIFTERS`\n", encoding="utf-8")
+    assert [p.split(": ")[1] for p in missing_names(names)] == ["common/nowhere.py (no such file)",
+                                                                "common.core.gone (no such module)"]
 
     code = ('raise UserError("see docs/in_the_wild.md, \'Joint conventions\'")\n'
             '# README, "No such heading"; docs/nowhere.md; docs/live.md#no-anchor; README\'s "Human3.6M"\n')
