@@ -2,6 +2,7 @@
 
     python length_model_inference.py --ckpt biGRU_all.bin -bi --subjects S1,S5,S6,S7,S8,S9,S11
     python length_model_inference.py --ckpt GRU.bin --causal          # per-frame lengths (T, 16)
+    python length_model_inference.py --subjects S9 --height 1.78      # the person's size fixed by their height
 
 Writes ``<out_dir>/lengths_dict.npz`` (key ``lengths``: subject -> action -> [one array per camera]) and
 ``<out_dir>/lengths_list.npz`` (key ``lengths``: the same arrays in fetch order; (N, 16) when one vector per
@@ -10,7 +11,10 @@ row t estimated from frames 0..t (its hidden state carried frame by frame). Left
 metres. When 3D ground truth exists, prints per-subject and per-bone errors (mm) beside the
 always-predict-the-training-mean baseline and, with ``--pred`` (a lifter's predictions, bone_adjust.py's
 formats), beside the lifter's own per-bone median lengths (left/right averaged, the model-free length source);
-with --causal, plots the error against the number of frames seen.
+with --causal, plots the error against the number of frames seen. Per subject it also prints the model beside the
+training bank's mean and the linear 2D probe stored in the checkpoint (absolute / size-free error, mm) and the
+predicted and true overall size (a factor of the mean body); ``--height`` keeps the predicted proportions and fixes
+the size by the person's height.
 """
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ from common.utils.errors import UserError, cli
 from common.utils.fileio import save_npz
 from common.adjustment.evaluation import format_bone_table
 from common.models.length_model import per_bone_error_mm, predict_sequences
-from common.models.length_probe import error_row, sequence_features, stored_references
+from common.models.length_probe import (error_row, scale_to_height, sequence_features, size_factor,
+                                        stored_references)
 from common.models.model_loading import load_model
 from common.adjustment.adjust import load_predictions
 from common.inference.length_sources import median_lengths
@@ -59,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a lifter's predictions (prediction.pkl + action_dict.pkl beside it, or npz; bone_adjust.py's "
                         "formats): also print the error of its own median lengths")
     p.add_argument("--act", default=None, help="action_dict.pkl of --pred (default: next to it)")
+    p.add_argument("--height", type=number(float, gt=0.5, lt=2.6), default=None,
+                   help="the person's standing height in metres: fixes the predicted lengths' overall size, keeping "
+                        "the model's proportions (rule: common.models.length_probe.stature_m; with several subjects "
+                        "the same height for each)")
     p.add_argument("--plot", default=None,
                    help="causal mode: PNG of the error vs frames seen (default <out_dir>/length_error_vs_frames.png)")
     add_device_argument(p)
@@ -88,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     views = dataset.fetch(subjects, parse_action_filter(args.actions))
 
     predictions = predict_sequences(model, [v.poses_2d for v in views])
+    if args.height is not None:
+        predictions = [scale_to_height(p, args.height).astype(np.float32) for p in predictions]
+        print(f"Sizes fixed by --height {args.height:.2f} m (the model's proportions kept)")
     if not args.causal:
         predictions = [p if p.ndim == 1 else p[-1] for p in predictions]  # causal GRU, whole sequence
     lengths_dict: dict[str, dict[str, list[np.ndarray]]] = {}
@@ -179,7 +191,12 @@ def _print_learning_rows(views, have_gt: list[int], final: np.ndarray, targets: 
             rows[mean_label] = error_row(np.broadcast_to(mean, targets[mask].shape), targets[mask])
         if probe is not None:
             rows["probe"] = error_row(probe.predict(features[torch.as_tensor(mask)]), targets[mask])
-        print(f"  {subject}: " + "   ".join(f"{k} {v['mae']:.2f} / {v['size_free']:.2f}" for k, v in rows.items()))
+        size = ""
+        if mean is not None:  # overall size as a factor of the mean body, predicted and true
+            size = (f"   size x{size_factor(final[mask], mean).mean():.3f} "
+                    f"(true x{size_factor(targets[mask], mean).mean():.3f})")
+        print(f"  {subject}: " + "   ".join(f"{k} {v['mae']:.2f} / {v['size_free']:.2f}" for k, v in rows.items())
+              + size)
 
 
 def _own_median_lengths(args: argparse.Namespace, views) -> list[np.ndarray | None]:

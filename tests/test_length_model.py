@@ -143,7 +143,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("infer")
     data = write_dataset(root / "data", frames=200)
     from train import main as train_main
-    for name, flags in (("bi", ["-bi"]), ("causal", [])):
+    for name, flags in (("bi", ["-bi", "--length_arch", "gru"]), ("causal", []), ("proportion", ["-bi"])):
         train_main(["-t", "length", "-d", "tiny", "--data_dir", str(data), "-k", "detections", "-e", "1",
                     "-b", "16", "-l", "64", "--hidden", "16", "--length_aug_type", "random_norm_train",
                     "-c", str(root / name), "--device", "cpu", *flags])
@@ -185,3 +185,23 @@ def test_inference_script_layouts(trained, capsys):
     np.testing.assert_array_equal(load_npz(root / "auto" / "lengths_list.npz")["lengths"], lst)
     with pytest.raises(UserError, match="not found"):
         main(["--ckpt", str(root / "missing.bin"), *common])
+
+
+@pytest.mark.slow
+def test_proportion_model_checkpoint_is_the_new_default(trained, capsys):
+    """-bi trains the proportion model (auto); its checkpoint loads by itself, gives one vector per sequence,
+    refuses --causal, and the inference script prints its rows beside the stored bank mean and probe."""
+    from length_model_inference import main
+    from common.models.model_loading import load_model
+    from common.models.proportion_model import ProportionLengthModel
+    root, data = trained
+    loaded = load_model(root / "proportion" / "final.bin", ("length",))
+    assert isinstance(loaded.model, ProportionLengthModel) and loaded.model.width == 16
+    assert loaded.checkpoint["length_model_config"]["arch"] == "proportion"
+    common = ["-d", "tiny", "--data_dir", str(data), "-k", "detections", "--device", "cpu", "--subjects", "S9,S11"]
+    main(["--ckpt", str(root / "proportion" / "final.bin"), "--out_dir", str(root / "prop_out"), *common])
+    out = capsys.readouterr().out
+    assert "probe " in out and "bank mean " in out
+    assert load_npz(root / "prop_out" / "lengths_list.npz")["lengths"].shape[1] == 16
+    with pytest.raises(UserError, match="proportion length model"):
+        main(["--ckpt", str(root / "proportion" / "final.bin"), "--causal", *common])

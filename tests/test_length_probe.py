@@ -51,3 +51,13 @@ def test_probe_features_are_position_free_and_only_spread_sees_scale():
     assert torch.allclose(moved[:, :16], f[:, :16], atol=1e-5)  # bone shares: no size, no position
     assert torch.allclose(moved[:, 16], f[:, 16] + math.log(3.0), atol=1e-5)  # spread: log of the 2D size
     assert torch.allclose(f[:, :16].sum(-1), torch.zeros(2), atol=1e-5)
+
+
+def test_height_rule_round_trip_and_size_factor():
+    from common.models.length_probe import ANKLE_TO_SOLE_M, scale_to_height, size_factor, stature_m
+    lengths = np.full(16, 0.2)
+    # thigh + calf + spine_1 + spine_2 + neck + head = 6 x 0.2 m, plus the fixed foot/hip allowance
+    assert math.isclose(stature_m(lengths), 1.2 + ANKLE_TO_SOLE_M)
+    tall = scale_to_height(lengths, 1.78)
+    assert math.isclose(stature_m(tall), 1.78) and np.allclose(tall / tall[0], 1.0)  # proportions kept
+    assert math.isclose(size_factor(lengths[None] * 1.05, lengths)[0], 1.05)

@@ -44,9 +44,10 @@ RECIPE = {
     "noise_2d_px": ("--noise_2d_px", 0.0, 0.0, None),
     "select_on": ("--select_on", "test", "val", "val"),
     "length_init": ("--length_init", "default", "mean", None),
+    "length_arch": ("--length_arch", "gru", "auto", None),
 }
 FROM_CHECKPOINT = {"num_layers"}  # -t mix: the frozen length model's architecture is read from its weights
-ON_PURPOSE = {"select_on", "length_init"}  # documented differences, each with the flag that reproduces the paper
+ON_PURPOSE = {"select_on", "length_init", "length_arch"}  # documented differences, each with the flag that reproduces the paper
 
 # The paper's train.py commands and the values each passes explicitly.
 COMMANDS = {

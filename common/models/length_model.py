@@ -27,8 +27,11 @@ from common.core.bones import average_symmetric
 from common.utils.device import evaluation_mode
 from common.utils.errors import UserError
 from common.core.skeleton import FLIP_BONES, NUM_JOINTS, flip_poses
+from common.models.proportion_model import (FRAME_FEATURES, ProportionLengthModel, is_proportion_state,
+                                            proportion_architecture, proportion_model_for_state)
 
 CausalState = list[torch.Tensor]  # per GRU: (num_layers, B, hidden)
+LENGTH_ARCHITECTURES = ("proportion", "gru")  # --length_arch: the proportion model, the paper's GRU
 INFERENCE_BUDGET_MB = 192.0  # activations of one packed inference batch
 
 
@@ -100,6 +103,9 @@ class BoneLengthModel(nn.Module):
         return (lengths, new_state) if return_state else lengths
 
 
+LengthModel = BoneLengthModel | ProportionLengthModel  # what -t length trains (--length_arch)
+
+
 def _run_gru(gru: nn.GRU, x: torch.Tensor, state: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, torch.Tensor]:
     """``gru(x, state)``; inside ``torch.autocast`` the GRU runs in the autocast dtype (bfloat16): CPU autocast
@@ -120,7 +126,7 @@ def build_length_model(bidirectional: bool, num_layers: int = 1, hidden_size: in
 
 
 @torch.no_grad()
-def predict_lengths(model: BoneLengthModel, keypoints_2d, chunk_frames: int = 4096,
+def predict_lengths(model: LengthModel, keypoints_2d, chunk_frames: int = 4096,
                     flip_augment: bool = False, symmetric: bool = True) -> np.ndarray:
     """Predict bone lengths (metres) of one or several 2D sequences, left/right pairs averaged.
 
@@ -148,7 +154,7 @@ def predict_lengths(model: BoneLengthModel, keypoints_2d, chunk_frames: int = 40
     return out[0] if squeeze else out
 
 
-def _predict(model: BoneLengthModel, x: torch.Tensor, device: torch.device, chunk_frames: int) -> torch.Tensor:
+def _predict(model: LengthModel, x: torch.Tensor, device: torch.device, chunk_frames: int) -> torch.Tensor:
     if model.bidirectional:
         return model(x.to(device)).float().cpu()
     state, pieces = None, []
@@ -158,16 +164,20 @@ def _predict(model: BoneLengthModel, x: torch.Tensor, device: torch.device, chun
     return torch.cat(pieces, dim=1)
 
 
-def inference_frame_budget(model: BoneLengthModel, budget_mb: float = INFERENCE_BUDGET_MB) -> int:
+def inference_frame_budget(model: LengthModel, budget_mb: float = INFERENCE_BUDGET_MB) -> int:
     """Padded frames per packed inference batch so that its activations stay under ``budget_mb`` MB: per frame
-    the embedding, each GRU direction's precomputed input gates (3 x hidden) and output (hidden), float32."""
+    the embedding, each GRU direction's precomputed input gates (3 x hidden) and output (hidden), float32
+    (proportion model: its frame features and two activations per layer)."""
+    if isinstance(model, ProportionLengthModel):
+        per_frame = 4 * (FRAME_FEATURES + 2 * model.depth * model.width)
+        return max(1, int(budget_mb * 1024 ** 2 // per_frame))
     directions = 2  # one Bi-GRU, or two causal GRUs
     per_frame = 4 * (model.embed_dim + directions * model.num_layers * 4 * model.hidden_size)
     return max(1, int(budget_mb * 1024 ** 2 // per_frame))
 
 
 @torch.no_grad()
-def predict_sequences(model: BoneLengthModel, sequences: Sequence[np.ndarray], frame_budget: int | None = None,
+def predict_sequences(model: LengthModel, sequences: Sequence[np.ndarray], frame_budget: int | None = None,
                       symmetric: bool = True) -> list[np.ndarray]:
     """Predict many 2D sequences of different lengths in packed batches (no per-sequence model call).
 
@@ -202,9 +212,11 @@ def predict_sequences(model: BoneLengthModel, sequences: Sequence[np.ndarray], f
     return out  # type: ignore[return-value]
 
 
-def _packed_forward(model: BoneLengthModel, padded: torch.Tensor, frame_counts: torch.Tensor) -> torch.Tensor:
+def _packed_forward(model: LengthModel, padded: torch.Tensor, frame_counts: torch.Tensor) -> torch.Tensor:
     """Model forward on a padded batch (B, T, 17, 2) of sequences of ``frame_counts`` (B,) frames: (B, 16) bone
     lengths, or (B, T, 16) per frame for a causal model."""
+    if isinstance(model, ProportionLengthModel):
+        return model(padded, frame_counts)
     x = model._embed(padded)
     packed = nn.utils.rnn.pack_padded_sequence(x, frame_counts, batch_first=True, enforce_sorted=False)
     if model.bidirectional:
@@ -221,7 +233,10 @@ def per_bone_error_mm(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 def length_architecture(state: dict[str, torch.Tensor], source: str = "checkpoint") -> dict[str, Any]:
     """Hyper-parameters of a bone-length model read from its state dict's shapes and names (``module.``
-    prefix already removed): works for our checkpoints and the published ones alike."""
+    prefix already removed): works for our checkpoints and the published ones alike (the proportion model:
+    :func:`common.models.proportion_model.proportion_architecture`)."""
+    if is_proportion_state(state):
+        return proportion_architecture(state)
     try:
         embed_dim, in_features = state["expand_conv.weight"].shape
         hidden = state["fc.weight"].shape[1] // 2
@@ -235,9 +250,17 @@ def length_architecture(state: dict[str, torch.Tensor], source: str = "checkpoin
 
 
 def length_model_for_state(state: dict[str, torch.Tensor], source: str = "checkpoint",
-                           bidirectional: bool | None = None, num_layers: int | None = None) -> BoneLengthModel:
-    """An (unloaded) bone-length model shaped like ``state``. ``bidirectional``/``num_layers`` are what the user
-    asked for (``-bi``, ``-layer``); when given they must agree with the weights, else a one-line UserError."""
+                           bidirectional: bool | None = None, num_layers: int | None = None) -> LengthModel:
+    """An (unloaded) bone-length model shaped like ``state``: the paper's GRU or the proportion model.
+    ``bidirectional``/``num_layers`` are what the user asked for (``-bi``, ``-layer``); when given they must agree
+    with the weights, else a one-line UserError."""
+    if is_proportion_state(state):
+        if bidirectional is False:
+            raise UserError(f"{source} holds a proportion length model (one vector per sequence, no per-frame "
+                            "estimate): add -bi / drop --causal")
+        if num_layers not in (None, 1):
+            raise UserError(f"{source} holds a proportion length model (no GRU layers): drop -layer")
+        return proportion_model_for_state(state)
     arch = length_architecture(state, source)
     if bidirectional is not None and arch["bidirectional"] != bidirectional:
         kind = "a bidirectional" if arch["bidirectional"] else "a causal (unidirectional)"
@@ -247,5 +270,5 @@ def length_model_for_state(state: dict[str, torch.Tensor], source: str = "checkp
     return BoneLengthModel(dropout=0.0, **arch)
 
 
-__all__ = ["BoneLengthModel", "build_length_model", "predict_lengths", "predict_sequences",
+__all__ = ["BoneLengthModel", "LengthModel", "LENGTH_ARCHITECTURES", "build_length_model", "predict_lengths", "predict_sequences",
            "length_model_for_state", "length_architecture", "per_bone_error_mm"]

@@ -121,5 +121,31 @@ def stored_references(checkpoint: dict[str, Any]) -> tuple[np.ndarray | None, Li
     return (None if mean is None else np.asarray(torch.as_tensor(mean), dtype=np.float64)), probe
 
 
-__all__ = ["size_free_scale", "size_free_error_mm", "absolute_error_mm", "error_row", "probe_features",
+STANDING_CHAIN = (1, 2, 6, 7, 8, 9)  # r_thigh, r_calf, spine_1, spine_2, neck, head: ankle to head top
+ANKLE_TO_SOLE_M = 0.10  # metres added for the ankle's height above the sole and the hip joints' drop
+
+
+def stature_m(lengths: np.ndarray) -> np.ndarray:
+    """Standing height (metres) by the documented rule: the bones from ankle to head top
+    (:data:`STANDING_CHAIN`, left/right averaged) plus :data:`ANKLE_TO_SOLE_M`. (..., 16) m -> (...)."""
+    lengths = np.asarray(lengths, np.float64)
+    legs = (lengths[..., [1, 2]] + lengths[..., [4, 5]]).sum(-1) / 2
+    return legs + lengths[..., [6, 7, 8, 9]].sum(-1) + ANKLE_TO_SOLE_M
+
+
+def scale_to_height(lengths: np.ndarray, height_m: float) -> np.ndarray:
+    """Keep the proportions of ``lengths`` (..., 16) m and fix the size so that :func:`stature_m` is
+    ``height_m``: the chain scales, the fixed :data:`ANKLE_TO_SOLE_M` does not."""
+    lengths = np.asarray(lengths, np.float64)
+    chain = stature_m(lengths) - ANKLE_TO_SOLE_M
+    return lengths * ((height_m - ANKLE_TO_SOLE_M) / chain)[..., None]
+
+
+def size_factor(lengths: np.ndarray, mean_lengths: np.ndarray) -> np.ndarray:
+    """A person's overall size as a factor of the mean body: the geometric mean over bones of
+    ``lengths / mean_lengths``; (N, 16) and (16,) m -> (N,). The proportion model's ``exp(size)``."""
+    return np.exp(np.log(np.asarray(lengths, np.float64) / np.asarray(mean_lengths, np.float64)).mean(-1))
+
+
+__all__ = ["stature_m", "scale_to_height", "size_factor", "size_free_scale", "size_free_error_mm", "absolute_error_mm", "error_row", "probe_features",
            "sequence_features", "LinearProbe", "stored_references", "NUM_FEATURES"]

@@ -127,7 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train the lifter with the whole-sequence model instead of the strided one")
 
     g = p.add_argument_group("bone-length model")
-    g.add_argument("-bi", "--bidirectional", action="store_true", help="bidirectional GRU (Bi-GRU)")
+    g.add_argument("-bi", "--bidirectional", action="store_true",
+                   help="one length vector per whole sequence (Bi-GRU / proportion model); without it the causal GRU")
+    g.add_argument("--length_arch", choices=["auto", "proportion", "gru"], default="auto",
+                   help="-t length: proportion (size x proportions from scale-free 2D, docs/length_model.md), gru "
+                        "(the paper's GRU), auto (default): proportion with -bi, the paper's causal GRU without")
     g.add_argument("-layer", "--num_layers", type=number(int, ge=1), default=None,
                    help="GRU layers (default 1 for a new model; checked against a loaded checkpoint if given)")
     g.add_argument("--hidden", type=number(int, ge=1), default=512,

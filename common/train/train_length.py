@@ -46,7 +46,8 @@ from common.utils.errors import UserError
 from common.utils.validation import check_length_units
 from common.adjustment.evaluation import format_bone_table
 from common.utils.fileio import check_array, existing_file, load_npz
-from common.models.length_model import BoneLengthModel, per_bone_error_mm, predict_sequences
+from common.models.length_model import BoneLengthModel, LengthModel, per_bone_error_mm, predict_sequences
+from common.models.proportion_model import ProportionLengthModel, proportion_sample_bytes
 from common.models.length_probe import (LinearProbe, error_row, probe_features, sequence_features,
                                         stored_references)
 from common.models.model_loading import load_model
@@ -157,11 +158,11 @@ class LengthEvaluator:
         self.test_features = (sequence_features([v.poses_2d for v in test_views])
                               if probe is not None and self.test_targets is not None else None)
 
-    def _final_predictions(self, model: BoneLengthModel, views: list[Sequence3D]) -> np.ndarray:
+    def _final_predictions(self, model: LengthModel, views: list[Sequence3D]) -> np.ndarray:
         preds = predict_sequences(model, [v.poses_2d for v in views])
         return np.stack([p if p.ndim == 1 else p[-1] for p in preds])
 
-    def test_per_bone(self, model: BoneLengthModel) -> np.ndarray | None:
+    def test_per_bone(self, model: LengthModel) -> np.ndarray | None:
         if self.test_targets is None:
             return None
         return per_bone_error_mm(self._final_predictions(model, self.test_views), self.test_targets)
@@ -180,7 +181,7 @@ class LengthEvaluator:
         return rows
 
     @torch.no_grad()
-    def evaluate(self, model: BoneLengthModel) -> dict[str, float]:
+    def evaluate(self, model: LengthModel) -> dict[str, float]:
         """``val``, ``test``, ``synthetic_test`` (the model's mean absolute errors, mm) and, per data set
         (``synthetic_heldout``, ``test``), source and error, ``<set>_<source>_<mae|size_free>`` (mm)."""
         out = {"val": math.nan, "test": math.nan, "synthetic_test": math.nan}
@@ -232,7 +233,7 @@ def reference_state(evaluator: LengthEvaluator | None) -> dict[str, Any]:
     return state
 
 
-def _print_final_report(evaluator: LengthEvaluator, model: BoneLengthModel, label: str,
+def _print_final_report(evaluator: LengthEvaluator, model: LengthModel, label: str,
                         subjects: list[str], keypoints: str) -> None:
     rows = format_learning_rows(evaluator.evaluate(model))
     if rows:
@@ -245,6 +246,37 @@ def _print_final_report(evaluator: LengthEvaluator, model: BoneLengthModel, labe
     print(format_bone_table({label: test, "training-mean baseline": baseline}))
     print(f"SUMMARY length model ({label}) {test.mean():.1f} mm vs always-predict-training-mean "
           f"{baseline.mean():.1f} mm")
+
+
+def length_arch(args: argparse.Namespace) -> str:
+    """``--length_arch`` resolved: ``auto`` is the proportion model with ``-bi`` and the paper's causal GRU
+    without (the proportion model has no per-frame form)."""
+    if args.length_arch == "auto":
+        return "proportion" if args.bidirectional else "gru"
+    if args.length_arch == "proportion" and not args.bidirectional:
+        raise UserError("--length_arch proportion gives one vector per sequence: add -bi (or --length_arch gru "
+                        "for the causal GRU)")
+    return args.length_arch
+
+
+def new_length_model(args: argparse.Namespace, mean_lengths: torch.Tensor) -> LengthModel:
+    """The untrained model of ``--length_arch``: the proportion model (width ``--hidden``; it always starts at
+    ``mean_lengths``, (16,) m) or the paper's GRU (``--hidden``, ``-layer``, ``-drop``, ``--length_init``)."""
+    if length_arch(args) == "proportion":
+        return ProportionLengthModel(width=args.hidden, mean_lengths=mean_lengths.cpu())
+    model = BoneLengthModel(hidden_size=args.hidden, num_layers=args.num_layers or 1, dropout=args.dropout,
+                            bidirectional=args.bidirectional)
+    if args.length_init == "mean":
+        model.initialise_output(mean_lengths)
+    return model
+
+
+def training_sample_bytes(model: LengthModel, args: argparse.Namespace, precision: str) -> int:
+    """Activation bytes one training chunk keeps for the backward pass (sizes the micro-batches)."""
+    if isinstance(model, ProportionLengthModel):
+        return proportion_sample_bytes(model, args.chunk_len, precision)
+    return length_model_sample_bytes(args.hidden, args.num_layers or 1, args.bidirectional, args.chunk_len,
+                                     precision=precision)
 
 
 def length_loss(model: torch.nn.Module, keypoints_2d: torch.Tensor, lengths: torch.Tensor,
@@ -291,10 +323,7 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     builder = SyntheticBatchBuilder(fit_views, args.chunk_len, args.segment_shift, device,
                                     translation_std=args.translation_std, noise_2d_px=args.noise_2d_px)
 
-    model = BoneLengthModel(hidden_size=args.hidden, num_layers=args.num_layers or 1, dropout=args.dropout,
-                            bidirectional=args.bidirectional).to(device)
-    if args.length_init == "mean":
-        model.initialise_output(sampler.mean_lengths)
+    model = new_length_model(args, sampler.mean_lengths).to(device)
     optimizer = make_optimizer(model.parameters(), args.learning_rate)
     order_gen = torch.Generator(device=device).manual_seed(args.seed)  # same on every rank
     sample_gen = torch.Generator(device=device).manual_seed(args.seed * 1000 + 1 + ctx.rank)
@@ -317,13 +346,13 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     precision = resolve_precision(args.precision, device)
     micro_batch = resolve_micro_batch(
         args.micro_batch, per_rank_batch,
-        length_model_sample_bytes(args.hidden, args.num_layers or 1, args.bidirectional, args.chunk_len,
-                                  precision=precision), args.memory_budget)
+        training_sample_bytes(model, args, precision), args.memory_budget)
     if ctx.is_main:
         print(f"INFO: {builder.num_chunks} training chunks of {args.chunk_len} frames from {len(fit_views)} "
               f"sequences ({len(val_views)} held out for validation), {ctx.world_size} process(es), "
               f"batch {per_rank_batch} per process in micro-batches of {micro_batch}, {precision}, "
-              f"lengths: {args.length_aug_type}")
+              f"lengths: {args.length_aug_type}, model: {length_arch(args)} ({sum(p.numel() for p in model.parameters())} "
+              f"parameters)")
         if evaluator is not None and evaluator.test_targets is not None:
             print(f"INFO: always-predict-training-mean baseline on {','.join(test_subjects)}: "
                   f"{evaluator.baseline_per_bone().mean():.1f} mm")

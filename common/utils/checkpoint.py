@@ -150,6 +150,8 @@ def checkpoint_kind(state_dict: Any) -> str | None:
         return "mix"
     if any(k.startswith("gru.") for k in keys) and "fc.weight" in keys:
         return "length"
+    if "log_mean" in keys and any(k.startswith("frame_mlp.") for k in keys):  # the proportion length model
+        return "length"
     if "expand_conv.weight" in keys and any(k.startswith("shrink.") for k in keys):
         return "lifter"
     return None

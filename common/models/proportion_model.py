@@ -1,0 +1,137 @@
+"""The proportion length model (``--length_arch proportion``, the default for new ``-t length`` trainings).
+
+The paper's Bi-GRU (:class:`common.models.length_model.BoneLengthModel`) reads raw normalised screen
+coordinates, where a person's proportions are a small signal under their position and distance, and learns the
+bank's mean. This model reads the 2D in a position- and scale-free form and predicts a person as *size times
+proportions* (docs/length_model.md has the variants tried and their numbers):
+
+* input per frame: root-relative 2D divided by the sequence's 2D size (RMS over its frames and joints), the 16
+  bone vectors in the same units, and the 16 log bone image lengths centred over the bones;
+* a per-frame MLP (``Linear -> LayerNorm -> ReLU -> (Linear -> ReLU) x (depth - 1)``) and pooling over the
+  valid frames (mean and max): one vector per sequence, any length, no recurrence;
+* sequence statistics beside it: per bone the 50/75/90/100th percentiles over frames of the log image length
+  (in sequence-size units) and the log 2D size itself;
+* a head (``LayerNorm -> Linear -> ReLU -> Linear``, last layer zero at initialisation) gives the log size
+  ``s`` (one number) and 16 log proportions ``p`` centred over the bones: lengths = ``mean * exp(s + p)``, where
+  ``mean`` (16,) metres is the training bank's mean (buffer ``log_mean``). At initialisation it predicts the mean.
+
+Input ``(B, T, 17, 2)`` normalised screen coordinates (``frame_counts`` (B,) for padded batches); output (B, 16)
+metres. State-dict names: ``frame_mlp.*``, ``head.*``, ``log_mean``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from common.core.skeleton import BONE_CHILDREN, BONE_PARENTS, NUM_BONES, NUM_JOINTS
+from common.utils.errors import UserError
+
+ARCH_NAME = "proportion"
+QUANTILES = (0.5, 0.75, 0.9, 1.0)
+FRAME_FEATURES = 2 * NUM_JOINTS + 2 * NUM_BONES + NUM_BONES
+_EPS = 1e-6
+
+
+class ProportionLengthModel(nn.Module):
+    """Size-and-proportions bone-length model; see the module docstring. ``bidirectional`` is True: like the
+    Bi-GRU it reads whole sequences and gives one vector per sequence."""
+
+    bidirectional = True
+    arch = ARCH_NAME
+
+    def __init__(self, width: int = 128, depth: int = 2, mean_lengths: torch.Tensor | None = None) -> None:
+        super().__init__()
+        if width < 1 or depth < 1:
+            raise UserError("the proportion length model needs --hidden >= 1 and depth >= 1")
+        self.width, self.depth = width, depth
+        layers: list[nn.Module] = [nn.Linear(FRAME_FEATURES, width), nn.LayerNorm(width), nn.ReLU()]
+        for _ in range(depth - 1):
+            layers += [nn.Linear(width, width), nn.ReLU()]
+        self.frame_mlp = nn.Sequential(*layers)
+        head_in = 2 * width + len(QUANTILES) * NUM_BONES + 1
+        self.head = nn.Sequential(nn.LayerNorm(head_in), nn.Linear(head_in, width), nn.ReLU(),
+                                  nn.Linear(width, 1 + NUM_BONES))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+        mean = torch.full((NUM_BONES,), 0.25) if mean_lengths is None else torch.as_tensor(mean_lengths).float()
+        self.register_buffer("log_mean", torch.log(mean.clamp_min(_EPS)))
+        self.register_buffer("children_index", torch.as_tensor(BONE_CHILDREN), persistent=False)
+        self.register_buffer("parents_index", torch.as_tensor(BONE_PARENTS), persistent=False)
+
+    def config(self) -> dict[str, Any]:
+        """Architecture hyper-parameters (stored in checkpoints; :func:`proportion_model_for_state` reads
+        them back from the weights' shapes)."""
+        return {"arch": ARCH_NAME, "width": self.width, "depth": self.depth}
+
+    @torch.no_grad()
+    def initialise_output(self, mean_lengths: torch.Tensor) -> None:
+        """Predict ``mean_lengths`` (16,) metres at initialisation (the last layer starts at zero)."""
+        self.log_mean.copy_(torch.log(torch.as_tensor(mean_lengths, dtype=torch.float32).clamp_min(_EPS)))
+
+    def size_and_proportions(self, keypoints_2d: torch.Tensor, frame_counts: torch.Tensor | None = None
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log size (B,), log proportions (B, 16) centred over the bones): lengths (metres) are
+        ``exp(log_mean + size[:, None] + proportions)``. frame_counts: (B,) valid frames of a padded batch."""
+        if keypoints_2d.ndim != 4 or keypoints_2d.shape[-2:] != (NUM_JOINTS, 2):
+            raise UserError(f"bone-length model expects 2D keypoints (B, T, {NUM_JOINTS}, 2), "
+                            f"got {tuple(keypoints_2d.shape)}")
+        x = keypoints_2d.float()
+        b, t = x.shape[:2]
+        if frame_counts is None:
+            valid = torch.ones((b, t), dtype=torch.bool, device=x.device)
+        else:
+            valid = torch.arange(t, device=x.device)[None] < frame_counts.to(x.device)[:, None]
+        weight = valid.float()
+        count = weight.sum(1).clamp_min(1.0)
+        relative = x - x[:, :, :1]
+        mean_square = (relative.pow(2).sum(-1).mean(-1) * weight).sum(1) / count
+        log_scale = 0.5 * torch.log(mean_square.clamp_min(_EPS))  # (B,) the sequence's 2D size
+        relative = relative * torch.exp(-log_scale)[:, None, None, None]
+        bones = relative.index_select(-2, self.children_index) - relative.index_select(-2, self.parents_index)
+        log_bones = torch.log(torch.linalg.vector_norm(bones, dim=-1).clamp_min(1e-4))  # (B, T, 16)
+        frame = torch.cat([relative.flatten(2), bones.flatten(2),
+                           log_bones - log_bones.mean(-1, keepdim=True)], dim=-1)
+        hidden = self.frame_mlp(frame)
+        mean_pool = (hidden * weight[..., None]).sum(1) / count[:, None]
+        max_pool = hidden.masked_fill(~valid[..., None], float("-inf")).amax(1)
+        masked_bones = log_bones.masked_fill(~valid[..., None], float("nan"))
+        quantiles = torch.nanquantile(masked_bones, torch.tensor(QUANTILES, device=x.device), dim=1)
+        stats = torch.cat([quantiles.permute(1, 0, 2).flatten(1), log_scale[:, None]], dim=-1)
+        out = self.head(torch.cat([mean_pool, max_pool, stats], dim=-1))
+        proportions = out[:, 1:] - out[:, 1:].mean(-1, keepdim=True)
+        return out[:, 0], proportions
+
+    def forward(self, keypoints_2d: torch.Tensor, frame_counts: torch.Tensor | None = None) -> torch.Tensor:
+        """keypoints_2d (B, T, 17, 2) normalised -> bone lengths (B, 16) metres."""
+        size, proportions = self.size_and_proportions(keypoints_2d, frame_counts)
+        return torch.exp(self.log_mean + size[:, None] + proportions)
+
+
+def proportion_sample_bytes(model: ProportionLengthModel, chunk_len: int, precision: str = "fp32") -> int:
+    """Estimated activation bytes one training chunk of ``chunk_len`` frames keeps for the backward pass: its
+    frame features and, per MLP layer, the linear, normalisation and ReLU outputs."""
+    per_frame = 2 * FRAME_FEATURES + 3 * model.depth * model.width
+    return int(chunk_len * per_frame * (2 if precision == "bf16" else 4))
+
+
+def is_proportion_state(state: dict[str, torch.Tensor]) -> bool:
+    """Whether a state dict (``module.`` prefix removed) holds a :class:`ProportionLengthModel`."""
+    return "log_mean" in state and any(k.startswith("frame_mlp.") for k in state)
+
+
+def proportion_architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """``{"arch", "width", "depth"}`` of a proportion model's state dict, read from the weights' shapes."""
+    linears = [k for k in state if k.startswith("frame_mlp.") and k.endswith(".weight") and state[k].ndim == 2]
+    return {"arch": ARCH_NAME, "width": int(state["frame_mlp.0.weight"].shape[0]), "depth": len(linears)}
+
+
+def proportion_model_for_state(state: dict[str, torch.Tensor]) -> ProportionLengthModel:
+    """An (unloaded) proportion model shaped like ``state``."""
+    arch = proportion_architecture(state)
+    return ProportionLengthModel(width=arch["width"], depth=arch["depth"])
+
+
+__all__ = ["ProportionLengthModel", "ARCH_NAME", "proportion_sample_bytes", "is_proportion_state", "proportion_architecture",
+           "proportion_model_for_state"]

@@ -1,0 +1,48 @@
+"""The proportion length model: starts at the mean, sees no position, pads exactly, loads from its weights."""
+import numpy as np
+import torch
+
+from common.models.length_model import length_architecture, length_model_for_state, predict_sequences
+from common.models.proportion_model import ProportionLengthModel, is_proportion_state
+from common.utils.checkpoint import checkpoint_kind
+
+
+def _model(seed: int = 0) -> ProportionLengthModel:
+    torch.manual_seed(seed)
+    model = ProportionLengthModel(width=16, depth=2, mean_lengths=torch.linspace(0.1, 0.4, 16))
+    with torch.no_grad():  # leave the zero-initialised last layer so that the output depends on the input
+        torch.nn.init.normal_(model.head[-1].weight, std=0.1)
+    return model.eval()
+
+
+def test_starts_at_the_mean_and_separates_size_from_proportions():
+    model = ProportionLengthModel(width=8, mean_lengths=torch.linspace(0.1, 0.4, 16)).eval()
+    x = torch.rand(3, 20, 17, 2)
+    assert torch.allclose(model(x), torch.linspace(0.1, 0.4, 16).expand(3, 16), atol=1e-6)
+    size, proportions = _model().size_and_proportions(x)
+    assert size.shape == (3,) and proportions.shape == (3, 16)
+    assert torch.allclose(proportions.sum(-1), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(_model()(x), torch.exp(_model().log_mean + size[:, None] + proportions), atol=1e-6)
+
+
+def test_position_free():
+    model = _model()
+    x = torch.rand(2, 30, 17, 2)
+    assert torch.allclose(model(x), model(x + torch.tensor([0.3, -0.2])), atol=1e-5)
+
+
+def test_padded_batch_equals_each_sequence_alone():
+    model = _model(1)
+    sequences = [np.random.default_rng(i).random((n, 17, 2)).astype(np.float32) for i, n in enumerate((40, 7, 23))]
+    alone = np.stack([model(torch.as_tensor(s)[None])[0].detach().numpy() for s in sequences])
+    packed = np.stack(predict_sequences(model, sequences, frame_budget=10_000, symmetric=False))
+    np.testing.assert_allclose(packed, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_kind_and_architecture_from_the_weights():
+    state = ProportionLengthModel(width=24, depth=3).state_dict()
+    assert checkpoint_kind(state) == "length" and is_proportion_state(state)
+    assert length_architecture(state) == {"arch": "proportion", "width": 24, "depth": 3}
+    rebuilt = length_model_for_state(state)
+    rebuilt.load_state_dict(state)
+    assert isinstance(rebuilt, ProportionLengthModel) and rebuilt.depth == 3
