@@ -163,15 +163,15 @@ def test_torchrun_two_processes_resume_exactly(data_dir, tmp_path):
 
 def test_final_bin_is_current_after_every_epoch(data_dir, tmp_path, monkeypatch):
     """A run killed after epoch n leaves final.bin at epoch n (like the length and mix trainers)."""
-    from common.train import train_pose
+    from common.train import training
 
     seen = []
-    real = train_pose.save_epoch_checkpoints
+    real = training.save_epoch_checkpoints
 
     def record(folder, state, epoch, *args, **kwargs):
         real(folder, state, epoch, *args, **kwargs)
         seen.append((epoch, load_checkpoint(tmp_path / "final.bin")["epoch"]))
 
-    monkeypatch.setattr(train_pose, "save_epoch_checkpoints", record)
+    monkeypatch.setattr(training, "save_epoch_checkpoints", record)
     train.main(pose_argv(data_dir, tmp_path, "-e", "3", "--no-eval", "--checkpoint-frequency", "0"))
     assert seen == [(1, 1), (2, 2), (3, 3)]

@@ -13,8 +13,11 @@ import torch
 from common.utils.distributed import DistContext
 from common.utils.errors import UserError
 from common.datasets.generators import ChunkedGenerator
-from common.train.training import (decay_learning_rate, gather_rng_states, is_improvement, restore_rng_states,
-                             resume_training, save_history, seed_all, split_validation)
+from common.train.accumulation import optimizer_step
+from common.train.training import (EpochLoop, Trainer, decay_learning_rate, gather_rng_states, is_improvement,
+                                   make_optimizer, restore_rng_states, resume_training, save_history, seed_all,
+                                   split_validation)
+from common.utils.checkpoint import load_checkpoint
 
 CTX = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 # ten (subject, action) pairs in sorted order: S1 A0..A4, S5 A0..A4
@@ -180,3 +183,101 @@ def test_foreign_random_state_restarts_the_streams(capsys):
     restore_rng_states({"random_state": np.random.RandomState(0)}, {"order": order}, CTX, "pretrained.bin")
     assert "written by 0 process(es)" in capsys.readouterr().out
     assert torch.equal(order.get_state(), before)
+
+
+# ---------------------------------------------------------------- the epoch loop's contract (a toy trainer)
+
+class _ToyTrainer(Trainer):
+    """Noisy linear regression: batches drawn from its own stream, dropout from torch's global stream, a
+    validation error that is lowest at epoch 2 (``bump``), micro-batches of 3 of 8 samples."""
+
+    train_keys = (("train", 1000.0), ("half", 1.0))
+    eval_keys = ("val",)
+
+    def __init__(self, model, optimizer, bump=(0.0, 0.0, 5.0, 5.0)):
+        self.model, self.optimizer, self.bump = model, optimizer, bump
+        self.select_on = "val"
+        self.data = torch.Generator().manual_seed(3)
+        self.records, self.epochs_seen = [], []
+        self.x_val = torch.linspace(-1, 1, 12).reshape(4, 3)
+
+    def batches(self, epoch):
+        self.epochs_seen.append(epoch)
+        return (torch.randn(8, 3, generator=self.data) for _ in range(4)), 4
+
+    def step(self, x):
+        y = x.sum(dim=1, keepdim=True)
+
+        def micro_loss(rows):
+            return ((self.model(torch.nn.functional.dropout(x[rows], 0.2)) - y[rows]) ** 2).mean()
+
+        loss = optimizer_step(self.model, self.optimizer, len(x), 3, micro_loss)
+        return [loss, loss / 2], len(x)
+
+    def evaluate(self):
+        with torch.no_grad():
+            error = float(((self.model(self.x_val) - self.x_val.sum(1, keepdim=True)) ** 2).mean())
+        return {"val": error + self.bump[len(self.records)]}
+
+    def log(self, record, history):
+        self.records.append(record)
+
+    def checkpoint_entries(self):
+        return {"toy": "linear"}
+
+
+def _toy_run(folder, epochs, resume=None, no_eval=False):
+    seed_all(11)
+    model = torch.nn.Linear(3, 1)
+    optimizer = make_optimizer(model.parameters(), 0.05)
+    toy = _ToyTrainer(model, optimizer)
+    args = SimpleNamespace(epochs=epochs, lr_decay=0.9, no_eval=no_eval, checkpoint=str(folder),
+                           checkpoint_frequency=1)
+    loop = EpochLoop(toy, args, CTX, model, [optimizer], {"data": toy.data})
+    if resume is not None:
+        state = load_checkpoint(resume)
+        model.load_state_dict(state["model_pos"])
+        toy.records = [None] * state["epoch"]  # the bump follows the epoch number
+        loop.resume(state, str(resume))
+    loop.run()
+    return toy, loop
+
+
+def test_epoch_loop_resume_is_bit_exact_and_selects_the_lowest(tmp_path, capsys):
+    toy, loop = _toy_run(tmp_path / "full", 4)
+    full = load_checkpoint(tmp_path / "full" / "final.bin")
+    assert toy.epochs_seen == [0, 1, 2, 3] and [r.epoch for r in toy.records] == [1, 2, 3, 4]
+    assert [r.improved for r in toy.records][:2] == [True, True] and not any(r.improved for r in toy.records[2:])
+    assert load_checkpoint(tmp_path / "full" / "epoch_best.bin")["epoch"] == 2
+    assert full["best"] == min(full["history"]["val"]) == full["history"]["val"][1]
+    assert full["toy"] == "linear" and full["epoch"] == 4 and len(full["history"]["train"]) == 4
+    assert full["lr"] == pytest.approx(0.05 * 0.9 ** 4)
+    assert toy.records[0].lr == pytest.approx(0.05) and toy.records[0].next_lr == pytest.approx(0.05 * 0.9)
+    # the step's values are averaged per sample, scaled per key
+    np.testing.assert_allclose(np.array(full["history"]["train"]) / 1000, np.array(full["history"]["half"]) * 2)
+
+    # stopped after epoch 2 and resumed from its epoch_2.bin: the same weights, optimiser, history, best
+    _toy_run(tmp_path / "part", 2)
+    toy_b, _ = _toy_run(tmp_path / "part", 4, resume=tmp_path / "part" / "epoch_2.bin")
+    part = load_checkpoint(tmp_path / "part" / "final.bin")
+    assert toy_b.epochs_seen == [2, 3]
+    for key, value in full["model_pos"].items():
+        assert torch.equal(value, part["model_pos"][key]), key
+    assert part["history"] == full["history"] and part["best"] == full["best"]
+    assert part["optimizer"]["param_groups"][0]["lr"] == full["optimizer"]["param_groups"][0]["lr"]
+    assert load_checkpoint(tmp_path / "part" / "epoch_best.bin")["epoch"] == 2
+
+
+def test_epoch_loop_without_evaluation_or_epochs(tmp_path):
+    toy, _ = _toy_run(tmp_path / "noeval", 2, no_eval=True)
+    state = load_checkpoint(tmp_path / "noeval" / "final.bin")
+    assert np.isnan(state["history"]["val"]).all()
+    assert [r.improved for r in toy.records] == [False, True]  # the last epoch stands for the best
+    assert load_checkpoint(tmp_path / "noeval" / "epoch_best.bin")["epoch"] == 2
+    # nothing to train (resuming a finished run): final.bin is still written, of the resumed state
+    (tmp_path / "noeval" / "final.bin").unlink()
+    toy, loop = _toy_run(tmp_path / "noeval", 2, resume=tmp_path / "noeval" / "epoch_2.bin", no_eval=True)
+    assert toy.epochs_seen == [] and loop.epoch == 2
+    again = load_checkpoint(tmp_path / "noeval" / "final.bin")
+    for key, value in state["model_pos"].items():
+        assert torch.equal(value, again["model_pos"][key]), key

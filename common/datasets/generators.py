@@ -36,6 +36,11 @@ class Batch:
     flipped: np.ndarray
     lengths: np.ndarray | None
 
+    def tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(inputs_2d, targets_3d, lengths) as torch tensors on ``device`` (None where absent)."""
+        return tuple(None if a is None else torch.from_numpy(a).to(device)
+                     for a in (self.inputs_2d, self.targets_3d, self.lengths))
+
 
 def _concatenate(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Concatenate along frames; returns (all frames, start offset of each sequence, frame count of each)."""
@@ -129,6 +134,16 @@ class ChunkedGenerator:
         order = self._rng.permutation(len(self.pairs)) if self.shuffle else np.arange(len(self.pairs))
         for begin in range(0, len(order), self.batch_size):
             yield self.make_batch(self.pairs[order[begin:begin + self.batch_size]])
+
+    def next_epoch_share(self, rank: int, world_size: int) -> Iterator[Batch]:
+        """This process's share of every batch of :meth:`next_epoch` (rows ``rank``, ``rank + world_size``, ...;
+        every process shuffles identically); a batch too small to give every process a share is skipped."""
+        rows = slice(rank, None, world_size)
+        for batch in self.next_epoch():
+            if len(batch.inputs_2d) >= world_size:
+                yield Batch(batch.inputs_2d[rows], None if batch.targets_3d is None else batch.targets_3d[rows],
+                            batch.sequence_index[rows], batch.flipped[rows],
+                            None if batch.lengths is None else batch.lengths[rows])
 
 
 class UnchunkedGenerator:

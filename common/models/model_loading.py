@@ -26,8 +26,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from common.utils.checkpoint import (KIND_NAMES, checkpoint_kind, expect_kind, load_checkpoint, load_weights, model_state,
-                               resolve_checkpoint, strip_module_prefix)
+from common.utils.checkpoint import (expect_kind, load_checkpoint, load_weights, model_state, resolve_checkpoint,
+                                     strip_module_prefix)
 from common.utils.errors import UserError
 from common.models.length_model import length_architecture, length_model_for_state
 from common.models.mix_model import MixModel
@@ -111,12 +111,7 @@ def load_model(name: str | Path, kinds: Sequence[str] = KINDS, *, architecture: 
     """
     path = resolve_checkpoint(name, *search)
     checkpoint = load_checkpoint(path)
-    kind = checkpoint_kind(checkpoint.get("model_pos"))
-    if kind not in kinds:
-        if len(kinds) == 1:
-            expect_kind(checkpoint, kinds[0], str(path))
-        raise UserError(f"{path} holds {f'a {KIND_NAMES[kind]}' if kind else 'no model we know'}; expected a "
-                        + " or a ".join(KIND_NAMES[k] for k in kinds))
+    kind = expect_kind(checkpoint, kinds, str(path))
     state = strip_module_prefix(model_state(checkpoint, source=str(path)))
     requested = {"architecture": architecture, "channels": channels, "causal": causal, "dense": dense}
     lifter = str(checkpoint.get("lifter", DEFAULT_LIFTER))

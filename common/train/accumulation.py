@@ -152,3 +152,14 @@ def accumulate_gradients(model: nn.Module, batch_size: int, micro_batch: int,
             (loss * share).backward()
         total += float(loss.detach()) * share
     return total
+
+
+def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch_size: int, micro_batch: int,
+                   micro_loss: Callable[[slice], torch.Tensor]) -> float:
+    """One optimiser step on a batch of ``batch_size`` samples: zero the gradients, accumulate them over
+    micro-batches (:func:`accumulate_gradients`, same ``micro_loss`` contract) and step. Returns the batch's
+    mean loss (a float)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss = accumulate_gradients(model, batch_size, micro_batch, micro_loss)
+    optimizer.step()
+    return loss

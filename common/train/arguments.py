@@ -102,8 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="disable flip test-time augmentation")
     g.add_argument("--seed", type=int, default=None,
                    help="random seed (default: 5731 for -t length/mix as the authors, 1234 for -t pose)")
-    g.add_argument("--workers", type=number(int, ge=0), default=0,
-                   help="reserved: data is built on the device, no workers")
     g.add_argument("--micro_batch", default="auto",
                    help="split each batch into micro-batches of at most N samples and accumulate their gradients "
                         "(one optimiser step per batch, as the full batch; exact for -t length, per-micro-batch "

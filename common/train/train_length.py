@@ -28,18 +28,16 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from common.utils import distributed
-from common.train.accumulation import (accumulate_gradients, autocast, length_model_sample_bytes, resolve_micro_batch,
-                                 resolve_precision)
-from common.utils.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint, save_epoch_checkpoints
+from common.train.accumulation import (autocast, length_model_sample_bytes, optimizer_step, resolve_micro_batch,
+                                       resolve_precision)
+from common.utils.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint
 from common.datasets.dataset import PoseDataset, Sequence3D, load_dataset
 from common.utils.device import evaluation_mode
 from common.utils.errors import UserError
@@ -52,9 +50,9 @@ from common.models.length_probe import (LinearProbe, error_row, probe_features, 
                                         stored_references)
 from common.models.model_loading import load_model
 from common.output.plots import plot_series
-from common.datasets.synthetic import DEFAULT_BANKS, LengthSampler, SyntheticBatchBuilder, epoch_order
-from common.train.training import (current_lr, decay_learning_rate, gather_rng_states, is_improvement, make_optimizer,
-                             prepare_run, resume_training, save_history, split_validation)
+from common.datasets.synthetic import DEFAULT_BANKS, LengthSampler, SyntheticBatch, SyntheticBatchBuilder, epoch_order
+from common.train.training import (EpochLoop, EpochRecord, Trainer, make_optimizer, prepare_run, save_history,
+                                   split_validation)
 
 SYNTHETIC_TEST_CHUNKS = 256
 HELDOUT_PEOPLE = 512  # bank rows never used for training (held-out people)
@@ -126,7 +124,8 @@ def fit_probe(builder: SyntheticBatchBuilder, sampler: LengthSampler, seed: int,
 
 
 class LengthEvaluator:
-    """Per-epoch validation errors (mm). Holds the fixed validation inputs; see the module docstring.
+    """Per-epoch validation errors (mm) under :attr:`keys` (and the learning rows, see below). Holds the fixed
+    validation inputs; see the module docstring.
 
     Besides the selection errors, :meth:`evaluate` scores three sources on the same data, each by its mean
     absolute and size-free error (:mod:`common.models.length_probe`): the model, the training bank's mean
@@ -134,6 +133,8 @@ class LengthEvaluator:
     people (``heldout_sampler``) through the test subjects' motion and cameras; ``test`` = the test subjects'
     real 2D against their lengths.
     """
+
+    keys = ("val", "test", "synthetic_test")  # the selection errors, recorded (NaN) even when not evaluated
 
     def __init__(self, dataset: PoseDataset, val_views: list[Sequence3D], test_views: list[Sequence3D],
                  train_subjects: list[str], heldout_sampler: LengthSampler, args: argparse.Namespace,
@@ -184,7 +185,7 @@ class LengthEvaluator:
     def evaluate(self, model: LengthModel) -> dict[str, float]:
         """``val``, ``test``, ``synthetic_test`` (the model's mean absolute errors, mm) and, per data set
         (``synthetic_heldout``, ``test``), source and error, ``<set>_<source>_<mae|size_free>`` (mm)."""
-        out = {"val": math.nan, "test": math.nan, "synthetic_test": math.nan}
+        out = dict.fromkeys(self.keys, math.nan)
         if self.val_views:
             out["val"] = float(per_bone_error_mm(self._final_predictions(model, self.val_views),
                                                  self.val_targets).mean())
@@ -290,6 +291,97 @@ def length_loss(model: torch.nn.Module, keypoints_2d: torch.Tensor, lengths: tor
     return (pred.float() - target).abs().mean()
 
 
+class LengthEpochs(Trainer):
+    """``-t length``'s pieces of the epoch loop (:class:`common.train.training.EpochLoop`): every process samples
+    its share of the epoch's synthetic chunks; the main process evaluates with :class:`LengthEvaluator` (the
+    replaceable piece: its :meth:`LengthEvaluator.evaluate` values are the history's evaluation series)."""
+
+    train_keys = (("train", 1000.0),)  # synthetic-batch loss, metres -> mm
+    eval_keys = LengthEvaluator.keys
+    timed = True
+
+    def __init__(self, args: argparse.Namespace, ctx: distributed.DistContext, model: LengthModel,
+                 optimizer: torch.optim.Optimizer, builder: SyntheticBatchBuilder, sampler: LengthSampler,
+                 evaluator: LengthEvaluator | None) -> None:
+        self.args, self.ctx, self.model, self.optimizer = args, ctx, model, optimizer
+        self.builder, self.sampler, self.evaluator = builder, sampler, evaluator
+        self.select_on = args.select_on
+        self.train_model = distributed.wrap_model(model, ctx)
+        self.order_gen = torch.Generator(device=ctx.device).manual_seed(args.seed)  # same on every rank
+        self.sample_gen = torch.Generator(device=ctx.device).manual_seed(args.seed * 1000 + 1 + ctx.rank)
+        self.streams = {"order": self.order_gen, "sample": self.sample_gen}
+        self.batch_size = max(1, args.batch_size // ctx.world_size)
+        self.precision = resolve_precision(args.precision, ctx.device)
+        self.micro_batch = resolve_micro_batch(args.micro_batch, self.batch_size,
+                                               training_sample_bytes(model, args, self.precision),
+                                               args.memory_budget)
+
+    def batches(self, epoch: int) -> tuple[Iterable[SyntheticBatch], int]:
+        ctx = self.ctx
+        ids, flips = epoch_order(self.builder.num_chunks, self.args.data_augmentation, self.order_gen, ctx.device)
+        per_rank = len(ids) // ctx.world_size
+        if per_rank == 0:
+            raise UserError(f"{len(ids)} chunks cannot feed {ctx.world_size} processes")
+        ids = ids[ctx.rank::ctx.world_size][:per_rank]
+        flips = flips[ctx.rank::ctx.world_size][:per_rank]
+        starts = range(0, per_rank, self.batch_size)
+        return (self.builder.sample(ids[first:first + self.batch_size], flips[first:first + self.batch_size],
+                                    self.sampler, self.sample_gen) for first in starts), len(starts)
+
+    def step(self, batch: SyntheticBatch) -> tuple[list[float], int]:
+        loss = optimizer_step(self.train_model, self.optimizer, len(batch.lengths), self.micro_batch,
+                              lambda rows: length_loss(self.train_model, batch.keypoints_2d[rows],
+                                                       batch.lengths[rows], self.precision))
+        return [loss], len(batch.lengths)
+
+    def evaluate(self) -> dict[str, float]:
+        return self.evaluator.evaluate(self.model) if self.evaluator is not None else {}
+
+    def log(self, record: EpochRecord, history: Mapping[str, Sequence[float]]) -> None:
+        m = record.metrics
+        print(f"[{record.epoch}] time {record.seconds / 60:.2f} min lr {record.lr:.6f} "
+              f"train {history['train'][-1]:.2f} mm  val {m['val']:.2f} mm  "
+              f"test {m['test']:.2f} mm  "
+              f"synthetic test {m['synthetic_test']:.2f} mm")
+        rows = format_learning_rows(m)
+        if rows:
+            print(rows)
+
+    def checkpoint_entries(self) -> dict[str, Any]:
+        return {"length_model_config": self.model.config(), "select_on": self.args.select_on,
+                **reference_state(self.evaluator)}
+
+    def write_files(self, state: Mapping[str, Any], history: Mapping[str, Sequence[float]]) -> None:
+        checkpoint_dir = Path(self.args.checkpoint)
+        curves = {"train (synthetic)": history["train"], "val (held-out real 2D)": history["val"],
+                  "test (real 2D)": history["test"], "test (synthetic lengths)": history["synthetic_test"]}
+        save_history(checkpoint_dir, "length", history, curves if self.args.export_training_curves else None,
+                     "bone-length error (mm)", "Bone-length model")
+        if self.args.export_training_curves:
+            plot_series({k: v for k, v in curves.items() if k != "train (synthetic)"},
+                        checkpoint_dir / "length_time_to_accuracy.png", "wall time (min)",
+                        "bone-length error (mm)", "Bone-length model: error against wall time",
+                        x=[t / 60.0 for t in history["wall_s"]])
+
+
+def _evaluate(args: argparse.Namespace, ctx: distributed.DistContext, dataset: PoseDataset,
+              test_views: list[Sequence3D], samplers: tuple[LengthSampler, LengthSampler],
+              train_subjects: list[str], test_subjects: list[str]) -> None:
+    """``--evaluate``: the report of ``--length_model`` (or ``-r``) on the test subjects, beside the mean and the
+    probe it stores (``samplers``: training, held-out people)."""
+    source = args.length_model or args.resume
+    if not source:
+        raise UserError("-t length --evaluate needs --length_model <checkpoint> (or -r)")
+    loaded = load_model(source, ("length",), bidirectional=args.bidirectional, num_layers=args.num_layers,
+                        search=(Path(args.checkpoint),), device=ctx.device)
+    mean, probe = stored_references(loaded.checkpoint)
+    sampler, heldout_sampler = samplers
+    evaluator = LengthEvaluator(dataset, [], test_views, train_subjects, heldout_sampler, args, ctx.device,
+                                sampler.mean_lengths.cpu().numpy() if mean is None else mean, probe)
+    if ctx.is_main:
+        _print_final_report(evaluator, loaded.model, loaded.path.name, test_subjects, dataset.keypoints)
+
+
 def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     """Train (or with ``--evaluate`` evaluate) the bone-length model in this process (``train.py`` runs it
     through :func:`common.utils.distributed.launch`); rank 0 evaluates, prints and writes files."""
@@ -303,17 +395,7 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     checkpoint_dir = Path(args.checkpoint)
 
     if args.evaluate:
-        source = args.length_model or args.resume
-        if not source:
-            raise UserError("-t length --evaluate needs --length_model <checkpoint> (or -r)")
-        loaded = load_model(source, ("length",), bidirectional=args.bidirectional, num_layers=args.num_layers,
-                            search=(checkpoint_dir,), device=device)
-        model, path = loaded.model, loaded.path
-        mean, probe = stored_references(loaded.checkpoint)
-        evaluator = LengthEvaluator(dataset, [], test_views, train_subjects, heldout_sampler, args, device,
-                                    sampler.mean_lengths.cpu().numpy() if mean is None else mean, probe)
-        if ctx.is_main:
-            _print_final_report(evaluator, model, path.name, test_subjects, dataset.keypoints)
+        _evaluate(args, ctx, dataset, test_views, (sampler, heldout_sampler), train_subjects, test_subjects)
         return
 
     train_views = dataset.fetch(train_subjects, actions, require_3d=True)
@@ -325,101 +407,27 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
 
     model = new_length_model(args, sampler.mean_lengths).to(device)
     optimizer = make_optimizer(model.parameters(), args.learning_rate)
-    order_gen = torch.Generator(device=device).manual_seed(args.seed)  # same on every rank
-    sample_gen = torch.Generator(device=device).manual_seed(args.seed * 1000 + 1 + ctx.rank)
-    history: dict[str, list[float]] = {"train": [], "val": [], "test": [], "synthetic_test": [], "wall_s": []}
-    epoch, best = 0, math.inf
-
-    streams = {"order": order_gen, "sample": sample_gen}
-    if args.resume:
-        path = resolve_checkpoint(args.resume, checkpoint_dir)
-        ckpt = load_checkpoint(path, device, kind="length")
-        load_weights(model, model_state(ckpt, source=str(path)), str(path))
-        epoch, history, best = resume_training(ckpt, str(path), optimizer, streams, ctx, history)
-
-    train_model = distributed.wrap_model(model, ctx)
     evaluator = None
     if ctx.is_main and not args.no_eval:
         evaluator = LengthEvaluator(dataset, val_views, test_views, train_subjects, heldout_sampler, args, device,
                                     sampler.mean_lengths.cpu().numpy(), fit_probe(builder, sampler, args.seed))
-    per_rank_batch = max(1, args.batch_size // ctx.world_size)
-    precision = resolve_precision(args.precision, device)
-    micro_batch = resolve_micro_batch(
-        args.micro_batch, per_rank_batch,
-        training_sample_bytes(model, args, precision), args.memory_budget)
+    epochs = LengthEpochs(args, ctx, model, optimizer, builder, sampler, evaluator)
+    loop = EpochLoop(epochs, args, ctx, model, [optimizer], epochs.streams)
+    if args.resume:
+        path = resolve_checkpoint(args.resume, checkpoint_dir)
+        ckpt = load_checkpoint(path, device, kind="length")
+        load_weights(model, model_state(ckpt, source=str(path)), str(path))
+        loop.resume(ckpt, str(path))
     if ctx.is_main:
         print(f"INFO: {builder.num_chunks} training chunks of {args.chunk_len} frames from {len(fit_views)} "
               f"sequences ({len(val_views)} held out for validation), {ctx.world_size} process(es), "
-              f"batch {per_rank_batch} per process in micro-batches of {micro_batch}, {precision}, "
-              f"lengths: {args.length_aug_type}, model: {length_arch(args)} ({sum(p.numel() for p in model.parameters())} "
-              f"parameters)")
+              f"batch {epochs.batch_size} per process in micro-batches of {epochs.micro_batch}, "
+              f"{epochs.precision}, lengths: {args.length_aug_type}, model: {length_arch(args)} "
+              f"({sum(p.numel() for p in model.parameters())} parameters)")
         if evaluator is not None and evaluator.test_targets is not None:
             print(f"INFO: always-predict-training-mean baseline on {','.join(test_subjects)}: "
                   f"{evaluator.baseline_per_bone().mean():.1f} mm")
-
-    history.setdefault("wall_s", [])
-    elapsed_before = history["wall_s"][-1] if history["wall_s"] else 0.0
-    run_start = time.time()
-    while epoch < args.epochs:
-        start_time = time.time()
-        ids, flips = epoch_order(builder.num_chunks, args.data_augmentation, order_gen, device)
-        per_rank = len(ids) // ctx.world_size
-        if per_rank == 0:
-            raise UserError(f"{len(ids)} chunks cannot feed {ctx.world_size} processes")
-        ids = ids[ctx.rank::ctx.world_size][:per_rank]
-        flips = flips[ctx.rank::ctx.world_size][:per_rank]
-        train_model.train()
-        total, count = 0.0, 0
-        steps = range(0, per_rank, per_rank_batch)
-        for first in tqdm(steps, desc=f"epoch {epoch + 1}", disable=not ctx.is_main, leave=False):
-            batch = builder.sample(ids[first:first + per_rank_batch], flips[first:first + per_rank_batch],
-                                   sampler, sample_gen)
-            optimizer.zero_grad(set_to_none=True)
-            loss = accumulate_gradients(train_model, len(batch.lengths), micro_batch,
-                                        lambda rows: length_loss(train_model, batch.keypoints_2d[rows],
-                                                                 batch.lengths[rows], precision))
-            optimizer.step()
-            total += loss * len(batch.lengths)
-            count += len(batch.lengths)
-        history["train"].append(distributed.all_reduce_mean(total / count, ctx) * 1000.0)
-        epoch += 1
-        lr = decay_learning_rate(optimizer, args.lr_decay)
-
-        metrics = evaluator.evaluate(model) if evaluator is not None else {}
-        for key in ("val", "test", "synthetic_test"):
-            history[key].append(metrics.get(key, math.nan))
-        for key, value in metrics.items():
-            if key not in ("val", "test", "synthetic_test"):
-                history.setdefault(key, []).append(value)
-        history["wall_s"].append(elapsed_before + time.time() - run_start)
-        random_states = gather_rng_states(streams, ctx)
-        if ctx.is_main:
-            selected = metrics.get(args.select_on, math.nan)
-            print(f"[{epoch}] time {(time.time() - start_time) / 60:.2f} min lr {lr:.6f} "
-                  f"train {history['train'][-1]:.2f} mm  val {metrics.get('val', math.nan):.2f} mm  "
-                  f"test {metrics.get('test', math.nan):.2f} mm  "
-                  f"synthetic test {metrics.get('synthetic_test', math.nan):.2f} mm")
-            if metrics:
-                print(format_learning_rows(metrics))
-            improved = is_improvement(selected, best)
-            if improved:
-                best = selected
-            state = {"epoch": epoch, "lr": current_lr(optimizer), "optimizer": optimizer.state_dict(),
-                     "model_pos": model.state_dict(), "random_state": random_states,
-                     "length_model_config": model.config(), "history": history, "best": best,
-                     "select_on": args.select_on, **reference_state(evaluator)}
-            save_epoch_checkpoints(checkpoint_dir, state, epoch, args.checkpoint_frequency,
-                                   best=improved or (args.no_eval and epoch == args.epochs))
-            curves = {"train (synthetic)": history["train"], "val (held-out real 2D)": history["val"],
-                      "test (real 2D)": history["test"], "test (synthetic lengths)": history["synthetic_test"]}
-            save_history(checkpoint_dir, "length", history, curves if args.export_training_curves else None,
-                         "bone-length error (mm)", "Bone-length model")
-            if args.export_training_curves:
-                plot_series({k: v for k, v in curves.items() if k != "train (synthetic)"},
-                            checkpoint_dir / "length_time_to_accuracy.png", "wall time (min)",
-                            "bone-length error (mm)", "Bone-length model: error against wall time",
-                            x=[t / 60.0 for t in history["wall_s"]])
-        distributed.barrier(ctx)
+    loop.run()
 
     if ctx.is_main and evaluator is not None and (checkpoint_dir / "epoch_best.bin").is_file():
         best_ckpt = load_checkpoint(checkpoint_dir / "epoch_best.bin", device)

@@ -24,26 +24,24 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
-import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from common.utils import distributed
-from common.train.accumulation import accumulate_gradients, autocast, lifter_step
+from common.train.accumulation import autocast, lifter_step, optimizer_step
 from common.core.bones import adjust_bone_lengths
-from common.utils.checkpoint import resolve_checkpoint, save_checkpoint, save_epoch_checkpoints
+from common.utils.checkpoint import resolve_checkpoint, save_checkpoint
 from common.datasets.dataset import (PoseDataset, Sequence3D, camera_space_root_relative, load_dataset)
 from common.utils.errors import UserError
 from common.adjustment.evaluation import (BONE_TABLE_TITLE, METRICS, EvaluationResult, bone_columns, evaluate, format_bone_table,
                                format_table, write_csv)
 from common.utils.fileio import check_array, load_npz
 from common.utils.validation import check_length_units
-from common.datasets.generators import ChunkedGenerator, UnchunkedGenerator
+from common.datasets.generators import Batch, ChunkedGenerator, UnchunkedGenerator
 from common.models.length_model import predict_sequences
 from common.core.metrics import direction_loss, mpjpe
 from common.models.mix_model import MixModel
@@ -53,8 +51,8 @@ from common.core.skeleton import NUM_BONES
 from common.train.train_pose import export_predictions
 from common.train.train_pose import predict_views as predict_lifter
 from common.train.train_pose import training_arrays, training_views
-from common.train.training import (current_lr, decay_learning_rate, gather_rng_states, make_optimizer, prepare_run,
-                             resume_training, save_history)
+from common.train.training import (EpochLoop, EpochRecord, Trainer, check_resumable, make_optimizer, prepare_run,
+                                   save_history)
 
 BN_MOMENTUM = 0.001  # fine-tuning keeps the lifter's BatchNorm statistics nearly fixed (the paper's value)
 
@@ -238,6 +236,109 @@ def _final_evaluation(eval_model: MixModel, test_views: list[Sequence3D], test_l
         export_predictions(args.export_predictions, test_views, predictions)
 
 
+class MixEpochs(Trainer):
+    """``-t mix``'s pieces of the epoch loop (:class:`common.train.training.EpochLoop`): every process trains on its
+    rows of each batch (and, with ``--control``, steps the control on the same rows); the main process evaluates
+    the test MPJPE. No model selection: ``final.bin`` is the result."""
+
+    train_keys = (("train_mpjpe", 1000.0), ("train_direction", 1.0))  # MPJPE metres -> mm; direction loss
+    eval_keys = ("test_mpjpe",)
+
+    def __init__(self, args: argparse.Namespace, ctx: distributed.DistContext, model: MixModel,
+                 eval_model: MixModel, optimizer: torch.optim.Optimizer, generator: ChunkedGenerator,
+                 control: "Control | None", test_views: list[Sequence3D], test_lengths: list[np.ndarray],
+                 arch: dict[str, Any]) -> None:
+        self.args, self.ctx, self.model, self.eval_model, self.optimizer = args, ctx, model, eval_model, optimizer
+        self.generator, self.control, self.arch = generator, control, arch
+        self.test_views, self.test_lengths = test_views, test_lengths
+        self.train_model = distributed.wrap_model(model, ctx)
+        _, self.micro_batch, self.precision, self.step_text = lifter_step(args, generator.batch_size,
+                                                                          ctx.world_size, ctx.device)
+
+    def batches(self, epoch: int) -> tuple[Iterable[Batch], int]:
+        return self.generator.next_epoch_share(self.ctx.rank, self.ctx.world_size), self.generator.num_batches
+
+    def step(self, batch: Batch) -> tuple[list[float], int]:
+        device = self.ctx.device
+        inputs, targets, lengths = batch.tensors(device)
+        targets[:, :, 0] = 0
+        parts = [0.0, 0.0]  # the batch's mean position and direction losses
+
+        def micro_loss(r: slice) -> torch.Tensor:
+            with autocast(self.precision, device):
+                predicted, _ = self.train_model(inputs[r], lengths[r])
+            predicted = predicted.float()
+            loss_position = mpjpe(predicted, targets[r]).mean()
+            loss_direction = direction_loss(predicted, targets[r])
+            share = (r.stop - r.start) / len(inputs)
+            parts[0] += loss_position.item() * share
+            parts[1] += loss_direction.item() * share
+            return loss_position + loss_direction
+
+        optimizer_step(self.train_model, self.optimizer, len(inputs), self.micro_batch, micro_loss)
+        if self.control is not None:
+            self.control.step(inputs, targets, self.micro_batch, self.precision)
+        return parts, targets.shape[0] * targets.shape[1]
+
+    def evaluate(self) -> dict[str, float]:
+        if not self.test_views:
+            return {}
+        self.eval_model.load_state_dict(self.model.state_dict())
+        result, _ = evaluate_views(self.eval_model, self.test_views, self.test_lengths, self.args, self.ctx.device,
+                                   ["MPJPE"])
+        return {"test_mpjpe": result.average["MPJPE"]}
+
+    def log(self, record: EpochRecord, history: Mapping[str, Sequence[float]]) -> None:
+        print(f"[{record.epoch}] time {record.seconds / 60:.2f} min lr {record.lr:.7f} "
+              f"train MPJPE {history['train_mpjpe'][-1]:.1f} mm  train direction loss "
+              f"{history['train_direction'][-1]:.4f}  test MPJPE {record.metrics['test_mpjpe']:.1f} mm")
+
+    def checkpoint_entries(self) -> dict[str, Any]:
+        entries = {"length_model_config": self.model.length_model.config(), "mix_config": self.arch,
+                   "lifter": DEFAULT_LIFTER}
+        if self.control is not None:
+            entries["control"] = self.control.state()
+        return entries
+
+    def write_files(self, state: Mapping[str, Any], history: Mapping[str, Sequence[float]]) -> None:
+        checkpoint_dir = Path(self.args.checkpoint)
+        if self.control is not None:
+            save_checkpoint(checkpoint_dir / CONTROL_FILE, {**state["control"], "epoch": state["epoch"],
+                                                             **self.arch, "lifter": DEFAULT_LIFTER})
+        curves = {"train MPJPE": history["train_mpjpe"], "test MPJPE": history["test_mpjpe"]}
+        save_history(checkpoint_dir, "mix", history, curves if self.args.export_training_curves else None,
+                     "MPJPE (mm)", "Mix model fine-tuning")
+
+
+def _evaluate(args: argparse.Namespace, ctx: distributed.DistContext, eval_model: MixModel,
+              test_views: list[Sequence3D], test_lengths: list[np.ndarray], label: str) -> None:
+    """``--evaluate``: the final evaluation of ``--mix_model`` (with its control's rows when saved beside it)."""
+    if not (args.mix_model or args.resume):
+        raise UserError("-t mix --evaluate needs --mix_model <checkpoint>")
+    if not test_views:
+        raise UserError("no test subjects to evaluate (-ste)")
+    if ctx.is_main:
+        source = resolve_checkpoint(args.mix_model or args.resume, args.checkpoint)
+        control = control_results(source.parent / CONTROL_FILE, test_views, test_lengths, args, ctx.device)
+        _final_evaluation(eval_model, test_views, test_lengths, args, ctx.device, label, control or None)
+
+
+def training_lengths(args: argparse.Namespace, dataset: PoseDataset, model: MixModel,
+                     train_views: list[Sequence3D], train_subjects: list[str], test_subjects: list[str]
+                     ) -> tuple[list[np.ndarray], str]:
+    """The (16,) metres lengths of every training view, from ``--bone_length_list`` or from the frozen length
+    model on the whole view, and where they come from (for the start-up line)."""
+    if args.bone_length_list and args.cameras == "virtual":
+        raise UserError("--bone_length_list holds lengths of the dataset's camera views; with --cameras virtual "
+                        "omit it (the frozen length model reads the virtual views at start-up)")
+    if args.bone_length_list:
+        table = load_length_list(args.bone_length_list, dataset, [train_subjects + test_subjects, train_subjects])
+        return [table[v.key] for v in train_views], args.bone_length_list
+    # the length model is frozen: its whole-sequence lengths are computed once, identically on all ranks
+    return ([_whole_sequence(x) for x in frozen_model_lengths(model, train_views)],
+            "the frozen length model (computed at start-up)")
+
+
 def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     """Fine-tune (or with ``--evaluate`` evaluate) the mix model in this process (``train.py`` runs it through
     :func:`common.utils.distributed.launch`); rank 0 evaluates, prints and writes files."""
@@ -247,7 +348,6 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     dataset = load_dataset(args.data_dir, args.dataset, args.keypoints, need_3d=True, subjects=needed)
     test_views = dataset.fetch(test_subjects, actions, require_3d=True) if test_subjects else []
     model, eval_model, checkpoint, arch = build_models(args, device)
-    checkpoint_dir = Path(args.checkpoint)
     label = Path(args.mix_model or args.resume or "mix (from " + Path(args.direction_model).name + ")").name
 
     if ctx.is_main:
@@ -255,135 +355,44 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
               f"{sum(p.numel() for p in model.trainable_parameters())} trainable parameters (direction branch), "
               f"{sum(p.numel() for p in model.length_model.parameters())} frozen (length model)")
     test_lengths = frozen_model_lengths(model, test_views) if ctx.is_main and test_views else []
-
     if args.evaluate:
-        if not (args.mix_model or args.resume):
-            raise UserError("-t mix --evaluate needs --mix_model <checkpoint>")
-        if not test_views:
-            raise UserError("no test subjects to evaluate (-ste)")
-        if ctx.is_main:
-            source = resolve_checkpoint(args.mix_model or args.resume, args.checkpoint)
-            control = control_results(source.parent / CONTROL_FILE, test_views, test_lengths, args, device)
-            _final_evaluation(eval_model, test_views, test_lengths, args, device, label, control or None)
+        _evaluate(args, ctx, eval_model, test_views, test_lengths, label)
         return
 
     train_views = training_views(dataset, train_subjects, actions, args)
-    if args.bone_length_list and args.cameras == "virtual":
-        raise UserError("--bone_length_list holds lengths of the dataset's camera views; with --cameras virtual "
-                        "omit it (the frozen length model reads the virtual views at start-up)")
-    if args.bone_length_list:
-        table = load_length_list(args.bone_length_list, dataset,
-                                 [train_subjects + test_subjects, train_subjects])
-        train_lengths = [table[v.key] for v in train_views]
-        source = args.bone_length_list
-    else:
-        # the length model is frozen: its whole-sequence lengths are computed once, identically on all ranks
-        train_lengths = [_whole_sequence(x) for x in frozen_model_lengths(model, train_views)]
-        source = "the frozen length model (computed at start-up)"
-    rf = model.receptive_field()
-    pad = (rf - 1) // 2
-    if args.stride < 1 or args.downsample < 1 or not 0 < args.subset <= 1:
-        raise UserError("-s and --downsample must be >= 1 and --subset in (0, 1]")
+    train_lengths, source = training_lengths(args, dataset, model, train_views, train_subjects, test_subjects)
     poses_2d, poses_3d = training_arrays(train_views, args.subset, args.downsample, args.seed)
     generator = ChunkedGenerator(max(1, args.batch_size // args.stride), poses_2d, poses_3d,
-                                 chunk_length=args.stride, pad=pad,
+                                 chunk_length=args.stride, pad=(model.receptive_field() - 1) // 2,
                                  causal_shift=model.direction_model.total_causal_shift(), shuffle=True,
                                  augment=args.data_augmentation, lengths=train_lengths, random_seed=args.seed)
     optimizer = make_optimizer(model.trainable_parameters(), args.learning_rate)
-    history: dict[str, list[float]] = {"train_mpjpe": [], "train_direction": [], "test_mpjpe": []}
-    epoch = 0
-    streams = {"generator": generator}
-    resumable = bool(checkpoint) and checkpoint.get("optimizer") is not None
-    if args.resume and not resumable:
-        raise UserError(f"{args.resume} holds no optimizer state: it cannot be resumed (use --mix_model to start "
-                        "from its weights, or --evaluate)")
-    if resumable:  # the optimizer state holds the decayed learning rate too
-        epoch, history, _ = resume_training(checkpoint, args.mix_model or args.resume, optimizer, streams, ctx,
-                                            history)
+    resuming = bool(args.resume) or checkpoint.get("optimizer") is not None
+    if resuming:  # the optimizer state holds the decayed learning rate too
+        check_resumable(checkpoint, args.mix_model or args.resume)
     baselines = None
-    if ctx.is_main and test_views and not resumable and args.direction_model and not args.mix_model:
+    if ctx.is_main and test_views and not resuming and args.direction_model and not args.mix_model:
         baselines = starting_point_results(eval_model, test_views, test_lengths, args, device)
-    control = Control(model, args, checkpoint if resumable else None, ctx) if args.control else None
-    train_model = distributed.wrap_model(model, ctx)
-    _, micro_batch, precision, step_text = lifter_step(args, generator.batch_size, ctx.world_size, device)
+    control = Control(model, args, checkpoint if resuming else None, ctx) if args.control else None
+    epochs = MixEpochs(args, ctx, model, eval_model, optimizer, generator, control, test_views, test_lengths, arch)
+    loop = EpochLoop(epochs, args, ctx, model, [optimizer] + ([control.optimizer] if control else []),
+                     {"generator": generator})
+    if resuming:
+        loop.resume(checkpoint, args.mix_model or args.resume)
     if ctx.is_main:
         print(f"INFO: training on {generator.num_frames} frames ({len(train_views)} sequences, flip "
               f"{'on' if args.data_augmentation else 'off'}), {ctx.world_size} process(es); lengths from {source}; "
-              f"{step_text}"
-              f"{'; with the control lifter' if control else ''}")
-
-    while epoch < args.epochs:
-        start_time = time.time()
-        train_model.train()
-        sums = torch.zeros(3, dtype=torch.float64)
-        for batch in tqdm(generator.next_epoch(), total=generator.num_batches, desc=f"epoch {epoch + 1}",
-                          disable=not ctx.is_main, leave=False):
-            if len(batch.inputs_2d) < ctx.world_size:
-                continue  # a final batch too small to give every rank a share
-            rows = slice(ctx.rank, None, ctx.world_size)
-            inputs = torch.from_numpy(batch.inputs_2d[rows]).to(device)
-            targets = torch.from_numpy(batch.targets_3d[rows]).to(device)
-            targets[:, :, 0] = 0
-            lengths = torch.from_numpy(batch.lengths[rows]).to(device)
-            parts = torch.zeros(2, dtype=torch.float64)
-
-            def micro_loss(r: slice) -> torch.Tensor:
-                with autocast(precision, device):
-                    predicted, _ = train_model(inputs[r], lengths[r])
-                predicted = predicted.float()
-                loss_position = mpjpe(predicted, targets[r]).mean()
-                loss_direction = direction_loss(predicted, targets[r])
-                share = (r.stop - r.start) / len(inputs)
-                parts.add_(torch.tensor([loss_position.item(), loss_direction.item()], dtype=torch.float64) * share)
-                return loss_position + loss_direction
-
-            optimizer.zero_grad(set_to_none=True)
-            accumulate_gradients(train_model, len(inputs), micro_batch, micro_loss)
-            optimizer.step()
-            if control is not None:
-                control.step(inputs, targets, micro_batch, precision)
-            frames = targets.shape[0] * targets.shape[1]
-            sums += torch.tensor([parts[0] * frames, parts[1] * frames, frames], dtype=torch.float64)
-        count = max(float(sums[2]), 1.0)
-        history["train_mpjpe"].append(distributed.all_reduce_mean(float(sums[0]) / count, ctx) * 1000.0)
-        history["train_direction"].append(distributed.all_reduce_mean(float(sums[1]) / count, ctx))
-        epoch += 1
-        lr = decay_learning_rate(optimizer, args.lr_decay)
-        if control is not None:
-            decay_learning_rate(control.optimizer, args.lr_decay)
-
-        test_mpjpe = math.nan
-        if ctx.is_main and not args.no_eval and test_views:
-            eval_model.load_state_dict(model.state_dict())
-            result, _ = evaluate_views(eval_model, test_views, test_lengths, args, device, ["MPJPE"])
-            test_mpjpe = result.average["MPJPE"]
-        history["test_mpjpe"].append(test_mpjpe)
-        random_states = gather_rng_states(streams, ctx)
-        if ctx.is_main:
-            print(f"[{epoch}] time {(time.time() - start_time) / 60:.2f} min lr {lr:.7f} "
-                  f"train MPJPE {history['train_mpjpe'][-1]:.1f} mm  train direction loss "
-                  f"{history['train_direction'][-1]:.4f}  test MPJPE {test_mpjpe:.1f} mm")
-            state = {"epoch": epoch, "lr": current_lr(optimizer), "optimizer": optimizer.state_dict(),
-                     "model_pos": model.state_dict(), "random_state": random_states,
-                     "length_model_config": model.length_model.config(), "mix_config": arch,
-                     "lifter": DEFAULT_LIFTER,
-                     "history": history}
-            if control is not None:
-                state["control"] = control.state()
-                save_checkpoint(checkpoint_dir / CONTROL_FILE, {**state["control"], "epoch": epoch,
-                                                                 **arch, "lifter": DEFAULT_LIFTER})
-            save_epoch_checkpoints(checkpoint_dir, state, epoch, args.checkpoint_frequency, best=False)
-            curves = {"train MPJPE": history["train_mpjpe"], "test MPJPE": history["test_mpjpe"]}
-            save_history(checkpoint_dir, "mix", history, curves if args.export_training_curves else None,
-                         "MPJPE (mm)", "Mix model fine-tuning")
-        distributed.barrier(ctx)
+              f"{epochs.step_text}{'; with the control lifter' if control else ''}")
+    loop.run()
 
     if ctx.is_main and test_views:
         eval_model.load_state_dict(model.state_dict())
         if control is not None:
             baselines = {**(baselines or {}),
-                         **control_results(checkpoint_dir / CONTROL_FILE, test_views, test_lengths, args, device)}
-        _final_evaluation(eval_model, test_views, test_lengths, args, device, f"mix (epoch {epoch})", baselines)
+                         **control_results(Path(args.checkpoint) / CONTROL_FILE, test_views, test_lengths, args,
+                                           device)}
+        _final_evaluation(eval_model, test_views, test_lengths, args, device, f"mix (epoch {loop.epoch})",
+                          baselines)
 
 
 class Control:
@@ -421,14 +430,12 @@ class Control:
             if devices:
                 torch.cuda.set_rng_state(self.rng[1], self.device)
             self.train_model.train()
-            self.optimizer.zero_grad(set_to_none=True)
 
             def micro_loss(r: slice) -> torch.Tensor:
                 with autocast(precision, self.device):
                     return lifter_loss(self.train_model, inputs[r], targets[r]).float()
 
-            accumulate_gradients(self.train_model, len(inputs), micro_batch, micro_loss)
-            self.optimizer.step()
+            optimizer_step(self.train_model, self.optimizer, len(inputs), micro_batch, micro_loss)
             self.rng = self._get_rng()
 
     def state(self) -> dict[str, Any]:

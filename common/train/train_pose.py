@@ -23,27 +23,24 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
-
 from common.utils import distributed
-from common.train.accumulation import accumulate_gradients, autocast, lifter_step
+from common.train.accumulation import autocast, lifter_step, optimizer_step
 from common.adjustment.adjust import write_predictions
-from common.utils.checkpoint import (load_checkpoint, load_weights, model_state,
-                               resolve_checkpoint, save_checkpoint, save_epoch_checkpoints)
+from common.utils.checkpoint import load_checkpoint, load_weights, model_state, resolve_checkpoint
 from common.datasets.dataset import PoseDataset, Sequence3D, camera_space_root_relative, load_dataset
 from common.utils.errors import UserError
 from common.adjustment.evaluation import DEFAULT_METRICS, EvaluationResult, evaluate, format_table
-from common.datasets.generators import ChunkedGenerator, UnchunkedGenerator, predict_poses
+from common.datasets.generators import Batch, ChunkedGenerator, UnchunkedGenerator, predict_poses
 from common.core.metrics import mpjpe
 from common.models.model import TemporalModel, build_lifter
-from common.train.training import (current_lr, decay_learning_rate, gather_rng_states, is_improvement, make_optimizer,
-                             prepare_run, resume_training, save_history, split_validation)
+from common.train.training import (EpochLoop, EpochRecord, Trainer, make_optimizer, prepare_run, save_history,
+                                   split_validation)
 from common.models.model_loading import DEFAULT_LIFTER, load_model
 
 INITIAL_MOMENTUM, FINAL_MOMENTUM = 0.1, 0.001
@@ -146,14 +143,66 @@ def report(model: TemporalModel, views: list[Sequence3D], label: str, args: argp
         export_predictions(args.export_predictions, views, preds)
 
 
+class PoseEpochs(Trainer):
+    """``-t pose``'s pieces of the epoch loop (:class:`common.train.training.EpochLoop`): every process trains on
+    its rows of each batch; the main process evaluates the MPJPE of the inference model (``eval_model``, the
+    training weights) on the validation and test views."""
+
+    train_keys = (("train", 1000.0),)  # MPJPE, metres -> mm
+    eval_keys = ("val", "test")
+
+    def __init__(self, args: argparse.Namespace, ctx: distributed.DistContext, train_model: TemporalModel,
+                 eval_model: TemporalModel, optimizer: torch.optim.Optimizer, generator: ChunkedGenerator,
+                 val_views: list[Sequence3D], test_views: list[Sequence3D], micro_batch: int,
+                 precision: str) -> None:
+        self.args, self.ctx, self.train_model, self.eval_model = args, ctx, train_model, eval_model
+        self.optimizer, self.generator, self.micro_batch, self.precision = optimizer, generator, micro_batch, precision
+        self.views = {"val": val_views, "test": test_views}
+        self.select_on = args.select_on
+        self.ddp_model = distributed.wrap_model(train_model, ctx)
+
+    def batches(self, epoch: int) -> tuple[Iterable[Batch], int]:
+        self.train_model.set_bn_momentum(bn_momentum(epoch, self.args.epochs))
+        return self.generator.next_epoch_share(self.ctx.rank, self.ctx.world_size), self.generator.num_batches
+
+    def step(self, batch: Batch) -> tuple[list[float], int]:
+        device = self.ctx.device
+        inputs, targets, _ = batch.tensors(device)
+
+        def micro_loss(r: slice) -> torch.Tensor:
+            with autocast(self.precision, device):
+                predicted = self.ddp_model(inputs[r])
+            return mpjpe(predicted.float(), targets[r]).mean()
+
+        loss = optimizer_step(self.ddp_model, self.optimizer, len(inputs), self.micro_batch, micro_loss)
+        return [loss], targets.shape[0] * targets.shape[1]
+
+    def evaluate(self) -> dict[str, float]:
+        self.eval_model.load_state_dict(self.train_model.state_dict())
+        return {name: evaluate_views(self.eval_model, views, self.args.test_time_augmentation, self.ctx.device,
+                                     ["MPJPE"])[0].average["MPJPE"]
+                for name, views in self.views.items() if views}
+
+    def log(self, record: EpochRecord, history: Mapping[str, Sequence[float]]) -> None:
+        print(f"[{record.epoch:3d}] {record.seconds:6.1f}s lr {record.next_lr:.2e}  "
+              f"train MPJPE {history['train'][-1]:7.1f} mm  "
+              f"val {history['val'][-1]:7.1f} mm  test {history['test'][-1]:7.1f} mm"
+              + ("  *" if record.improved else ""))
+
+    def checkpoint_entries(self) -> dict[str, Any]:
+        return {"lifter": DEFAULT_LIFTER, **_architecture(self.args)}
+
+    def write_files(self, state: Mapping[str, Any], history: Mapping[str, Sequence[float]]) -> None:
+        save_history(self.args.checkpoint, "pose", history, history if self.args.export_training_curves else None,
+                     "MPJPE (mm)", "VideoPose3D lifter")
+
+
 def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     """Train (or with ``--evaluate`` only evaluate) the lifter; see the module docstring. Under
     ``torchrun --nproc_per_node N`` every rank trains on its share of each batch (DistributedDataParallel);
     rank 0 evaluates, prints and writes files."""
     device = ctx.device
     train_subjects, test_subjects, action_filter = prepare_run(args, ctx)
-    if args.stride < 1 or args.downsample < 1 or not 0 < args.subset <= 1:
-        raise UserError("-s and --downsample must be >= 1 and --subset in (0, 1]")
     subjects = list(OrderedDict.fromkeys(test_subjects if args.evaluate else train_subjects + test_subjects))
     dataset = load_dataset(args.data_dir, args.dataset, args.keypoints, need_3d=True, subjects=subjects)
     test_views = dataset.fetch(test_subjects, action_filter, require_3d=True)
@@ -186,82 +235,18 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
           f"frames/epoch with augmentation), {len(val_views)} validation, {len(test_views)} test; {ctx.world_size} process(es)")
     say(f"INFO: {step_text}")
 
-    ckpt_dir = Path(args.checkpoint)
-    epoch, best = 0, math.inf
-    history: dict[str, list[float]] = {"train": [], "val": [], "test": []}
-    streams = {"generator": generator}
+    epochs = PoseEpochs(args, ctx, train_model, eval_model, optimizer, generator, val_views, test_views,
+                        micro_batch, precision)
+    loop = EpochLoop(epochs, args, ctx, train_model, [optimizer], {"generator": generator})
     if args.resume:
         path = resolve_checkpoint(args.resume)
         state = load_checkpoint(path, device, kind="lifter")
         load_weights(train_model, model_state(state, source=str(path)), str(path))
-        epoch, history, best = resume_training(state, str(path), optimizer, streams, ctx, history)
-        train_model.set_bn_momentum(bn_momentum(epoch, args.epochs))
-    ddp_model = distributed.wrap_model(train_model, ctx)
-
-    def checkpoint_state(random_states: dict) -> dict:
-        return {"epoch": epoch, "lr": current_lr(optimizer), "optimizer": optimizer.state_dict(),
-                "model_pos": train_model.state_dict(), "random_state": random_states, "history": history,
-                "best": best, "lifter": DEFAULT_LIFTER, **_architecture(args)}
-
-    first_epoch = epoch
-    while epoch < args.epochs:
-        start = time.time()
-        train_model.train()
-        total, frames = 0.0, 0
-        for batch in tqdm(generator.next_epoch(), total=generator.num_batches, desc=f"epoch {epoch + 1}",
-                          leave=False, disable=not ctx.is_main):
-            if len(batch.inputs_2d) < ctx.world_size:
-                continue  # a last batch too small to give every process a share
-            rows = slice(ctx.rank, None, ctx.world_size)  # every rank shuffles identically, takes its rows
-            inputs = torch.from_numpy(batch.inputs_2d[rows]).to(device)
-            targets = torch.from_numpy(batch.targets_3d[rows]).to(device)
-
-            def micro_loss(r: slice) -> torch.Tensor:
-                with autocast(precision, device):
-                    predicted = ddp_model(inputs[r])
-                return mpjpe(predicted.float(), targets[r]).mean()
-
-            optimizer.zero_grad()
-            loss = accumulate_gradients(ddp_model, len(inputs), micro_batch, micro_loss)
-            optimizer.step()
-            total += loss * targets.shape[0] * targets.shape[1]
-            frames += targets.shape[0] * targets.shape[1]
-        history["train"].append(distributed.all_reduce_mean(total / max(frames, 1), ctx) * 1000)
-
-        eval_model.load_state_dict(train_model.state_dict())
-        for name, views in (("val", val_views), ("test", test_views)):
-            value = math.nan
-            if views and not args.no_eval and ctx.is_main:
-                value = evaluate_views(eval_model, views, args.test_time_augmentation, device, ["MPJPE"])[0] \
-                    .average["MPJPE"]
-            history[name].append(value)
-        decay_learning_rate(optimizer, args.lr_decay)
-        epoch += 1
-        train_model.set_bn_momentum(bn_momentum(epoch, args.epochs))
-
-        selection = history["val" if args.select_on == "val" else "test"][-1]
-        improved = is_improvement(selection, best)
-        if improved:
-            best = selection
-        random_states = gather_rng_states(streams, ctx)
-        if not ctx.is_main:
-            distributed.barrier(ctx)
-            continue
-        print(f"[{epoch:3d}] {time.time() - start:6.1f}s lr {current_lr(optimizer):.2e}  "
-              f"train MPJPE {history['train'][-1]:7.1f} mm  "
-              f"val {history['val'][-1]:7.1f} mm  test {history['test'][-1]:7.1f} mm" + ("  *" if improved else ""))
-        save_epoch_checkpoints(ckpt_dir, checkpoint_state(random_states), epoch, args.checkpoint_frequency,
-                               best=improved)
-        save_history(ckpt_dir, "pose", history, history if args.export_training_curves else None, "MPJPE (mm)",
-                     "VideoPose3D lifter")
-        distributed.barrier(ctx)
-    if epoch == first_epoch:  # no epoch ran (-e 0, or resuming a finished run): final.bin is this state
-        random_states = gather_rng_states(streams, ctx)
-        if ctx.is_main:
-            save_checkpoint(ckpt_dir / "final.bin", checkpoint_state(random_states))
+        loop.resume(state, str(path))
+    loop.run()
     if not ctx.is_main:
         return
-    print(f"saved {ckpt_dir / 'final.bin'} (rewritten every epoch)")
+    print(f"saved {Path(args.checkpoint) / 'final.bin'} (rewritten every epoch)")
 
     eval_model.load_state_dict(train_model.state_dict())
     report(eval_model, test_views, "VideoPose3D (final)", args, device)

@@ -10,7 +10,9 @@
 * :func:`make_optimizer` / :func:`decay_learning_rate` — Adam (AMSGrad) and the per-epoch exponential
   learning-rate decay with its floor :data:`LR_FLOOR`;
 * :func:`resume_training` — optimizer, epoch, history, best value and random streams from a checkpoint;
-* :func:`save_history` — ``<task>_history.json`` every epoch and the ``<task>_training_curves.png`` figure.
+* :func:`save_history` — ``<task>_history.json`` every epoch and the ``<task>_training_curves.png`` figure;
+* :class:`EpochLoop` — the epoch loop of every trainer (resume, train, decay, evaluate, select, save, history),
+  calling the trainer's own pieces, a :class:`Trainer`.
 
 Per-epoch checkpoint files are written by :func:`common.utils.checkpoint.save_epoch_checkpoints`.
 """
@@ -19,13 +21,19 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence, TypeVar
+from typing import Any, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 import numpy as np
 import torch
 
+from tqdm import tqdm
+
 from common.utils import distributed
+from common.utils.checkpoint import save_checkpoint, save_epoch_checkpoints
 from common.datasets.dataset import parse_action_filter, parse_subjects
 from common.utils.errors import UserError
 from common.utils.fileio import save_json
@@ -190,15 +198,21 @@ def current_lr(optimizer: torch.optim.Optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
 
 
+def check_resumable(checkpoint: Mapping[str, Any], source: str) -> None:
+    """UserError unless ``checkpoint`` holds what a resumed run needs (an optimizer state and its epoch):
+    published weights, for example, do not."""
+    if checkpoint.get("optimizer") is None or "epoch" not in checkpoint:
+        raise UserError(f"{source} holds no optimizer state: it cannot be resumed (start from its weights, or "
+                        "use it with --evaluate)")
+
+
 def resume_training(checkpoint: Mapping[str, Any], source: str, optimizer: torch.optim.Optimizer,
                     streams: Mapping[str, RandomStream], ctx: distributed.DistContext,
                     history: dict[str, list[float]]) -> tuple[int, dict[str, list[float]], float]:
     """Continue a run from its checkpoint (the model weights are loaded by the caller): the optimizer state
     (with its decayed learning rate), the random streams, and returns (epochs done, history, best selection
     value or inf). A checkpoint without optimizer state (published weights) is a UserError."""
-    if checkpoint.get("optimizer") is None or "epoch" not in checkpoint:
-        raise UserError(f"{source} holds no optimizer state: it cannot be resumed (start from its weights, or "
-                        "use it with --evaluate)")
+    check_resumable(checkpoint, source)
     optimizer.load_state_dict(checkpoint["optimizer"])
     restore_rng_states(checkpoint, streams, ctx, source)
     history = {k: list(v) for k, v in checkpoint.get("history", history).items()}
@@ -224,3 +238,162 @@ def save_history(folder: str | Path, task: str, history: Mapping[str, Sequence[f
 
         shown = {k: v for k, v in curves.items() if len(v) and not np.all(np.isnan(np.asarray(v, float)))}
         plot_training_curves(shown, folder / f"{task}_training_curves.png", ylabel, title)
+
+
+@dataclass
+class EpochRecord:
+    """One finished epoch, as the trainer's :meth:`Trainer.log` prints it."""
+
+    epoch: int  # epochs done, counting this one
+    seconds: float  # wall time of this epoch's training and evaluation
+    lr: float  # learning rate the epoch trained with
+    next_lr: float  # learning rate after the end-of-epoch decay
+    metrics: dict[str, float]  # the evaluation's values (``eval_keys``: NaN where not evaluated)
+    improved: bool  # this epoch was saved as epoch_best.bin
+
+
+class Trainer(ABC):
+    """A trainer's own pieces of :class:`EpochLoop`: its batches, its optimiser step, its evaluation, its log
+    line and its checkpoint entries and files.
+
+    ``train_keys``: the history series of the values :meth:`step` returns, each with the factor applied to
+    the epoch's mean (e.g. 1000: metres to mm); ``eval_keys``: the series :meth:`evaluate` fills, NaN in
+    epochs it does not run (other values it returns become series from their first epoch on);
+    ``select_on``: the evaluation value whose lowest value picks ``epoch_best.bin`` (None: no selection,
+    no ``best`` entry); ``timed``: also record the cumulative wall time in ``history["wall_s"]`` (seconds).
+    """
+
+    train_keys: tuple[tuple[str, float], ...]
+    eval_keys: tuple[str, ...] = ()
+    select_on: str | None = None
+    timed: bool = False
+
+    @abstractmethod
+    def batches(self, epoch: int) -> tuple[Iterable[Any], int]:
+        """This process's batches of epoch ``epoch`` (0-based) and their number; also where per-epoch
+        schedules (e.g. BatchNorm momentum) are set."""
+
+    @abstractmethod
+    def step(self, batch: Any) -> tuple[Sequence[float], int]:
+        """One optimiser step on ``batch``: returns the batch's mean of each ``train_keys`` value and the
+        batch's weight in the epoch's mean (samples or frames)."""
+
+    def evaluate(self) -> dict[str, float]:
+        """The ``eval_keys`` values of the current weights (main process only; not called with --no-eval)."""
+        return {}
+
+    @abstractmethod
+    def log(self, record: EpochRecord, history: Mapping[str, Sequence[float]]) -> None:
+        """Print the epoch's line (main process)."""
+
+    @abstractmethod
+    def checkpoint_entries(self) -> dict[str, Any]:
+        """The trainer's own checkpoint entries (architecture, configuration, ...)."""
+
+    def write_files(self, state: Mapping[str, Any], history: Mapping[str, Sequence[float]]) -> None:
+        """Files written after the epoch's checkpoints (main process): the history and its figures."""
+
+
+class EpochLoop:
+    """The epoch loop of ``train.py``'s trainers. Every epoch, on every process: the trainer's batches go
+    through :meth:`Trainer.step` (``model`` in training mode); the per-process means of its values are
+    averaged over the processes into the history; every optimizer's learning rate decays by ``-lrd``. Then the
+    main process evaluates (unless ``--no-eval``), selects (lowest ``select_on`` value; without evaluation
+    the last epoch), prints and writes ``final.bin``, ``epoch_<n>.bin`` / ``epoch_best.bin``
+    (:func:`common.utils.checkpoint.save_epoch_checkpoints`) and the trainer's files, with every process's
+    random streams, so that :meth:`resume` continues a run bit-exactly. A run in which no epoch trains
+    (``-e 0``, or resuming a finished run) writes ``final.bin`` of its state.
+
+    ``model``: the trained module (put in training mode every epoch; its ``state_dict`` is saved; the trainer
+    steps it, wrapped for DistributedDataParallel where distributed); ``optimizers``: the first is saved and
+    resumed here, the others (e.g. the mix model's control) only decay; ``streams``: the trainer's own random
+    streams (:func:`gather_rng_states`).
+    """
+
+    def __init__(self, trainer: Trainer, args: argparse.Namespace, ctx: distributed.DistContext,
+                 model: torch.nn.Module, optimizers: Sequence[torch.optim.Optimizer],
+                 streams: Mapping[str, RandomStream]) -> None:
+        self.trainer, self.ctx, self.model = trainer, ctx, model
+        self.optimizers, self.streams = list(optimizers), streams
+        self.epochs, self.lr_decay, self.evaluating = args.epochs, args.lr_decay, not args.no_eval
+        self.checkpoint_dir, self.frequency = Path(args.checkpoint), args.checkpoint_frequency
+        self.history: dict[str, list[float]] = {k: [] for k, _ in trainer.train_keys}
+        self.history.update({k: [] for k in trainer.eval_keys})
+        if trainer.timed:
+            self.history["wall_s"] = []
+        self.epoch, self.best = 0, math.inf
+        self._clock_zero = time.time()
+
+    def resume(self, checkpoint: Mapping[str, Any], source: str) -> None:
+        """Continue from ``checkpoint`` (its model weights already loaded by the trainer): see
+        :func:`resume_training`."""
+        self.epoch, self.history, self.best = resume_training(checkpoint, source, self.optimizers[0],
+                                                              self.streams, self.ctx, self.history)
+        if self.trainer.timed:
+            self.history.setdefault("wall_s", [])
+
+    def run(self) -> None:
+        """Train until ``-e`` epochs are done."""
+        first = self.epoch
+        # the wall clock of a run that had trained history["wall_s"][-1] seconds before now
+        self._clock_zero = time.time() - (self.history["wall_s"][-1] if self.history.get("wall_s") else 0.0)
+        while self.epoch < self.epochs:
+            self._epoch()
+        if self.epoch == first:
+            random_states = gather_rng_states(self.streams, self.ctx)
+            if self.ctx.is_main:
+                save_checkpoint(self.checkpoint_dir / "final.bin", self._state(random_states))
+
+    def _train_epoch(self) -> list[float]:
+        """Every batch of the epoch through the trainer's step; the processes' mean of each value."""
+        self.model.train()
+        batches, count = self.trainer.batches(self.epoch)
+        sums, weight = [0.0] * len(self.trainer.train_keys), 0
+        for batch in tqdm(batches, total=count, desc=f"epoch {self.epoch + 1}", disable=not self.ctx.is_main,
+                          leave=False):
+            values, n = self.trainer.step(batch)
+            sums = [s + v * n for s, v in zip(sums, values)]
+            weight += n
+        return [distributed.all_reduce_mean(s / max(weight, 1), self.ctx) for s in sums]
+
+    def _epoch(self) -> None:
+        start = time.time()
+        for (key, scale), mean in zip(self.trainer.train_keys, self._train_epoch()):
+            self.history[key].append(mean * scale)
+        self.epoch += 1
+        lr = current_lr(self.optimizers[0])
+        for optimizer in self.optimizers:
+            decay_learning_rate(optimizer, self.lr_decay)
+        metrics = self.trainer.evaluate() if self.evaluating and self.ctx.is_main else {}
+        metrics = {**dict.fromkeys(self.trainer.eval_keys, math.nan), **metrics}
+        for key, value in metrics.items():
+            self.history.setdefault(key, []).append(value)
+        if self.trainer.timed:
+            self.history["wall_s"].append(time.time() - self._clock_zero)
+        random_states = gather_rng_states(self.streams, self.ctx)
+        if self.ctx.is_main:
+            improved = self._select(metrics)
+            self.trainer.log(EpochRecord(self.epoch, time.time() - start, lr, current_lr(self.optimizers[0]),
+                                         metrics, improved), self.history)
+            state = self._state(random_states)
+            save_epoch_checkpoints(self.checkpoint_dir, state, self.epoch, self.frequency, best=improved)
+            self.trainer.write_files(state, self.history)
+        distributed.barrier(self.ctx)
+
+    def _select(self, metrics: Mapping[str, float]) -> bool:
+        """Whether this epoch becomes epoch_best.bin (and ``best`` its value)."""
+        if self.trainer.select_on is None:
+            return False
+        value = metrics[self.trainer.select_on]
+        if is_improvement(value, self.best):
+            self.best = value
+            return True
+        return not self.evaluating and self.epoch == self.epochs
+
+    def _state(self, random_states: dict[str, Any]) -> dict[str, Any]:
+        optimizer = self.optimizers[0]
+        state = {"epoch": self.epoch, "lr": current_lr(optimizer), "optimizer": optimizer.state_dict(),
+                 "model_pos": self.model.state_dict(), "random_state": random_states, "history": self.history}
+        if self.trainer.select_on is not None:
+            state["best"] = self.best
+        return {**state, **self.trainer.checkpoint_entries()}

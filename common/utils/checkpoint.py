@@ -9,7 +9,7 @@ import io
 import pickle
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -157,16 +157,18 @@ def checkpoint_kind(state_dict: Any) -> str | None:
     return None
 
 
-def expect_kind(checkpoint: dict[str, Any], kind: str, source: str = "checkpoint") -> None:
-    """One-line UserError unless ``checkpoint['model_pos']`` holds a model of ``kind`` (see :data:`KIND_NAMES`):
+def expect_kind(checkpoint: dict[str, Any], kind: str | Sequence[str], source: str = "checkpoint") -> str:
+    """The kind of model ``checkpoint['model_pos']`` holds when it is ``kind`` (or one of the kinds ``kind``
+    lists; see :data:`KIND_NAMES`); else a one-line UserError:
     ``x.bin is a VideoPose3D lifter checkpoint, not a bone-length model``."""
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
     found = checkpoint_kind(checkpoint.get("model_pos"))
-    if found == kind:
-        return
+    if found in kinds:
+        return found
     what = f"a {KIND_NAMES[found]} checkpoint" if found else (
         "not a model checkpoint (no 'model_pos' entry)" if "model_pos" not in checkpoint
         else "a checkpoint of an unknown model")
-    raise UserError(f"{source} is {what}, not a {KIND_NAMES[kind]}")
+    raise UserError(f"{source} is {what}, not a " + " or a ".join(KIND_NAMES[k] for k in kinds))
 
 
 def strip_module_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
