@@ -25,6 +25,7 @@ import sys
 
 import numpy as np
 
+from common.core.bones import bone_lengths
 from common.utils.checkpoint import default_checkpoint
 from common.datasets.dataset import resolve_dataset_name
 from common.utils.device import add_device_argument, select_device
@@ -54,6 +55,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="threads of BlazePose's models (default: every available core; the landmarks are the same)")
     g.add_argument("--person", default="largest",
                    help="who to follow: largest, central, or an index counted from the left (0 = leftmost)")
+    g.add_argument("--people", choices=["one", "all"], default="one",
+                   help="one: follow one person (--person); all: every person, one identity each, own 3D, lengths and "
+                        "files (docs/multi_person.md)")
+    g.add_argument("--max_people", type=number(int, ge=1), default=10, help="--people all: most people followed")
     g.add_argument("--max_gap", type=number(int, ge=0), default=30,
                    help="longest run of frames without the person that is interpolated (longer: error)")
     g.add_argument("--smooth", type=number(float, ge=0), default=0.0,
@@ -143,7 +148,8 @@ def make_config(args: argparse.Namespace) -> InferenceConfig:
     return InferenceConfig(
         video=args.video, keypoints=args.keypoints, keypoint_format=args.keypoint_format, detector=args.detector,
         detector_config=args.detector_config, detector_weights=args.detector_weights,
-        detector_threads=args.detector_threads, person=parse_person_policy(args.person), max_gap=args.max_gap,
+        detector_threads=args.detector_threads, person=parse_person_policy(args.person), people=args.people,
+        max_people=args.max_people, max_gap=args.max_gap,
         smooth=args.smooth, max_frames=args.max_frames, fps=args.fps, lifter=args.lifter, lengths=args.lengths,
         lengths_file=args.lengths_file, poses=args.poses, poses_frame=args.poses_frame,
         length_ckpt=args.length_ckpt or default_checkpoint("length", resolve_dataset_name("auto")),
@@ -170,7 +176,11 @@ def run_cli(argv=None) -> InferenceResult | LiveResult:
     result = run(config)
     print(f"lifter {result.lifter}, lengths {result.length_source}")
     fps = result.timer.fps()
-    print(f"{len(result.track)} frames with the person, {result.frames_rendered} rendered; "
+    for person in result.people:
+        print(f"person {person.identity}: {len(person.track)} frames (from frame {person.track.start}), bone-length "
+              f"std after {bone_lengths(person.poses_after).std(0).mean() * 1000:.1f} mm")
+    print(f"{len(result.track)} frames with the {'first ' if result.people else ''}person, "
+          f"{result.frames_rendered} rendered; "
           f"end to end {result.stats['end_to_end_fps']:.1f} frames/s ("
           + ", ".join(f"{s} {fps[s]:.1f}" for s in STAGES if s in fps) + " frames/s)")
     print(f"bone-length std over time (mean over bones): before {result.stats['length_std_before_mm']:.1f} mm, "

@@ -49,6 +49,7 @@ from common.utils.downloads import cache_dir
 from common.utils.errors import UserError, cli
 from common.utils.fileio import atomic_write
 from common.utils.validation import ArgumentParser, number
+from common.vision.people import identity_switches
 from common.vision.tracking import Track2D
 
 COLUMNS = [("p_mpjpe_mm", "P-MPJPE (mm)", "{:.1f}"), ("limb_length_error_mm", "limb-length error (mm)", "{:.1f}"),
@@ -111,13 +112,23 @@ def parse_offsets(text: str | None, views: int) -> np.ndarray | None:
 
 
 def view_people(run) -> list[ViewPerson]:
-    """The people of one ``inference.py`` run (its npz: poses with a person axis when several were followed)."""
-    exported = np.load(run.files["poses_npz"], allow_pickle=True)
-    poses = exported["poses_after"]
-    tracks = getattr(run, "tracks", None) or [run.track]
-    identities = exported["identities"] if "identities" in exported else np.arange(len(tracks))
-    poses = poses[None] if poses.ndim == 3 else poses
-    return [ViewPerson(t, p, int(i)) for t, p, i in zip(tracks, poses, identities)]
+    """The people of one ``inference.py`` run (``--people all``: everybody; else the one person)."""
+    if run.people:
+        return [ViewPerson(p.track, p.poses_after, p.identity) for p in run.people]
+    return [ViewPerson(run.track, run.poses_after, 0)]
+
+
+def leave_one_out_pixels(cameras, pixels: list[np.ndarray], confidence: list[np.ndarray], group: dict[int, int],
+                         view: int) -> np.ndarray | None:
+    """A matched person's joints in ``view`` as the other views of the group see them: their 2D triangulated
+    without ``view`` and projected into it, (T, 17, 2) distorted pixels (NaN where fewer than 2 other views see
+    a joint); None when fewer than 2 other views see the person."""
+    others = [u for u in sorted(group) if u != view]
+    if len(others) < 2:
+        return None
+    world, _, _ = triangulate_consistent([cameras[u] for u in others], np.stack([pixels[u][group[u]] for u in others]),
+                                         np.stack([confidence[u][group[u]] for u in others]))
+    return cameras[view].project(world)
 
 
 def stacked(people: list[ViewPerson], frames: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
@@ -182,6 +193,9 @@ def main(argv=None) -> None:
     p.add_argument("--finetuned_ckpt", default=DEFAULT_CHECKPOINTS["finetuned"]["demo"],
                    help="mix model for its rows (skipped when missing)")
     p.add_argument("--lengths_file", default=None, help="measured bone lengths for '+ file' rows")
+    p.add_argument("--compare_single", action="store_true",
+                   help="also run inference.py following one person per view (--people one) and compare each "
+                        "person's defaults row with it")
     args = p.parse_args(argv)
     folder = args.recording
     if folder is None and not (args.calibration and args.videos):
@@ -197,7 +211,7 @@ def main(argv=None) -> None:
 
     runs, people = [], []
     for cam, video in zip(cameras, videos):
-        argv_view = ["--video", str(video), "--output", str(out / cam.name), "--no_progress"]
+        argv_view = ["--video", str(video), "--output", str(out / cam.name), "--no_progress", "--people", "all"]
         argv_view += ["--max_frames", str(args.max_frames)] if args.max_frames else []
         print(f"== {cam.name}: inference.py {' '.join(argv_view)}")
         runs.append(inference.run_cli(argv_view))
@@ -227,6 +241,26 @@ def main(argv=None) -> None:
     else:
         print("offsets given (frames): " + ", ".join(f"{c.name} {o:+d}" for c, o in zip(cameras, offsets)))
     pixels, confidence = aligned(offsets)
+    references = {}  # (group, view) -> (T, 17, 2) the person's joints in the view as the other views see them
+    for v, cam in enumerate(cameras):
+        own = [g for g, group in enumerate(groups) if len(group) >= 2]
+        for g in own:
+            projected = leave_one_out_pixels(cameras, pixels, confidence, groups[g], v)
+            if projected is not None:
+                references[(g, v)] = projected
+        here = [g for g in own if (g, v) in references]
+        if not here or not len(pixels[v]):
+            continue
+        reference = np.stack([references[(g, v)] for g in here])
+        heights = np.nanmedian(np.fmax.reduce(reference[..., 1], -1) - np.fmin.reduce(reference[..., 1], -1))
+        switches = identity_switches(reference, pixels[v], 0.25 * heights)
+        inside = np.isfinite(reference).all(-1).mean(-1) > 0.5
+        inside &= ((reference[..., 0] >= 0) & (reference[..., 0] < cam.size[0]) & (reference[..., 1] >= 0)
+                   & (reference[..., 1] < cam.size[1])).mean(-1) > 0.5
+        tracked = [int((inside[k] & np.isfinite(pixels[v][groups[g][v]]).all(axis=(-1, -2))).sum())
+                   if v in groups[g] else 0 for k, g in enumerate(here)]
+        print(f"{cam.name}: identity switches {switches} (goal 0); frames tracked / in view per person: "
+              + ", ".join(f"person {g} {t}/{int(inside[k].sum())}" for k, (g, t) in enumerate(zip(here, tracked))))
 
     lifters = build_lifters(args)
     length_model = None
@@ -234,6 +268,7 @@ def main(argv=None) -> None:
         length_model = load_model(args.length_ckpt, ("length",)).model
     single = len(groups) == 1 and all(len(v) == 1 for v in people)
     table: dict[tuple[int, str], dict[str, dict[str, float]]] = {}
+    reference_3d: dict[tuple[int, int], np.ndarray] = {}  # (group, view) -> (T_view, 17, 3) camera metres
     for person_id, group in enumerate(groups):
         label = ", ".join(f"{cameras[v].name} #{people[v][i].identity}" for v, i in sorted(group.items()))
         if len(group) < 2:
@@ -256,6 +291,7 @@ def main(argv=None) -> None:
             reference = cam.to_camera(shift_frames(np.concatenate(
                 [world, np.full((max(view_frames - frames, 0),) + world.shape[1:], np.nan)]), -int(offsets[v])))
             reference = reference[:view_frames]
+            reference_3d[(person_id, v)] = reference
             rows = {f"inference.py defaults (--lifter {run.lifter}, --lengths {run.length_source})": person.poses}
             if single:
                 plain = full_frame_mediapipe(videos[v], view_frames)
@@ -293,7 +329,38 @@ def main(argv=None) -> None:
                   + f"; limb proportions off {d['proportions_off_pct']:.1f} % (worst limb {d['proportions_max_pct']:.1f}"
                   f" %, over 8 limbs {d['proportions8_off_pct']:.1f} %, worst ratio {d['ratios_max_pct']:.1f} %); "
                   f"length std {d['length_std_mm']:.2f} mm; left/right {d['left_right_mm']:.2f} mm")
+    if args.compare_single:
+        compare_single(args, cameras, videos, runs, pixels, offsets, references, reference_3d, table)
     print(f"wrote {out / 'multiview.md'}")
+
+
+def compare_single(args, cameras, videos, runs, pixels, offsets, references, reference_3d, table) -> None:
+    """Run ``inference.py`` following one person per view (``--people one``, defaults) and print, for the person
+    it follows (the group whose 2D it lies on), its defaults scores beside the ``--people all`` run's."""
+    out = Path(args.out)
+    for v, (cam, video) in enumerate(zip(cameras, videos)):
+        argv_view = ["--video", str(video), "--output", str(out / cam.name / "single"), "--no_progress"]
+        argv_view += ["--max_frames", str(args.max_frames)] if args.max_frames else []
+        print(f"== {cam.name} single person: inference.py {' '.join(argv_view)}")
+        run = inference.run_cli(argv_view)
+        frames = len(pixels[v][0]) if len(pixels[v]) else 0
+        own = stacked([ViewPerson(run.track, run.poses_after, 0)], frames, int(offsets[v]))[0][0]
+        candidates = {g: float(np.nanmean(np.linalg.norm(own - ref, axis=-1)))
+                      for (g, u), ref in references.items() if u == v}
+        if not candidates:
+            continue
+        g = min(candidates, key=candidates.get)
+        reference = reference_3d.get((g, v))
+        if reference is None:
+            continue
+        poses = full_length(run.track, run.poses_after, len(reference))
+        valid = np.isfinite(poses).all(axis=(1, 2)) & np.isfinite(reference).all(axis=(1, 2))
+        single = limb_scores(poses[valid], reference[valid])
+        row = next(r for (p, r) in table if p == g and r.startswith("inference.py defaults"))
+        multi = table[(g, row)][cam.name]
+        print(f"{cam.name} person {g}: --people one P-MPJPE {single['p_mpjpe_mm']:.1f} mm, proportions off "
+              f"{single['proportions_off_pct']:.1f} % ({single['frames']} frames) | --people all "
+              f"{multi['p_mpjpe_mm']:.1f} mm, {multi['proportions_off_pct']:.1f} % ({multi['frames']} frames)")
 
 
 if __name__ == "__main__":

@@ -117,3 +117,34 @@ def test_converter_adjusts_any_poses_and_writes_every_format(tmp_path, capsys):
     with pytest.raises(UserError, match="metres between"):
         (tmp_path / "bad.json").write_text('{"thigh": 450}')
         export_poses.main(["--poses", str(tmp_path / "lifter.npy"), "--lengths", str(tmp_path / "bad.json")])
+
+
+def test_people_exports_have_a_person_axis_and_column(tmp_path):
+    from common.inference.inference_pipeline import PersonResult
+    from common.output.exports import write_people_exports
+    from common.vision.tracking import Track2D
+
+    rng = np.random.default_rng(5)
+    people = []
+    for identity, start, frames in ((0, 0, 6), (3, 2, 3)):           # person 3 appears at frame 2, for 3 frames
+        after = rng.normal(size=(frames, 17, 3)).astype(np.float32)
+        track = Track2D(rng.uniform(0, 100, (frames, 17, 2)).astype(np.float32), np.ones((frames, 17), np.float32),
+                        100, 100, gaps=[(1, 1)] if identity == 3 else [], start=start)
+        people.append(PersonResult(identity, track, after * 0.9, after, np.full(16, 0.3 + identity / 10)))
+    files = write_people_exports("clip", people, None, 30.0, "camera", {"lifter": "x"}, tmp_path, ("csv", "jsonl"))
+    data = np.load(files["people_npz"], allow_pickle=True)
+    assert data["poses_after"].shape == (2, 6, 17, 3) and data["identities"].tolist() == [0, 3]
+    assert data["present"].tolist() == [[True] * 6, [False, False, True, True, True, False]]
+    assert data["interpolated"][1].tolist() == [False, False, False, True, False, False]
+    np.testing.assert_array_equal(data["poses_after"][1, 2:5], people[1].poses_after)
+    assert np.isnan(data["poses_after"][1, [0, 1, 5]]).all()
+    np.testing.assert_allclose(data["bone_lengths"][:, 0], [0.3, 0.6])
+    rows = np.loadtxt(files["people_csv"], delimiter=",", comments="#", skiprows=4)
+    header = [line for line in files["people_csv"].read_text().splitlines() if not line.startswith("#")][0]
+    assert header.split(",")[:3] == ["person", "frame", "pelvis_x"] and len(rows) == 9
+    assert rows[:, :2].tolist()[:4] == [[0, 0], [0, 1], [0, 2], [3, 2]]    # frame order, then person
+    np.testing.assert_allclose(rows[3, 2:].reshape(17, 3), people[1].poses_after[0], atol=1e-5)
+    head, records = read_jsonl(files["people_jsonl"])
+    assert head["people"] == [0, 3] and len(records) == 9
+    assert [(r["person"], r["frame"]) for r in records[2:4]] == [(0, 2), (3, 2)]
+    np.testing.assert_allclose(records[3]["joints"], people[1].poses_after[0], atol=1e-5)

@@ -223,3 +223,14 @@ def test_people_are_matched_across_views_and_one_seen_once_stays_alone():
     lonely = [np.stack([_project(cams[0], world[0])]), np.stack([_project(cams[1], world[1])])]
     groups = match_people(cams[:2], lonely, [np.ones(p.shape[:3]) for p in lonely])
     assert groups == [{0: 0}, {1: 0}]                  # different people: no match, two groups of one view
+
+
+def test_project_is_the_inverse_of_undistorted_triangulation(tmp_path):
+    (tmp_path / "c.qca.txt").write_text(_distorted_qca())
+    cams = read_calibration(tmp_path / "c.qca.txt")
+    points = np.random.default_rng(4).uniform(-0.3, 0.3, (3, 17, 3)) + np.array([0.5, 0.0, 0.5])
+    pixels = np.stack([c.project(points) for c in cams])              # distorted, as a video shows them
+    found, _ = triangulate(cams, pixels, np.ones(pixels.shape[:3]))
+    np.testing.assert_allclose(found, points, atol=1e-5)
+    points[0, 0] = np.nan
+    assert np.isnan(cams[0].project(points)[0, 0]).all() and np.isfinite(cams[0].project(points)[0, 1]).all()

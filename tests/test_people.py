@@ -57,7 +57,7 @@ def _frame(boxes: dict[int, tuple[int, int, int, int]]) -> np.ndarray:
 
 
 def _run(frames, **kwargs):
-    tracker = PeopleTracker(Rectangles, W, H, search_every=5, **kwargs)
+    tracker = PeopleTracker(lambda threads: Rectangles(), W, H, search_every=5, **kwargs)
     for frame in frames:
         tracker.update(frame)
     return tracker, tracker.result()
@@ -119,7 +119,7 @@ def test_more_people_than_max_people_warns_and_nobody_is_an_error(capsys):
     frames = [_frame({1: (60, 100, 140, 300), 2: (250, 100, 330, 300)})] * 3
     _, tracks = _run(frames, max_people=1)
     assert len(tracks) == 1 and "more people than --max_people 1" in capsys.readouterr().err
-    tracker = PeopleTracker(Rectangles, W, H)
+    tracker = PeopleTracker(lambda threads: Rectangles(), W, H)
     tracker.update(np.zeros((H, W, 3), np.uint8))
     with pytest.raises(UserError, match="no person found"):
         tracker.result()

@@ -31,12 +31,12 @@ import torch
 from common.core.bones import adjust_bone_lengths, bone_lengths
 from common.core.camera import camera_to_world_like, place_on_ground
 from common.core.metrics import symmetry_error
-from common.inference.keypoints_2d import TrackOptions, extract_track
+from common.inference.keypoints_2d import TrackOptions, extract_people, extract_track
 from common.inference.length_sources import LengthSource, choose_lengths, make_length_source
 from common.inference.lifters import Lifter, choose_lifter, make_lifter
 from common.inference.registry import options_from
-from common.output.exports import DEFAULT_EXPORTS, PoseExport, write_exports
-from common.output.rendering import render
+from common.output.exports import DEFAULT_EXPORTS, PEOPLE_TABLES, PoseExport, write_exports, write_people_exports
+from common.output.rendering import render, render_people
 from common.utils.timing import STAGES, StageTimer
 from common.vision.tracking import Track2D
 from common.vision.video import VideoReader
@@ -56,6 +56,8 @@ class InferenceConfig:
     detector_weights: str | None = None
     detector_threads: int | None = None  # BlazePose's inference threads (None: every available core)
     person: str = "largest"
+    people: str = "one"        # "all": every person, one identity each (common.vision.people)
+    max_people: int = 10
     max_gap: int = 30
     smooth: float = 0.0
     max_frames: int | None = None
@@ -94,6 +96,19 @@ class InferenceResult:
     lifter: str = ""
     length_source: str = ""
     stats: dict[str, float] = field(default_factory=dict)
+    people: list["PersonResult"] = field(default_factory=list)  # --people all: everybody (the first also above)
+
+
+@dataclass
+class PersonResult:
+    """One person of a ``--people all`` run: identity, 2D track, poses (T, 17, 3) world-like metres over the
+    track's frames before/after adjustment, the lengths used ((16,) or (T, 16) metres)."""
+
+    identity: int
+    track: Track2D
+    poses_before: np.ndarray
+    poses_after: np.ndarray
+    lengths: np.ndarray
 
 
 def make_models(config: InferenceConfig, live: bool = False) -> tuple[Lifter, LengthSource]:
@@ -132,21 +147,45 @@ def run(config: InferenceConfig) -> InferenceResult:
     reader = VideoReader(config.video, config.max_frames) if config.video else None
     fps = reader.info.fps if reader is not None else config.fps
     lifter, source = make_models(config)
-    track = extract_track(options_from(TrackOptions, vars(config)), reader, timer)
-    with timer.measure("lift", len(track)):
-        lifted = lifter.lift(track)
-    with timer.measure("adjust", len(track)):
-        lengths, before, after = _adjust(lifter, source, lifted, track)
+    options = options_from(TrackOptions, vars(config))
+    if config.people == "all":
+        tracks = extract_people(options, reader, timer)
+    else:
+        tracks = [(0, extract_track(options, reader, timer))]
     stem = Path(config.video).stem if config.video else Path(config.keypoints).stem
-    export = PoseExport(stem, config.video, track, before, after, lengths, fps, lifter.frame,
-                        getattr(lifter, "mode", lifter.name), lifter.name, source.name, lifter.convention,
-                        None if config.poses else lifted)  # the lifter's poses, unless read from --poses
-    files = write_exports(export, config.output, DEFAULT_EXPORTS + tuple(config.export_formats))
-    video_files, rendered = render(config.output, stem, reader, track, before, after, fps, timer, config.gif,
-                                   config.panel_height, config.progress)
+    people, files = [], {}
+    for identity, track in tracks:  # each person: their own 3D, lengths and adjustment
+        with timer.measure("lift", len(track)):
+            lifted = lifter.lift(track)
+        with timer.measure("adjust", len(track)):
+            lengths, before, after = _adjust(lifter, source, lifted, track)
+        people.append(PersonResult(identity, track, before, after, lengths))
+        export = PoseExport(stem if config.people != "all" else f"{stem}_person{identity}", config.video, track,
+                            before, after, lengths, fps, lifter.frame, getattr(lifter, "mode", lifter.name),
+                            lifter.name, source.name, lifter.convention,
+                            None if config.poses else lifted)  # the lifter's poses, unless read from --poses
+        formats = tuple(config.export_formats)
+        if config.people == "all":  # CSV and JSON lines: one file for everybody with a person column (below)
+            formats = tuple(f for f in formats if f not in PEOPLE_TABLES)
+        written = write_exports(export, config.output, DEFAULT_EXPORTS + formats)
+        files.update(written if config.people != "all" else {f"person{identity}_{k}": v for k, v in written.items()})
+    if config.people == "all":
+        files.update(write_people_exports(
+            stem, people, config.video, fps, lifter.frame,
+            {"mode": getattr(lifter, "mode", lifter.name), "lifter": lifter.name, "lengths": source.name,
+             "joint_convention": lifter.convention}, config.output,
+            tuple(f for f in config.export_formats if f in PEOPLE_TABLES)))
+        video_files, rendered = render_people(config.output, stem, reader, people, fps, timer, config.gif,
+                                              config.panel_height, config.progress)
+    else:
+        video_files, rendered = render(config.output, stem, reader, people[0].track, people[0].poses_before,
+                                       people[0].poses_after, fps, timer, config.gif, config.panel_height,
+                                       config.progress)
     files.update(video_files)
-    stats = _stats(before, after, rendered, time.perf_counter() - start)
-    return InferenceResult(files, track, before, after, lengths, timer, rendered, lifter.name, source.name, stats)
+    first = people[0]
+    stats = _stats(np.concatenate([p.poses_before for p in people]), np.concatenate([p.poses_after for p in people]),
+                   rendered, time.perf_counter() - start)
+    return InferenceResult(files, first.track, first.poses_before, first.poses_after, first.lengths, timer, rendered,
+                           lifter.name, source.name, stats, people if config.people == "all" else [])
 
-
-__all__ = ["InferenceConfig", "InferenceResult", "STAGES", "run", "make_models"]
+__all__ = ["InferenceConfig", "InferenceResult", "PersonResult", "STAGES", "run", "make_models"]

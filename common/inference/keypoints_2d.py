@@ -1,16 +1,19 @@
 """Stage 1 of video inference: the followed person's 2D keypoints, from the detector run over the video's
-frames (one pass, streamed) or from a precomputed keypoint file."""
+frames (one pass, streamed) or from a precomputed keypoint file; with ``--people all`` every person's
+(:func:`extract_people`)."""
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from common.vision.detectors import load_keypoints, make_detector
 from common.utils.errors import UserError
 from common.utils.timing import StageTimer
+from common.vision.people import PeopleTracker
 from common.vision.tracking import PersonTracker, Track2D, fill_gaps, smooth_track
 from common.vision.video import VideoReader
 
@@ -27,6 +30,8 @@ class TrackOptions:
     detector_weights: str | None = None
     detector_threads: int | None = None
     person: str = "largest"
+    people: str = "one"     # "all": every person (extract_people)
+    max_people: int = 10
     max_gap: int = 30
     smooth: float = 0.0
     max_frames: int | None = None
@@ -70,6 +75,9 @@ def extract_track(config: TrackOptions, reader: VideoReader | None, timer: Stage
         finally:
             detector.close()
         raw = tracker.result()
+        if tracker.people_seen > 1:
+            print(f"note: {tracker.people_seen} people were seen; one is followed (--person {config.person}); "
+                  "--people all follows everyone")
         if tracker.reacquired:
             print(f"the followed person was lost and a person picked again by --person {config.person} at "
                   f"frame(s) {tracker.reacquired}")
@@ -80,3 +88,47 @@ def extract_track(config: TrackOptions, reader: VideoReader | None, timer: Stage
     if track.start or len(track) < len(raw):
         print(f"person present in frames {track.start}-{track.start + len(track) - 1} of {len(raw)}")
     return smooth_track(track, config.smooth)
+
+
+MIN_PERSON_FRAMES = 5  # an identity seen in fewer frames is dropped (a passing false detection)
+
+
+def extract_people(config: TrackOptions, reader: VideoReader | None, timer: StageTimer) -> list[tuple[int, Track2D]]:
+    """``--people all``: every person's 2D keypoints (:class:`common.vision.people.PeopleTracker`), as
+    (identity, track) pairs ordered by identity, each track cut to the frames from the person's first to last
+    appearance (``start``) with the frames between interpolated (a gap longer than ``--max_gap`` is interpolated
+    too, with a warning: the person keeps one track). Identities seen in fewer than :data:`MIN_PERSON_FRAMES`
+    frames are dropped (noted)."""
+    if config.keypoints or reader is None:
+        raise UserError("--people all runs the detector on a --video (a keypoint file holds one person)")
+    tracker = PeopleTracker(lambda threads: make_detector(config.detector, config.detector_config,
+                                                          config.detector_weights, str(config.device),
+                                                          config.detector_threads if threads is None else threads),
+                            reader.info.width, reader.info.height, config.max_people)
+    try:
+        frames = timer.timed("decode", reader)
+        for frame in tqdm(frames, total=reader.info.frame_count or None, desc="detect 2D (people)",
+                          disable=not config.progress):
+            with timer.measure("detect", 1):
+                tracker.update(frame)
+    finally:
+        tracker.close()
+    people = []
+    for identity, raw in tracker.result():
+        seen = int((~np.isnan(raw.positions).any(axis=(1, 2))).sum())
+        if seen < MIN_PERSON_FRAMES:
+            print(f"person {identity}: seen in {seen} frame(s) only, dropped")
+            continue
+        track = fill_gaps(raw, len(raw))
+        long = [(a, b) for a, b in track.gaps if b - a + 1 > config.max_gap]
+        if long:
+            print(f"warning: person {identity} is missing for more than --max_gap {config.max_gap} frames at "
+                  + ", ".join(f"{track.start + a}-{track.start + b}" for a, b in long) + "; interpolated")
+        print(f"person {identity}: frames {track.start}-{track.start + len(track) - 1}, seen in {seen}, "
+              f"{sum(b - a + 1 for a, b in track.gaps)} interpolated")
+        people.append((identity, smooth_track(track, config.smooth)))
+    if tracker.given_back:
+        print("identities given back (frame: person): " + ", ".join(f"{f}: {i}" for f, i in tracker.given_back))
+    if not people:
+        raise UserError(f"no person seen in {MIN_PERSON_FRAMES} frames or more")
+    return people

@@ -69,6 +69,15 @@ class CalibratedCamera:
         """(3, 4) projection matrix of undistorted pixel coordinates."""
         return self.K @ np.concatenate([self.R, -self.R @ self.centre[:, None]], axis=1)
 
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """World points (..., 3) metres -> distorted pixels (..., 2) as the video shows them (NaN stays NaN)."""
+        import cv2
+
+        flat = np.nan_to_num(points.reshape(-1, 3).astype(np.float64))
+        rotation = cv2.Rodrigues(np.asarray(self.R, np.float64))[0]
+        pixels = cv2.projectPoints(flat, rotation, self.translation, self.K, self.dist)[0].reshape(points.shape[:-1] + (2,))
+        return np.where(np.isnan(points).any(axis=-1, keepdims=True), np.nan, pixels)
+
     def undistort(self, pixels: np.ndarray) -> np.ndarray:
         """Distorted pixels (..., 2) -> undistorted pixels of the same camera."""
         import cv2

@@ -17,9 +17,18 @@ All files are written atomically. Formats:
   frame 0 (edge-padded), a valid ``--poses`` input (written for lifters that compute poses, not for ``poses``).
 * on request (``inference.py --export``): ``bvh``, ``csv``, ``jsonl`` — the adjusted poses as
   ``<stem>_poses_3d.bvh``/``.csv``/``.jsonl`` (:mod:`common.output.pose_tables`, :mod:`common.output.bvh`).
+
+With ``--people all`` every person's files above are written with the stem ``<stem>_person<id>`` (one BVH per
+person), and :func:`write_people_exports` writes everybody together: ``<stem>_people_3d.npz`` (a person axis:
+``poses_after``/``poses_before`` (P, F, 17, 3) metres and ``keypoints_2d`` (P, F, 17, 2) pixels over the video's
+frames 0..F-1, NaN where that person is absent, ``present``/``interpolated`` (P, F), ``identities`` (P,),
+``bone_lengths`` (P, 16) or (P, F, 16)), and on request ``<stem>_people_3d.csv`` (a ``person`` column before
+``frame``) and ``<stem>_people_3d.jsonl`` (a ``person`` key in every frame record; one record per person and
+frame, in frame order).
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,7 +38,8 @@ import numpy as np
 from common.core.bones import bone_lengths
 from common.core.camera import WORLD_LIKE_FRAMES
 from common.utils.fileio import save_json, save_npz
-from common.output.pose_tables import write_pose_formats
+from common.output.pose_tables import (CSV_COLUMNS, DECIMALS, JsonLinesWriter, jsonl_header, jsonl_record,
+                                       write_pose_formats)
 from common.core.skeleton import BONE_NAMES, JOINT_NAMES, JOINTS_LEFT, JOINTS_RIGHT, NUM_JOINTS, PARENTS
 from common.vision.tracking import Track2D
 from common.output.visualization import plot_bone_lengths_over_time
@@ -162,4 +172,69 @@ def write_exports(result: PoseExport, out_dir: str | Path, formats: tuple[str, .
     files: dict[str, Path] = {}
     for name in formats:
         files.update(EXPORTS[name](result, Path(out_dir)))
+    return files
+
+
+PEOPLE_TABLES = ("csv", "jsonl")  # with --people all: one file for everybody (a person column) instead of one each
+
+
+def write_people_exports(stem: str, people: list, video: str | None, fps: float, frame: str, meta: dict,
+                         out_dir: str | Path, formats: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Everybody's adjusted poses in one npz with a person axis, plus the requested :data:`PEOPLE_TABLES` (module
+    docstring). people: :class:`common.inference.inference_pipeline.PersonResult` list (identity, track,
+    poses_before/poses_after (T, 17, 3) world-like metres over the track's frames, lengths (16,) or (T, 16))."""
+    from common.utils.fileio import atomic_write
+
+    out = Path(out_dir)
+    frames = max(p.track.start + len(p.track) for p in people)
+
+    def video_frames(values: np.ndarray, p) -> np.ndarray:
+        full = np.full((frames,) + values.shape[1:], np.nan, np.float32)
+        full[p.track.start:p.track.start + len(p.track)] = values
+        return full
+
+    present = np.zeros((len(people), frames), bool)
+    interpolated = np.zeros((len(people), frames), bool)
+    for k, p in enumerate(people):
+        present[k, p.track.start:p.track.start + len(p.track)] = True
+        for a, b in p.track.gaps:
+            interpolated[k, p.track.start + a:p.track.start + b + 1] = True
+    lengths = [np.asarray(p.lengths) for p in people]
+    constant = all(length.ndim == 1 for length in lengths)
+    after = np.stack([video_frames(p.poses_after, p) for p in people])
+    identities = np.array([p.identity for p in people], np.int64)
+    files = {"people_npz": out / f"{stem}_people_3d.npz"}
+    description = WORLD_LIKE_FRAMES[frame]
+    save_npz(files["people_npz"], poses_after=after, poses_before=np.stack([video_frames(p.poses_before, p)
+                                                                            for p in people]),
+             keypoints_2d=np.stack([video_frames(p.track.positions, p) for p in people]),
+             confidence_2d=np.stack([video_frames(p.track.confidence, p) for p in people]),
+             present=present, interpolated=interpolated, identities=identities,
+             bone_lengths=(np.stack(lengths) if constant
+                           else np.stack([video_frames(np.broadcast_to(l, (len(p.track), len(BONE_NAMES))), p)
+                                          for l, p in zip(lengths, people)])),
+             metadata={"joint_names": JOINT_NAMES, "parents": PARENTS.tolist(), "bone_names": BONE_NAMES,
+                       "units": "metres", "frame": description, "fps": fps, "video": video,
+                       "axes": "person, video frame, joint, xyz", **meta})
+    person_index, frame_index = np.nonzero(present.T)[::-1]  # every (person, frame) present, in frame order
+    order = np.lexsort((person_index, frame_index))
+    person_index, frame_index = person_index[order], frame_index[order]
+    if "csv" in formats:
+        files["people_csv"] = out / f"{stem}_people_3d.csv"
+        table = np.concatenate([identities[person_index, None].astype(np.float64), frame_index[:, None],
+                                after[person_index, frame_index].reshape(len(order), -1)], axis=1)
+        header = [f"# BLAPose 3D poses of every person, one row per person and video frame: person id, frame "
+                  "index, then <joint>_<axis> in metres", f"# coordinate frame: {description}", f"# fps: {fps:g}",
+                  ",".join(["person"] + CSV_COLUMNS)]
+        text = io.StringIO()
+        text.write("\n".join(header) + "\n")
+        np.savetxt(text, table, fmt=["%d", "%d"] + [f"%.{DECIMALS}f"] * (3 * NUM_JOINTS), delimiter=",")
+        atomic_write(files["people_csv"], lambda fh: fh.write(text.getvalue().encode()))
+    if "jsonl" in formats:
+        files["people_jsonl"] = out / f"{stem}_people_3d.jsonl"
+        with JsonLinesWriter(files["people_jsonl"]) as writer:
+            writer.write(jsonl_header(description, fps, people=identities.tolist()))
+            for k, f in zip(person_index, frame_index):
+                length = lengths[k] if lengths[k].ndim == 1 else lengths[k][f - people[k].track.start]
+                writer.write(jsonl_record(f, f / fps, after[k, f], length, person=int(identities[k])))
     return files

@@ -1,6 +1,6 @@
 """The output video of ``inference.py``: video frame + 2D keypoints beside the 3D skeleton before and after
 adjustment, streamed one frame at a time (see :mod:`common.output.visualization` for the panels), plus PNGs of its
-first, middle and last frames."""
+first, middle and last frames; with ``--people all`` (:func:`render_people`) everybody, one colour per identity."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,6 +53,55 @@ def render(output: str | Path, stem: str, reader: VideoReader | None, track: Tra
                                            track.confidence[t] if inside else None,
                                            before[t] if inside else None, after[t] if inside else None,
                                            video_lines, lines_b, lines_a)
+                writer.write(composed)
+                if index in picks:
+                    files[f"png_{picks[index]}"] = out / f"{stem}_frame_{picks[index]}.png"
+                    cv2.imwrite(str(files[f"png_{picks[index]}"]), composed[..., ::-1])
+    if composed is None:
+        raise UserError("no frame to render")
+    files["png_last"] = out / f"{stem}_frame_last.png"
+    cv2.imwrite(str(files["png_last"]), composed[..., ::-1])
+    return files, index + 1
+
+
+BODY_HEIGHT_M = 1.7  # metres per person height in pixels, to place people side by side in the 3D panels
+
+
+def render_people(output: str | Path, stem: str, reader: VideoReader, people: list, fps: float, timer: StageTimer,
+                  gif: bool = False, panel_height: int = 480, progress: bool = True) -> tuple[dict[str, Path], int]:
+    """:func:`render` for ``--people all``: every person in their identity's colour. people:
+    :class:`common.inference.inference_pipeline.PersonResult` list. In the 3D panels each person (root-relative
+    lifters put everybody at the origin) is shifted along x by their pelvis' horizontal distance from the image
+    centre, in metres at :data:`BODY_HEIGHT_M` per median person height in pixels (side by side as in the image,
+    not a metric placement). Returns ({name: path}, number of frames rendered)."""
+    import cv2
+
+    out = Path(output)
+    renderer = FrameRenderer(reader.info.width, reader.info.height, panel_height)
+    video_path = out / f"{stem}_blapose.{'gif' if gif else 'mp4'}"
+    total = reader.info.frame_count
+    picks = {0: "first", max(total - 1, 0) // 2: "middle"}
+    files = {"video": video_path}
+    shifts = []
+    for p in people:
+        spans = p.track.positions[..., 1].max(axis=1) - p.track.positions[..., 1].min(axis=1)
+        metres = BODY_HEIGHT_M / max(float(np.median(spans)), 1.0)
+        shift = np.zeros((len(p.track), 1, 3), np.float32)
+        shift[:, 0, 0] = (p.track.positions[:, 0, 0] - reader.info.width / 2) * metres
+        shifts.append(shift)
+    composed, index = None, -1
+    with VideoWriter(video_path, renderer.width, renderer.height, fps) as writer:
+        for index, frame in enumerate(tqdm(timer.timed("decode", reader), total=total or None, desc="render",
+                                           disable=not progress)):
+            with timer.measure("render", 1):
+                shown = []
+                for p, shift in zip(people, shifts):
+                    t = index - p.track.start
+                    if 0 <= t < len(p.track):
+                        shown.append({"identity": p.identity, "keypoints": p.track.positions[t],
+                                      "before": p.poses_before[t] + shift[t], "after": p.poses_after[t] + shift[t]})
+                lines = [f"frame {index}  people " + (" ".join(f"#{s['identity']}" for s in shown) or "none")]
+                composed = renderer.render_people(frame, shown, lines)
                 writer.write(composed)
                 if index in picks:
                     files[f"png_{picks[index]}"] = out / f"{stem}_frame_{picks[index]}.png"

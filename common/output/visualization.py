@@ -27,6 +27,14 @@ CENTRE_COLOUR = (90, 90, 90)
 BONE_COLOURS = [RIGHT_COLOUR if j in JOINTS_RIGHT else LEFT_COLOUR if j in JOINTS_LEFT else CENTRE_COLOUR
                 for j in range(1, len(PARENTS))]
 PANEL_RANGE = 1.1  # metres shown either side of the pelvis (and 2 x this in height)
+# one colour per identity (--people all), RGB, cycled
+IDENTITY_COLOURS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
+                    (240, 50, 230), (210, 245, 60), (250, 190, 190), (0, 128, 128)]
+
+
+def identity_colour(identity: int) -> tuple[int, int, int]:
+    """The RGB colour of a person's identity in pictures (cycled over :data:`IDENTITY_COLOURS`)."""
+    return IDENTITY_COLOURS[identity % len(IDENTITY_COLOURS)]
 
 
 def _view_rotation(azimuth: float, elevation: float) -> np.ndarray:
@@ -84,6 +92,50 @@ class FrameRenderer:
                 cv2.circle(canvas, tuple(point), self.thickness + 1, (30, 30, 30), -1, cv2.LINE_AA)
         self._text(canvas, [title] + lines)
         return canvas
+
+    def _panel_people_3d(self, poses: list[tuple[np.ndarray, tuple[int, int, int]]], title: str) -> np.ndarray:
+        """Several people's poses (17, 3) world-like metres, each in its colour, in one panel wide enough for all
+        (centred on the mean pelvis)."""
+        canvas = np.full((self.panel, self.panel, 3), 250, np.uint8)
+        pelvises = np.array([pose[0] for pose, _ in poses]) if poses else np.zeros((1, 3))
+        centre = pelvises.mean(axis=0)
+        reach = max(PANEL_RANGE, float(np.abs(pelvises[:, :2] - centre[:2]).max()) + 0.8)
+        scale = self.pixels_per_metre
+        self.pixels_per_metre = self.panel / (2 * reach)
+        try:
+            grid, _ = self._project(self.grid * reach / PANEL_RANGE, centre)
+            for a, b in np.round(grid).astype(np.int32):
+                cv2.line(canvas, tuple(a), tuple(b), (205, 205, 205), 1, cv2.LINE_AA)
+            for pose, colour in sorted(poses, key=lambda pc: -float(self._project(pc[0][:1], centre)[1][0])):
+                pixels = np.round(self._project(pose, centre)[0]).astype(np.int32)
+                for child in range(1, len(PARENTS)):
+                    cv2.line(canvas, tuple(pixels[PARENTS[child]]), tuple(pixels[child]), colour, self.thickness,
+                             cv2.LINE_AA)
+        finally:
+            self.pixels_per_metre = scale
+        self._text(canvas, [title])
+        return canvas
+
+    def render_people(self, frame: np.ndarray | None, people: list[dict], video_lines: list[str]) -> np.ndarray:
+        """One output frame with several people, each in their identity's colour (:func:`identity_colour`):
+        the video with every person's 2D skeleton and id, then everybody's 3D before and after adjustment in one
+        scene each. people: dicts with ``identity``, ``keypoints`` (17, 2) pixels, ``before``/``after`` (17, 3)
+        world-like metres (placed side by side by the caller)."""
+        canvas = self._panel_video(frame, None, None, video_lines)
+        for person in people:
+            colour = identity_colour(person["identity"])
+            pixels = np.round(person["keypoints"] * self.scale).astype(np.int32)
+            for child in range(1, len(PARENTS)):
+                cv2.line(canvas, tuple(pixels[PARENTS[child]]), tuple(pixels[child]), colour, self.thickness,
+                         cv2.LINE_AA)
+            top = pixels[:, 1].min() - 6
+            cv2.putText(canvas, f"#{person['identity']}", (int(pixels[:, 0].min()), int(max(top, 12))),
+                        cv2.FONT_HERSHEY_SIMPLEX, self.panel / 900, colour, max(1, self.thickness), cv2.LINE_AA)
+        return np.concatenate([
+            canvas,
+            self._panel_people_3d([(p["before"], identity_colour(p["identity"])) for p in people], "before adjustment"),
+            self._panel_people_3d([(p["after"], identity_colour(p["identity"])) for p in people], "after adjustment"),
+        ], axis=1)
 
     def _text(self, canvas: np.ndarray, lines: list[str]) -> None:
         """Black text with a white outline (readable on video and on the 3D panels)."""

@@ -26,6 +26,7 @@ Positions are per identity (T, 17, 2) pixels on the video's frames (NaN where th
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -33,7 +34,7 @@ import numpy as np
 
 from common.core.skeleton import NUM_JOINTS
 from common.utils.errors import UserError
-from common.vision.detectors import Keypoint2DSource, PersonPose
+from common.vision.detectors import Keypoint2DSource, PersonPose, available_cores
 from common.vision.tracking import PersonTracker, Track2D, box_iou, box_overlap, find_people
 
 FOLLOW_FOR = 3          # frames an identity is still followed after it was last seen (then only searches find it)
@@ -98,16 +99,18 @@ class Identity:
 
 
 class PeopleTracker:
-    """Follow everybody frame by frame; see the module docstring. ``make_detector()`` builds a detector (one for
-    the searches, one per identity's follower); ``max_people``: most identities; ``search_every``: frames between
-    searches for people not followed yet."""
+    """Follow everybody frame by frame; see the module docstring. ``make_detector(threads)`` builds a detector
+    (one for the searches with ``threads=None``: every core; one per identity's follower with ``threads=1``: the
+    followers of one frame run in parallel worker threads, one core each); ``max_people``: most identities;
+    ``search_every``: frames between searches for people not followed yet."""
 
-    def __init__(self, make_detector: Callable[[], Keypoint2DSource], width: int, height: int,
+    def __init__(self, make_detector: Callable[[int | None], Keypoint2DSource], width: int, height: int,
                  max_people: int = 10, search_every: int = 15, min_score: float = 0.3):
         if max_people < 1 or search_every < 1:
             raise UserError(f"max_people and search_every must be >= 1, got {max_people}, {search_every}")
         self.make_detector = make_detector
-        self.search_detector = make_detector()
+        self.search_detector = make_detector(None)
+        self._pool: ThreadPoolExecutor | None = None  # the followers' workers
         self.width, self.height = width, height
         self.max_people, self.search_every, self.min_score = max_people, search_every, min_score
         self.identities: list[Identity] = []
@@ -116,7 +119,7 @@ class PeopleTracker:
         self.given_back: list[tuple[int, int]] = []  # (frame, identity) where a person got their identity back
 
     def _new_identity(self, person: PersonPose, look: np.ndarray | None) -> Identity:
-        follower = PersonTracker(self.make_detector(), self.width, self.height, min_score=self.min_score)
+        follower = PersonTracker(self.make_detector(1), self.width, self.height, min_score=self.min_score)
         follower.last = person
         identity = Identity(len(self.identities), follower, self.frame, look)
         missing = self.frame
@@ -144,11 +147,11 @@ class PeopleTracker:
     def update(self, rgb: np.ndarray) -> dict[int, PersonPose]:
         """Process the next frame (H, W, 3) RGB; returns identity -> pose of everybody seen in it."""
         followed = [i for i in self.identities if self.frame - i.last_frame <= FOLLOW_FOR]
-        found: dict[int, PersonPose] = {}
-        for identity in followed:
-            person = identity.follower.follow(rgb)
-            if person is not None:
-                found[identity.id] = person
+        if len(followed) > 1 and self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=available_cores(), thread_name_prefix="follower")
+        poses = (self._pool.map(lambda i: i.follower.follow(rgb), followed) if len(followed) > 1
+                 else [i.follower.follow(rgb) for i in followed])
+        found = {i.id: person for i, person in zip(followed, poses) if person is not None}
         looks = {k: appearance(rgb, p) for k, p in found.items()}
         # two identities on one person: the better match keeps it
         for a in list(found):
@@ -216,7 +219,9 @@ class PeopleTracker:
         return tracks
 
     def close(self) -> None:
-        """Release every detector."""
+        """Release every detector and the workers."""
+        if self._pool is not None:
+            self._pool.shutdown()
         self.search_detector.close()
         for identity in self.identities:
             identity.follower.detector.close()
