@@ -183,8 +183,9 @@ def run(config: InferenceConfig) -> InferenceResult:
                                        config.progress)
     files.update(video_files)
     first = people[0]
-    stats = _stats(np.concatenate([p.poses_before for p in people]), np.concatenate([p.poses_after for p in people]),
-                   rendered, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    each = [_stats(p.poses_before, p.poses_after, rendered, seconds) for p in people]  # mean over people
+    stats = {k: float(np.mean([e[k] for e in each])) for k in each[0]}
     return InferenceResult(files, first.track, first.poses_before, first.poses_after, first.lengths, timer, rendered,
                            lifter.name, source.name, stats, people if config.people == "all" else [])
 
