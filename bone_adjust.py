@@ -22,7 +22,7 @@ from common.datasets.dataset import resolve_dataset_name
 from common.utils.device import add_device_argument, select_device
 from common.utils.errors import cli
 from common.adjustment.evaluation import BONE_TABLE_TITLE, bone_columns, format_bone_table, format_table, write_csv
-from common.utils.validation import ArgumentParser, check_output_file
+from common.utils.validation import ArgumentParser, check_inputs_survive, check_output_file
 
 DEFAULT_PREDICTIONS = Path("3D_prediction/VideoPose3D")
 
@@ -68,6 +68,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         "lengths_dict_causal.npz" if args.causal else "lengths_dict.npz")
     out_dir = check_output_file(args.result_csv, "--result_csv").parent
     sequence_key = adjust.parse_sequence(args.plot_sequence) if args.plot_sequence else None
+    outputs = [("--result_csv", args.result_csv)]
+    if args.plot_frame_error:
+        outputs += [("--result_csv", out_dir / name) for name in ("frame_error.png", "frame_error.csv")]
+    if sequence_key is not None:
+        outputs.append(("--result_csv", out_dir / adjust.sequence_plot_name(sequence_key)))
+    check_inputs_survive([("--pred", pred_path), ("--act", act_path), ("--gt", gt_path), ("--bone", bone_path)],
+                         outputs)
 
     predictions = adjust.load_predictions(pred_path, act_path if pred_path.suffix != ".npz" else None)
     if sequence_key is not None:
@@ -93,8 +100,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"{int(f):11d}  " + "  ".join(f"{curve[n][i]:10.1f}" for n in curve if n != "frames"))
         print(f"wrote {out_dir / 'frame_error.png'} and {out_dir / 'frame_error.csv'}")
     if sequence_key is not None:
-        name = "_".join(str(x) for x in sequence_key).replace(" ", "-")
-        path = adjust.plot_sequence(data, sequence_key, out_dir / f"bone_lengths_{name}.png")
+        path = adjust.plot_sequence(data, sequence_key, out_dir / adjust.sequence_plot_name(sequence_key))
         print(f"wrote {path}")
 
 

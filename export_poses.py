@@ -25,7 +25,8 @@ from common.utils.fileio import check_array, existing_file, load_npz
 from common.inference.length_sources import file_lengths, median_lengths
 from common.output.pose_tables import parse_export_formats, write_pose_formats
 from common.core.skeleton import NUM_BONES, NUM_JOINTS, PARENTS
-from common.utils.validation import ArgumentParser, check_length_units, check_output_file, check_pose_units, number
+from common.utils.validation import (ArgumentParser, check_inputs_survive, check_length_units, check_output_file,
+                                     check_pose_units, number)
 
 
 def load_pose_array(path: str, key: str | None) -> tuple[np.ndarray, dict]:
@@ -48,6 +49,29 @@ def load_pose_array(path: str, key: str | None) -> tuple[np.ndarray, dict]:
     return check_array(f"{path}[{name}]", data[name], (None, NUM_JOINTS, 3)), data
 
 
+def _stored_fps(path: str, meta: dict) -> float:
+    """The frame rate in the npz's metadata (50 when it states none); anything but a positive number is a
+    one-line error asking for --fps."""
+    value = meta.get("fps")
+    if value is None:
+        return 50.0
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value) or value <= 0:
+        raise UserError(f"{path}: stored fps {value!r} is not a positive frame rate; give --fps")
+    return float(value)
+
+
+def _frame_indices(path: str, stored, count: int) -> np.ndarray:
+    """(T,) video frame index of each pose: the npz's ``frame_indices`` (integers, one per pose), else 0..T-1."""
+    if stored is None:
+        return np.arange(count)
+    frames = np.asarray(stored)
+    if frames.shape != (count,) or not np.issubdtype(frames.dtype, np.integer):
+        raise UserError(f"{path}: 'frame_indices' must hold {count} integers (one per pose), got "
+                        f"{frames.dtype} of shape {frames.shape}")
+    return frames
+
+
 def main(argv=None) -> None:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--poses", required=True, help="npz/npy of (T, 17, 3) poses, metres")
@@ -63,14 +87,14 @@ def main(argv=None) -> None:
     if not formats:
         raise UserError("--format: give at least one of bvh, csv, jsonl")
     stem = Path(args.output) if args.output else Path(args.poses).with_suffix("")
-    for fmt in formats:
-        check_output_file(stem.with_name(f"{stem.name}.{fmt}"), "--output")
+    outputs = [("--output", stem.with_name(f"{stem.name}.{fmt}")) for fmt in formats]
+    for flag, path in outputs:
+        check_output_file(path, flag)
+    check_inputs_survive([("--poses", args.poses), ("--lengths", args.lengths)], outputs)
     poses, data = load_pose_array(args.poses, args.key)
     check_pose_units(args.poses, poses, PARENTS)
     meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
-    fps = args.fps or float(meta.get("fps") or 50.0)
-    if not np.isfinite(fps) or fps <= 0:
-        raise UserError(f"{args.poses}: stored fps {fps!r} is not a positive frame rate; give --fps")
+    fps = args.fps or _stored_fps(args.poses, meta)
     frame = args.frame or ("world" if "poses_after" in data else "camera")
     stored = data.get("bone_lengths")
     if args.lengths:
@@ -87,7 +111,7 @@ def main(argv=None) -> None:
         description = WORLD_LIKE_FRAMES["camera"]
     else:
         description = str(meta.get("frame") or WORLD_LIKE_FRAMES["world"])
-    frames = np.asarray(data.get("frame_indices", np.arange(len(poses))))
+    frames = _frame_indices(args.poses, data.get("frame_indices"), len(poses))
     for name, path in write_pose_formats(formats, stem, adjusted, lengths, frames, fps, description).items():
         print(f"{name}: {path}")
 

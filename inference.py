@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -35,9 +37,12 @@ from common.inference.length_sources import DEFAULT_LENGTHS, LENGTH_SOURCES
 from common.inference.lifters import DEFAULT_LIFTER, INPUT_FLAGS, LIFTERS
 from common.inference.live import LiveConfig, LiveResult, run_live
 from common.models.model import parse_architecture
+from common.output.exports import DEFAULT_EXPORTS, export_paths
 from common.output.pose_tables import parse_export_formats
+from common.output.rendering import render_paths
 from common.vision.tracking import parse_person_policy
-from common.utils.validation import ArgumentParser, check_output_dir, check_output_file, number
+from common.utils.validation import (ArgumentParser, check_inputs_survive, check_output_dir, check_output_file,
+                                     number)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -161,17 +166,51 @@ def make_config(args: argparse.Namespace) -> InferenceConfig:
         export_formats=parse_export_formats(args.export))
 
 
+def check_paths(args: argparse.Namespace) -> None:
+    """Before any work: the outputs are writable and none of them is (or would overwrite) an input; flags the
+    chosen mode ignores get a one-line warning."""
+    live = args.live is not None
+    inputs = [("--lengths_file", args.lengths_file), ("--length_ckpt", args.length_ckpt),
+              ("--lifter_ckpt", args.lifter_ckpt), ("--finetuned_ckpt", args.finetuned_ckpt),
+              ("--detector_config", args.detector_config), ("--detector_weights", args.detector_weights)]
+    if args.lengths_file and args.lengths not in (None, "file"):
+        print(f"warning: --lengths_file {args.lengths_file} is ignored: it is read only with --lengths file (got "
+              f"--lengths {args.lengths})", file=sys.stderr)
+    defaults = parse_args([])
+    ignored = ([f for f in ("output", "export", "gif", "video", "keypoints", "poses") if getattr(args, f) !=
+                getattr(defaults, f)] if live else
+               [f for f in ("live_output", "live_video", "length_prior", "unpaced", "one_euro", "max_length_step_mm")
+                if getattr(args, f) != getattr(defaults, f)])
+    if ignored:
+        print(f"warning: {', '.join('--' + f for f in ignored)} {'is' if len(ignored) == 1 else 'are'} ignored "
+              f"{'with' if live else 'without'} --live", file=sys.stderr)
+    if live:
+        outputs = [(flag, path) for flag, path in (("--live_output", args.live_output), ("--live_video", args.live_video))
+                   if path and path != "-"]
+        for flag, path in outputs:
+            check_output_file(path, flag)
+        check_inputs_survive(inputs + [("--live", args.live), ("--length_prior", args.length_prior)], outputs)
+        return
+    check_output_dir(args.output, "--output")
+    stem = Path(args.video).stem if args.video else Path(args.keypoints).stem
+    exports = DEFAULT_EXPORTS + parse_export_formats(args.export)
+    if args.poses:  # the poses lifter writes no lifter poses of its own
+        exports = tuple(name for name in exports if name != "lifter_poses")
+    written = {**export_paths(stem, args.output, exports), **render_paths(args.output, stem, args.gif)}
+    everybody = (glob.escape(stem) + "_person*", glob.escape(stem) + "_people_3d.*")  # --people all: per-identity names
+    check_inputs_survive(inputs + [("--video", args.video), ("--keypoints", args.keypoints), ("--poses", args.poses)],
+                         [("--output", path) for path in written.values()],
+                         [("--output", args.output, everybody)] if args.people == "all" else [])
+
+
 def run_cli(argv=None) -> InferenceResult | LiveResult:
     """Parse the command line, run the pipeline, print the summary; returns the run's result."""
     args = parse_args(argv)
-    if args.live is not None:
-        for path, flag in ((args.live_output, "--live_output"), (args.live_video, "--live_video")):
-            if path and path != "-":
-                check_output_file(path, flag)
-        return run_live_cli(args, make_config(args))
-    check_output_dir(args.output, "--output")
-    if args.video is None and args.keypoints is None:
+    if args.live is None and args.video is None and args.keypoints is None:
         args.video = "data/demo.mp4"
+    check_paths(args)
+    if args.live is not None:
+        return run_live_cli(args, make_config(args))
     config = make_config(args)
     result = run(config)
     print(f"lifter {result.lifter}, lengths {result.length_source}")

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from common.utils.checkpoint import default_checkpoint
-from common.datasets.dataset import (DEFAULT_KEYPOINTS, TRAIN_SUBJECTS, load_dataset, parse_action_filter, parse_subjects,
+from common.datasets.dataset import (DEFAULT_KEYPOINTS, TRAIN_SUBJECTS, dataset_files, load_dataset, parse_action_filter, parse_subjects,
                             resolve_dataset_name)
 from common.utils.device import add_device_argument, select_device
 from common.utils.errors import UserError, cli
@@ -40,7 +40,7 @@ from common.models.model_loading import load_model
 from common.adjustment.adjust import load_predictions
 from common.inference.length_sources import median_lengths
 from common.output.plots import plot_error_vs_frames
-from common.utils.validation import ArgumentParser, check_output_dir, check_output_file, number
+from common.utils.validation import ArgumentParser, check_inputs_survive, check_output_dir, check_output_file, number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,21 +77,30 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.bidirectional and args.causal:
-        raise UserError("--causal needs the unidirectional GRU; drop -bi")
+        raise UserError("-bi (a Bi-GRU, reading whole sequences) and --causal (per-frame lengths of a causal GRU) "
+                        "exclude each other: give one of them")
     device = select_device(args.device)
     dataset_name = resolve_dataset_name(args.dataset, args.data_dir)
     subjects = parse_subjects(args.subjects)
     if not subjects:
         raise UserError("--subjects is empty")
-    check_output_dir(args.out_dir, "--out_dir")
+    out_dir = check_output_dir(args.out_dir, "--out_dir")
     if args.causal and args.plot:
         check_output_file(args.plot, "--plot")
-    wanted_bidirectional = True if args.bidirectional else (False if args.causal else None)
+    suffix = "_causal" if args.causal else ""
+    pred = Path(args.pred) if args.pred else None
+    check_inputs_survive(
+        [("--ckpt", args.ckpt), *(("--data_dir", path) for path in dataset_files(args.data_dir, dataset_name,
+                                                                                   args.keypoints)), ("--pred", pred),
+         ("--act", args.act or (pred.parent / "action_dict.pkl" if pred and pred.suffix != ".npz" else None))],
+        [("--out_dir", out_dir / f"lengths_{kind}{suffix}.npz") for kind in ("dict", "list")]
+        + ([("--plot", Path(args.plot) if args.plot else out_dir / "length_error_vs_frames.png")] if args.causal else []))
     loaded = load_model(args.ckpt or default_checkpoint("length", dataset_name), ("length",),
-                        bidirectional=wanted_bidirectional, num_layers=args.num_layers, device=device)
+                        bidirectional=args.bidirectional or None, num_layers=args.num_layers, device=device)
     model, path = loaded.model, loaded.path
     if model.bidirectional and args.causal:
-        raise UserError(f"{path} is a Bi-GRU: --causal needs the unidirectional GRU")
+        raise UserError(f"{path} is a Bi-GRU (it reads whole sequences): --causal needs a causal GRU checkpoint "
+                        "(train.py -t length without -bi); without --causal it gives one length vector per sequence")
     dataset = load_dataset(args.data_dir, dataset_name, args.keypoints or DEFAULT_KEYPOINTS.get(dataset_name),
                            need_3d=False, camera_3d=False)
     views = dataset.fetch(subjects, parse_action_filter(args.actions))
@@ -105,8 +114,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     lengths_dict: dict[str, dict[str, list[np.ndarray]]] = {}
     for view, pred in zip(views, predictions):
         lengths_dict.setdefault(view.subject, {}).setdefault(view.action, []).append(pred)
-    suffix = "_causal" if args.causal else ""
-    out_dir = Path(args.out_dir)
     save_npz(out_dir / f"lengths_dict{suffix}.npz", lengths=lengths_dict)
     save_npz(out_dir / f"lengths_list{suffix}.npz",
              lengths=predictions if args.causal else np.stack(predictions).astype(np.float32))

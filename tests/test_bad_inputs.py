@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import pickle
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +39,9 @@ from common.utils.fileio import atomic_write, load_npz, save_npz
 from common.models.length_model import build_length_model
 from common.models.mix_model import MixModel
 from common.models.model import TemporalModel
+from common.vision.video import VideoReader, VideoWriter
+from test_inference import real_clip  # noqa: F401 - the real-clip fixture
+from common.core.skeleton import BONE_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = "pwned_by_checkpoint"
@@ -118,7 +126,37 @@ def ws(demo_dir, tmp_path_factory):
     save_npz(root / "lengths_negative.npz", lengths=negative)
     save_npz(root / "bank_negative.npz", data=-np.full((10, 16), 0.25, np.float32))
     save_npz(root / "bank.npz", data=np.full((10, 16), 0.25, np.float32))
+
+    # round 2 (issue 21): outputs that are inputs (also through links and relative paths), deep JSON, bad metadata
+    _write_video(root / "clip.avi", 12)
+    os.symlink(root / "clip.avi", root / "clip_link.avi")
+    os.link(root / "clip.avi", root / "clip_hardlink.avi")
+    (root / "lengths.json").write_text(json.dumps({"units": "metres", "lengths": {n: 0.25 for n in BONE_NAMES}}))
+    (root / "deep.json").write_text("[" * 100000 + "]" * 100000)
+    (root / "out_k").mkdir()
+    shutil.copy(root / "kp_sized.npz", root / "out_k" / "clip_keypoints_2d.npz")
+    os.symlink(root / "poses.npz", root / "poses_link.csv")
+    (root / "out_lx").mkdir()
+    shutil.copy(root / "lengths.npz", root / "out_lx" / "lengths_dict.npz")
+    (root / "ckdir").mkdir()
+    shutil.copy(ck / "length.bin", root / "ckdir" / "final.bin")
+    (root / "gbl").mkdir()
+    os.symlink(data / "data_3d_demo.npz", root / "gbl" / "bone_lengths_anny_neutral.npz")
+    for name, meta, extra in (("fps_text", {"fps": "fast"}, {}), ("fps_list", {"fps": [25]}, {}),
+                              ("fps_zero", {"fps": 0}, {}), ("frames_short", {}, {"frame_indices": np.arange(4)})):
+        save_npz(root / f"{name}.npz", poses=truth[0][:10], metadata=meta, **extra)
     return root
+
+
+def _write_video(path: Path, frames: int) -> None:
+    """A small MJPG AVI of noise frames (its index is at the end: a truncated copy still decodes its head)."""
+    import cv2
+
+    rng = np.random.default_rng(1)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
+    for _ in range(frames):
+        writer.write(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    writer.release()
 
 
 def _hash_tree(*folders: Path) -> dict[str, str]:
@@ -219,6 +257,52 @@ CASES = [
     ("length_model_inference", "--ckpt {ws}/checkpoint/empty.bin --out_dir {ws}/out_l", "empty file"),
     ("inference", "--poses {ws}/poses.npz --keypoints {ws}/kp.npy --length_ckpt {ws}/checkpoint/empty.bin "
                   "--output {ws}/out_i", "empty file"),
+    # 6. (issue 21) an output that is, or would overwrite, an input: refused before any work, every spelling
+    ("inference", "--live {ws}/clip.avi --live_output {ws}/clip.avi", "--live_output {ws}/clip.avi would overwrite "
+                                                                      "the input --live"),
+    ("inference", "--live {ws}/clip.avi --live_video {ws}/clip.avi", "--live_video {ws}/clip.avi would overwrite"),
+    ("inference", "--live {ws}/clip.avi --lengths_file {ws}/lengths.json --live_output {ws}/lengths.json",
+     "would overwrite the input --lengths_file"),
+    ("inference", "--live {ws}/clip.avi --length_prior {ws}/lengths.json --live_video {ws}/lengths.json",
+     "would overwrite the input --length_prior"),
+    ("inference", "--video {ws}/clip.avi --keypoints {ws}/out_k/clip_keypoints_2d.npz --poses {ws}/poses.npz "
+                  "--output {ws}/out_k", "clip_keypoints_2d.npz would overwrite the input --keypoints"),
+    ("inference", "--live {ws}/clip.avi --live_output {ws}/clip_link.avi", "(the same file)"),
+    ("inference", "--live {ws}/clip.avi --live_output {ws}/clip_hardlink.avi", "(the same file)"),
+    ("inference", "--live clip.avi --live_video ./out_k/../clip.avi", "would overwrite the input --live clip.avi"),
+    ("inference", "--live {ws}/clip.avi --live_output {ws}/o.jsonl --live_video {ws}/o.jsonl", "name the same file"),
+    ("export_poses", "--poses {ws}/poses.npz --output {ws}/poses_link --format csv",
+     "poses_link.csv would overwrite the input --poses"),
+    ("export_poses", "--poses {ws}/poses.npz --lengths {ws}/lengths.json --output {ws}/lengths --format csv,json",
+     "unknown format"),
+    ("bone_adjust", "--pred {ws}/pred/prediction.pkl --bone {ws}/lengths.npz --result_csv {ws}/pred/prediction.pkl",
+     "would overwrite the input --pred"),
+    ("bone_adjust", "--pred {ws}/pred/prediction.pkl --bone {ws}/lengths.npz --result_csv {ws}/lengths.npz",
+     "would overwrite the input --bone"),
+    ("length_model_inference", "--ckpt {ws}/checkpoint/length.bin --pred {ws}/out_lx/lengths_dict.npz "
+                               "--out_dir {ws}/out_lx", "would overwrite the input --pred"),
+    ("length_model_inference", "--ckpt {ws}/checkpoint/length.bin --out_dir {ws}/out_l --causal "
+                               "--plot {ws}/data/data_3d_demo.npz", "would overwrite the input --data_dir"),
+    ("train", "-t mix -e 1 --length_model {ws}/ckdir/final.bin --direction_model {ws}/checkpoint/lifter.bin "
+              "-c {ws}/ckdir", "ckdir/final.bin would overwrite the input --length_model"),
+    ("train", "-t length -e 1 -bi -bla {ws}/ckdir/final.bin -c {ws}/ckdir", "would overwrite the input -bla"),
+    ("generate_bone_length", "--align --data_dir {ws}/data -d demo --out_dir {ws}/gbl --amount 10",
+     "would overwrite the input --data_dir"),
+    # 7. (issue 21) the last tracebacks
+    ("inference", "--poses {ws}/poses.npz --keypoints {ws}/kp.npy --lengths_file {ws}/deep.json --output {ws}/out_i",
+     "nested too deeply"),
+    ("inference", "--live {ws}/clip.avi --lengths_file {ws}/deep.json --live_output {ws}/out_i/l.jsonl",
+     "nested too deeply"),
+    ("export_poses", "--poses {ws}/fps_text.npz --output {ws}/out_e/p", "stored fps 'fast' is not a positive"),
+    ("export_poses", "--poses {ws}/fps_list.npz --output {ws}/out_e/p", "stored fps [25] is not a positive"),
+    ("export_poses", "--poses {ws}/frames_short.npz --output {ws}/out_e/p", "'frame_indices' must hold 10 integers"),
+    # 8. (issue 21) accepted silently before
+    ("export_poses", "--poses {ws}/fps_zero.npz --output {ws}/out_e/p", "stored fps 0 is not a positive"),
+    ("generate_bone_length", "--local_scale -1", "--local_scale: must be >= 0"),
+    ("length_model_inference", "--ckpt {ws}/checkpoint/length.bin --causal --out_dir {ws}/out_l",
+     "is a Bi-GRU (it reads whole sequences): --causal needs a causal GRU"),
+    ("length_model_inference", "--ckpt {ws}/checkpoint/length.bin -bi --causal --out_dir {ws}/out_l",
+     "exclude each other"),
 ]
 
 MAINS = {"train": train.main, "length_model_inference": length_model_inference.main, "bone_adjust": bone_adjust.main,
@@ -239,7 +323,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(ws, demo_dir, script, 
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert expected in lines[0], lines[0]
+    assert expected.format(ws=ws) in lines[0], lines[0]
     assert "Traceback" not in err
     assert not (ws / MARKER).exists()
     after = _hash_tree(ws, demo_dir)
@@ -317,3 +401,183 @@ def test_read_only_folder_is_one_line(ws, capsys, monkeypatch):
                                   "--data_dir", str(ws / "data"), "--result_csv", str(ws / "ro" / "r.csv")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "(Read-only file system)" in err
+
+
+def _run(main, args: list[str], capsys) -> tuple[int, list[str], str]:
+    code = cli(main)(args)
+    captured = capsys.readouterr()
+    return code, [line for line in captured.err.splitlines() if line.strip()], captured.err
+
+
+@pytest.mark.parametrize("extra,warning", [
+    (["--lengths_file", "{ws}/lengths.json"],
+     "warning: --lengths_file {ws}/lengths.json is ignored: it is read only with --lengths file (got --lengths self)"),
+    (["--live_video", "{ws}/out_w/v.mp4", "--unpaced"], "warning: --live_video, --unpaced are ignored without --live"),
+])
+def test_ignored_flag_is_one_warning_and_the_run_goes_on(ws, demo_dir, extra, warning, capsys, tmp_path):
+    """(issue 21) a flag the chosen mode does not read says so in one line; the run succeeds, inputs unchanged."""
+    before = _hash_tree(ws, demo_dir)
+    code, lines, err = _run(inference.main, ["--poses", str(ws / "poses.npz"), "--keypoints", str(ws / "kp_sized.npz"),
+                                             "--output", str(tmp_path / "out"), "--no_progress", "--lengths", "self"]
+                            + [a.format(ws=ws) for a in extra], capsys)
+    assert code == 0 and lines == [warning.format(ws=ws)], err
+    assert (tmp_path / "out" / "kp_sized_blapose.mp4").is_file()
+    assert _hash_tree(ws, demo_dir) == before
+
+
+def test_truncated_video_is_one_warning(ws, tmp_path, capsys):
+    """(issue 21) a video whose tail is cut off: the readable head is used, with one warning per reader (not one
+    per pass), also when --max_frames asks for more than the damaged file holds."""
+    data = (ws / "clip.avi").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[: len(data) // 2])
+    for max_frames, expected in ((None, 12), (10, 10)):
+        reader = VideoReader(tmp_path / "cut.avi", max_frames=max_frames)
+        assert reader.info.frame_count == expected
+        decoded = [sum(1 for _ in reader) for _ in range(2)]  # the pipeline decodes twice (detect, render)
+        assert decoded[0] == decoded[1] and 0 < decoded[0] < expected - 1
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert lines == [f"warning: {tmp_path / 'cut.avi'}: only {decoded[0]} of the {expected} frames "
+                         f"{'the file states' if max_frames is None else 'asked for'} could be decoded (truncated "
+                         "or damaged file); the rest is skipped"]
+    assert sum(1 for _ in VideoReader(ws / "clip.avi")) == 12 and capsys.readouterr().err == ""  # whole file: silent
+
+
+@pytest.mark.parametrize("script,argv", [
+    ("generate_bone_length", "--out_dir {ws}/ro --amount 10"),
+    ("length_model_inference", "--ckpt {ws}/checkpoint/length.bin --out_dir {ws}/ro"),
+    ("export_poses", "--poses {ws}/poses.npz --output {ws}/ro/p"),
+    ("inference", "--live {ws}/clip.avi --live_output {ws}/ro/l.jsonl"),
+])
+def test_read_only_output_folder_of_every_script_is_one_line(ws, script, argv, capsys, monkeypatch):
+    """A folder the process may not write (simulated: root ignores permissions) is one line for these scripts
+    too (issue 21: generate_bone_length.py --out_dir)."""
+    import errno
+
+    from common.utils import validation
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(validation.tempfile, "mkstemp", refuse)
+    main = _generate_bone_length_main() if script == "generate_bone_length" else MAINS[script]
+    extra = ["--data_dir", str(ws / "data")] if script == "length_model_inference" else []
+    code, lines, err = _run(main, argv.format(ws=ws).split() + extra, capsys)
+    assert code == 2 and len(lines) == 1 and "(Permission denied)" in lines[0] and "Traceback" not in err, err
+
+
+def _spawn(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, str(ROOT / "inference.py"), *args], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait_for(condition, process: subprocess.Popen, timeout: float = 240.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"ended before the condition (code {process.returncode}): "
+                                 f"{process.stderr.read().decode()[-2000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("timed out")
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_killed_rendering_leaves_the_previous_video_or_none(tmp_path):
+    """(issue 21) SIGKILL while the MP4 is rendered: the final name holds the previous run's video, byte for
+    byte, or (first run) nothing; the partial video is only under a temp name, removed by the next write."""
+    import cv2
+
+    frames = 120
+    writer = cv2.VideoWriter(str(tmp_path / "v.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25, (320, 240))
+    for k in range(frames):
+        writer.write(np.full((240, 320, 3), k * 2, np.uint8))
+    writer.release()
+    rng = np.random.default_rng(0)
+    pose = np.array([[0, 0, 0], [-.13, 0, 0], [-.14, .45, 0], [-.15, .88, .02], [.13, 0, 0], [.14, .45, 0],
+                     [.15, .88, .02], [0, -.23, 0], [0, -.48, 0], [0, -.58, -.05], [0, -.69, 0], [.16, -.45, 0],
+                     [.2, -.2, 0], [.22, .05, 0], [-.16, -.45, 0], [-.2, -.2, 0], [-.22, .05, 0]], np.float32)
+    np.save(tmp_path / "poses.npy", pose + rng.normal(0, 0.01, (frames, 17, 3)).astype(np.float32))
+    np.save(tmp_path / "kp.npy", 160 + 100 * pose[None, :, :2] + rng.normal(0, 1, (frames, 17, 2)).astype(np.float32))
+    args = ["--video", "v.avi", "--keypoints", "kp.npy", "--poses", "poses.npy", "--lengths", "self", "--output",
+            "out", "--no_progress"]
+    final = tmp_path / "out" / "v_blapose.mp4"
+    for previous in (None, b"the previous run's video"):
+        if previous is not None:
+            final.write_bytes(previous)
+        process = _spawn(args, tmp_path)
+        _wait_for(lambda: any(p.stat().st_size > 0 for p in (tmp_path / "out").glob(".v_blapose.mp4.*.tmp.mp4")),
+                  process)
+        process.kill()
+        process.wait()
+        assert (final.read_bytes() == previous) if previous is not None else not final.exists()
+        assert list((tmp_path / "out").glob(".v_blapose.mp4.*"))  # the partial video, under its temp name only
+    process = _spawn(args, tmp_path)  # a complete run replaces the previous video and removes the dead temps
+    assert process.wait(timeout=600) == 0, process.stderr.read().decode()[-2000:]
+    assert sum(1 for _ in VideoReader(final)) == frames and not list((tmp_path / "out").glob(".*"))
+
+
+def _complete_lines(path: Path) -> list[dict]:
+    """Every line of a JSON-lines file, each a complete JSON object ending in a newline (else the test fails)."""
+    text = path.read_text()
+    assert text.endswith("\n"), "a torn last line"
+    return [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.mark.slow
+def test_killed_live_stream_keeps_every_written_frame(real_clip, tmp_path):
+    """(issue 21) --live appends each frame's JSON line as it is produced. SIGKILL once N frames are on disk:
+    the file holds exactly the lines written by then (N or more, none torn; the stopped process had at most one
+    frame in flight), and the live video is only under its temp name (the final name holds no unreadable file).
+    SIGTERM: the run ends as Ctrl-C does, the video is finished and renamed, holding the frames of the JSON
+    lines (but the one in flight, whose line may be written and its picture not)."""
+    n = 5
+    out, video = tmp_path / "live.jsonl", tmp_path / "live.mp4"
+    args = ["--live", str(real_clip), "--unpaced", "--live_output", str(out), "--live_video", str(video)]
+    process = _spawn(args, tmp_path)
+    _wait_for(lambda: out.is_file() and out.read_text().count("\n") >= n + 1, process)  # header + n frames
+    os.kill(process.pid, signal.SIGSTOP)  # freeze it to count what it has written, then kill it
+    written = out.read_text().count("\n")
+    process.kill()
+    process.wait()
+    records = _complete_lines(out)
+    assert len(records) == written >= n + 1 and "header" in records[0]
+    assert [r["frame"] for r in records[1:]] == list(range(written - 1))
+    assert not video.exists() and list(tmp_path.glob(".live.mp4.*.tmp.mp4"))
+
+    out.unlink()
+    process = _spawn(args, tmp_path)
+    _wait_for(lambda: out.is_file() and out.read_text().count("\n") >= n + 1, process)
+    process.terminate()
+    assert process.wait(timeout=120) == 130
+    assert process.stderr.read().decode().strip().splitlines()[-1] == "error: interrupted"
+    records = _complete_lines(out)
+    frames = len(records) - 1
+    assert frames >= n and sum(1 for _ in VideoReader(video)) in (frames - 1, frames)  # one may be in flight
+
+
+def test_video_and_json_lines_writers_never_leave_a_partial_file_under_the_final_name(tmp_path):
+    """Non-slow counterparts of the kill tests: a video that fails midway keeps the previous file and leaves no
+    temp file; a finished one replaces it; JSON lines are on disk as each is written, before close."""
+    from common.output.pose_tables import JsonLinesWriter
+
+    final = tmp_path / "v.mp4"
+    final.write_bytes(b"previous")
+    with pytest.raises(RuntimeError):
+        with VideoWriter(final, 64, 48, 10) as writer:
+            writer.write(np.zeros((48, 64, 3), np.uint8))
+            assert final.read_bytes() == b"previous" and len(list(tmp_path.glob(".v.mp4.*.tmp.mp4"))) == 1
+            raise RuntimeError("the run fails")
+    assert final.read_bytes() == b"previous" and sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
+    with VideoWriter(final, 64, 48, 10) as writer:
+        for level in (0, 100, 200):
+            writer.write(np.full((48, 64, 3), level, np.uint8))
+    assert sum(1 for _ in VideoReader(final)) == 3 and sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
+
+    writer = JsonLinesWriter(tmp_path / "l.jsonl")
+    for frame in range(3):
+        writer.write({"frame": frame})
+        assert [json.loads(line)["frame"] for line in (tmp_path / "l.jsonl").read_text().splitlines()] == \
+            list(range(frame + 1))
+    writer.close()

@@ -108,6 +108,9 @@ def load_predictions(pred_path: str | Path, act_path: str | Path | None = None) 
     return Predictions(keys, poses)
 
 
+PREDICTION_FILES = ("prediction.pkl", "action_dict.pkl")  # the third-party layout's two files
+
+
 def write_predictions(out: str | Path, predictions: Mapping[str, Mapping[str, Sequence[np.ndarray]]],
                       layout: str = "pkl") -> list[Path]:
     """Write a user's predictions so ``bone_adjust.py`` (and the paper's tools) can read them.
@@ -138,9 +141,10 @@ def write_predictions(out: str | Path, predictions: Mapping[str, Mapping[str, Se
         for action in actions:
             action_dict.setdefault(action_category(action), []).append((subject, action))
     poses = [v for pairs in action_dict.values() for s, a in pairs for v in checked[s][a]]
-    save_pickle(out / "prediction.pkl", poses)
-    save_pickle(out / "action_dict.pkl", dict(action_dict))
-    return [out / "prediction.pkl", out / "action_dict.pkl"]
+    paths = [out / name for name in PREDICTION_FILES]
+    save_pickle(paths[0], poses)
+    save_pickle(paths[1], dict(action_dict))
+    return paths
 
 
 def load_ground_truth(gt_path: str | Path, keys: Sequence[Key], camera_file: str | Path | None = None
@@ -350,6 +354,11 @@ def parse_sequence(text: str) -> Key:
     if len(parts) != 3 or not parts[2].strip().isdigit():
         raise UserError(f"--plot_sequence expects <subject>/<action>/<camera index>, got {text!r}")
     return parts[0], parts[1], int(parts[2])
+
+
+def sequence_plot_name(key: Key) -> str:
+    """File name of ``bone_adjust.py --plot_sequence``'s figure of one sequence."""
+    return "bone_lengths_" + "_".join(str(x) for x in key).replace(" ", "-") + ".png"
 
 
 def check_sequence_key(keys: Sequence[Key], key: Key) -> None:

@@ -129,6 +129,13 @@ def _positions_17(name: str, positions: np.ndarray) -> np.ndarray:
     return check_array(name, arr, (None, NUM_JOINTS, 3))
 
 
+def dataset_files(data_dir: str | Path, dataset: str, keypoints: str | None = None) -> tuple[Path, Path]:
+    """The files :func:`load_dataset` reads: ``data_3d_<dataset>.npz`` and ``data_2d_<dataset>_<keypoints>.npz``
+    (``keypoints`` None: the dataset's default)."""
+    keypoints = keypoints or DEFAULT_KEYPOINTS.get(dataset, "gt")
+    return Path(data_dir) / f"data_3d_{dataset}.npz", Path(data_dir) / f"data_2d_{dataset}_{keypoints}.npz"
+
+
 def load_dataset(data_dir: str | Path = "data", dataset: str = "h36m", keypoints: str | None = None,
                  camera_file: str | Path | None = None, need_3d: bool = True,
                  subjects: Sequence[str] | None = None, camera_3d: bool = True) -> PoseDataset:
@@ -139,10 +146,7 @@ def load_dataset(data_dir: str | Path = "data", dataset: str = "h36m", keypoints
     memory, for jobs that read 2D and per-subject ground truth only).
     Every array is validated (shape, finiteness); 2D longer than 3D is truncated, 2D shorter is an error.
     """
-    data_dir = Path(data_dir)
-    keypoints = keypoints or DEFAULT_KEYPOINTS.get(dataset, "gt")
-    path_3d = data_dir / f"data_3d_{dataset}.npz"
-    path_2d = data_dir / f"data_2d_{dataset}_{keypoints}.npz"
+    path_3d, path_2d = dataset_files(data_dir, dataset, keypoints)
     cameras = load_cameras(camera_file)
 
     world: dict[str, dict[str, np.ndarray]] = {}

@@ -37,6 +37,7 @@ Bones the file does not name take the ``self`` estimate (printed). Unknown names
 from __future__ import annotations
 
 import json
+import reprlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,12 +181,12 @@ def _named_lengths(source: str, mapping: dict) -> dict[int, float]:
     for name, value in mapping.items():
         indices = [BONE_NAMES.index(name)] if name in BONE_NAMES else SIDELESS.get(name)
         if indices is None:
-            raise UserError(f"{source}: unknown bone {name!r}; use {', '.join(BONE_NAMES)} or a side-less "
+            raise UserError(f"{source}: unknown bone {reprlib.repr(name)}; use {', '.join(BONE_NAMES)} or a side-less "
                             f"name ({', '.join(SIDELESS)})")
         try:
             length = float(np.asarray(value, dtype=np.float64).reshape(()))
         except (TypeError, ValueError):
-            raise UserError(f"{source}: bone {name!r} must be one number in metres, got {value!r}") from None
+            raise UserError(f"{source}: bone {name!r} must be one number in metres, got {reprlib.repr(value)}") from None
         for index in indices:
             out[index] = length
     return out
@@ -211,6 +212,8 @@ def read_lengths_file(path: str | Path) -> dict[int, float]:
             content = json.loads(path.read_text())
         except (ValueError, UnicodeDecodeError) as exc:
             raise UserError(f"{path}: not valid JSON ({exc})") from None
+        except RecursionError:
+            raise UserError(f"{path}: JSON nested too deeply to be a lengths file") from None
         if isinstance(content, dict) and isinstance(content.get("predicted"), dict):  # inference.py's file
             content = {"units": content.get("units", "metres"), "lengths": content["predicted"]}
         if isinstance(content, list):
@@ -218,7 +221,7 @@ def read_lengths_file(path: str | Path) -> dict[int, float]:
         elif isinstance(content, dict):
             units = content.get("units", "metres")
             if str(units).lower() not in ("m", "metre", "metres", "meter", "meters"):
-                raise UserError(f"{path}: units must be metres, got {units!r}")
+                raise UserError(f"{path}: units must be metres, got {reprlib.repr(units)}")
             mapping = content.get("lengths", {k: v for k, v in content.items() if k != "units"})
             if not isinstance(mapping, dict):
                 raise UserError(f"{path}: 'lengths' must map bone names to metres")

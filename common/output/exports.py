@@ -45,6 +45,24 @@ from common.vision.tracking import Track2D
 from common.output.visualization import plot_bone_lengths_over_time
 
 
+# export name -> {file key: file-name suffix after "<stem>_"}: every file an export writes
+EXPORT_FILES: dict[str, dict[str, str]] = {
+    "lifter_poses": {"lifter_poses": "lifter_poses.npz"},
+    "poses": {"poses_npz": "poses_3d.npz", "poses_json": "poses_3d.json"},
+    "lengths": {"lengths_json": "bone_lengths.json", "lengths_png": "bone_lengths.png"},
+    "keypoints": {"keypoints_2d": "keypoints_2d.npz"},
+    "bvh": {"bvh": "poses_3d.bvh"},
+    "csv": {"csv": "poses_3d.csv"},
+    "jsonl": {"jsonl": "poses_3d.jsonl"},
+}
+
+
+def export_paths(stem: str, out: str | Path, formats: tuple[str, ...]) -> dict[str, Path]:
+    """{file key: path} of every file the exports named in ``formats`` write under ``out`` (known before the
+    run, so that the paths can be checked against the inputs first)."""
+    return {key: Path(out) / f"{stem}_{suffix}" for name in formats for key, suffix in EXPORT_FILES[name].items()}
+
+
 @dataclass
 class PoseExport:
     """What an inference run exports.
@@ -85,7 +103,7 @@ class PoseExport:
 
 def export_poses(result: PoseExport, out: Path) -> dict[str, Path]:
     """``<stem>_poses_3d.npz`` + ``.json`` (module docstring)."""
-    files = {"poses_npz": out / f"{result.stem}_poses_3d.npz", "poses_json": out / f"{result.stem}_poses_3d.json"}
+    files = export_paths(result.stem, out, ("poses",))
     meta = {"joint_names": JOINT_NAMES, "parents": PARENTS.tolist(), "bone_names": BONE_NAMES,
             "units": "metres", "frame": WORLD_LIKE_FRAMES[result.frame], "fps": result.fps, "mode": result.mode,
             "lifter": result.lifter, "lengths": result.length_source, "joint_convention": result.convention,
@@ -105,8 +123,7 @@ def export_poses(result: PoseExport, out: Path) -> dict[str, Path]:
 
 def export_lengths(result: PoseExport, out: Path) -> dict[str, Path]:
     """``<stem>_bone_lengths.json`` + ``.png`` (module docstring)."""
-    files = {"lengths_json": out / f"{result.stem}_bone_lengths.json",
-             "lengths_png": out / f"{result.stem}_bone_lengths.png"}
+    files = export_paths(result.stem, out, ("lengths",))
     lengths, before = result.lengths, bone_lengths(result.before)
     save_json(files["lengths_json"], {
         "bone_names": BONE_NAMES, "units": "metres", "source": result.length_source,
@@ -121,7 +138,7 @@ def export_lengths(result: PoseExport, out: Path) -> dict[str, Path]:
 
 def export_keypoints(result: PoseExport, out: Path) -> dict[str, Path]:
     """``<stem>_keypoints_2d.npz`` in VideoPose3D's custom layout; frames before the person appears are NaN."""
-    path = out / f"{result.stem}_keypoints_2d.npz"
+    path = export_paths(result.stem, out, ("keypoints",))["keypoints_2d"]
     track = result.track
     padded = np.concatenate([np.full((track.start, NUM_JOINTS, 2), np.nan, np.float32), track.positions])
     video_name = Path(result.video).name if result.video else result.stem
@@ -136,7 +153,7 @@ def export_lifter_poses(result: PoseExport, out: Path) -> dict[str, Path]:
     """``<stem>_lifter_poses.npz`` (key ``poses``), one pose per video frame from frame 0: a ``--poses`` input."""
     if result.lifter_poses is None:
         return {}
-    path = out / f"{result.stem}_lifter_poses.npz"
+    path = export_paths(result.stem, out, ("lifter_poses",))["lifter_poses"]
     poses = result.lifter_poses
     save_npz(path, poses=np.concatenate([poses[:1].repeat(result.track.start, 0), poses]),
              metadata={"frame": result.lifter_frame, "units": "metres", "joint_names": JOINT_NAMES,
@@ -148,8 +165,9 @@ def export_table(name: str) -> Callable[[PoseExport, Path], dict[str, Path]]:
     """The writer of one of :mod:`common.output.pose_tables`' formats (``bvh``, ``csv``, ``jsonl``) of the adjusted
     poses, in the frame of the npz/json."""
     def write(result: PoseExport, out: Path) -> dict[str, Path]:
-        return write_pose_formats((name,), out / f"{result.stem}_poses_3d", result.after, result.lengths,
-                                  result.frame_indices, result.fps, WORLD_LIKE_FRAMES[result.frame])
+        return write_pose_formats((name,), export_paths(result.stem, out, (name,))[name].with_suffix(""),
+                                  result.after, result.lengths, result.frame_indices, result.fps,
+                                  WORLD_LIKE_FRAMES[result.frame])
     return write
 
 

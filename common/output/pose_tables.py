@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 from typing import IO, Any
 
@@ -75,22 +76,38 @@ def jsonl_record(frame: int, time_s: float, joints: np.ndarray | None, lengths: 
             **extra}
 
 
+def _jsonl_line(obj: dict) -> str:
+    return json.dumps(obj, separators=(",", ":")) + "\n"
+
+
 class JsonLinesWriter:
-    """Stream JSON lines to an open text stream (e.g. stdout) or to a file written atomically on close."""
+    """Stream JSON lines to an open text stream (e.g. stdout; flushed per line) or to a file, durably: the file
+    is created (replacing what the path held) and every line is appended with one ``write`` system call as it
+    comes, so a killed process leaves every line it wrote complete on disk (at most the line in flight is
+    missing)."""
 
     def __init__(self, target: str | Path | IO[str]):
-        self._path = None if hasattr(target, "write") else Path(target)
-        self._stream: IO[str] = io.StringIO() if self._path is not None else target  # type: ignore[assignment]
+        self._stream: IO[str] | None = target if hasattr(target, "write") else None  # type: ignore[assignment]
+        self._fd: int | None = None
+        if self._stream is None:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o666)
 
     def write(self, obj: dict) -> None:
-        self._stream.write(json.dumps(obj, separators=(",", ":")) + "\n")
-        if self._path is None:
+        line = _jsonl_line(obj)
+        if self._fd is None:
+            self._stream.write(line)
             self._stream.flush()
+            return
+        data = line.encode()
+        while data:  # a regular file takes it in one call; loop for the rare partial write
+            data = data[os.write(self._fd, data):]
 
     def close(self) -> None:
-        if self._path is not None:
-            text = self._stream.getvalue()
-            atomic_write(self._path, lambda fh: fh.write(text.encode()))
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> "JsonLinesWriter":
         return self
@@ -99,16 +116,20 @@ class JsonLinesWriter:
         self.close()
 
 
+def jsonl_text(lines: list[dict]) -> str:
+    """JSON lines of ``lines`` as one string (the format :class:`JsonLinesWriter` streams)."""
+    return "".join(_jsonl_line(obj) for obj in lines)
+
+
 def write_jsonl(path: str | Path, poses: np.ndarray, frames: np.ndarray, fps: float, lengths: np.ndarray,
                 frame_description: str) -> Path:
     """Atomically write a JSON-lines file: header + one line per frame. poses (T, 17, 3) metres, frames (T,)
     video frame indices (time = frame / fps), lengths (16,) constant or (T, 16) per frame, metres."""
     poses = check_array("poses", poses, (None, NUM_JOINTS, 3), finite=False)
     lengths = np.broadcast_to(np.asarray(lengths, np.float64), (len(poses), NUM_BONES))
-    with JsonLinesWriter(path) as writer:
-        writer.write(jsonl_header(frame_description, fps))
-        for frame, pose, length in zip(np.asarray(frames), poses, lengths):
-            writer.write(jsonl_record(frame, frame / fps, pose, length))
+    text = jsonl_text([jsonl_header(frame_description, fps)] + [jsonl_record(frame, frame / fps, pose, length)
+                       for frame, pose, length in zip(np.asarray(frames), poses, lengths)])
+    atomic_write(path, lambda fh: fh.write(text.encode()))
     return Path(path)
 
 

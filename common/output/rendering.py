@@ -1,6 +1,8 @@
 """The output video of ``inference.py``: video frame + 2D keypoints beside the 3D skeleton before and after
 adjustment, streamed one frame at a time (see :mod:`common.output.visualization` for the panels), plus PNGs of its
-first, middle and last frames; with ``--people all`` (:func:`render_people`) everybody, one colour per identity."""
+first, middle and last frames; with ``--people all`` (:func:`render_people`) everybody, one colour per identity.
+The video gets its final name only once complete, the PNGs are written atomically (an interrupted run leaves the
+previous files as they were)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,10 +12,28 @@ from tqdm import tqdm
 
 from common.core.bones import bone_lengths
 from common.utils.errors import UserError
+from common.utils.fileio import atomic_write
 from common.utils.timing import StageTimer
 from common.vision.tracking import Track2D
 from common.vision.video import VideoReader, VideoWriter
 from common.output.visualization import FrameRenderer
+
+
+def render_paths(output: str | Path, stem: str, gif: bool = False) -> dict[str, Path]:
+    """The files :func:`render` writes: the video and the PNGs of its first, middle and last frames."""
+    out = Path(output)
+    return {"video": out / f"{stem}_blapose.{'gif' if gif else 'mp4'}",
+            **{f"png_{pick}": out / f"{stem}_frame_{pick}.png" for pick in ("first", "middle", "last")}}
+
+
+def _save_png(path: Path, rgb: np.ndarray) -> None:
+    """Atomically write an (H, W, 3) uint8 RGB image as PNG."""
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", rgb[..., ::-1])
+    if not ok:
+        raise UserError(f"cannot encode {path} as PNG")
+    atomic_write(path, lambda fh: fh.write(encoded.tobytes()))
 
 
 def render(output: str | Path, stem: str, reader: VideoReader | None, track: Track2D, before: np.ndarray,
@@ -23,13 +43,12 @@ def render(output: str | Path, stem: str, reader: VideoReader | None, track: Tra
 
     before/after: (T, 17, 3) metres, world-like frame, for the track's frames; frames of the video outside the
     track show "no person". Returns ({name: path}, number of frames rendered)."""
-    import cv2
-
     out = Path(output)
     width = reader.info.width if reader is not None else track.width
     height = reader.info.height if reader is not None else track.height
     renderer = FrameRenderer(width, height, panel_height)
-    video_path = out / f"{stem}_blapose.{'gif' if gif else 'mp4'}"
+    paths = render_paths(out, stem, gif)
+    video_path = paths["video"]
     total = reader.info.frame_count if reader is not None else len(track) + track.start
     picks = {0: "first", max(total - 1, 0) // 2: "middle"}
     files = {"video": video_path}
@@ -55,12 +74,12 @@ def render(output: str | Path, stem: str, reader: VideoReader | None, track: Tra
                                            video_lines, lines_b, lines_a)
                 writer.write(composed)
                 if index in picks:
-                    files[f"png_{picks[index]}"] = out / f"{stem}_frame_{picks[index]}.png"
-                    cv2.imwrite(str(files[f"png_{picks[index]}"]), composed[..., ::-1])
-    if composed is None:
-        raise UserError("no frame to render")
-    files["png_last"] = out / f"{stem}_frame_last.png"
-    cv2.imwrite(str(files["png_last"]), composed[..., ::-1])
+                    files[f"png_{picks[index]}"] = paths[f"png_{picks[index]}"]
+                    _save_png(files[f"png_{picks[index]}"], composed)
+        if composed is None:  # inside the writer: an empty video never gets the final name
+            raise UserError("no frame to render")
+    files["png_last"] = paths["png_last"]
+    _save_png(files["png_last"], composed)
     return files, index + 1
 
 
@@ -74,11 +93,9 @@ def render_people(output: str | Path, stem: str, reader: VideoReader, people: li
     lifters put everybody at the origin) is shifted along x by their pelvis' horizontal distance from the image
     centre, in metres at :data:`BODY_HEIGHT_M` per median person height in pixels (side by side as in the image,
     not a metric placement). Returns ({name: path}, number of frames rendered)."""
-    import cv2
-
-    out = Path(output)
     renderer = FrameRenderer(reader.info.width, reader.info.height, panel_height)
-    video_path = out / f"{stem}_blapose.{'gif' if gif else 'mp4'}"
+    paths = render_paths(output, stem, gif)
+    video_path = paths["video"]
     total = reader.info.frame_count
     picks = {0: "first", max(total - 1, 0) // 2: "middle"}
     files = {"video": video_path}
@@ -104,10 +121,10 @@ def render_people(output: str | Path, stem: str, reader: VideoReader, people: li
                 composed = renderer.render_people(frame, shown, lines)
                 writer.write(composed)
                 if index in picks:
-                    files[f"png_{picks[index]}"] = out / f"{stem}_frame_{picks[index]}.png"
-                    cv2.imwrite(str(files[f"png_{picks[index]}"]), composed[..., ::-1])
-    if composed is None:
-        raise UserError("no frame to render")
-    files["png_last"] = out / f"{stem}_frame_last.png"
-    cv2.imwrite(str(files["png_last"]), composed[..., ::-1])
+                    files[f"png_{picks[index]}"] = paths[f"png_{picks[index]}"]
+                    _save_png(files[f"png_{picks[index]}"], composed)
+        if composed is None:  # inside the writer: an empty video never gets the final name
+            raise UserError("no frame to render")
+    files["png_last"] = paths["png_last"]
+    _save_png(files["png_last"], composed)
     return files, index + 1

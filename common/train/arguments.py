@@ -8,13 +8,15 @@ right value depends on the task default to ``None`` in the parser and are resolv
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Sequence
 
 from common.train.accumulation import DEFAULT_MEMORY_BUDGET_GB, PRECISIONS
-from common.datasets.dataset import resolve_dataset_name
+from common.adjustment.adjust import PREDICTION_FILES
+from common.datasets.dataset import dataset_files, resolve_dataset_name
 from common.utils.device import add_device_argument
 from common.utils.errors import UserError
-from common.utils.validation import ArgumentParser, check_output_dir, number
+from common.utils.validation import ArgumentParser, check_inputs_survive, check_output_dir, number
 
 
 # Per-task defaults of the flags whose parser default is None (the table of docs/paper_recipe.md).
@@ -24,6 +26,11 @@ TASK_DEFAULTS: dict[str, dict[str, object]] = {
     "mix": {"learning_rate": 1e-4, "seed": 5731, "architecture": [3, 3, 3, 3], "checkpoint_frequency": 40},
     "pose": {"learning_rate": 1e-3, "seed": 1234, "architecture": [3, 3, 3], "checkpoint_frequency": 10},
 }
+
+
+# what the trainers write into -c/--checkpoint (checkpoints, histories, figures, the mix model's table)
+CHECKPOINT_FOLDER_FILES = ("epoch_*.bin", "final.bin", "control_final.bin", "*_history.json", "*_training_curves.png",
+                           "*_time_to_accuracy.png", "result_mix.csv")
 
 
 def _filter_widths(text: str) -> list[int]:
@@ -176,10 +183,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse and sanity-check ``train.py`` flags (errors are UserErrors or argparse's usage exit)."""
     args = build_parser().parse_args(argv)
     args.dataset = resolve_dataset_name(args.dataset, args.data_dir)
-    if not args.evaluate or args.train_type == "mix":  # -t mix --evaluate writes <checkpoint>/result_mix.csv
+    writes_checkpoints = not args.evaluate or args.train_type == "mix"  # -t mix --evaluate: result_mix.csv
+    if writes_checkpoints:
         check_output_dir(args.checkpoint, "-c/--checkpoint")
     if args.export_predictions:
         check_output_dir(args.export_predictions, "--export_predictions")
+    # the checkpoint being resumed (-r, --mix_model) is this run's own earlier state: it may be superseded
+    check_inputs_survive(
+        [("--length_model", args.length_model), ("--direction_model", args.direction_model),
+         ("-bla", args.bone_length_aug), ("--bone_length_list", args.bone_length_list),
+         *(("--data_dir", path) for path in dataset_files(args.data_dir, args.dataset, args.keypoints))],
+        [("--export_predictions", Path(args.export_predictions) / name) for name in PREDICTION_FILES
+         if args.export_predictions],
+        [("-c/--checkpoint", args.checkpoint, CHECKPOINT_FOLDER_FILES if not args.evaluate else ("result_mix.csv",))]
+        if writes_checkpoints else [])
     if args.cameras == "virtual" and args.train_type == "length":
         raise UserError("--cameras virtual applies to -t pose and -t mix (the length model builds its own batches)")
     if args.extra_motion and args.cameras != "virtual":

@@ -147,7 +147,8 @@ def check_array(name: str, array: Any, shape: tuple[int | None, ...], finite: bo
     return arr
 
 
-_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]{8}\.tmp$")
+# .<name>.<pid>.<random>.tmp, or .<name>.<pid>.<random>.tmp.<ext> for writers that need the extension (videos)
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
 _OLD_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]{8}\.tmp$")  # written before the pid was added
 
 
@@ -186,16 +187,34 @@ def remove_stale_temp_files(folder: str | Path) -> list[Path]:
     return removed
 
 
-def atomic_write(path: str | Path, write) -> None:
-    """Write a file atomically: ``write(file_object)`` into a temp file ``.<name>.<pid>.<random>.tmp`` in the
-    same folder, then rename. Temp files of killed writers in that folder are removed first."""
+def temp_file(path: str | Path, keep_extension: bool = False) -> tuple[int, Path]:
+    """Create the temporary file a write of ``path`` goes to first: ``.<name>.<pid>.<random>.tmp`` in the same
+    folder (``...tmp<ext>`` with ``keep_extension``, for writers that pick the format by extension), with the
+    usual permissions. Temp files of killed writers in that folder are removed first. Returns (open fd, path)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.",
+                               suffix=".tmp" + (path.suffix if keep_extension else ""), dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
+    return fd, Path(tmp)
+
+
+def commit_temp_file(tmp: str | Path, path: str | Path) -> None:
+    """Flush a finished temp file of :func:`temp_file` to disk and rename it to ``path`` (atomic: ``path`` is
+    the old file or the whole new one, never part of it)."""
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """Write a file atomically: ``write(file_object)`` into a :func:`temp_file` in the same folder, then
+    rename."""
+    path = Path(path)
+    fd, tmp = temp_file(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)

@@ -1,13 +1,15 @@
-"""Checks the scripts run before any work: one-line flag errors, numeric flag ranges, output paths, and the
-units of poses and bone lengths (metres) so that a file in millimetres cannot silently give wrong numbers."""
+"""Checks the scripts run before any work: one-line flag errors, numeric flag ranges, output paths (writable,
+and never one of the run's inputs: :func:`check_inputs_survive`), and the units of poses and bone lengths
+(metres) so that a file in millimetres cannot silently give wrong numbers."""
 from __future__ import annotations
 
 import argparse
 import math
 import os
 import tempfile
+from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -85,6 +87,50 @@ def check_output_file(path: str | Path, flag: str) -> Path:
         raise UserError(f"{flag} {path}: exists and is not a regular file")
     _check_can_create_in(_nearest_existing(path.parent), flag, path)
     return path
+
+
+PathArg = str | os.PathLike | None
+
+
+def _identity(path: str | os.PathLike) -> tuple[str, tuple[int, int] | None]:
+    """(the absolute path with every link and ``..`` resolved, (device, inode) when it exists)."""
+    real = os.path.realpath(path)
+    try:
+        stat = os.stat(real)
+    except OSError:
+        return real, None
+    return real, (stat.st_dev, stat.st_ino)
+
+
+def check_inputs_survive(inputs: Iterable[tuple[str, PathArg]], outputs: Iterable[tuple[str, PathArg]],
+                         folders: Iterable[tuple[str, PathArg, Sequence[str]]] = ()) -> None:
+    """Refuse, before any work, a run that would write over one of its own inputs.
+
+    inputs: (flag, path) of every file the run reads (None: not given); outputs: (flag, path) of every file it
+    writes; folders: (flag, folder, name patterns) for outputs whose names are only known as patterns (e.g. a
+    trainer's ``epoch_*.bin``); the existing files there that match are outputs too. Paths are compared after
+    resolving relative parts and symbolic links, and existing files by device and inode (hard links), so no
+    spelling of a path gets an input overwritten. Two different output flags naming one file are refused too.
+    A one-line UserError names both flags and paths."""
+    inputs = [(flag, Path(path)) for flag, path in inputs if path not in (None, "")]
+    outputs = [(flag, Path(path)) for flag, path in outputs if path not in (None, "")]
+    for flag, folder, patterns in folders:
+        if folder not in (None, "") and Path(folder).is_dir():
+            outputs += [(flag, entry) for entry in sorted(Path(folder).iterdir())
+                        if any(fnmatchcase(entry.name, pattern) for pattern in patterns)]
+    read = [(flag, path, *_identity(path)) for flag, path in inputs if os.path.lexists(path)]
+    written: list[tuple[str, Path, str, tuple[int, int] | None]] = []
+    for flag, path in outputs:
+        real, inode = _identity(path)
+        for in_flag, in_path, in_real, in_inode in read:
+            if real == in_real or (inode is not None and inode == in_inode):
+                same = "" if os.path.abspath(path) == os.path.abspath(in_path) else " (the same file)"
+                raise UserError(f"{flag} {path} would overwrite the input {in_flag} {in_path}{same}; write the "
+                                "output elsewhere")
+        for other_flag, other, other_real, other_inode in written:
+            if other_flag != flag and (real == other_real or (inode is not None and inode == other_inode)):
+                raise UserError(f"{flag} {path} and {other_flag} {other} name the same file; give each its own")
+        written.append((flag, path, real, inode))
 
 
 # A person's 16 Human3.6M bone lengths average about 0.26 m (adults; children less). A mean above this, in

@@ -5,7 +5,9 @@ Frames are handled one at a time so memory stays constant in the video's length:
 * :class:`VideoReader` decodes a file with OpenCV; frames are ``(H, W, 3)`` uint8 **RGB**; the frame rate,
   size and frame count come from the file. A thread decodes up to ``prefetch`` frames ahead (a bounded queue:
   the decoding overlaps the caller's work on the previous frame; memory stays constant).
-* :class:`VideoWriter` writes RGB frames to an MP4 (OpenCV, ``mp4v``) or to an animated GIF. The GIF is
+* :class:`VideoWriter` writes RGB frames to an MP4 (OpenCV, ``mp4v``) or to an animated GIF, under a
+  temporary name renamed to the final one when the video is complete (a killed or failed run never leaves an
+  unreadable file under the final name, nor replaces a finished run's video). The GIF is
   written frame by frame: each frame is palette-encoded by Pillow on its own and its image block is appended
   to the open file with a local colour table, so no frame list is ever kept. A thread encodes up to
   ``queue`` frames behind the caller (bounded: the encoding overlaps the drawing of the next frame).
@@ -16,6 +18,7 @@ import io
 import math
 import os
 import struct
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from common.utils.errors import UserError
+from common.utils.fileio import commit_temp_file, temp_file
 
 # FFmpeg's own messages (e.g. "moov atom not found") would precede our one-line error; silence them unless
 # the user asked for a level.
@@ -70,6 +74,7 @@ class VideoReader:
         if max_frames is not None:
             count = min(count, max_frames) if count > 0 else max_frames
         self.info = VideoInfo(str(self.path), int(frame.shape[1]), int(frame.shape[0]), float(fps), max(count, 0))
+        self._warned_short = False
 
     def _open(self) -> cv2.VideoCapture:
         capture = cv2.VideoCapture(str(self.path))
@@ -89,6 +94,17 @@ class VideoReader:
                 index += 1
         finally:
             capture.release()
+        self._warn_if_short(index)
+
+    def _warn_if_short(self, decoded: int) -> None:
+        """One warning (per reader) when decoding ended more than one frame before the count the container
+        states (or ``max_frames``): a truncated or damaged file whose tail is skipped. One frame of slack: some
+        containers round their estimate."""
+        if decoded < self.info.frame_count - 1 and not self._warned_short:
+            self._warned_short = True
+            print(f"warning: {self.path}: only {decoded} of the {self.info.frame_count} frames "
+                  f"{'asked for' if self.max_frames == self.info.frame_count else 'the file states'} could be "
+                  "decoded (truncated or damaged file); the rest is skipped", file=sys.stderr)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         if self.prefetch <= 0:
@@ -189,14 +205,16 @@ def _gif_frame_block(single: bytes, delay: int) -> bytes:
 class VideoWriter:
     """Write RGB frames of a fixed size to ``path`` (``.mp4`` via OpenCV or ``.gif``), streaming.
 
-    Use as a context manager; frames must be ``(height, width, 3)`` uint8 RGB. ``write`` hands a private copy
-    of the frame to an encoding thread that runs at most ``queue`` frames behind (0: encode in the caller);
-    an encoding error is raised by the next ``write`` or by ``close``.
+    The frames go to a temporary file next to ``path`` (:func:`common.utils.fileio.temp_file`); :meth:`close`
+    finishes the file and renames it to ``path``, :meth:`discard` deletes it (``path`` keeps what it held).
+    As a context manager: closed on success, discarded when the block raises. Frames must be
+    ``(height, width, 3)`` uint8 RGB. ``write`` hands a private copy of the frame to an encoding thread that
+    runs at most ``queue`` frames behind (0: encode in the caller); an encoding error is raised by the next
+    ``write`` or by ``close``.
     """
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float, queue: int = 2):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.size = (int(width), int(height))
         self.frames = 0
         self._gif: _GifStream | None = None
@@ -205,18 +223,22 @@ class VideoWriter:
             raise UserError(f"cannot write video {self.path}: frame rate must be > 0, got {fps:g}")
         if width < 2 or height < 2:
             raise UserError(f"cannot write video {self.path}: size {width}x{height} is too small")
-        if self.path.suffix.lower() == ".gif":
-            self._gif = _GifStream(self.path, width, height, fps)
-        elif self.path.suffix.lower() == ".mp4":
-            self._cv = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), self.size)
-            if not self._cv.isOpened():
-                raise UserError(f"cannot write video {self.path} (no MP4 encoder in this OpenCV build?)")
-        else:
+        if self.path.suffix.lower() not in (".gif", ".mp4"):
             raise UserError(f"unsupported output video type {self.path.suffix!r}: use .mp4 or .gif")
-        self._queue: Queue | None = Queue(maxsize=queue) if queue > 0 else None
+        self._queue: Queue | None = None
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
-        if self._queue is not None:
+        fd, self._tmp = temp_file(self.path, keep_extension=True)
+        os.close(fd)
+        if self.path.suffix.lower() == ".gif":
+            self._gif = _GifStream(self._tmp, width, height, fps)
+        else:
+            self._cv = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), self.size)
+            if not self._cv.isOpened():
+                self.discard()
+                raise UserError(f"cannot write video {self.path} (no MP4 encoder in this OpenCV build?)")
+        if queue > 0:
+            self._queue = Queue(maxsize=queue)
             self._thread = threading.Thread(target=self._encode_loop, name="encode", daemon=True)
             self._thread.start()
 
@@ -252,7 +274,8 @@ class VideoWriter:
             self._queue.put(frame)
         self.frames += 1
 
-    def close(self) -> None:
+    def _finish(self) -> None:
+        """Stop the encoding thread and finish the temporary file (a readable video of the frames so far)."""
         if self._thread is not None:
             self._queue.put(_END)
             self._thread.join()
@@ -263,10 +286,34 @@ class VideoWriter:
         if self._cv is not None:
             self._cv.release()
             self._cv = None
-        self._raise_error()
+
+    def close(self) -> None:
+        """Finish the video and give it its final name (an encoding error discards it and is raised)."""
+        if self._tmp is None:
+            return
+        self._finish()
+        if self._error is not None:
+            self.discard()
+            self._raise_error()
+        commit_temp_file(self._tmp, self.path)
+        self._tmp = None
+
+    def discard(self) -> None:
+        """Stop and delete the temporary file; the final name keeps whatever it held before."""
+        if self._tmp is None:
+            return
+        try:
+            self._finish()
+        finally:
+            if os.path.exists(self._tmp):
+                os.unlink(self._tmp)
+            self._tmp = None
 
     def __enter__(self) -> "VideoWriter":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()

@@ -29,7 +29,7 @@ from common.utils.device import add_device_argument, select_device
 from common.utils.errors import UserError, cli
 from common.utils.fileio import atomic_write, check_array, load_npz, save_npz
 from common.core.skeleton import BONE_NAMES, H36M_32_TO_17
-from common.utils.validation import ArgumentParser, check_output_dir, number
+from common.utils.validation import ArgumentParser, check_inputs_survive, check_output_dir, number
 
 DATA_DIR = REPO / "data"
 
@@ -50,10 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training subjects for the _train alignment")
     p.add_argument("--data_dir", default=str(DATA_DIR), help="folder holding data_3d_<dataset>.npz")
     p.add_argument("--out_dir", default=None, help="output folder (default: --data_dir)")
-    p.add_argument("--age_min", type=float, default=20.0, help="Anny: youngest morphological age (years)")
-    p.add_argument("--age_max", type=float, default=60.0, help="Anny: oldest morphological age (years)")
-    p.add_argument("--local_scale", type=float, default=None,
-                   help="Anny: local length blend shapes ~ U(-s, s) (default 0.3)")
+    p.add_argument("--age_min", type=number(float, ge=0), default=20.0, help="Anny: youngest morphological age (years)")
+    p.add_argument("--age_max", type=number(float, ge=0), default=60.0, help="Anny: oldest morphological age (years)")
+    p.add_argument("--local_scale", type=number(float, ge=0), default=None,
+                   help="Anny: local length blend shapes ~ U(-s, s), s >= 0 (default 0.3)")
     p.add_argument("--smpl_dir", default=str(REPO / "body_models"),
                    help="SMPL: folder with smpl/SMPL_{NEUTRAL,MALE,FEMALE}.pkl and J_regressor_h36m_correct.npy")
     p.add_argument("--seed", type=int, default=1, help="random seed")
@@ -109,6 +109,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     dataset_file = data_dir / f"data_3d_{args.dataset}.npz"
     if args.align and not dataset_file.is_file():  # fail before the expensive part
         raise UserError(f"--align needs {dataset_file} (run setup.py, or pick -d/--data_dir)")
+    stem = f"bone_lengths_{args.body_model}_{args.gender}"
+    names = [f"{stem}.npz", f"{stem}_stats.txt"]
+    if args.align:
+        names += [f"bone_lengths_{args.dataset}.npz", f"{stem}_train.npz", f"{stem}_all.npz"]
+    check_inputs_survive([("--data_dir", dataset_file if args.align else None)],
+                         [("--out_dir", out_dir / name) for name in names])
 
     start = time.time()
     if args.body_model == "anny":
@@ -123,7 +129,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         samples = sample_smpl(args.amount, args.gender, args.smpl_dir, args.seed)
     elapsed = time.time() - start
-    stem = f"bone_lengths_{args.body_model}_{args.gender}"
     save_npz(out_dir / f"{stem}.npz", data=samples)
     report = statistics_report(samples, f"{len(samples)} {args.body_model} bodies ({args.gender}), "
                                         f"bone lengths in mm, generated in {elapsed:.1f} s")
