@@ -40,7 +40,6 @@ from common.models.length_model import build_length_model
 from common.models.mix_model import MixModel
 from common.models.model import TemporalModel
 from common.vision.video import VideoReader, VideoWriter
-from test_inference import real_clip  # noqa: F401 - the real-clip fixture
 from common.core.skeleton import BONE_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
