@@ -188,8 +188,8 @@ def _print_learning_rows(views, have_gt: list[int], final: np.ndarray, targets: 
     if mean is None and train:
         mean, mean_label = np.mean([dataset.gt_bone_lengths(s) for s in train], axis=0), "training mean"
     features = sequence_features([views[i].poses_2d for i in have_gt]) if probe is not None else None
-    print("Per subject, absolute / size-free error (mm; size-free: each prediction scaled by its best single "
-          "factor):")
+    print("Per subject, absolute error (mm) / size-free error (mm; each prediction scaled by its best single "
+          "factor) / overall-size error (%):")
     subjects = np.array([views[i].subject for i in have_gt])
     for subject in dict.fromkeys(subjects):
         mask = subjects == subject
@@ -202,7 +202,8 @@ def _print_learning_rows(views, have_gt: list[int], final: np.ndarray, targets: 
         if mean is not None:  # overall size as a factor of the mean body, predicted and true
             size = (f"   size x{size_factor(final[mask], mean).mean():.3f} "
                     f"(true x{size_factor(targets[mask], mean).mean():.3f})")
-        print(f"  {subject}: " + "   ".join(f"{k} {v['mae']:.2f} / {v['size_free']:.2f}" for k, v in rows.items())
+        print(f"  {subject}: " + "   ".join(f"{k} {v['mae']:.2f} / {v['size_free']:.2f} / {v['size_pct']:.1f}%"
+                                           for k, v in rows.items())
               + size)
 
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import torch
 
-from common.models.length_probe import (LinearProbe, NUM_FEATURES, absolute_error_mm, error_row, probe_features,
+from common.models.length_probe import (LinearProbe, NUM_FEATURES, absolute_error_mm, error_row, probe_features, size_error_pct,
                                         size_free_error_mm, size_free_scale)
 
 
@@ -28,6 +28,8 @@ def test_size_free_error_ignores_overall_size_only():
     row = error_row(wrong, target)
     assert math.isclose(row["size_free"], size_free_error_mm(wrong, target).mean())
     assert math.isclose(row["mae"], absolute_error_mm(wrong, target).mean())
+    assert np.allclose(size_error_pct(target * 1.1, target), 10.0)  # 10 % too large, proportions right
+    assert 0 < row["size_pct"] < 5  # one bone 50 % long moves the geometric mean by 1.5 ** (1/16) - 1
 
 
 def test_probe_recovers_a_known_linear_map():

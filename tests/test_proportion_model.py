@@ -46,3 +46,16 @@ def test_checkpoint_kind_and_architecture_from_the_weights():
     rebuilt = length_model_for_state(state)
     rebuilt.load_state_dict(state)
     assert isinstance(rebuilt, ProportionLengthModel) and rebuilt.depth == 3
+
+
+def test_mix_model_with_a_proportion_length_model_round_trips(tmp_path):
+    from common.models.mix_model import MixModel
+    from common.models.model_loading import load_model, videopose3d_model
+    from common.utils.checkpoint import save_checkpoint
+    lifter = videopose3d_model({"architecture": [3, 3], "channels": 16, "causal": False, "dense": False})
+    mix = MixModel(_model(2), lifter).eval()
+    save_checkpoint(tmp_path / "mix.bin", {"model_pos": mix.state_dict()})
+    loaded = load_model(tmp_path / "mix.bin", ("mix",), bidirectional=True)
+    assert loaded.kind == "mix" and isinstance(loaded.model.length_model, ProportionLengthModel)
+    x = torch.rand(2, 9, 17, 2)
+    assert torch.allclose(loaded.model.length_model(x), mix.length_model(x))

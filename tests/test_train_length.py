@@ -141,7 +141,7 @@ def test_resume_equals_uninterrupted(tiny_dir, tmp_path):
     history = json.loads((full / "length_history.json").read_text())
     for name in ("synthetic_heldout", "test"):
         for source in ("model", "mean", "probe"):
-            for metric in ("mae", "size_free"):
+            for metric in ("mae", "size_free", "size_pct"):
                 assert len(history[f"{name}_{source}_{metric}"]) == 2, (name, source, metric)
     assert history["synthetic_heldout_model_mae"][-1] == pytest.approx(history["synthetic_test"][-1])
     assert a["length_mean"].shape == (16,) and a["length_probe"]["weight"].shape == (17, 16)

@@ -46,10 +46,18 @@ def absolute_error_mm(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.abs(np.asarray(pred, np.float64) - np.asarray(target, np.float64)).mean(-1) * 1000.0
 
 
+def size_error_pct(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per person, how far the predicted overall size is from the true one, in percent: the geometric mean over
+    bones of ``pred / target`` minus one, absolute (proportion errors cancel in it). (N, 16) x2 -> (N,)."""
+    ratio = np.log(np.asarray(pred, np.float64) / np.asarray(target, np.float64)).mean(-1)
+    return np.abs(np.expm1(ratio)) * 100.0
+
+
 def error_row(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    """``{"mae": ..., "size_free": ...}``: the two errors (mm) averaged over people; pred/target (N, 16) m."""
+    """``{"mae", "size_free"}`` (mm) and ``"size_pct"`` (%), each averaged over people; pred/target (N, 16) m."""
     return {"mae": float(absolute_error_mm(pred, target).mean()),
-            "size_free": float(size_free_error_mm(pred, target).mean())}
+            "size_free": float(size_free_error_mm(pred, target).mean()),
+            "size_pct": float(size_error_pct(pred, target).mean())}
 
 
 def probe_features(keypoints_2d: torch.Tensor) -> torch.Tensor:
@@ -147,5 +155,5 @@ def size_factor(lengths: np.ndarray, mean_lengths: np.ndarray) -> np.ndarray:
     return np.exp(np.log(np.asarray(lengths, np.float64) / np.asarray(mean_lengths, np.float64)).mean(-1))
 
 
-__all__ = ["stature_m", "scale_to_height", "size_factor", "size_free_scale", "size_free_error_mm", "absolute_error_mm", "error_row", "probe_features",
+__all__ = ["size_error_pct", "stature_m", "scale_to_height", "size_factor", "size_free_scale", "size_free_error_mm", "absolute_error_mm", "error_row", "probe_features",
            "sequence_features", "LinearProbe", "stored_references", "NUM_FEATURES"]

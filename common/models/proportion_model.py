@@ -7,9 +7,10 @@ proportions* (docs/length_model.md has the variants tried and their numbers):
 
 * input per frame: root-relative 2D divided by the sequence's 2D size (RMS over its frames and joints), the 16
   bone vectors in the same units, and the 16 log bone image lengths centred over the bones;
-* a per-frame MLP (``Linear -> LayerNorm -> ReLU -> (Linear -> ReLU) x (depth - 1)``) and pooling over the
-  valid frames (mean and max): one vector per sequence, any length, no recurrence;
-* sequence statistics beside it: per bone the 50/75/90/100th percentiles over frames of the log image length
+* a per-frame MLP (``Linear -> LayerNorm -> ReLU -> (Linear -> ReLU) x (depth - 1)``) and the mean over the
+  valid frames: one vector per sequence, any length, no recurrence (a max over frames grows with the sequence's
+  length and with detector outliers, so training chunks and long test sequences would disagree);
+* sequence statistics beside it: per bone the 25/50/75/90th percentiles over frames of the log image length
   (in sequence-size units) and the log 2D size itself;
 * a head (``LayerNorm -> Linear -> ReLU -> Linear``, last layer zero at initialisation) gives the log size
   ``s`` (one number) and 16 log proportions ``p`` centred over the bones: lengths = ``mean * exp(s + p)``, where
@@ -29,7 +30,7 @@ from common.core.skeleton import BONE_CHILDREN, BONE_PARENTS, NUM_BONES, NUM_JOI
 from common.utils.errors import UserError
 
 ARCH_NAME = "proportion"
-QUANTILES = (0.5, 0.75, 0.9, 1.0)
+QUANTILES = (0.25, 0.5, 0.75, 0.9)  # no maximum: it grows with the sequence's length and with outliers
 FRAME_FEATURES = 2 * NUM_JOINTS + 2 * NUM_BONES + NUM_BONES
 _EPS = 1e-6
 
@@ -50,7 +51,7 @@ class ProportionLengthModel(nn.Module):
         for _ in range(depth - 1):
             layers += [nn.Linear(width, width), nn.ReLU()]
         self.frame_mlp = nn.Sequential(*layers)
-        head_in = 2 * width + len(QUANTILES) * NUM_BONES + 1
+        head_in = width + len(QUANTILES) * NUM_BONES + 1
         self.head = nn.Sequential(nn.LayerNorm(head_in), nn.Linear(head_in, width), nn.ReLU(),
                                   nn.Linear(width, 1 + NUM_BONES))
         nn.init.zeros_(self.head[-1].weight)
@@ -94,12 +95,11 @@ class ProportionLengthModel(nn.Module):
         frame = torch.cat([relative.flatten(2), bones.flatten(2),
                            log_bones - log_bones.mean(-1, keepdim=True)], dim=-1)
         hidden = self.frame_mlp(frame)
-        mean_pool = (hidden * weight[..., None]).sum(1) / count[:, None]
-        max_pool = hidden.masked_fill(~valid[..., None], float("-inf")).amax(1)
+        pooled = (hidden * weight[..., None]).sum(1) / count[:, None]
         masked_bones = log_bones.masked_fill(~valid[..., None], float("nan"))
         quantiles = torch.nanquantile(masked_bones, torch.tensor(QUANTILES, device=x.device), dim=1)
         stats = torch.cat([quantiles.permute(1, 0, 2).flatten(1), log_scale[:, None]], dim=-1)
-        out = self.head(torch.cat([mean_pool, max_pool, stats], dim=-1))
+        out = self.head(torch.cat([pooled, stats], dim=-1))
         proportions = out[:, 1:] - out[:, 1:].mean(-1, keepdim=True)
         return out[:, 0], proportions
 

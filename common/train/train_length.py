@@ -10,9 +10,9 @@ Validation every epoch (rank 0):
 * ``synthetic test``: fixed synthetic chunks of *held-out people* (:data:`HELDOUT_PEOPLE` bank rows never used
   for training, :func:`split_heldout_people`) through the test subjects' motion and cameras.
 
-Every validation also prints and records (``length_history.json``, keys ``<set>_<source>_<mae|size_free>``) the
+Every validation also prints and records (``length_history.json``, keys ``<set>_<source>_<mae|size_free|size_pct>``) the
 model beside the training bank's mean and a linear probe on simple 2D statistics (:mod:`common.models.length_probe`,
-fitted on training batches), each by its mean absolute and its size-free error, on the held-out people and on the
+fitted on training batches), each by its mean absolute error, its size-free error and its overall-size error (%), on the held-out people and on the
 test subjects' real 2D; the checkpoints store the mean and the probe (``length_mean``, ``length_probe``) so that
 ``length_model_inference.py`` prints the same rows.
 
@@ -184,7 +184,7 @@ class LengthEvaluator:
     @torch.no_grad()
     def evaluate(self, model: LengthModel) -> dict[str, float]:
         """``val``, ``test``, ``synthetic_test`` (the model's mean absolute errors, mm) and, per data set
-        (``synthetic_heldout``, ``test``), source and error, ``<set>_<source>_<mae|size_free>`` (mm)."""
+        (``synthetic_heldout``, ``test``), source and error, ``<set>_<source>_<mae|size_free|size_pct>`` (mm, %)."""
         out = dict.fromkeys(self.keys, math.nan)
         if self.val_views:
             out["val"] = float(per_bone_error_mm(self._final_predictions(model, self.val_views),
@@ -216,10 +216,11 @@ def format_learning_rows(metrics: dict[str, float]) -> str:
               "test": "test subjects (real 2D)"}
     lines = []
     for name, label in labels.items():
-        cells = [f"{source} {metrics[f'{name}_{source}_mae']:.2f} / {metrics[f'{name}_{source}_size_free']:.2f}"
+        cells = [f"{source} {metrics[f'{name}_{source}_mae']:.2f} / {metrics[f'{name}_{source}_size_free']:.2f} / "
+                 f"{metrics[f'{name}_{source}_size_pct']:.1f}%"
                  for source in ("model", "mean", "probe") if f"{name}_{source}_mae" in metrics]
         if cells:
-            lines.append(f"    {label}: " + "   ".join(cells) + "  mm (absolute / size-free)")
+            lines.append(f"    {label}: " + "   ".join(cells) + "  (absolute mm / size-free mm / size error)")
     return "\n".join(lines)
 
 
