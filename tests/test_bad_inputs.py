@@ -35,6 +35,8 @@ from common.utils.checkpoint import load_checkpoint, save_checkpoint
 from common.datasets.demo.manifest import record_video, stale_reason, video_stale_reason
 from common.datasets.demo.config import SMALL_CONFIG
 from common.utils.errors import cli
+from common.train.arguments import parse_args as parse_train_args, training_recipe
+from common.train.training import make_optimizer
 from common.utils.fileio import atomic_write, load_npz, save_npz
 from common.models.length_model import build_length_model
 from common.models.mix_model import MixModel
@@ -125,6 +127,14 @@ def ws(demo_dir, tmp_path_factory):
     save_npz(root / "lengths_negative.npz", lengths=negative)
     save_npz(root / "bank_negative.npz", data=-np.full((10, 16), 0.25, np.float32))
     save_npz(root / "bank.npz", data=np.full((10, 16), 0.25, np.float32))
+
+    # a lifter and a mix model trained (one epoch, so to speak) with --cameras virtual --extra_motion: resumable
+    for task, model in (("pose", lifter), ("mix", MixModel(length, lifter))):
+        recipe = training_recipe(parse_train_args(["-t", task, "--cameras", "virtual", "--extra_motion",
+                                                   "--data_dir", str(data), "-c", str(root / "out_c")]))
+        save_checkpoint(ck / f"virtual_{task}.bin", {
+            "model_pos": model.state_dict(), "epoch": 1, "optimizer": make_optimizer(model.parameters(), 1e-3)
+            .state_dict(), "architecture": [3], "channels": 8, "causal": False, "dense": False, "recipe": recipe})
 
     # round 2 (issue 21): outputs that are inputs (also through links and relative paths), deep JSON, bad metadata
     _write_video(root / "clip.avi", 12)
@@ -296,6 +306,10 @@ CASES = [
     ("export_poses", "--poses {ws}/fps_list.npz --output {ws}/out_e/p", "stored fps [25] is not a positive"),
     ("export_poses", "--poses {ws}/frames_short.npz --output {ws}/out_e/p", "'frame_indices' must hold 10 integers"),
     # 8. (issue 21) accepted silently before
+    ("train", "-t pose -e 2 -r {ws}/checkpoint/virtual_pose.bin -arc 3 -ch 8 -c {ws}/out_c",
+     "virtual_pose.bin was trained with another recipe (--cameras virtual -> dataset; --extra_motion on -> off)"),
+    ("train", "-t mix -e 2 -r {ws}/checkpoint/virtual_mix.bin -c {ws}/out_c",
+     "virtual_mix.bin was trained with another recipe (--cameras virtual -> dataset; --extra_motion on -> off)"),
     ("export_poses", "--poses {ws}/fps_zero.npz --output {ws}/out_e/p", "stored fps 0 is not a positive"),
     ("generate_bone_length", "--local_scale -1", "--local_scale: must be >= 0"),
     ("length_model_inference", "--ckpt {ws}/checkpoint/length.bin --causal --out_dir {ws}/out_l",

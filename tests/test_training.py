@@ -17,7 +17,8 @@ from common.train.accumulation import optimizer_step
 from common.train.training import (EpochLoop, Trainer, decay_learning_rate, gather_rng_states, is_improvement,
                                    make_optimizer, restore_rng_states, resume_training, save_history, seed_all,
                                    split_validation)
-from common.utils.checkpoint import load_checkpoint
+from common.train.arguments import build_parser
+from common.utils.checkpoint import load_checkpoint, save_checkpoint
 
 CTX = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 # ten (subject, action) pairs in sorted order: S1 A0..A4, S5 A0..A4
@@ -226,13 +227,13 @@ class _ToyTrainer(Trainer):
         return {"toy": "linear"}
 
 
-def _toy_run(folder, epochs, resume=None, no_eval=False):
+def _toy_run(folder, epochs, resume=None, no_eval=False, flags=()):
     seed_all(11)
     model = torch.nn.Linear(3, 1)
     optimizer = make_optimizer(model.parameters(), 0.05)
     toy = _ToyTrainer(model, optimizer)
-    args = SimpleNamespace(epochs=epochs, lr_decay=0.9, no_eval=no_eval, checkpoint=str(folder),
-                           checkpoint_frequency=1)
+    args = build_parser().parse_args(["-t", "pose", *flags])  # the recipe flags of a -t pose run
+    args.__dict__.update(epochs=epochs, lr_decay=0.9, no_eval=no_eval, checkpoint=str(folder), checkpoint_frequency=1)
     loop = EpochLoop(toy, args, CTX, model, [optimizer], {"data": toy.data})
     if resume is not None:
         state = load_checkpoint(resume)
@@ -281,3 +282,28 @@ def test_epoch_loop_without_evaluation_or_epochs(tmp_path):
     again = load_checkpoint(tmp_path / "noeval" / "final.bin")
     for key, value in state["model_pos"].items():
         assert torch.equal(value, again["model_pos"][key]), key
+
+
+def test_resuming_under_another_recipe_names_the_flags_and_needs_consent(tmp_path, capsys):
+    """(issue 21) -r of a checkpoint trained with --cameras virtual --extra_motion under the dataset's cameras:
+    refused in one line naming both flags; --allow_recipe_change continues with a warning naming them; the same
+    recipe resumes silently; a checkpoint that stores no recipe resumes with a note."""
+    virtual = ["--cameras", "virtual", "--extra_motion"]
+    _toy_run(tmp_path, 1, flags=virtual)
+    first = tmp_path / "epoch_1.bin"
+    assert load_checkpoint(first)["recipe"]["--cameras"] == "virtual"
+    with pytest.raises(UserError, match=r"epoch_1.bin was trained with another recipe \(--cameras virtual -> "
+                                        r"dataset; --extra_motion on -> off\): give its flags"):
+        _toy_run(tmp_path / "other", 2, resume=first)
+    capsys.readouterr()
+    toy, loop = _toy_run(tmp_path / "allowed", 2, resume=first, flags=["--allow_recipe_change"])
+    assert loop.epoch == 2 and "warning: resuming" in capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "allowed" / "final.bin")["recipe"]["--cameras"] == "dataset"
+    _toy_run(tmp_path / "same", 2, resume=first, flags=virtual)
+    captured = capsys.readouterr()
+    assert "recipe" not in captured.err + captured.out
+    state = load_checkpoint(first)
+    del state["recipe"]
+    save_checkpoint(tmp_path / "old.bin", state)
+    _toy_run(tmp_path / "old", 2, resume=tmp_path / "old.bin")
+    assert "stores no training recipe" in capsys.readouterr().out

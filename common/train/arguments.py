@@ -33,6 +33,26 @@ CHECKPOINT_FOLDER_FILES = ("epoch_*.bin", "final.bin", "control_final.bin", "*_h
                            "*_time_to_accuracy.png", "result_mix.csv")
 
 
+# The flags of each task's training recipe (what it trains on and how, besides the architecture, which the
+# weights themselves check): stored in every checkpoint and compared when a run is resumed. Not in it: the epochs
+# to reach (-e), the learning rate (resumed from the optimizer state), evaluation-only and speed-only flags.
+_COMMON_RECIPE = ("dataset", "keypoints", "subjects_train", "actions", "subset", "downsample", "batch_size",
+                  "dropout", "lr_decay", "data_augmentation", "seed", "select_on", "val_fraction")
+_LIFTER_RECIPE = ("cameras", "virtual_views", "virtual_segment", "extra_motion")
+RECIPE_FLAGS: dict[str, tuple[str, ...]] = {
+    "length": _COMMON_RECIPE + ("chunk_len", "segment_shift", "length_aug_type", "bone_length_aug", "length_init",
+                                "noise_2d_px", "translation_std"),
+    "pose": _COMMON_RECIPE + _LIFTER_RECIPE + ("stride", "disable_optimizations"),
+    "mix": _COMMON_RECIPE + _LIFTER_RECIPE + ("bone_length_list",),
+}
+
+
+def training_recipe(args: argparse.Namespace) -> dict[str, object]:
+    """``{flag: value}`` of the run's :data:`RECIPE_FLAGS` (flags as typed, e.g. ``--cameras``; plain values)."""
+    flags = {action.dest: "/".join(action.option_strings) for action in build_parser()._actions}  # noqa: SLF001
+    return {flags[name]: getattr(args, name) for name in RECIPE_FLAGS[args.train_type]}
+
+
 def _filter_widths(text: str) -> list[int]:
     try:
         widths = [int(x) for x in text.split(",") if x.strip()]
@@ -85,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save epoch_<n>.bin every N epochs (default: 40 for -t length/mix as the authors, "
                         "10 for -t pose as VideoPose3D)")
     g.add_argument("-r", "--resume", default="", help="checkpoint to resume training from (exactly)")
+    g.add_argument("--allow_recipe_change", action="store_true",
+                   help="resume (-r, --mix_model) although recipe flags (data, cameras, batch, augmentation, ...) "
+                        "differ from the checkpoint's; without it such a resume is refused, naming the flags")
     g.add_argument("--evaluate", action="store_true",
                    help="evaluate only: -t length the --length_model (or -r), -t pose -r (default "
                         "<checkpoint>/epoch_best.bin, else final.bin), -t mix the --mix_model (or -r)")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import sys
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ import torch
 
 from tqdm import tqdm
 
+from common.train.arguments import training_recipe
 from common.utils import distributed
 from common.utils.checkpoint import save_checkpoint, save_epoch_checkpoints
 from common.datasets.dataset import parse_action_filter, parse_subjects
@@ -221,6 +223,34 @@ def resume_training(checkpoint: Mapping[str, Any], source: str, optimizer: torch
     return int(checkpoint["epoch"]), history, float(checkpoint.get("best", math.inf))
 
 
+def check_recipe(stored: Mapping[str, Any] | None, current: Mapping[str, Any], source: str, allow_change: bool,
+                 say: bool = True) -> None:
+    """A resumed run continues the checkpoint's recipe (:data:`common.train.arguments.RECIPE_FLAGS`): flags
+    whose value differs from the one ``stored`` in the checkpoint are named in a one-line UserError, or, with
+    ``--allow_recipe_change``, in a warning (``say``: this process prints). A checkpoint that stores no recipe
+    (written before recipes were stored) is resumed with a note."""
+    if not isinstance(stored, Mapping):
+        if say:
+            print(f"note: {source} stores no training recipe (an older checkpoint): the flags cannot be compared")
+        return
+    changed = [f"{flag} {_flag_value(stored[flag])} -> {_flag_value(value)}" for flag, value in current.items()
+               if flag in stored and stored[flag] != value]
+    if not changed:
+        return
+    if not allow_change:
+        raise UserError(f"{source} was trained with another recipe ({'; '.join(changed)}): give its flags to "
+                        "continue it, or --allow_recipe_change to continue under the new ones")
+    if say:
+        print(f"warning: resuming {source} under a changed recipe: {'; '.join(changed)}", file=sys.stderr)
+
+
+def _flag_value(value: Any) -> str:
+    """How a recipe value reads in a message: on/off for switches, (none) for an empty path."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "(none)" if value in (None, "") else str(value)
+
+
 def is_improvement(value: float, best: float) -> bool:
     """Whether a model-selection value (lower is better; NaN when not evaluated) beats ``best``."""
     return not math.isnan(value) and value < best
@@ -323,10 +353,12 @@ class EpochLoop:
             self.history["wall_s"] = []
         self.epoch, self.best = 0, math.inf
         self._clock_zero = time.time()
+        self.recipe, self.allow_recipe_change = training_recipe(args), args.allow_recipe_change
 
     def resume(self, checkpoint: Mapping[str, Any], source: str) -> None:
         """Continue from ``checkpoint`` (its model weights already loaded by the trainer): see
-        :func:`resume_training`."""
+        :func:`resume_training`; a checkpoint of another recipe is refused (:func:`check_recipe`)."""
+        check_recipe(checkpoint.get("recipe"), self.recipe, source, self.allow_recipe_change, self.ctx.is_main)
         self.epoch, self.history, self.best = resume_training(checkpoint, source, self.optimizers[0],
                                                               self.streams, self.ctx, self.history)
         if self.trainer.timed:
@@ -396,4 +428,4 @@ class EpochLoop:
                  "model_pos": self.model.state_dict(), "random_state": random_states, "history": self.history}
         if self.trainer.select_on is not None:
             state["best"] = self.best
-        return {**state, **self.trainer.checkpoint_entries()}
+        return {**state, "recipe": self.recipe, **self.trainer.checkpoint_entries()}
