@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from common.core.bones import bone_lengths
+from common.adjustment.rigidity import DEFAULT_NONRIGID, NONRIGID_MODES
 from common.utils.checkpoint import default_checkpoint
 from common.datasets.dataset import resolve_dataset_name
 from common.utils.device import add_device_argument, select_device
@@ -80,6 +81,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         + ", ".join(f"{v} for {k}-convention lifters" for k, v in DEFAULT_LENGTHS.items()))
     g.add_argument("--lengths_file", default=None,
                    help="json/npz of measured bone lengths in metres (implies --lengths file)")
+    g.add_argument("--height", type=number(float, gt=0), default=None,
+                   help="the person's standing height in metres, e.g. 1.78: sets the overall size of --lengths "
+                        "self/prior (default: the lifter's own 3D, robustly pooled; docs/in_the_wild.md)")
+    g.add_argument("--nonrigid", choices=list(NONRIGID_MODES), default=DEFAULT_NONRIGID,
+                   help="distances the body does not hold rigid in the lifter's joint convention "
+                        "(common/resources/rigidity.json): rigid = held like bones (the paper's adjustment), free "
+                        "= the lifter's per-frame length, soft = the lifter's change shrunk by its measured noise")
     g.add_argument("--poses", default=None, help="npz/npy of another lifter's (T, 17, 3) poses to adjust")
     g.add_argument("--poses_frame", choices=["camera", "world"], default="camera", help="frame of --poses")
     g.add_argument("--length_ckpt", default=None,
@@ -156,7 +164,8 @@ def make_config(args: argparse.Namespace) -> InferenceConfig:
         detector_threads=args.detector_threads, person=parse_person_policy(args.person), people=args.people,
         max_people=args.max_people, max_gap=args.max_gap,
         smooth=args.smooth, max_frames=args.max_frames, fps=args.fps, lifter=args.lifter, lengths=args.lengths,
-        lengths_file=args.lengths_file, poses=args.poses, poses_frame=args.poses_frame,
+        lengths_file=args.lengths_file, height=args.height, nonrigid=args.nonrigid, poses=args.poses,
+        poses_frame=args.poses_frame,
         length_ckpt=args.length_ckpt or default_checkpoint("length", resolve_dataset_name("auto")),
         finetuned_ckpt=args.finetuned_ckpt, lifter_ckpt=args.lifter_ckpt,
         bidirectional=args.bidirectional, num_layers=args.num_layers,
@@ -213,7 +222,9 @@ def run_cli(argv=None) -> InferenceResult | LiveResult:
         return run_live_cli(args, make_config(args))
     config = make_config(args)
     result = run(config)
-    print(f"lifter {result.lifter}, lengths {result.length_source}")
+    adjustment = result.adjustment
+    print(f"lifter {result.lifter}, lengths {result.length_source}, size: {adjustment['size']}; held rigid: "
+          f"{len(adjustment['rigid_bones'])} of 16 bones, the others --nonrigid {adjustment['nonrigid']}")
     fps = result.timer.fps()
     for person in result.people:
         print(f"person {person.identity}: {len(person.track)} frames (from frame {person.track.start}), bone-length "

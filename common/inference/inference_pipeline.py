@@ -7,8 +7,12 @@ Stages (each timed by :class:`common.utils.timing.StageTimer`), each in its own 
 * ``lift`` — :mod:`common.inference.lifters`: the registered lifter picked by ``--lifter`` -> (T, 17, 3) metres in its
   frame and joint convention;
 * ``adjust`` — :mod:`common.inference.length_sources`: 16 bone lengths from the registered source picked by
-  ``--lengths``; every bone keeps its direction and gets that length (:func:`common.core.bones.adjust_bone_lengths`);
-  then the world-like frame of :data:`common.core.camera.WORLD_LIKE_FRAMES` and the ground at z = 0;
+  ``--lengths``, given the person's size (``--height``, else the lifter's raw 3D for sources whose size is the
+  lifter's: :mod:`common.inference.body_size`); the bones a body holds rigid in the lifter's joint convention keep
+  that one length, the others follow the lifter per frame as ``--nonrigid`` says
+  (:mod:`common.adjustment.rigidity`); every bone keeps its direction and gets its length
+  (:func:`common.core.bones.adjust_bone_lengths`); then the world-like frame of
+  :data:`common.core.camera.WORLD_LIKE_FRAMES` and the ground at z = 0;
 * exports — :mod:`common.output.exports`; ``render`` — :mod:`common.output.rendering` (output video + PNGs).
 
 The lifter and the length source are built by :func:`make_models`, which ``--live`` (:mod:`common.inference.live`)
@@ -28,15 +32,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.adjustment.rigidity import DEFAULT_NONRIGID, NONRIGID_MODES, load_rigidity, rigidity_lengths
 from common.core.bones import adjust_bone_lengths, bone_lengths
 from common.core.camera import camera_to_world_like, place_on_ground
 from common.core.metrics import symmetry_error
+from common.core.skeleton import BONE_NAMES
+from common.inference.body_size import height_size, person_size, rescale
 from common.inference.keypoints_2d import TrackOptions, extract_people, extract_track
 from common.inference.length_sources import LengthSource, choose_lengths, make_length_source
 from common.inference.lifters import Lifter, choose_lifter, make_lifter
 from common.inference.registry import options_from
 from common.output.exports import DEFAULT_EXPORTS, PEOPLE_TABLES, PoseExport, write_exports, write_people_exports
 from common.output.rendering import render, render_people
+from common.utils.errors import UserError
 from common.utils.timing import STAGES, StageTimer
 from common.vision.tracking import Track2D
 from common.vision.video import VideoReader
@@ -65,6 +73,8 @@ class InferenceConfig:
     lifter: str | None = None
     lengths: str | None = None
     lengths_file: str | None = None
+    height: float | None = None  # the person's standing height, metres (None: the video's own evidence)
+    nonrigid: str = DEFAULT_NONRIGID  # what the adjustment does with distances a body does not hold rigid
     poses: str | None = None
     poses_frame: str = "camera"
     length_ckpt: str = "biGRU_all.bin"
@@ -97,6 +107,7 @@ class InferenceResult:
     length_source: str = ""
     stats: dict[str, float] = field(default_factory=dict)
     people: list["PersonResult"] = field(default_factory=list)  # --people all: everybody (the first also above)
+    adjustment: dict = field(default_factory=dict)  # adjust_lengths' metadata (of the first person)
 
 
 @dataclass
@@ -109,6 +120,7 @@ class PersonResult:
     poses_before: np.ndarray
     poses_after: np.ndarray
     lengths: np.ndarray
+    adjustment: dict = field(default_factory=dict)  # adjust_lengths' metadata
 
 
 def make_models(config: InferenceConfig, live: bool = False) -> tuple[Lifter, LengthSource]:
@@ -116,18 +128,42 @@ def make_models(config: InferenceConfig, live: bool = False) -> tuple[Lifter, Le
     loaded, so that bad input fails before the slow detection). ``live``: causal ones, for ``--live``."""
     settings = vars(config)
     lifter = make_lifter(choose_lifter(settings), settings, live)
-    return lifter, make_length_source(choose_lengths(settings, lifter), settings, lifter, live)
+    source = make_length_source(choose_lengths(settings, lifter), settings, lifter, live)
+    if config.nonrigid not in NONRIGID_MODES:
+        raise UserError(f"--nonrigid must be one of {', '.join(NONRIGID_MODES)}, got {config.nonrigid!r}")
+    if config.height is not None:
+        if not source.own_size:
+            raise UserError(f"--height sizes lengths estimated from the video (a source whose size is the "
+                            f"lifter's); --lengths {source.name} brings its own")
+        height_size(config.height, lifter.convention)
+    return lifter, source
 
 
-def _adjust(lifter: Lifter, source: LengthSource, before: np.ndarray, track: Track2D
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def adjust_lengths(lifter: Lifter, source: LengthSource, poses: np.ndarray, track: Track2D,
+                   height: float | None = None, nonrigid: str = DEFAULT_NONRIGID) -> tuple[np.ndarray, dict]:
+    """The adjustment's target lengths for the lifter's poses (T, 17, 3) metres: ``source``'s, at the person's
+    size (:func:`common.inference.body_size.person_size`), rigid bones held at one length and the others treated as
+    ``nonrigid`` says (:func:`common.adjustment.rigidity.rigidity_lengths`). Returns ((16,) or (T, 16) metres,
+    metadata: the non-rigid mode, the rigid bones and where the size came from)."""
+    lengths = source.lengths(poses, track)
+    size, size_source = person_size(lifter.convention, track, height, source.own_size)
+    if size is not None:
+        lengths = rescale(lengths, size)
+    rigid, variance = load_rigidity(lifter.convention)
+    lengths = rigidity_lengths(poses, lengths, rigid, variance, nonrigid)
+    return lengths, {"nonrigid": nonrigid, "rigid_bones": [n for n, r in zip(BONE_NAMES, rigid) if r],
+                     "size": size_source}
+
+
+def _adjust(lifter: Lifter, source: LengthSource, before: np.ndarray, track: Track2D, config: InferenceConfig
+            ) -> tuple[np.ndarray, dict, np.ndarray, np.ndarray]:
     """Lengths of ``source`` for the lifter's poses (T, 17, 3) and the poses before and after the adjustment,
-    both in the world-like frame on the ground: (lengths (16,) or (T, 16), before, after)."""
-    lengths = source.lengths(before, track)
+    both in the world-like frame on the ground: (lengths (16,) or (T, 16), their metadata, before, after)."""
+    lengths, meta = adjust_lengths(lifter, source, before, track, config.height, config.nonrigid)
     after = adjust_bone_lengths(before - before[:, :1], lengths) + before[:, :1]
     if lifter.frame == "camera":
         before, after = camera_to_world_like(before, after), camera_to_world_like(after, after)
-    return lengths, place_on_ground(before), place_on_ground(after)
+    return lengths, meta, place_on_ground(before), place_on_ground(after)
 
 
 def _stats(before: np.ndarray, after: np.ndarray, rendered: int, seconds: float) -> dict[str, float]:
@@ -158,12 +194,12 @@ def run(config: InferenceConfig) -> InferenceResult:
         with timer.measure("lift", len(track)):
             lifted = lifter.lift(track)
         with timer.measure("adjust", len(track)):
-            lengths, before, after = _adjust(lifter, source, lifted, track)
-        people.append(PersonResult(identity, track, before, after, lengths))
+            lengths, meta, before, after = _adjust(lifter, source, lifted, track, config)
+        people.append(PersonResult(identity, track, before, after, lengths, meta))
         export = PoseExport(stem if config.people != "all" else f"{stem}_person{identity}", config.video, track,
                             before, after, lengths, fps, lifter.frame, getattr(lifter, "mode", lifter.name),
                             lifter.name, source.name, lifter.convention,
-                            None if config.poses else lifted)  # the lifter's poses, unless read from --poses
+                            None if config.poses else lifted, adjustment=meta)  # lifter's poses unless --poses
         formats = tuple(config.export_formats)
         if config.people == "all":  # CSV and JSON lines: one file for everybody with a person column (below)
             formats = tuple(f for f in formats if f not in PEOPLE_TABLES)
@@ -187,6 +223,7 @@ def run(config: InferenceConfig) -> InferenceResult:
     each = [_stats(p.poses_before, p.poses_after, rendered, seconds) for p in people]  # mean over people
     stats = {k: float(np.mean([e[k] for e in each])) for k in each[0]}
     return InferenceResult(files, first.track, first.poses_before, first.poses_after, first.lengths, timer, rendered,
-                           lifter.name, source.name, stats, people if config.people == "all" else [])
+                           lifter.name, source.name, stats, people if config.people == "all" else [],
+                           first.adjustment)
 
-__all__ = ["InferenceConfig", "InferenceResult", "PersonResult", "STAGES", "run", "make_models"]
+__all__ = ["InferenceConfig", "InferenceResult", "PersonResult", "STAGES", "run", "make_models", "adjust_lengths"]

@@ -316,12 +316,15 @@ def stream_start_lengths(convention: str) -> tuple[np.ndarray, str] | None:
 class LengthSource:
     """Where 16 bone lengths come from. Subclasses set ``name`` (their registry name) and ``causal`` (True: the
     lengths after frame t use frames <= t only, and :meth:`step` exists), declare their settings as an ``Options``
-    dataclass when they have any (built as ``Class(options)``, see :mod:`common.inference.registry`), and may name
-    as ``streaming_substitute`` the registered causal source ``--live`` uses in place of one that is not."""
+    dataclass when they have any (built as ``Class(options)``, see :mod:`common.inference.registry`), may name
+    as ``streaming_substitute`` the registered causal source ``--live`` uses in place of one that is not, and set
+    ``own_size`` when their overall size is only the lifter's estimate (then the pipeline gives them the person's
+    size: ``--height``, or :func:`common.inference.body_size.person_size`)."""
 
     name = ""
     causal = False
     streaming_substitute: str | None = None
+    own_size = False  # True: the overall size is the lifter's estimate (replaced by --height or the person's own)
 
     def prepare(self, lifter: Lifter, live: bool) -> None:
         """Pre-flight, before the slow detection: load what the source needs for ``lifter``'s poses and raise a
@@ -348,6 +351,7 @@ class SelfLengths(LengthSource):
 
     name = "self"
     causal = True
+    own_size = True
 
     def __init__(self) -> None:
         self.median = RunningMedian()
@@ -365,6 +369,7 @@ class PriorLengths(LengthSource):
 
     name = "prior"
     streaming_substitute = "self"
+    own_size = True
 
     def prepare(self, lifter: Lifter, live: bool) -> None:
         self.convention = lifter.convention

@@ -29,7 +29,7 @@ frame, in frame order).
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -72,7 +72,8 @@ class PoseExport:
     metres used for the adjustment; fps; frame: ``camera`` or ``world`` (what the lifter gave, see
     :data:`WORLD_LIKE_FRAMES`); mode: ``finetuned``/``lifter``/``poses`` (the paper's modes) or the lifter name;
     lifter, length_source, convention: names; lifter_poses: (T, 17, 3) metres in the lifter's own frame
-    (``lifter_frame``), root-relative, or None.
+    (``lifter_frame``), root-relative, or None; adjustment: how the lengths were applied (``nonrigid`` mode,
+    ``rigid_bones``, where the ``size`` came from; :func:`common.inference.inference_pipeline.adjust_lengths`).
     """
 
     stem: str
@@ -89,6 +90,7 @@ class PoseExport:
     convention: str
     lifter_poses: np.ndarray | None = None
     lifter_frame: str = "camera (x right, y down, z forward), root-relative"
+    adjustment: dict = field(default_factory=dict)
 
     @property
     def frame_indices(self) -> np.ndarray:
@@ -107,7 +109,7 @@ def export_poses(result: PoseExport, out: Path) -> dict[str, Path]:
     meta = {"joint_names": JOINT_NAMES, "parents": PARENTS.tolist(), "bone_names": BONE_NAMES,
             "units": "metres", "frame": WORLD_LIKE_FRAMES[result.frame], "fps": result.fps, "mode": result.mode,
             "lifter": result.lifter, "lengths": result.length_source, "joint_convention": result.convention,
-            "video": result.video, "keypoints_2d_units": "pixels of the video",
+            "video": result.video, "keypoints_2d_units": "pixels of the video", "adjustment": result.adjustment,
             "poses_before": "lifter output, its own bone lengths", "poses_after": "bone lengths adjusted"}
     frames, interpolated = result.frame_indices, result.interpolated
     save_npz(files["poses_npz"], poses_before=result.before, poses_after=result.after,
@@ -127,7 +129,7 @@ def export_lengths(result: PoseExport, out: Path) -> dict[str, Path]:
     lengths, before = result.lengths, bone_lengths(result.before)
     save_json(files["lengths_json"], {
         "bone_names": BONE_NAMES, "units": "metres", "source": result.length_source,
-        "joint_convention": result.convention,
+        "joint_convention": result.convention, "adjustment": result.adjustment,
         "predicted": (dict(zip(BONE_NAMES, np.round(lengths, 5).tolist())) if lengths.ndim == 1
                       else {"per_frame": np.round(lengths, 5).tolist(), "frame_indices": result.frame_indices.tolist()}),
         "before_mean": dict(zip(BONE_NAMES, np.round(before.mean(0), 5).tolist())),

@@ -10,11 +10,9 @@ measures that offset, per limb, in centred log lengths (the prior's units), and 
 ``common/resources/limb_prior.json`` (``convention_offset_log``, read by ``common.inference.length_sources.load_limb_prior``).
 
 Data: the two Pose2Sim demos (BSD-3-Clause, ``pose2sim==0.10.49`` wheel; ``common.inference.multiview.fetch_pose2sim_demo``):
-the single-person one (a man) and the two-person one (the same man and a woman, the same 4 cameras). Each
-sequence of :data:`SEQUENCES` follows one person per view with ``inference.py``'s tracker (the ``--person``
-policy given per view), triangulates the views (``common.inference.multiview.triangulate_tracks``) and keeps the frames
-whose median reprojection error is at most :data:`MAX_REPROJECTION_PX` (a view's tracker that moved to another
-person fails that test). Offset = mean over people (each person's sequences averaged first) of the triangulated
+the single-person one (a man) and the two-person one (the same man and a woman, the same 4 cameras): the
+sequences of :data:`common.inference.recordings.SEQUENCES`, each person followed per view and triangulated
+(:func:`common.inference.recordings.load_recording`). Offset = mean over people (each person's sequences averaged first) of the triangulated
 centred log limb lengths minus the Anny mean.
 
 It also prints what the offset does, per sequence and view, BlazePose's fused 3D (``--lifter mediapipe``) with
@@ -32,48 +30,16 @@ from typing import Sequence
 import numpy as np
 
 from common.core.bones import adjust_bone_lengths, bone_lengths
-from common.utils.downloads import cache_dir
-from common.utils.errors import UserError, cli
+from common.utils.errors import cli
 from common.utils.fileio import atomic_write
 from common.inference.length_sources import (LIMB_PRIOR_FILE, PRIOR_LIMBS, centred_log_limbs, combine_with_prior,
                                    median_lengths)
-from common.inference.multiview import fetch_pose2sim_demo, full_length, limb_scores, read_qca, triangulate_tracks
+from common.inference.multiview import full_length, limb_scores
+from common.inference.recordings import SEQUENCES, load_recording
 
-# (Pose2Sim demo, person, --person policy of cam01..cam04, frames used): in the two-person demo cam01's tracker
-# leaves the man for the woman after about 50 frames, so his sequence is the first 50 frames.
-SEQUENCES = [("Demo_SinglePerson", "man", ("largest", "largest", "largest", "largest"), 100),
-             ("Demo_MultiPerson", "woman", ("largest", "0", "2", "1"), 100),
-             ("Demo_MultiPerson", "man", ("central", "largest", "largest", "largest"), 50)]
-MAX_REPROJECTION_PX = 30.0
-MIN_KEPT = 0.8  # share of frames that must triangulate consistently
 SCORES = [("p_mpjpe_mm", "P-MPJPE (mm)"), ("proportions_off_pct", "proportions off, mean of 4 (%)"),
           ("proportions_max_pct", "worst limb (%)"), ("proportions8_off_pct", "over 8 limbs (%)"),
           ("ratios_max_pct", "worst ratio (%)")]
-
-
-def followed_sequence(demo: str, policies: Sequence[str], frames: int):
-    """The tracks of one person in the 4 views and their triangulation: (cameras, tracks, world (frames, 17, 3)
-    metres with NaN on frames that do not triangulate consistently)."""
-    from common.inference.keypoints_2d import TrackOptions, extract_track
-    from common.utils.timing import StageTimer
-    from common.vision.video import VideoReader
-
-    folder = fetch_pose2sim_demo(cache_dir() / ("pose2sim_demo" if demo == "Demo_SinglePerson" else
-                                                "pose2sim_demo_multiperson"), demo)
-    cameras = read_qca(folder / "calibration" / "Calib.qca.txt")
-    tracks = []
-    for cam, policy in zip(cameras, policies):
-        video = str(folder / "videos" / f"{cam.name}.mp4")
-        config = TrackOptions(video=video, person=policy, max_frames=frames, progress=False)
-        tracks.append(extract_track(config, VideoReader(video, frames), StageTimer()))
-    world, error, _ = triangulate_tracks(cameras, tracks, frames)
-    with np.errstate(all="ignore"):
-        bad = ~(np.nanmedian(error, axis=1) <= MAX_REPROJECTION_PX)
-    world[bad] = np.nan
-    if (~bad).mean() < MIN_KEPT:
-        raise UserError(f"{demo} {policies}: only {(~bad).sum()}/{frames} frames triangulate within "
-                        f"{MAX_REPROJECTION_PX:.0f} px (a view follows another person?)")
-    return cameras, tracks, world
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -87,10 +53,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     anny = np.asarray(content["blazepose"]["mean_centred_log"], np.float64)
     sd = np.asarray(content["blazepose"]["sd_centred_log"], np.float64)
     sequences = []
-    for demo, person, policies, frames in SEQUENCES:
-        cameras, tracks, world = followed_sequence(demo, policies, frames)
+    for sequence in SEQUENCES:
+        recording = load_recording(sequence)
+        demo, person, cameras, tracks, world = (sequence.demo, sequence.person, recording.cameras,
+                                                recording.tracks, recording.world)
         measured = centred_log_limbs(np.nanmedian(bone_lengths(world), axis=0))
-        print(f"{demo} {person}: {np.isfinite(world).all(axis=(1, 2)).sum()}/{frames} frames triangulated; "
+        print(f"{demo} {person}: {np.isfinite(world).all(axis=(1, 2)).sum()}/{sequence.frames} frames triangulated; "
               "centred log limbs minus the Anny mean (%): " + ", ".join(
                   f"{limb} {d * 100:+.1f}" for limb, d in zip(PRIOR_LIMBS, measured - anny)))
         sequences.append((demo, person, cameras, tracks, world, measured))

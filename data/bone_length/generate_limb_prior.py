@@ -6,7 +6,8 @@ Samples adult Anny bodies (``common.datasets.body_model.AnnySampler``: WHO-calib
 length blend shapes), regresses Anny's COCO keypoints (shoulders, elbows, wrists, hips, knees, ankles: anatomical
 landmarks like BlazePose's) on the rest-pose meshes, and writes the mean and standard deviation of the centred
 log lengths of the four limbs (thigh, calf, upper arm, lower arm; left/right averaged) to
-``common/resources/limb_prior.json`` (read by ``inference.py --lengths prior``), plus the mean length of all 16
+``common/resources/limb_prior.json`` (read by ``inference.py --lengths prior``), the mean log ratio of each limb to
+the body's stature (``inference.py --height``, :mod:`common.inference.body_size`), plus the mean length of all 16
 bones of the 17 joints mapped from the COCO keypoints as the detectors map them (:func:`common.vision.detectors.to_h36m`;
 left/right averaged; the prior ``inference.py --live`` starts from). Anny: Apache-2.0 code, CC0 data.
 """
@@ -38,9 +39,11 @@ COCO_17 = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoul
            "right_ankle"]  # the COCO order of common.vision.detectors.COCO_PARTS
 
 
-def coco_limb_lengths(amount: int, seed: int, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
-    """Anny bodies' (amount, 4) limb lengths in metres (:data:`PRIOR_LIMBS` order, left/right averaged) and
-    (amount, 16) bone lengths of the 17 joints mapped from their COCO keypoints (:func:`common.vision.detectors.to_h36m`)."""
+def coco_limb_lengths(amount: int, seed: int, batch: int = 500) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Anny bodies' (amount, 4) limb lengths in metres (:data:`PRIOR_LIMBS` order, left/right averaged),
+    (amount, 16) bone lengths of the 17 joints mapped from their COCO keypoints (:func:`common.vision.detectors.to_h36m`)
+    and (amount,) statures in metres (the rest-pose mesh's extent along the direction from the ankles' midpoint
+    to the nose)."""
     import anny
     import torch
 
@@ -51,7 +54,7 @@ def coco_limb_lengths(amount: int, seed: int, batch: int = 500) -> tuple[np.ndar
     sampler = AnnySampler(seed=seed)
     labels = COCO_17
     regressor = anny.KeypointsRegressor.coco(sampler.model, labels=labels)
-    out, bones = [], []
+    out, bones, statures = [], [], []
     for start in range(0, amount, batch):
         phenotype, local = sampler.sample_parameters(min(batch, amount - start))
         with torch.no_grad():
@@ -62,7 +65,12 @@ def coco_limb_lengths(amount: int, seed: int, batch: int = 500) -> tuple[np.ndar
         out.append(np.stack(lengths, axis=1))
         joints, _ = to_h36m(points, np.ones(points.shape[:2]), COCO_PARTS)
         bones.append(bone_lengths(joints.astype(np.float64)))
-    return np.concatenate(out), np.concatenate(bones)
+        up = points[:, labels.index("nose")] - (points[:, labels.index("left_ankle")]
+                                                + points[:, labels.index("right_ankle")]) / 2
+        up /= np.linalg.norm(up, axis=-1, keepdims=True)
+        heights = np.einsum("bvc,bc->bv", vertices.double().cpu().numpy(), up)
+        statures.append(heights.max(axis=1) - heights.min(axis=1))
+    return np.concatenate(out), np.concatenate(bones), np.concatenate(statures)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -71,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default=str(LIMB_PRIOR_FILE))
     args = p.parse_args(argv)
-    limbs, bones = coco_limb_lengths(args.amount, args.seed)
+    limbs, bones, statures = coco_limb_lengths(args.amount, args.seed)
     centred = np.log(limbs) - np.log(limbs).mean(axis=1, keepdims=True)
     import anny
 
@@ -80,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "sd_centred_log": centred.std(axis=0).round(6).tolist(),
         "mean_lengths_m": limbs.mean(axis=0).round(4).tolist(),
         "mean_bone_lengths_m": average_symmetric(bones.mean(axis=0)).round(4).tolist(),
+        "mean_stature_m": round(float(statures.mean()), 4),
+        "limb_to_stature_log": (np.log(limbs) - np.log(statures)[:, None]).mean(axis=0).round(6).tolist(),
         "bodies": args.amount, "seed": args.seed,
         "source": f"anny {getattr(anny, '__version__', '?')} COCO keypoint regressor on rest-pose adult bodies "
                   "(data/bone_length/generate_limb_prior.py); Anny: Apache-2.0 code, CC0 data"}}

@@ -1,0 +1,219 @@
+"""Real recordings nobody tuned for: which distances are rigid, and single-view 3D per view and joint-angle bin.
+
+    python -m bench.wild_recordings [--out output/wild_recordings] [--write_rigidity]
+
+Data (:mod:`common.inference.recordings`): every person of the Pose2Sim demos (BSD-3-Clause, the ``pose2sim``
+wheel's LICENSE is written next to the extracted videos), BlazePose 2D of 4 calibrated views triangulated; the
+tracks are cached after the first run. Two parts:
+
+1. *Rigidity* (per joint convention): each of the 16 distances' median, robust standard deviation over time
+   (MAD x 1.4826) and its medians per flexion bin, on the triangulated BlazePose landmarks of every person
+   (``blazepose``) and on the demo data set's motion capture (``h36m``, ``data/data_3d_demo.npz``). A distance
+   is rigid when its robust standard deviation is, on every person, at most the largest of the 8 limbs' (the
+   long bones: the triangulation's own noise on a distance that does not change) or below 0.1 mm (motion
+   capture of a rigid skeleton has no noise); the others' natural relative
+   variation is sqrt(sd^2 - median limb sd^2) / median, mean of the variances over people. ``--write_rigidity``
+   writes the decision to ``common/resources/rigidity.json`` (:mod:`common.adjustment.rigidity`).
+2. *Scores* of each view alone (:func:`common.inference.multiview.limb_scores`, P-MPJPE also per bin of the
+   reference's knee/hip flexion, :func:`common.adjustment.rigidity.flexion_bins`): ``inference.py``'s defaults
+   with every non-rigid treatment (``--nonrigid rigid|free|soft``), the defaults before adjustment, MediaPipe's
+   raw world landmarks of the same pass; limb-length error of the defaults' size (the video's own evidence), the
+   size from the lifter's fused poses, a user-given ``--height`` and the raw landmarks.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from common.adjustment.rigidity import (FLEXION_BINS, LIMBS, NONRIGID_MODES, RIGIDITY_FILE, flexion, flexion_bins,
+                                        robust_sd)
+from common.core.bones import bone_lengths
+from common.core.metrics import p_mpjpe
+from common.core.skeleton import BONE_NAMES
+from common.inference.multiview import full_length, limb_scores
+from common.inference.recordings import SEQUENCES, Recording, load_recording
+from common.utils.errors import cli
+from common.utils.fileio import atomic_write
+
+LIMB_INDEX = [BONE_NAMES.index(n) for n in LIMBS]
+RESOLUTION_MM = 0.1  # a distance that varies less than this is rigid whatever the limbs do
+
+
+def distance_table(lengths: np.ndarray, angle: np.ndarray, groups: np.ndarray | None = None
+                   ) -> dict[str, np.ndarray]:
+    """(T, 16) metres + (T,) flexion degrees -> per bone (16,) figures in mm: median, robust sd, and the median
+    in each flexion bin (NaN when the bin is empty). ``groups`` (T,) ints: frames of different bodies (e.g. the
+    subjects of a data set); each group is centred on its own median before the sd and the bins, then the
+    overall median is added back (so a body's size is not counted as variation over time)."""
+    valid = np.isfinite(lengths).all(axis=1) & np.isfinite(angle)
+    lengths, angle = lengths[valid] * 1000, angle[valid]
+    median = np.median(lengths, axis=0)
+    if groups is not None:
+        groups = groups[valid]
+        centres = np.stack([np.median(lengths[groups == g], axis=0) for g in np.unique(groups)])
+        lengths = lengths - centres[np.searchsorted(np.unique(groups), groups)] + median
+    out = {"median": median, "sd": robust_sd(lengths), "frames": np.full(16, valid.sum())}
+    for low, high, label in FLEXION_BINS:
+        inside = (angle >= low) & (angle < high)
+        out[label] = np.median(lengths[inside], axis=0) if inside.any() else np.full(16, np.nan)
+        out[f"frames {label}"] = np.full(16, inside.sum())
+    return out
+
+
+def h36m_distances(data_dir: Path) -> dict[str, np.ndarray]:
+    """The demo data set's motion capture (Human3.6M joint convention), all sequences concatenated, each
+    sequence its own group (:func:`distance_table`)."""
+    from common.datasets.dataset import _positions_17
+    from common.utils.fileio import load_nested
+
+    table = load_nested(data_dir / "data_3d_demo.npz", "positions_3d", "subject -> action -> array")
+    sequences = [_positions_17(f"{s}/{a}", p) for s, actions in table.items() for a, p in actions.items()]
+    poses = np.concatenate(sequences).astype(np.float64)
+    groups = np.repeat(np.arange(len(sequences)), [len(p) for p in sequences])
+    return distance_table(bone_lengths(poses), flexion(poses), groups)
+
+
+def decide(tables: dict[str, dict[str, np.ndarray]]) -> tuple[list[str], dict[str, float]]:
+    """Rigid bones and the others' natural relative sd from per-person distance tables (module docstring)."""
+    rigid = np.ones(16, bool)
+    variances = []
+    for t in tables.values():
+        limb_sd = t["sd"][LIMB_INDEX]
+        rigid &= t["sd"] <= max(limb_sd.max(), RESOLUTION_MM)
+        variances.append(np.maximum(t["sd"] ** 2 - np.median(limb_sd) ** 2, 0) / t["median"] ** 2)
+    natural = np.sqrt(np.mean(variances, axis=0))
+    return ([n for n, r in zip(BONE_NAMES, rigid) if r],
+            {n: round(float(v), 4) for n, v, r in zip(BONE_NAMES, natural, rigid) if not r})
+
+
+def rigidity_markdown(tables: dict[str, dict[str, np.ndarray]]) -> str:
+    """One row per bone, one column per person: median ± robust sd (mm), sd / median (%), and the medians per
+    flexion bin (mm; ``-`` for an empty bin); the header gives each bin's frame count."""
+    labels = [label for _, _, label in FLEXION_BINS]
+    header = [f"{who} ({int(t['frames'][0])} frames; " + " / ".join(f"{int(t[f'frames {label}'][0])}"
+                                                                   for label in labels) + ")"
+              for who, t in tables.items()]
+    lines = ["| bone | " + " | ".join(header) + " |", "|---" * (1 + len(tables)) + "|"]
+    for b, name in enumerate(BONE_NAMES):
+        cells = [f"{t['median'][b]:.0f} ± {t['sd'][b]:.1f} ({t['sd'][b] / t['median'][b] * 100:.1f} %); "
+                 + " / ".join("-" if np.isnan(t[label][b]) else f"{t[label][b]:.0f}" for label in labels)
+                 for t in tables.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    bins = " / ".join(labels)
+    return (f"Each cell: median ± robust sd over time (mm), sd / median, then the medians per flexion bin ({bins}, "
+            f"mm); the header gives the frames per bin.\n\n" + "\n".join(lines))
+
+
+def measure_rigidity(recordings: list[Recording], data_dir: Path) -> tuple[str, dict]:
+    """Both conventions' distance tables (markdown) and the rigidity file's content."""
+    blazepose = {f"blazepose / {r.sequence.name}": distance_table(bone_lengths(r.world.astype(np.float64)),
+                                                                  flexion(r.world.astype(np.float64)))
+                 for r in recordings}
+    h36m = {"h36m / demo motion capture": h36m_distances(data_dir)}
+    content = {}
+    for convention, tables in (("blazepose", blazepose), ("h36m", h36m)):
+        rigid, natural = decide(tables)
+        content[convention] = {"rigid": rigid, "natural_relative_sd": natural,
+                               "source": "python -m bench.wild_recordings --write_rigidity: " + ", ".join(tables)}
+    return rigidity_markdown(blazepose | h36m), content
+
+
+def binned_p_mpjpe(estimate: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """P-MPJPE (mm) of (T, 17, 3) poses against the reference over all valid frames and per flexion bin of the
+    reference (NaN for an empty bin)."""
+    valid = np.isfinite(estimate).all(axis=(1, 2)) & np.isfinite(reference).all(axis=(1, 2))
+    errors = np.full(len(reference), np.nan)
+    errors[valid] = p_mpjpe(estimate[valid].astype(np.float64), reference[valid].astype(np.float64)) * 1000
+    out = {"all": float(np.nanmean(errors))}
+    for label, inside in flexion_bins(np.where(valid[:, None, None], reference, 0.0)).items():
+        out[label] = float(np.nanmean(errors[inside & valid])) if (inside & valid).any() else float("nan")
+    return out
+
+
+def score_view(recording: Recording, view: int) -> dict[str, dict[str, float]]:
+    """Rows of one view alone (module docstring) -> {row: scores}. The defaults are ``inference.py``'s own models
+    and adjustment (:func:`common.inference.inference_pipeline.make_models`, ``adjust_lengths``)."""
+    from common.adjustment.rigidity import load_rigidity, rigidity_lengths
+    from common.core.bones import adjust_bone_lengths
+    from common.inference.body_size import height_size, limb_size
+    from common.inference.inference_pipeline import InferenceConfig, adjust_lengths, make_models
+    from common.inference.lifters import make_lifter
+
+    track, cam = recording.tracks[view], recording.cameras[view]
+    reference = cam.to_camera(recording.world)
+    frames = len(reference)
+    lifter, source = make_models(InferenceConfig(video=None))
+    poses = lifter.lift(track)
+    rows, sizes = {}, {}
+    for mode in NONRIGID_MODES:
+        lengths, _ = adjust_lengths(lifter, source, poses, track, nonrigid=mode)
+        rows[f"defaults, --nonrigid {mode}" + (" (default)" if mode == InferenceConfig.nonrigid else "")] = \
+            adjust_bone_lengths(poses, lengths)
+    rows["defaults before adjustment"] = poses
+    rows["MediaPipe world landmarks, raw (same pass)"] = make_lifter("mediapipe_raw", {}).lift(track)
+    valid = np.isfinite(reference).all(axis=(1, 2))
+    implied = float(np.median(limb_size(bone_lengths(reference[valid].astype(np.float64)))))
+    height = implied / height_size(1.0, lifter.convention)
+    default_mode = InferenceConfig.nonrigid
+    sizes["size: defaults (no --height)"] = rows[f"defaults, --nonrigid {default_mode} (default)"]
+    sizes["size: the length source's own (the lifter's fused poses)"] = adjust_bone_lengths(poses, rigidity_lengths(
+        poses, source.lengths(poses, track), *load_rigidity(lifter.convention), default_mode))
+    lengths, _ = adjust_lengths(lifter, source, poses, track, height=height, nonrigid=default_mode)
+    sizes[f"size: --height {height:.2f} (the reference's size through the population ratio)"] = \
+        adjust_bone_lengths(poses, lengths)
+    out = {}
+    for row, estimate in (rows | sizes).items():
+        estimate = full_length(track, estimate, frames)
+        valid = np.isfinite(estimate).all(axis=(1, 2)) & np.isfinite(reference).all(axis=(1, 2))
+        out[row] = limb_scores(estimate[valid], reference[valid]) | (
+            {} if row in sizes else {f"p_mpjpe {k}": v for k, v in binned_p_mpjpe(estimate, reference).items()})
+    return out
+
+
+SCORE_COLUMNS = [("p_mpjpe all", "P-MPJPE (mm)")] + [(f"p_mpjpe {label}", f"P-MPJPE {label}")
+                                                        for _, _, label in FLEXION_BINS] + [
+    ("limb_length_error_mm", "limb-length error (mm)"), ("proportions_off_pct", "limb proportions off (%)"),
+    ("length_std_mm", "length std (mm)"), ("left_right_mm", "left/right (mm)")]
+
+
+def scores_markdown(table: dict[tuple[str, str], dict[str, dict[str, float]]]) -> str:
+    """{(recording, view): {row: scores}} -> one markdown table (a row's missing columns are left blank)."""
+    lines = ["| recording | view | row | " + " | ".join(name for _, name in SCORE_COLUMNS) + " |",
+             "|---" * (3 + len(SCORE_COLUMNS)) + "|"]
+    for (recording, view), rows in table.items():
+        for row, scores in rows.items():
+            cells = [f"{scores[key]:.1f}" if key in scores and np.isfinite(scores[key]) else ""
+                     for key, _ in SCORE_COLUMNS]
+            lines.append(f"| {recording} | {view} | {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data_dir", default="data", help="folder of data_3d_demo.npz (Human3.6M-convention rows)")
+    p.add_argument("--out", default="output/wild_recordings", help="folder of the tables")
+    p.add_argument("--write_rigidity", action="store_true", help=f"write the decision to {RIGIDITY_FILE.name}")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    recordings = [load_recording(s) for s in SEQUENCES]
+    markdown, content = measure_rigidity(recordings, Path(args.data_dir))
+    print(markdown)
+    print("rigidity decision: " + json.dumps(content, indent=1))
+    atomic_write(out / "rigidity.md", lambda fh: fh.write((markdown + "\n").encode()))
+    if args.write_rigidity:
+        atomic_write(RIGIDITY_FILE, lambda fh: fh.write((json.dumps(content, indent=1) + "\n").encode()))
+        print(f"wrote {RIGIDITY_FILE}")
+    table = {(r.sequence.name, cam.name): score_view(r, v) for r in recordings for v, cam in enumerate(r.cameras)}
+    markdown = scores_markdown(table)
+    print(markdown)
+    atomic_write(out / "scores.md", lambda fh: fh.write((markdown + "\n").encode()))
+    print(f"wrote {out / 'rigidity.md'}, {out / 'scores.md'}")
+
+
+if __name__ == "__main__":
+    sys.exit(cli(main)(sys.argv[1:]))

@@ -1,0 +1,181 @@
+"""Rigid only where the body is rigid (common/adjustment/rigidity.py), the person's own size
+(common/inference/body_size.py) and the rigidity decision of bench/wild_recordings.py."""
+import json
+
+import numpy as np
+import pytest
+
+from bench.wild_recordings import decide, distance_table
+from common.adjustment.rigidity import FLEXION_BINS, flexion, flexion_bins, load_rigidity, rigidity_lengths
+from common.core.bones import adjust_bone_lengths, bone_lengths, recompose
+from common.core.skeleton import BONE_NAMES, SYMMETRIC_BONES
+from common.inference.body_size import height_size, limb_size, rescale, world_size
+from common.utils.errors import UserError
+from common.vision.tracking import Track2D
+
+LENGTHS = np.array([0.10, 0.40, 0.38, 0.10, 0.40, 0.38, 0.25, 0.25, 0.21, 0.11,
+                    0.17, 0.27, 0.24, 0.17, 0.27, 0.24])
+NECK = BONE_NAMES.index("neck")
+SPINE = [BONE_NAMES.index("spine_1"), BONE_NAMES.index("spine_2")]
+
+
+def _poses(lengths: np.ndarray, frames: int = 60, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    dirs = rng.normal(size=(16, 3)) + np.cumsum(rng.normal(scale=0.05, size=(frames, 16, 3)), axis=0)
+    return recompose(dirs / np.linalg.norm(dirs, axis=-1, keepdims=True), lengths)
+
+
+def _rigidity(tmp_path, rigid, sd):
+    path = tmp_path / "rigidity.json"
+    path.write_text(json.dumps({"test": {"rigid": rigid, "natural_relative_sd": sd}}))
+    return path
+
+
+def test_rigidity_modes_keep_rigid_bones_and_follow_the_lifter_elsewhere(tmp_path):
+    frames = 80
+    per_frame = np.tile(LENGTHS, (frames, 1))
+    true_neck = LENGTHS[NECK] * (1 + 0.15 * np.sin(np.linspace(0, 6, frames)))   # the body's own change
+    per_frame[:, NECK] = true_neck
+    noisy = per_frame * (1 + np.random.default_rng(1).normal(scale=0.03, size=per_frame.shape))
+    poses = _poses(noisy, frames)
+    rigid = [n for n in BONE_NAMES if n != "neck"]
+    mask, variance = load_rigidity("test", _rigidity(tmp_path, rigid, {"neck": 0.1}))
+    assert mask.sum() == 15 and variance[NECK] == pytest.approx(0.01) and variance[mask].sum() == 0
+    given = LENGTHS * 1.1                                                  # a length source's (size x 1.1)
+    held = rigidity_lengths(poses, given, mask, variance, "rigid")
+    assert held.shape == (16,) and np.allclose(held, given)
+    free = rigidity_lengths(poses, given, mask, variance, "free")
+    soft = rigidity_lengths(poses, given, mask, variance, "soft")
+    for lengths in (free, soft):
+        assert lengths.shape == (frames, 16)
+        assert np.allclose(lengths[:, mask], given[mask])                   # rigid bones: one length
+        for a, b in SYMMETRIC_BONES:
+            assert np.allclose(lengths[:, a], lengths[:, b])
+    own = bone_lengths(poses)[:, NECK]
+    np.testing.assert_allclose(free[:, NECK], given[NECK] * own / np.median(own), rtol=1e-5)
+    # soft: between the constant and the lifter, and closer to the body's true change than either
+    deviation_free = free[:, NECK] / given[NECK] - 1
+    deviation_soft = soft[:, NECK] / given[NECK] - 1
+    assert 0 < np.abs(deviation_soft).mean() < np.abs(deviation_free).mean()
+    truth = true_neck / np.median(true_neck) - 1
+    assert np.abs(deviation_soft - truth).mean() < np.abs(deviation_free - truth).mean()
+    assert np.abs(deviation_soft - truth).mean() < np.abs(truth).mean()
+    adjusted = adjust_bone_lengths(poses, soft)
+    np.testing.assert_allclose(bone_lengths(adjusted), soft, rtol=1e-4, atol=1e-6)
+    with pytest.raises(UserError):
+        rigidity_lengths(poses, given, mask, variance, "bendy")
+
+
+def test_load_rigidity_unknown_convention_is_fully_rigid_and_bad_names_fail(tmp_path):
+    mask, variance = load_rigidity("other", _rigidity(tmp_path, ["neck"], {}))
+    assert mask.all() and not variance.any()
+    with pytest.raises(UserError, match="unknown bone"):
+        load_rigidity("test", _rigidity(tmp_path, ["collarbone"], {}))
+
+
+def test_shipped_rigidity_file_names_both_conventions():
+    for convention in ("blazepose", "h36m"):
+        mask, _ = load_rigidity(convention)
+        limbs = [BONE_NAMES.index(n) for n in ("l_thigh", "r_calf", "l_upper_arm", "r_lower_arm")]
+        assert mask[limbs].all()
+    assert load_rigidity("h36m")[0].all()  # the paper's adjustment: all 16 bones held on Human3.6M work
+
+
+def test_flexion_straight_and_bent():
+    # standing: hips beside the pelvis, legs straight down, trunk straight up
+    stand = np.zeros((1, 17, 3))
+    stand[0, 1], stand[0, 4] = [-0.1, 0, 0], [0.1, 0, 0]
+    stand[0, 2], stand[0, 5] = [-0.1, 0, -0.4], [0.1, 0, -0.4]
+    stand[0, 3], stand[0, 6] = [-0.1, 0, -0.8], [0.1, 0, -0.8]
+    stand[0, 7], stand[0, 8] = [0, 0, 0.25], [0, 0, 0.5]
+    assert flexion(stand)[0] == pytest.approx(0.0, abs=1e-6)
+    squat = stand.copy()
+    squat[0, 2], squat[0, 3] = [-0.1, 0.4, 0], [-0.1, 0.4, -0.4]  # right thigh forward (90° hip), shin down (90° knee)
+    assert flexion(squat)[0] == pytest.approx(90.0)
+    bins = flexion_bins(np.concatenate([stand, squat]))
+    assert [bins[label].tolist() for _, _, label in FLEXION_BINS] == [[True, False], [False, False], [False, True]]
+
+
+def _track(world: np.ndarray, confidence: np.ndarray) -> Track2D:
+    return Track2D(np.zeros(world.shape[:2] + (2,)), confidence, 100, 100, world=world)
+
+
+def test_world_size_pools_confident_frames_only():
+    frames = 40
+    per_frame = np.tile(LENGTHS, (frames, 1))
+    per_frame[:10] *= 0.5                               # frames where the 3D is wrong ...
+    world = _poses(per_frame, frames)
+    confidence = np.ones((frames, 17))
+    confidence[:10, 2] = 0.1                            # ... and the right knee is not seen
+    size = world_size(_track(world, confidence))
+    # the right thigh and calf are measured on frames 10.. only; the left side on every frame: its median is
+    # still the true length (30 of 40 frames)
+    assert size == pytest.approx(limb_size(LENGTHS), rel=1e-6)
+    assert world_size(Track2D(world[..., :2], confidence, 100, 100)) is None
+    confidence[:, [2, 5]] = 0.0                          # knees never seen: no thigh
+    assert world_size(_track(world, confidence)) is None
+
+
+def test_limb_size_rescale_and_height(tmp_path):
+    assert limb_size(LENGTHS * 2) == pytest.approx(2 * limb_size(LENGTHS))
+    scaled = rescale(LENGTHS, 0.5)
+    assert limb_size(scaled) == pytest.approx(0.5, rel=1e-6)
+    np.testing.assert_allclose(scaled / scaled.sum(), LENGTHS / LENGTHS.sum(), rtol=1e-6)
+    per_frame = np.tile(LENGTHS, (5, 1)) * np.linspace(0.9, 1.1, 5)[:, None]
+    assert np.median(limb_size(rescale(per_frame, 0.3))) == pytest.approx(0.3, rel=1e-6)
+    prior = tmp_path / "prior.json"
+    prior.write_text(json.dumps({"x": {"limb_to_stature_log": np.log([0.24, 0.24, 0.16, 0.15]).tolist()}}))
+    expected = 1.8 * np.exp(np.log([0.24, 0.24, 0.16, 0.15]).mean())
+    assert height_size(1.8, "x", prior) == pytest.approx(expected)
+    assert height_size(1.6, "x", prior) / height_size(1.8, "x", prior) == pytest.approx(1.6 / 1.8)
+    with pytest.raises(UserError, match="metres"):
+        height_size(178.0, "x", prior)
+    with pytest.raises(UserError, match="stature"):
+        height_size(1.8, "y", prior)
+
+
+def test_decide_marks_distances_that_vary_more_than_the_limbs():
+    rng = np.random.default_rng(0)
+    frames = 400
+    lengths = np.tile(LENGTHS, (frames, 1)) + rng.normal(scale=0.005, size=(frames, 16))
+    lengths[:, SPINE] *= (1 + 0.1 * np.sin(np.linspace(0, 9, frames)))[:, None]   # a bending spine
+    table = distance_table(lengths, np.full(frames, 10.0))
+    rigid, natural = decide({"person": table})
+    assert set(BONE_NAMES) - set(rigid) == {"spine_1", "spine_2"}
+    assert 0.04 < natural["spine_1"] < 0.1
+    # groups: different bodies' sizes are not variation over time
+    two = np.concatenate([np.tile(LENGTHS, (50, 1)), np.tile(LENGTHS * 1.2, (50, 1))])
+    grouped = distance_table(two, np.zeros(100), np.repeat([0, 1], 50))
+    assert np.allclose(grouped["sd"], 0)
+
+
+def test_pipeline_adjustment_size_rigidity_and_preflight(tmp_path):
+    from common.inference.inference_pipeline import InferenceConfig, adjust_lengths, make_models
+
+    frames = 50
+    per_frame = np.tile(LENGTHS, (frames, 1))
+    per_frame[:, NECK] *= 1 + 0.1 * np.sin(np.linspace(0, 6, frames))
+    world = _poses(per_frame, frames).astype(np.float32)
+    pixels = world[..., :2] * 500 + 300                       # an orthographic view of the same poses
+    track = Track2D(pixels.astype(np.float32), np.ones((frames, 17), np.float32), 640, 480, world=world)
+    lifter, source = make_models(InferenceConfig(video=None))
+    assert (lifter.convention, source.name, source.own_size) == ("blazepose", "prior", True)
+    poses = lifter.lift(track)
+    rigid, _ = load_rigidity("blazepose")
+    lengths, meta = adjust_lengths(lifter, source, poses, track)
+    assert meta["nonrigid"] == InferenceConfig.nonrigid and meta["rigid_bones"] == [
+        n for n, r in zip(BONE_NAMES, rigid) if r]
+    assert "raw 3D" in meta["size"]
+    assert np.median(limb_size(lengths)) == pytest.approx(world_size(track), rel=1e-5)   # the person's own size
+    per_frame_out = np.atleast_2d(lengths)
+    assert np.allclose(per_frame_out[:, rigid], per_frame_out[0, rigid])                 # rigid bones constant
+    tall, meta = adjust_lengths(lifter, source, poses, track, height=1.9, nonrigid="rigid")
+    assert tall.shape == (16,) and limb_size(tall) == pytest.approx(height_size(1.9, "blazepose"), rel=1e-5)
+    assert meta["size"].startswith("--height 1.9")
+    (tmp_path / "l.json").write_text(json.dumps({"thigh": 0.4}))
+    with pytest.raises(UserError, match="--height sizes lengths"):
+        make_models(InferenceConfig(video=None, lengths_file=str(tmp_path / "l.json"), height=1.8))
+    with pytest.raises(UserError, match="metres"):
+        make_models(InferenceConfig(video=None, height=178.0))
+    with pytest.raises(UserError, match="--nonrigid"):
+        make_models(InferenceConfig(video=None, nonrigid="bendy"))
