@@ -146,7 +146,8 @@ def run_live_cli(args: argparse.Namespace, config: InferenceConfig) -> LiveResul
     result = run_live(LiveConfig(
         source=args.live, unpaced=args.unpaced, max_frames=args.max_frames, length_prior=args.length_prior,
         max_step_mm=args.max_length_step_mm, smooth=smooth, jsonl=args.live_output, video_out=args.live_video,
-        panel_height=args.panel_height, detector_threads=args.detector_threads), lifter, lengths)
+        panel_height=args.panel_height, detector_threads=args.detector_threads, people=args.people,
+        max_people=args.max_people), lifter, lengths)
     fps = result.timer.fps()
     print(f"live: {result.frames_in} frames in, {result.frames_out} processed, {result.dropped} dropped, "
           f"person found in {result.detected}; {result.fps:.1f} frames/s end to end ("

@@ -43,6 +43,7 @@ import numpy as np
 from common.core.bones import adjust_bone_lengths, average_symmetric
 from common.inference.length_sources import LengthSource, complete_lengths, stream_start_lengths
 from common.inference.lifters import Lifter
+from common.output.rendering import BODY_HEIGHT_M
 from common.output.pose_tables import JsonLinesWriter, jsonl_header, jsonl_record
 from common.utils.errors import UserError
 from common.utils.timing import StageTimer
@@ -226,6 +227,8 @@ class LiveConfig:
     video_out: str | None = None
     panel_height: int = 480
     detector_threads: int | None = None  # BlazePose's inference threads (None: every available core)
+    people: str = "one"  # "all": every person, one identity each
+    max_people: int = 10
 
 
 @dataclass
@@ -276,7 +279,8 @@ def _one_frame(found: PersonPose, width: int, height: int) -> Track2D:
 
 
 class _Overlay:
-    """The optional annotated video: the frame with its 2D, the lifted and the adjusted 3D."""
+    """The optional annotated video: the frame with its 2D, the lifted and the adjusted 3D (with several people:
+    everybody in their identity's colour, :meth:`common.output.visualization.FrameRenderer.render_people`)."""
 
     def __init__(self, config: LiveConfig, source: FrameSource):
         from common.output.visualization import FrameRenderer
@@ -284,64 +288,130 @@ class _Overlay:
 
         self.renderer = FrameRenderer(source.width, source.height, config.panel_height)
         self.video = VideoWriter(config.video_out, self.renderer.width, self.renderer.height, source.fps)
+        self.people = config.people == "all"
+        self.width = source.width
 
-    def write(self, frame: CapturedFrame, found: PersonPose | None, pose: np.ndarray | None,
-              adjusted: np.ndarray | None, dropped: int) -> None:
-        self.video.write(self.renderer.render(frame.rgb, found.keypoints if found else None,
-                                              found.confidence if found else None,
-                                              _world_like(pose) if pose is not None else None,
-                                              _world_like(adjusted) if adjusted is not None else None,
-                                              [f"frame {frame.index}  dropped {dropped}"], ["lifted"], ["adjusted"]))
+    def write(self, frame: CapturedFrame, found: dict[int, PersonPose], results: dict, dropped: int) -> None:
+        lines = [f"frame {frame.index}  dropped {dropped}"]
+        if not self.people:
+            person = found.get(0)
+            pose, _, adjusted, _ = results.get(0, (None, None, None, None))
+            self.video.write(self.renderer.render(frame.rgb, person.keypoints if person else None,
+                                                  person.confidence if person else None,
+                                                  _world_like(pose) if pose is not None else None,
+                                                  _world_like(adjusted) if adjusted is not None else None,
+                                                  lines, ["lifted"], ["adjusted"]))
+            return
+        shown = []
+        for identity, (pose, _, adjusted, _) in results.items():
+            person = found[identity]
+            height = max(float(person.bbox[3] - person.bbox[1]), 1.0)
+            shift = np.array([(person.keypoints[0, 0] - self.width / 2) * BODY_HEIGHT_M / height, 0.0, 0.0])
+            shown.append({"identity": identity, "keypoints": person.keypoints, "before": _world_like(pose) + shift,
+                          "after": _world_like(adjusted if adjusted is not None else pose) + shift})
+        self.video.write(self.renderer.render_people(frame.rgb, shown, lines))
+
+
+class _Person:
+    """One person's causal state: their lifter and length source (each person their own copy: ring buffers, GRU
+    state, running medians), bounded lengths, smoother and last lengths."""
+
+    def __init__(self, lifter: Lifter, lengths: LengthSource, start: np.ndarray | None, config: LiveConfig):
+        self.lifter, self.lengths = lifter, lengths
+        self.bounded = LiveLengths(start, config.max_step_mm / 1000.0)
+        self.smoother = OneEuroFilter(*config.smooth) if config.smooth else None
+        self.previous: np.ndarray | None = None
+
+    def step(self, found: PersonPose, time_s: float, width: int, height: int, timer: StageTimer
+             ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, float | None]:
+        """One frame of this person: (lifted (17, 3), lengths (16,) or None, adjusted (17, 3) or None, largest
+        change of a length since their previous frame (metres) or None)."""
+        with timer.measure("lift"):
+            one = _one_frame(found, width, height)
+            pose = self.lifter.step(one)
+            if self.smoother is not None:
+                pose = self.smoother(pose, time_s)
+        with timer.measure("adjust"):
+            current = self.bounded.step(self.lengths.step(pose, one))
+            adjusted = adjust_bone_lengths(pose, current) if current is not None else None
+        change = None if current is None or self.previous is None else float(np.abs(current - self.previous).max())
+        self.previous = current
+        return pose, current, adjusted, change
 
 
 def run_live(config: LiveConfig, lifter: Lifter, lengths: LengthSource) -> LiveResult:
     """Run the causal pipeline over ``config.source`` with a causal lifter and length source (module docstring);
     writes JSON lines and optionally a video; returns counters and timings. Status lines go to stderr (stdout
-    may carry the JSON lines)."""
-    bounded = LiveLengths(start_lengths(lifter, lengths, config.length_prior), config.max_step_mm / 1000.0)
+    may carry the JSON lines). ``config.people == "all"``: every person (:class:`common.vision.people.PeopleTracker`,
+    the offline identity rule, causal by construction), each with their own copy of the lifter and length
+    source (copied fresh when they first appear), one JSON line per person and frame with a ``person`` key."""
+    import copy
+
+    from common.vision.people import PeopleTracker
+
+    starting = start_lengths(lifter, lengths, config.length_prior)
     source = FrameSource(config.source, paced=not config.unpaced, max_frames=config.max_frames)
-    detector = BlazePoseSource(threads=config.detector_threads)
+    everybody = config.people == "all"
+    if everybody:
+        tracker = PeopleTracker(lambda threads: BlazePoseSource(
+            threads=config.detector_threads if threads is None else threads), source.width, source.height,
+            config.max_people)
+        pristine = (copy.deepcopy(lifter), copy.deepcopy(lengths))  # each new person starts from these
+        detector = None
+    else:
+        detector = BlazePoseSource(threads=config.detector_threads)
+    people: dict[int, _Person] = {} if everybody else {0: _Person(lifter, lengths, starting, config)}
     timer = StageTimer(LIVE_STAGES)
-    smoother = OneEuroFilter(*config.smooth) if config.smooth else None
     writer = JsonLinesWriter(sys.stdout if config.jsonl == "-" else config.jsonl)
     writer.write(jsonl_header(LIVE_FRAME, source.fps, source=config.source, lifter=lifter.name,
-                              lengths=lengths.name, max_length_step_mm=config.max_step_mm,
-                              smoothing=None if smoother is None else {"one_euro_min_cutoff": config.smooth[0],
+                              lengths=lengths.name, max_length_step_mm=config.max_step_mm, people=config.people,
+                              smoothing=None if not config.smooth else {"one_euro_min_cutoff": config.smooth[0],
                                                                         "one_euro_beta": config.smooth[1]}))
     overlay = _Overlay(config, source) if config.video_out else None
     latencies, changes = [], []
-    previous = None
     detected = 0
     start = time.perf_counter()
     try:
         for frame in timer.timed("capture", source):
             with timer.measure("detect", 1):
-                found = detector.track(frame.rgb)  # streaming mode on the whole frame
-            pose = one = None
-            with timer.measure("lift", 1):
-                if found is not None:
-                    one = _one_frame(found, source.width, source.height)
-                    pose = lifter.step(one)
-                    if smoother is not None:
-                        pose = smoother(pose, frame.time_s)
-            with timer.measure("adjust", 1):
-                current = bounded.step(None if pose is None else lengths.step(pose, one))
-                adjusted = adjust_bone_lengths(pose, current) if pose is not None else None
+                if everybody:
+                    found = tracker.update(frame.rgb)
+                else:  # streaming mode on the whole frame
+                    one = detector.track(frame.rgb)
+                    found = {} if one is None else {0: one}
+            results = {}
+            for identity, pose_2d in found.items():
+                if identity not in people:
+                    people[identity] = _Person(*copy.deepcopy(pristine), starting, config)
+                results[identity] = people[identity].step(pose_2d, frame.time_s, source.width, source.height, timer)
+                if results[identity][3] is not None:
+                    changes.append(results[identity][3])
+            timer.frames["lift"] += 1
+            timer.frames["adjust"] += 1
             with timer.measure("output", 1):
                 latency = (time.perf_counter() - frame.captured) * 1000
-                writer.write(jsonl_record(frame.index, frame.time_s, adjusted, current,
-                                          detected=found is not None, latency_ms=round(latency, 2)))
+                extra = {"latency_ms": round(latency, 2)}
+                if not everybody:
+                    _, current, adjusted, _ = results.get(0, (None, people[0].bounded.step(None), None, None))
+                    writer.write(jsonl_record(frame.index, frame.time_s, adjusted, current, detected=bool(found),
+                                              **extra))
+                elif not results:
+                    writer.write(jsonl_record(frame.index, frame.time_s, None, None, person=None, detected=False,
+                                              **extra))
+                for identity, (_, current, adjusted, _) in (results.items() if everybody else []):
+                    writer.write(jsonl_record(frame.index, frame.time_s, adjusted, current, person=identity,
+                                              detected=True, **extra))
             if overlay is not None:
                 with timer.measure("render", 1):
-                    overlay.write(frame, found, pose, adjusted, source.dropped)
+                    overlay.write(frame, found, results, source.dropped)
             latencies.append(latency)
-            if current is not None and previous is not None:
-                changes.append(float(np.abs(current - previous).max()))
-            previous = current
-            detected += found is not None
+            detected += bool(found)
     finally:
         source.close()
-        detector.close()
+        if everybody:
+            tracker.close()
+        else:
+            detector.close()
         writer.close()
         if overlay is not None:
             overlay.video.close()
