@@ -23,6 +23,7 @@ frames both sequences cover):
 """
 from __future__ import annotations
 
+import warnings
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
@@ -297,8 +298,10 @@ def triangulate_consistent(cameras: list[CalibratedCamera], pixels: np.ndarray, 
             projected = homogeneous @ cam.projection().T
             projected = projected[..., :2] / projected[..., 2:]
             seen = cam.undistort(np.nan_to_num(pixels[v]))
-            own = np.nanmean(np.linalg.norm(projected - seen, axis=-1), axis=-1)
-            flipped = np.nanmean(np.linalg.norm(projected - seen[:, FLIP_JOINTS], axis=-1), axis=-1)
+            with warnings.catch_warnings():  # frames nobody triangulated: NaN, never swapped
+                warnings.simplefilter("ignore", RuntimeWarning)
+                own = np.nanmean(np.linalg.norm(projected - seen, axis=-1), axis=-1)
+                flipped = np.nanmean(np.linalg.norm(projected - seen[:, FLIP_JOINTS], axis=-1), axis=-1)
             swap = flipped < own
             pixels[v, swap] = pixels[v, swap][:, FLIP_JOINTS]
             confidence[v, swap] = confidence[v, swap][:, FLIP_JOINTS]
