@@ -28,17 +28,10 @@ class Rectangles(Keypoint2DSource):
         self.state = None
 
     def _people(self, rgb, region):
-        """Rectangles in the region, except those cut by one of its edges inside the frame (a real detector's
-        guess at the unseen half of a person is what find_people's merging handles; not modelled here)."""
         x0, y0, x1, y1 = region if region is not None else (0, 0, rgb.shape[1], rgb.shape[0])
         crop = rgb[y0:y1, x0:x1, 0]
-        cut = np.zeros(256, bool)
-        for edge, inside in ((crop[:, 0], x0 > 0), (crop[:, -1], x1 < rgb.shape[1]), (crop[0], y0 > 0),
-                             (crop[-1], y1 < rgb.shape[0])):
-            cut[edge[edge > 0]] |= inside
         return [_person(xs.min() + x0, ys.min() + y0, xs.max() + 1 + x0, ys.max() + 1 + y0)
-                for pid in np.unique(crop[crop > 0]) if not cut[pid] for ys, xs in [np.nonzero(crop == pid)]
-                if len(xs) > 200]
+                for pid in np.unique(crop[crop > 0]) for ys, xs in [np.nonzero(crop == pid)] if len(xs) > 200]
 
     def detect(self, rgb, roi=None):
         return sorted(self._people(rgb, roi), key=lambda p: -p.area)[:1]

@@ -10,10 +10,8 @@ nearby) with its own detector instance, so that every person keeps their own str
    one person walks in front of the other) cannot both keep it: it goes to the identity whose appearance it
    matches better (ties: whose last box it overlaps more); the other is missing in this frame;
 3. on the first frame and every ``search_every`` frames the whole frame is searched
-   (:func:`common.vision.tracking.find_people`, detections merged only when their joints coincide,
-   :func:`same_pose`, so that a person half hidden behind another is kept); a person found there whose joints are
-   nobody's current ones is either an identity given back, or a new identity (at most ``max_people``; beyond, a
-   warning and they are not followed).
+   (:func:`common.vision.tracking.find_people`); a person found there who is nobody's current box is either an
+   identity given back, or a new identity (at most ``max_people``; beyond, a warning and they are not followed).
 
 Identity rule (who gets their identity back): a person who reappears is given the identity, among those not seen
 in this frame, whose appearance (a hue/saturation histogram of the torso box, :func:`appearance`, averaged over
@@ -37,11 +35,11 @@ import numpy as np
 from common.core.skeleton import NUM_JOINTS
 from common.utils.errors import UserError
 from common.vision.detectors import Keypoint2DSource, PersonPose, available_cores
-from common.vision.tracking import PersonTracker, Track2D, box_iou, find_people
+from common.vision.tracking import PersonTracker, Track2D, box_iou, box_overlap, find_people
 
 FOLLOW_FOR = 3          # frames an identity is still followed after it was last seen (then only searches find it)
 SAME_PERSON = 0.5       # IoU above which two identities' boxes are one person
-SAME_POSE = 0.15        # two poses whose median joint distance is below this fraction of the box height: one person
+NEW_PERSON_OVERLAP = 0.3  # a search result overlapping a current box by more than this (of the smaller box) is them
 SAME_LOOK = 0.7         # histogram intersection that gives an identity back after a long absence
 SAME_LOOK_NEARBY = 0.5  # ... shortly after losing them, near where they were
 NEARBY_FOR = 30         # frames after the loss during which position counts
@@ -80,14 +78,6 @@ def similarity(a: np.ndarray | None, b: np.ndarray | None) -> float:
 
 def box_height(person: PersonPose) -> float:
     return float(person.bbox[3] - person.bbox[1])
-
-
-def same_pose(a: PersonPose, b: PersonPose) -> bool:
-    """Whether two detections are one person: the median distance of their joints is below :data:`SAME_POSE` of
-    the taller one's box height (boxes alone merge a person with whoever stands close in front of them; the median
-    lets a search tile that sees half of a person, and guesses the other half, count as that person)."""
-    distance = float(np.median(np.linalg.norm(a.keypoints - b.keypoints, axis=-1)))
-    return distance < SAME_POSE * max(box_height(a), box_height(b), 1.0)
 
 
 @dataclass
@@ -174,8 +164,8 @@ class PeopleTracker:
                     del found[loser]
                     self.identities[loser].follower.window = None
         if self.frame % self.search_every == 0:
-            people = [p for p in find_people(self.search_detector, rgb, same=same_pose) if p.score >= self.min_score]
-            fresh = [p for p in people if not any(same_pose(p, q) for q in found.values())]
+            people = [p for p in find_people(self.search_detector, rgb) if p.score >= self.min_score]
+            fresh = [p for p in people if all(box_overlap(p.bbox, q.bbox) <= NEW_PERSON_OVERLAP for q in found.values())]
             for person in sorted(fresh, key=lambda p: -p.score):
                 look = appearance(rgb, person)
                 absent = [i for i in self.identities if i.id not in found]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
@@ -91,20 +90,18 @@ def search_regions(width: int, height: int) -> list[tuple[int, int, int, int]]:
 
 
 def find_people(detector: Keypoint2DSource, rgb: np.ndarray,
-                area: tuple[float, float, float, float] | None = None,
-                same: Callable[[PersonPose, PersonPose], bool] | None = None) -> list[PersonPose]:
+                area: tuple[float, float, float, float] | None = None) -> list[PersonPose]:
     """Everybody the detector finds over the search regions (only those that intersect ``area`` = x0, y0, x1,
-    y1 pixels, if given); duplicates (a tile may see part of a person: by default boxes overlapping by more than
-    half of the smaller one; ``same(a, b)`` decides otherwise) are merged keeping the most confident."""
+    y1 pixels, if given); duplicates (a tile may see part of a person: boxes overlapping by more than half of
+    the smaller one) are merged keeping the most confident."""
     regions = search_regions(rgb.shape[1], rgb.shape[0])
     if area is not None:
         regions = [r for r in regions if r[0] < area[2] and area[0] < r[2] and r[1] < area[3] and area[1] < r[3]]
     found = [p for people in detector.detect_regions(rgb, regions) for p in people]
     found.sort(key=lambda p: -p.score)
     kept: list[PersonPose] = []
-    same = same or (lambda a, b: box_overlap(a.bbox, b.bbox) > NMS_OVERLAP)
     for person in found:
-        if not any(same(person, k) for k in kept):
+        if all(box_overlap(person.bbox, k.bbox) <= NMS_OVERLAP for k in kept):
             kept.append(person)
     return kept
 
