@@ -18,7 +18,9 @@ tracks are cached after the first run. Two parts:
    reference's knee/hip flexion, :func:`common.adjustment.rigidity.flexion_bins`): ``inference.py``'s defaults
    with every non-rigid treatment (``--nonrigid rigid|free|soft``), the defaults before adjustment, MediaPipe's
    raw world landmarks of the same pass; limb-length error of the defaults' size (the video's own evidence), the
-   size from the lifter's fused poses, a user-given ``--height`` and the raw landmarks.
+   size of the lifter's fused poses, ``--height H`` (H: the height at which the population's limb-to-stature ratio
+   gives the reference's limb size; the people's statures are not published), the population's mean size, and
+   the raw landmarks; and one line per person: do the defaults beat the raw landmarks in every view and bin.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ from common.utils.errors import cli
 from common.utils.fileio import atomic_write
 
 LIMB_INDEX = [BONE_NAMES.index(n) for n in LIMBS]
+HEIGHT_ROW = "size: --height H (H: the reference's limb size through the population's limb-to-stature ratio)"
 RESOLUTION_MM = 0.1  # a distance that varies less than this is rigid whatever the limbs do
 
 
@@ -140,7 +143,8 @@ def score_view(recording: Recording, view: int) -> dict[str, dict[str, float]]:
     and adjustment (:func:`common.inference.inference_pipeline.make_models`, ``adjust_lengths``)."""
     from common.adjustment.rigidity import load_rigidity, rigidity_lengths
     from common.core.bones import adjust_bone_lengths
-    from common.inference.body_size import height_size, limb_size
+    from common.inference.body_size import height_size, limb_size, rescale
+    from common.inference.length_sources import population_mean_lengths
     from common.inference.inference_pipeline import InferenceConfig, adjust_lengths, make_models
     from common.inference.lifters import make_lifter
 
@@ -164,33 +168,63 @@ def score_view(recording: Recording, view: int) -> dict[str, dict[str, float]]:
     sizes["size: the length source's own (the lifter's fused poses)"] = adjust_bone_lengths(poses, rigidity_lengths(
         poses, source.lengths(poses, track), *load_rigidity(lifter.convention), default_mode))
     lengths, _ = adjust_lengths(lifter, source, poses, track, height=height, nonrigid=default_mode)
-    sizes[f"size: --height {height:.2f} (the reference's size through the population ratio)"] = \
-        adjust_bone_lengths(poses, lengths)
+    sizes[HEIGHT_ROW] = adjust_bone_lengths(poses, lengths)
+    population = limb_size(population_mean_lengths(lifter.convention))
+    sizes["size: the population's mean"] = adjust_bone_lengths(poses, rescale(lengths, population))
     out = {}
     for row, estimate in (rows | sizes).items():
         estimate = full_length(track, estimate, frames)
         valid = np.isfinite(estimate).all(axis=(1, 2)) & np.isfinite(reference).all(axis=(1, 2))
         out[row] = limb_scores(estimate[valid], reference[valid]) | (
             {} if row in sizes else {f"p_mpjpe {k}": v for k, v in binned_p_mpjpe(estimate, reference).items()})
+    out[HEIGHT_ROW]["height_m"] = height
     return out
 
 
 SCORE_COLUMNS = [("p_mpjpe all", "P-MPJPE (mm)")] + [(f"p_mpjpe {label}", f"P-MPJPE {label}")
                                                         for _, _, label in FLEXION_BINS] + [
-    ("limb_length_error_mm", "limb-length error (mm)"), ("proportions_off_pct", "limb proportions off (%)"),
-    ("length_std_mm", "length std (mm)"), ("left_right_mm", "left/right (mm)")]
+    ("proportions_off_pct", "limb proportions off (%)"), ("length_std_mm", "length std (mm)"),
+    ("left_right_mm", "left/right (mm)")]
+RAW = "MediaPipe world landmarks, raw (same pass)"
 
 
 def scores_markdown(table: dict[tuple[str, str], dict[str, dict[str, float]]]) -> str:
-    """{(recording, view): {row: scores}} -> one markdown table (a row's missing columns are left blank)."""
+    """{(recording, view): {row: scores}} -> two markdown tables: the poses' scores per row (size rows left out)
+    and the limb-length error of every size row beside the raw landmarks', one line per view."""
     lines = ["| recording | view | row | " + " | ".join(name for _, name in SCORE_COLUMNS) + " |",
              "|---" * (3 + len(SCORE_COLUMNS)) + "|"]
     for (recording, view), rows in table.items():
         for row, scores in rows.items():
-            cells = [f"{scores[key]:.1f}" if key in scores and np.isfinite(scores[key]) else ""
-                     for key, _ in SCORE_COLUMNS]
-            lines.append(f"| {recording} | {view} | {row} | " + " | ".join(cells) + " |")
+            if not row.startswith("size: "):
+                cells = [f"{scores[key]:.1f}" if np.isfinite(scores[key]) else "-" for key, _ in SCORE_COLUMNS]
+                lines.append(f"| {recording} | {view} | {row} | " + " | ".join(cells) + " |")
+    sizes = [row for row in next(iter(table.values())) if row.startswith("size: ")]
+    lines += ["", "| recording | view | limb-length error (mm): " + " | ".join(
+        row[len("size: "):].split(" (")[0] for row in sizes) + " | MediaPipe raw |", "|---" * (3 + len(sizes)) + "|"]
+    for (recording, view), rows in table.items():
+        lines.append(f"| {recording} | {view} | " + " | ".join(
+            f"{rows[row]['limb_length_error_mm']:.1f}" + (f" (H = {rows[row]['height_m']:.2f} m)"
+                                                           if "height_m" in rows[row] else "")
+            for row in sizes + [RAW]) + " |")
     return "\n".join(lines)
+
+
+def summary(table: dict[tuple[str, str], dict[str, dict[str, float]]], defaults: str) -> list[str]:
+    """One line per recording: does ``defaults`` beat the raw landmarks on P-MPJPE in every view and bin, and is
+    its limb-length error at most theirs (per view, and the mean over views)."""
+    lines = []
+    for recording in dict.fromkeys(r for r, _ in table):
+        views = {v: rows for (r, v), rows in table.items() if r == recording}
+        beaten = [f"{v} {key[len('p_mpjpe '):]}" for v, rows in views.items() for key, _ in SCORE_COLUMNS[:4]
+                  if np.isfinite(rows[defaults][key]) and rows[defaults][key] >= rows[RAW][key]]
+        longer = [v for v, rows in views.items()
+                  if rows[defaults]["limb_length_error_mm"] > rows[RAW]["limb_length_error_mm"]]
+        mean = [np.mean([rows[row]["limb_length_error_mm"] for rows in views.values()]) for row in (defaults, RAW)]
+        lines.append(f"{recording}: P-MPJPE of the defaults below the raw landmarks' in every view and bin: "
+                     f"{'yes' if not beaten else 'no (' + ', '.join(beaten) + ')'}; limb-length error at most "
+                     f"theirs: {'every view' if not longer else 'not on ' + ', '.join(longer)} (mean over views "
+                     f"{mean[0]:.1f} vs {mean[1]:.1f} mm)")
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -210,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"wrote {RIGIDITY_FILE}")
     table = {(r.sequence.name, cam.name): score_view(r, v) for r in recordings for v, cam in enumerate(r.cameras)}
     markdown = scores_markdown(table)
+    defaults = next(row for row in next(iter(table.values())) if row.endswith("(default)"))
+    markdown += "\n\n" + "\n".join(f"* {line}" for line in summary(table, defaults))
     print(markdown)
     atomic_write(out / "scores.md", lambda fh: fh.write((markdown + "\n").encode()))
     print(f"wrote {out / 'rigidity.md'}, {out / 'scores.md'}")
