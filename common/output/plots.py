@@ -10,6 +10,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from common.core.skeleton import BONE_NAMES
+from common.utils.fileio import atomic_write
 
 
 def pyplot():
@@ -22,13 +23,12 @@ def pyplot():
 
 
 def save_figure(fig, path: str | Path, dpi: int = 100, tight: bool = True) -> Path:
-    """Lay out (``tight``: matplotlib's tight layout; else the figure's own margins), write (creating the folder)
-    and close a matplotlib figure; returns the path."""
+    """Lay out (``tight``: matplotlib's tight layout; else the figure's own margins), write atomically (creating
+    the folder; the format from the suffix) and close a matplotlib figure; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if tight:
         fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    atomic_write(path, lambda fh: fig.savefig(fh, dpi=dpi, format=path.suffix.lstrip(".") or "png"))
     if fig.canvas.manager is not None:  # made by pyplot, which keeps it until closed
         pyplot().close(fig)
     return path
