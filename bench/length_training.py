@@ -1,22 +1,25 @@
 """Benchmark: bone-length model training at the paper's architecture and batch, three ways side by side.
 
-    python -m bench.length_training                      # Bi-GRU hidden 512, batch 256 x 512 frames, 2 steps
+    python -m bench.length_training                      # Bi-GRU hidden 512, batch 256 x 512 frames, 3 rounds
     python -m bench.length_training --hidden 64 -b 32 --steps 3
 
 Every variant runs the trainer's own step (:func:`common.train.train_length.length_loss` through
-:func:`common.train.accumulation.accumulate_gradients`, Adam) in a fresh child process on the same data, so each
+:func:`common.train.accumulation.accumulate_gradients`, Adam) on the same data in its own child process, so each
 peak RSS is its own:
 
 * ``fp32 full batch``   — the whole batch in one forward/backward (the step before micro-batches);
-* ``fp32 micro-batched`` — ``--micro_batch auto`` at the default memory budget (the trainer's default);
-* ``bf16 micro-batched`` — the same under ``--precision bf16`` (timed only where the device computes bf16
-  natively; ``--force_bf16`` times the emulated path too).
+* ``fp32 micro-batched`` — ``--micro_batch auto`` at the default memory budget (the trainer's default in fp32);
+* ``bf16 micro-batched`` — the same under ``--precision bf16`` (what ``--precision auto`` picks for this model
+  where the device computes bf16 natively; elsewhere timed only with ``--force_bf16``).
 
-Printed per variant: samples/s (chunks of ``-l`` frames), achieved GFLOP/s of the step (≈ 3 × the forward
-pass's matmul FLOPs: expand layer + GRU input and recurrent products) against this machine's measured matmul
-peak in fp32 and bf16, peak RSS, and the share of step time spent building batches; then the ratios to the
-full-batch fp32 step. Data: the Human3.6M-sized set (:mod:`common.datasets.h36m_sized`, built from the demo data in
-``data/`` into ``$BLAPOSE_CACHE``), so the RSS includes a training set of Human3.6M's size.
+The children start together and take turns: after one warm-up step each, every round times one step of every
+variant in turn, so a machine whose load changes (shared CPUs) slows all variants of a round alike. Printed per
+variant: samples/s (chunks of ``-l`` frames; from the median round), achieved GFLOP/s of the step (≈ 3 × the
+forward pass's matmul FLOPs: expand layer + GRU input and recurrent products) against this machine's measured
+matmul peak in fp32 and bf16, peak RSS, and the share of step time spent building batches; then each variant's
+speed against the fp32 variants as the median of the per-round ratios (with their range). Data: the
+Human3.6M-sized set (:mod:`common.datasets.h36m_sized`, built from the demo data in ``data/`` into
+``$BLAPOSE_CACHE``), so the RSS includes a training set of Human3.6M's size.
 """
 from __future__ import annotations
 
@@ -76,8 +79,9 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, size: int, seconds: fl
     return best
 
 
-def _child(args: argparse.Namespace) -> dict:
-    """One variant, timed in this process; returns its figures."""
+def _child(args: argparse.Namespace) -> None:
+    """One variant in this process: one warm-up step, then one timed step per ``step`` line read from stdin,
+    each answered with a JSON line; ``quit`` answers with the variant's summary."""
     device = select_device(args.device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -96,9 +100,9 @@ def _child(args: argparse.Namespace) -> dict:
     ids, flips = epoch_order(builder.num_chunks, True, gen, device)
     reps = (args.batch_size * (args.steps + 1)) // len(ids) + 1
     ids, flips = ids.repeat(reps), flips.repeat(reps)
-    build_time = step_time = 0.0
-    for step in range(args.steps + 1):
-        rows = slice(step * args.batch_size, (step + 1) * args.batch_size)
+
+    def step(index: int) -> tuple[float, float]:
+        rows = slice(index * args.batch_size, (index + 1) * args.batch_size)
         _sync(device)
         t0 = time.perf_counter()
         batch = builder.sample(ids[rows], flips[rows], sampler, gen)
@@ -109,17 +113,57 @@ def _child(args: argparse.Namespace) -> dict:
                              lambda r: length_loss(model, batch.keypoints_2d[r], batch.lengths[r], precision))
         optimizer.step()
         _sync(device)
-        t2 = time.perf_counter()
-        if step > 0:  # the first step warms up allocators and kernels
-            build_time += t1 - t0
-            step_time += t2 - t1
-    total = build_time + step_time
-    samples = args.steps * args.batch_size
-    return {"micro_batch": micro, "samples_per_s": samples / total,
-            "gflops": step_flops(args.batch_size, args.chunk_len, args.hidden, args.num_layers) * args.steps
-            / step_time / 1e9,
-            "build_share": build_time / total, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            / 1024 ** 2, "threads": torch.get_num_threads()}
+        return t1 - t0, time.perf_counter() - t1
+
+    step(0)  # warms up allocators and kernels
+    print(json.dumps({"ready": True}), flush=True)
+    index = 0
+    while sys.stdin.readline().strip() == "step":
+        index += 1
+        build, train = step(index)
+        print(json.dumps({"build_s": build, "step_s": train}), flush=True)
+    print(json.dumps({"micro_batch": micro, "threads": torch.get_num_threads(),
+                      "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2}), flush=True)
+
+
+def _reply(child: subprocess.Popen, name: str) -> dict:
+    """The child's next JSON line, other output skipped (a UserError with its last stderr line if it died)."""
+    while True:
+        line = child.stdout.readline()
+        if not line:
+            child.wait()
+            err = child.stderr.read().strip().splitlines()
+            raise UserError(f"{name} failed: {err[-1] if err else child.returncode}")
+        if line.startswith("{"):
+            return json.loads(line)
+
+
+def _run_side_by_side(names: list[str], forwarded: list[str], args: argparse.Namespace) -> dict[str, dict]:
+    """Start one child per variant, then ``args.steps`` rounds of one timed step each, variants in turn."""
+    children = {name: subprocess.Popen([sys.executable, "-m", "bench.length_training", *forwarded, "--set_dir",
+                                        args.set_dir, "--child", name], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for name in names}
+    try:
+        for name, child in children.items():
+            _reply(child, name)  # warm-up done
+        rounds: dict[str, list[dict]] = {name: [] for name in names}
+        for _ in range(args.steps):
+            for name, child in children.items():
+                child.stdin.write("step\n")
+                child.stdin.flush()
+                rounds[name].append(_reply(child, name))
+        results = {}
+        for name, child in children.items():
+            child.stdin.write("quit\n")
+            child.stdin.flush()
+            results[name] = {**_reply(child, name), "rounds": rounds[name]}
+            child.wait()
+    finally:
+        for child in children.values():
+            if child.poll() is None:
+                child.kill()
+    return results
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -130,7 +174,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("-l", "--chunk_len", type=int, default=512)
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("-layer", "--num_layers", type=int, default=1)
-    p.add_argument("--steps", type=int, default=2, help="timed steps per variant (after one warm-up step)")
+    p.add_argument("--steps", type=int, default=3,
+                   help="rounds: timed steps per variant, variants in turn (after one warm-up step each)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--force_bf16", action="store_true", help="also time bf16 where it is only emulated")
     p.add_argument("--child", choices=list(VARIANTS), default=None, help=argparse.SUPPRESS)
@@ -139,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.steps < 1 or args.batch_size < 1:
         raise UserError("--steps and -b must be >= 1")
     if args.child:
-        print(json.dumps(_child(args)))
+        _child(args)
         return
     info = build_h36m_sized_set(args.data_dir, args.set_dir, args.min_frames)
     device = select_device(args.device)
@@ -150,34 +195,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     peak16 = matmul_peak(torch.bfloat16, device, 1024 if bf16_native else 256)
     print(f"device {device}, torch threads {torch.get_num_threads()}, Human3.6M-sized set: {info['frames']} frames, "
           f"{info['sequences']} sequences ({args.set_dir}); Bi-GRU hidden {args.hidden} x{args.num_layers}, batch "
-          f"{args.batch_size} x {args.chunk_len} frames, {args.steps} timed steps per variant")
+          f"{args.batch_size} x {args.chunk_len} frames, {args.steps} rounds of one timed step per variant")
     print(f"measured matmul peak: fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.1f} GFLOP/s "
           f"({'native' if bf16_native else 'NOT native on this device: emulated'})")
-    results = {}
-    forwarded = [a for a in (argv if argv is not None else sys.argv[1:])]
-    for name in VARIANTS:
-        if VARIANTS[name][0] == "bf16" and not (bf16_native or args.force_bf16):
-            print(f"{name}: skipped (bf16 is emulated here; --force_bf16 times it anyway)")
-            continue
-        out = subprocess.run([sys.executable, "-m", "bench.length_training", *forwarded, "--set_dir", args.set_dir,
-                              "--child", name], capture_output=True, text=True)
-        if out.returncode != 0:
-            raise UserError(f"{name} failed: {out.stderr.strip().splitlines()[-1] if out.stderr else out.returncode}")
-        results[name] = json.loads(out.stdout.strip().splitlines()[-1])
+    names = [name for name in VARIANTS if VARIANTS[name][0] != "bf16" or bf16_native or args.force_bf16]
+    if len(names) < len(VARIANTS):
+        print("bf16 micro-batched: skipped (bf16 is emulated here; --force_bf16 times it anyway)")
+    forwarded = list(argv if argv is not None else sys.argv[1:])
+    results = _run_side_by_side(names, forwarded, args)
+    flops = step_flops(args.batch_size, args.chunk_len, args.hidden, args.num_layers)
     print(f"{'variant':22}{'micro':>7}{'samples/s':>11}{'GFLOP/s':>9}{'% fp32 pk':>10}{'% bf16 pk':>10}"
           f"{'peak RSS':>10}{'building':>10}")
     for name, r in results.items():
-        print(f"{name:22}{r['micro_batch']:7d}{r['samples_per_s']:11.2f}{r['gflops']:9.1f}"
-              f"{100 * r['gflops'] / peak32:9.0f}%{100 * r['gflops'] / peak16:9.0f}%"
-              f"{r['peak_rss_gb']:8.2f}GB{100 * r['build_share']:9.1f}%")
-    base = results.get("fp32 full batch")
-    if base:
-        for name, r in results.items():
-            if name != "fp32 full batch":
-                print(f"{name} vs fp32 full batch: {r['samples_per_s'] / base['samples_per_s']:.2f}x samples/s, "
-                      f"{r['peak_rss_gb'] / base['peak_rss_gb']:.2f}x peak RSS")
-    if "bf16 micro-batched" in results and "fp32 micro-batched" in results:
-        print(f"bf16 vs fp32 (micro-batched): {results['bf16 micro-batched']['samples_per_s'] / results['fp32 micro-batched']['samples_per_s']:.2f}x samples/s")
+        median = sorted(r["rounds"], key=lambda x: x["build_s"] + x["step_s"])[len(r["rounds"]) // 2]
+        r["samples_per_s"] = args.batch_size / (median["build_s"] + median["step_s"])
+        gflops = flops / median["step_s"] / 1e9
+        print(f"{name:22}{r['micro_batch']:7d}{r['samples_per_s']:11.2f}{gflops:9.1f}"
+              f"{100 * gflops / peak32:9.0f}%{100 * gflops / peak16:9.0f}%{r['peak_rss_gb']:8.2f}GB"
+              f"{100 * median['build_s'] / (median['build_s'] + median['step_s']):9.1f}%")
+    for base in ("fp32 full batch", "fp32 micro-batched"):
+        for name in results:
+            if name != base and not (base == "fp32 micro-batched" and name == "fp32 full batch"):
+                ratios = sorted((b["build_s"] + b["step_s"]) / (r["build_s"] + r["step_s"])
+                                for b, r in zip(results[base]["rounds"], results[name]["rounds"]))
+                print(f"{name} vs {base}: {ratios[len(ratios) // 2]:.2f}x samples/s (median of {len(ratios)} rounds, "
+                      f"{ratios[0]:.2f}-{ratios[-1]:.2f}), {results[name]['peak_rss_gb'] / results[base]['peak_rss_gb']:.2f}x "
+                      f"peak RSS")
 
 
 if __name__ == "__main__":

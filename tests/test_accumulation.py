@@ -6,6 +6,7 @@ import copy
 import pytest
 import torch
 
+from common.train import accumulation
 from common.train.accumulation import (accumulate_gradients, autocast, length_model_sample_bytes, lifter_sample_bytes,
                                  native_bf16, resolve_micro_batch, resolve_precision)
 from common.utils.errors import UserError
@@ -49,10 +50,27 @@ def test_paper_length_command_splits_its_batch():
 def test_resolve_precision():
     assert resolve_precision("fp32", CPU) == "fp32"
     assert resolve_precision("bf16", CPU) == "bf16"
-    assert resolve_precision("auto", CPU) in ("fp32", "bf16")
+    assert resolve_precision("auto", CPU) == "fp32"  # a model nobody checked in bf16 stays fp32
+    assert resolve_precision("auto", CPU, bf16_checked=True) == ("bf16" if native_bf16(CPU) else "fp32")
     assert not native_bf16(torch.device("meta"))
     with pytest.raises(UserError):
         resolve_precision("fp16", CPU)
+
+
+@pytest.mark.parametrize("flags, native", [("fpu sse avx2 avx512f avx512bw", False),
+                                           ("fpu avx512f avx512_bf16 avx512_vnni", True),
+                                           ("fpu avx512f amx_tile amx_bf16 amx_int8", True)])
+def test_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path, flags, native):
+    """The /proc/cpuinfo flags decide, given a torch build whose oneDNN runs bf16 (torch's check alone says yes
+    on any AVX-512 CPU, where bf16 is emulated)."""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(accumulation, "Path", lambda _: cpuinfo)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert native_bf16(CPU) is native
+    assert resolve_precision("auto", CPU, bf16_checked=True) == ("bf16" if native else "fp32")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert not native_bf16(CPU)
 
 
 def _steps(model, inputs, lengths, micro, steps=2):

@@ -11,8 +11,8 @@
   last micro-batch).
 * **Precision.** ``fp32`` or ``bf16`` (``torch.autocast``: matmuls and convolutions in bfloat16, parameters,
   optimiser state and losses in float32). ``auto`` picks bf16 only on devices with native bfloat16
-  arithmetic *and* only where :data:`AUTO_BF16` says the accuracy check passed (docs/memory_and_speed.md,
-  "Precision").
+  arithmetic (:func:`native_bf16`) *and* only for models whose bf16 training was checked against fp32 after
+  equal epochs (the trainer says which: today the GRU length model; docs/memory_and_speed.md, "Precision").
 """
 from __future__ import annotations
 
@@ -27,9 +27,6 @@ from torch import nn
 from common.utils.errors import UserError
 
 PRECISIONS = ("auto", "fp32", "bf16")
-# Whether ``--precision auto`` chooses bf16 on devices that compute it natively. See docs/memory_and_speed.md,
-# "Precision": the equal-epoch accuracy comparison decides it.
-AUTO_BF16 = False
 DEFAULT_MEMORY_BUDGET_GB = 0.75  # activations of one micro-batch (forward + backward), GB
 # Measured bytes kept for backward per frame and per GRU hidden unit and direction (nn.GRU on CPU, float32):
 # the gates, the new state and the output of every step (~10.5 floats), see tests/test_accumulation.py.
@@ -38,24 +35,26 @@ GRU_FLOATS_PER_UNIT = 11
 
 def native_bf16(device: torch.device) -> bool:
     """True when ``device`` computes bfloat16 natively: CUDA with bf16 support, or a CPU with the AVX-512 BF16
-    or AMX instructions (Linux ``/proc/cpuinfo`` flags ``avx512_bf16`` / ``amx_bf16``)."""
+    or AMX instructions (Linux ``/proc/cpuinfo`` flags ``avx512_bf16`` / ``amx_bf16``) whose torch build runs
+    bfloat16 through oneDNN (torch's own check, which alone is also true where bf16 is only emulated)."""
     if device.type == "cuda":
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    if device.type != "cpu":
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
         return False
     try:
         flags = Path("/proc/cpuinfo").read_text().split()
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return ("avx512_bf16" in flags or "amx_bf16" in flags) and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
-    """``fp32`` or ``bf16`` for ``--precision name`` on ``device`` (``auto``: see :data:`AUTO_BF16`)."""
+def resolve_precision(name: str, device: torch.device, bf16_checked: bool = False) -> str:
+    """``fp32`` or ``bf16`` for ``--precision name`` on ``device``. ``auto``: bf16 when the model's bf16
+    training was checked against fp32 (``bf16_checked``) and ``device`` computes bf16 natively, else fp32."""
     if name not in PRECISIONS:
         raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
     if name == "auto":
-        return "bf16" if AUTO_BF16 and native_bf16(device) else "fp32"
+        return "bf16" if bf16_checked and native_bf16(device) else "fp32"
     if name == "bf16" and device.type not in ("cpu", "cuda"):
         raise UserError(f"--precision bf16 is not supported on {device.type}")
     return name

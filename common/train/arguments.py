@@ -140,8 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--memory_budget", type=number(float, gt=0), default=DEFAULT_MEMORY_BUDGET_GB,
                    help="GB of training activations one micro-batch may hold (--micro_batch auto)")
     g.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="fp32, or bf16 autocast (parameters, optimiser and loss stay fp32); auto: fp32 (see "
-                        "docs/memory_and_speed.md, 'Precision', for why bf16 is not the default)")
+                   help="fp32, or bf16 autocast (parameters, optimiser and loss stay fp32); auto: bf16 for the "
+                        "GRU length model on devices that compute bf16 natively (AVX-512 BF16/AMX CPUs, CUDA), "
+                        "else fp32 (docs/memory_and_speed.md, 'Precision')")
 
     g = p.add_argument_group("lifter (VideoPose3D)")
     g.add_argument("-arc", "--architecture", type=_filter_widths, default=None,

@@ -312,7 +312,8 @@ class LengthEpochs(Trainer):
         self.sample_gen = torch.Generator(device=ctx.device).manual_seed(args.seed * 1000 + 1 + ctx.rank)
         self.streams = {"order": self.order_gen, "sample": self.sample_gen}
         self.batch_size = max(1, args.batch_size // ctx.world_size)
-        self.precision = resolve_precision(args.precision, ctx.device)
+        self.precision = resolve_precision(args.precision, ctx.device,
+                                           bf16_checked=isinstance(model, BoneLengthModel))
         self.micro_batch = resolve_micro_batch(args.micro_batch, self.batch_size,
                                                training_sample_bytes(model, args, self.precision),
                                                args.memory_budget)
