@@ -41,6 +41,7 @@ from common.utils.fileio import atomic_write, load_npz, save_npz
 from common.models.length_model import build_length_model
 from common.models.mix_model import MixModel
 from common.models.model import TemporalModel
+from common.inference.live import FrameSource
 from common.vision.video import VideoReader, VideoWriter
 from common.core.skeleton import BONE_NAMES
 
@@ -453,6 +454,11 @@ def test_truncated_video_is_one_warning(ws, tmp_path, capsys):
                          f"{'the file states' if max_frames is None else 'asked for'} could be decoded (truncated "
                          "or damaged file); the rest is skipped"]
     assert sum(1 for _ in VideoReader(ws / "clip.avi")) == 12 and capsys.readouterr().err == ""  # whole file: silent
+    source = FrameSource(str(tmp_path / "cut.avi"))  # --live plays a file at its own pace: the same warning
+    played = sum(1 for _ in source)
+    source.close()
+    assert played == decoded[0] - source.dropped and capsys.readouterr().err.startswith(
+        f"warning: {tmp_path / 'cut.avi'}: only {decoded[0]} of the 12 frames the file states could be decoded")
 
 
 @pytest.mark.parametrize("script,argv", [

@@ -49,7 +49,7 @@ from common.utils.errors import UserError
 from common.utils.timing import StageTimer
 from common.vision.detectors import BlazePoseSource, PersonPose
 from common.vision.tracking import Track2D
-from common.vision.video import VideoReader
+from common.vision.video import VideoReader, warn_if_short
 
 LIVE_STAGES = ("capture", "detect", "lift", "adjust", "output", "render")
 LIVE_FRAME = ("camera-aligned axes (x right, y down, z away from the camera), metres, pelvis at the origin; "
@@ -117,6 +117,9 @@ class FrameSource:
                         time.sleep(delay)
                 frame = self._read(index, start)
                 if frame is None:
+                    if self.is_file:
+                        stated = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT))
+                        warn_if_short(self.source, index, min(stated, self.max_frames or stated), self.max_frames)
                     break
                 index += 1
                 with self._cond:

@@ -49,6 +49,18 @@ class VideoInfo:
     frame_count: int
 
 
+def warn_if_short(path: str | Path, decoded: int, expected: int, max_frames: int | None) -> bool:
+    """Print one warning when decoding a file ended more than one frame before ``expected`` (the count the
+    container states, or ``max_frames`` when smaller): a truncated or damaged file whose tail is skipped. One
+    frame of slack: some containers round their estimate. Returns whether it warned."""
+    if decoded >= expected - 1:
+        return False
+    print(f"warning: {path}: only {decoded} of the {expected} frames "
+          f"{'asked for' if max_frames == expected else 'the file states'} could be decoded (truncated or damaged "
+          "file); the rest is skipped", file=sys.stderr)
+    return True
+
+
 class VideoReader:
     """Iterate over a video's frames as RGB ``(H, W, 3)`` uint8 arrays, optionally only the first
     ``max_frames``. Each iteration re-opens the file, so the reader can be traversed more than once
@@ -97,14 +109,8 @@ class VideoReader:
         self._warn_if_short(index)
 
     def _warn_if_short(self, decoded: int) -> None:
-        """One warning (per reader) when decoding ended more than one frame before the count the container
-        states (or ``max_frames``): a truncated or damaged file whose tail is skipped. One frame of slack: some
-        containers round their estimate."""
-        if decoded < self.info.frame_count - 1 and not self._warned_short:
-            self._warned_short = True
-            print(f"warning: {self.path}: only {decoded} of the {self.info.frame_count} frames "
-                  f"{'asked for' if self.max_frames == self.info.frame_count else 'the file states'} could be "
-                  "decoded (truncated or damaged file); the rest is skipped", file=sys.stderr)
+        if not self._warned_short:
+            self._warned_short = warn_if_short(self.path, decoded, self.info.frame_count, self.max_frames)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         if self.prefetch <= 0:
