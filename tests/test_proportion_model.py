@@ -12,6 +12,7 @@ def _model(seed: int = 0) -> ProportionLengthModel:
     model = ProportionLengthModel(width=16, depth=2, mean_lengths=torch.linspace(0.1, 0.4, 16))
     with torch.no_grad():  # leave the zero-initialised last layer so that the output depends on the input
         torch.nn.init.normal_(model.head[-1].weight, std=0.1)
+        torch.nn.init.normal_(model.stats_linear.weight, std=0.1)
     return model.eval()
 
 

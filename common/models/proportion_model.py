@@ -12,12 +12,13 @@ proportions* (docs/length_model.md has the variants tried and their numbers):
   length and with detector outliers, so training chunks and long test sequences would disagree);
 * sequence statistics beside it: per bone the 25/50/75/90th percentiles over frames of the log image length
   (in sequence-size units) and the log 2D size itself;
-* a head (``LayerNorm -> Linear -> ReLU -> Linear``, last layer zero at initialisation) gives the log size
+* a head (``LayerNorm -> Linear -> ReLU -> Linear``, plus a linear map of the statistics alone; both zero at
+  initialisation) gives the log size
   ``s`` (one number) and 16 log proportions ``p`` centred over the bones: lengths = ``mean * exp(s + p)``, where
   ``mean`` (16,) metres is the training bank's mean (buffer ``log_mean``). At initialisation it predicts the mean.
 
 Input ``(B, T, 17, 2)`` normalised screen coordinates (``frame_counts`` (B,) for padded batches); output (B, 16)
-metres. State-dict names: ``frame_mlp.*``, ``head.*``, ``log_mean``.
+metres. State-dict names: ``frame_mlp.*``, ``head.*``, ``stats_linear.*``, ``log_mean``.
 """
 from __future__ import annotations
 
@@ -51,11 +52,13 @@ class ProportionLengthModel(nn.Module):
         for _ in range(depth - 1):
             layers += [nn.Linear(width, width), nn.ReLU()]
         self.frame_mlp = nn.Sequential(*layers)
-        head_in = width + len(QUANTILES) * NUM_BONES + 1
-        self.head = nn.Sequential(nn.LayerNorm(head_in), nn.Linear(head_in, width), nn.ReLU(),
+        stats = len(QUANTILES) * NUM_BONES + 1
+        self.head = nn.Sequential(nn.LayerNorm(width + stats), nn.Linear(width + stats, width), nn.ReLU(),
                                   nn.Linear(width, 1 + NUM_BONES))
-        nn.init.zeros_(self.head[-1].weight)
-        nn.init.zeros_(self.head[-1].bias)
+        self.stats_linear = nn.Linear(stats, 1 + NUM_BONES)  # the linear part, as the probe's, directly
+        for layer in (self.head[-1], self.stats_linear):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
         mean = torch.full((NUM_BONES,), 0.25) if mean_lengths is None else torch.as_tensor(mean_lengths).float()
         self.register_buffer("log_mean", torch.log(mean.clamp_min(_EPS)))
         self.register_buffer("children_index", torch.as_tensor(BONE_CHILDREN), persistent=False)
@@ -99,7 +102,7 @@ class ProportionLengthModel(nn.Module):
         masked_bones = log_bones.masked_fill(~valid[..., None], float("nan"))
         quantiles = torch.nanquantile(masked_bones, torch.tensor(QUANTILES, device=x.device), dim=1)
         stats = torch.cat([quantiles.permute(1, 0, 2).flatten(1), log_scale[:, None]], dim=-1)
-        out = self.head(torch.cat([pooled, stats], dim=-1))
+        out = self.head(torch.cat([pooled, stats], dim=-1)) + self.stats_linear(stats)
         proportions = out[:, 1:] - out[:, 1:].mean(-1, keepdim=True)
         return out[:, 0], proportions
 
