@@ -234,3 +234,17 @@ def test_project_is_the_inverse_of_undistorted_triangulation(tmp_path):
     np.testing.assert_allclose(found, points, atol=1e-5)
     points[0, 0] = np.nan
     assert np.isnan(cams[0].project(points)[0, 0]).all() and np.isfinite(cams[0].project(points)[0, 1]).all()
+
+
+def test_a_small_gain_keeps_the_cameras_in_sync():
+    cams = [_camera(c) for c in ([3, 0, 1.5], [0, 3, 1.5])]
+    world = _moving_people(40, 1)[0]
+    pixels = np.stack([_project(c, world) for c in cams])
+    pixels[1] += np.random.default_rng(6).normal(0, 3.0, pixels[1].shape)   # detector noise only, in sync
+    confidence = np.ones(pixels.shape[:3])
+    offsets, errors = estimate_offsets(cams, pixels, confidence, max_offset=3)
+    assert offsets.tolist() == [0, 0]
+    # a real shift is still found through the same noise
+    shifted = np.stack([pixels[0], shift_frames(pixels[1], -2)])   # view 1 runs 2 frames late
+    offsets, _ = estimate_offsets(cams, shifted, np.where(np.isnan(shifted).any(-1), 0.0, 1.0), max_offset=3)
+    assert offsets.tolist() == [0, 2]

@@ -351,11 +351,13 @@ def pair_error(cameras: list[CalibratedCamera], pixels: np.ndarray, confidence: 
 
 
 def estimate_offsets(cameras: list[CalibratedCamera], pixels: np.ndarray, confidence: np.ndarray,
-                     max_offset: int, min_joints: int = 50) -> tuple[np.ndarray, np.ndarray]:
+                     max_offset: int, min_joints: int = 50, min_gain: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """Synchronisation offsets of the views relative to the first: view v's frame ``t + offsets[v]`` shows the
     instant of the first view's frame t. For each view and each candidate offset in [-max_offset, max_offset] the
     view is triangulated with the first one (:func:`pair_error`) and the offset of the smallest median reprojection
-    error wins (the calibration ties the two views' keypoints only at the same instant).
+    error wins (the calibration ties the two views' keypoints only at the same instant), if it beats offset 0 by at
+    least ``min_gain`` (a fraction of the error at 0; smaller gains are noise: detector and calibration errors
+    alone shift the minimum of a slowly moving person by a frame or two).
 
     pixels (V, T, J, 2) distorted pixels, NaN = unseen, confidence (V, T, J) (several people: joints of each
     person side by side on the J axis, matched across views). Returns (offsets (V,) int, first 0; error
@@ -369,8 +371,10 @@ def estimate_offsets(cameras: list[CalibratedCamera], pixels: np.ndarray, confid
                                        np.stack([confidence[0], shift_frames(confidence[v], int(offset))]))
             errors[v, k] = error if joints >= min_joints else np.nan
     errors[0, candidates == 0] = 0.0
-    best = np.where(np.isfinite(errors).any(axis=1), np.argmin(np.nan_to_num(errors, nan=np.inf), axis=1),
-                    max_offset)
+    best = np.argmin(np.nan_to_num(errors, nan=np.inf), axis=1)
+    at_zero = errors[:, max_offset]
+    gain = (at_zero - errors[np.arange(len(cameras)), best]) / np.where(at_zero > 0, at_zero, 1.0)
+    best = np.where(np.isfinite(errors).any(axis=1) & (gain >= min_gain), best, max_offset)
     return candidates[best], errors
 
 
