@@ -108,8 +108,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--output", default="output", help="output folder")
     g.add_argument("--gif", action="store_true", help="write an animated GIF instead of an MP4")
     g.add_argument("--export", default="",
-                   help="extra formats of the adjusted poses, comma-separated: bvh (animation skeleton, y up, cm), "
-                        "csv (one row per frame), jsonl (one JSON object per frame); see docs/exports.md")
+                   help=f"extra formats of the adjusted poses, comma-separated: {', '.join(requestable_formats())} "
+                        "(common/output/exports.py; see docs/exports.md)")
     g.add_argument("--panel_height", type=number(int, ge=16), default=480, help="height in pixels of the output video")
     g.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
     g = p.add_argument_group("live: causal, one frame at a time (docs/live.md); uses the causal --lifter and "

@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from common.core.bones import final_lengths
 from common.utils.checkpoint import default_checkpoint
 from common.datasets.dataset import (DEFAULT_KEYPOINTS, TRAIN_SUBJECTS, dataset_files, load_dataset, parse_action_filter, parse_subjects,
                             resolve_dataset_name)
@@ -110,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         predictions = [scale_to_height(p, args.height).astype(np.float32) for p in predictions]
         print(f"Sizes fixed by --height {args.height:.2f} m (the model's proportions kept)")
     if not args.causal:
-        predictions = [p if p.ndim == 1 else p[-1] for p in predictions]  # causal GRU, whole sequence
+        predictions = [final_lengths(p) for p in predictions]  # causal GRU: after the whole sequence
     lengths_dict: dict[str, dict[str, list[np.ndarray]]] = {}
     for view, pred in zip(views, predictions):
         lengths_dict.setdefault(view.subject, {}).setdefault(view.action, []).append(pred)

@@ -10,7 +10,9 @@ import export_poses
 from common.core.bones import adjust_bone_lengths, bone_lengths
 from common.output.bvh import BVH_NAMES, REST_DIRECTIONS, TO_BVH_AXES, _euler_zxy, bvh_motion, write_bvh
 from common.utils.errors import UserError
-from common.output.pose_tables import CSV_COLUMNS, csv_text, parse_export_formats, read_jsonl, write_jsonl
+from common.utils.fileio import save_npz
+from common.output.exports import EXPORTS, parse_export_formats
+from common.output.pose_tables import CSV_COLUMNS, csv_text, read_jsonl, write_jsonl
 from common.core.skeleton import ANCESTOR_BONES, BONE_NAMES
 from helpers import read_bvh_positions
 
@@ -99,6 +101,38 @@ def test_parse_export_formats():
     assert parse_export_formats(None) == ()
     with pytest.raises(UserError, match="unknown format"):
         parse_export_formats("bvh,fbx")
+    with pytest.raises(UserError, match="--format: unknown format"):
+        parse_export_formats("poses", "--format")                   # written by every run: not on request
+
+
+def _npy_export(result, out):
+    """A toy format: the adjusted poses as one .npy."""
+    path = result.table_path(out, ".npy")
+    np.save(path, result.after)
+    return {"npy": path}
+
+
+def test_a_format_added_once_is_accepted_by_both_scripts(tmp_path, monkeypatch):
+    """One entry in EXPORTS: inference.py --export and export_poses.py --format both write it."""
+    import inference
+
+    monkeypatch.setitem(EXPORTS, "npy", _npy_export)
+    camera = rest_pose(LENGTHS) @ np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]])
+    poses = (camera + np.random.default_rng(2).normal(0, 0.02, (12, 17, 3))).astype(np.float32)
+    np.save(tmp_path / "lifter.npy", poses)
+    export_poses.main(["--poses", str(tmp_path / "lifter.npy"), "--format", "npy,csv", "--fps", "25",
+                       "--output", str(tmp_path / "conv")])
+    converted = np.load(tmp_path / "conv.npy")
+    assert converted.shape == (12, 17, 3) and (tmp_path / "conv.csv").is_file()
+    np.testing.assert_allclose(bone_lengths(converted), bone_lengths(converted)[:1].repeat(12, 0), atol=1e-5)
+    keypoints = np.random.default_rng(3).uniform(100, 500, (12, 17, 2)).astype(np.float32)
+    save_npz(tmp_path / "kp.npz", positions_2d={"v.mp4": {"custom": [keypoints]}},
+             metadata={"layout_name": "h36m", "video_metadata": {"v.mp4": {"w": 640, "h": 480}}})
+    inference.main(["--keypoints", str(tmp_path / "kp.npz"), "--fps", "25", "--poses", str(tmp_path / "lifter.npy"),
+                    "--lengths", "self", "--export", "npy", "--output", str(tmp_path / "out"), "--no_progress",
+                    "--panel_height", "64"])
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "kp_poses_3d.npy"),
+                               np.load(tmp_path / "out" / "kp_poses_3d.npz")["poses_after"])
 
 
 def test_converter_adjusts_any_poses_and_writes_every_format(tmp_path, capsys):

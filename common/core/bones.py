@@ -72,6 +72,12 @@ def recompose(directions: Array, lengths: Array | np.ndarray) -> Array:
     return np.matmul(ANCESTOR_BONES.astype(vectors.dtype), vectors)
 
 
+def final_lengths(lengths: Array) -> Array:
+    """The estimate after the whole sequence: (16,) as given, or the last row of per-frame (T, 16) lengths (a
+    causal length model's, row t after frames 0..t)."""
+    return lengths[-1] if lengths.ndim == 2 else lengths
+
+
 def average_symmetric(lengths: Array) -> Array:
     """Replace each left/right bone pair by its mean. lengths: (..., 16) -> (..., 16), a new array."""
     out = lengths.clone() if isinstance(lengths, torch.Tensor) else np.array(lengths, copy=True)

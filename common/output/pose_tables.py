@@ -21,7 +21,6 @@ from typing import IO, Any
 
 import numpy as np
 
-from common.utils.errors import UserError
 from common.utils.fileio import atomic_write, check_array
 from common.core.skeleton import BONE_NAMES, JOINT_NAMES, NUM_BONES, NUM_JOINTS
 
@@ -131,44 +130,6 @@ def write_jsonl(path: str | Path, poses: np.ndarray, frames: np.ndarray, fps: fl
                        for frame, pose, length in zip(np.asarray(frames), poses, lengths)])
     atomic_write(path, lambda fh: fh.write(text.encode()))
     return Path(path)
-
-
-EXPORT_FORMATS = ("bvh", "csv", "jsonl")
-
-
-def parse_export_formats(text: str | None) -> tuple[str, ...]:
-    """``--export bvh,csv,jsonl`` -> a tuple of known format names (empty for None/'')."""
-    formats = tuple(f.strip().lower() for f in (text or "").split(",") if f.strip())
-    unknown = sorted(set(formats) - set(EXPORT_FORMATS))
-    if unknown:
-        raise UserError(f"--export: unknown format(s) {unknown}; use a comma-separated subset of {EXPORT_FORMATS}")
-    return formats
-
-
-def write_pose_formats(formats: tuple[str, ...], stem: str | Path, poses: np.ndarray, lengths: np.ndarray,
-                       frames: np.ndarray, fps: float, frame_description: str) -> dict[str, Path]:
-    """Write ``<stem>.bvh``/``.csv``/``.jsonl`` for the requested formats.
-
-    poses: (T, 17, 3) metres, z-up (the BVH needs z up; CSV/JSON lines state ``frame_description``);
-    lengths: (16,) or per-frame (T, 16) metres (the BVH takes the last row: a BVH skeleton has one set of
-    offsets; and its absolute values, the lengths an adjusted pose has when a model predicted a negative one);
-    frames: (T,) video frame indices; fps: frames per second of the video.
-    """
-    from common.output.bvh import write_bvh
-
-    stem = Path(stem)
-    lengths = np.asarray(lengths, np.float64)
-    files = {}
-    if "bvh" in formats:
-        files["bvh"] = write_bvh(stem.with_name(stem.name + ".bvh"), poses, np.abs(lengths.reshape(-1, NUM_BONES)[-1]),
-                                 fps)
-    if "csv" in formats:
-        files["csv"] = write_csv(stem.with_name(stem.name + ".csv"), poses, frames, frame_description, fps,
-                                 lengths if lengths.ndim == 1 else None)
-    if "jsonl" in formats:
-        files["jsonl"] = write_jsonl(stem.with_name(stem.name + ".jsonl"), poses, frames, fps, lengths,
-                                     frame_description)
-    return files
 
 
 def read_jsonl(path: str | Path) -> tuple[dict, list[dict]]:

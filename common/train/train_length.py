@@ -34,6 +34,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from common.core.bones import final_lengths
 from common.utils import distributed
 from common.train.accumulation import (autocast, length_model_sample_bytes, optimizer_step, resolve_micro_batch,
                                        resolve_precision)
@@ -161,7 +162,7 @@ class LengthEvaluator:
 
     def _final_predictions(self, model: LengthModel, views: list[Sequence3D]) -> np.ndarray:
         preds = predict_sequences(model, [v.poses_2d for v in views])
-        return np.stack([p if p.ndim == 1 else p[-1] for p in preds])
+        return np.stack([final_lengths(p) for p in preds])
 
     def test_per_bone(self, model: LengthModel) -> np.ndarray | None:
         if self.test_targets is None:

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from common.utils import distributed
 from common.train.accumulation import autocast, lifter_step, optimizer_step
-from common.core.bones import adjust_bone_lengths
+from common.core.bones import adjust_bone_lengths, final_lengths
 from common.utils.checkpoint import resolve_checkpoint, save_checkpoint
 from common.datasets.dataset import (PoseDataset, Sequence3D, camera_space_root_relative, load_dataset)
 from common.utils.errors import UserError
@@ -124,7 +124,7 @@ def load_length_list(path: str | Path, dataset: PoseDataset, subject_orders: Seq
             out = {}
             for view, value in zip(views, lengths):
                 value = np.asarray(value, dtype=np.float32)
-                value = value[-1] if value.ndim == 2 else value
+                value = final_lengths(value)
                 name = f"{path.name} {view.subject}/{view.action} camera {view.camera_index}"
                 out[view.key] = check_array(name, value, (NUM_BONES,))
                 check_length_units(name, out[view.key])
@@ -138,10 +138,6 @@ def load_length_list(path: str | Path, dataset: PoseDataset, subject_orders: Seq
 def frozen_model_lengths(model: MixModel, views: Sequence[Sequence3D]) -> list[np.ndarray]:
     """The frozen model's lengths of whole 2D sequences: (16,) each, or (T, 16) per frame when causal."""
     return predict_sequences(model.length_model, [v.poses_2d for v in views])
-
-
-def _whole_sequence(lengths: np.ndarray) -> np.ndarray:
-    return lengths[-1] if lengths.ndim == 2 else lengths
 
 
 def predict_views(model: MixModel, views: Sequence[Sequence3D], lengths: Sequence[np.ndarray],
@@ -335,7 +331,7 @@ def training_lengths(args: argparse.Namespace, dataset: PoseDataset, model: MixM
         table = load_length_list(args.bone_length_list, dataset, [train_subjects + test_subjects, train_subjects])
         return [table[v.key] for v in train_views], args.bone_length_list
     # the length model is frozen: its whole-sequence lengths are computed once, identically on all ranks
-    return ([_whole_sequence(x) for x in frozen_model_lengths(model, train_views)],
+    return ([final_lengths(x) for x in frozen_model_lengths(model, train_views)],
             "the frozen length model (computed at start-up)")
 
 
