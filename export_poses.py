@@ -21,7 +21,7 @@ import numpy as np
 from common.core.bones import adjust_bone_lengths
 from common.core.camera import WORLD_LIKE_FRAMES, camera_to_world_like, place_on_ground
 from common.utils.errors import UserError, cli
-from common.utils.fileio import check_array, existing_file, load_npz
+from common.utils.fileio import check_array, existing_file, load_npy, load_npz
 from common.inference.length_sources import file_lengths, median_lengths
 from common.output.pose_tables import parse_export_formats, write_pose_formats
 from common.core.skeleton import NUM_BONES, NUM_JOINTS, PARENTS
@@ -33,10 +33,7 @@ def load_pose_array(path: str, key: str | None) -> tuple[np.ndarray, dict]:
     """(T, 17, 3) poses and the other arrays/metadata of the file (empty for .npy)."""
     existing_file(path)
     if Path(path).suffix.lower() == ".npy":
-        try:
-            return check_array(path, np.load(path, allow_pickle=False), (None, NUM_JOINTS, 3)), {}
-        except (ValueError, OSError) as exc:
-            raise UserError(f"{path}: not a readable .npy array ({exc})") from None
+        return check_array(path, load_npy(path), (None, NUM_JOINTS, 3)), {}
     data = load_npz(path)
     arrays = {k: v for k, v in data.items() if isinstance(v, np.ndarray) and v.dtype != object and v.ndim == 3}
     name = key or next((k for k in ("poses_after", "poses") if k in arrays), None)

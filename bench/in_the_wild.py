@@ -41,8 +41,8 @@ from common.inference.length_sources import median_lengths
 from common.core.metrics import mpjpe, p_mpjpe
 from common.models.model_loading import load_model
 from common.core.skeleton import SYMMETRIC_BONES
-from common.train.train_mix import predict_views as predict_mix
-from common.train.train_pose import predict_views as predict_lifter
+from common.train.train_mix import predict_mix
+from common.train.train_pose import predict_lifter
 from common.datasets.virtual_cameras import virtual_views, world_motions
 
 DEFAULT_LIFTERS = [

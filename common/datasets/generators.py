@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from common.core.skeleton import flip_bone_lengths, flip_poses, merge_flipped
-from common.train.training import numpy_state, set_numpy_state
+from common.utils.checkpoint import numpy_state, set_numpy_state
 
 
 @dataclass
@@ -101,7 +101,7 @@ class ChunkedGenerator:
         return (len(self.pairs) + self.batch_size - 1) // self.batch_size
 
     def get_state(self) -> dict:
-        """The shuffling RNG's state (:func:`common.train.training.numpy_state`; checkpoints keep it per process)."""
+        """The shuffling RNG's state (:func:`common.utils.checkpoint.numpy_state`; checkpoints keep it per process)."""
         return numpy_state(self._rng)
 
     def set_state(self, state: dict) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.train.accumulation import autocast_dtype
+from common.utils.device import autocast_dtype
 from common.core.bones import average_symmetric
 from common.utils.device import evaluation_mode
 from common.utils.errors import UserError

@@ -36,7 +36,7 @@ from common.core.skeleton import NUM_JOINTS
 
 KINDS = ("lifter", "length", "mix")
 LIFTER_ARCHITECTURE_KEYS = ("architecture", "channels", "causal", "dense")
-DEFAULT_LIFTER = "videopose3d"
+CHECKPOINT_LIFTER = "videopose3d"  # the lifter a checkpoint holds: the trainers store it; a file without one is this
 
 
 @dataclass
@@ -49,7 +49,7 @@ class LoadedModel:
     model: nn.Module
     path: Path
     checkpoint: dict[str, Any]
-    lifter: str = DEFAULT_LIFTER
+    lifter: str = CHECKPOINT_LIFTER
     architecture: dict[str, Any] = field(default_factory=dict)
 
 
@@ -114,7 +114,7 @@ def load_model(name: str | Path, kinds: Sequence[str] = KINDS, *, architecture: 
     kind = expect_kind(checkpoint, kinds, str(path))
     state = strip_module_prefix(model_state(checkpoint, source=str(path)))
     requested = {"architecture": architecture, "channels": channels, "causal": causal, "dense": dense}
-    lifter = str(checkpoint.get("lifter", DEFAULT_LIFTER))
+    lifter = str(checkpoint.get("lifter", CHECKPOINT_LIFTER))
     if kind == "length":
         arch = length_architecture(state, str(path))
         model: nn.Module = length_model_for_state(state, str(path), bidirectional, num_layers)

@@ -67,13 +67,6 @@ def autocast(precision: str, device: torch.device) -> ContextManager:
     return contextlib.nullcontext()
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """The dtype autocast is lowering to on ``device`` right now, or None outside autocast."""
-    if torch.is_autocast_enabled(device.type):
-        return torch.get_autocast_dtype(device.type)
-    return None
-
-
 def length_model_sample_bytes(hidden_size: int, num_layers: int, bidirectional: bool, chunk_len: int,
                               embed_dim: int = 256, precision: str = "fp32") -> int:
     """Estimated activation bytes one training sample (``chunk_len`` frames) keeps for the backward pass of

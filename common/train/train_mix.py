@@ -46,10 +46,10 @@ from common.models.length_model import predict_sequences
 from common.core.metrics import direction_loss, mpjpe
 from common.models.mix_model import MixModel
 from common.models.model import build_lifter
-from common.models.model_loading import DEFAULT_LIFTER, LIFTER_ARCHITECTURE_KEYS, load_model
+from common.models.model_loading import CHECKPOINT_LIFTER, LIFTER_ARCHITECTURE_KEYS, load_model
 from common.core.skeleton import NUM_BONES
 from common.train.train_pose import export_predictions
-from common.train.train_pose import predict_views as predict_lifter
+from common.train.train_pose import predict_lifter
 from common.train.train_pose import training_arrays, training_views
 from common.train.training import (EpochLoop, EpochRecord, Trainer, check_resumable, make_optimizer, prepare_run,
                                    save_history)
@@ -140,7 +140,7 @@ def frozen_model_lengths(model: MixModel, views: Sequence[Sequence3D]) -> list[n
     return predict_sequences(model.length_model, [v.poses_2d for v in views])
 
 
-def predict_views(model: MixModel, views: Sequence[Sequence3D], lengths: Sequence[np.ndarray],
+def predict_mix(model: MixModel, views: Sequence[Sequence3D], lengths: Sequence[np.ndarray],
                   test_time_augmentation: bool, device: torch.device, progress: bool = False) -> list[np.ndarray]:
     """Mix-model poses (T, 17, 3) metres, camera frame, root-relative, for every view (eval mode)."""
     model.eval()
@@ -160,7 +160,7 @@ def evaluate_views(model: MixModel, views: Sequence[Sequence3D], lengths: Sequen
                    args: argparse.Namespace, device: torch.device, metric_names: Sequence[str] | None = None,
                    progress: bool = False) -> tuple[EvaluationResult, list[np.ndarray]]:
     """Per-action metrics of the mix model on ``views`` (which need 3D); also returns the predictions."""
-    predictions = predict_views(model, views, lengths, args.test_time_augmentation, device, progress)
+    predictions = predict_mix(model, views, lengths, args.test_time_augmentation, device, progress)
     items = [(v.action, p, camera_space_root_relative(v)) for v, p in zip(views, predictions)]
     result = evaluate(items, metric_names) if metric_names else evaluate(items, per_bone=True)
     return result, predictions
@@ -291,7 +291,7 @@ class MixEpochs(Trainer):
 
     def checkpoint_entries(self) -> dict[str, Any]:
         entries = {"length_model_config": self.model.length_model.config(), "mix_config": self.arch,
-                   "lifter": DEFAULT_LIFTER}
+                   "lifter": CHECKPOINT_LIFTER}
         if self.control is not None:
             entries["control"] = self.control.state()
         return entries
@@ -300,7 +300,7 @@ class MixEpochs(Trainer):
         checkpoint_dir = Path(self.args.checkpoint)
         if self.control is not None:
             save_checkpoint(checkpoint_dir / CONTROL_FILE, {**state["control"], "epoch": state["epoch"],
-                                                             **self.arch, "lifter": DEFAULT_LIFTER})
+                                                             **self.arch, "lifter": CHECKPOINT_LIFTER})
         curves = {"train MPJPE": history["train_mpjpe"], "test MPJPE": history["test_mpjpe"]}
         save_history(checkpoint_dir, "mix", history, curves if self.args.export_training_curves else None,
                      "MPJPE (mm)", "Mix model fine-tuning")

@@ -41,7 +41,7 @@ from common.core.metrics import mpjpe
 from common.models.model import TemporalModel, build_lifter
 from common.train.training import (EpochLoop, EpochRecord, Trainer, make_optimizer, prepare_run, save_history,
                                    split_validation)
-from common.models.model_loading import DEFAULT_LIFTER, load_model
+from common.models.model_loading import CHECKPOINT_LIFTER, load_model
 
 INITIAL_MOMENTUM, FINAL_MOMENTUM = 0.1, 0.001
 
@@ -90,7 +90,7 @@ def training_arrays(views: list[Sequence3D], subset: float, downsample: int, see
     return poses_2d, poses_3d
 
 
-def predict_views(model: TemporalModel, views: list[Sequence3D], tta: bool, device: torch.device,
+def predict_lifter(model: TemporalModel, views: list[Sequence3D], tta: bool, device: torch.device,
                   progress: bool = False) -> list[np.ndarray]:
     """Root-relative predictions (T, 17, 3) metres, camera frame, for whole views (one receptive field of
     edge padding, optional flip test-time augmentation)."""
@@ -103,7 +103,7 @@ def evaluate_views(model: TemporalModel, views: list[Sequence3D], tta: bool, dev
                    metric_names=DEFAULT_METRICS, progress: bool = False
                    ) -> tuple[EvaluationResult, list[np.ndarray]]:
     """Per-action metrics of the model on the views and the predictions themselves."""
-    preds = predict_views(model, views, tta, device, progress)
+    preds = predict_lifter(model, views, tta, device, progress)
     result = evaluate([(v.action, p, camera_space_root_relative(v)) for v, p in zip(views, preds)], metric_names)
     return result, preds
 
@@ -190,7 +190,7 @@ class PoseEpochs(Trainer):
               + ("  *" if record.improved else ""))
 
     def checkpoint_entries(self) -> dict[str, Any]:
-        return {"lifter": DEFAULT_LIFTER, **_architecture(self.args)}
+        return {"lifter": CHECKPOINT_LIFTER, **_architecture(self.args)}
 
     def write_files(self, state: Mapping[str, Any], history: Mapping[str, Sequence[float]]) -> None:
         save_history(self.args.checkpoint, "pose", history, history if self.args.export_training_curves else None,

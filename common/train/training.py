@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from common.train.arguments import training_recipe
 from common.utils import distributed
-from common.utils.checkpoint import save_checkpoint, save_epoch_checkpoints
+from common.utils.checkpoint import numpy_state, save_checkpoint, save_epoch_checkpoints, set_numpy_state
 from common.datasets.dataset import parse_action_filter, parse_subjects
 from common.utils.errors import UserError
 from common.utils.fileio import save_json
@@ -94,20 +94,6 @@ def prepare_run(args: argparse.Namespace, ctx: distributed.DistContext
     seed_all(args.seed, ctx.rank)
     return (parse_subjects(args.subjects_train), parse_subjects(args.subjects_test),
             parse_action_filter(args.actions))
-
-
-def numpy_state(rng: np.random.RandomState | None = None) -> dict[str, Any]:
-    """The state of ``rng`` (numpy's global generator when None) in a ``weights_only``-loadable dict."""
-    name, keys, pos, has_gauss, cached = (rng or np.random).get_state()
-    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
-
-
-def set_numpy_state(state: Mapping[str, Any], rng: np.random.RandomState | None = None) -> None:
-    """Inverse of :func:`numpy_state` (also reads states saved without ``name``)."""
-    keys = state["keys"].numpy() if isinstance(state["keys"], torch.Tensor) else np.asarray(state["keys"])
-    (rng or np.random).set_state((state.get("name", "MT19937"), keys.astype(np.uint32), int(state["pos"]),
-                                  int(state["has_gauss"]), float(state["cached_gaussian"])))
 
 
 _GLOBAL_STREAMS = ("torch", "cuda", "numpy", "python")

@@ -2,6 +2,7 @@
 ``random_state``, ...), written atomically and loaded as data only (never code: see :func:`load_checkpoint`).
 
 Bare file names (``biGRU_all.bin``) are looked up in ``checkpoint/`` as in the paper's README.
+Random states go in as ``weights_only``-loadable dicts (:func:`numpy_state`, :func:`set_numpy_state`).
 """
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import io
 import pickle
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from common.utils.errors import UserError
@@ -202,3 +204,17 @@ def model_state(checkpoint: dict[str, Any], key: str = "model_pos", source: str 
     if key not in checkpoint:
         raise UserError(f"{source} has no '{key}' entry (keys: {sorted(checkpoint)})")
     return checkpoint[key]
+
+
+def numpy_state(rng: np.random.RandomState | None = None) -> dict[str, Any]:
+    """The state of ``rng`` (numpy's global generator when None) in a ``weights_only``-loadable dict."""
+    name, keys, pos, has_gauss, cached = (rng or np.random).get_state()
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def set_numpy_state(state: Mapping[str, Any], rng: np.random.RandomState | None = None) -> None:
+    """Inverse of :func:`numpy_state` (also reads states saved without ``name``)."""
+    keys = state["keys"].numpy() if isinstance(state["keys"], torch.Tensor) else np.asarray(state["keys"])
+    (rng or np.random).set_state((state.get("name", "MT19937"), keys.astype(np.uint32), int(state["pos"]),
+                                  int(state["has_gauss"]), float(state["cached_gaussian"])))

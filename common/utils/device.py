@@ -38,3 +38,10 @@ def select_device(name: str = "auto") -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
     raise UserError(f"unknown --device {name!r}: use auto, cpu, cuda or cuda:N")
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The dtype autocast is lowering to on ``device`` right now, or None outside autocast."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return None

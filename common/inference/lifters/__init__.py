@@ -21,7 +21,7 @@ from typing import Any, Mapping, Protocol, runtime_checkable
 import numpy as np
 
 from common.inference.registry import build, registered_class
-from common.models.model_loading import DEFAULT_LIFTER as CHECKPOINT_LIFTER
+from common.models.model_loading import CHECKPOINT_LIFTER
 from common.utils.checkpoint import load_checkpoint, resolve_checkpoint
 from common.utils.errors import UserError
 from common.vision.tracking import Track2D
