@@ -23,7 +23,7 @@ from common.core.camera import WORLD_LIKE_FRAMES, camera_to_world_like, place_on
 from common.utils.errors import UserError, cli
 from common.utils.fileio import check_array, existing_file, load_npy, load_npz
 from common.inference.length_sources import file_lengths, median_lengths
-from common.output.pose_tables import parse_export_formats, write_pose_formats
+from common.output.exports import PoseExport, parse_export_formats, requestable_formats, table_paths, write_exports
 from common.core.skeleton import NUM_BONES, NUM_JOINTS, PARENTS
 from common.utils.validation import (ArgumentParser, check_inputs_survive, check_length_units, check_output_file,
                                      check_pose_units, number)
@@ -77,14 +77,16 @@ def main(argv=None) -> None:
     p.add_argument("--frame", choices=["camera", "world"], default=None,
                    help="frame of the poses (default: world for inference.py files, else camera)")
     p.add_argument("--fps", type=number(float, gt=0), default=None, help="frame rate (default: the file's, else 50)")
-    p.add_argument("--format", default="bvh,csv,jsonl", help="comma-separated: bvh, csv, jsonl")
+    p.add_argument("--format", default=",".join(requestable_formats()),
+                   help=f"comma-separated subset of {', '.join(requestable_formats())} (common/output/exports.py)")
     p.add_argument("--output", default=None, help="output path without extension (default: next to --poses)")
     args = p.parse_args(argv)
-    formats = parse_export_formats(args.format)
+    formats = parse_export_formats(args.format, "--format")
     if not formats:
-        raise UserError("--format: give at least one of bvh, csv, jsonl")
+        raise UserError(f"--format: give at least one of {', '.join(requestable_formats())}")
     stem = Path(args.output) if args.output else Path(args.poses).with_suffix("")
-    outputs = [("--output", stem.with_name(f"{stem.name}.{fmt}")) for fmt in formats]
+    paths = table_paths(stem, formats)
+    outputs = [("--output", path) for path in paths.values()]
     for flag, path in outputs:
         check_output_file(path, flag)
     check_inputs_survive([("--poses", args.poses), ("--lengths", args.lengths)], outputs)
@@ -109,7 +111,9 @@ def main(argv=None) -> None:
     else:
         description = str(meta.get("frame") or WORLD_LIKE_FRAMES["world"])
     frames = _frame_indices(args.poses, data.get("frame_indices"), len(poses))
-    for name, path in write_pose_formats(formats, stem, adjusted, lengths, frames, fps, description).items():
+    export = PoseExport(stem.name, None, None, None, adjusted, lengths, fps, frame, "", "", "", "", frames=frames,
+                        frame_description=description)
+    for name, path in write_exports(export, paths, formats).items():
         print(f"{name}: {path}")
 
 

@@ -38,8 +38,7 @@ from common.inference.length_sources import DEFAULT_LENGTHS, LENGTH_SOURCES
 from common.inference.lifters import DEFAULT_LIFTER, INPUT_FLAGS, LIFTERS
 from common.inference.live import LiveConfig, LiveResult, run_live
 from common.models.model import parse_architecture
-from common.output.exports import DEFAULT_EXPORTS, export_paths
-from common.output.pose_tables import parse_export_formats
+from common.output.exports import DEFAULT_EXPORTS, export_paths, parse_export_formats, requestable_formats
 from common.output.rendering import render_paths
 from common.vision.tracking import parse_person_policy
 from common.utils.validation import (ArgumentParser, check_inputs_survive, check_output_dir, check_output_file,

@@ -11,7 +11,7 @@ from common.core.bones import adjust_bone_lengths, bone_lengths
 from common.output.bvh import BVH_NAMES, REST_DIRECTIONS, TO_BVH_AXES, _euler_zxy, bvh_motion, write_bvh
 from common.utils.errors import UserError
 from common.utils.fileio import save_npz
-from common.output.exports import EXPORTS, parse_export_formats
+from common.output.exports import EXPORTS, ExportFormat, parse_export_formats
 from common.output.pose_tables import CSV_COLUMNS, csv_text, read_jsonl, write_jsonl
 from common.core.skeleton import ANCESTOR_BONES, BONE_NAMES
 from helpers import read_bvh_positions
@@ -105,18 +105,17 @@ def test_parse_export_formats():
         parse_export_formats("poses", "--format")                   # written by every run: not on request
 
 
-def _npy_export(result, out):
-    """A toy format: the adjusted poses as one .npy."""
-    path = result.table_path(out, ".npy")
-    np.save(path, result.after)
-    return {"npy": path}
+def _npy_poses(result, files):
+    """A toy format's writer: the adjusted poses as one .npy."""
+    np.save(files["npy"], result.after)
+    return files
 
 
 def test_a_format_added_once_is_accepted_by_both_scripts(tmp_path, monkeypatch):
     """One entry in EXPORTS: inference.py --export and export_poses.py --format both write it."""
     import inference
 
-    monkeypatch.setitem(EXPORTS, "npy", _npy_export)
+    monkeypatch.setitem(EXPORTS, "npy", ExportFormat({"npy": "poses_3d.npy"}, _npy_poses))
     camera = rest_pose(LENGTHS) @ np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]])
     poses = (camera + np.random.default_rng(2).normal(0, 0.02, (12, 17, 3))).astype(np.float32)
     np.save(tmp_path / "lifter.npy", poses)

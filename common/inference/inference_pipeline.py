@@ -42,7 +42,8 @@ from common.inference.keypoints_2d import TrackOptions, extract_people, extract_
 from common.inference.length_sources import LengthSource, choose_lengths, make_length_source
 from common.inference.lifters import Lifter, choose_lifter, make_lifter
 from common.inference.registry import options_from
-from common.output.exports import DEFAULT_EXPORTS, PEOPLE_TABLES, PoseExport, write_exports, write_people_exports
+from common.output.exports import (DEFAULT_EXPORTS, PEOPLE_TABLES, PoseExport, export_paths, write_exports,
+                                   write_people_exports)
 from common.output.rendering import render, render_people
 from common.utils.errors import UserError
 from common.utils.timing import STAGES, StageTimer
@@ -200,10 +201,10 @@ def run(config: InferenceConfig) -> InferenceResult:
                             before, after, lengths, fps, lifter.frame, getattr(lifter, "mode", lifter.name),
                             lifter.name, source.name, lifter.convention,
                             None if config.poses else lifted, adjustment=meta)  # lifter's poses unless --poses
-        formats = tuple(config.export_formats)
+        formats = DEFAULT_EXPORTS + tuple(config.export_formats)
         if config.people == "all":  # CSV and JSON lines: one file for everybody with a person column (below)
             formats = tuple(f for f in formats if f not in PEOPLE_TABLES)
-        written = write_exports(export, config.output, DEFAULT_EXPORTS + formats)
+        written = write_exports(export, export_paths(export.stem, config.output, formats), formats)
         files.update(written if config.people != "all" else {f"person{identity}_{k}": v for k, v in written.items()})
     if config.people == "all":
         files.update(write_people_exports(

@@ -1,8 +1,12 @@
-"""Files written by ``inference.py``: every export format in one place.
+"""Files written by ``inference.py`` and ``export_poses.py``: every export format in one registry.
 
-An export is a function ``(result: PoseExport, out_dir: Path) -> dict[str, Path]`` listed in :data:`EXPORTS`;
-a new format is one such function plus one entry there (``inference.py --export`` picks from its names).
-All files are written atomically. Formats:
+An export is one entry of :data:`EXPORTS`: the files it writes (file key -> name after ``<stem>_``) and a writer
+``(result: PoseExport, paths: {file key: path}) -> {file key: path written}``; a new format is one such entry.
+``inference.py`` always writes :data:`DEFAULT_EXPORTS`; every other entry is a format on request (``inference.py
+--export`` and ``export_poses.py --format``, both read by :func:`parse_export_formats`). A format on request reads
+only the adjusted poses, their lengths, frames and frame (``export_poses.py`` has no 2D track and no poses before
+adjustment, and names its files ``<stem>.<extension>``, :func:`table_paths`). All files are written atomically.
+Formats:
 
 * ``poses`` — ``<stem>_poses_3d.npz`` and ``.json``: ``poses_before`` (the lifter's own poses) and
   ``poses_after`` (bone lengths adjusted: the main output), both (T, 17, 3) metres in the world-like frame of
@@ -15,7 +19,7 @@ All files are written atomically. Formats:
 * ``keypoints`` — ``<stem>_keypoints_2d.npz`` in VideoPose3D's custom-dataset layout (a ``--keypoints`` input).
 * ``lifter_poses`` — ``<stem>_lifter_poses.npz``: the lifter's poses in its own frame, one per video frame from
   frame 0 (edge-padded), a valid ``--poses`` input (written for lifters that compute poses, not for ``poses``).
-* on request (``inference.py --export``): ``bvh``, ``csv``, ``jsonl`` — the adjusted poses as
+* on request: ``bvh``, ``csv``, ``jsonl`` — the adjusted poses as
   ``<stem>_poses_3d.bvh``/``.csv``/``.jsonl`` (:mod:`common.output.pose_tables`, :mod:`common.output.bvh`).
 
 With ``--people all`` every person's files above are written with the stem ``<stem>_person<id>`` (one BVH per
@@ -35,37 +39,21 @@ from typing import Callable
 
 import numpy as np
 
-from common.core.bones import bone_lengths
+from common.core.bones import bone_lengths, final_lengths
 from common.core.camera import WORLD_LIKE_FRAMES
 from common.utils.fileio import save_json, save_npz
-from common.output.pose_tables import (CSV_COLUMNS, DECIMALS, JsonLinesWriter, jsonl_header, jsonl_record,
-                                       write_pose_formats)
+from common.output.bvh import write_bvh
+from common.output.pose_tables import (CSV_COLUMNS, DECIMALS, JsonLinesWriter, jsonl_header, jsonl_record, write_csv,
+                                       write_jsonl)
+from common.utils.errors import UserError
 from common.core.skeleton import BONE_NAMES, JOINT_NAMES, JOINTS_LEFT, JOINTS_RIGHT, NUM_JOINTS, PARENTS
 from common.vision.tracking import Track2D
 from common.output.visualization import plot_bone_lengths_over_time
 
 
-# export name -> {file key: file-name suffix after "<stem>_"}: every file an export writes
-EXPORT_FILES: dict[str, dict[str, str]] = {
-    "lifter_poses": {"lifter_poses": "lifter_poses.npz"},
-    "poses": {"poses_npz": "poses_3d.npz", "poses_json": "poses_3d.json"},
-    "lengths": {"lengths_json": "bone_lengths.json", "lengths_png": "bone_lengths.png"},
-    "keypoints": {"keypoints_2d": "keypoints_2d.npz"},
-    "bvh": {"bvh": "poses_3d.bvh"},
-    "csv": {"csv": "poses_3d.csv"},
-    "jsonl": {"jsonl": "poses_3d.jsonl"},
-}
-
-
-def export_paths(stem: str, out: str | Path, formats: tuple[str, ...]) -> dict[str, Path]:
-    """{file key: path} of every file the exports named in ``formats`` write under ``out`` (known before the
-    run, so that the paths can be checked against the inputs first)."""
-    return {key: Path(out) / f"{stem}_{suffix}" for name in formats for key, suffix in EXPORT_FILES[name].items()}
-
-
 @dataclass
 class PoseExport:
-    """What an inference run exports.
+    """What a run exports (``export_poses.py``: only stem, after, lengths, fps, frame, frames, frame_description).
 
     stem: file-name stem (the video's); video: its path or None; track: the followed person's 2D;
     before/after: (T, 17, 3) metres, world-like frame, before and after adjustment; lengths: (16,) or (T, 16)
@@ -73,13 +61,15 @@ class PoseExport:
     :data:`WORLD_LIKE_FRAMES`); mode: ``finetuned``/``lifter``/``poses`` (the paper's modes) or the lifter name;
     lifter, length_source, convention: names; lifter_poses: (T, 17, 3) metres in the lifter's own frame
     (``lifter_frame``), root-relative, or None; adjustment: how the lengths were applied (``nonrigid`` mode,
-    ``rigid_bones``, where the ``size`` came from; :func:`common.inference.inference_pipeline.adjust_lengths`).
+    ``rigid_bones``, where the ``size`` came from; :func:`common.inference.inference_pipeline.adjust_lengths`);
+    frames: (T,) video frame of each row (default: the track's); frame_description: the frame of ``after`` in
+    words (default: :data:`WORLD_LIKE_FRAMES` of ``frame``).
     """
 
     stem: str
     video: str | None
-    track: Track2D
-    before: np.ndarray
+    track: Track2D | None
+    before: np.ndarray | None
     after: np.ndarray
     lengths: np.ndarray
     fps: float
@@ -91,10 +81,14 @@ class PoseExport:
     lifter_poses: np.ndarray | None = None
     lifter_frame: str = "camera (x right, y down, z forward), root-relative"
     adjustment: dict = field(default_factory=dict)
+    frames: np.ndarray | None = None
+    frame_description: str | None = None
 
     @property
     def frame_indices(self) -> np.ndarray:
         """(T,) video frame index of each row."""
+        if self.frames is not None:
+            return np.asarray(self.frames)
         return np.arange(self.track.start, self.track.start + len(self.track))
 
     @property
@@ -102,10 +96,14 @@ class PoseExport:
         """Video frames whose 2D keypoints were interpolated (the person was not found)."""
         return [int(self.track.start + t) for a, b in self.track.gaps for t in range(a, b + 1)]
 
+    @property
+    def description(self) -> str:
+        """The coordinate frame of ``after`` in words."""
+        return self.frame_description or WORLD_LIKE_FRAMES[self.frame]
 
-def export_poses(result: PoseExport, out: Path) -> dict[str, Path]:
+
+def export_poses(result: PoseExport, files: dict[str, Path]) -> dict[str, Path]:
     """``<stem>_poses_3d.npz`` + ``.json`` (module docstring)."""
-    files = export_paths(result.stem, out, ("poses",))
     meta = {"joint_names": JOINT_NAMES, "parents": PARENTS.tolist(), "bone_names": BONE_NAMES,
             "units": "metres", "frame": WORLD_LIKE_FRAMES[result.frame], "fps": result.fps, "mode": result.mode,
             "lifter": result.lifter, "lengths": result.length_source, "joint_convention": result.convention,
@@ -123,9 +121,8 @@ def export_poses(result: PoseExport, out: Path) -> dict[str, Path]:
     return files
 
 
-def export_lengths(result: PoseExport, out: Path) -> dict[str, Path]:
+def export_lengths(result: PoseExport, files: dict[str, Path]) -> dict[str, Path]:
     """``<stem>_bone_lengths.json`` + ``.png`` (module docstring)."""
-    files = export_paths(result.stem, out, ("lengths",))
     lengths, before = result.lengths, bone_lengths(result.before)
     save_json(files["lengths_json"], {
         "bone_names": BONE_NAMES, "units": "metres", "source": result.length_source,
@@ -138,9 +135,9 @@ def export_lengths(result: PoseExport, out: Path) -> dict[str, Path]:
     return files
 
 
-def export_keypoints(result: PoseExport, out: Path) -> dict[str, Path]:
+def export_keypoints(result: PoseExport, files: dict[str, Path]) -> dict[str, Path]:
     """``<stem>_keypoints_2d.npz`` in VideoPose3D's custom layout; frames before the person appears are NaN."""
-    path = export_paths(result.stem, out, ("keypoints",))["keypoints_2d"]
+    path = files["keypoints_2d"]
     track = result.track
     padded = np.concatenate([np.full((track.start, NUM_JOINTS, 2), np.nan, np.float32), track.positions])
     video_name = Path(result.video).name if result.video else result.stem
@@ -151,11 +148,11 @@ def export_keypoints(result: PoseExport, out: Path) -> dict[str, Path]:
     return {"keypoints_2d": path}
 
 
-def export_lifter_poses(result: PoseExport, out: Path) -> dict[str, Path]:
+def export_lifter_poses(result: PoseExport, files: dict[str, Path]) -> dict[str, Path]:
     """``<stem>_lifter_poses.npz`` (key ``poses``), one pose per video frame from frame 0: a ``--poses`` input."""
     if result.lifter_poses is None:
         return {}
-    path = export_paths(result.stem, out, ("lifter_poses",))["lifter_poses"]
+    path = files["lifter_poses"]
     poses = result.lifter_poses
     save_npz(path, poses=np.concatenate([poses[:1].repeat(result.track.start, 0), poses]),
              metadata={"frame": result.lifter_frame, "units": "metres", "joint_names": JOINT_NAMES,
@@ -163,35 +160,88 @@ def export_lifter_poses(result: PoseExport, out: Path) -> dict[str, Path]:
     return {"lifter_poses": path}
 
 
-def export_table(name: str) -> Callable[[PoseExport, Path], dict[str, Path]]:
-    """The writer of one of :mod:`common.output.pose_tables`' formats (``bvh``, ``csv``, ``jsonl``) of the adjusted
-    poses, in the frame of the npz/json."""
-    def write(result: PoseExport, out: Path) -> dict[str, Path]:
-        return write_pose_formats((name,), export_paths(result.stem, out, (name,))[name].with_suffix(""),
-                                  result.after, result.lengths, result.frame_indices, result.fps,
-                                  WORLD_LIKE_FRAMES[result.frame])
-    return write
+def export_bvh(result: PoseExport, files: dict[str, Path]) -> dict[str, Path]:
+    """The adjusted poses as a BVH animation (:mod:`common.output.bvh`; z up). A BVH skeleton has one set of
+    offsets: the lengths after the whole sequence, as absolute values (the lengths an adjusted pose has when a
+    model predicted a negative one)."""
+    write_bvh(files["bvh"], result.after, np.abs(final_lengths(np.asarray(result.lengths, np.float64))), result.fps)
+    return files
 
 
-# name -> writer. inference.py always writes DEFAULT_EXPORTS, plus the formats named by --export.
-EXPORTS: dict[str, Callable[[PoseExport, Path], dict[str, Path]]] = {
-    "lifter_poses": export_lifter_poses,
-    "poses": export_poses,
-    "lengths": export_lengths,
-    "keypoints": export_keypoints,
-    "bvh": export_table("bvh"),
-    "csv": export_table("csv"),
-    "jsonl": export_table("jsonl"),
+def export_csv(result: PoseExport, files: dict[str, Path]) -> dict[str, Path]:
+    """The adjusted poses, one CSV row per frame (:func:`common.output.pose_tables.write_csv`)."""
+    lengths = np.asarray(result.lengths, np.float64)
+    write_csv(files["csv"], result.after, result.frame_indices, result.description, result.fps,
+              lengths if lengths.ndim == 1 else None)
+    return files
+
+
+def export_jsonl(result: PoseExport, files: dict[str, Path]) -> dict[str, Path]:
+    """The adjusted poses, one JSON line per frame (:func:`common.output.pose_tables.write_jsonl`)."""
+    write_jsonl(files["jsonl"], result.after, result.frame_indices, result.fps, np.asarray(result.lengths, np.float64),
+                result.description)
+    return files
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One export format: the files it writes (file key -> file name after ``<stem>_``) and its writer
+    ``(result, {file key: path}) -> {file key: path written}``."""
+
+    files: dict[str, str]
+    write: Callable[[PoseExport, dict[str, Path]], dict[str, Path]]
+
+
+# name -> format: the one registry of exports. inference.py always writes DEFAULT_EXPORTS; the others are formats on
+# request (inference.py --export, export_poses.py --format).
+EXPORTS: dict[str, ExportFormat] = {
+    "lifter_poses": ExportFormat({"lifter_poses": "lifter_poses.npz"}, export_lifter_poses),
+    "poses": ExportFormat({"poses_npz": "poses_3d.npz", "poses_json": "poses_3d.json"}, export_poses),
+    "lengths": ExportFormat({"lengths_json": "bone_lengths.json", "lengths_png": "bone_lengths.png"}, export_lengths),
+    "keypoints": ExportFormat({"keypoints_2d": "keypoints_2d.npz"}, export_keypoints),
+    "bvh": ExportFormat({"bvh": "poses_3d.bvh"}, export_bvh),
+    "csv": ExportFormat({"csv": "poses_3d.csv"}, export_csv),
+    "jsonl": ExportFormat({"jsonl": "poses_3d.jsonl"}, export_jsonl),
 }
 DEFAULT_EXPORTS = ("lifter_poses", "poses", "lengths", "keypoints")
 
 
-def write_exports(result: PoseExport, out_dir: str | Path, formats: tuple[str, ...] = DEFAULT_EXPORTS
+def requestable_formats() -> tuple[str, ...]:
+    """The formats on request: every entry of :data:`EXPORTS` but :data:`DEFAULT_EXPORTS`."""
+    return tuple(name for name in EXPORTS if name not in DEFAULT_EXPORTS)
+
+
+def parse_export_formats(text: str | None, flag: str = "--export") -> tuple[str, ...]:
+    """``bvh,csv,jsonl`` -> a tuple of formats on request (empty for None/''); one-line error naming ``flag``
+    for any other name."""
+    formats = tuple(f.strip().lower() for f in (text or "").split(",") if f.strip())
+    unknown = sorted(set(formats) - set(requestable_formats()))
+    if unknown:
+        raise UserError(f"{flag}: unknown format(s) {unknown}; use a comma-separated subset of "
+                        f"{', '.join(requestable_formats())}")
+    return formats
+
+
+def export_paths(stem: str, out: str | Path, formats: tuple[str, ...]) -> dict[str, Path]:
+    """{file key: path} of every file the exports named in ``formats`` write under ``out``: ``<stem>_<name>``
+    (known before the run, so that the paths can be checked against the inputs first)."""
+    return {key: Path(out) / f"{stem}_{name}" for fmt in formats for key, name in EXPORTS[fmt].files.items()}
+
+
+def table_paths(stem: str | Path, formats: tuple[str, ...]) -> dict[str, Path]:
+    """{file key: path} for ``export_poses.py``: ``<stem>.<extension>`` (the extension of each file's name)."""
+    stem = Path(stem)
+    return {key: stem.with_name(stem.name + Path(name).suffix) for fmt in formats
+            for key, name in EXPORTS[fmt].files.items()}
+
+
+def write_exports(result: PoseExport, paths: dict[str, Path], formats: tuple[str, ...] = DEFAULT_EXPORTS
                   ) -> dict[str, Path]:
-    """Write each export format named in ``formats`` under ``out_dir``; returns name -> path of every file."""
+    """Write each export format named in ``formats`` to its files in ``paths`` ({file key: path},
+    :func:`export_paths` or :func:`table_paths`); returns {file key: path} of every file written."""
     files: dict[str, Path] = {}
     for name in formats:
-        files.update(EXPORTS[name](result, Path(out_dir)))
+        files.update(EXPORTS[name].write(result, {key: paths[key] for key in EXPORTS[name].files}))
     return files
 
 
