@@ -5,9 +5,9 @@ Frames ``--start``..``--start + --frames`` of the video (default: the demo video
 the passer-by are both in view) are decoded into memory once; then, alternated ``--repeats`` times, each tracker
 processes them: the single-person tracker (``--people one``), and :class:`common.vision.people.PeopleTracker`
 with ``max_people`` 1 and 2 (``--people all``). Printed: frames/s of each (median over the repeats), people
-followed, and the cost of the extra person (ms per frame). Lifting and adjustment (BlazePose's own 3D, lengths)
-cost < 0.1 ms a frame and decoding is the same for all, so these rates bound ``--live --unpaced`` and the offline
-detect stage. On a machine shared with other jobs only the ratios measured side by side mean much.
+followed, and the cost of the extra person (ms per frame). Lifting and adjustment with the defaults (BlazePose's
+own 3D, lengths) cost under 1 ms a frame per person (``inference.py``'s stage timings) and decoding is the same for
+all, so these rates bound ``--live --unpaced`` and the offline detect stage. On a machine shared with other jobs only the ratios measured side by side mean much.
 
     python -m bench.people [--video data/demo.mp4] [--start 50] [--frames 60] [--repeats 3] [--threads N]
 """
