@@ -179,3 +179,18 @@ def test_pipeline_adjustment_size_rigidity_and_preflight(tmp_path):
         make_models(InferenceConfig(video=None, height=178.0))
     with pytest.raises(UserError, match="--nonrigid"):
         make_models(InferenceConfig(video=None, nonrigid="bendy"))
+
+
+def test_inference_lengths_json_with_per_frame_lengths_reads_back_as_medians(tmp_path):
+    from common.inference.length_sources import read_lengths_file
+
+    per_frame = np.tile(LENGTHS, (5, 1))
+    per_frame[:, NECK] = [0.20, 0.21, 0.22, 0.23, 0.30]
+    path = tmp_path / "v_bone_lengths.json"
+    path.write_text(json.dumps({"units": "metres", "predicted": {"per_frame": per_frame.tolist(),
+                                                                 "frame_indices": list(range(5))}}))
+    named = read_lengths_file(path)
+    assert named[NECK] == pytest.approx(0.22) and named[0] == pytest.approx(LENGTHS[0])
+    path.write_text(json.dumps({"predicted": {"per_frame": "x"}}))
+    with pytest.raises(UserError):
+        read_lengths_file(path)

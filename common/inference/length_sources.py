@@ -28,7 +28,8 @@ Lengths file (``--lengths file --lengths_file F``), metres:
 * JSON: ``{"units": "metres", "lengths": {"l_thigh": 0.41, "r_thigh": 0.41, "calf": 0.38, ...}}`` or the
   ``lengths`` mapping alone; names from :data:`common.core.skeleton.BONE_NAMES`, or a side-less name (``hip``,
   ``thigh``, ``calf``, ``shoulder``, ``upper_arm``, ``lower_arm``) for both sides; or a list of the 16 lengths in
-  ``BONE_NAMES`` order; or ``inference.py``'s ``<video>_bone_lengths.json`` (its ``predicted`` lengths);
+  ``BONE_NAMES`` order; or ``inference.py``'s ``<video>_bone_lengths.json`` (its ``predicted`` lengths; per-frame
+  ones, e.g. with non-rigid distances, give their medians over the frames);
 * npz: ``lengths`` (16,) in ``BONE_NAMES`` order, or one scalar per bone name as above; npy: a (16,) array.
 
 Bones the file does not name take the ``self`` estimate (printed). Unknown names, values that are not metres
@@ -215,7 +216,14 @@ def read_lengths_file(path: str | Path) -> dict[int, float]:
         except RecursionError:
             raise UserError(f"{path}: JSON nested too deeply to be a lengths file") from None
         if isinstance(content, dict) and isinstance(content.get("predicted"), dict):  # inference.py's file
-            content = {"units": content.get("units", "metres"), "lengths": content["predicted"]}
+            predicted = content["predicted"]
+            if "per_frame" in predicted:  # per-frame lengths (non-rigid distances, a causal model): their medians
+                try:
+                    content = np.median(np.asarray(predicted["per_frame"], np.float64), axis=0).tolist()
+                except (TypeError, ValueError):
+                    raise UserError(f"{path}: 'per_frame' must be a list of 16 lengths per frame") from None
+            else:
+                content = {"units": content.get("units", "metres"), "lengths": predicted}
         if isinstance(content, list):
             named = _ordered_lengths(path, content)
         elif isinstance(content, dict):
