@@ -100,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         bidirectional=args.bidirectional or None, num_layers=args.num_layers, device=device)
     model, path = loaded.model, loaded.path
     if model.bidirectional and args.causal:
-        raise UserError(f"{path} is a Bi-GRU (it reads whole sequences): --causal needs a causal GRU checkpoint "
+        what = "a proportion length model" if loaded.architecture.get("arch") == "proportion" else "a Bi-GRU"
+        raise UserError(f"{path} is {what} (it reads whole sequences): --causal needs a causal GRU checkpoint "
                         "(train.py -t length without -bi); without --causal it gives one length vector per sequence")
     dataset = load_dataset(args.data_dir, dataset_name, args.keypoints or DEFAULT_KEYPOINTS.get(dataset_name),
                            need_3d=False, camera_3d=False)

@@ -176,7 +176,7 @@ def test_inference_script_layouts(trained, capsys):
 
     with pytest.raises(UserError, match="causal"):
         main(["--ckpt", str(root / "bi" / "final.bin"), "-bi", "--causal", *common])
-    with pytest.raises(UserError, match="holds a bidirectional GRU length model: add -bi"):
+    with pytest.raises(UserError, match="is a Bi-GRU .*--causal needs a causal GRU"):
         main(["--ckpt", str(root / "bi" / "final.bin"), "--causal", *common])
     with pytest.raises(UserError, match="holds a causal .* drop -bi"):
         main(["--ckpt", str(root / "causal" / "final.bin"), "-bi", *common])
@@ -203,5 +203,5 @@ def test_proportion_model_checkpoint_is_the_new_default(trained, capsys):
     out = capsys.readouterr().out
     assert "probe " in out and "bank mean " in out
     assert load_npz(root / "prop_out" / "lengths_list.npz")["lengths"].shape[1] == 16
-    with pytest.raises(UserError, match="proportion length model"):
+    with pytest.raises(UserError, match="is a proportion length model .*--causal needs a causal GRU"):
         main(["--ckpt", str(root / "proportion" / "final.bin"), "--causal", *common])
