@@ -37,6 +37,7 @@ from common.inference.inference_pipeline import STAGES, InferenceConfig, Inferen
 from common.inference.length_sources import DEFAULT_LENGTHS, LENGTH_SOURCES
 from common.inference.lifters import DEFAULT_LIFTER, INPUT_FLAGS, LIFTERS
 from common.inference.live import LiveConfig, LiveResult, run_live
+from common.inference.registry import reads, registered_class
 from common.models.model import parse_architecture
 from common.output.exports import DEFAULT_EXPORTS, export_paths, parse_export_formats, requestable_formats
 from common.output.rendering import render_paths
@@ -182,9 +183,11 @@ def check_paths(args: argparse.Namespace) -> None:
     inputs = [("--lengths_file", args.lengths_file), ("--length_ckpt", args.length_ckpt),
               ("--lifter_ckpt", args.lifter_ckpt), ("--finetuned_ckpt", args.finetuned_ckpt),
               ("--detector_config", args.detector_config), ("--detector_weights", args.detector_weights)]
-    if args.lengths_file and args.lengths not in (None, "file"):
-        print(f"warning: --lengths_file {args.lengths_file} is ignored: it is read only with --lengths file (got "
-              f"--lengths {args.lengths})", file=sys.stderr)
+    readers = [name for name in LENGTH_SOURCES if reads(registered_class(LENGTH_SOURCES, name, "--lengths"),
+                                                        "lengths_file")]
+    if args.lengths_file and args.lengths not in (None, *readers):
+        print(f"warning: --lengths_file {args.lengths_file} is ignored: it is read only with --lengths "
+              f"{'/'.join(readers)} (got --lengths {args.lengths})", file=sys.stderr)
     defaults = parse_args([])
     ignored = ([f for f in ("output", "export", "gif", "video", "keypoints", "poses") if getattr(args, f) !=
                 getattr(defaults, f)] if live else

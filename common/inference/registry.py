@@ -32,6 +32,12 @@ def options_from(options_type: type[T], settings: Mapping[str, Any]) -> T:
     return options_type(**{k: v for k, v in settings.items() if k in names})
 
 
+def reads(cls: type, setting: str) -> bool:
+    """Whether the registered class ``cls`` takes ``setting`` (a field of its ``Options``)."""
+    options_type = getattr(cls, "Options", None)
+    return options_type is not None and setting in {f.name for f in dataclasses.fields(options_type)}
+
+
 def build(cls: type, settings: Mapping[str, Any]) -> Any:
     """``cls(cls.Options from settings)``, or ``cls()`` when the class declares no ``Options``."""
     options_type = getattr(cls, "Options", None)
