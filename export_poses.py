@@ -22,7 +22,8 @@ from common.core.bones import adjust_bone_lengths
 from common.core.camera import WORLD_LIKE_FRAMES, camera_to_world_like, place_on_ground
 from common.utils.errors import UserError, cli
 from common.utils.fileio import check_array, existing_file, load_npy, load_npz
-from common.inference.length_sources import file_lengths, median_lengths
+from common.inference.length_sources import file_lengths
+from common.core.bones import median_lengths
 from common.output.exports import PoseExport, parse_export_formats, requestable_formats, table_paths, write_exports
 from common.core.skeleton import NUM_BONES, NUM_JOINTS, PARENTS
 from common.utils.validation import (ArgumentParser, check_inputs_survive, check_length_units, check_output_file,

@@ -39,7 +39,7 @@ from common.models.length_probe import (error_row, scale_to_height, sequence_fea
                                         stored_references)
 from common.models.model_loading import load_model
 from common.adjustment.adjust import load_predictions
-from common.inference.length_sources import median_lengths
+from common.core.bones import median_lengths
 from common.output.plots import plot_error_vs_frames
 from common.utils.validation import ArgumentParser, check_inputs_survive, check_output_dir, check_output_file, number
 

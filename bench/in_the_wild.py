@@ -37,7 +37,7 @@ from common.datasets.dataset import TEST_SUBJECTS, TRAIN_SUBJECTS, camera_space_
 from common.utils.device import add_device_argument, select_device
 from common.utils.errors import UserError, cli
 from common.models.length_model import predict_sequences
-from common.inference.length_sources import median_lengths
+from common.core.bones import median_lengths
 from common.core.metrics import mpjpe, p_mpjpe
 from common.models.model_loading import load_model
 from common.core.skeleton import SYMMETRIC_BONES

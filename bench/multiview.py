@@ -38,7 +38,8 @@ import numpy as np
 import inference
 from common.core.bones import adjust_bone_lengths
 from common.core.skeleton import BONE_NAMES
-from common.inference.length_sources import file_lengths, median_lengths, model_lengths, prior_lengths
+from common.inference.length_sources import file_lengths, model_lengths, prior_lengths
+from common.core.bones import median_lengths
 from common.inference.lifters import LIFTERS, make_lifter
 from common.inference.multiview import (LIMB_BONES, estimate_offsets, fetch_pose2sim_demo,
                                         find_recording, full_length, limb_lengths, limb_scores, match_people,

@@ -100,7 +100,7 @@ def test_adjusting_exact_pose_with_its_gt_lengths_is_identity(files):
 def test_own_median_lengths_row_removes_jitter_and_asymmetry(files):
     """Noisy predictions: the own-median row has constant, symmetric lengths equal to the per-sequence medians
     of the predictions (left/right averaged)."""
-    from common.inference.length_sources import median_lengths
+    from common.core.bones import median_lengths
 
     pred = files["preds"]["S9"]["Walking 1"][1]
     data = adjust.prepare(adjust.Predictions([("S9", "Walking 1", 1)], [pred]),

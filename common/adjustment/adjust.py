@@ -34,7 +34,7 @@ from common.core.camera import load_cameras
 from common.datasets.dataset import _positions_17
 from common.utils.errors import UserError
 from common.adjustment.evaluation import EvaluationResult, evaluate_arrays
-from common.inference.length_sources import median_lengths
+from common.core.bones import median_lengths
 from common.utils.fileio import atomic_write, check_array, load_nested, load_pickle, save_npz, save_pickle
 from common.core.metrics import action_category
 from common.output.plots import plot_bone_length_series, pyplot, save_figure
@@ -272,7 +272,7 @@ def prepare(predictions: Predictions, ground_truth: Sequence[np.ndarray],
     """Concatenate everything; the ground-truth lengths of a sequence are the mean of its per-frame GT lengths
     (the best single length vector for it, hence the bound of what adjustment can give); the *own* lengths of a
     sequence are the lifter's own per-bone median over it, left/right averaged (the trivial length source that
-    needs no model, :func:`common.inference.length_sources.median_lengths`)."""
+    needs no model, :func:`common.core.bones.median_lengths`)."""
     _check_frame_counts(predictions, ground_truth)
     frames = np.array([len(p) for p in predictions.poses])
     offsets = np.concatenate([[0], np.cumsum(frames)]).astype(np.int64)

@@ -97,3 +97,10 @@ def adjust_bone_lengths(poses: Array, lengths: Array | np.ndarray) -> Array:
     """
     rebuilt = recompose(bone_directions(poses), lengths)
     return rebuilt + poses[..., :1, :]
+
+
+def median_lengths(poses: np.ndarray) -> np.ndarray:
+    """The plain own-length baseline: per bone the median over the sequence, then left/right pairs averaged.
+
+    poses: (T, 17, 3) metres (any frame). Returns (16,) metres, float32."""
+    return average_symmetric(np.median(bone_lengths(np.asarray(poses, np.float64)), axis=0)).astype(np.float32)

@@ -47,7 +47,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from common.core.bones import average_symmetric, bone_lengths
+from common.core.bones import average_symmetric, bone_lengths, median_lengths
 from common.core.camera import normalize_screen_coordinates
 from common.utils.errors import UserError
 from common.utils.fileio import existing_file, load_npy, load_npz
@@ -91,11 +91,6 @@ def model_lengths(model: torch.nn.Module, track: Track2D) -> np.ndarray:
     return lengths
 
 
-def median_lengths(poses: np.ndarray) -> np.ndarray:
-    """The plain own-length baseline: per bone the median over the sequence, then left/right pairs averaged.
-
-    poses: (T, 17, 3) metres (any frame). Returns (16,) metres, float32."""
-    return average_symmetric(np.median(bone_lengths(np.asarray(poses, np.float64)), axis=0)).astype(np.float32)
 
 
 def load_limb_prior(convention: str, path: str | Path = LIMB_PRIOR_FILE) -> tuple[np.ndarray, np.ndarray]:
