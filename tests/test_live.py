@@ -234,3 +234,20 @@ def test_live_json_lines_on_stdout(real_clip, capsys):
     lines = [json.loads(line) for line in captured.out.splitlines()]  # stdout holds the JSON lines only
     assert "header" in lines[0] and [r["frame"] for r in lines[1:]] == [0, 1, 2]
     assert lines[0]["header"]["max_length_step_mm"] == 1.0 and "3 frames in" in captured.err
+
+
+@pytest.mark.slow
+def test_live_people_all_is_causal_with_a_person_key(real_clip, tmp_path):
+    """--live --people all on the one-person clip: every record names its person, the first frames' output does
+    not depend on what follows, the lengths move by at most the bound."""
+    runs = {}
+    for frames in (8, 16):
+        path = tmp_path / f"people_{frames}.jsonl"
+        result = inference.run_cli(["--live", str(real_clip), "--unpaced", "--max_frames", str(frames), "--people",
+                                    "all", "--live_output", str(path), "--live_video", str(tmp_path / "people.mp4")])
+        assert result.frames_out == frames and result.max_length_change_mm <= 1.0 + 1e-9
+        runs[frames] = _records(path)
+    assert json.loads((tmp_path / "people_8.jsonl").read_text().splitlines()[0])["header"]["people"] == "all"
+    assert all("person" in r for r in runs[16]) and len({r["person"] for r in runs[16] if r["detected"]}) >= 1
+    strip = [{k: v for k, v in r.items() if k != "latency_ms"} for r in runs[8]]
+    assert strip == [{k: v for k, v in r.items() if k != "latency_ms"} for r in runs[16] if r["frame"] < 8]
