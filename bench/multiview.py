@@ -173,7 +173,7 @@ def build_lifters(args) -> dict:
     return lifters
 
 
-def main(argv=None) -> None:
+def build_parser() -> ArgumentParser:
     p = ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("recording", nargs="?", default=None,
                    help="folder in Pose2Sim's layout (calibration/ + videos/); default: --demo")
@@ -197,29 +197,15 @@ def main(argv=None) -> None:
     p.add_argument("--compare_single", action="store_true",
                    help="also run inference.py following one person per view (--people one) and compare each "
                         "person's defaults row with it")
-    args = p.parse_args(argv)
-    folder = args.recording
-    if folder is None and not (args.calibration and args.videos):
-        demo, target = DEMO_FOLDERS[args.demo]
-        folder = fetch_pose2sim_demo(cache_dir() / target, demo)
-    calibration, cameras, videos = find_recording(folder, args.calibration, args.videos)
-    print(f"{calibration}: {len(cameras)} cameras: " + ", ".join(f"{c.name}={v.name}" for c, v in zip(cameras, videos)))
-    out = Path(args.out)
-    if args.write_toml:
-        write_toml(args.write_toml, cameras)
-        print(f"wrote {args.write_toml} (Pose2Sim's .toml convention)")
-    offsets = parse_offsets(args.offsets, len(cameras))
+    return p
 
-    runs, people = [], []
-    for cam, video in zip(cameras, videos):
-        argv_view = ["--video", str(video), "--output", str(out / cam.name), "--no_progress", "--people", "all"]
-        argv_view += ["--max_frames", str(args.max_frames)] if args.max_frames else []
-        print(f"== {cam.name}: inference.py {' '.join(argv_view)}")
-        runs.append(inference.run_cli(argv_view))
-        people.append(view_people(runs[-1]))
-        print(f"{cam.name}: {len(people[-1])} person(s) followed")
-    frames = min(r.frames_rendered for r in runs)
 
+def synchronise(cameras: list, people: list, frames: int, offsets: np.ndarray | None, max_offset: int
+                ) -> tuple[np.ndarray, list[dict[int, int]], list[np.ndarray], list[np.ndarray]]:
+    """People matched across views, and the views' frame offsets (estimated when ``offsets`` is None, printed).
+
+    Returns offsets (V,) frames, the groups (view -> person index), and per view the followed people's 2D
+    (P, T, 17, 2) px and confidences (P, T, 17), shifted by the offsets."""
     def aligned(shift: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         both = [stacked(people[v], frames, int(shift[v])) for v in range(len(cameras))]
         return [b[0] for b in both], [b[1] for b in both]
@@ -232,8 +218,8 @@ def main(argv=None) -> None:
                                          for g in together], axis=1) for v in range(len(cameras))])
         weight = np.stack([np.concatenate([confidence[v][g[v]] if v in g else np.zeros((frames, 17))
                                            for g in together], axis=1) for v in range(len(cameras))])
-        offsets, errors = estimate_offsets(cameras, flat, weight, args.max_offset)
-        k0 = args.max_offset
+        offsets, errors = estimate_offsets(cameras, flat, weight, max_offset)
+        k0 = max_offset
         print("estimated offsets (frames, relative to " + cameras[0].name + "): " + ", ".join(
             f"{c.name} {o:+d} ({np.nanmin(e):.1f} px, in sync {e[k0]:.1f} px)" if np.isfinite(e).any()
             else f"{c.name} not estimable (no person seen with {cameras[0].name})"
@@ -242,7 +228,15 @@ def main(argv=None) -> None:
     else:
         print("offsets given (frames): " + ", ".join(f"{c.name} {o:+d}" for c, o in zip(cameras, offsets)))
     pixels, confidence = aligned(offsets)
-    references = {}  # (group, view) -> (T, 17, 2) the person's joints in the view as the other views see them
+    return offsets, groups, pixels, confidence
+
+
+def report_tracking(cameras: list, groups: list[dict[int, int]], pixels: list[np.ndarray],
+                    confidence: list[np.ndarray]) -> dict[tuple[int, int], np.ndarray]:
+    """Print each view's identity switches and frames tracked against where the other views see each person.
+
+    Returns (group, view) -> (T, 17, 2) px: the person's joints in the view as the other views see them."""
+    references = {}
     for v, cam in enumerate(cameras):
         own = [g for g, group in enumerate(groups) if len(group) >= 2]
         for g in own:
@@ -262,53 +256,50 @@ def main(argv=None) -> None:
                    if v in groups[g] else 0 for k, g in enumerate(here)]
         print(f"{cam.name}: identity switches {switches} (goal 0); frames tracked / in view per person: "
               + ", ".join(f"person {g} {t}/{int(inside[k].sum())}" for k, (g, t) in enumerate(zip(here, tracked))))
+    return references
 
-    lifters = build_lifters(args)
-    length_model = None
-    if resolve_checkpoint(args.length_ckpt).is_file():
-        length_model = load_model(args.length_ckpt, ("length",)).model
-    single = len(groups) == 1 and all(len(v) == 1 for v in people)
-    table: dict[tuple[int, str], dict[str, dict[str, float]]] = {}
-    reference_3d: dict[tuple[int, int], np.ndarray] = {}  # (group, view) -> (T_view, 17, 3) camera metres
-    for person_id, group in enumerate(groups):
-        label = ", ".join(f"{cameras[v].name} #{people[v][i].identity}" for v, i in sorted(group.items()))
-        if len(group) < 2:
-            print(f"warning: person {person_id} ({label}) is seen by one camera only: no triangulated reference, "
-                  "not scored", file=sys.stderr)
-            continue
-        views = sorted(group)
-        world, reprojection, swapped = triangulate_consistent(
-            [cameras[v] for v in views], np.stack([pixels[v][group[v]] for v in views]),
-            np.stack([confidence[v][group[v]] for v in views]))
-        found = np.isfinite(world).all(axis=(1, 2))
-        print(f"person {person_id} ({label}): triangulated {found.sum()}/{frames} frames from {len(views)} views; median "
-              f"reprojection error {np.nanmedian(reprojection):.1f} px; left/right swaps undone per view: "
-              + ", ".join(f"{cameras[v].name} {n}" for v, n in zip(views, swapped.sum(axis=1))))
-        print(f"person {person_id} triangulated limb lengths (median over frames, mm): " + ", ".join(
-            f"{BONE_NAMES[b]} {v * 1000:.0f}" for b, v in zip(LIMB_BONES, np.nanmedian(limb_lengths(world), axis=0))))
-        for v in views:
-            cam, person, run = cameras[v], people[v][group[v]], runs[v]
-            view_frames = run.frames_rendered
-            reference = cam.to_camera(shift_frames(np.concatenate(
-                [world, np.full((max(view_frames - frames, 0),) + world.shape[1:], np.nan)]), -int(offsets[v])))
-            reference = reference[:view_frames]
-            reference_3d[(person_id, v)] = reference
-            rows = {f"inference.py defaults (--lifter {run.lifter}, --lengths {run.length_source})": person.poses}
-            if single:
-                plain = full_frame_mediapipe(videos[v], view_frames)
-                rows[PLAIN_ROW] = plain - plain[:, :1]
-            rows.update(pose_rows(person, lifters, args.lengths_file, length_model))
-            for row, poses in rows.items():
-                if len(poses) != view_frames:  # poses of the track's frames -> the video's
-                    poses = full_length(person.track, poses, view_frames)
-                poses = poses[:view_frames]
-                valid = np.isfinite(poses).all(axis=(1, 2)) & np.isfinite(reference).all(axis=(1, 2))
-                if valid.sum() < 2:
-                    continue
-                table.setdefault((person_id, row), {})[cam.name] = limb_scores(poses[valid], reference[valid])
-    if not table:
-        raise UserError("no person is seen by two cameras at once: nothing to score")
 
+def score_person(person_id: int, group: dict[int, int], sync: tuple, views_data: tuple, rows_of, table: dict,
+                 reference_3d: dict) -> None:
+    """Triangulate one matched person and score every row of every view that sees them into ``table``
+    ((person, row) -> view -> scores) and ``reference_3d`` ((person, view) -> (T, 17, 3) camera metres)."""
+    offsets, pixels, confidence, frames = sync
+    cameras, people, runs = views_data
+    label = ", ".join(f"{cameras[v].name} #{people[v][i].identity}" for v, i in sorted(group.items()))
+    if len(group) < 2:
+        print(f"warning: person {person_id} ({label}) is seen by one camera only: no triangulated reference, "
+              "not scored", file=sys.stderr)
+        return
+    views = sorted(group)
+    world, reprojection, swapped = triangulate_consistent(
+        [cameras[v] for v in views], np.stack([pixels[v][group[v]] for v in views]),
+        np.stack([confidence[v][group[v]] for v in views]))
+    found = np.isfinite(world).all(axis=(1, 2))
+    print(f"person {person_id} ({label}): triangulated {found.sum()}/{frames} frames from {len(views)} views; median "
+          f"reprojection error {np.nanmedian(reprojection):.1f} px; left/right swaps undone per view: "
+          + ", ".join(f"{cameras[v].name} {n}" for v, n in zip(views, swapped.sum(axis=1))))
+    print(f"person {person_id} triangulated limb lengths (median over frames, mm): " + ", ".join(
+        f"{BONE_NAMES[b]} {v * 1000:.0f}" for b, v in zip(LIMB_BONES, np.nanmedian(limb_lengths(world), axis=0))))
+    for v in views:
+        cam, person, run = cameras[v], people[v][group[v]], runs[v]
+        view_frames = run.frames_rendered
+        reference = cam.to_camera(shift_frames(np.concatenate(
+            [world, np.full((max(view_frames - frames, 0),) + world.shape[1:], np.nan)]), -int(offsets[v])))
+        reference = reference[:view_frames]
+        reference_3d[(person_id, v)] = reference
+        for row, poses in rows_of(v, person, run).items():
+            if len(poses) != view_frames:  # poses of the track's frames -> the video's
+                poses = full_length(person.track, poses, view_frames)
+            poses = poses[:view_frames]
+            valid = np.isfinite(poses).all(axis=(1, 2)) & np.isfinite(reference).all(axis=(1, 2))
+            if valid.sum() < 2:
+                continue
+            table.setdefault((person_id, row), {})[cam.name] = limb_scores(poses[valid], reference[valid])
+
+
+def print_table(table: dict, out: Path) -> None:
+    """The per-view table (markdown, also written to ``out/multiview.md``) and one summary line per person and
+    view for the defaults."""
     lines = ["| person | per single view | view | " + " | ".join(c[1] for c in COLUMNS) + " |",
              "|---" * (len(COLUMNS) + 3) + "|"]
     for (person_, row), per_view in table.items():
@@ -330,6 +321,56 @@ def main(argv=None) -> None:
                   + f"; limb proportions off {d['proportions_off_pct']:.1f} % (worst limb {d['proportions_max_pct']:.1f}"
                   f" %, over 8 limbs {d['proportions8_off_pct']:.1f} %, worst ratio {d['ratios_max_pct']:.1f} %); "
                   f"length std {d['length_std_mm']:.2f} mm; left/right {d['left_right_mm']:.2f} mm")
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    folder = args.recording
+    if folder is None and not (args.calibration and args.videos):
+        demo, target = DEMO_FOLDERS[args.demo]
+        folder = fetch_pose2sim_demo(cache_dir() / target, demo)
+    calibration, cameras, videos = find_recording(folder, args.calibration, args.videos)
+    print(f"{calibration}: {len(cameras)} cameras: " + ", ".join(f"{c.name}={v.name}" for c, v in zip(cameras, videos)))
+    out = Path(args.out)
+    if args.write_toml:
+        write_toml(args.write_toml, cameras)
+        print(f"wrote {args.write_toml} (Pose2Sim's .toml convention)")
+    offsets = parse_offsets(args.offsets, len(cameras))
+
+    runs, people = [], []
+    for cam, video in zip(cameras, videos):
+        argv_view = ["--video", str(video), "--output", str(out / cam.name), "--no_progress", "--people", "all"]
+        argv_view += ["--max_frames", str(args.max_frames)] if args.max_frames else []
+        print(f"== {cam.name}: inference.py {' '.join(argv_view)}")
+        runs.append(inference.run_cli(argv_view))
+        people.append(view_people(runs[-1]))
+        print(f"{cam.name}: {len(people[-1])} person(s) followed")
+    frames = min(r.frames_rendered for r in runs)
+    offsets, groups, pixels, confidence = synchronise(cameras, people, frames, offsets, args.max_offset)
+    references = report_tracking(cameras, groups, pixels, confidence)
+
+    lifters = build_lifters(args)
+    length_model = None
+    if resolve_checkpoint(args.length_ckpt).is_file():
+        length_model = load_model(args.length_ckpt, ("length",)).model
+    single = len(groups) == 1 and all(len(v) == 1 for v in people)
+
+    def rows_of(v: int, person, run) -> dict[str, np.ndarray]:
+        rows = {f"inference.py defaults (--lifter {run.lifter}, --lengths {run.length_source})": person.poses}
+        if single:
+            plain = full_frame_mediapipe(videos[v], run.frames_rendered)
+            rows[PLAIN_ROW] = plain - plain[:, :1]
+        rows.update(pose_rows(person, lifters, args.lengths_file, length_model))
+        return rows
+
+    table: dict[tuple[int, str], dict[str, dict[str, float]]] = {}
+    reference_3d: dict[tuple[int, int], np.ndarray] = {}
+    for person_id, group in enumerate(groups):
+        score_person(person_id, group, (offsets, pixels, confidence, frames), (cameras, people, runs), rows_of,
+                     table, reference_3d)
+    if not table:
+        raise UserError("no person is seen by two cameras at once: nothing to score")
+    print_table(table, out)
     if args.compare_single:
         compare_single(args, cameras, videos, runs, pixels, offsets, references, reference_3d, table)
     print(f"wrote {out / 'multiview.md'}")
