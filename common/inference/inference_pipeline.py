@@ -42,7 +42,7 @@ from common.inference.keypoints_2d import TrackOptions, extract_people, extract_
 from common.inference.length_sources import LengthSource, choose_lengths, make_length_source
 from common.inference.lifters import Lifter, choose_lifter, make_lifter
 from common.inference.registry import options_from
-from common.output.exports import (DEFAULT_EXPORTS, PEOPLE_TABLES, PoseExport, export_paths, write_exports,
+from common.output.exports import (DEFAULT_EXPORTS, PoseExport, everybody_formats, export_paths, write_exports,
                                    write_people_exports)
 from common.output.rendering import render, render_people
 from common.utils.errors import UserError
@@ -203,7 +203,7 @@ def run(config: InferenceConfig) -> InferenceResult:
                             None if config.poses else lifted, adjustment=meta)  # lifter's poses unless --poses
         formats = DEFAULT_EXPORTS + tuple(config.export_formats)
         if config.people == "all":  # CSV and JSON lines: one file for everybody with a person column (below)
-            formats = tuple(f for f in formats if f not in PEOPLE_TABLES)
+            formats = tuple(f for f in formats if f not in everybody_formats())
         written = write_exports(export, export_paths(export.stem, config.output, formats), formats)
         files.update(written if config.people != "all" else {f"person{identity}_{k}": v for k, v in written.items()})
     if config.people == "all":
@@ -211,7 +211,7 @@ def run(config: InferenceConfig) -> InferenceResult:
             stem, people, config.video, fps, lifter.frame,
             {"mode": getattr(lifter, "mode", lifter.name), "lifter": lifter.name, "lengths": source.name,
              "joint_convention": lifter.convention}, config.output,
-            tuple(f for f in config.export_formats if f in PEOPLE_TABLES)))
+            tuple(f for f in config.export_formats if f in everybody_formats())))
         video_files, rendered = render_people(config.output, stem, reader, people, fps, timer, config.gif,
                                               config.panel_height, config.progress)
     else:

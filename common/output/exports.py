@@ -41,7 +41,7 @@ import numpy as np
 
 from common.core.bones import bone_lengths, final_lengths
 from common.core.camera import WORLD_LIKE_FRAMES
-from common.utils.fileio import save_json, save_npz
+from common.utils.fileio import atomic_write, save_json, save_npz
 from common.output.bvh import write_bvh
 from common.output.pose_tables import (CSV_COLUMNS, DECIMALS, JsonLinesWriter, jsonl_header, jsonl_record, write_csv,
                                        write_jsonl)
@@ -190,6 +190,51 @@ class ExportFormat:
 
     files: dict[str, str]
     write: Callable[[PoseExport, dict[str, Path]], dict[str, Path]]
+    # with --people all: one file for everybody (``<stem>_people_3d.<suffix>``) written by ``write_people(table,
+    # path)`` instead of one file per person; None: one file per person as without --people all
+    write_people: Callable[[PeopleTable, Path], None] | None = None
+
+
+@dataclass
+class PeopleTable:
+    """Everybody's adjusted poses over the video's frames, in frame order then person order: rows ``person_index``
+    (R,) and ``frame_index`` (R,) into ``poses`` (P, F, 17, 3) metres (``description``'s frame); ``identities``
+    (P,); ``lengths`` per person (16,) or (T_person, 16) metres over the person's track from ``starts[k]``."""
+
+    identities: np.ndarray
+    person_index: np.ndarray
+    frame_index: np.ndarray
+    poses: np.ndarray
+    lengths: list[np.ndarray]
+    starts: list[int]
+    description: str
+    fps: float
+
+
+def _people_csv(table: PeopleTable, path: Path) -> None:
+    """One CSV row per person and video frame: person id, frame index, then the joints' coordinates."""
+    rows = np.concatenate([table.identities[table.person_index, None].astype(np.float64), table.frame_index[:, None],
+                           table.poses[table.person_index, table.frame_index].reshape(len(table.person_index), -1)],
+                          axis=1)
+    header = [f"# BLAPose 3D poses of every person, one row per person and video frame: person id, frame "
+              "index, then <joint>_<axis> in metres", f"# coordinate frame: {table.description}",
+              f"# fps: {table.fps:g}", ",".join(["person"] + CSV_COLUMNS)]
+    text = io.StringIO()
+    text.write("\n".join(header) + "\n")
+    np.savetxt(text, rows, fmt=["%d", "%d"] + [f"%.{DECIMALS}f"] * (3 * NUM_JOINTS), delimiter=",")
+    atomic_write(path, lambda fh: fh.write(text.getvalue().encode()))
+
+
+def _people_jsonl(table: PeopleTable, path: Path) -> None:
+    """A header line, then one JSON record per person and video frame with a ``person`` key."""
+    with JsonLinesWriter(path) as writer:
+        writer.write(jsonl_header(table.description, table.fps, people=table.identities.tolist()))
+        for k, f in zip(table.person_index, table.frame_index):
+            lengths = table.lengths[k]
+            length = lengths if lengths.ndim == 1 else lengths[f - table.starts[k]]
+            writer.write(jsonl_record(f, f / table.fps, table.poses[k, f], length, person=int(table.identities[k])))
+
+
 
 
 # name -> format: the one registry of exports. inference.py always writes DEFAULT_EXPORTS; the others are formats on
@@ -200,8 +245,8 @@ EXPORTS: dict[str, ExportFormat] = {
     "lengths": ExportFormat({"lengths_json": "bone_lengths.json", "lengths_png": "bone_lengths.png"}, export_lengths),
     "keypoints": ExportFormat({"keypoints_2d": "keypoints_2d.npz"}, export_keypoints),
     "bvh": ExportFormat({"bvh": "poses_3d.bvh"}, export_bvh),
-    "csv": ExportFormat({"csv": "poses_3d.csv"}, export_csv),
-    "jsonl": ExportFormat({"jsonl": "poses_3d.jsonl"}, export_jsonl),
+    "csv": ExportFormat({"csv": "poses_3d.csv"}, export_csv, write_people=_people_csv),
+    "jsonl": ExportFormat({"jsonl": "poses_3d.jsonl"}, export_jsonl, write_people=_people_jsonl),
 }
 DEFAULT_EXPORTS = ("lifter_poses", "poses", "lengths", "keypoints")
 
@@ -245,16 +290,17 @@ def write_exports(result: PoseExport, paths: dict[str, Path], formats: tuple[str
     return files
 
 
-PEOPLE_TABLES = ("csv", "jsonl")  # with --people all: one file for everybody (a person column) instead of one each
+def everybody_formats() -> tuple[str, ...]:
+    """Formats that, with ``--people all``, write one file for everybody (a person column or key) instead of one
+    file per person: the :data:`EXPORTS` entries with a ``write_people``."""
+    return tuple(name for name, fmt in EXPORTS.items() if fmt.write_people is not None)
 
 
 def write_people_exports(stem: str, people: list, video: str | None, fps: float, frame: str, meta: dict,
                          out_dir: str | Path, formats: tuple[str, ...] = ()) -> dict[str, Path]:
-    """Everybody's adjusted poses in one npz with a person axis, plus the requested :data:`PEOPLE_TABLES` (module
-    docstring). people: :class:`common.inference.inference_pipeline.PersonResult` list (identity, track,
+    """Everybody's adjusted poses in one npz with a person axis, plus each requested format that writes one file
+    for everybody (:func:`everybody_formats`; module docstring). people: :class:`common.inference.inference_pipeline.PersonResult` list (identity, track,
     poses_before/poses_after (T, 17, 3) world-like metres over the track's frames, lengths (16,) or (T, 16))."""
-    from common.utils.fileio import atomic_write
-
     out = Path(out_dir)
     frames = max(p.track.start + len(p.track) for p in people)
 
@@ -289,22 +335,12 @@ def write_people_exports(stem: str, people: list, video: str | None, fps: float,
     person_index, frame_index = np.nonzero(present.T)[::-1]  # every (person, frame) present, in frame order
     order = np.lexsort((person_index, frame_index))
     person_index, frame_index = person_index[order], frame_index[order]
-    if "csv" in formats:
-        files["people_csv"] = out / f"{stem}_people_3d.csv"
-        table = np.concatenate([identities[person_index, None].astype(np.float64), frame_index[:, None],
-                                after[person_index, frame_index].reshape(len(order), -1)], axis=1)
-        header = [f"# BLAPose 3D poses of every person, one row per person and video frame: person id, frame "
-                  "index, then <joint>_<axis> in metres", f"# coordinate frame: {description}", f"# fps: {fps:g}",
-                  ",".join(["person"] + CSV_COLUMNS)]
-        text = io.StringIO()
-        text.write("\n".join(header) + "\n")
-        np.savetxt(text, table, fmt=["%d", "%d"] + [f"%.{DECIMALS}f"] * (3 * NUM_JOINTS), delimiter=",")
-        atomic_write(files["people_csv"], lambda fh: fh.write(text.getvalue().encode()))
-    if "jsonl" in formats:
-        files["people_jsonl"] = out / f"{stem}_people_3d.jsonl"
-        with JsonLinesWriter(files["people_jsonl"]) as writer:
-            writer.write(jsonl_header(description, fps, people=identities.tolist()))
-            for k, f in zip(person_index, frame_index):
-                length = lengths[k] if lengths[k].ndim == 1 else lengths[k][f - people[k].track.start]
-                writer.write(jsonl_record(f, f / fps, after[k, f], length, person=int(identities[k])))
+    table = PeopleTable(identities, person_index, frame_index, after, lengths, [p.track.start for p in people],
+                        description, fps)
+    for name in formats:
+        fmt = EXPORTS[name]
+        if fmt.write_people is not None:
+            suffix = Path(next(iter(fmt.files.values()))).suffix
+            files[f"people_{name}"] = out / f"{stem}_people_3d{suffix}"
+            fmt.write_people(table, files[f"people_{name}"])
     return files
