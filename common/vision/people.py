@@ -35,7 +35,7 @@ import numpy as np
 from common.core.skeleton import NUM_JOINTS
 from common.utils.errors import UserError
 from common.vision.detectors import Keypoint2DSource, PersonPose, available_cores
-from common.vision.tracking import PersonTracker, Track2D, box_iou, box_overlap, find_people
+from common.vision.tracking import PersonTracker, Track2D, box_iou, box_overlap, find_people, require_people
 
 FOLLOW_FOR = 3          # frames an identity is still followed after it was last seen (then only searches find it)
 SAME_PERSON = 0.5       # IoU above which two identities' boxes are one person
@@ -203,10 +203,7 @@ class PeopleTracker:
     def result(self) -> list[tuple[int, Track2D]]:
         """(identity, raw track over every frame so far: NaN where not seen) per identity; UserError if nobody
         was ever found. Warns on stderr when more people were seen than ``max_people``."""
-        if not self.frame:
-            raise UserError("the video has no frames")
-        if not self.identities:
-            raise UserError(f"no person found in any of the {self.frame} frames")
+        require_people(self.frame, bool(self.identities))
         if self.turned_away:
             print(f"warning: up to {self.turned_away} more people than --max_people {self.max_people} were seen and "
                   "not followed", file=sys.stderr)

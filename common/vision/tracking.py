@@ -232,15 +232,20 @@ class PersonTracker:
 
     def result(self) -> Track2D:
         """The raw track so far (missing frames NaN); raises UserError if nobody was ever found."""
-        if not self.positions:
-            raise UserError("the video has no frames")
-        if self.last is None:
-            if self.policy.isdigit() and self.people_seen:
-                raise UserError(f"--person {self.policy}: only {self.people_seen} person(s) found in the video")
-            raise UserError(f"no person found in any of the {len(self.positions)} frames")
+        if self.last is None and self.positions and self.policy.isdigit() and self.people_seen:
+            raise UserError(f"--person {self.policy}: only {self.people_seen} person(s) found in the video")
+        require_people(len(self.positions), self.last is not None)
         world = np.stack(self.world)
         return Track2D(np.stack(self.positions), np.stack(self.confidence), self.width, self.height,
                        world=None if np.isnan(world).all() else world)
+
+
+def require_people(frames: int, found: bool) -> None:
+    """The one-line errors for a video without frames (``frames`` 0) or without anybody in them (not ``found``)."""
+    if not frames:
+        raise UserError("the video has no frames")
+    if not found:
+        raise UserError(f"no person found in any of the {frames} frames")
 
 
 def missing_runs(missing: np.ndarray) -> list[tuple[int, int]]:
@@ -259,8 +264,7 @@ def fill_gaps(track: Track2D, max_gap: int) -> Track2D:
     """
     missing = np.isnan(track.positions).any(axis=(1, 2))
     found = np.flatnonzero(~missing)
-    if len(found) == 0:
-        raise UserError(f"no person found in any of the {len(missing)} frames")
+    require_people(len(missing), len(found) > 0)
     first, last = int(found[0]), int(found[-1])
     positions = track.positions[first:last + 1].copy()
     confidence = track.confidence[first:last + 1].copy()
