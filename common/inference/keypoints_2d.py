@@ -67,11 +67,7 @@ def extract_track(config: TrackOptions, reader: VideoReader | None, timer: Stage
                                  str(config.device), config.detector_threads)
         try:
             tracker = PersonTracker(detector, reader.info.width, reader.info.height, config.person)
-            frames = timer.timed("decode", reader)
-            for frame in tqdm(frames, total=reader.info.frame_count or None, desc="detect 2D",
-                              disable=not config.progress):
-                with timer.measure("detect", 1):
-                    tracker.update(frame)
+            detect_every_frame(tracker, reader, timer, config.progress, "detect 2D")
         finally:
             detector.close()
         raw = tracker.result()
@@ -90,6 +86,16 @@ def extract_track(config: TrackOptions, reader: VideoReader | None, timer: Stage
     return smooth_track(track, config.smooth)
 
 
+def detect_every_frame(tracker: PersonTracker | PeopleTracker, reader: VideoReader, timer: StageTimer,
+                       progress: bool, desc: str) -> None:
+    """Feed every decoded frame (H, W, 3) of ``reader`` to ``tracker.update``, timed as the decode and detect
+    stages, with a progress bar."""
+    for frame in tqdm(timer.timed("decode", reader), total=reader.info.frame_count or None, desc=desc,
+                      disable=not progress):
+        with timer.measure("detect", 1):
+            tracker.update(frame)
+
+
 MIN_PERSON_FRAMES = 5  # an identity seen in fewer frames is dropped (a passing false detection)
 
 
@@ -106,11 +112,7 @@ def extract_people(config: TrackOptions, reader: VideoReader | None, timer: Stag
                                                           config.detector_threads if threads is None else threads),
                             reader.info.width, reader.info.height, config.max_people)
     try:
-        frames = timer.timed("decode", reader)
-        for frame in tqdm(frames, total=reader.info.frame_count or None, desc="detect 2D (people)",
-                          disable=not config.progress):
-            with timer.measure("detect", 1):
-                tracker.update(frame)
+        detect_every_frame(tracker, reader, timer, config.progress, "detect 2D (people)")
     finally:
         tracker.close()
     people = []

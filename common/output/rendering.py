@@ -6,6 +6,7 @@ previous files as they were)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 from tqdm import tqdm
@@ -47,31 +48,42 @@ def render(output: str | Path, stem: str, reader: VideoReader | None, track: Tra
     width = reader.info.width if reader is not None else track.width
     height = reader.info.height if reader is not None else track.height
     renderer = FrameRenderer(width, height, panel_height)
-    paths = render_paths(out, stem, gif)
-    video_path = paths["video"]
     total = reader.info.frame_count if reader is not None else len(track) + track.start
-    picks = {0: "first", max(total - 1, 0) // 2: "middle"}
-    files = {"video": video_path}
     before_len, after_len = bone_lengths(before), bone_lengths(after)
     interpolated = {track.start + t for a, b in track.gaps for t in range(a, b + 1)}
     frames = timer.timed("decode", reader) if reader is not None else iter([None] * total)
+
+    def compose(index: int, frame: np.ndarray | None) -> np.ndarray:
+        t = index - track.start
+        inside = 0 <= t < len(track)
+        status = ("2D interpolated" if index in interpolated else "2D detected") if inside else "no person"
+        video_lines = [f"frame {index}  {status}"]
+        lines_b, lines_a = [], []
+        if inside:
+            for lens, lines in ((before_len[t], lines_b), (after_len[t], lines_a)):
+                lines.append(f"thigh L/R {lens[4] * 1000:.0f}/{lens[1] * 1000:.0f} mm")
+                lines.append(f"upper arm L/R {lens[11] * 1000:.0f}/{lens[14] * 1000:.0f} mm")
+        return renderer.render(frame, track.positions[t] if inside else None,
+                               track.confidence[t] if inside else None,
+                               before[t] if inside else None, after[t] if inside else None,
+                               video_lines, lines_b, lines_a)
+
+    return write_video(render_paths(out, stem, gif), renderer, frames, total, compose, fps, timer, progress)
+
+
+def write_video(paths: dict[str, Path], renderer: FrameRenderer, frames: Iterable, total: int,
+                compose: Callable[[int, np.ndarray | None], np.ndarray], fps: float, timer: StageTimer,
+                progress: bool) -> tuple[dict[str, Path], int]:
+    """Write ``compose(index, frame)`` for every frame to ``paths["video"]`` (renamed into place only when
+    complete) and the first, middle and last composed frames to the ``png_*`` paths. frames: decoded (H, W, 3)
+    RGB frames or None; total: their number when known (0: unknown). Returns ({name: path}, frames rendered)."""
+    picks = {0: "first", max(total - 1, 0) // 2: "middle"}
+    files = {"video": paths["video"]}
     composed, index = None, -1
-    with VideoWriter(video_path, renderer.width, renderer.height, fps) as writer:
+    with VideoWriter(paths["video"], renderer.width, renderer.height, fps) as writer:
         for index, frame in enumerate(tqdm(frames, total=total or None, desc="render", disable=not progress)):
             with timer.measure("render", 1):
-                t = index - track.start
-                inside = 0 <= t < len(track)
-                status = ("2D interpolated" if index in interpolated else "2D detected") if inside else "no person"
-                video_lines = [f"frame {index}  {status}"]
-                lines_b, lines_a = [], []
-                if inside:
-                    for name, lens, lines in (("before", before_len[t], lines_b), ("after", after_len[t], lines_a)):
-                        lines.append(f"thigh L/R {lens[4] * 1000:.0f}/{lens[1] * 1000:.0f} mm")
-                        lines.append(f"upper arm L/R {lens[11] * 1000:.0f}/{lens[14] * 1000:.0f} mm")
-                composed = renderer.render(frame, track.positions[t] if inside else None,
-                                           track.confidence[t] if inside else None,
-                                           before[t] if inside else None, after[t] if inside else None,
-                                           video_lines, lines_b, lines_a)
+                composed = compose(index, frame)
                 writer.write(composed)
                 if index in picks:
                     files[f"png_{picks[index]}"] = paths[f"png_{picks[index]}"]
@@ -94,11 +106,6 @@ def render_people(output: str | Path, stem: str, reader: VideoReader, people: li
     centre, in metres at :data:`BODY_HEIGHT_M` per median person height in pixels (side by side as in the image,
     not a metric placement). Returns ({name: path}, number of frames rendered)."""
     renderer = FrameRenderer(reader.info.width, reader.info.height, panel_height)
-    paths = render_paths(output, stem, gif)
-    video_path = paths["video"]
-    total = reader.info.frame_count
-    picks = {0: "first", max(total - 1, 0) // 2: "middle"}
-    files = {"video": video_path}
     shifts = []
     for p in people:
         spans = p.track.positions[..., 1].max(axis=1) - p.track.positions[..., 1].min(axis=1)
@@ -106,25 +113,16 @@ def render_people(output: str | Path, stem: str, reader: VideoReader, people: li
         shift = np.zeros((len(p.track), 1, 3), np.float32)
         shift[:, 0, 0] = (p.track.positions[:, 0, 0] - reader.info.width / 2) * metres
         shifts.append(shift)
-    composed, index = None, -1
-    with VideoWriter(video_path, renderer.width, renderer.height, fps) as writer:
-        for index, frame in enumerate(tqdm(timer.timed("decode", reader), total=total or None, desc="render",
-                                           disable=not progress)):
-            with timer.measure("render", 1):
-                shown = []
-                for p, shift in zip(people, shifts):
-                    t = index - p.track.start
-                    if 0 <= t < len(p.track):
-                        shown.append({"identity": p.identity, "keypoints": p.track.positions[t],
-                                      "before": p.poses_before[t] + shift[t], "after": p.poses_after[t] + shift[t]})
-                lines = [f"frame {index}  people " + (" ".join(f"#{s['identity']}" for s in shown) or "none")]
-                composed = renderer.render_people(frame, shown, lines)
-                writer.write(composed)
-                if index in picks:
-                    files[f"png_{picks[index]}"] = paths[f"png_{picks[index]}"]
-                    _save_png(files[f"png_{picks[index]}"], composed)
-        if composed is None:  # inside the writer: an empty video never gets the final name
-            raise UserError("no frame to render")
-    files["png_last"] = paths["png_last"]
-    _save_png(files["png_last"], composed)
-    return files, index + 1
+
+    def compose(index: int, frame: np.ndarray) -> np.ndarray:
+        shown = []
+        for p, shift in zip(people, shifts):
+            t = index - p.track.start
+            if 0 <= t < len(p.track):
+                shown.append({"identity": p.identity, "keypoints": p.track.positions[t],
+                              "before": p.poses_before[t] + shift[t], "after": p.poses_after[t] + shift[t]})
+        lines = [f"frame {index}  people " + (" ".join(f"#{s['identity']}" for s in shown) or "none")]
+        return renderer.render_people(frame, shown, lines)
+
+    return write_video(render_paths(output, stem, gif), renderer, timer.timed("decode", reader),
+                       reader.info.frame_count, compose, fps, timer, progress)
