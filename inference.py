@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from common.core.bones import bone_lengths
-from common.adjustment.rigidity import DEFAULT_NONRIGID, NONRIGID_MODES
+from common.adjustment.rigidity import DEFAULT_NONRIGID, NONRIGID_MODES, describe_adjustment
 from common.utils.checkpoint import default_checkpoint
 from common.datasets.dataset import resolve_dataset_name
 from common.utils.device import add_device_argument, select_device
@@ -36,7 +36,7 @@ from common.utils.errors import UserError, cli
 from common.inference.inference_pipeline import STAGES, InferenceConfig, InferenceResult, make_models, run
 from common.inference.length_sources import DEFAULT_LENGTHS, LENGTH_SOURCES
 from common.inference.lifters import DEFAULT_LIFTER, INPUT_FLAGS, LIFTERS
-from common.inference.live import LiveConfig, LiveResult, run_live
+from common.inference.live import WARMUP_FRAMES, LiveConfig, LiveResult, run_live
 from common.inference.registry import reads, registered_class
 from common.models.model import parse_architecture
 from common.output.exports import DEFAULT_EXPORTS, export_paths, parse_export_formats, requestable_formats
@@ -125,6 +125,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "population mean of the lifter's joint convention; docs/live.md, 'Lengths')")
     g.add_argument("--max_length_step_mm", type=number(float, ge=0), default=1.0,
                    help="largest change of any bone length from one frame to the next, mm")
+    g.add_argument("--warmup_frames", type=number(int, ge=1), default=WARMUP_FRAMES,
+                   help="frames with the person over which the size (no --height) and the non-rigid bones' "
+                        "reference are pooled, then frozen (docs/live.md, 'Lengths')")
     g.add_argument("--one_euro", default=None, metavar="MIN_CUTOFF,BETA",
                    help="one-euro smoothing of the lifted joints before adjustment, e.g. 1.0,0.5 (off by default)")
     add_device_argument(p)
@@ -147,13 +150,14 @@ def run_live_cli(args: argparse.Namespace, config: InferenceConfig) -> LiveResul
         source=args.live, unpaced=args.unpaced, max_frames=args.max_frames, length_prior=args.length_prior,
         max_step_mm=args.max_length_step_mm, smooth=smooth, jsonl=args.live_output, video_out=args.live_video,
         panel_height=args.panel_height, detector_threads=args.detector_threads, people=args.people,
-        max_people=args.max_people), lifter, lengths)
+        max_people=args.max_people, height=args.height, nonrigid=args.nonrigid, warmup_frames=args.warmup_frames),
+        lifter, lengths)
     fps = result.timer.fps()
     print(f"live: {result.frames_in} frames in, {result.frames_out} processed, {result.dropped} dropped, "
           f"person found in {result.detected}; {result.fps:.1f} frames/s end to end ("
           + ", ".join(f"{s} {v:.1f}" for s, v in fps.items()) + " frames/s); latency capture -> pose "
-          f"median {np.median(result.latency_ms):.1f} ms; largest per-frame length change "
-          f"{result.max_length_change_mm:.2f} mm (bound {args.max_length_step_mm} mm)", file=sys.stderr)
+          f"median {np.median(result.latency_ms):.1f} ms; largest per-frame change of a rigid "
+          f"bone's length {result.max_length_change_mm:.2f} mm (bound {args.max_length_step_mm} mm)", file=sys.stderr)
     return result
 
 
@@ -191,7 +195,8 @@ def check_paths(args: argparse.Namespace) -> None:
     defaults = parse_args([])
     ignored = ([f for f in ("output", "export", "gif", "video", "keypoints", "poses") if getattr(args, f) !=
                 getattr(defaults, f)] if live else
-               [f for f in ("live_output", "live_video", "length_prior", "unpaced", "one_euro", "max_length_step_mm")
+               [f for f in ("live_output", "live_video", "length_prior", "unpaced", "one_euro", "max_length_step_mm",
+                         "warmup_frames")
                 if getattr(args, f) != getattr(defaults, f)])
     if ignored:
         print(f"warning: {', '.join('--' + f for f in ignored)} {'is' if len(ignored) == 1 else 'are'} ignored "
@@ -226,8 +231,7 @@ def run_cli(argv=None) -> InferenceResult | LiveResult:
     config = make_config(args)
     result = run(config)
     adjustment = result.adjustment
-    print(f"lifter {result.lifter}, lengths {result.length_source}, size: {adjustment['size']}; held rigid: "
-          f"{len(adjustment['rigid_bones'])} of 16 bones, the others --nonrigid {adjustment['nonrigid']}")
+    print(f"lifter {result.lifter}, lengths {result.length_source}, {describe_adjustment(adjustment)}")
     fps = result.timer.fps()
     for person in result.people:
         print(f"person {person.identity}: {len(person.track)} frames (from frame {person.track.start}), bone-length "

@@ -34,16 +34,19 @@ import numpy as np
 
 from common.adjustment.rigidity import (FLEXION_BINS, LIMBS, NONRIGID_MODES, RIGIDITY_FILE, flexion, flexion_bins,
                                         robust_sd)
-from common.core.bones import bone_lengths
+from common.core.bones import adjust_bone_lengths, bone_lengths
 from common.core.metrics import p_mpjpe
 from common.core.skeleton import BONE_NAMES
 from common.inference.multiview import full_length, limb_scores
 from common.inference.recordings import SEQUENCES, Recording, load_recording
 from common.utils.errors import cli
 from common.utils.fileio import atomic_write
+from common.vision.tracking import Track2D
 
 LIMB_INDEX = [BONE_NAMES.index(n) for n in LIMBS]
 HEIGHT_ROW = "size: --height H (H: the reference's limb size through the population's limb-to-stature ratio)"
+RAW = "MediaPipe world landmarks, raw (same pass)"
+LIVE_ROW = "inference.py --live defaults, stepped over the same track"
 RESOLUTION_MM = 0.1  # a distance that varies less than this is rigid whatever the limbs do
 
 
@@ -145,11 +148,29 @@ def binned_p_mpjpe(estimate: np.ndarray, reference: np.ndarray) -> dict[str, flo
     return out
 
 
+def live_poses(track: Track2D) -> np.ndarray:
+    """``inference.py --live``'s defaults stepped over ``track`` frame by frame (its causal lifter, length source
+    and :class:`common.inference.live.LiveAdjustment`, starting lengths and bound as a live run): (T, 17, 3)."""
+    from common.inference.inference_pipeline import InferenceConfig, make_models
+    from common.inference.live import LiveAdjustment, LiveConfig, LiveLengths, start_lengths
+
+    config, live = InferenceConfig(video=None), LiveConfig(source="")
+    lifter, source = make_models(config, live=True)
+    adjustment = LiveAdjustment(lifter.convention, source.own_size, config.height, live.nonrigid, live.warmup_frames,
+                                LiveLengths(start_lengths(lifter, source, None), live.max_step_mm / 1000))
+    out = []
+    for t in range(len(track)):
+        frame = track.replace(positions=track.positions[t:t + 1], confidence=track.confidence[t:t + 1],
+                              world=track.world[t:t + 1], gaps=[], start=0)
+        pose = lifter.step(frame)
+        out.append(adjust_bone_lengths(pose[None], adjustment.step(pose, frame, source.step(pose, frame)))[0])
+    return np.stack(out)
+
+
 def score_view(recording: Recording, view: int) -> dict[str, dict[str, float]]:
     """Rows of one view alone (module docstring) -> {row: scores}. The defaults are ``inference.py``'s own models
     and adjustment (:func:`common.inference.inference_pipeline.make_models`, ``adjust_lengths``)."""
     from common.adjustment.rigidity import load_rigidity, rigidity_lengths
-    from common.core.bones import adjust_bone_lengths
     from common.inference.body_size import height_size, limb_size, rescale
     from common.inference.length_sources import population_mean_lengths
     from common.inference.inference_pipeline import InferenceConfig, adjust_lengths, make_models
@@ -166,6 +187,7 @@ def score_view(recording: Recording, view: int) -> dict[str, dict[str, float]]:
         rows[f"defaults, --nonrigid {mode}" + (" (default)" if mode == InferenceConfig.nonrigid else "")] = \
             adjust_bone_lengths(poses, lengths)
     rows["defaults before adjustment"] = poses
+    rows[LIVE_ROW] = live_poses(track)
     rows["MediaPipe world landmarks, raw (same pass)"] = make_lifter("mediapipe_raw", {}).lift(track)
     valid = np.isfinite(reference).all(axis=(1, 2))
     implied = float(np.median(limb_size(bone_lengths(reference[valid].astype(np.float64)))))
@@ -192,7 +214,6 @@ SCORE_COLUMNS = [("p_mpjpe all", "P-MPJPE (mm)")] + [(f"p_mpjpe {label}", f"P-MP
                                                         for _, _, label in FLEXION_BINS] + [
     ("proportions_off_pct", "limb proportions off (%)"), ("length_std_mm", "length std (mm)"),
     ("left_right_mm", "left/right (mm)")]
-RAW = "MediaPipe world landmarks, raw (same pass)"
 
 
 def scores_markdown(table: dict[tuple[str, str], dict[str, dict[str, float]]]) -> str:

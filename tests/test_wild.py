@@ -194,3 +194,47 @@ def test_inference_lengths_json_with_per_frame_lengths_reads_back_as_medians(tmp
     path.write_text(json.dumps({"predicted": {"per_frame": "x"}}))
     with pytest.raises(UserError):
         read_lengths_file(path)
+
+
+def test_live_adjustment_makes_the_offline_choices_causally():
+    """--live: the same rigid bones, non-rigid mode and size rule as offline; over the warm-up the size and the
+    non-rigid reference are offline's functions on the frames so far; after it they are frozen, the rigid bones
+    hold one length while the neck follows the lifter."""
+    from common.inference.inference_pipeline import InferenceConfig, adjust_lengths, make_models
+    from common.inference.live import LiveAdjustment, LiveLengths
+
+    frames, warmup = 60, 40
+    per_frame = np.tile(LENGTHS, (frames, 1))
+    per_frame[:, NECK] *= 1 + 0.1 * np.sin(np.linspace(0, 6, frames))
+    per_frame *= 1 + np.random.default_rng(2).normal(scale=0.02, size=per_frame.shape)
+    world = _poses(per_frame, frames).astype(np.float32)
+    track = Track2D(world[..., :2] * 500 + 300, np.ones((frames, 17), np.float32), 640, 480, world=world)
+    _, source = make_models(InferenceConfig(video=None))
+    live_lifter, _ = make_models(InferenceConfig(video=None), live=True)
+    poses = live_lifter.lift(track)                       # mediapipe_raw: the world landmarks, root-relative
+    target = np.asarray(source.lengths(poses[:warmup], track.replace(
+        positions=track.positions[:warmup], confidence=track.confidence[:warmup], world=world[:warmup])))
+    offline, meta = adjust_lengths(live_lifter, source, poses[:warmup], track.replace(
+        positions=track.positions[:warmup], confidence=track.confidence[:warmup], world=world[:warmup]))
+    adjustment = LiveAdjustment("blazepose", True, None, InferenceConfig.nonrigid, warmup, LiveLengths(None, 1.0))
+    live_meta = adjustment.metadata()
+    assert (live_meta["nonrigid"], live_meta["rigid_bones"]) == (meta["nonrigid"], meta["rigid_bones"])
+    assert live_meta["size"].startswith(meta["size"]) and live_meta["warmup_frames"] == warmup
+    out = np.stack([adjustment.step(poses[t], Track2D(track.positions[t:t + 1], track.confidence[t:t + 1], 640, 480,
+                                                      world=world[t:t + 1]), target) for t in range(frames)])
+    rigid = adjustment.rigid
+    # the last warm-up frame: exactly offline's adjustment of the frames so far
+    np.testing.assert_allclose(out[warmup - 1], offline[warmup - 1], rtol=1e-5)
+    assert np.ptp(out[warmup - 1:, rigid], axis=0).max() < 1e-9      # rigid bones: constant once frozen
+    assert np.ptp(out[:warmup, rigid], axis=0).max() > 1e-5          # (the pooled size moved during the warm-up)
+    assert np.ptp(out[warmup:, NECK]) > 1e-3 and np.allclose(out[:, 1], out[:, 4])   # neck follows; left = right
+    # frozen: a frame after the warm-up uses the warm-up's reference, not the later frames'
+    later = adjustment.step(poses[-1] * 1.5, Track2D(track.positions[-1:], track.confidence[-1:], 640, 480,
+                                                     world=world[-1:] * 1.5), target)
+    np.testing.assert_allclose(later[rigid], out[-1, rigid])
+    tall = LiveAdjustment("blazepose", True, 1.9, "rigid", warmup, LiveLengths(None, 1.0))
+    held = tall.step(poses[0], Track2D(track.positions[:1], track.confidence[:1], 640, 480, world=world[:1]), target)
+    assert limb_size(held) == pytest.approx(height_size(1.9, "blazepose"), rel=1e-5)
+    assert tall.metadata()["size"].startswith("--height 1.9") and tall.metadata()["nonrigid"] == "rigid"
+    with pytest.raises(UserError, match="warmup"):
+        LiveAdjustment("blazepose", True, None, "soft", 0, LiveLengths(None, 1.0))

@@ -93,6 +93,36 @@ def load_rigidity(convention: str, path: str | Path = RIGIDITY_FILE) -> tuple[np
     return rigid, variance
 
 
+def nonrigid_reference(poses: np.ndarray, rigid: np.ndarray, variance: np.ndarray, mode: str
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """What the adjustment needs from the lifter's poses to treat the non-rigid bones (module docstring): each
+    bone's median length over ``poses`` (T, 17, 3) metres -> (16,) metres, and the weight (16,) of the lifter's
+    per-frame relative deviation from it (0 for a held bone; ``free``: 1; ``soft``: v_body / (v_body + v_noise),
+    v_noise measured on the rigid limbs of ``poses``). Offline ``poses`` is the whole sequence; live, the frames
+    of the warm-up (:class:`common.inference.live.LiveAdjustment`)."""
+    if mode not in NONRIGID_MODES:
+        raise UserError(f"--nonrigid must be one of {', '.join(NONRIGID_MODES)}, got {mode!r}")
+    own = bone_lengths(np.asarray(poses, np.float64))                     # (T, 16)
+    median = np.maximum(np.median(own, axis=0), 1e-9)
+    weight = np.where(rigid, 0.0, 1.0)
+    if mode == "rigid":
+        weight[:] = 0.0
+    elif mode == "soft" and not rigid.all():
+        limbs = [BONE_NAMES.index(n) for n in LIMBS if rigid[BONE_NAMES.index(n)]]
+        noise = float(np.median(robust_sd(own[:, limbs] / median[limbs] - 1) ** 2)) if limbs else 0.0
+        weight = np.where(rigid, 0.0, np.where(variance + noise > 0, variance / np.maximum(variance + noise, 1e-12),
+                                                1.0))
+    return median, weight
+
+
+def nonrigid_lengths(own: np.ndarray, lengths: np.ndarray, median: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Per-frame target lengths: the lifter's own lengths ``own`` (..., 16) metres, the one length of each bone
+    ``lengths`` (16,) metres and :func:`nonrigid_reference`'s (median, weight) -> (..., 16) metres, left/right
+    equal: ``lengths * (1 + weight * (own / median - 1))`` (a held bone, weight 0, keeps its one length)."""
+    relative = np.asarray(own, np.float64) / median - 1
+    return average_symmetric(np.asarray(lengths, np.float64) * (1 + weight * relative))
+
+
 def rigidity_lengths(poses: np.ndarray, lengths: np.ndarray, rigid: np.ndarray, variance: np.ndarray,
                      mode: str) -> np.ndarray:
     """Per-frame target lengths for the adjustment (see the module docstring).
@@ -100,17 +130,15 @@ def rigidity_lengths(poses: np.ndarray, lengths: np.ndarray, rigid: np.ndarray, 
     poses: (T, 17, 3) the lifter's poses (metres, any frame); lengths: (16,) metres, the one length of each bone
     (a length source's); rigid: (16,) bool; variance: (16,) natural relative variance of the non-rigid bones.
     Returns (16,) when every bone is held (``mode`` rigid or all rigid), else (T, 16) metres, left/right equal."""
-    if mode not in NONRIGID_MODES:
-        raise UserError(f"--nonrigid must be one of {', '.join(NONRIGID_MODES)}, got {mode!r}")
+    median, weight = nonrigid_reference(poses, rigid, variance, mode)
     lengths = np.asarray(lengths, np.float64)
-    if mode == "rigid" or rigid.all() or lengths.ndim != 1:
+    if not weight.any() or lengths.ndim != 1:
         return lengths.astype(np.float32)
-    own = bone_lengths(np.asarray(poses, np.float64))                     # (T, 16)
-    relative = own / np.maximum(np.median(own, axis=0), 1e-9) - 1        # (T, 16) deviation from the median
-    if mode == "soft":
-        limbs = [BONE_NAMES.index(n) for n in LIMBS if rigid[BONE_NAMES.index(n)]]
-        noise = float(np.median(robust_sd(relative[:, limbs]) ** 2)) if limbs else 0.0
-        weight = np.where(variance + noise > 0, variance / np.maximum(variance + noise, 1e-12), 1.0)
-        relative = relative * weight
-    per_frame = np.where(rigid, lengths, lengths * (1 + relative))
-    return average_symmetric(per_frame).astype(np.float32)
+    return nonrigid_lengths(bone_lengths(np.asarray(poses, np.float64)), lengths, median, weight).astype(np.float32)
+
+
+def describe_adjustment(meta: dict) -> str:
+    """The printed line of an adjustment's choices, offline and live alike (``meta``: the metadata of
+    :func:`common.inference.inference_pipeline.adjust_lengths` or :class:`common.inference.live.LiveAdjustment`)."""
+    return (f"size: {meta['size']}; held rigid: {len(meta['rigid_bones'])} of 16 bones, the others --nonrigid "
+            f"{meta['nonrigid']}")

@@ -81,14 +81,22 @@ def height_size(height: float, convention: str, path: str | Path | None = None) 
     return float(height * np.exp(np.mean(ratio)))
 
 
-def person_size(convention: str, track: Track2D, height: float | None, own_size: bool) -> tuple[float | None, str]:
-    """The run's person size (metres, :func:`limb_size` units) and where it comes from: ``height`` (metres) when
-    the user gives one, else, for a length source whose size is the lifter's estimate (``own_size``),
-    :func:`world_size` when the track has the detector's raw 3D; None (the length source's own size) otherwise."""
+def size_rule(height: float | None, own_size: bool, measured: bool = True) -> str:
+    """Where :func:`person_size`'s size comes from, in words (the run's printed line and metadata); ``measured``:
+    the video's own evidence gave a size (else the length source keeps its own)."""
     if height is not None:
-        return height_size(height, convention), f"--height {height:g} m (population limb-to-stature ratio)"
-    if own_size:
-        size = world_size(track)
-        if size is not None:
-            return size, "the lifter's raw 3D: median limb lengths over confidently visible frames"
-    return None, "the length source's own"
+        return f"--height {height:g} m (population limb-to-stature ratio)"
+    if own_size and measured:
+        return "the lifter's raw 3D: median limb lengths over confidently visible frames"
+    return "the length source's own"
+
+
+def person_size(convention: str, track: Track2D, height: float | None, own_size: bool) -> tuple[float | None, str]:
+    """The run's person size (metres, :func:`limb_size` units) and where it comes from (:func:`size_rule`):
+    ``height`` (metres) when the user gives one, else, for a length source whose size is the lifter's estimate
+    (``own_size``), :func:`world_size` when the track has the detector's raw 3D; None (the length source's own
+    size) otherwise."""
+    if height is not None:
+        return height_size(height, convention), size_rule(height, own_size)
+    size = world_size(track) if own_size else None
+    return size, size_rule(height, own_size, size is not None)

@@ -22,7 +22,15 @@ Per frame, using only that frame and the past:
    :func:`common.inference.length_sources.stream_start_lengths` of the lifter's joint convention; none: the first
    target) and move towards the target by at most ``max_step_mm`` per bone per frame (default 1 mm: 3 cm/s at
    30 frames/s), so the skeleton is steady from the first frame and never jumps. Left/right pairs are averaged.
-5. **adjust**: each bone keeps the lifted direction and gets the current length.
+5. **adjust** (:class:`LiveAdjustment`): offline's adjustment
+   (:func:`common.inference.inference_pipeline.adjust_lengths`) made causal. The person's size
+   (:func:`common.inference.body_size.person_size`: ``--height``, else, for a source whose size is the lifter's,
+   BlazePose's raw world landmarks) and the non-rigid bones' reference
+   (:func:`common.adjustment.rigidity.nonrigid_reference`, ``--nonrigid``) are computed by the offline functions
+   on the frames seen so far during the warm-up (``--warmup_frames``, default :data:`WARMUP_FRAMES`), then frozen;
+   the target is rescaled to that size, the bones held rigid get the bounded lengths and the others follow the
+   lifter per frame as offline (:func:`common.adjustment.rigidity.nonrigid_lengths`). Each bone keeps the lifted
+   direction and gets its length.
 
 Output per frame: one JSON line (:mod:`common.output.pose_tables`; joints in camera-aligned axes: x right, y down,
 z away from the camera, metres, pelvis at the origin) with ``detected`` and ``latency_ms`` (capture ->
@@ -40,7 +48,10 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from common.core.bones import adjust_bone_lengths, average_symmetric
+from common.adjustment.rigidity import DEFAULT_NONRIGID, describe_adjustment, load_rigidity, nonrigid_lengths, nonrigid_reference
+from common.core.bones import adjust_bone_lengths, average_symmetric, bone_lengths
+from common.core.skeleton import BONE_NAMES
+from common.inference.body_size import person_size, rescale, size_rule
 from common.inference.length_sources import LengthSource, complete_lengths, stream_start_lengths
 from common.inference.lifters import Lifter
 from common.output.rendering import BODY_HEIGHT_M
@@ -55,6 +66,7 @@ LIVE_STAGES = ("capture", "detect", "lift", "adjust", "output", "render")
 LIVE_FRAME = ("camera-aligned axes (x right, y down, z away from the camera), metres, pelvis at the origin; "
               "bone lengths adjusted")
 PREFETCH = 2  # frames decoded ahead in unpaced mode
+WARMUP_FRAMES = 150  # frames with the person over which size and non-rigid reference are pooled (5 s at 30 fps)
 
 
 # ----------------------------------------------------------------------------------------------- capture
@@ -214,6 +226,54 @@ class LiveLengths:
         return None if self.current is None else self.current.copy()
 
 
+class LiveAdjustment:
+    """One person's adjustment, frame by frame (module docstring, step 5): the same choices as offline
+    (:func:`common.inference.inference_pipeline.adjust_lengths`), pooled causally.
+
+    convention: the lifter's joint convention (its rigid bones, :func:`common.adjustment.rigidity.load_rigidity`);
+    own_size: the length source's size is the lifter's estimate; height: metres or None; nonrigid: the
+    ``--nonrigid`` mode; warmup: frames over which the size and the non-rigid reference are pooled before they
+    are frozen; bounded: the rigid lengths' bounded follower. :meth:`step` returns (16,) metres or None."""
+
+    def __init__(self, convention: str, own_size: bool, height: float | None, nonrigid: str, warmup: int,
+                 bounded: LiveLengths):
+        if warmup < 1:
+            raise UserError("--warmup_frames must be >= 1")
+        self.convention, self.own_size, self.height, self.nonrigid = convention, own_size, height, nonrigid
+        self.rigid, self.variance = load_rigidity(convention)
+        self.warmup, self.bounded = warmup, bounded
+        self.poses: list[np.ndarray] = []
+        self.frames: list[Track2D] = []
+        self.size: float | None = None
+        self.reference: tuple[np.ndarray, np.ndarray] | None = None
+
+    def metadata(self) -> dict:
+        """The adjustment's choices as offline's metadata (``nonrigid``, ``rigid_bones``, ``size``) plus the warm-up."""
+        size = size_rule(self.height, self.own_size)
+        if self.own_size and self.height is None:
+            size += f", pooled over the person's first {self.warmup} frames, then frozen"
+        return {"nonrigid": self.nonrigid, "rigid_bones": [n for n, r in zip(BONE_NAMES, self.rigid) if r],
+                "size": size, "warmup_frames": self.warmup}
+
+    def step(self, pose: np.ndarray, frame: Track2D, target: np.ndarray | None) -> np.ndarray | None:
+        """The lifted pose (17, 3) metres, its one-frame track and the length source's target (16,) metres or None
+        -> the adjustment's lengths (16,) metres for this frame (None before any estimate)."""
+        if len(self.poses) < self.warmup:  # pool over the frames so far, offline's functions; frozen after
+            self.poses.append(np.asarray(pose, np.float64))
+            self.frames.append(frame)
+            seen = Track2D(np.concatenate([f.positions for f in self.frames]),
+                           np.concatenate([f.confidence for f in self.frames]), frame.width, frame.height,
+                           world=None if frame.world is None else np.concatenate([f.world for f in self.frames]))
+            self.size = person_size(self.convention, seen, self.height, self.own_size)[0]
+            self.reference = nonrigid_reference(np.stack(self.poses), self.rigid, self.variance, self.nonrigid)
+        if target is not None and self.size is not None:
+            target = rescale(target, self.size)
+        current = self.bounded.step(target)
+        if current is None:
+            return None
+        return nonrigid_lengths(bone_lengths(np.asarray(pose, np.float64)), current, *self.reference)
+
+
 # ----------------------------------------------------------------------------------------------- run
 @dataclass
 class LiveConfig:
@@ -232,6 +292,9 @@ class LiveConfig:
     detector_threads: int | None = None  # BlazePose's inference threads (None: every available core)
     people: str = "one"  # "all": every person, one identity each
     max_people: int = 10
+    height: float | None = None  # the person's standing height, metres (None: the video's own evidence)
+    nonrigid: str = DEFAULT_NONRIGID  # what the adjustment does with distances a body does not hold rigid
+    warmup_frames: int = WARMUP_FRAMES  # frames pooled for the size and the non-rigid reference, then frozen
 
 
 @dataclass
@@ -245,7 +308,8 @@ class LiveResult:
     seconds: float
     latency_ms: np.ndarray  # (frames_out,) capture -> pose out
     timer: StageTimer
-    max_length_change_mm: float  # largest per-frame change of any bone length
+    max_length_change_mm: float  # largest per-frame change of a bone held rigid
+    adjustment: dict  # LiveAdjustment.metadata(): the same choices as offline's adjust_lengths
 
     @property
     def fps(self) -> float:
@@ -321,23 +385,26 @@ class _Person:
 
     def __init__(self, lifter: Lifter, lengths: LengthSource, start: np.ndarray | None, config: LiveConfig):
         self.lifter, self.lengths = lifter, lengths
-        self.bounded = LiveLengths(start, config.max_step_mm / 1000.0)
+        self.adjustment = LiveAdjustment(lifter.convention, lengths.own_size, config.height, config.nonrigid,
+                                         config.warmup_frames, LiveLengths(start, config.max_step_mm / 1000.0))
         self.smoother = OneEuroFilter(*config.smooth) if config.smooth else None
         self.previous: np.ndarray | None = None
 
     def step(self, found: PersonPose, time_s: float, width: int, height: int, timer: StageTimer
              ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, float | None]:
         """One frame of this person: (lifted (17, 3), lengths (16,) or None, adjusted (17, 3) or None, largest
-        change of a length since their previous frame (metres) or None)."""
+        change of a rigid bone's length since their previous frame (metres) or None)."""
         with timer.measure("lift"):
             one = _one_frame(found, width, height)
             pose = self.lifter.step(one)
             if self.smoother is not None:
                 pose = self.smoother(pose, time_s)
         with timer.measure("adjust"):
-            current = self.bounded.step(self.lengths.step(pose, one))
+            current = self.adjustment.step(pose, one, self.lengths.step(pose, one))
             adjusted = adjust_bone_lengths(pose, current) if current is not None else None
-        change = None if current is None or self.previous is None else float(np.abs(current - self.previous).max())
+        rigid = self.adjustment.rigid
+        change = (None if current is None or self.previous is None else
+                  float(np.abs(current - self.previous)[rigid].max(initial=0.0)))
         self.previous = current
         return pose, current, adjusted, change
 
@@ -364,10 +431,13 @@ def run_live(config: LiveConfig, lifter: Lifter, lengths: LengthSource) -> LiveR
     else:
         detector = BlazePoseSource(threads=config.detector_threads)
     people: dict[int, _Person] = {} if everybody else {0: _Person(lifter, lengths, starting, config)}
+    adjustment = _Person(lifter, lengths, starting, config).adjustment.metadata()
+    print(f"live: lifter {lifter.name}, lengths {lengths.name}, {describe_adjustment(adjustment)}", file=sys.stderr)
     timer = StageTimer(LIVE_STAGES)
     writer = JsonLinesWriter(sys.stdout if config.jsonl == "-" else config.jsonl)
     writer.write(jsonl_header(LIVE_FRAME, source.fps, source=config.source, lifter=lifter.name,
                               lengths=lengths.name, max_length_step_mm=config.max_step_mm, people=config.people,
+                              adjustment=adjustment,
                               smoothing=None if not config.smooth else {"one_euro_min_cutoff": config.smooth[0],
                                                                         "one_euro_beta": config.smooth[1]}))
     overlay = _Overlay(config, source) if config.video_out else None
@@ -395,7 +465,7 @@ def run_live(config: LiveConfig, lifter: Lifter, lengths: LengthSource) -> LiveR
                 latency = (time.perf_counter() - frame.captured) * 1000
                 extra = {"latency_ms": round(latency, 2)}
                 if not everybody:
-                    _, current, adjusted, _ = results.get(0, (None, people[0].bounded.step(None), None, None))
+                    _, current, adjusted, _ = results.get(0, (None, people[0].adjustment.bounded.step(None), None, None))
                     writer.write(jsonl_record(frame.index, frame.time_s, adjusted, current, detected=bool(found),
                                               **extra))
                 elif not results:
@@ -420,4 +490,4 @@ def run_live(config: LiveConfig, lifter: Lifter, lengths: LengthSource) -> LiveR
             overlay.video.close()
     seconds = time.perf_counter() - start
     return LiveResult(source.read_frames, len(latencies), source.dropped, detected, seconds, np.asarray(latencies),
-                      timer, max(changes, default=0.0) * 1000)
+                      timer, max(changes, default=0.0) * 1000, adjustment)
