@@ -20,11 +20,16 @@ tracks are cached after the first run. Two parts:
    raw world landmarks of the same pass; limb-length error of the defaults' size (the video's own evidence), the
    size of the lifter's fused poses, ``--height H`` (H: the height at which the population's limb-to-stature ratio
    gives the reference's limb size; the people's statures are not published), the population's mean size, and
-   the raw landmarks; and one line per person: do the defaults beat the raw landmarks in every view and bin.
+   the raw landmarks, and two other ways of pooling the raw landmarks' size (every frame; the 75th percentile),
+   for comparison; one line per person: do the defaults beat the raw landmarks in every view and bin.
+3. *Live*: ``inference.py --live``'s defaults stepped frame by frame over the same tracks (:func:`live_poses`).
+4. *Leave one person out* (:func:`held_out_choices`): the rigidity decision and the prior's convention offset
+   refitted without the scored person, and that person's views scored with them.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
@@ -47,6 +52,9 @@ LIMB_INDEX = [BONE_NAMES.index(n) for n in LIMBS]
 HEIGHT_ROW = "size: --height H (H: the reference's limb size through the population's limb-to-stature ratio)"
 RAW = "MediaPipe world landmarks, raw (same pass)"
 LIVE_ROW = "inference.py --live defaults, stepped over the same track"
+SIZE_ALL_FRAMES = "size: raw 3D, median over all frames (not only confidently seen ones)"
+SIZE_QUANTILE = "size: raw 3D, 75th percentile over confidently seen frames"
+HELD_OUT_ROW = "defaults, rigidity and convention offset fitted without this person"
 RESOLUTION_MM = 0.1  # a distance that varies less than this is rigid whatever the limbs do
 
 
@@ -167,11 +175,34 @@ def live_poses(track: Track2D) -> np.ndarray:
     return np.stack(out)
 
 
-def score_view(recording: Recording, view: int) -> dict[str, dict[str, float]]:
+def held_out_choices(recordings: list[Recording]) -> dict[str, dict]:
+    """Leave one person out: per person (:attr:`Sequence.person`; the man of both demos is one person), the
+    rigidity decision (:func:`decide`) and the prior's convention offset
+    (:func:`common.inference.length_sources.convention_offset`) fitted on the *other* people's sequences only ->
+    {person: {"rigid": names, "natural_relative_sd": {name: sd}, "offset": (4,) centred log}}."""
+    from common.inference.length_sources import LIMB_PRIOR_FILE, centred_log_limbs, convention_offset
+
+    bodies = np.asarray(json.loads(LIMB_PRIOR_FILE.read_text())["blazepose"]["mean_centred_log"], np.float64)
+    worlds = [(r.sequence.person, r.world.astype(np.float64)) for r in recordings]
+    out = {}
+    for person in dict.fromkeys(who for who, _ in worlds):
+        others = [(who, world) for who, world in worlds if who != person]
+        rigid, natural = decide({str(i): distance_table(bone_lengths(world), flexion(world))
+                                 for i, (_, world) in enumerate(others)})
+        measured = {}
+        for who, world in others:
+            measured.setdefault(who, []).append(centred_log_limbs(np.nanmedian(bone_lengths(world), axis=0)))
+        out[person] = {"rigid": rigid, "natural_relative_sd": natural, "offset": convention_offset(measured, bodies)}
+    return out
+
+
+def score_view(recording: Recording, view: int, held_out: dict | None = None) -> dict[str, dict[str, float]]:
     """Rows of one view alone (module docstring) -> {row: scores}. The defaults are ``inference.py``'s own models
-    and adjustment (:func:`common.inference.inference_pipeline.make_models`, ``adjust_lengths``)."""
+    and adjustment (:func:`common.inference.inference_pipeline.make_models`, ``adjust_lengths``); ``held_out``
+    (:func:`held_out_choices` of this person) adds the defaults with the rigidity and the convention offset fitted
+    without this person (:data:`HELD_OUT_ROW`)."""
     from common.adjustment.rigidity import load_rigidity, rigidity_lengths
-    from common.inference.body_size import height_size, limb_size, rescale
+    from common.inference.body_size import height_size, limb_size, rescale, world_size
     from common.inference.length_sources import population_mean_lengths
     from common.inference.inference_pipeline import InferenceConfig, adjust_lengths, make_models
     from common.inference.lifters import make_lifter
@@ -186,6 +217,17 @@ def score_view(recording: Recording, view: int) -> dict[str, dict[str, float]]:
         lengths, _ = adjust_lengths(lifter, source, poses, track, nonrigid=mode)
         rows[f"defaults, --nonrigid {mode}" + (" (default)" if mode == InferenceConfig.nonrigid else "")] = \
             adjust_bone_lengths(poses, lengths)
+    if held_out is not None:
+        from common.inference.length_sources import LIMB_PRIOR_FILE
+        content = json.loads(LIMB_PRIOR_FILE.read_text())["blazepose"]
+        fitted = copy.copy(source)
+        fitted.prior = (np.asarray(content["mean_centred_log"]) + held_out["offset"],
+                        np.asarray(content["sd_centred_log"]))
+        rigid = np.array([n in held_out["rigid"] for n in BONE_NAMES])
+        variance = np.array([0.0 if r else held_out["natural_relative_sd"].get(n, 0.0) ** 2
+                             for n, r in zip(BONE_NAMES, rigid)])
+        lengths, _ = adjust_lengths(lifter, fitted, poses, track, rigidity=(rigid, variance))
+        rows[HELD_OUT_ROW] = adjust_bone_lengths(poses, lengths)
     rows["defaults before adjustment"] = poses
     rows[LIVE_ROW] = live_poses(track)
     rows["MediaPipe world landmarks, raw (same pass)"] = make_lifter("mediapipe_raw", {}).lift(track)
@@ -200,6 +242,10 @@ def score_view(recording: Recording, view: int) -> dict[str, dict[str, float]]:
     sizes[HEIGHT_ROW] = adjust_bone_lengths(poses, lengths)
     population = limb_size(population_mean_lengths(lifter.convention))
     sizes["size: the population's mean"] = adjust_bone_lengths(poses, rescale(lengths, population))
+    for row, size in ((SIZE_ALL_FRAMES, world_size(track, min_confidence=0.0)),
+                      (SIZE_QUANTILE, world_size(track, quantile=0.75))):   # other pooling rules, for comparison
+        sizes[row] = adjust_bone_lengths(poses, rigidity_lengths(poses, rescale(source.lengths(poses, track), size),
+                                                                 *load_rigidity(lifter.convention), default_mode))
     out = {}
     for row, estimate in (rows | sizes).items():
         estimate = full_length(track, estimate, frames)
@@ -255,6 +301,38 @@ def summary(table: dict[tuple[str, str], dict[str, dict[str, float]]], defaults:
     return lines
 
 
+def held_out_markdown(table: dict[tuple[str, str], dict[str, dict[str, float]]], defaults: str,
+                      choices: dict[str, dict], written: dict) -> str:
+    """The leave-one-person-out figures: per person the choice fitted without them (rigid bones that differ from
+    ``written``'s, the offset), then per view the defaults fitted on everybody (in sample), fitted without this
+    person (out of sample) and the raw landmarks: P-MPJPE (all frames / per bin), limb-length error, proportions."""
+    from common.inference.length_sources import PRIOR_LIMBS
+
+    lines = []
+    for person, choice in choices.items():
+        added = sorted(set(written["rigid"]) - set(choice["rigid"]))
+        removed = sorted(set(choice["rigid"]) - set(written["rigid"]))
+        natural = ", ".join(f"{n} {v:.4f}" for n, v in choice["natural_relative_sd"].items())
+        lines.append(f"* without the {person}: held rigid {len(choice['rigid'])} of 16 ("
+                     + ("the same bones as fitted on everybody" if not added and not removed else
+                        "unlike everybody's fit: " + "; ".join(
+                            ([f"not held: {', '.join(added)}"] if added else [])
+                            + ([f"held too: {', '.join(removed)}"] if removed else [])))
+                     + (f"; natural relative sd {natural}" if natural else "") + "); convention offset (%) " + ", ".join(f"{limb} {v * 100:+.1f}" for limb, v in
+                                                             zip(PRIOR_LIMBS, choice["offset"])))
+    bins = [key for key, _ in SCORE_COLUMNS[:4]]
+    lines += ["", "| recording | view | P-MPJPE (mm), all / standing / 20–60° / > 60°: in sample | out of sample | "
+              "MediaPipe raw | limb-length error (mm): in / out / raw | limb proportions off (%): in / out / raw |",
+              "|---" * 7 + "|"]
+    for (recording, view), rows in table.items():
+        cells = [" / ".join(f"{rows[row][key]:.1f}" if np.isfinite(rows[row][key]) else "-" for key in bins)
+                 for row in (defaults, HELD_OUT_ROW, RAW)]
+        cells += [" / ".join(f"{rows[row][key]:.1f}" for row in (defaults, HELD_OUT_ROW, RAW))
+                  for key in ("limb_length_error_mm", "proportions_off_pct")]
+        lines.append(f"| {recording} | {view} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + [""] + [f"* out of sample, {line}" for line in summary(table, HELD_OUT_ROW)])
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data_dir", default="data", help="folder of data_3d_demo.npz (Human3.6M-convention rows)")
@@ -271,10 +349,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         content = json.loads(RIGIDITY_FILE.read_text()) | content  # conventions not measured now stay
         atomic_write(RIGIDITY_FILE, lambda fh: fh.write((json.dumps(content, indent=1) + "\n").encode()))
         print(f"wrote {RIGIDITY_FILE}")
-    table = {(r.sequence.name, cam.name): score_view(r, v) for r in recordings for v, cam in enumerate(r.cameras)}
+    choices = held_out_choices(recordings)
+    table = {(r.sequence.name, cam.name): score_view(r, v, choices[r.sequence.person])
+             for r in recordings for v, cam in enumerate(r.cameras)}
     markdown = scores_markdown(table)
     defaults = next(row for row in next(iter(table.values())) if row.endswith("(default)"))
     markdown += "\n\n" + "\n".join(f"* {line}" for line in summary(table, defaults))
+    markdown += "\n\nLeave one person out:\n\n" + held_out_markdown(table, defaults, choices,
+                                                                      content["blazepose"])
     print(markdown)
     atomic_write(out / "scores.md", lambda fh: fh.write((markdown + "\n").encode()))
     print(f"wrote {out / 'rigidity.md'}, {out / 'scores.md'}")

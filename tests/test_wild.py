@@ -238,3 +238,30 @@ def test_live_adjustment_makes_the_offline_choices_causally():
     assert tall.metadata()["size"].startswith("--height 1.9") and tall.metadata()["nonrigid"] == "rigid"
     with pytest.raises(UserError, match="warmup"):
         LiveAdjustment("blazepose", True, None, "soft", 0, LiveLengths(None, 1.0))
+
+
+def test_held_out_choices_refit_rigidity_and_offset_without_the_person():
+    """Leave one person out: the person whose neck bends is the only evidence that it is not rigid, and the
+    convention offset of a person left out comes from the others' limbs only."""
+    from bench.wild_recordings import held_out_choices
+    from common.inference.length_sources import LIMB_PRIOR_FILE, centred_log_limbs
+    from common.inference.recordings import Recording, Sequence
+
+    rng = np.random.default_rng(3)
+    def person(lengths, neck_bend, frames=200, seed=0):
+        per_frame = np.tile(lengths, (frames, 1)) * (1 + rng.normal(scale=0.005, size=(frames, 16)))
+        per_frame[:, NECK] *= 1 + neck_bend * np.sin(np.linspace(0, 20, frames))
+        return _poses(per_frame, frames, seed)
+
+    long_shins = LENGTHS.copy()
+    long_shins[[2, 5]] *= 1.2
+    worlds = {"nodder": person(LENGTHS, 0.15, seed=1), "still": person(long_shins, 0.0, seed=2)}
+    recordings = [Recording(Sequence("demo", who, ("largest",) * 4, 200), [], [], world)
+                  for who, world in worlds.items()]
+    choices = held_out_choices(recordings)
+    assert "neck" not in choices["still"]["rigid"] and len(choices["still"]["rigid"]) == 15   # fitted on the nodder
+    assert len(choices["nodder"]["rigid"]) == 16                                               # fitted on "still"
+    bodies = np.asarray(json.loads(LIMB_PRIOR_FILE.read_text())["blazepose"]["mean_centred_log"])
+    np.testing.assert_allclose(choices["nodder"]["offset"],
+                               centred_log_limbs(np.median(bone_lengths(worlds["still"]), axis=0)) - bodies, atol=1e-3)
+    assert choices["nodder"]["offset"][1] - choices["still"]["offset"][1] > 0.1   # the long shins are the other's

@@ -46,9 +46,10 @@ def rescale(lengths: np.ndarray, size: float) -> np.ndarray:
     return (lengths * (size / current)).astype(np.float32)
 
 
-def world_size(track: Track2D, min_confidence: float = MIN_CONFIDENCE) -> float | None:
+def world_size(track: Track2D, min_confidence: float = MIN_CONFIDENCE, quantile: float = 0.5) -> float | None:
     """Limb size (metres) of the detector's raw 3D (``track.world`` (T, 17, 3)) over confidently visible frames
-    (module docstring); None when the track has no 3D or a limb is never confidently seen on either side."""
+    (module docstring; each limb's ``quantile`` over those frames, the median by default; ``min_confidence`` 0:
+    every frame); None when the track has no 3D or a limb is never confidently seen on either side."""
     if track.world is None:
         return None
     world = np.asarray(track.world, np.float64)
@@ -60,7 +61,7 @@ def world_size(track: Track2D, min_confidence: float = MIN_CONFIDENCE) -> float 
         values = values[np.isfinite(values)]
         if not len(values):
             return None
-        logs.append(np.log(np.median(values)))
+        logs.append(np.log(np.quantile(values, quantile)))
     return float(np.exp(np.mean(logs)))
 
 

@@ -141,16 +141,18 @@ def make_models(config: InferenceConfig, live: bool = False) -> tuple[Lifter, Le
 
 
 def adjust_lengths(lifter: Lifter, source: LengthSource, poses: np.ndarray, track: Track2D,
-                   height: float | None = None, nonrigid: str = DEFAULT_NONRIGID) -> tuple[np.ndarray, dict]:
+                   height: float | None = None, nonrigid: str = DEFAULT_NONRIGID,
+                   rigidity: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, dict]:
     """The adjustment's target lengths for the lifter's poses (T, 17, 3) metres: ``source``'s, at the person's
     size (:func:`common.inference.body_size.person_size`), rigid bones held at one length and the others treated as
     ``nonrigid`` says (:func:`common.adjustment.rigidity.rigidity_lengths`). Returns ((16,) or (T, 16) metres,
-    metadata: the non-rigid mode, the rigid bones and where the size came from)."""
+    metadata: the non-rigid mode, the rigid bones and where the size came from). ``rigidity``: (rigid (16,) bool,
+    natural relative variance (16,)) in place of the lifter's convention's in the rigidity file (a held-out fit)."""
     lengths = source.lengths(poses, track)
     size, size_source = person_size(lifter.convention, track, height, source.own_size)
     if size is not None:
         lengths = rescale(lengths, size)
-    rigid, variance = load_rigidity(lifter.convention)
+    rigid, variance = load_rigidity(lifter.convention) if rigidity is None else rigidity
     lengths = rigidity_lengths(poses, lengths, rigid, variance, nonrigid)
     return lengths, {"nonrigid": nonrigid, "rigid_bones": [n for n, r in zip(BONE_NAMES, rigid) if r],
                      "size": size_source}

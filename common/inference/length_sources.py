@@ -109,6 +109,14 @@ def load_limb_prior(convention: str, path: str | Path = LIMB_PRIOR_FILE) -> tupl
     return mean + _convention_offset(content), np.asarray(content["sd_centred_log"], np.float64)
 
 
+def convention_offset(measured: Mapping[str, list[np.ndarray]], bodies_mean: np.ndarray) -> np.ndarray:
+    """The offset (4,) of :data:`PRIOR_LIMBS`' centred log lengths from a population's landmarks to a detector's
+    convention: ``measured`` maps each person to the centred log limbs (4,) of their triangulated sequences
+    (:func:`centred_log_limbs` of the median lengths); each person's sequences are averaged first, then the mean
+    over people minus ``bodies_mean`` (4,) (``data/bone_length/blazepose_convention_offset.py``)."""
+    return np.mean([np.mean(values, axis=0) for values in measured.values()], axis=0) - bodies_mean
+
+
 def _convention_offset(content: dict) -> np.ndarray:
     """(4,) centred log offset of :data:`PRIOR_LIMBS` from the prior bodies' landmarks to the convention's (the
     entry's ``convention_offset_log``; zeros when it has none)."""
@@ -375,11 +383,10 @@ class PriorLengths(LengthSource):
     own_size = True
 
     def prepare(self, lifter: Lifter, live: bool) -> None:
-        self.convention = lifter.convention
-        load_limb_prior(lifter.convention)
+        self.prior = load_limb_prior(lifter.convention)  # (mean, sd) (4,): replaceable, e.g. by a held-out fit
 
     def lengths(self, poses: np.ndarray, track: Track2D) -> np.ndarray:
-        return prior_lengths(poses, self.convention)
+        return combine_with_prior(poses, *self.prior)
 
 
 @dataclass

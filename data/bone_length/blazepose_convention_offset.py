@@ -33,7 +33,7 @@ from common.core.bones import adjust_bone_lengths, bone_lengths
 from common.utils.errors import cli
 from common.utils.fileio import atomic_write
 from common.inference.length_sources import (LIMB_PRIOR_FILE, PRIOR_LIMBS, centred_log_limbs, combine_with_prior,
-                                   median_lengths)
+                                            convention_offset, median_lengths)
 from common.inference.multiview import full_length, limb_scores
 from common.inference.recordings import SEQUENCES, load_recording
 
@@ -63,14 +63,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                   f"{limb} {d * 100:+.1f}" for limb, d in zip(PRIOR_LIMBS, measured - anny)))
         sequences.append((demo, person, cameras, tracks, world, measured))
     people = sorted({s[1] for s in sequences})
-    per_person = {who: np.mean([s[5] for s in sequences if s[1] == who], axis=0) - anny for who in people}
-    offset = np.mean(list(per_person.values()), axis=0)
+    measured = {who: [s[5] for s in sequences if s[1] == who] for who in people}
+    offset = convention_offset(measured, anny)
     print("offset (mean over people, %): " + ", ".join(f"{limb} {d * 100:+.1f}" for limb, d in zip(PRIOR_LIMBS, offset)))
 
     lines = ["| sequence | view | lengths | " + " | ".join(name for _, name in SCORES) + " |",
              "|---" * (len(SCORES) + 3) + "|"]
     for demo, person, cameras, tracks, world, _ in sequences:
-        others = np.mean([d for who, d in per_person.items() if who != person], axis=0)
+        others = convention_offset({who: m for who, m in measured.items() if who != person}, anny)
         for cam, track in zip(cameras, tracks):
             poses = MediaPipeLifter().lift(track)
             rows = {"raw world landmarks (same pass)": MediaPipeRawLifter().lift(track),
