@@ -10,13 +10,22 @@ random translation of ``--translation_std`` m, exact projection):
 * ``phone cameras``: random phone-like virtual cameras (:mod:`common.datasets.virtual_cameras`: any azimuth,
   elevation −10°…45°, 2–10 m, 24–35 mm equivalent, portrait and landscape frames), ``--views`` per chunk window.
 
-Both draw the same people (the same seed), so the mean's row is the same in both. Printed per camera set, for the
-model, the training bank's mean and the linear 2D probe stored in the checkpoint (:mod:`common.models.length_probe`):
-absolute error (mm), size-free error (mm) and the overall-size error (%, geometric mean over bones of predicted /
-true). Needs a checkpoint of ``train.py -t length`` that stores the mean and the probe.
+Both draw the same people (the same seed), so the mean's row is the same in both. ``--placement`` puts the
+synthetic bodies as the trainer can (:mod:`common.datasets.synthetic`): ``floor`` (default; feet at the motion's
+floor height, translation along the floor: what real footage shows) or ``paper`` (the paper's recipe: the original
+pelvis trajectory, translation in 3D). Printed per camera set, for the model, the training bank's mean and the
+linear 2D probe stored in the checkpoint (:mod:`common.models.length_probe`): absolute error (mm), size-free error
+(mm) and the overall-size error (%, geometric mean over bones of predicted / true). Needs a checkpoint of
+``train.py -t length`` that stores the mean and the probe.
+
+Last, whether the test subjects' *real* 2D (``--keypoints``, the demo's detector-like keypoints) carries the floor
+cue: per frame the ray through the lower ankle in the image (pinhole, the calibrated camera) meets the floor plane
+raised by the training subjects' median lower-ankle height; printed is the median error of that distance against
+the ankle's true depth, beside the true median lower-ankle heights of the training and test subjects.
 
     python -m bench.length_size --ckpt checkpoint/demo_length/epoch_best.bin \
-        --bank data/bone_lengths_anny_neutral_train.npz [--chunks 512] [-l 128] [--views 4] [--seed 7100]
+        --bank data/bone_lengths_anny_neutral_train.npz [--chunks 512] [-l 128] [--views 4] [--seed 7100] \
+        [--placement floor]
 """
 from __future__ import annotations
 
@@ -27,8 +36,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from common.datasets.dataset import TEST_SUBJECTS, Sequence3D, load_dataset, parse_subjects
-from common.datasets.synthetic import LengthSampler, SyntheticBatchBuilder
+from common.core.camera import qrot
+from common.datasets.dataset import TEST_SUBJECTS, TRAIN_SUBJECTS, PoseDataset, Sequence3D, load_dataset, parse_subjects
+from common.datasets.synthetic import ANKLES, PLACEMENTS, WORLD_UP, LengthSampler, SyntheticBatchBuilder
 from common.datasets.virtual_cameras import virtual_views, world_motions
 from common.models.length_model import LengthModel
 from common.models.length_probe import LinearProbe, error_row, probe_features, stored_references
@@ -40,10 +50,11 @@ from common.utils.errors import UserError, cli
 
 def score(model: LengthModel, mean: np.ndarray, probe: LinearProbe, views: Sequence[Sequence3D],
           sampler: LengthSampler, chunks: int, chunk_len: int, translation_std: float, seed: int,
-          device: torch.device) -> dict[str, dict[str, float]]:
-    """``chunks`` synthetic chunks of ``chunk_len`` frames of ``views`` with people drawn from ``sampler``;
-    returns {"model" | "mean" | "probe": :func:`common.models.length_probe.error_row`} (mm, mm, %)."""
-    builder = SyntheticBatchBuilder(views, chunk_len, chunk_len, device, translation_std=translation_std)
+          device: torch.device, placement: str = "floor") -> dict[str, dict[str, float]]:
+    """``chunks`` synthetic chunks of ``chunk_len`` frames of ``views`` with people drawn from ``sampler``, placed
+    by ``placement``; returns {"model" | "mean" | "probe": :func:`common.models.length_probe.error_row`} (mm, mm, %)."""
+    builder = SyntheticBatchBuilder(views, chunk_len, chunk_len, device, translation_std=translation_std,
+                                    placement=placement)
     gen = torch.Generator(device=device).manual_seed(seed)
     ids = torch.randint(builder.num_chunks, (chunks,), generator=gen, device=device)
     batch = builder.sample(ids, torch.zeros(chunks, dtype=torch.bool, device=device), sampler, gen)
@@ -53,6 +64,32 @@ def score(model: LengthModel, mean: np.ndarray, probe: LinearProbe, views: Seque
     target = batch.lengths.cpu().numpy()
     return {"model": error_row(pred, target), "mean": error_row(np.broadcast_to(mean, target.shape), target),
             "probe": error_row(probe.predict(probe_features(batch.keypoints_2d).cpu()), target)}
+
+
+def lower_ankle_world_height(dataset: PoseDataset, subjects: Sequence[str]) -> float:
+    """Median over the subjects' frames of the lower ankle's height above the world floor (Z = 0), metres."""
+    heights = [poses[:, ANKLES, 2].min(-1) for s in subjects for poses in dataset.world_3d[s].values()]
+    return float(np.median(np.concatenate(heights)))
+
+
+def floor_distance_error(views: Sequence[Sequence3D], ankle_height: float) -> np.ndarray:
+    """Per frame of every view (with 3D), the relative error of the lower ankle's depth read from its 2D alone:
+    the pinhole ray through the image's lower ankle (larger image y) meets the plane ``Z = ankle_height`` (world,
+    metres); against that ankle's true camera-frame depth. Returns (N,) ``|estimate / true - 1|``."""
+    errors = []
+    up = np.asarray(WORLD_UP)
+    for view in views:
+        cam, kp = view.camera, np.asarray(view.poses_2d, np.float64)
+        lower = np.where(kp[:, ANKLES[0], 1] >= kp[:, ANKLES[1], 1], ANKLES[0], ANKLES[1])  # (T,)
+        frames = np.arange(len(kp))
+        ankle = kp[frames, lower]  # (T, 2)
+        ray = np.concatenate([(ankle - cam.intrinsic[2:4]) / cam.intrinsic[:2], np.ones((len(kp), 1))], -1)
+        world_ray = qrot(np.asarray(cam.orientation, np.float64), ray)
+        centre_height = float(np.asarray(cam.translation, np.float64) @ up)
+        depth = (ankle_height - centre_height) / (world_ray @ up)  # the ray's camera-frame z is 1
+        true_depth = view.poses_3d[frames, 0, 2] + view.poses_3d[frames, lower, 2]
+        errors.append(np.abs(depth / true_depth - 1.0))
+    return np.concatenate(errors)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -67,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--views", type=int, default=4, help="phone cameras per chunk window")
     p.add_argument("--translation_std", type=float, default=0.5, help="metres (the trainer's default)")
     p.add_argument("--seed", type=int, default=7100, help="people, chunk and camera seed")
+    p.add_argument("--placement", choices=PLACEMENTS, default="floor", help="where synthetic bodies go")
+    p.add_argument("-k", "--keypoints", default="detections", help="the real 2D of the floor-cue check")
     add_device_argument(p)
     args = p.parse_args(argv)
     if args.chunks < 1 or args.views < 1:
@@ -83,13 +122,32 @@ def main(argv: Sequence[str] | None = None) -> None:
             "phone cameras": virtual_views(world_motions(dataset.world_3d, subjects), args.views, args.chunk_len,
                                            args.seed, noise=False)}
     print(f"held-out people through {','.join(subjects)}'s motion: {args.chunks} chunks of {args.chunk_len} "
-          f"frames per camera set, seed {args.seed}; absolute mm / size-free mm / size error %")
+          f"frames per camera set, seed {args.seed}, {args.placement} placement; absolute mm / size-free mm / "
+          "size error %")
     for name, views in sets.items():
         rows = score(loaded.model, mean, probe, views, sampler, args.chunks, args.chunk_len, args.translation_std,
-                     args.seed, device)
+                     args.seed, device, args.placement)
         print(f"{name} ({len(views)} views):")
         for source, r in rows.items():
             print(f"  {source:5s} {r['mae']:6.2f} / {r['size_free']:5.2f} / {r['size_pct']:4.1f} %")
+    floor_cue(args.data_dir, args.dataset, args.keypoints, subjects)
+
+
+def floor_cue(data_dir: str, dataset_name: str, keypoints: str, subjects: Sequence[str]) -> None:
+    """Print the floor-cue check of the module docstring for ``subjects``' real ``keypoints``."""
+    train = [s for s in TRAIN_SUBJECTS if s not in subjects]
+    real = load_dataset(data_dir, dataset_name, keypoints, need_3d=True, subjects=list(subjects) + train)
+    heights = {s: lower_ankle_world_height(real, [s]) for s in list(train) + list(subjects)}
+    ankle_height = lower_ankle_world_height(real, train)
+    print("floor cue: median lower-ankle height above the floor (m): "
+          + ", ".join(f"{s} {h:.3f}" for s, h in heights.items()))
+    for name, views in ((keypoints, real.fetch(subjects, require_3d=True)),
+                        ("exact", load_dataset(data_dir, dataset_name, "gt", need_3d=True,
+                                               subjects=subjects).fetch(subjects, require_3d=True))):
+        err = floor_distance_error(views, ankle_height) * 100.0
+        print(f"  distance from the lower ankle's {name} 2D through the floor plane at {ankle_height:.3f} m: "
+              f"median error {np.median(err):.1f} %, 90th percentile {np.percentile(err, 90):.1f} % "
+              f"({len(err)} frames)")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from common.models.length_probe import (LinearProbe, NUM_FEATURES, absolute_error_mm, error_row, probe_features, size_error_pct,
-                                        size_free_error_mm, size_free_scale)
+                                        size_free_error_mm, size_free_scale, size_frame_features)
 
 
 def test_size_free_error_by_hand():
@@ -63,3 +63,17 @@ def test_height_rule_round_trip_and_size_factor():
     tall = scale_to_height(lengths, 1.78)
     assert math.isclose(stature_m(tall), 1.78) and np.allclose(tall / tall[0], 1.0)  # proportions kept
     assert math.isclose(size_factor(lengths[None] * 1.05, lengths)[0], 1.05)
+
+
+def test_size_features_are_scale_consistent():
+    # a figure scaled by k about its right ankle: the log sizes grow by log k, the ankle stays where it was
+    x = torch.rand(3, 12, 17, 2) * 0.4
+    k = 1.3
+    scaled = x[:, :, 3:4] + k * (x - x[:, :, 3:4])
+    f, g = size_frame_features(x), size_frame_features(scaled)
+    assert f.shape == (3, 12, 10)
+    torch.testing.assert_close(g[..., 8:], f[..., 8:] + math.log(k), atol=1e-5, rtol=0)
+    torch.testing.assert_close(g[..., 4:6], f[..., 4:6])  # the right ankle (x, y)
+    assert (g[..., 2:4] - f[..., 2:4]).abs().max() > 1e-3  # the head moved
+    # the probe reads them as frame means, after the 17 size-free ones
+    torch.testing.assert_close(probe_features(x)[:, NUM_FEATURES - 10:], f.mean(1))

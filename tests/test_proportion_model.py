@@ -1,4 +1,5 @@
-"""The proportion length model: starts at the mean, sees no position, pads exactly, loads from its weights."""
+"""The proportion length model: starts at the mean, proportions free of position and scale (only the size reads
+where the figure stands), pads exactly, loads from its weights."""
 import numpy as np
 import torch
 
@@ -13,6 +14,8 @@ def _model(seed: int = 0) -> ProportionLengthModel:
     with torch.no_grad():  # leave the zero-initialised last layer so that the output depends on the input
         torch.nn.init.normal_(model.head[-1].weight, std=0.1)
         torch.nn.init.normal_(model.stats_linear.weight, std=0.1)
+        torch.nn.init.normal_(model.size_out[-1].weight, std=0.1)
+        torch.nn.init.normal_(model.size_linear.weight, std=0.1)
     return model.eval()
 
 
@@ -26,10 +29,23 @@ def test_starts_at_the_mean_and_separates_size_from_proportions():
     assert torch.allclose(_model()(x), torch.exp(_model().log_mean + size[:, None] + proportions), atol=1e-6)
 
 
-def test_position_free():
+def test_proportions_free_of_position_but_size_reads_it():
     model = _model()
-    x = torch.rand(2, 30, 17, 2)
-    assert torch.allclose(model(x), model(x + torch.tensor([0.3, -0.2])), atol=1e-5)
+    x = torch.rand(2, 30, 17, 2) * 0.5
+    moved = x + torch.tensor([0.3, -0.2])
+    size, proportions = model.size_and_proportions(x)
+    moved_size, moved_proportions = model.size_and_proportions(moved)
+    assert torch.allclose(proportions, moved_proportions, atol=1e-5)
+    assert (size - moved_size).abs().min() > 1e-4  # where the figure stands reaches the size
+    # the size branch reaches the size only: other weights there leave the proportions as they were
+    with torch.no_grad():
+        for parameter in [*model.size_mlp.parameters(), *model.size_out.parameters()]:
+            parameter.add_(torch.randn_like(parameter))
+    other_size, other_proportions = model.size_and_proportions(x)
+    assert torch.allclose(proportions, other_proportions) and (other_size - size).abs().min() > 1e-4
+    without = ProportionLengthModel(width=16, depth=2, size_inputs=False).eval()
+    torch.nn.init.normal_(without.head[-1].weight, std=0.1)
+    assert torch.allclose(without(x), without(x + torch.tensor([0.3, -0.2])), atol=1e-5)
 
 
 def test_padded_batch_equals_each_sequence_alone():
@@ -43,10 +59,14 @@ def test_padded_batch_equals_each_sequence_alone():
 def test_checkpoint_kind_and_architecture_from_the_weights():
     state = ProportionLengthModel(width=24, depth=3).state_dict()
     assert checkpoint_kind(state) == "length" and is_proportion_state(state)
-    assert length_architecture(state) == {"arch": "proportion", "width": 24, "depth": 3}
+    assert length_architecture(state) == {"arch": "proportion", "width": 24, "depth": 3, "size_inputs": True}
     rebuilt = length_model_for_state(state)
     rebuilt.load_state_dict(state)
     assert isinstance(rebuilt, ProportionLengthModel) and rebuilt.depth == 3
+    # a model from before the size branch (no size_mlp.* weights) loads as one without it
+    old = ProportionLengthModel(width=24, depth=3, size_inputs=False).state_dict()
+    assert length_architecture(old)["size_inputs"] is False
+    length_model_for_state(old).load_state_dict(old)
 
 
 def test_mix_model_with_a_proportion_length_model_round_trips(tmp_path):

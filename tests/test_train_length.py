@@ -17,7 +17,8 @@ from common.utils.checkpoint import load_checkpoint
 from common.datasets.dataset import load_dataset
 from common.core.skeleton import NUM_BONES, flip_bone_lengths, flip_poses
 from common.datasets.keypoint_noise import DETECTOR_AR
-from common.datasets.synthetic import MIN_DEPTH, LengthSampler, SyntheticBatchBuilder, epoch_order
+from common.datasets.synthetic import (MIN_DEPTH, LengthSampler, SyntheticBatchBuilder, epoch_order,
+                                      lower_ankle_height, world_up_in_camera)
 from common.train.train_length import split_heldout_people
 from dataset_files import REST_LENGTHS, write_dataset
 from helpers import free_port
@@ -75,6 +76,33 @@ def test_batch_flip_is_mirror_image(tiny_views):
     torch.testing.assert_close(flipped.lengths, flip_bone_lengths(lengths))
     torch.testing.assert_close(bone_lengths(flipped.poses_3d), flipped.lengths[:, None].expand(-1, 32, -1),
                                atol=1e-5, rtol=0)
+
+
+def test_floor_placement_keeps_longer_legs_on_the_floor(tiny_views):
+    _, views = tiny_views
+    kwargs = dict(chunk_len=32, segment_shift=32, device=torch.device("cpu"))
+    floor = SyntheticBatchBuilder(views, placement="floor", **kwargs)
+    paper = SyntheticBatchBuilder(views, placement="paper", **kwargs)
+    ids = torch.tensor([0, 1, 2])
+    lengths = torch.as_tensor(REST_LENGTHS, dtype=torch.float32).repeat(3, 1)
+    lengths[:, [1, 2, 4, 5]] *= 1.25  # thighs and calves a quarter longer
+    translation = torch.tensor([[0.4, -0.3, 0.2], [0.0, 0.5, 0.0], [-0.2, 0.1, -0.3]])
+    no_flip = torch.zeros(3, dtype=torch.bool)
+    up = torch.as_tensor(np.stack([world_up_in_camera(views[int(i)].camera)
+                                   for i in floor.chunk_sequence[ids]]))
+    frames = floor.chunk_starts[ids][:, None] + torch.arange(32)
+    original = floor.foot_heights[frames].mean(1)  # the motion's own lower ankle, along the world's up
+    on_floor = lower_ankle_height(floor.build(ids, lengths, no_flip, translation).poses_3d, up).mean(1)
+    torch.testing.assert_close(on_floor, original, atol=1e-5, rtol=0)
+    # the paper's recipe keeps the pelvis trajectory: longer legs put the feet below the floor
+    sunk = lower_ankle_height(paper.build(ids, lengths, no_flip, torch.zeros(3, 3)).poses_3d, up).mean(1)
+    assert (original - sunk > 0.05).all()
+    # the translation moves the body along the floor only, and the pelvis still stays in front of the camera
+    still = floor.build(ids, lengths, no_flip, torch.zeros(3, 3)).poses_3d
+    moved = floor.build(ids, lengths, no_flip, translation).poses_3d
+    torch.testing.assert_close(((moved - still)[:, :, 0] * up[:, None]).sum(-1), torch.zeros(3, 32), atol=1e-5,
+                               rtol=0)
+    assert (moved[..., 0, 2] >= MIN_DEPTH - 1e-5).all()
 
 
 def test_noise_2d_px_adds_pixel_noise_to_clean_projection(tiny_views):

@@ -4,7 +4,17 @@ The paper's recipe: take ground-truth 3D motion, split it into unit bone directi
 directions of each 512-frame chunk with a sampled bone-length vector, add the root trajectory plus a random
 translation ~ N(0, 0.5 m), project through the sequence's real camera with lens distortion, and regress the
 sampled lengths from the resulting 2D sequence. Left/right flip augmentation mirrors the camera-frame poses,
-the camera (``cx``, ``p1``) and the lengths. Optionally (not in the paper; off by default) detector-like noise
+the camera (``cx``, ``p1``) and the lengths.
+
+The paper's placement keeps the original pelvis trajectory, so a taller synthetic body's feet sink below the floor
+and a shorter one's hover, and the random translation moves it anywhere in 3D: where a body stands in the image says
+nothing of its size. ``placement="floor"`` (not in the paper) keeps people on the floor instead: each recomposed
+chunk is raised or lowered along the world's up direction so that its lower ankle stays, on average over the
+chunk's frames, at the original motion's lower-ankle height, and the random translation is drawn in the floor plane
+only (its component along the up direction removed). Through fixed calibrated cameras a foot's image position then
+fixes the distance and the image extent the size, as in real footage. The up direction in the camera frame comes from
+each view's extrinsics (world ``+Z`` is up, Human3.6M's convention and the virtual cameras').
+Optionally (not in the paper; off by default) detector-like noise
 is added to the projected 2D: per chunk, joint and axis the AR(1) process of :mod:`common.datasets.keypoint_noise` over
 the frames with a stationary std of ``noise_2d_px`` pixels, so that the model also sees jittery keypoints.
 
@@ -21,13 +31,16 @@ import numpy as np
 import torch
 
 from common.core.bones import average_symmetric, bone_directions, recompose
-from common.core.camera import flip_intrinsic, project_to_2d
+from common.core.camera import Camera, flip_intrinsic, project_to_2d, qinverse, qrot
 from common.datasets.dataset import Sequence3D
 from common.utils.errors import UserError
 from common.datasets.keypoint_noise import ar1_noise
 from common.core.skeleton import NUM_BONES, NUM_JOINTS, flip_bone_lengths, flip_poses
 
 MIN_DEPTH = 1.0  # metres: the closest a synthetic pelvis trajectory may come to the camera
+PLACEMENTS = ("paper", "floor")  # where a recomposed body goes: the paper's recipe, or feet kept on the floor
+ANKLES = (3, 6)  # r_ankle, l_ankle
+WORLD_UP = (0.0, 0.0, 1.0)  # world frame up (Human3.6M: Z up, floor at Z = 0)
 # The bone-length banks (N, 16) metres a length model trains on by default, the first one present in data/.
 DEFAULT_BANKS = ["bone_lengths_smpl_neutral_all.npz", "bone_lengths_anny_neutral_train.npz"]
 
@@ -91,6 +104,19 @@ class LengthSampler:
         return average_symmetric(lengths.clamp_min(0.01))
 
 
+def world_up_in_camera(camera: Camera) -> np.ndarray:
+    """The world's up direction (:data:`WORLD_UP`) in ``camera``'s frame: (3,) unit vector (float32)."""
+    up = qrot(qinverse(np.asarray(camera.orientation, np.float64)), np.asarray(WORLD_UP, np.float64))
+    return (up / np.linalg.norm(up)).astype(np.float32)
+
+
+def lower_ankle_height(poses: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """Per frame, the height along ``up`` of the lower ankle: poses (..., L, 17, 3) absolute camera frame
+    metres, up (..., 3) unit camera-frame vectors -> (..., L) metres (the camera centre at 0)."""
+    heights = (poses[..., ANKLES, :] * up[..., None, None, :]).sum(-1)
+    return heights.amin(-1)
+
+
 class SyntheticBatchBuilder:
     """Holds the training motion on the device and turns chunk indices into synthetic 2D batches.
 
@@ -98,16 +124,20 @@ class SyntheticBatchBuilder:
     root-relative, as :meth:`common.datasets.dataset.PoseDataset.fetch` returns them). Chunks are windows of
     ``chunk_len`` frames starting every ``segment_shift`` frames (sequences shorter than a chunk are skipped).
     translation_std: metres, std of the random translation (camera frame); noise_2d_px: stationary std (pixels
-    of each sequence's camera) of the optional AR(1) 2D noise, 0 = clean projections (the paper).
+    of each sequence's camera) of the optional AR(1) 2D noise, 0 = clean projections (the paper);
+    placement: ``paper`` or ``floor`` (module docstring).
     """
 
     def __init__(self, sequences: Sequence[Sequence3D], chunk_len: int, segment_shift: int,
-                 device: torch.device, translation_std: float = 0.5, noise_2d_px: float = 0.0) -> None:
+                 device: torch.device, translation_std: float = 0.5, noise_2d_px: float = 0.0,
+                 placement: str = "paper") -> None:
         if chunk_len < 2 or segment_shift < 1:
             raise UserError("chunk length must be >= 2 and segment shift >= 1")
         if translation_std < 0 or noise_2d_px < 0:
             raise UserError("the translation std and the 2D noise must be >= 0")
-        directions, trajectories, intrinsics, starts, seq_of_chunk = [], [], [], [], []
+        if placement not in PLACEMENTS:
+            raise UserError(f"unknown synthetic placement {placement!r} (choose from {', '.join(PLACEMENTS)})")
+        directions, trajectories, intrinsics, starts, seq_of_chunk, ups, feet = [], [], [], [], [], [], []
         pixel_scale = []
         offset = 0
         for index, view in enumerate(sequences):
@@ -118,6 +148,9 @@ class SyntheticBatchBuilder:
             rel[:, 0] = 0.0
             directions.append(bone_directions(rel))
             trajectories.append(poses[:, 0])
+            ups.append(world_up_in_camera(view.camera))
+            absolute = torch.as_tensor(rel + poses[:, :1])
+            feet.append(lower_ankle_height(absolute, torch.as_tensor(ups[-1])).numpy())
             intrinsics.append(np.asarray(view.camera.intrinsic, dtype=np.float32))
             pixel_scale.append(2.0 / view.camera.res_w)  # one pixel in normalised screen units
             n_frames = len(poses)
@@ -131,6 +164,9 @@ class SyntheticBatchBuilder:
         self.device = device
         self.chunk_len = chunk_len
         self.translation_std = translation_std
+        self.placement = placement
+        self.ups = torch.as_tensor(np.stack(ups), device=device)  # (S, 3) world up, camera frame
+        self.foot_heights = torch.as_tensor(np.concatenate(feet), device=device)  # (F,) original lower ankle
         self.directions = torch.as_tensor(np.concatenate(directions), device=device)
         self.trajectories = torch.as_tensor(np.concatenate(trajectories), device=device)
         self.intrinsics = torch.as_tensor(np.stack(intrinsics), device=device)
@@ -148,17 +184,34 @@ class SyntheticBatchBuilder:
               translation: torch.Tensor) -> SyntheticBatch:
         """chunk_ids (B,) long; lengths (B, 16) metres; flip (B,) bool; translation (B, 3) metres, camera frame.
 
-        The translation's depth component is raised where needed so that the pelvis stays at least
-        :data:`MIN_DEPTH` in front of the camera over the whole chunk.
+        ``paper`` placement: the translation's depth component is raised where needed so that the pelvis stays
+        at least :data:`MIN_DEPTH` in front of the camera over the whole chunk. ``floor``: the translation loses
+        its component along the up direction, the body is shifted along it so that its mean lower-ankle height
+        over the chunk is the original motion's, and a body too close is moved away along the floor (the
+        optical axis projected onto the floor plane) instead.
         """
         frames = self.chunk_starts[chunk_ids][:, None] + self._frame_offsets  # (B, L)
+        sequence = self.chunk_sequence[chunk_ids]
         trajectory = self.trajectories[frames]  # (B, L, 3)
         depth_floor = MIN_DEPTH - trajectory[..., 2].amin(dim=1)  # (B,)
-        translation = translation.clone()
-        translation[:, 2] = torch.maximum(translation[:, 2], depth_floor)
         poses = recompose(self.directions[frames], lengths[:, None, :])  # (B, L, 17, 3) root-relative
-        poses = poses + (trajectory + translation[:, None, :])[:, :, None, :]
-        intrinsic = self.intrinsics[self.chunk_sequence[chunk_ids]]
+        poses = poses + trajectory[:, :, None, :]
+        if self.placement == "floor":
+            up = self.ups[sequence]  # (B, 3)
+            translation = translation - (translation * up).sum(-1, keepdim=True) * up
+            lift = (self.foot_heights[frames] - lower_ankle_height(poses, up)).mean(dim=1)  # (B,)
+            translation = translation + lift[:, None] * up
+            forward = torch.zeros_like(up)
+            forward[:, 2] = 1.0
+            forward = forward - up[:, 2:] * up
+            forward = forward / torch.linalg.vector_norm(forward, dim=-1, keepdim=True).clamp_min(1e-6)
+            step = (depth_floor - translation[:, 2]).clamp_min(0.0) / forward[:, 2].clamp_min(0.1)
+            translation = translation + step[:, None] * forward
+        else:
+            translation = translation.clone()
+            translation[:, 2] = torch.maximum(translation[:, 2], depth_floor)
+        poses = poses + translation[:, None, None, :]
+        intrinsic = self.intrinsics[sequence]
         flip_mask = flip[:, None, None, None]
         poses = torch.where(flip_mask, flip_poses(poses), poses)
         intrinsic = torch.where(flip[:, None], flip_intrinsic(intrinsic), intrinsic)

@@ -3,9 +3,12 @@
 * :func:`size_free_error_mm`: each person's predicted lengths scaled by the one factor that fits their true
   lengths best (least squares), then the mean absolute error: what is left once overall size is removed, i.e.
   how well the *proportions* are predicted.
-* :func:`probe_features`: per sequence, 17 numbers read straight off the 2D keypoints: for each bone the log of
+* :func:`probe_features`: per sequence, 27 numbers read straight off the 2D keypoints: for each bone the log of
   its 90th-percentile image length over the frames, centred over the 16 bones (the bone's share of the figure,
-  free of distance and size), and the log of the sequence's 2D spread (root-relative RMS).
+  free of distance and size), the log of the sequence's 2D spread (root-relative RMS), and the frame mean of the
+  10 position-aware :func:`size_frame_features` (where the feet and head are in the image, the figure's image
+  size): through fixed calibrated cameras a foot's image position on the floor fixes the distance, and the
+  image size then gives the person's size.
 * :class:`LinearProbe`: ridge regression (closed form) from those features to log bone lengths, fitted on
   training batches. A learned length model that does not beat it has not learnt what its input holds.
 
@@ -21,7 +24,9 @@ import torch
 
 from common.core.skeleton import BONE_CHILDREN, BONE_PARENTS, NUM_BONES, NUM_JOINTS
 
-NUM_FEATURES = NUM_BONES + 1
+SIZE_JOINTS = (0, 10, 3, 6)  # pelvis, head, r_ankle, l_ankle: where the figure stands and how tall it is
+NUM_SIZE_FEATURES = 2 * len(SIZE_JOINTS) + 2
+NUM_FEATURES = NUM_BONES + 1 + NUM_SIZE_FEATURES
 LENGTH_QUANTILE = 0.9  # a bone's image length near its most frontal view; robust to a few bad frames
 _EPS = 1e-6
 
@@ -60,9 +65,26 @@ def error_row(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
             "size_pct": float(size_error_pct(pred, target).mean())}
 
 
+def size_frame_features(keypoints_2d: torch.Tensor) -> torch.Tensor:
+    """Per-frame position-aware size inputs: (..., 17, 2) normalised screen coordinates -> (..., 10) float32:
+    the image positions (x, y) of the pelvis, head and both ankles (:data:`SIZE_JOINTS`), the log of the frame's
+    root-relative 2D RMS and the log of the head's distance to the ankles' midpoint (both normalised units).
+
+    Scale-consistent: scaling a frame's 2D about a point by ``k`` adds ``log k`` to both logs and moves the
+    positions as the scaling does (a point on the scaling centre keeps its position)."""
+    x = keypoints_2d.float()
+    positions = x[..., SIZE_JOINTS, :].flatten(-2)
+    relative = x - x[..., :1, :]
+    spread = 0.5 * torch.log(relative.pow(2).sum(-1).mean(-1).clamp_min(_EPS))
+    feet = 0.5 * (x[..., 3, :] + x[..., 6, :])
+    extent = torch.log(torch.linalg.vector_norm(x[..., 10, :] - feet, dim=-1).clamp_min(1e-4))
+    return torch.cat([positions, spread[..., None], extent[..., None]], dim=-1)
+
+
 def probe_features(keypoints_2d: torch.Tensor) -> torch.Tensor:
-    """(B, T, 17, 2) 2D keypoints -> (B, 17) float32 probe features (module docstring): 16 centred log bone
-    image lengths (90th percentile over the T frames), then the log root-relative 2D RMS spread."""
+    """(B, T, 17, 2) 2D keypoints -> (B, 27) float32 probe features (module docstring): 16 centred log bone
+    image lengths (90th percentile over the T frames), the log root-relative 2D RMS spread, then the frame
+    means of :func:`size_frame_features`."""
     if keypoints_2d.ndim != 4 or keypoints_2d.shape[-2:] != (NUM_JOINTS, 2):
         raise ValueError(f"expected 2D keypoints (B, T, {NUM_JOINTS}, 2), got {tuple(keypoints_2d.shape)}")
     x = keypoints_2d.float()
@@ -73,11 +95,11 @@ def probe_features(keypoints_2d: torch.Tensor) -> torch.Tensor:
     shares = log_bones - log_bones.mean(dim=-1, keepdim=True)
     relative = x - x[:, :, :1]
     spread = torch.log(relative.pow(2).sum(-1).mean(dim=(1, 2)).sqrt().clamp_min(_EPS))  # (B,)
-    return torch.cat([shares, spread[:, None]], dim=-1)
+    return torch.cat([shares, spread[:, None], size_frame_features(x).mean(dim=1)], dim=-1)
 
 
 def sequence_features(sequences: Sequence[np.ndarray]) -> torch.Tensor:
-    """Probe features of sequences of different lengths: list of (T_i, 17, 2) -> (N, 17)."""
+    """Probe features of sequences of different lengths: list of (T_i, 17, 2) -> (N, F) (:data:`NUM_FEATURES`)."""
     return torch.cat([probe_features(torch.as_tensor(np.asarray(s), dtype=torch.float32)[None])
                       for s in sequences]) if len(sequences) else torch.zeros((0, NUM_FEATURES))
 
@@ -108,16 +130,17 @@ class LinearProbe:
         return self
 
     def predict(self, features: torch.Tensor) -> np.ndarray:
-        """(N, F) features -> (N, 16) bone lengths, metres (numpy float64)."""
+        """(N, F) features -> (N, 16) bone lengths, metres (numpy float64). A probe fitted on fewer features
+        (checkpoints from before the size features: the first 17) reads the first ones it was fitted on."""
         if self.weight is None:
             raise RuntimeError("fit the probe first")
-        x = torch.as_tensor(features, dtype=torch.float64, device=self.weight.device)
+        x = torch.as_tensor(features, dtype=torch.float64, device=self.weight.device)[:, :self.weight.shape[0]]
         return torch.exp(x @ self.weight + self.bias).cpu().numpy()
 
 
 def stored_references(checkpoint: dict[str, Any]) -> tuple[np.ndarray | None, LinearProbe | None]:
     """(training bank mean (16,) m or None, fitted probe or None) as ``train.py -t length`` stores them in its
-    checkpoints (``length_mean``, ``length_probe`` = {weight (17, 16), bias (16,)}); the published checkpoints
+    checkpoints (``length_mean``, ``length_probe`` = {weight (F, 16), bias (16,)}); the published checkpoints
     store neither."""
     mean = checkpoint.get("length_mean")
     stored = checkpoint.get("length_probe")
@@ -155,5 +178,6 @@ def size_factor(lengths: np.ndarray, mean_lengths: np.ndarray) -> np.ndarray:
     return np.exp(np.log(np.asarray(lengths, np.float64) / np.asarray(mean_lengths, np.float64)).mean(-1))
 
 
-__all__ = ["size_error_pct", "stature_m", "scale_to_height", "size_factor", "size_free_scale", "size_free_error_mm", "absolute_error_mm", "error_row", "probe_features",
-           "sequence_features", "LinearProbe", "stored_references", "NUM_FEATURES"]
+__all__ = ["size_error_pct", "stature_m", "scale_to_height", "size_factor", "size_free_scale", "size_free_error_mm", "absolute_error_mm", "error_row", "probe_features", "size_frame_features",
+           "sequence_features", "LinearProbe", "stored_references", "NUM_FEATURES",
+           "NUM_SIZE_FEATURES"]

@@ -15,10 +15,18 @@ proportions* (docs/length_model.md has the variants tried and their numbers):
 * a head (``LayerNorm -> Linear -> ReLU -> Linear``, plus a linear map of the statistics alone; both zero at
   initialisation) gives the log size
   ``s`` (one number) and 16 log proportions ``p`` centred over the bones: lengths = ``mean * exp(s + p)``, where
-  ``mean`` (16,) metres is the training bank's mean (buffer ``log_mean``). At initialisation it predicts the mean.
+  ``mean`` (16,) metres is the training bank's mean (buffer ``log_mean``). At initialisation it predicts the mean;
+* a size branch (``size_inputs``, the default for new models) that only the size reads, so the proportions
+  stay position- and scale-free: per frame the position-aware
+  :func:`common.models.length_probe.size_frame_features` (image positions of pelvis, head and ankles, log 2D
+  size) beside the scale-free pose through ``Linear -> LayerNorm -> ReLU``, averaged over the valid frames,
+  then ``Linear -> ReLU -> Linear`` to the size (zero at initialisation), plus a linear map of the features'
+  frame means alone (the probe's view). Through fixed calibrated cameras where a person's feet are in the image fixes their
+  distance, and the image size then their size (docs/length_model.md, "Size").
 
 Input ``(B, T, 17, 2)`` normalised screen coordinates (``frame_counts`` (B,) for padded batches); output (B, 16)
-metres. State-dict names: ``frame_mlp.*``, ``head.*``, ``stats_linear.*``, ``log_mean``.
+metres. State-dict names: ``frame_mlp.*``, ``head.*``, ``stats_linear.*``, ``log_mean`` and, with the size
+branch, ``size_mlp.*``, ``size_out.*``, ``size_linear.*``.
 """
 from __future__ import annotations
 
@@ -28,6 +36,7 @@ import torch
 from torch import nn
 
 from common.core.skeleton import BONE_CHILDREN, BONE_PARENTS, NUM_BONES, NUM_JOINTS
+from common.models.length_probe import NUM_SIZE_FEATURES, size_frame_features
 from common.utils.errors import UserError
 
 ARCH_NAME = "proportion"
@@ -43,11 +52,12 @@ class ProportionLengthModel(nn.Module):
     bidirectional = True
     arch = ARCH_NAME
 
-    def __init__(self, width: int = 128, depth: int = 2, mean_lengths: torch.Tensor | None = None) -> None:
+    def __init__(self, width: int = 128, depth: int = 2, mean_lengths: torch.Tensor | None = None,
+                 size_inputs: bool = True) -> None:
         super().__init__()
         if width < 1 or depth < 1:
             raise UserError("the proportion length model needs --hidden >= 1 and depth >= 1")
-        self.width, self.depth = width, depth
+        self.width, self.depth, self.size_inputs = width, depth, size_inputs
         layers: list[nn.Module] = [nn.Linear(FRAME_FEATURES, width), nn.LayerNorm(width), nn.ReLU()]
         for _ in range(depth - 1):
             layers += [nn.Linear(width, width), nn.ReLU()]
@@ -56,7 +66,14 @@ class ProportionLengthModel(nn.Module):
         self.head = nn.Sequential(nn.LayerNorm(width + stats), nn.Linear(width + stats, width), nn.ReLU(),
                                   nn.Linear(width, 1 + NUM_BONES))
         self.stats_linear = nn.Linear(stats, 1 + NUM_BONES)  # the linear part, as the probe's, directly
-        for layer in (self.head[-1], self.stats_linear):
+        zero_init = [self.head[-1], self.stats_linear]
+        if size_inputs:
+            self.size_mlp = nn.Sequential(nn.Linear(NUM_SIZE_FEATURES + 2 * NUM_JOINTS, width), nn.LayerNorm(width),
+                                          nn.ReLU())
+            self.size_out = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 1))
+            self.size_linear = nn.Linear(NUM_SIZE_FEATURES, 1)
+            zero_init += [self.size_out[-1], self.size_linear]
+        for layer in zero_init:
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
         mean = torch.full((NUM_BONES,), 0.25) if mean_lengths is None else torch.as_tensor(mean_lengths).float()
@@ -67,7 +84,7 @@ class ProportionLengthModel(nn.Module):
     def config(self) -> dict[str, Any]:
         """Architecture hyper-parameters (stored in checkpoints; :func:`proportion_model_for_state` reads
         them back from the weights' shapes)."""
-        return {"arch": ARCH_NAME, "width": self.width, "depth": self.depth}
+        return {"arch": ARCH_NAME, "width": self.width, "depth": self.depth, "size_inputs": self.size_inputs}
 
     @torch.no_grad()
     def initialise_output(self, mean_lengths: torch.Tensor) -> None:
@@ -104,7 +121,14 @@ class ProportionLengthModel(nn.Module):
         stats = torch.cat([quantiles.permute(1, 0, 2).flatten(1), log_scale[:, None]], dim=-1)
         out = self.head(torch.cat([pooled, stats], dim=-1)) + self.stats_linear(stats)
         proportions = out[:, 1:] - out[:, 1:].mean(-1, keepdim=True)
-        return out[:, 0], proportions
+        size = out[:, 0]
+        if self.size_inputs:
+            placed = size_frame_features(x)  # (B, T, 10) position-aware, before any normalisation
+            size_hidden = self.size_mlp(torch.cat([placed, relative.flatten(2)], dim=-1))
+            size_pooled = (size_hidden * weight[..., None]).sum(1) / count[:, None]
+            placed_mean = (placed * weight[..., None]).sum(1) / count[:, None]
+            size = size + (self.size_out(size_pooled) + self.size_linear(placed_mean))[:, 0]
+        return size, proportions
 
     def forward(self, keypoints_2d: torch.Tensor, frame_counts: torch.Tensor | None = None) -> torch.Tensor:
         """keypoints_2d (B, T, 17, 2) normalised -> bone lengths (B, 16) metres."""
@@ -116,6 +140,8 @@ def proportion_sample_bytes(model: ProportionLengthModel, chunk_len: int, precis
     """Estimated activation bytes one training chunk of ``chunk_len`` frames keeps for the backward pass: its
     frame features and, per MLP layer, the linear, normalisation and ReLU outputs."""
     per_frame = 2 * FRAME_FEATURES + 3 * model.depth * model.width
+    if model.size_inputs:
+        per_frame += NUM_SIZE_FEATURES + 2 * NUM_JOINTS + 3 * model.width  # its input, linear, norm, ReLU
     return int(chunk_len * per_frame * (2 if precision == "bf16" else 4))
 
 
@@ -125,15 +151,17 @@ def is_proportion_state(state: dict[str, torch.Tensor]) -> bool:
 
 
 def proportion_architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """``{"arch", "width", "depth"}`` of a proportion model's state dict, read from the weights' shapes."""
+    """``{"arch", "width", "depth", "size_inputs"}`` of a proportion model's state dict, read from the weights'
+    shapes (models from before the size branch have no ``size_mlp.*``)."""
     linears = [k for k in state if k.startswith("frame_mlp.") and k.endswith(".weight") and state[k].ndim == 2]
-    return {"arch": ARCH_NAME, "width": int(state["frame_mlp.0.weight"].shape[0]), "depth": len(linears)}
+    return {"arch": ARCH_NAME, "width": int(state["frame_mlp.0.weight"].shape[0]), "depth": len(linears),
+            "size_inputs": "size_mlp.0.weight" in state}
 
 
 def proportion_model_for_state(state: dict[str, torch.Tensor]) -> ProportionLengthModel:
     """An (unloaded) proportion model shaped like ``state``."""
     arch = proportion_architecture(state)
-    return ProportionLengthModel(width=arch["width"], depth=arch["depth"])
+    return ProportionLengthModel(width=arch["width"], depth=arch["depth"], size_inputs=arch["size_inputs"])
 
 
 __all__ = ["ProportionLengthModel", "ARCH_NAME", "proportion_sample_bytes", "is_proportion_state", "proportion_architecture",

@@ -41,7 +41,7 @@ _COMMON_RECIPE = ("dataset", "keypoints", "subjects_train", "actions", "subset",
 _LIFTER_RECIPE = ("cameras", "virtual_views", "virtual_segment", "extra_motion")
 RECIPE_FLAGS: dict[str, tuple[str, ...]] = {
     "length": _COMMON_RECIPE + ("chunk_len", "segment_shift", "length_aug_type", "bone_length_aug", "length_init",
-                                "noise_2d_px", "translation_std"),
+                                "noise_2d_px", "translation_std", "synthetic_placement"),
     "pose": _COMMON_RECIPE + _LIFTER_RECIPE + ("stride", "disable_optimizations"),
     "mix": _COMMON_RECIPE + _LIFTER_RECIPE + ("bone_length_list",),
 }
@@ -187,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "keypoints, to match detector jitter (0 = clean projections, the paper)")
     g.add_argument("--translation_std", type=number(float, ge=0), default=0.5,
                    help="std (metres) of the random camera-frame translation of synthetic chunks (paper: 0.5)")
+    g.add_argument("--synthetic_placement", choices=["auto", "paper", "floor"], default="auto",
+                   help="where a synthetic body goes: paper (the original pelvis trajectory, translation in 3D), "
+                        "floor (feet kept at the motion's floor height, translation along the floor), auto "
+                        "(default): floor for the proportion model, paper for the GRU (docs/length_model.md, Size)")
 
     g = p.add_argument_group("mix model (fine-tuning)")
     g.add_argument("--length_model", default="", help="bone-length model checkpoint (frozen)")

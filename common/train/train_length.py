@@ -151,7 +151,8 @@ class LengthEvaluator:
         self.synthetic = None
         if test_3d:
             chunk_len = min(args.chunk_len, min(len(v.poses_3d) for v in test_3d))
-            builder = SyntheticBatchBuilder(test_3d, chunk_len, chunk_len, device)
+            builder = SyntheticBatchBuilder(test_3d, chunk_len, chunk_len, device,
+                                            placement=synthetic_placement(args))
             gen = torch.Generator(device=device).manual_seed(args.seed + 7919)
             n = min(SYNTHETIC_TEST_CHUNKS, builder.num_chunks)
             ids = torch.randperm(builder.num_chunks, generator=gen, device=device)[:n]
@@ -260,6 +261,14 @@ def length_arch(args: argparse.Namespace) -> str:
         raise UserError("--length_arch proportion gives one vector per sequence: add -bi (or --length_arch gru "
                         "for the causal GRU)")
     return args.length_arch
+
+
+def synthetic_placement(args: argparse.Namespace) -> str:
+    """``--synthetic_placement`` resolved (:mod:`common.datasets.synthetic`): ``auto`` keeps the proportion model's
+    bodies on the floor and gives the paper's GRU the paper's recipe."""
+    if args.synthetic_placement == "auto":
+        return "floor" if length_arch(args) == "proportion" else "paper"
+    return args.synthetic_placement
 
 
 def new_length_model(args: argparse.Namespace, mean_lengths: torch.Tensor) -> LengthModel:
@@ -406,7 +415,8 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     if args.select_on == "val" and not val_views and not args.no_eval:
         raise UserError("--select_on val needs --val_fraction > 0 (held-out training sequences)")
     builder = SyntheticBatchBuilder(fit_views, args.chunk_len, args.segment_shift, device,
-                                    translation_std=args.translation_std, noise_2d_px=args.noise_2d_px)
+                                    translation_std=args.translation_std, noise_2d_px=args.noise_2d_px,
+                                    placement=synthetic_placement(args))
 
     model = new_length_model(args, sampler.mean_lengths).to(device)
     optimizer = make_optimizer(model.parameters(), args.learning_rate)
@@ -425,7 +435,8 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
         print(f"INFO: {builder.num_chunks} training chunks of {args.chunk_len} frames from {len(fit_views)} "
               f"sequences ({len(val_views)} held out for validation), {ctx.world_size} process(es), "
               f"batch {epochs.batch_size} per process in micro-batches of {epochs.micro_batch}, "
-              f"{epochs.precision}, lengths: {args.length_aug_type}, model: {length_arch(args)} "
+              f"{epochs.precision}, lengths: {args.length_aug_type} ({synthetic_placement(args)} placement), "
+              f"model: {length_arch(args)} "
               f"({sum(p.numel() for p in model.parameters())} parameters)")
         if evaluator is not None and evaluator.test_targets is not None:
             print(f"INFO: always-predict-training-mean baseline on {','.join(test_subjects)}: "
