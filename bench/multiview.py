@@ -38,11 +38,11 @@ import numpy as np
 import inference
 from common.core.bones import adjust_bone_lengths
 from common.core.skeleton import BONE_NAMES
-from common.inference.length_sources import file_lengths, model_lengths, prior_lengths
+from common.inference.length_sources import file_lengths, model_lengths, population_mean_lengths, prior_lengths
 from common.core.bones import median_lengths
 from common.inference.lifters import LIFTERS, make_lifter
 from common.inference.multiview import (LIMB_BONES, estimate_offsets, fetch_pose2sim_demo,
-                                        find_recording, full_length, limb_lengths, limb_scores, match_people,
+                                        find_recording, full_length, limb_lengths, match_people, score_person_view,
                                         shift_frames, triangulate_consistent, write_toml)
 from common.models.model_loading import load_model
 from common.utils.checkpoint import DEFAULT_CHECKPOINTS, resolve_checkpoint
@@ -148,7 +148,8 @@ def pose_rows(person: ViewPerson, lifters: dict, lengths_file: str | None, lengt
         poses = lifter.lift(person.track)
         rows[f"{label}, unadjusted"] = poses
         rows[f"{label} + self"] = adjusted(poses, median_lengths(poses))
-        rows[f"{label} + prior"] = adjusted(poses, prior_lengths(poses, lifter.convention))
+        if population_mean_lengths(lifter.convention) is not None:  # a prior in the lifter's convention
+            rows[f"{label} + prior"] = adjusted(poses, prior_lengths(poses, lifter.convention))
         own = lifter.length_model or length_model
         if own is not None:
             note = "" if lifter.convention == "h36m" else " (H36M-convention lengths)"
@@ -288,13 +289,9 @@ def score_person(person_id: int, group: dict[int, int], sync: tuple, views_data:
         reference = reference[:view_frames]
         reference_3d[(person_id, v)] = reference
         for row, poses in rows_of(v, person, run).items():
-            if len(poses) != view_frames:  # poses of the track's frames -> the video's
-                poses = full_length(person.track, poses, view_frames)
-            poses = poses[:view_frames]
-            valid = np.isfinite(poses).all(axis=(1, 2)) & np.isfinite(reference).all(axis=(1, 2))
-            if valid.sum() < 2:
-                continue
-            table.setdefault((person_id, row), {})[cam.name] = limb_scores(poses[valid], reference[valid])
+            scores = score_person_view(person.track, poses, reference)
+            if scores is not None:
+                table.setdefault((person_id, row), {})[cam.name] = scores
 
 
 def print_table(table: dict, out: Path) -> None:
@@ -395,9 +392,9 @@ def compare_single(args, cameras, videos, runs, pixels, offsets, references, ref
         reference = reference_3d.get((g, v))
         if reference is None:
             continue
-        poses = full_length(run.track, run.poses_after, len(reference))
-        valid = np.isfinite(poses).all(axis=(1, 2)) & np.isfinite(reference).all(axis=(1, 2))
-        single = limb_scores(poses[valid], reference[valid])
+        single = score_person_view(run.track, run.poses_after, reference, min_frames=1)
+        if single is None:
+            continue
         row = next(r for (p, r) in table if p == g and r.startswith("inference.py defaults"))
         multi = table[(g, row)][cam.name]
         print(f"{cam.name} person {g}: --people one P-MPJPE {single['p_mpjpe_mm']:.1f} mm, proportions off "

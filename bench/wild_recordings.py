@@ -14,7 +14,7 @@ tracks are cached after the first run. Two parts:
    capture of a rigid skeleton has no noise); the others' natural relative
    variation is sqrt(sd^2 - median limb sd^2) / median, mean of the variances over people. ``--write_rigidity``
    writes the decision to ``common/resources/rigidity.json`` (:mod:`common.adjustment.rigidity`).
-2. *Scores* of each view alone (:func:`common.inference.multiview.limb_scores`, P-MPJPE also per bin of the
+2. *Scores* of each view alone (:func:`common.inference.multiview.score_person_view`, P-MPJPE also per bin of the
    reference's knee/hip flexion, :func:`common.adjustment.rigidity.flexion_bins`): ``inference.py``'s defaults
    with every non-rigid treatment (``--nonrigid rigid|free|soft``), the defaults before adjustment, MediaPipe's
    raw world landmarks of the same pass; limb-length error of the defaults' size (the video's own evidence), the
@@ -42,7 +42,7 @@ from common.adjustment.rigidity import (FLEXION_BINS, LIMBS, NONRIGID_MODES, RIG
 from common.core.bones import adjust_bone_lengths, bone_lengths
 from common.core.metrics import p_mpjpe
 from common.core.skeleton import BONE_NAMES
-from common.inference.multiview import full_length, limb_scores
+from common.inference.multiview import full_length, score_person_view
 from common.inference.recordings import SEQUENCES, Recording, load_recording
 from common.utils.errors import cli
 from common.utils.fileio import atomic_write
@@ -249,8 +249,7 @@ def score_view(recording: Recording, view: int, held_out: dict | None = None) ->
     out = {}
     for row, estimate in (rows | sizes).items():
         estimate = full_length(track, estimate, frames)
-        valid = np.isfinite(estimate).all(axis=(1, 2)) & np.isfinite(reference).all(axis=(1, 2))
-        out[row] = limb_scores(estimate[valid], reference[valid]) | (
+        out[row] = score_person_view(track, estimate, reference) | (
             {} if row in sizes else {f"p_mpjpe {k}": v for k, v in binned_p_mpjpe(estimate, reference).items()})
     out[HEIGHT_ROW]["height_m"] = height
     return out

@@ -4,7 +4,7 @@ import pytest
 
 from common.core.bones import recompose
 from common.utils.errors import UserError
-from common.inference.multiview import (CalibratedCamera, estimate_offsets, find_recording, limb_ratios, limb_scores,
+from common.inference.multiview import (CalibratedCamera, score_person_view, estimate_offsets, find_recording, limb_ratios, limb_scores,
                                        match_people, read_calibration, read_qca, read_toml, shift_frames, triangulate,
                                        triangulate_consistent, triangulate_tracks, write_toml)
 from common.vision.tracking import Track2D
@@ -248,3 +248,24 @@ def test_a_small_gain_keeps_the_cameras_in_sync():
     shifted = np.stack([pixels[0], shift_frames(pixels[1], -2)])   # view 1 runs 2 frames late
     offsets, _ = estimate_offsets(cams, shifted, np.where(np.isnan(shifted).any(-1), 0.0, 1.0), max_offset=3)
     assert offsets.tolist() == [0, 2]
+
+
+def test_score_person_view_places_track_frames_and_skips_missing_ones():
+    """The per-person scoring of the benches: a track that starts at frame 3 is placed at its video frames, and
+    frames without a reference or an estimate are left out."""
+    rng = np.random.default_rng(0)
+    frames, start = 12, 3
+    directions = rng.normal(size=(frames, 16, 3))
+    lengths = np.full(16, 0.3)
+    reference = recompose(directions / np.linalg.norm(directions, axis=-1, keepdims=True), lengths)
+    reference[5] = np.nan                                              # not triangulated
+    track = Track2D(np.zeros((frames - start, 17, 2)), np.ones((frames - start, 17)), 100, 100, start=start)
+    estimate = reference[start:] * 1.1                                 # the track's frames, 10 % too large
+    estimate[-1] = np.nan                                              # the lifter lost the last frame
+    scores = score_person_view(track, estimate, reference)
+    used = [t for t in range(start, frames - 1) if t != 5]
+    expected = limb_scores(reference[used] * 1.1, reference[used])
+    assert scores.keys() == expected.keys()
+    assert [scores[k] for k in expected] == pytest.approx(list(expected.values()), abs=1e-3)   # float32 placing
+    assert scores["frames"] == len(used) and scores["limb_length_error_mm"] == pytest.approx(30.0, rel=1e-4)
+    assert score_person_view(track, estimate, reference, min_frames=len(used) + 1) is None

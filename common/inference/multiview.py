@@ -317,6 +317,19 @@ def full_length(track: Track2D, values: np.ndarray, frames: int) -> np.ndarray:
     return out[:frames]
 
 
+def score_person_view(track: Track2D, poses: np.ndarray, reference: np.ndarray, min_frames: int = 2
+                      ) -> dict[str, float] | None:
+    """One followed person's single-view 3D against the triangulated reference, the per-person scoring of every
+    bench on these recordings: ``poses`` (len(track), 17, 3) of the track's frames (placed at their video frames
+    by :func:`full_length`) or already one row per video frame, ``reference`` (F, 17, 3) metres in the same camera
+    frame (NaN where not triangulated) -> :func:`limb_scores` over the frames where both are finite; None when
+    fewer than ``min_frames`` are."""
+    if len(poses) != len(reference):
+        poses = full_length(track, poses, len(reference))
+    valid = np.isfinite(poses).all(axis=(1, 2)) & np.isfinite(reference).all(axis=(1, 2))
+    return limb_scores(poses[valid], reference[valid]) if valid.sum() >= min_frames else None
+
+
 def triangulate_tracks(cameras: list[CalibratedCamera], tracks: list[Track2D], frames: int
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`triangulate_consistent` of one followed person's 2D tracks, one per camera (same order), over the

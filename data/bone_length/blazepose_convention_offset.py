@@ -18,7 +18,7 @@ centred log limb lengths minus the Anny mean.
 It also prints what the offset does, per sequence and view, BlazePose's fused 3D (``--lifter mediapipe``) with
 lengths ``self``, ``prior`` with the Anny mean alone, with the offset measured on the *other* person only (a
 leave-one-person-out test: the figures that say whether it carries to a new body), and with the offset of all
-(``common.inference.multiview.limb_scores``; same-pass raw world landmarks beside them).
+(``common.inference.multiview.score_person_view``; same-pass raw world landmarks beside them).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from common.utils.errors import cli
 from common.utils.fileio import atomic_write
 from common.inference.length_sources import (LIMB_PRIOR_FILE, PRIOR_LIMBS, centred_log_limbs, combine_with_prior,
                                             convention_offset, median_lengths)
-from common.inference.multiview import full_length, limb_scores
+from common.inference.multiview import score_person_view
 from common.inference.recordings import SEQUENCES, load_recording
 
 SCORES = [("p_mpjpe_mm", "P-MPJPE (mm)"), ("proportions_off_pct", "proportions off, mean of 4 (%)"),
@@ -82,9 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         poses, combine_with_prior(poses, anny + offset, sd))}
             reference = cam.to_camera(world)
             for row, estimate in rows.items():
-                estimate = full_length(track, estimate, len(world))
-                valid = np.isfinite(estimate).all(axis=(1, 2)) & np.isfinite(reference).all(axis=(1, 2))
-                scores = limb_scores(estimate[valid], reference[valid])
+                scores = score_person_view(track, estimate, reference)
                 lines.append(f"| {demo} {person} | {cam.name} | {row} | "
                              + " | ".join(f"{scores[key]:.1f}" for key, _ in SCORES) + " |")
     print("\n".join(lines))
