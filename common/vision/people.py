@@ -8,10 +8,15 @@ nearby) with its own detector instance, so that every person keeps their own str
 1. every identity seen within the last :data:`FOLLOW_FOR` frames is followed;
 2. two identities that land on the same person (boxes overlapping by more than :data:`SAME_PERSON` IoU, as when
    one person walks in front of the other) cannot both keep it: it goes to the identity whose appearance it
-   matches better (ties: whose last box it overlaps more); the other is missing in this frame;
-3. on the first frame and every ``search_every`` frames the whole frame is searched
-   (:func:`common.vision.tracking.find_people`); a person found there who is nobody's current box is either an
-   identity given back, or a new identity (at most ``max_people``; beyond, a warning and they are not followed).
+   matches better (ties: whose last box it overlaps more);
+3. an identity left without a person whose last box touches somebody found in this frame (hidden behind them, or
+   its follower drawn onto them) is followed again, afresh, in the frame with everybody found painted over
+   (:func:`hide_people`), so that the detector, which sees one person per region, can only find what is left;
+4. on the first frame and every ``search_every`` frames the whole frame is searched
+   (:func:`common.vision.tracking.find_people`) with everybody found painted over; a person found there is
+   either an identity given back (identity rule below), or a new identity when their box overlaps nobody found
+   by more than :data:`NEW_PERSON_OVERLAP` of the smaller box (else they may be a part of somebody that the
+   painting left visible: ignored), at most ``max_people`` (beyond, a warning and they are not followed).
 
 Identity rule (who gets their identity back): a person who reappears is given the identity, among those not seen
 in this frame, whose appearance (a hue/saturation histogram of the torso box, :func:`appearance`, averaged over
@@ -32,14 +37,16 @@ from typing import Callable
 
 import numpy as np
 
-from common.core.skeleton import NUM_JOINTS
+from common.core.skeleton import NUM_JOINTS, PARENTS
 from common.utils.errors import UserError
 from common.vision.detectors import Keypoint2DSource, PersonPose, available_cores
 from common.vision.tracking import PersonTracker, Track2D, box_iou, box_overlap, find_people, require_people
 
 FOLLOW_FOR = 3          # frames an identity is still followed after it was last seen (then only searches find it)
 SAME_PERSON = 0.5       # IoU above which two identities' boxes are one person
-NEW_PERSON_OVERLAP = 0.3  # a search result overlapping a current box by more than this (of the smaller box) is them
+NEW_PERSON_OVERLAP = 0.3  # a new identity's box overlaps nobody found by more than this (of the smaller box)
+LIMB_WIDTH = 0.4        # width of a painted-over limb, relative to the person's pelvis-thorax distance
+HEAD_RADIUS = 0.35      # radius of a painted-over head, same unit
 SAME_LOOK = 0.7         # histogram intersection that gives an identity back after a long absence
 SAME_LOOK_NEARBY = 0.5  # ... shortly after losing them, near where they were
 NEARBY_FOR = 30         # frames after the loss during which position counts
@@ -69,6 +76,28 @@ def appearance(rgb: np.ndarray, person: PersonPose) -> np.ndarray | None:
     hist = cv2.calcHist([hsv], [0, 1], None, [HUE_BINS, SATURATION_BINS], [0, 180, 0, 256]).ravel()
     total = hist.sum()
     return hist / total if total > 0 else None
+
+
+def hide_people(rgb: np.ndarray, people: list[PersonPose]) -> np.ndarray:
+    """A copy of ``rgb`` (H, W, 3) uint8 with each person's body painted over in the frame's mean colour: their
+    torso (the hull of hips and shoulders), every bone as a band :data:`LIMB_WIDTH` x their pelvis-thorax distance
+    wide and their head as a disc of :data:`HEAD_RADIUS` that distance. A flat body-shaped patch is not taken
+    for a person (a black one is); a person behind keeps whatever of them is outside it."""
+    import cv2
+
+    hidden = np.zeros(rgb.shape[:2], np.uint8)
+    for person in people:
+        joints = np.nan_to_num(person.keypoints)
+        torso = float(np.linalg.norm(joints[0] - joints[8]))
+        points = np.round(joints).astype(np.int32)
+        cv2.fillConvexPoly(hidden, cv2.convexHull(points[TORSO]), 1)
+        width = max(2, int(round(LIMB_WIDTH * torso)))
+        for child, parent in zip(range(1, NUM_JOINTS), PARENTS[1:]):
+            cv2.line(hidden, tuple(points[child].tolist()), tuple(points[parent].tolist()), 1, width)
+        cv2.circle(hidden, tuple(points[10].tolist()), max(1, int(round(HEAD_RADIUS * torso))), 1, -1)
+    out = rgb.copy()
+    out[hidden > 0] = rgb[::8, ::8].reshape(-1, 3).mean(axis=0).astype(np.uint8)
+    return out
 
 
 def similarity(a: np.ndarray | None, b: np.ndarray | None) -> float:
@@ -144,28 +173,49 @@ class PeopleTracker:
                 best, best_score = identity, score
         return best
 
-    def update(self, rgb: np.ndarray) -> dict[int, PersonPose]:
-        """Process the next frame (H, W, 3) RGB; returns identity -> pose of everybody seen in it."""
-        followed = [i for i in self.identities if self.frame - i.last_frame <= FOLLOW_FOR]
-        if len(followed) > 1 and self._pool is None:
+    def _follow(self, identities: list[Identity], rgb: np.ndarray) -> dict[int, PersonPose]:
+        """Each identity's follower on ``rgb`` (in parallel worker threads when more than one): id -> pose found."""
+        if len(identities) > 1 and self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=available_cores(), thread_name_prefix="follower")
-        poses = (self._pool.map(lambda i: i.follower.follow(rgb), followed) if len(followed) > 1
-                 else [i.follower.follow(rgb) for i in followed])
-        found = {i.id: person for i, person in zip(followed, poses) if person is not None}
-        looks = {k: appearance(rgb, p) for k, p in found.items()}
-        # two identities on one person: the better match keeps it
-        for a in list(found):
-            for b in list(found):
+        poses = (self._pool.map(lambda i: i.follower.follow(rgb), identities) if len(identities) > 1
+                 else [i.follower.follow(rgb) for i in identities])
+        return {i.id: person for i, person in zip(identities, poses) if person is not None}
+
+    def _settle(self, found: dict[int, PersonPose], looks: dict[int, np.ndarray | None]) -> None:
+        """Two identities on one person (IoU above :data:`SAME_PERSON`): the one whose appearance matches better
+        (ties: whose last box it overlaps more) keeps them; the other is removed from ``found`` (in place) and its
+        follower starts afresh."""
+        def fit(k: int) -> tuple[float, float]:
+            me = self.identities[k]
+            return similarity(looks[k], me.look), box_iou(found[k].bbox, me.last.bbox)
+
+        for a in sorted(found):
+            for b in sorted(found):
                 if a < b and a in found and b in found and box_iou(found[a].bbox, found[b].bbox) > SAME_PERSON:
-                    def fit(k: int) -> tuple[float, float]:
-                        me = self.identities[k]
-                        return similarity(looks[k], me.look), box_iou(found[k].bbox, me.last.bbox)
                     loser = b if fit(a) >= fit(b) else a
                     del found[loser]
                     self.identities[loser].follower.window = None
+
+    def update(self, rgb: np.ndarray) -> dict[int, PersonPose]:
+        """Process the next frame (H, W, 3) RGB; returns identity -> pose of everybody seen in it."""
+        followed = [i for i in self.identities if self.frame - i.last_frame <= FOLLOW_FOR]
+        found = self._follow(followed, rgb)
+        looks = {k: appearance(rgb, p) for k, p in found.items()}
+        self._settle(found, looks)
+        hidden = [i for i in followed if i.id not in found
+                  and any(box_overlap(i.last.bbox, p.bbox) > 0 for p in found.values())]
+        if hidden:  # followed again with everybody found painted over
+            painted = hide_people(rgb, list(found.values()))
+            for identity in hidden:
+                identity.follower.window = None
+            again = self._follow(hidden, painted)
+            looks.update({k: appearance(rgb, p) for k, p in again.items()})
+            found.update(again)
+            self._settle(found, looks)
         if self.frame % self.search_every == 0:
-            people = [p for p in find_people(self.search_detector, rgb) if p.score >= self.min_score]
-            fresh = [p for p in people if all(box_overlap(p.bbox, q.bbox) <= NEW_PERSON_OVERLAP for q in found.values())]
+            view = hide_people(rgb, list(found.values())) if found else rgb
+            people = [p for p in find_people(self.search_detector, view) if p.score >= self.min_score]
+            fresh = [p for p in people if all(box_iou(p.bbox, q.bbox) <= SAME_PERSON for q in found.values())]
             for person in sorted(fresh, key=lambda p: -p.score):
                 look = appearance(rgb, person)
                 absent = [i for i in self.identities if i.id not in found]
@@ -173,6 +223,8 @@ class PeopleTracker:
                 if identity is not None:
                     self.given_back.append((self.frame, identity.id))
                     identity.follower.window = None
+                elif any(box_overlap(person.bbox, q.bbox) > NEW_PERSON_OVERLAP for q in found.values()):
+                    continue  # part of somebody found that the painting left visible, or too entangled to tell
                 elif len(self.identities) < self.max_people:
                     identity = self._new_identity(person, look)
                 else:
