@@ -196,6 +196,15 @@ def held_out_choices(recordings: list[Recording]) -> dict[str, dict]:
     return out
 
 
+def held_out_rigidity(choice: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(rigid (16,) bool, natural relative variance (16,)) of one person's :func:`held_out_choices` entry, as
+    :func:`common.inference.inference_pipeline.adjust_lengths` takes them (``rigidity=``)."""
+    rigid = np.array([n in choice["rigid"] for n in BONE_NAMES])
+    variance = np.array([0.0 if r else choice["natural_relative_sd"].get(n, 0.0) ** 2
+                         for n, r in zip(BONE_NAMES, rigid)])
+    return rigid, variance
+
+
 def score_view(recording: Recording, view: int, held_out: dict | None = None) -> dict[str, dict[str, float]]:
     """Rows of one view alone (module docstring) -> {row: scores}. The defaults are ``inference.py``'s own models
     and adjustment (:func:`common.inference.inference_pipeline.make_models`, ``adjust_lengths``); ``held_out``
@@ -223,10 +232,7 @@ def score_view(recording: Recording, view: int, held_out: dict | None = None) ->
         fitted = copy.copy(source)
         fitted.prior = (np.asarray(content["mean_centred_log"]) + held_out["offset"],
                         np.asarray(content["sd_centred_log"]))
-        rigid = np.array([n in held_out["rigid"] for n in BONE_NAMES])
-        variance = np.array([0.0 if r else held_out["natural_relative_sd"].get(n, 0.0) ** 2
-                             for n, r in zip(BONE_NAMES, rigid)])
-        lengths, _ = adjust_lengths(lifter, fitted, poses, track, rigidity=(rigid, variance))
+        lengths, _ = adjust_lengths(lifter, fitted, poses, track, rigidity=held_out_rigidity(held_out))
         rows[HELD_OUT_ROW] = adjust_bone_lengths(poses, lengths)
     rows["defaults before adjustment"] = poses
     rows[LIVE_ROW] = live_poses(track)

@@ -370,6 +370,8 @@ def test_choice_of_lifter_and_length_source(tmp_path, capsys):
     assert choose_lengths(_config(tmp_path), mediapipe) == "prior"
     assert choose_lengths(_config(tmp_path, lengths_file="l.json"), mediapipe) == "file"
     with pytest.raises(UserError, match="Human3.6M-convention lengths"):     # the sources' own pre-flight
+        make_length_source("model", _config(tmp_path, lengths="model", length_ckpt="none.bin"), mediapipe)
+    with pytest.raises(UserError, match="--length_convention blazepose"):
         make_length_source("model", _config(tmp_path, lengths="model"), mediapipe)
     with pytest.raises(UserError, match="needs --lengths_file"):
         make_length_source("file", _config(tmp_path, lengths="file"), mediapipe)

@@ -6,7 +6,10 @@ needs, what it refuses), the batch :meth:`LengthSource.lengths` and, where ``cau
 :meth:`LengthSource.step` (``--live``). The registered sources:
 
 * ``model`` (the paper): the bone-length model reads the whole 2D sequence and predicts 16 lengths in the
-  Human3.6M joint convention (a mix model brings its own; else ``--length_ckpt``).
+  joint convention of its training bank (stored in the checkpoint, ``length_convention``; a mix model brings its
+  own; else ``--length_ckpt``). Human3.6M's (the paper's) for ``videopose3d``; for BlazePose's landmarks
+  (``mediapipe``) a model trained with ``train.py -t length --length_convention blazepose``, whose proportions
+  are used at the person's size (``--height`` or the lifter's own, as ``prior``; docs/in_the_wild.md).
 * ``self``: the lifter's own poses, one robust length per bone over the sequence (median), left/right averaged
   (:func:`median_lengths`).
 * ``prior``: ``self``, with the four limbs' proportions combined with a population prior of limb proportions in
@@ -136,9 +139,16 @@ def population_mean_lengths(convention: str, path: str | Path = LIMB_PRIOR_FILE)
     lengths = np.asarray(values, np.float64)
     if lengths.shape != (NUM_BONES,):
         return None
-    for limb, shift in zip(PRIOR_LIMBS, _convention_offset(content)):
-        lengths[SIDELESS[limb]] *= np.exp(shift)
-    return lengths
+    return offset_limbs(lengths, _convention_offset(content))
+
+
+def offset_limbs(lengths: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """(..., 16) bone lengths (float64 copy) with each of the four limbs (:data:`PRIOR_LIMBS`, both sides) times
+    exp(offset) (offset (4,): centred log lengths, so the limbs' overall size stays); the other bones unchanged."""
+    out = np.array(lengths, dtype=np.float64)
+    for limb, shift in zip(PRIOR_LIMBS, np.asarray(offset, np.float64)):
+        out[..., SIDELESS[limb]] *= np.exp(shift)
+    return out
 
 
 def prior_lengths(poses: np.ndarray, convention: str, path: str | Path = LIMB_PRIOR_FILE) -> np.ndarray:
@@ -433,7 +443,9 @@ class ModelOptions:
 
 class ModelLengths(LengthSource):
     """``model``: the bone-length model on the 2D (the lifter's own when it brings one, else ``--length_ckpt``);
-    causal when it is a unidirectional GRU (stepped frame by frame, carrying its state)."""
+    causal when it is a unidirectional GRU (stepped frame by frame, carrying its state). The checkpoint's joint
+    convention must be the lifter's; for BlazePose's landmarks only the model's proportions are used and the size
+    is the person's (``own_size``, as ``prior``)."""
 
     name = "model"
     Options = ModelOptions
@@ -443,15 +455,28 @@ class ModelLengths(LengthSource):
         self.state = None
 
     def prepare(self, lifter: Lifter, live: bool) -> None:
-        if lifter.convention != "h36m":
-            raise UserError(f"--lengths model: the bone-length model predicts Human3.6M-convention lengths, which "
-                            f"distort the {lifter.convention}-convention joints of --lifter {lifter.name} "
-                            f"(docs/in_the_wild.md, 'Joint conventions'); use --lengths self or --lengths file")
         self.model = lifter.length_model
+        convention = "h36m"
         if self.model is None:
-            self.model = load_model(self.options.length_ckpt, ("length",),
+            try:
+                loaded = load_model(self.options.length_ckpt, ("length",),
                                     bidirectional=self.options.bidirectional or None,
-                                    num_layers=self.options.num_layers, device=self.options.device).model
+                                    num_layers=self.options.num_layers, device=self.options.device)
+            except UserError as exc:
+                if lifter.convention == "h36m":
+                    raise
+                raise UserError(f"--lengths model for the {lifter.convention}-convention joints of --lifter "
+                                f"{lifter.name} needs a --length_ckpt trained with train.py -t length "
+                                f"--length_convention {lifter.convention} (docs/in_the_wild.md; the paper's models "
+                                f"predict Human3.6M-convention lengths): {exc}") from None
+            self.model, convention = loaded.model, str(loaded.checkpoint.get("length_convention", "h36m"))
+        if convention != lifter.convention:
+            raise UserError(f"--lengths model: {self.options.length_ckpt} predicts {convention}-convention lengths, "
+                            f"which distort the {lifter.convention}-convention joints of --lifter {lifter.name} "
+                            f"(docs/in_the_wild.md, 'Joint conventions'); give a --length_ckpt trained with "
+                            f"train.py -t length --length_convention {lifter.convention}, or use --lengths self or "
+                            f"--lengths file")
+        self.own_size = convention != "h36m"  # one view reads proportions, not size (docs/length_model.md)
         self.model.eval()
         self.causal = not self.model.bidirectional
         if live and not self.causal:

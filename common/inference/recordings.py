@@ -101,3 +101,4 @@ def load_recording(sequence: Sequence) -> Recording:
         raise UserError(f"{sequence.name} {sequence.policies}: only {(~bad).sum()}/{sequence.frames} frames "
                         f"triangulate within {MAX_REPROJECTION_PX:.0f} px (a view follows another person?)")
     return Recording(sequence, cameras, tracks, world)
+

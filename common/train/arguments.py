@@ -38,12 +38,13 @@ CHECKPOINT_FOLDER_FILES = ("epoch_*.bin", "final.bin", "control_final.bin", "*_h
 # to reach (-e), the learning rate (resumed from the optimizer state), evaluation-only and speed-only flags.
 _COMMON_RECIPE = ("dataset", "keypoints", "subjects_train", "actions", "subset", "downsample", "batch_size",
                   "dropout", "lr_decay", "data_augmentation", "seed", "select_on", "val_fraction")
-_LIFTER_RECIPE = ("cameras", "virtual_views", "virtual_segment", "extra_motion")
+_CAMERA_RECIPE = ("cameras", "virtual_views", "virtual_segment", "extra_motion")
 RECIPE_FLAGS: dict[str, tuple[str, ...]] = {
-    "length": _COMMON_RECIPE + ("chunk_len", "segment_shift", "length_aug_type", "bone_length_aug", "length_init",
-                                "noise_2d_px", "translation_std", "synthetic_placement"),
-    "pose": _COMMON_RECIPE + _LIFTER_RECIPE + ("stride", "disable_optimizations"),
-    "mix": _COMMON_RECIPE + _LIFTER_RECIPE + ("bone_length_list",),
+    "length": _COMMON_RECIPE + _CAMERA_RECIPE + ("chunk_len", "segment_shift", "length_aug_type", "bone_length_aug",
+                                                 "length_init", "noise_2d_px", "translation_std",
+                                                 "synthetic_placement", "length_convention"),
+    "pose": _COMMON_RECIPE + _CAMERA_RECIPE + ("stride", "disable_optimizations"),
+    "mix": _COMMON_RECIPE + _CAMERA_RECIPE + ("bone_length_list",),
 }
 
 
@@ -88,9 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--subset", type=number(float, gt=0, le=1), default=1.0, help="fraction of training data to use")
     g.add_argument("--downsample", type=number(int, ge=1), default=1, help="temporal downsampling of the data")
     g.add_argument("--cameras", choices=["dataset", "virtual"], default="dataset",
-                   help="-t pose / -t mix training views: the dataset's cameras and 2D keypoints (the paper), or "
-                        "random phone-like virtual cameras filming the training subjects' 3D motion with "
-                        "detector-like 2D noise (common/datasets/virtual_cameras.py; a lifter for videos in the wild)")
+                   help="training views: the dataset's cameras and 2D keypoints (the paper), or random phone-like "
+                        "virtual cameras filming the training subjects' 3D motion with detector-like 2D noise "
+                        "(common/datasets/virtual_cameras.py; a lifter for videos in the wild; -t length films its "
+                        "synthetic people through them)")
     g.add_argument("--virtual_views", type=number(int, ge=1), default=4,
                    help="--cameras virtual: random cameras per motion segment")
     g.add_argument("--virtual_segment", type=number(int, ge=2), default=250,
@@ -177,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--length_init", choices=["mean", "default"], default="mean",
                    help="initial output layer: predictions start at the sampled lengths' mean (mean) or torch's "
                         "default initialisation (default, the authors' code)")
+    g.add_argument("--length_convention", choices=["h36m", "blazepose"], default="h36m",
+                   help="-t length: the joint convention of the -bla bank and so of the model's lengths (stored in "
+                        "the checkpoint): h36m (the paper; scored on the real subjects), or blazepose (a bank of "
+                        "data/bone_length/generate_blazepose_bank.py, for inference.py --lifter mediapipe --lengths "
+                        "model; the real subjects' lengths are in Human3.6M's convention, so only held-out synthetic "
+                        "people are scored and select epoch_best.bin; docs/in_the_wild.md)")
     g.add_argument("--select_on", choices=["val", "test"], default="val",
                    help="choose epoch_best.bin on held-out training sequences (val) or on the test subjects "
                         "(test, the paper's behaviour)")
@@ -225,8 +233,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
          if args.export_predictions],
         [("-c/--checkpoint", args.checkpoint, CHECKPOINT_FOLDER_FILES if not args.evaluate else ("result_mix.csv",))]
         if writes_checkpoints else [])
-    if args.cameras == "virtual" and args.train_type == "length":
-        raise UserError("--cameras virtual applies to -t pose and -t mix (the length model builds its own batches)")
+    if args.length_convention == "blazepose" and (args.train_type != "length" or not args.bone_length_aug):
+        raise UserError("--length_convention blazepose needs -t length and -bla <a BlazePose-convention bank> "
+                        "(data/bone_length/generate_blazepose_bank.py)")
     if args.extra_motion and args.cameras != "virtual":
         raise UserError("--extra_motion needs --cameras virtual (the extra clips have no dataset cameras)")
     for name, value in TASK_DEFAULTS[args.train_type].items():

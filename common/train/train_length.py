@@ -10,6 +10,12 @@ Validation every epoch (rank 0):
 * ``synthetic test``: fixed synthetic chunks of *held-out people* (:data:`HELDOUT_PEOPLE` bank rows never used
   for training, :func:`split_heldout_people`) through the test subjects' motion and cameras.
 
+``--cameras virtual`` (``--extra_motion``) films the training chunks through random phone-like cameras
+(:func:`common.train.train_pose.training_views`) instead of the dataset's. ``--length_convention blazepose``: the
+bank is in BlazePose's landmark convention (``data/bone_length/generate_blazepose_bank.py``) while the real
+subjects' lengths are Human3.6M's, so ``val`` and ``test`` are not scored and ``synthetic test`` selects
+``epoch_best.bin``; the checkpoint stores the convention (``length_convention``) for ``inference.py --lengths model``.
+
 Every validation also prints and records (``length_history.json``, keys ``<set>_<source>_<mae|size_free|size_pct>``) the
 model beside the training bank's mean and a linear probe on simple 2D statistics (:mod:`common.models.length_probe`,
 fitted on training batches), each by its mean absolute error, its size-free error and its overall-size error (%), on the held-out people and on the
@@ -52,6 +58,7 @@ from common.models.length_probe import (LinearProbe, error_row, probe_features, 
 from common.models.model_loading import load_model
 from common.output.plots import plot_series
 from common.datasets.synthetic import DEFAULT_BANKS, LengthSampler, SyntheticBatch, SyntheticBatchBuilder, epoch_order
+from common.train.train_pose import training_views
 from common.train.training import (EpochLoop, EpochRecord, Trainer, make_optimizer, prepare_run, save_history,
                                    split_validation)
 
@@ -140,11 +147,13 @@ class LengthEvaluator:
     def __init__(self, dataset: PoseDataset, val_views: list[Sequence3D], test_views: list[Sequence3D],
                  train_subjects: list[str], heldout_sampler: LengthSampler, args: argparse.Namespace,
                  device: torch.device, mean_lengths: np.ndarray, probe: LinearProbe | None = None) -> None:
-        self.val_views, self.test_views = val_views, test_views
-        self.val_targets = (subject_lengths(dataset, [v.subject for v in val_views]) if val_views
+        real = args.length_convention == "h36m"  # the subjects' lengths are in the bank's convention
+        self.val_views, self.test_views = (val_views if real else []), test_views
+        self.val_targets = (subject_lengths(dataset, [v.subject for v in val_views]) if self.val_views
                             else np.zeros((0, 16)))
         test_3d = [v for v in test_views if v.poses_3d is not None]
-        self.test_targets = subject_lengths(dataset, [v.subject for v in test_views]) if test_3d else None
+        self.test_targets = (subject_lengths(dataset, [v.subject for v in test_views]) if test_3d and real
+                             else None)
         self.baseline = subject_lengths(dataset, train_subjects).mean(axis=0)
         self.mean_lengths = np.asarray(mean_lengths, dtype=np.float64)
         self.probe = probe
@@ -252,6 +261,13 @@ def _print_final_report(evaluator: LengthEvaluator, model: LengthModel, label: s
           f"{baseline.mean():.1f} mm")
 
 
+def selection_key(args: argparse.Namespace) -> str:
+    """The evaluation value that picks ``epoch_best.bin``: ``--select_on`` (``val`` or ``test``), or for a
+    BlazePose-convention bank the held-out synthetic people (``synthetic_test``; the real subjects' lengths are
+    in another convention)."""
+    return args.select_on if args.length_convention == "h36m" else "synthetic_test"
+
+
 def length_arch(args: argparse.Namespace) -> str:
     """``--length_arch`` resolved: ``auto`` is the proportion model with ``-bi`` and the paper's causal GRU
     without (the proportion model has no per-frame form)."""
@@ -316,7 +332,7 @@ class LengthEpochs(Trainer):
                  evaluator: LengthEvaluator | None) -> None:
         self.args, self.ctx, self.model, self.optimizer = args, ctx, model, optimizer
         self.builder, self.sampler, self.evaluator = builder, sampler, evaluator
-        self.select_on = args.select_on
+        self.select_on = selection_key(args)
         self.train_model = distributed.wrap_model(model, ctx)
         self.order_gen = torch.Generator(device=ctx.device).manual_seed(args.seed)  # same on every rank
         self.sample_gen = torch.Generator(device=ctx.device).manual_seed(args.seed * 1000 + 1 + ctx.rank)
@@ -361,6 +377,7 @@ class LengthEpochs(Trainer):
 
     def checkpoint_entries(self) -> dict[str, Any]:
         return {"length_model_config": self.model.config(), "select_on": self.args.select_on,
+                "length_convention": self.args.length_convention,
                 **reference_state(self.evaluator)}
 
     def write_files(self, state: Mapping[str, Any], history: Mapping[str, Sequence[float]]) -> None:
@@ -410,9 +427,9 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
         _evaluate(args, ctx, dataset, test_views, (sampler, heldout_sampler), train_subjects, test_subjects)
         return
 
-    train_views = dataset.fetch(train_subjects, actions, require_3d=True)
+    train_views = training_views(dataset, train_subjects, actions, args)
     fit_views, val_views = split_validation(train_views, args.val_fraction, args.seed)
-    if args.select_on == "val" and not val_views and not args.no_eval:
+    if selection_key(args) == "val" and not val_views and not args.no_eval:
         raise UserError("--select_on val needs --val_fraction > 0 (held-out training sequences)")
     builder = SyntheticBatchBuilder(fit_views, args.chunk_len, args.segment_shift, device,
                                     translation_std=args.translation_std, noise_2d_px=args.noise_2d_px,
@@ -446,5 +463,5 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     if ctx.is_main and evaluator is not None and (checkpoint_dir / "epoch_best.bin").is_file():
         best_ckpt = load_checkpoint(checkpoint_dir / "epoch_best.bin", device)
         load_weights(model, best_ckpt["model_pos"], "epoch_best.bin")
-        _print_final_report(evaluator, model, f"epoch_best (epoch {best_ckpt['epoch']}, on {args.select_on})",
+        _print_final_report(evaluator, model, f"epoch_best (epoch {best_ckpt['epoch']}, on {selection_key(args)})",
                             test_subjects, dataset.keypoints)

@@ -23,55 +23,8 @@ import numpy as np
 from common.core.bones import average_symmetric
 from common.utils.errors import cli
 from common.utils.fileio import atomic_write
+from common.inference.landmark_bodies import coco_limb_lengths
 from common.inference.length_sources import LIMB_PRIOR_FILE, PRIOR_LIMBS
-
-# COCO keypoint names of Anny's regressor, per limb: (parent, child) for the left and the right side.
-COCO_LIMBS = {
-    "thigh": (("left_hip", "left_knee"), ("right_hip", "right_knee")),
-    "calf": (("left_knee", "left_ankle"), ("right_knee", "right_ankle")),
-    "upper_arm": (("left_shoulder", "left_elbow"), ("right_shoulder", "right_elbow")),
-    "lower_arm": (("left_elbow", "left_wrist"), ("right_elbow", "right_wrist")),
-}
-
-
-COCO_17 = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
-           "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
-           "right_ankle"]  # the COCO order of common.vision.detectors.COCO_PARTS
-
-
-def coco_limb_lengths(amount: int, seed: int, batch: int = 500) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Anny bodies' (amount, 4) limb lengths in metres (:data:`PRIOR_LIMBS` order, left/right averaged),
-    (amount, 16) bone lengths of the 17 joints mapped from their COCO keypoints (:func:`common.vision.detectors.to_h36m`)
-    and (amount,) statures in metres (the rest-pose mesh's extent along the direction from the ankles' midpoint
-    to the nose)."""
-    import anny
-    import torch
-
-    from common.datasets.body_model import AnnySampler
-    from common.core.bones import bone_lengths
-    from common.vision.detectors import COCO_PARTS, to_h36m
-
-    sampler = AnnySampler(seed=seed)
-    labels = COCO_17
-    regressor = anny.KeypointsRegressor.coco(sampler.model, labels=labels)
-    out, bones, statures = [], [], []
-    for start in range(0, amount, batch):
-        phenotype, local = sampler.sample_parameters(min(batch, amount - start))
-        with torch.no_grad():
-            vertices = sampler.model(phenotype_kwargs=phenotype, local_changes_kwargs=local)["rest_vertices"]
-            points = regressor({"vertices": vertices}).double().cpu().numpy()
-        lengths = [np.mean([np.linalg.norm(points[:, labels.index(b)] - points[:, labels.index(a)], axis=-1)
-                            for a, b in COCO_LIMBS[limb]], axis=0) for limb in PRIOR_LIMBS]
-        out.append(np.stack(lengths, axis=1))
-        joints, _ = to_h36m(points, np.ones(points.shape[:2]), COCO_PARTS)
-        bones.append(bone_lengths(joints.astype(np.float64)))
-        up = points[:, labels.index("nose")] - (points[:, labels.index("left_ankle")]
-                                                + points[:, labels.index("right_ankle")]) / 2
-        up /= np.linalg.norm(up, axis=-1, keepdims=True)
-        heights = np.einsum("bvc,bc->bv", vertices.double().cpu().numpy(), up)
-        statures.append(heights.max(axis=1) - heights.min(axis=1))
-    return np.concatenate(out), np.concatenate(bones), np.concatenate(statures)
-
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
