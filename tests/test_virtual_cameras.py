@@ -139,8 +139,8 @@ def test_train_pose_with_virtual_cameras(data_dir, tmp_path, capsys):
                      "--virtual_segment", "24"))
     out = capsys.readouterr().out
     assert "(virtual cameras;" in out and (tmp_path / "final.bin").is_file()
-    with pytest.raises(UserError, match="--cameras virtual"):
-        train.main(["-t", "length", "--cameras", "virtual", "--data_dir", str(data_dir), "-d", "tiny"])
+    with pytest.raises(UserError, match="--length_convention blazepose needs -t length"):  # a length-bank flag
+        train.main(["-t", "pose", "--length_convention", "blazepose", "--data_dir", str(data_dir), "-d", "tiny"])
 
 
 def test_train_mix_with_virtual_cameras(mix_setup, tmp_path, capsys):
