@@ -18,7 +18,7 @@ views, BlazePose 2D triangulated as the reference) is lifted alone with ``--lift
   other people's offset, printed below: ``generate_blazepose_bank.py --offset``), else ``--model``;
 * MediaPipe's fused poses unadjusted and its raw world landmarks of the same pass (the trivial references).
 
-Scores (:func:`common.inference.multiview.limb_scores`): limb proportions off (mean of the 4 limbs, %), the
+Scores (:func:`common.inference.multiview.score_person_view`): limb proportions off (mean of the 4 limbs, %), the
 absolute limb-length error (mm) and P-MPJPE (mm), per view and per person-sequence (mean over its views), and
 whether each model row's proportions are at least as close as the prior row beside it on every person-sequence.
 """
@@ -36,7 +36,7 @@ import numpy as np
 from bench.wild_recordings import held_out_choices, held_out_rigidity
 from common.core.bones import adjust_bone_lengths
 from common.inference.length_sources import LIMB_PRIOR_FILE, PRIOR_LIMBS, LengthSource
-from common.inference.multiview import full_length, limb_scores
+from common.inference.multiview import score_person_view
 from common.inference.recordings import SEQUENCES, Recording, load_recording
 from common.utils.errors import UserError, cli
 from common.utils.fileio import atomic_write, existing_file
@@ -60,12 +60,7 @@ def view_rows(recording: Recording, view: int, sources: dict[str, tuple[LengthSo
                  for name, (source, rigidity) in sources.items()}
     estimates["mediapipe, unadjusted"] = poses
     estimates[RAW] = make_lifter("mediapipe_raw", {}).lift(track)
-    out = {}
-    for row, estimate in estimates.items():
-        estimate = full_length(track, estimate, len(reference))
-        valid = np.isfinite(estimate).all(axis=(1, 2)) & np.isfinite(reference).all(axis=(1, 2))
-        out[row] = limb_scores(estimate[valid], reference[valid])
-    return out
+    return {row: score_person_view(track, estimate, reference) for row, estimate in estimates.items()}
 
 
 def registered_source(name: str, length_ckpt: str | None = None) -> LengthSource:
