@@ -126,8 +126,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--max_length_step_mm", type=number(float, ge=0), default=1.0,
                    help="largest change of any bone length from one frame to the next, mm")
     g.add_argument("--warmup_frames", type=number(int, ge=1), default=WARMUP_FRAMES,
-                   help="frames with the person over which the size (no --height) and the non-rigid bones' "
-                        "reference are pooled, then frozen (docs/live.md, 'Lengths')")
+                   help="frames with the person over which the lengths, the size (no --height) and the non-rigid "
+                        "bones' reference are pooled, then frozen (docs/live.md, 'Lengths')")
     g.add_argument("--one_euro", default=None, metavar="MIN_CUTOFF,BETA",
                    help="one-euro smoothing of the lifted joints before adjustment, e.g. 1.0,0.5 (off by default)")
     add_device_argument(p)

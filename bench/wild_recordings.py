@@ -171,7 +171,8 @@ def live_poses(track: Track2D) -> np.ndarray:
         frame = track.replace(positions=track.positions[t:t + 1], confidence=track.confidence[t:t + 1],
                               world=track.world[t:t + 1], gaps=[], start=0)
         pose = lifter.step(frame)
-        out.append(adjust_bone_lengths(pose[None], adjustment.step(pose, frame, source.step(pose, frame)))[0])
+        target = source.step(pose, frame) if adjustment.warming_up else None
+        out.append(adjust_bone_lengths(pose[None], adjustment.step(pose, frame, target))[0])
     return np.stack(out)
 
 

@@ -377,12 +377,12 @@ def test_choice_of_lifter_and_length_source(tmp_path, capsys):
         make_length_source("file", _config(tmp_path, lengths="file"), mediapipe)
     poses = make_lifter("poses", _config(tmp_path, poses=str(tmp_path / "p.npz")))
     assert choose_lengths(_config(tmp_path), poses) == "model"                  # the paper's --poses command
-    # live: a causal lifter/source, the named substitute of one that is not (noted when named), else an error
+    # live: a causal lifter, the named substitute of one that is not (noted when named), else an error
     assert make_lifter("mediapipe", _config(tmp_path), live=True).name == "mediapipe_raw"
     assert capsys.readouterr().err == ""
     assert make_lifter("mediapipe", _config(tmp_path, lifter="mediapipe"), live=True).name == "mediapipe_raw"
     assert "in place of --lifter mediapipe" in capsys.readouterr().err
-    assert make_length_source("prior", _config(tmp_path), mediapipe, live=True).name == "self"
+    assert make_length_source("prior", _config(tmp_path), mediapipe, live=True).name == "prior"   # causal itself
     with pytest.raises(UserError, match="--live needs a causal lifter"):
         make_lifter("poses", _config(tmp_path, poses=str(tmp_path / "p.npz")), live=True)
     with pytest.raises(UserError, match="unknown --lengths 'nope'"):

@@ -54,6 +54,33 @@ def test_running_median_of_bone_lengths():
     median.update(np.full(16, 0.9))
     median.update(np.full(16, 0.9))
     np.testing.assert_allclose(median.median(), 0.5005)
+    # deviations of the bin centres from 0.5005: 0.2, 0, 0.19, 0.4, 0.4 -> median 0.2
+    np.testing.assert_allclose(median.mad(), 0.2, atol=1e-9)
+    assert RunningMedian().mad() is None
+
+
+def test_stepped_prior_lengths_follow_the_offline_combination():
+    """--live --lengths prior: after each frame, the offline combination of the frames so far, to the running
+    histograms' 1 mm resolution (odd frame counts: one middle value); the proportions are pulled towards the prior
+    as offline."""
+    from common.inference.length_sources import combine_with_prior
+    from common.core.bones import recompose
+
+    rng = np.random.default_rng(4)
+    frames = 40
+    lengths = np.array([0.10, 0.42, 0.36, 0.10, 0.42, 0.36, 0.25, 0.25, 0.21, 0.11,
+                        0.17, 0.28, 0.22, 0.17, 0.28, 0.22])
+    per_frame = lengths * (1 + rng.normal(scale=0.04, size=(frames, 16)))
+    directions = rng.normal(size=(frames, 16, 3))
+    poses = recompose(directions / np.linalg.norm(directions, axis=-1, keepdims=True), per_frame)
+    lifter = SimpleNamespace(name="mediapipe_raw", convention="blazepose")
+    source = make_length_source("prior", _settings(lengths="prior"), lifter, live=True)
+    assert source.causal and source.name == "prior"
+    stepped = np.stack([source.step(pose, None) for pose in poses])
+    for t in (10, 20, frames - 2):
+        np.testing.assert_allclose(stepped[t], combine_with_prior(poses[:t + 1], *source.prior), atol=1.5e-3)
+    own = np.median(per_frame, axis=0)
+    assert not np.allclose(stepped[-1][[1, 2, 11, 12]] / stepped[-1][1], own[[1, 2, 11, 12]] / own[1], rtol=0.01)
 
 
 def test_live_lengths_start_at_the_prior_and_move_by_the_bound():

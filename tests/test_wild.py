@@ -228,9 +228,10 @@ def test_live_adjustment_makes_the_offline_choices_causally():
     assert np.ptp(out[warmup - 1:, rigid], axis=0).max() < 1e-9      # rigid bones: constant once frozen
     assert np.ptp(out[:warmup, rigid], axis=0).max() > 1e-5          # (the pooled size moved during the warm-up)
     assert np.ptp(out[warmup:, NECK]) > 1e-3 and np.allclose(out[:, 1], out[:, 4])   # neck follows; left = right
-    # frozen: a frame after the warm-up uses the warm-up's reference, not the later frames'
+    # frozen: after the warm-up neither the size, the reference nor the source's target move
+    assert not adjustment.warming_up
     later = adjustment.step(poses[-1] * 1.5, Track2D(track.positions[-1:], track.confidence[-1:], 640, 480,
-                                                     world=world[-1:] * 1.5), target)
+                                                     world=world[-1:] * 1.5), target * 1.3)
     np.testing.assert_allclose(later[rigid], out[-1, rigid])
     tall = LiveAdjustment("blazepose", True, 1.9, "rigid", warmup, LiveLengths(None, 1.0))
     held = tall.step(poses[0], Track2D(track.positions[:1], track.confidence[:1], 640, 480, world=world[:1]), target)

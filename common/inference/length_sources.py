@@ -21,8 +21,9 @@ needs, what it refuses), the batch :meth:`LengthSource.lengths` and, where ``cau
 * ``file``: lengths the user measured (:func:`read_lengths_file`, format below).
 
 Live (one frame at a time): ``self`` is a running per-bone median of every frame so far (:class:`RunningMedian`),
-``model`` the causal GRU carrying its state, ``file`` the file's lengths; ``prior`` is not causal and ``self``
-stands in for it (its lengths start at the population mean, :func:`stream_start_lengths`).
+``model`` the causal GRU carrying its state, ``file`` the file's lengths, ``prior`` the same combination as
+offline of every frame so far (running per-bone median and MAD); they start at the population mean
+(:func:`stream_start_lengths`).
 
 Lengths are only meaningful in the joint convention of the lifter they adjust (see :mod:`common.inference.lifters`).
 
@@ -42,7 +43,6 @@ from __future__ import annotations
 
 import json
 import reprlib
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -167,22 +167,30 @@ def centred_log_limbs(lengths: np.ndarray) -> np.ndarray:
 
 
 def combine_with_prior(poses: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
-    """(T, 17, 3) metres + a prior of the four limbs' centred log lengths (mean, sd: (4,)) -> (16,) metres.
-
-    Start from :func:`median_lengths`. For the four limbs, work with centred log lengths (log length minus the
-    mean over the four: proportions, free of the person's size). Each limb's own value, with variance s^2 = its
-    relative per-frame spread squared (robust: MAD of length / median), is combined with the prior (mean m, sd p)
-    by inverse-variance weighting: (c / s^2 + m / p^2) / (1 / s^2 + 1 / p^2). The per-frame spread, not its
-    standard error, is the own value's uncertainty because a single view's errors persist while the view does
-    (they are not independent from frame to frame). The overall size (mean log length) stays the sequence's own.
-    """
-    lengths = median_lengths(poses).astype(np.float64)
+    """(T, 17, 3) metres + a prior of the four limbs' centred log lengths (mean, sd: (4,)) -> (16,) metres:
+    :func:`prior_combination` of the sequence's per-bone medians and relative spreads (MAD x 1.4826 / median)."""
     per_frame = bone_lengths(np.asarray(poses, np.float64))
+    median = np.median(per_frame, axis=0)
+    spread = np.median(np.abs(per_frame / median - 1), axis=0) * MAD_TO_SD
+    return prior_combination(median, spread, mean, sd)
+
+
+def prior_combination(median: np.ndarray, spread: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """Per-bone median lengths (16,) metres and relative per-frame spreads (16,) + a prior of the four limbs'
+    centred log lengths (mean, sd: (4,)) -> (16,) metres, left/right equal.
+
+    Start from the medians, left/right averaged (:func:`median_lengths`). For the four limbs, work with centred
+    log lengths (log length minus the mean over the four: proportions, free of the person's size). Each limb's own
+    value, with variance s^2 = its relative spread squared (mean of the two sides), is combined with the prior
+    (mean m, sd p) by inverse-variance weighting: (c / s^2 + m / p^2) / (1 / s^2 + 1 / p^2). The per-frame spread,
+    not its standard error, is the own value's uncertainty because a single view's errors persist while the view
+    does (they are not independent from frame to frame). The overall size (mean log length) stays the sequence's
+    own. Offline the statistics come from the whole sequence (:func:`combine_with_prior`), live from the frames
+    so far (:class:`PriorLengths`)."""
+    lengths = average_symmetric(np.asarray(median, np.float64))
     index = [SIDELESS[limb] for limb in PRIOR_LIMBS]                            # [[right, left], ...]
     own = np.log([lengths[i[0]] for i in index])
-    spread = np.array([np.mean([np.median(np.abs(per_frame[:, b] / np.median(per_frame[:, b]) - 1)) * MAD_TO_SD
-                                for b in i]) for i in index])
-    spread = np.maximum(spread, 1e-3)
+    spread = np.maximum([np.mean(np.asarray(spread, np.float64)[i]) for i in index], 1e-3)
     centred = own - own.mean()
     combined = (centred / spread ** 2 + mean / sd ** 2) / (1 / spread ** 2 + 1 / sd ** 2)
     for limb_index, value in zip(index, np.exp(combined + own.mean())):
@@ -308,6 +316,19 @@ class RunningMedian:
         half = np.argmax(np.cumsum(self.counts, axis=1) * 2 >= self.total, axis=1)
         return (half + 0.5) * HISTOGRAM_BIN
 
+    def mad(self) -> np.ndarray | None:
+        """(16,) metres: each bone's median absolute deviation from its median (:meth:`median`), from the same
+        histograms (resolution one bin); None before any update."""
+        median = self.median()
+        if median is None:
+            return None
+        centres = (np.arange(self.counts.shape[1]) + 0.5) * HISTOGRAM_BIN
+        deviation = np.abs(centres[None] - median[:, None])                     # (16, bins)
+        order = np.argsort(deviation, axis=1, kind="stable")
+        counts = np.take_along_axis(self.counts, order, axis=1)
+        half = np.argmax(np.cumsum(counts, axis=1) * 2 >= self.total, axis=1)
+        return np.take_along_axis(deviation, order, axis=1)[np.arange(NUM_BONES), half]
+
 
 def training_mean_lengths(data_dir: str | Path = "data") -> tuple[np.ndarray, Path] | None:
     """The mean (16,) metres of the synthetic bone-length bank a length model trains on by default
@@ -337,14 +358,12 @@ def stream_start_lengths(convention: str) -> tuple[np.ndarray, str] | None:
 class LengthSource:
     """Where 16 bone lengths come from. Subclasses set ``name`` (their registry name) and ``causal`` (True: the
     lengths after frame t use frames <= t only, and :meth:`step` exists), declare their settings as an ``Options``
-    dataclass when they have any (built as ``Class(options)``, see :mod:`common.inference.registry`), may name
-    as ``streaming_substitute`` the registered causal source ``--live`` uses in place of one that is not, and set
+    dataclass when they have any (built as ``Class(options)``, see :mod:`common.inference.registry`) and set
     ``own_size`` when their overall size is only the lifter's estimate (then the pipeline gives them the person's
     size: ``--height``, or :func:`common.inference.body_size.person_size`)."""
 
     name = ""
     causal = False
-    streaming_substitute: str | None = None
     own_size = False  # True: the overall size is the lifter's estimate (replaced by --height or the person's own)
 
     def prepare(self, lifter: Lifter, live: bool) -> None:
@@ -386,17 +405,26 @@ class SelfLengths(LengthSource):
 
 
 class PriorLengths(LengthSource):
-    """``prior``: ``self`` with the limbs' proportions combined with the convention's population prior."""
+    """``prior``: ``self`` with the limbs' proportions combined with the convention's population prior; live, the
+    same combination of every frame so far (per-bone running median and MAD, :class:`RunningMedian`)."""
 
     name = "prior"
-    streaming_substitute = "self"
+    causal = True
     own_size = True
+
+    def __init__(self) -> None:
+        self.histograms = RunningMedian()
 
     def prepare(self, lifter: Lifter, live: bool) -> None:
         self.prior = load_limb_prior(lifter.convention)  # (mean, sd) (4,): replaceable, e.g. by a held-out fit
 
     def lengths(self, poses: np.ndarray, track: Track2D) -> np.ndarray:
         return combine_with_prior(poses, *self.prior)
+
+    def step(self, pose: np.ndarray, frame: Track2D) -> np.ndarray | None:
+        self.histograms.update(bone_lengths(np.asarray(pose, np.float64)))
+        median = self.histograms.median()
+        return prior_combination(median, self.histograms.mad() / median * MAD_TO_SD, *self.prior)
 
 
 @dataclass
@@ -502,14 +530,8 @@ def choose_lengths(settings: Mapping[str, Any], lifter: Lifter) -> str:
 
 def make_length_source(name: str, settings: Mapping[str, Any], lifter: Lifter, live: bool = False) -> LengthSource:
     """Build the length source ``name`` from the run's ``settings`` and run its pre-flight for ``lifter``.
-    ``live``: a causal source, the ``streaming_substitute`` of one that is not (with a note when ``--lengths``
-    named it), else a one-line error."""
+    ``live``: a causal source, else a one-line error."""
     cls = registered_class(LENGTH_SOURCES, name, "--lengths")
-    if live and cls.streaming_substitute:
-        if settings.get("lengths"):
-            print(f"note: --live uses --lengths {cls.streaming_substitute} in place of --lengths {name}, which reads "
-                  "the whole sequence", file=sys.stderr)
-        return make_length_source(cls.streaming_substitute, settings, lifter, live)
     source = build(cls, settings)
     source.prepare(lifter, live)
     if live and not source.causal:

@@ -27,9 +27,10 @@ Per frame, using only that frame and the past:
    (:func:`common.inference.body_size.person_size`: ``--height``, else, for a source whose size is the lifter's,
    BlazePose's raw world landmarks) and the non-rigid bones' reference
    (:func:`common.adjustment.rigidity.nonrigid_reference`, ``--nonrigid``) are computed by the offline functions
-   on the frames seen so far during the warm-up (``--warmup_frames``, default :data:`WARMUP_FRAMES`), then frozen;
-   the target is rescaled to that size, the bones held rigid get the bounded lengths and the others follow the
-   lifter per frame as offline (:func:`common.adjustment.rigidity.nonrigid_lengths`). Each bone keeps the lifted
+   on the frames seen so far during the warm-up (``--warmup_frames``, default :data:`WARMUP_FRAMES`) and the
+   length source's target is read, rescaled to that size; after the warm-up all three are frozen. The bones held
+   rigid get the bounded lengths (constant once they reach the frozen target) and the others follow the lifter
+   per frame as offline (:func:`common.adjustment.rigidity.nonrigid_lengths`). Each bone keeps the lifted
    direction and gets its length.
 
 Output per frame: one JSON line (:mod:`common.output.pose_tables`; joints in camera-aligned axes: x right, y down,
@@ -246,6 +247,12 @@ class LiveAdjustment:
         self.frames: list[Track2D] = []
         self.size: float | None = None
         self.reference: tuple[np.ndarray, np.ndarray] | None = None
+        self.target: np.ndarray | None = None
+
+    @property
+    def warming_up(self) -> bool:
+        """True while the frames are still pooled (the length source's target is read only then)."""
+        return len(self.poses) < self.warmup
 
     def metadata(self) -> dict:
         """The adjustment's choices as offline's metadata (``nonrigid``, ``rigid_bones``, ``size``) plus the warm-up."""
@@ -257,8 +264,9 @@ class LiveAdjustment:
 
     def step(self, pose: np.ndarray, frame: Track2D, target: np.ndarray | None) -> np.ndarray | None:
         """The lifted pose (17, 3) metres, its one-frame track and the length source's target (16,) metres or None
-        -> the adjustment's lengths (16,) metres for this frame (None before any estimate)."""
-        if len(self.poses) < self.warmup:  # pool over the frames so far, offline's functions; frozen after
+        (read only while :attr:`warming_up`) -> the adjustment's lengths (16,) metres for this frame (None before
+        any estimate)."""
+        if self.warming_up:  # pool over the frames so far with offline's functions; frozen after
             self.poses.append(np.asarray(pose, np.float64))
             self.frames.append(frame)
             seen = Track2D(np.concatenate([f.positions for f in self.frames]),
@@ -266,9 +274,9 @@ class LiveAdjustment:
                            world=None if frame.world is None else np.concatenate([f.world for f in self.frames]))
             self.size = person_size(self.convention, seen, self.height, self.own_size)[0]
             self.reference = nonrigid_reference(np.stack(self.poses), self.rigid, self.variance, self.nonrigid)
-        if target is not None and self.size is not None:
-            target = rescale(target, self.size)
-        current = self.bounded.step(target)
+            if target is not None:
+                self.target = target if self.size is None else rescale(target, self.size)
+        current = self.bounded.step(self.target)
         if current is None:
             return None
         return nonrigid_lengths(bone_lengths(np.asarray(pose, np.float64)), current, *self.reference)
@@ -294,7 +302,7 @@ class LiveConfig:
     max_people: int = 10
     height: float | None = None  # the person's standing height, metres (None: the video's own evidence)
     nonrigid: str = DEFAULT_NONRIGID  # what the adjustment does with distances a body does not hold rigid
-    warmup_frames: int = WARMUP_FRAMES  # frames pooled for the size and the non-rigid reference, then frozen
+    warmup_frames: int = WARMUP_FRAMES  # frames pooled for the lengths, size and non-rigid reference, then frozen
 
 
 @dataclass
@@ -400,7 +408,8 @@ class _Person:
             if self.smoother is not None:
                 pose = self.smoother(pose, time_s)
         with timer.measure("adjust"):
-            current = self.adjustment.step(pose, one, self.lengths.step(pose, one))
+            target = self.lengths.step(pose, one) if self.adjustment.warming_up else None
+            current = self.adjustment.step(pose, one, target)
             adjusted = adjust_bone_lengths(pose, current) if current is not None else None
         rigid = self.adjustment.rigid
         change = (None if current is None or self.previous is None else
