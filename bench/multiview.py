@@ -397,9 +397,9 @@ def compare_single(args, cameras, videos, runs, pixels, offsets, references, ref
             continue
         row = next(r for (p, r) in table if p == g and r.startswith("inference.py defaults"))
         multi = table[(g, row)][cam.name]
-        print(f"{cam.name} person {g}: --people one P-MPJPE {single['p_mpjpe_mm']:.1f} mm, proportions off "
-              f"{single['proportions_off_pct']:.1f} % ({single['frames']} frames) | --people all "
-              f"{multi['p_mpjpe_mm']:.1f} mm, {multi['proportions_off_pct']:.1f} % ({multi['frames']} frames)")
+        print(f"{cam.name} person {g}: --people one P-MPJPE {single['p_mpjpe_mm']:.2f} mm, proportions off "
+              f"{single['proportions_off_pct']:.2f} % ({single['frames']} frames) | --people all "
+              f"{multi['p_mpjpe_mm']:.2f} mm, {multi['proportions_off_pct']:.2f} % ({multi['frames']} frames)")
 
 
 if __name__ == "__main__":

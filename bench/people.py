@@ -1,28 +1,41 @@
 """Cost of following several people: the 2D stage (BlazePose + tracking) per frame with one person followed and
-with everybody, side by side on the same frames.
+with everybody, side by side on the same frames, then the whole pipeline offline and live.
 
 Frames ``--start``..``--start + --frames`` of the video (default: the demo video's stretch where the walker and
 the passer-by are both in view) are decoded into memory once; then, alternated ``--repeats`` times, each tracker
 processes them: the single-person tracker (``--people one``), and :class:`common.vision.people.PeopleTracker`
-with ``max_people`` 1 and 2 (``--people all``). Printed: frames/s of each (median over the repeats), people
-followed, and the cost of the extra person (ms per frame). Lifting and adjustment with the defaults (BlazePose's
-own 3D, lengths) cost under 1 ms a frame per person (``inference.py``'s stage timings) and decoding is the same for
-all, so these rates bound ``--live --unpaced`` and the offline detect stage. On a machine shared with other jobs only the ratios measured side by side mean much.
+with ``max_people`` 1 and 2 (``--people all``). Printed: frames/s of each (median over the repeats), the CPU time
+per frame (all the process's threads: less sensitive than the wall clock to other jobs on a shared machine),
+people followed, and the cost of the extra person (ms per frame). Then the whole-frame search
+(:func:`common.vision.tracking.find_people`, run every 15 frames by ``--people all``) on the first frame as it is
+and with the people it finds painted over (:func:`common.vision.people.hide_people`, as the tracker searches), and
+one BlazePose pass on the first search tile of the painted frame at its own size and downscaled to the person detector's 224 px input
+(CPU ms, median of ``--repeats``).
+
+End to end (``--end_to_end``, from the video's first frame to ``--start + --frames``, so it includes frames with
+one person before the second comes in): ``inference.py`` with its defaults offline (decode + 2D + lift + adjust,
+the rendering of the output video left out) and ``inference.py --live --unpaced`` (every frame as fast as the
+pipeline goes), each with ``--people one`` and ``--people all``. On a machine shared with other jobs only the
+ratios measured side by side mean much; the load average is printed.
 
     python -m bench.people [--video data/demo.mp4] [--start 50] [--frames 60] [--repeats 3] [--threads N]
+        [--end_to_end]
 """
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
 from common.utils.errors import cli
 from common.utils.validation import ArgumentParser, number
 from common.vision.detectors import BlazePoseSource
-from common.vision.people import PeopleTracker
-from common.vision.tracking import PersonTracker
+from common.vision.people import PeopleTracker, hide_people
+from common.vision.tracking import PersonTracker, find_people, search_regions
 from common.vision.video import VideoReader
 
 
@@ -32,34 +45,85 @@ def frames_of(video: str, start: int, count: int) -> list[np.ndarray]:
     return frames
 
 
-def time_single(frames: list[np.ndarray], threads: int | None) -> tuple[float, int]:
-    """Seconds for the single-person tracker over ``frames`` (after its first frame: start-up excluded), and
-    the number of frames with the person."""
+def time_single(frames: list[np.ndarray], threads: int | None) -> tuple[float, float, int]:
+    """Wall and CPU seconds for the single-person tracker over ``frames`` (after its first frame: start-up
+    excluded), and the number of frames with the person."""
     detector = BlazePoseSource(threads=threads)
     tracker = PersonTracker(detector, frames[0].shape[1], frames[0].shape[0])
     try:
         tracker.update(frames[0])
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         found = sum(tracker.update(frame) is not None for frame in frames[1:])
-        return time.perf_counter() - start, found
+        return time.perf_counter() - start, time.process_time() - cpu, found
     finally:
         detector.close()
 
 
-def time_people(frames: list[np.ndarray], max_people: int, threads: int | None) -> tuple[float, float]:
-    """Seconds for :class:`PeopleTracker` over ``frames`` (after its first frame), and the mean number of people
-    followed per frame."""
+def time_people(frames: list[np.ndarray], max_people: int, threads: int | None) -> tuple[float, float, float]:
+    """Wall and CPU seconds for :class:`PeopleTracker` over ``frames`` (after its first frame), and the mean
+    number of people followed per frame."""
     tracker = PeopleTracker(lambda t: BlazePoseSource(threads=threads if t is None else t),
                             frames[0].shape[1], frames[0].shape[0], max_people)
     try:
         tracker.update(frames[0])
         for identity in tracker.identities:  # build the followers' graphs before timing
             identity.follower.follow(frames[0])
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         seen = [len(tracker.update(frame)) for frame in frames[1:]]
-        return time.perf_counter() - start, float(np.mean(seen))
+        return time.perf_counter() - start, time.process_time() - cpu, float(np.mean(seen))
     finally:
         tracker.close()
+
+
+def cpu_ms(work, repeats: int) -> float:
+    """Median CPU milliseconds (every thread of the process) of ``work()`` over ``repeats`` calls."""
+    times = []
+    for _ in range(repeats):
+        start = time.process_time()
+        work()
+        times.append((time.process_time() - start) * 1000)
+    return float(np.median(times))
+
+
+def search_costs(frame: np.ndarray, repeats: int) -> None:
+    """Print the CPU cost of a whole-frame search with and without the people found painted over, and of one
+    BlazePose pass on a tile of the painted frame at its size and downscaled to 224 px (module docstring)."""
+    import cv2
+
+    detector = BlazePoseSource(threads=1)
+    try:
+        people = find_people(detector, frame)
+        painted = hide_people(frame, people)
+        regions = search_regions(frame.shape[1], frame.shape[0])
+        raw = cpu_ms(lambda: find_people(detector, frame), repeats)
+        hidden = cpu_ms(lambda: find_people(detector, painted), repeats)
+        x0, y0, x1, y1 = regions[1]
+        tile = np.ascontiguousarray(painted[y0:y1, x0:x1])
+        small = cv2.resize(tile, (224, 224), interpolation=cv2.INTER_AREA)
+        at_size = cpu_ms(lambda: detector.detect(tile), repeats)
+        downscaled = cpu_ms(lambda: detector.detect(small), repeats)
+    finally:
+        detector.close()
+    print(f"whole-frame search ({len(regions)} regions, {len(people)} people in view), CPU ms: as the frame is "
+          f"{raw:.0f}, with them painted over {hidden:.0f}; one BlazePose pass on a {x1 - x0} px tile of the painted "
+          f"frame: {at_size:.1f} CPU ms, downscaled to 224 px first {downscaled:.1f}")
+
+
+def end_to_end(video: str, frames: int, people: str, threads: int | None, live: bool) -> float:
+    """Frames/s of ``inference.py`` with its defaults on the first ``frames`` frames: offline, frames over the
+    decode + 2D + lift + adjust time (rendering left out); ``live``: ``--live --unpaced``, processed frames over
+    the run's time."""
+    import inference
+
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = ["--max_frames", str(frames), "--people", people, "--no_progress"]
+        argv += ["--detector_threads", str(threads)] if threads else []
+        if live:
+            result = inference.run_cli(argv + ["--live", video, "--unpaced", "--live_output", str(Path(tmp) / "p.jsonl")])
+            return result.fps
+        result = inference.run_cli(argv + ["--video", video, "--output", tmp])
+        seconds = sum(v for k, v in result.timer.seconds.items() if k != "render")
+        return result.frames_rendered / seconds
 
 
 def main(argv=None) -> None:
@@ -69,32 +133,49 @@ def main(argv=None) -> None:
     p.add_argument("--frames", type=number(int, ge=2), default=60, help="frames timed (+1 warm-up)")
     p.add_argument("--repeats", type=number(int, ge=1), default=3)
     p.add_argument("--threads", type=number(int, ge=1), default=None, help="BlazePose threads (default: all cores)")
+    p.add_argument("--end_to_end", action="store_true",
+                   help="also time inference.py offline and --live --unpaced, one person and everybody")
     args = p.parse_args(argv)
     frames = frames_of(args.video, args.start, args.frames + 1)
     size = f"{frames[0].shape[1]}x{frames[0].shape[0]}"
-    runs: dict[str, list[float]] = {"one person (--people one)": [], "--people all, max 1": [],
-                                    "--people all, max 2": []}
+    runs: dict[str, list[tuple[float, float]]] = {"one person (--people one)": [], "--people all, max 1": [],
+                                                  "--people all, max 2": []}
     followed: dict[str, float] = {}
     for _ in range(args.repeats):  # alternated: the shared machine's speed drifts
-        seconds, found = time_single(frames, args.threads)
-        runs["one person (--people one)"].append(seconds)
+        seconds, cpu, found = time_single(frames, args.threads)
+        runs["one person (--people one)"].append((seconds, cpu))
         followed["one person (--people one)"] = found / (len(frames) - 1)
         for most in (1, 2):
-            seconds, seen = time_people(frames, most, args.threads)
-            runs[f"--people all, max {most}"].append(seconds)
+            seconds, cpu, seen = time_people(frames, most, args.threads)
+            runs[f"--people all, max {most}"].append((seconds, cpu))
             followed[f"--people all, max {most}"] = seen
     timed = len(frames) - 1
-    print(f"{args.video} frames {args.start + 1}-{args.start + timed} ({size}), {args.repeats} alternated repeats")
-    print("| tracker | people followed per frame | 2D stage frames/s (median) | ms per frame |")
-    print("|---|---|---|---|")
-    median = {k: float(np.median(v)) for k, v in runs.items()}
+    print(f"{args.video} frames {args.start + 1}-{args.start + timed} ({size}), {args.repeats} alternated repeats, "
+          f"BlazePose threads {args.threads or 'all'}, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f}")
+    print("| tracker | people followed per frame | 2D stage frames/s (median) | ms per frame | CPU ms per frame |")
+    print("|---|---|---|---|---|")
+    median = {k: float(np.median([w for w, _ in v])) for k, v in runs.items()}
+    cpu = {k: float(np.median([c for _, c in v])) for k, v in runs.items()}
     for name, seconds in median.items():
-        print(f"| {name} | {followed[name]:.2f} | {timed / seconds:.1f} | {seconds / timed * 1000:.1f} |")
+        print(f"| {name} | {followed[name]:.2f} | {timed / seconds:.1f} | {seconds / timed * 1000:.1f} | "
+              f"{cpu[name] / timed * 1000:.1f} |")
     extra = (median["--people all, max 2"] - median["--people all, max 1"]) / timed * 1000
+    extra_cpu = (cpu["--people all, max 2"] - cpu["--people all, max 1"]) / timed * 1000
     per_person = extra / max(followed["--people all, max 2"] - followed["--people all, max 1"], 1e-9)
-    print(f"cost of the second person: {extra:.1f} ms per frame ({per_person:.1f} ms per extra person followed); "
-          f"everybody vs one person: {median['--people all, max 2'] / median['one person (--people one)']:.2f}x "
-          f"the time")
+    print(f"cost of the second person: {extra:.1f} ms per frame ({per_person:.1f} ms per extra person followed; "
+          f"CPU {extra_cpu:.1f} ms); everybody vs one person: "
+          f"{median['--people all, max 2'] / median['one person (--people one)']:.2f}x the time")
+    search_costs(frames[0], max(args.repeats, 3))
+    if args.end_to_end:
+        last = args.start + args.frames
+        print(f"end to end, frames 0-{last - 1}, load average {os.getloadavg()[0]:.1f}:")
+        print("| run | --people one frames/s | --people all frames/s |")
+        print("|---|---|---|")
+        for name, live in (("offline (decode + 2D + lift + adjust; no rendering)", False),
+                           ("--live --unpaced", True)):
+            rates = [end_to_end(args.video, last, people, args.threads, live) for people in ("one", "all")]
+            print(f"| {name} | {rates[0]:.1f} | {rates[1]:.1f} |")
 
 
 if __name__ == "__main__":
