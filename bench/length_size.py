@@ -18,6 +18,11 @@ linear 2D probe stored in the checkpoint (:mod:`common.models.length_probe`): ab
 (mm) and the overall-size error (%, geometric mean over bones of predicted / true). Needs a checkpoint of
 ``train.py -t length`` that stores the mean and the probe.
 
+Then the *size response*: the test subjects' own motion (128-frame chunks through their own cameras, exact 2D, on
+the floor, no translation) with their own lengths scaled by 0.9, 1.0 and 1.1: the overall size (geometric mean of
+the chunks' size factors against the bank mean) the model and the probe read; a source that reads size moves with
+the true size (slope 1), one that does not stays put (slope 0).
+
 Last, whether the test subjects' *real* 2D (``--keypoints``, the demo's detector-like keypoints) carries the floor
 cue: per frame the ray through the lower ankle in the image (pinhole, the calibrated camera) meets the floor plane
 raised by the training subjects' median lower-ankle height; printed is the median error of that distance against
@@ -41,7 +46,7 @@ from common.datasets.dataset import TEST_SUBJECTS, TRAIN_SUBJECTS, PoseDataset, 
 from common.datasets.synthetic import ANKLES, PLACEMENTS, WORLD_UP, LengthSampler, SyntheticBatchBuilder
 from common.datasets.virtual_cameras import virtual_views, world_motions
 from common.models.length_model import LengthModel
-from common.models.length_probe import LinearProbe, error_row, probe_features, stored_references
+from common.models.length_probe import LinearProbe, error_row, probe_features, size_factor, stored_references
 from common.models.model_loading import load_model
 from common.train.train_length import load_length_bank, split_heldout_people
 from common.utils.device import add_device_argument, evaluation_mode, select_device
@@ -64,6 +69,32 @@ def score(model: LengthModel, mean: np.ndarray, probe: LinearProbe, views: Seque
     target = batch.lengths.cpu().numpy()
     return {"model": error_row(pred, target), "mean": error_row(np.broadcast_to(mean, target.shape), target),
             "probe": error_row(probe.predict(probe_features(batch.keypoints_2d).cpu()), target)}
+
+
+SIZE_STEPS = (0.9, 1.0, 1.1)
+
+
+def size_response(model: LengthModel, mean: np.ndarray, probe: LinearProbe, dataset: PoseDataset, subject: str,
+                  chunk_len: int, device: torch.device) -> dict[str, np.ndarray]:
+    """The overall size (a factor of the bank ``mean``) read from ``subject``'s own motion with their own lengths
+    times each of :data:`SIZE_STEPS` (floor placement, no translation, every chunk of every view):
+    {"true" | "model" | "probe": (3,)}."""
+    views = dataset.fetch([subject], require_3d=True)
+    builder = SyntheticBatchBuilder(views, chunk_len, chunk_len, device, placement="floor")
+    ids = torch.arange(builder.num_chunks, device=device)
+    own = torch.as_tensor(dataset.gt_bone_lengths(subject), device=device)
+    out: dict[str, list[float]] = {"true": [], "model": [], "probe": []}
+    for step in SIZE_STEPS:
+        lengths = (own * step).expand(len(ids), -1)
+        batch = builder.build(ids, lengths, torch.zeros(len(ids), dtype=torch.bool, device=device),
+                              torch.zeros((len(ids), 3), device=device))
+        with torch.no_grad(), evaluation_mode(model):
+            pred = torch.cat([model(x) for x in batch.keypoints_2d.split(32)])
+        pred = (pred[:, -1] if pred.ndim == 3 else pred).float().cpu().numpy()
+        for name, lengths_read in (("true", lengths[:1].cpu().numpy()), ("model", pred),
+                                   ("probe", probe.predict(probe_features(batch.keypoints_2d).cpu()))):
+            out[name].append(float(np.exp(np.log(size_factor(lengths_read, mean)).mean())))
+    return {k: np.asarray(v) for k, v in out.items()}
 
 
 def lower_ankle_world_height(dataset: PoseDataset, subjects: Sequence[str]) -> float:
@@ -130,6 +161,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"{name} ({len(views)} views):")
         for source, r in rows.items():
             print(f"  {source:5s} {r['mae']:6.2f} / {r['size_free']:5.2f} / {r['size_pct']:4.1f} %")
+    print(f"size response (own motion and cameras, own lengths x {', '.join(map(str, SIZE_STEPS))}; "
+          "slope = read change / true change):")
+    for subject in subjects:
+        read = size_response(loaded.model, mean, probe, dataset, subject, args.chunk_len, device)
+        slopes = {k: (v[-1] - v[0]) / (read["true"][-1] - read["true"][0]) for k, v in read.items()}
+        print(f"  {subject}: " + "   ".join(f"{k} " + " ".join(f"{x:.3f}" for x in v)
+                                          + ("" if k == "true" else f" (slope {slopes[k]:.2f})")
+                                          for k, v in read.items()))
     floor_cue(args.data_dir, args.dataset, args.keypoints, subjects)
 
 

@@ -33,5 +33,11 @@ def test_same_people_through_both_camera_sets(tmp_path, capsys):
     assert set(rows["fixed"]) == set(rows["phone"]) == {"model", "mean", "probe"}
     assert rows["fixed"]["mean"] == rows["phone"]["mean"]  # the same people
     assert rows["fixed"]["model"] != rows["phone"]["model"]  # other 2D
+    # the size response: the true size steps by 0.1 of the subject's own size, the sources read theirs
+    response = [x for x in lines if x.strip().startswith(("S9:", "S11:"))]
+    assert len(response) == 2 and all("slope" in x for x in response)
+    true = [float(v) for v in response[0].split("true")[1].split("model")[0].split()]
+    assert np.allclose(np.diff(true), 0.1 * true[1], atol=2e-3)  # printed to 3 decimals
+    assert any(x.startswith("floor cue") for x in lines)
     with pytest.raises(UserError):
         bench_main([*argv[:-2], "--views", "0"])
