@@ -83,7 +83,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="json/npz of measured bone lengths in metres (implies --lengths file)")
     g.add_argument("--height", type=number(float, gt=0), default=None,
                    help="the person's standing height in metres, e.g. 1.78: sets the overall size of --lengths "
-                        "self/prior (default: the lifter's own 3D, robustly pooled; docs/in_the_wild.md)")
+                        "self/prior, and model with --lifter mediapipe (default: the lifter's own 3D, robustly "
+                        "pooled; docs/in_the_wild.md)")
     g.add_argument("--nonrigid", choices=list(NONRIGID_MODES), default=DEFAULT_NONRIGID,
                    help="distances the body does not hold rigid in the lifter's joint convention "
                         "(common/resources/rigidity.json): rigid = held like bones (the paper's adjustment), free "
@@ -92,7 +93,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--poses_frame", choices=["camera", "world"], default="camera", help="frame of --poses")
     g.add_argument("--length_ckpt", default=None,
                    help="bone-length model checkpoint (--poses/--lifter_ckpt modes; default: biGRU_all.bin, or the "
-                        "main job's demo_length/epoch_best.bin when data/ holds the demo dataset, not Human3.6M)")
+                        "main job's demo_length/epoch_best.bin when data/ holds the demo dataset, not Human3.6M; "
+                        "--lifter mediapipe --lengths model: one trained with --length_convention blazepose, "
+                        "docs/in_the_wild.md)")
     g.add_argument("--finetuned_ckpt", default=None,
                    help="fine-tuned mix model checkpoint (--lifter videopose3d without --lifter_ckpt defaults to "
                         "videopose_finetuned.bin, or the main job's demo_mix/final.bin for the demo)")
