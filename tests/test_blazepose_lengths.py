@@ -169,3 +169,22 @@ def test_inference_mediapipe_lengths_model_on_a_real_clip(real_clip, tmp_path):
     assert np.all((lengths > 0.03) & (lengths < 0.7))
     for a, b in SYMMETRIC_BONES:
         assert lengths[a] == pytest.approx(lengths[b])
+
+
+def test_wild_lengths_verdict_needs_every_person_sequence_and_lopo_names_every_person(tmp_path):
+    from bench.wild_lengths import parse_lopo, verdict
+
+    def scores(model: float, prior: float) -> dict:
+        return {"model": {"proportions_off_pct": model}, "prior": {"proportions_off_pct": prior}}
+
+    table = {("a", "cam01"): scores(1.0, 2.0), ("a", "cam02"): scores(3.0, 1.0),   # a: mean 2.0 vs 1.5: loses
+             ("b", "cam01"): scores(1.0, 1.5)}
+    line = verdict(table, "model", "prior")
+    assert "on 1/2 person-sequences" in line and "a 2.00 vs 1.50 %" in line and "on 2/3 views" in line
+    ckpt = tmp_path / "m.bin"
+    ckpt.write_bytes(b"x")
+    assert parse_lopo([f"man={ckpt}", f"woman={ckpt}"]) == {"man": str(ckpt), "woman": str(ckpt)}
+    with pytest.raises(UserError, match="a checkpoint for each"):
+        parse_lopo([f"man={ckpt}"])
+    with pytest.raises(UserError, match="person=checkpoint"):
+        parse_lopo([f"child={ckpt}"])

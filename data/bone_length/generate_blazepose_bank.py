@@ -7,7 +7,7 @@ joints as BlazePose's landmarks are (the limb prior's bodies, :mod:`common.infer
 limbs moved into BlazePose's landmark convention by an offset (centred log lengths): ``written`` (default) is the
 prior's ``convention_offset_log`` in ``common/resources/limb_prior.json`` (what ``--lengths prior`` adds),
 ``none`` leaves Anny's landmarks, four comma-separated numbers (thigh, calf, upper arm, lower arm) give another one
-(``bench/wild_lengths.py`` trains with the offset of the other person only). Writes ``--out`` (key ``data``:
+(``bench/wild_lengths.py``'s held-out models: the other person's offset, which it prints). Writes ``--out`` (key ``data``:
 (N, 16) metres, left/right averaged; ``offset``: the (4,) offset used), the bank of
 ``train.py -t length --length_convention blazepose --bone_length_aug`` (docs/in_the_wild.md).
 """
