@@ -157,22 +157,21 @@ def binned_p_mpjpe(estimate: np.ndarray, reference: np.ndarray) -> dict[str, flo
 
 
 def live_poses(track: Track2D) -> np.ndarray:
-    """``inference.py --live``'s defaults stepped over ``track`` frame by frame (its causal lifter, length source
-    and :class:`common.inference.live.LiveAdjustment`, starting lengths and bound as a live run): (T, 17, 3)."""
+    """``inference.py --live``'s defaults stepped over ``track`` frame by frame (its causal lifter and length
+    source, :class:`common.inference.live.LivePerson` with a live run's settings and starting lengths):
+    (T, 17, 3) metres."""
     from common.inference.inference_pipeline import InferenceConfig, make_models
-    from common.inference.live import LiveAdjustment, LiveConfig, LiveLengths, start_lengths
+    from common.inference.live import LIVE_STAGES, LiveConfig, LivePerson, start_lengths
+    from common.utils.timing import StageTimer
 
-    config, live = InferenceConfig(video=None), LiveConfig(source="")
-    lifter, source = make_models(config, live=True)
-    adjustment = LiveAdjustment(lifter.convention, source.own_size, config.height, live.nonrigid, live.warmup_frames,
-                                LiveLengths(start_lengths(lifter, source, None), live.max_step_mm / 1000))
+    lifter, source = make_models(InferenceConfig(video=None), live=True)
+    person = LivePerson(lifter, source, start_lengths(lifter, source, None), LiveConfig(source=""))
+    timer = StageTimer(LIVE_STAGES)
     out = []
     for t in range(len(track)):
-        frame = track.replace(positions=track.positions[t:t + 1], confidence=track.confidence[t:t + 1],
-                              world=track.world[t:t + 1], gaps=[], start=0)
-        pose = lifter.step(frame)
-        target = source.step(pose, frame) if adjustment.warming_up else None
-        out.append(adjust_bone_lengths(pose[None], adjustment.step(pose, frame, target))[0])
+        one = track.replace(positions=track.positions[t:t + 1], confidence=track.confidence[t:t + 1],
+                            world=track.world[t:t + 1], gaps=[], start=0)
+        out.append(person.step(one, float(t), timer)[2])
     return np.stack(out)
 
 

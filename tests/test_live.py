@@ -251,7 +251,7 @@ def test_live_with_a_causal_lifter_and_the_causal_gru(real_clip, tmp_path):
         inference.run_cli(["--live", str(real_clip), "--unpaced", "--max_frames", "2", "--lengths", "model",
                            "--lifter", "videopose3d", "--lifter_ckpt", str(tmp_path / "lifter.bin"),
                            "--length_ckpt", str(tmp_path / "bigru.bin"), "--live_output", str(path)])
-    with pytest.raises(UserError, match="Human3.6M-convention"):  # the GRU's lengths on BlazePose's joints
+    with pytest.raises(UserError, match="h36m-convention lengths"):  # the GRU's lengths on BlazePose's joints
         inference.run_cli(["--live", str(real_clip), "--lengths", "model", "--length_ckpt", str(tmp_path / "gru.bin"),
                            "--live_output", str(path)])
     with pytest.raises(UserError, match="one_euro"):

@@ -347,7 +347,7 @@ def start_lengths(lifter: Lifter, lengths: LengthSource, length_prior: str | Non
     return start[0]
 
 
-def _one_frame(found: PersonPose, width: int, height: int) -> Track2D:
+def one_frame(found: PersonPose, width: int, height: int) -> Track2D:
     """A detection as a one-frame track (what the lifter's and the length source's ``step`` read)."""
     return Track2D(found.keypoints[None], found.confidence[None], width, height,
                    world=None if found.world is None else found.world[None])
@@ -387,7 +387,7 @@ class _Overlay:
         self.video.write(self.renderer.render_people(frame.rgb, shown, lines))
 
 
-class _Person:
+class LivePerson:
     """One person's causal state: their lifter and length source (each person their own copy: ring buffers, GRU
     state, running medians), bounded lengths, smoother and last lengths."""
 
@@ -398,12 +398,12 @@ class _Person:
         self.smoother = OneEuroFilter(*config.smooth) if config.smooth else None
         self.previous: np.ndarray | None = None
 
-    def step(self, found: PersonPose, time_s: float, width: int, height: int, timer: StageTimer
+    def step(self, one: Track2D, time_s: float, timer: StageTimer
              ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, float | None]:
-        """One frame of this person: (lifted (17, 3), lengths (16,) or None, adjusted (17, 3) or None, largest
-        change of a rigid bone's length since their previous frame (metres) or None)."""
+        """One frame of this person (``one``: their detection as a one-frame track, :func:`one_frame`): (lifted
+        (17, 3), lengths (16,) or None, adjusted (17, 3) or None, largest change of a rigid bone's length since
+        their previous frame (metres) or None)."""
         with timer.measure("lift"):
-            one = _one_frame(found, width, height)
             pose = self.lifter.step(one)
             if self.smoother is not None:
                 pose = self.smoother(pose, time_s)
@@ -439,8 +439,8 @@ def run_live(config: LiveConfig, lifter: Lifter, lengths: LengthSource) -> LiveR
         detector = None
     else:
         detector = BlazePoseSource(threads=config.detector_threads)
-    people: dict[int, _Person] = {} if everybody else {0: _Person(lifter, lengths, starting, config)}
-    adjustment = _Person(lifter, lengths, starting, config).adjustment.metadata()
+    people: dict[int, LivePerson] = {} if everybody else {0: LivePerson(lifter, lengths, starting, config)}
+    adjustment = LivePerson(lifter, lengths, starting, config).adjustment.metadata()
     print(f"live: lifter {lifter.name}, lengths {lengths.name}, {describe_adjustment(adjustment)}", file=sys.stderr)
     timer = StageTimer(LIVE_STAGES)
     writer = JsonLinesWriter(sys.stdout if config.jsonl == "-" else config.jsonl)
@@ -464,8 +464,9 @@ def run_live(config: LiveConfig, lifter: Lifter, lengths: LengthSource) -> LiveR
             results = {}
             for identity, pose_2d in found.items():
                 if identity not in people:
-                    people[identity] = _Person(*copy.deepcopy(pristine), starting, config)
-                results[identity] = people[identity].step(pose_2d, frame.time_s, source.width, source.height, timer)
+                    people[identity] = LivePerson(*copy.deepcopy(pristine), starting, config)
+                one = one_frame(pose_2d, source.width, source.height)
+                results[identity] = people[identity].step(one, frame.time_s, timer)
                 if results[identity][3] is not None:
                     changes.append(results[identity][3])
             timer.frames["lift"] += 1
