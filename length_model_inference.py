@@ -3,6 +3,7 @@
     python length_model_inference.py --ckpt biGRU_all.bin -bi --subjects S1,S5,S6,S7,S8,S9,S11
     python length_model_inference.py --ckpt GRU.bin --causal          # per-frame lengths (T, 16)
     python length_model_inference.py --subjects S9 --height 1.78      # the person's size fixed by their height
+    python length_model_inference.py --subjects S9,S11 --floor_size  # the size read through the calibrated camera
 
 Writes ``<out_dir>/lengths_dict.npz`` (key ``lengths``: subject -> action -> [one array per camera]) and
 ``<out_dir>/lengths_list.npz`` (key ``lengths``: the same arrays in fetch order; (N, 16) when one vector per
@@ -14,7 +15,8 @@ formats), beside the lifter's own per-bone median lengths (left/right averaged, 
 with --causal, plots the error against the number of frames seen. Per subject it also prints the model beside the
 training bank's mean and the linear 2D probe stored in the checkpoint (absolute / size-free error, mm) and the
 predicted and true overall size (a factor of the mean body); ``--height`` keeps the predicted proportions and fixes
-the size by the person's height.
+the size by the person's height, ``--floor_size`` by the standing height read through each sequence's calibrated
+camera (:func:`common.models.length_probe.floor_height_log`; calibrated on the training subjects).
 """
 from __future__ import annotations
 
@@ -35,8 +37,9 @@ from common.utils.errors import UserError, cli
 from common.utils.fileio import save_npz
 from common.adjustment.evaluation import format_bone_table
 from common.models.length_model import per_bone_error_mm, predict_sequences
-from common.models.length_probe import (error_row, scale_to_height, sequence_features, size_factor,
-                                        stored_references)
+from common.models.length_probe import (FLOOR_MIN_HEIGHT_M, error_row, floor_height_log, floor_sizes,
+                                        lower_ankle_height_m,
+                                        scale_to_height, sequence_features, size_factor, stored_references)
 from common.models.model_loading import load_model
 from common.adjustment.adjust import load_predictions
 from common.core.bones import median_lengths
@@ -69,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the person's standing height in metres: fixes the predicted lengths' overall size, keeping "
                         "the model's proportions (rule: common.models.length_probe.stature_m; with several subjects "
                         "the same height for each)")
+    p.add_argument("--floor_size", action="store_true",
+                   help="fix each sequence's overall size by the standing height read through its calibrated camera "
+                        "(feet on the floor; calibrated on the --subjects-train sequences and their true lengths), "
+                        "keeping the model's proportions (docs/length_model.md, Size)")
     p.add_argument("--plot", default=None,
                    help="causal mode: PNG of the error vs frames seen (default <out_dir>/length_error_vs_frames.png)")
     add_device_argument(p)
@@ -77,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.floor_size and args.height is not None:
+        raise UserError("--floor_size reads the size, --height gives it: use one of them")
     if args.bidirectional and args.causal:
         raise UserError("-bi (a Bi-GRU, reading whole sequences) and --causal (per-frame lengths of a causal GRU) "
                         "exclude each other: give one of them")
@@ -108,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     views = dataset.fetch(subjects, parse_action_filter(args.actions))
 
     predictions = predict_sequences(model, [v.poses_2d for v in views])
+    if args.floor_size:
+        predictions = _floor_sized(dataset, views, predictions, args, loaded.checkpoint)
     if args.height is not None:
         predictions = [scale_to_height(p, args.height).astype(np.float32) for p in predictions]
         print(f"Sizes fixed by --height {args.height:.2f} m (the model's proportions kept)")
@@ -122,6 +133,35 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"Predicted lengths of {len(views)} sequences ({','.join(subjects)}, '{dataset.keypoints}' 2D) -> "
           f"{out_dir / f'lengths_dict{suffix}.npz'}, {out_dir / f'lengths_list{suffix}.npz'}")
     _report(dataset, views, predictions, args, out_dir, loaded.checkpoint)
+
+
+def _floor_sized(dataset, views, predictions: list[np.ndarray], args: argparse.Namespace,
+                 checkpoint: dict) -> list[np.ndarray]:
+    """``--floor_size``: each prediction (16,) or (T, 16) m rescaled to the size read through its view's camera
+    (:func:`common.models.length_probe.floor_sizes`, factors of the bank mean stored in the checkpoint, else of the
+    training subjects' mean), calibrated on the training subjects' views and true lengths (those read upright).
+    A sequence read below :data:`FLOOR_MIN_HEIGHT_M` (nobody stood upright in it) keeps the model's size."""
+    train = [s for s in parse_subjects(args.subjects_train) if s in dataset.world_3d and s in dataset.sequences]
+    if not train:
+        raise UserError("--floor_size is calibrated on the training subjects' 3D: none of --subjects-train has it")
+    mean = stored_references(checkpoint)[0]
+    if mean is None:
+        mean = np.mean([dataset.gt_bone_lengths(s) for s in train], axis=0)
+    ankle = lower_ankle_height_m([p for s in train for p in dataset.world_3d[s].values()])
+    train_views = dataset.fetch(train)
+    train_reads = np.array([floor_height_log(v.poses_2d, v.camera, ankle) for v in train_views])
+    train_sizes = size_factor(np.stack([dataset.gt_bone_lengths(v.subject) for v in train_views]), mean)
+    upright = train_reads > np.log(FLOOR_MIN_HEIGHT_M)
+    if not upright.any():
+        raise UserError("--floor_size: no training sequence shows anybody standing upright to calibrate on")
+    reads = np.array([floor_height_log(v.poses_2d, v.camera, ankle) for v in views])
+    sizes = floor_sizes(reads, train_reads[upright], train_sizes[upright])
+    read = reads > np.log(FLOOR_MIN_HEIGHT_M)
+    print(f"Sizes read through the calibrated cameras (--floor_size) for {read.sum()} of {len(views)} sequences "
+          f"(lower ankle {ankle:.3f} m above the floor, calibrated on {upright.sum()} sequences of "
+          f"{','.join(train)}; the model's proportions kept; the others keep the model's size)")
+    return [(p * (size / size_factor(np.atleast_2d(p), mean))[:, None]).reshape(p.shape).astype(np.float32)
+            if ok else p for p, size, ok in zip(predictions, sizes, read)]
 
 
 def _report(dataset, views, predictions, args: argparse.Namespace, out_dir: Path, checkpoint: dict) -> None:

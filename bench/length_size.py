@@ -41,12 +41,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from common.core.camera import qrot
 from common.datasets.dataset import TEST_SUBJECTS, TRAIN_SUBJECTS, PoseDataset, Sequence3D, load_dataset, parse_subjects
-from common.datasets.synthetic import ANKLES, PLACEMENTS, WORLD_UP, LengthSampler, SyntheticBatchBuilder
+from common.datasets.synthetic import ANKLES, PLACEMENTS, LengthSampler, SyntheticBatchBuilder
 from common.datasets.virtual_cameras import virtual_views, world_motions
 from common.models.length_model import LengthModel
-from common.models.length_probe import LinearProbe, error_row, probe_features, size_factor, stored_references
+from common.models.length_probe import (LinearProbe, error_row, floor_ankle_depths, lower_ankle_height_m,
+                                        probe_features, size_factor, stored_references)
 from common.models.model_loading import load_model
 from common.train.train_length import load_length_bank, split_heldout_people
 from common.utils.device import add_device_argument, evaluation_mode, select_device
@@ -97,27 +97,14 @@ def size_response(model: LengthModel, mean: np.ndarray, probe: LinearProbe, data
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-def lower_ankle_world_height(dataset: PoseDataset, subjects: Sequence[str]) -> float:
-    """Median over the subjects' frames of the lower ankle's height above the world floor (Z = 0), metres."""
-    heights = [poses[:, ANKLES, 2].min(-1) for s in subjects for poses in dataset.world_3d[s].values()]
-    return float(np.median(np.concatenate(heights)))
-
-
 def floor_distance_error(views: Sequence[Sequence3D], ankle_height: float) -> np.ndarray:
-    """Per frame of every view (with 3D), the relative error of the lower ankle's depth read from its 2D alone:
-    the pinhole ray through the image's lower ankle (larger image y) meets the plane ``Z = ankle_height`` (world,
-    metres); against that ankle's true camera-frame depth. Returns (N,) ``|estimate / true - 1|``."""
+    """Per frame of every view (with 3D), the relative error of the lower ankle's depth read from its 2D alone
+    (:func:`common.models.length_probe.floor_ankle_depths`, the plane ``ankle_height`` m above the floor) against
+    that ankle's true camera-frame depth. Returns (N,) ``|estimate / true - 1|``."""
     errors = []
-    up = np.asarray(WORLD_UP)
     for view in views:
-        cam, kp = view.camera, np.asarray(view.poses_2d, np.float64)
-        lower = np.where(kp[:, ANKLES[0], 1] >= kp[:, ANKLES[1], 1], ANKLES[0], ANKLES[1])  # (T,)
-        frames = np.arange(len(kp))
-        ankle = kp[frames, lower]  # (T, 2)
-        ray = np.concatenate([(ankle - cam.intrinsic[2:4]) / cam.intrinsic[:2], np.ones((len(kp), 1))], -1)
-        world_ray = qrot(np.asarray(cam.orientation, np.float64), ray)
-        centre_height = float(np.asarray(cam.translation, np.float64) @ up)
-        depth = (ankle_height - centre_height) / (world_ray @ up)  # the ray's camera-frame z is 1
+        depth, _, lower = floor_ankle_depths(view.poses_2d, view.camera, ankle_height)
+        frames = np.arange(len(depth))
         true_depth = view.poses_3d[frames, 0, 2] + view.poses_3d[frames, lower, 2]
         errors.append(np.abs(depth / true_depth - 1.0))
     return np.concatenate(errors)
@@ -176,8 +163,8 @@ def floor_cue(data_dir: str, dataset_name: str, keypoints: str, subjects: Sequen
     """Print the floor-cue check of the module docstring for ``subjects``' real ``keypoints``."""
     train = [s for s in TRAIN_SUBJECTS if s not in subjects]
     real = load_dataset(data_dir, dataset_name, keypoints, need_3d=True, subjects=list(subjects) + train)
-    heights = {s: lower_ankle_world_height(real, [s]) for s in list(train) + list(subjects)}
-    ankle_height = lower_ankle_world_height(real, train)
+    heights = {s: lower_ankle_height_m(list(real.world_3d[s].values())) for s in list(train) + list(subjects)}
+    ankle_height = lower_ankle_height_m([p for s in train for p in real.world_3d[s].values()])
     print("floor cue: median lower-ankle height above the floor (m): "
           + ", ".join(f"{s} {h:.3f}" for s, h in heights.items()))
     for name, views in ((keypoints, real.fetch(subjects, require_3d=True)),

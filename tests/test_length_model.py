@@ -1,6 +1,8 @@
 """Bone-length model: published state-dict layout, forward semantics, long sequences, inference script."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -205,3 +207,16 @@ def test_proportion_model_checkpoint_is_the_new_default(trained, capsys):
     assert load_npz(root / "prop_out" / "lengths_list.npz")["lengths"].shape[1] == 16
     with pytest.raises(UserError, match="is a proportion length model .*--causal needs a causal GRU"):
         main(["--ckpt", str(root / "proportion" / "final.bin"), "--causal", *common])
+    # --floor_size: the size read through each view's camera, the model's proportions kept
+    main(["--ckpt", str(root / "proportion" / "final.bin"), "--out_dir", str(root / "floor_out"), "--floor_size",
+          *common])
+    out = capsys.readouterr().out
+    read = re.search(r"Sizes read through the calibrated cameras \(--floor_size\) for (\d+) of (\d+)", out)
+    assert read and int(read.group(1)) > 0, out
+    plain = load_npz(root / "prop_out" / "lengths_list.npz")["lengths"]
+    floor = load_npz(root / "floor_out" / "lengths_list.npz")["lengths"]
+    ratio = floor / plain
+    np.testing.assert_allclose(ratio, ratio[:, :1].repeat(16, 1), rtol=1e-5)  # one factor per sequence
+    assert np.abs(ratio[:, 0] - 1).max() > 1e-3  # and the sizes read are not the model's
+    with pytest.raises(UserError, match="--floor_size reads the size, --height gives it"):
+        main(["--ckpt", str(root / "proportion" / "final.bin"), "--floor_size", "--height", "1.7", *common])

@@ -77,3 +77,24 @@ def test_size_features_are_scale_consistent():
     assert (g[..., 2:4] - f[..., 2:4]).abs().max() > 1e-3  # the head moved
     # the probe reads them as frame means, after the 17 size-free ones
     torch.testing.assert_close(probe_features(x)[:, NUM_FEATURES - 10:], f.mean(1))
+
+
+def test_floor_height_reads_an_upright_figure_through_its_camera():
+    from common.core.camera import camera_to_world, load_cameras, project_to_2d_linear, world_to_camera
+    from common.models.length_probe import floor_height_log, floor_sizes
+    camera = load_cameras()["S9"][0]
+    # a figure on the floor 5-6 m from the camera: ankles 0.1 m above it, head 1.5 m above the lower ankle
+    centre = camera_to_world(np.array([0.3, 0.4, 5.5]), camera.orientation, camera.translation)
+    world = np.tile(np.r_[centre[:2], 0.9], (17, 1)) + np.random.default_rng(0).normal(0, 0.05, (17, 3))
+    world[3] = [centre[0], centre[1], 0.1]  # r_ankle on the floor
+    world[6] = [centre[0] + 0.2, centre[1], 0.25]  # l_ankle raised
+    world[10] = [centre[0], centre[1], 1.6]  # head straight above the lower ankle
+    frames = np.stack([world + [0.1 * t, 0.0, 0.0] for t in range(5)])
+    keypoints = project_to_2d_linear(world_to_camera(frames, camera.orientation, camera.translation),
+                                     camera.intrinsic)
+    assert np.isclose(floor_height_log(keypoints, camera, 0.1), np.log(1.5), atol=1e-4)
+    # a floor plane assumed 5 cm too low reads the figure bigger
+    assert floor_height_log(keypoints, camera, 0.05) > np.log(1.5) + 0.005
+    # sizes: reads minus the training sequences' median offset from their true log sizes (one outlier ignored)
+    train_reads, train_sizes = np.log([1.5, 1.65, 1.8, 3.0]), np.array([1.0, 1.1, 1.2, 1.0])
+    np.testing.assert_allclose(floor_sizes(np.log([1.5, 1.65]), train_reads, train_sizes), [1.0, 1.1], rtol=1e-9)

@@ -17,8 +17,8 @@ from common.utils.checkpoint import load_checkpoint
 from common.datasets.dataset import load_dataset
 from common.core.skeleton import NUM_BONES, flip_bone_lengths, flip_poses
 from common.datasets.keypoint_noise import DETECTOR_AR
-from common.datasets.synthetic import (MIN_DEPTH, LengthSampler, SyntheticBatchBuilder, epoch_order,
-                                      lower_ankle_height, world_up_in_camera)
+from common.core.camera import world_up_in_camera
+from common.datasets.synthetic import MIN_DEPTH, LengthSampler, SyntheticBatchBuilder, epoch_order, lower_ankle_height
 from common.train.train_length import split_heldout_people
 from dataset_files import REST_LENGTHS, write_dataset
 from helpers import free_port

@@ -96,6 +96,15 @@ def project_to_2d_linear(X: torch.Tensor, intrinsic: torch.Tensor) -> torch.Tens
     return cam[..., :2] * xy + cam[..., 2:4]
 
 
+WORLD_UP = (0.0, 0.0, 1.0)  # world frame up (Human3.6M and the virtual cameras: Z up, floor at Z = 0)
+
+
+def world_up_in_camera(camera: "Camera") -> np.ndarray:
+    """The world's up direction (:data:`WORLD_UP`) in ``camera``'s frame: (3,) unit vector (float32)."""
+    up = qrot(qinverse(np.asarray(camera.orientation, np.float64)), np.asarray(WORLD_UP, np.float64))
+    return (up / np.linalg.norm(up)).astype(np.float32)
+
+
 def _screen_offset(X, w: float, h: float):
     """The offset ``[1, h / w]`` in the type (numpy or torch), dtype and device of the points ``X`` (..., 2)."""
     if X.shape[-1] != 2:

@@ -13,7 +13,7 @@ chunk is raised or lowered along the world's up direction so that its lower ankl
 chunk's frames, at the original motion's lower-ankle height, and the random translation is drawn in the floor plane
 only (its component along the up direction removed). Through fixed calibrated cameras a foot's image position then
 fixes the distance and the image extent the size, as in real footage. The up direction in the camera frame comes from
-each view's extrinsics (world ``+Z`` is up, Human3.6M's convention and the virtual cameras').
+each view's extrinsics (:func:`common.core.camera.world_up_in_camera`).
 Optionally (not in the paper; off by default) detector-like noise
 is added to the projected 2D: per chunk, joint and axis the AR(1) process of :mod:`common.datasets.keypoint_noise` over
 the frames with a stationary std of ``noise_2d_px`` pixels, so that the model also sees jittery keypoints.
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from common.core.bones import average_symmetric, bone_directions, recompose
-from common.core.camera import Camera, flip_intrinsic, project_to_2d, qinverse, qrot
+from common.core.camera import flip_intrinsic, project_to_2d, world_up_in_camera
 from common.datasets.dataset import Sequence3D
 from common.utils.errors import UserError
 from common.datasets.keypoint_noise import ar1_noise
@@ -40,7 +40,6 @@ from common.core.skeleton import NUM_BONES, NUM_JOINTS, flip_bone_lengths, flip_
 MIN_DEPTH = 1.0  # metres: the closest a synthetic pelvis trajectory may come to the camera
 PLACEMENTS = ("paper", "floor")  # where a recomposed body goes: the paper's recipe, or feet kept on the floor
 ANKLES = (3, 6)  # r_ankle, l_ankle
-WORLD_UP = (0.0, 0.0, 1.0)  # world frame up (Human3.6M: Z up, floor at Z = 0)
 # The bone-length banks (N, 16) metres a length model trains on by default, the first one present in data/.
 DEFAULT_BANKS = ["bone_lengths_smpl_neutral_all.npz", "bone_lengths_anny_neutral_train.npz"]
 
@@ -102,12 +101,6 @@ class LengthSampler:
             noise = torch.randn((n, NUM_BONES), generator=generator, device=device)
             lengths = self.mean + noise * self.std
         return average_symmetric(lengths.clamp_min(0.01))
-
-
-def world_up_in_camera(camera: Camera) -> np.ndarray:
-    """The world's up direction (:data:`WORLD_UP`) in ``camera``'s frame: (3,) unit vector (float32)."""
-    up = qrot(qinverse(np.asarray(camera.orientation, np.float64)), np.asarray(WORLD_UP, np.float64))
-    return (up / np.linalg.norm(up)).astype(np.float32)
 
 
 def lower_ankle_height(poses: torch.Tensor, up: torch.Tensor) -> torch.Tensor:

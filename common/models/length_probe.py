@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from common.core.camera import WORLD_UP, Camera, world_up_in_camera
 from common.core.skeleton import BONE_CHILDREN, BONE_PARENTS, NUM_BONES, NUM_JOINTS
 
 SIZE_JOINTS = (0, 10, 3, 6)  # pelvis, head, r_ankle, l_ankle: where the figure stands and how tall it is
@@ -172,6 +173,54 @@ def scale_to_height(lengths: np.ndarray, height_m: float) -> np.ndarray:
     return lengths * ((height_m - ANKLE_TO_SOLE_M) / chain)[..., None]
 
 
+FLOOR_HEIGHT_QUANTILE = 0.9  # of the per-frame heights: the most upright frames of a sequence
+FLOOR_MIN_HEIGHT_M = 1.2  # a sequence read lower than this never stood upright: its read is not a size
+HEAD, ANKLES = 10, (3, 6)
+
+
+def floor_ankle_depths(poses_2d: np.ndarray, camera: Camera, ankle_height_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame, the lower ankle's depth read from 2D and a calibrated camera: the pinhole ray through the ankle
+    lower in the image (larger y) meets the plane ``ankle_height_m`` above the world floor (lens distortion
+    ignored). poses_2d (T, 17, 2) normalised -> (depth (T,) metres along the optical axis, ray (T, 17, 3) with
+    z = 1 per joint, lower ankle index (T,))."""
+    kp = np.asarray(poses_2d, np.float64)
+    intrinsic = np.asarray(camera.intrinsic, np.float64)
+    ray = np.concatenate([(kp - intrinsic[2:4]) / intrinsic[:2], np.ones(kp.shape[:-1] + (1,))], axis=-1)
+    lower = np.where(kp[:, ANKLES[0], 1] >= kp[:, ANKLES[1], 1], ANKLES[0], ANKLES[1])
+    up = world_up_in_camera(camera).astype(np.float64)
+    centre_height = float(np.asarray(camera.translation, np.float64) @ np.asarray(WORLD_UP))
+    depth = (ankle_height_m - centre_height) / np.minimum(ray[np.arange(len(kp)), lower] @ up, -1e-6)
+    return depth, ray, lower
+
+
+def lower_ankle_height_m(world_poses: Sequence[np.ndarray]) -> float:
+    """Median over all frames of the lower ankle's height above the world floor (Z = 0): list of (T, 17, 3) world
+    metres -> metres."""
+    return float(np.median(np.concatenate([np.asarray(p)[:, ANKLES, 2].min(-1) for p in world_poses])))
+
+
+def floor_height_log(poses_2d: np.ndarray, camera: Camera, ankle_height_m: float) -> float:
+    """The log (metres) of a sequence's standing height read through its calibrated camera: per frame the lower
+    ankle's 3D point (:func:`floor_ankle_depths`), the head taken on the vertical through it (the point of that
+    line closest to the head's ray: an upright person), its height above the ankle, then the
+    :data:`FLOOR_HEIGHT_QUANTILE` over frames (the most upright ones). poses_2d (T, 17, 2) normalised."""
+    depth, ray, lower = floor_ankle_depths(poses_2d, camera, ankle_height_m)
+    up = world_up_in_camera(camera).astype(np.float64)
+    ankle = ray[np.arange(len(ray)), lower] * depth[:, None]  # (T, 3) camera frame, metres
+    head = ray[:, HEAD] / np.linalg.norm(ray[:, HEAD], axis=-1, keepdims=True)  # unit rays from the centre
+    # closest points of the line ankle + h * up and the ray s * head: h = (b e - d) / (1 - b^2)
+    b, d, e = head @ up, ankle @ up, (head * ankle).sum(-1)
+    height = (b * e - d) / np.maximum(1.0 - b * b, 1e-9)
+    return float(np.quantile(np.log(np.clip(height, 0.05, None)), FLOOR_HEIGHT_QUANTILE))
+
+
+def floor_sizes(reads: np.ndarray, train_reads: np.ndarray, train_sizes: np.ndarray) -> np.ndarray:
+    """Overall sizes (factors of the mean body) from :func:`floor_height_log` reads (N,): each read minus the median
+    offset of the training sequences' reads (M,) from their true log sizes (M,) (log of :func:`size_factor`)."""
+    offset = float(np.median(np.asarray(train_reads) - np.log(np.asarray(train_sizes))))
+    return np.exp(np.asarray(reads, np.float64) - offset)
+
+
 def size_factor(lengths: np.ndarray, mean_lengths: np.ndarray) -> np.ndarray:
     """A person's overall size as a factor of the mean body: the geometric mean over bones of
     ``lengths / mean_lengths``; (N, 16) and (16,) m -> (N,). The proportion model's ``exp(size)``."""
@@ -179,5 +228,6 @@ def size_factor(lengths: np.ndarray, mean_lengths: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["size_error_pct", "stature_m", "scale_to_height", "size_factor", "size_free_scale", "size_free_error_mm", "absolute_error_mm", "error_row", "probe_features", "size_frame_features",
-           "sequence_features", "LinearProbe", "stored_references", "NUM_FEATURES",
+           "sequence_features", "LinearProbe", "stored_references", "NUM_FEATURES", "floor_ankle_depths", "floor_height_log",
+           "floor_sizes", "lower_ankle_height_m", "FLOOR_MIN_HEIGHT_M",
            "NUM_SIZE_FEATURES"]
