@@ -4,13 +4,18 @@ with everybody, side by side on the same frames, then the whole pipeline offline
 Frames ``--start``..``--start + --frames`` of the video (default: the demo video's stretch where the walker and
 the passer-by are both in view) are decoded into memory once; then, alternated ``--repeats`` times, each tracker
 processes them: the single-person tracker (``--people one``), and :class:`common.vision.people.PeopleTracker`
-with ``max_people`` 1 and 2 (``--people all``). Printed: frames/s of each (median over the repeats), the CPU time
+with ``max_people`` 1 and 2 (``--people all``), and with 2 on one thread (followers and a search's regions one
+after the other: what the parallel workers gain). Printed: frames/s of each (median over the repeats), the CPU time
 per frame (all the process's threads: less sensitive than the wall clock to other jobs on a shared machine),
 people followed, and the cost of the extra person (ms per frame). Then the whole-frame search
 (:func:`common.vision.tracking.find_people`, run every 15 frames by ``--people all``) on the first frame as it is
 and with the people it finds painted over (:func:`common.vision.people.hide_people`, as the tracker searches), and
 one BlazePose pass on the first search tile of the painted frame at its own size and downscaled to the person detector's 224 px input
 (CPU ms, median of ``--repeats``).
+
+``--search_every N ...``: :class:`common.vision.people.PeopleTracker` (max 2) from the video's first frame to
+``--start + --frames`` with each interval between searches: the frame where each identity is first seen (how long a
+newcomer waits) and the CPU ms per frame.
 
 End to end (``--end_to_end``, from the video's first frame to ``--start + --frames``, so it includes frames with
 one person before the second comes in): ``inference.py`` with its defaults offline (decode + 2D + lift + adjust,
@@ -19,7 +24,7 @@ pipeline goes), each with ``--people one`` and ``--people all``. On a machine sh
 ratios measured side by side mean much; the load average is printed.
 
     python -m bench.people [--video data/demo.mp4] [--start 50] [--frames 60] [--repeats 3] [--threads N]
-        [--end_to_end]
+        [--search_every 15 30] [--end_to_end]
 """
 from __future__ import annotations
 
@@ -59,11 +64,12 @@ def time_single(frames: list[np.ndarray], threads: int | None) -> tuple[float, f
         detector.close()
 
 
-def time_people(frames: list[np.ndarray], max_people: int, threads: int | None) -> tuple[float, float, float]:
+def time_people(frames: list[np.ndarray], max_people: int, threads: int | None,
+                workers: int | None = None) -> tuple[float, float, float]:
     """Wall and CPU seconds for :class:`PeopleTracker` over ``frames`` (after its first frame), and the mean
-    number of people followed per frame."""
+    number of people followed per frame; ``workers``: its followers' threads (None: one per core)."""
     tracker = PeopleTracker(lambda t: BlazePoseSource(threads=threads if t is None else t),
-                            frames[0].shape[1], frames[0].shape[0], max_people)
+                            frames[0].shape[1], frames[0].shape[0], max_people, workers=workers)
     try:
         tracker.update(frames[0])
         for identity in tracker.identities:  # build the followers' graphs before timing
@@ -109,6 +115,29 @@ def search_costs(frame: np.ndarray, repeats: int) -> None:
           f"frame: {at_size:.1f} CPU ms, downscaled to 224 px first {downscaled:.1f}")
 
 
+def search_intervals(video: str, frames: int, intervals: list[int], threads: int | None) -> None:
+    """Print, for each interval between whole-frame searches, :class:`PeopleTracker` (max 2 people) over the first
+    ``frames`` frames of ``video`` (streamed): the frame where each identity was first seen (a newcomer waits for
+    the next search) and the CPU ms per frame (every thread of the process)."""
+    print(f"search interval, frames 0-{frames - 1}:")
+    print("| search every | first frame of each identity | CPU ms per frame |")
+    print("|---|---|---|")
+    for every in intervals:
+        reader = VideoReader(video, frames)
+        tracker = PeopleTracker(lambda t: BlazePoseSource(threads=threads if t is None else t),
+                                reader.info.width, reader.info.height, 2, search_every=every)
+        try:
+            cpu = time.process_time()
+            for frame in reader:
+                tracker.update(frame)
+            cpu = time.process_time() - cpu
+            first = [int(np.flatnonzero(np.isfinite(track.positions).all(axis=(1, 2)))[0])
+                     for _, track in tracker.result()]
+        finally:
+            tracker.close()
+        print(f"| {every} | {', '.join(map(str, first))} | {cpu / tracker.frame * 1000:.1f} |")
+
+
 def end_to_end(video: str, frames: int, people: str, threads: int | None, live: bool) -> float:
     """Frames/s of ``inference.py`` with its defaults on the first ``frames`` frames: offline, frames over the
     decode + 2D + lift + adjust time (rendering left out); ``live``: ``--live --unpaced``, processed frames over
@@ -133,13 +162,16 @@ def main(argv=None) -> None:
     p.add_argument("--frames", type=number(int, ge=2), default=60, help="frames timed (+1 warm-up)")
     p.add_argument("--repeats", type=number(int, ge=1), default=3)
     p.add_argument("--threads", type=number(int, ge=1), default=None, help="BlazePose threads (default: all cores)")
+    p.add_argument("--search_every", type=number(int, ge=1), nargs="*", default=[],
+                   help="also run --people all from frame 0 with these intervals between whole-frame searches")
     p.add_argument("--end_to_end", action="store_true",
                    help="also time inference.py offline and --live --unpaced, one person and everybody")
     args = p.parse_args(argv)
     frames = frames_of(args.video, args.start, args.frames + 1)
     size = f"{frames[0].shape[1]}x{frames[0].shape[0]}"
+    serial = "--people all, max 2, one thread (followers and search regions one after the other)"
     runs: dict[str, list[tuple[float, float]]] = {"one person (--people one)": [], "--people all, max 1": [],
-                                                  "--people all, max 2": []}
+                                                  "--people all, max 2": [], serial: []}
     followed: dict[str, float] = {}
     for _ in range(args.repeats):  # alternated: the shared machine's speed drifts
         seconds, cpu, found = time_single(frames, args.threads)
@@ -149,6 +181,9 @@ def main(argv=None) -> None:
             seconds, cpu, seen = time_people(frames, most, args.threads)
             runs[f"--people all, max {most}"].append((seconds, cpu))
             followed[f"--people all, max {most}"] = seen
+        seconds, cpu, seen = time_people(frames, 2, 1, workers=1)
+        runs[serial].append((seconds, cpu))
+        followed[serial] = seen
     timed = len(frames) - 1
     print(f"{args.video} frames {args.start + 1}-{args.start + timed} ({size}), {args.repeats} alternated repeats, "
           f"BlazePose threads {args.threads or 'all'}, {os.cpu_count()} cores, load average "
@@ -165,8 +200,11 @@ def main(argv=None) -> None:
     per_person = extra / max(followed["--people all, max 2"] - followed["--people all, max 1"], 1e-9)
     print(f"cost of the second person: {extra:.1f} ms per frame ({per_person:.1f} ms per extra person followed; "
           f"CPU {extra_cpu:.1f} ms); everybody vs one person: "
-          f"{median['--people all, max 2'] / median['one person (--people one)']:.2f}x the time")
+          f"{median['--people all, max 2'] / median['one person (--people one)']:.2f}x the time; in parallel vs one "
+          f"after the other: {median[serial] / median['--people all, max 2']:.2f}x faster")
     search_costs(frames[0], max(args.repeats, 3))
+    if args.search_every:
+        search_intervals(args.video, args.start + args.frames, args.search_every, args.threads)
     if args.end_to_end:
         last = args.start + args.frames
         print(f"end to end, frames 0-{last - 1}, load average {os.getloadavg()[0]:.1f}:")

@@ -192,3 +192,33 @@ def test_identity_switches_counts_changes_of_the_paired_identity():
     assert identity_switches(reference, tracked, 5.0) == 1
     tracked[1, 3:] = 50.0                               # too far: not paired, no switch
     assert identity_switches(reference, tracked, 5.0) == 0
+
+
+@pytest.mark.slow
+def test_followers_and_searches_in_parallel_give_the_same_people(real_clip):
+    """Concurrency changes no number: on real frames with two people (the demo clip's frame beside its mirror
+    image), BlazePose followers in parallel worker threads and the searches' regions spread over 2 graphs give
+    bit-identical keypoints, confidences, world joints and identities to everything one after the other."""
+    from common.vision.detectors import BlazePoseSource
+    from common.vision.video import VideoReader
+
+    frames = [np.concatenate([f, f[:, ::-1]], axis=1) for f in VideoReader(real_clip, max_frames=8)]
+
+    def run(workers: int) -> tuple[list, bool]:
+        tracker = PeopleTracker(lambda threads: BlazePoseSource(threads=workers if threads is None else threads),
+                                frames[0].shape[1], frames[0].shape[0], search_every=4, workers=workers)
+        for frame in frames:
+            tracker.update(frame)
+        tracks = tracker.result()
+        parallel = tracker._pool is not None
+        tracker.close()
+        return tracks, parallel
+
+    (one_by_one, sequential), (concurrent, parallel) = run(1), run(2)
+    assert parallel and not sequential and len(concurrent) == len(one_by_one) >= 2
+    seen = np.stack([np.isfinite(track.positions).all(axis=(1, 2)) for _, track in one_by_one])
+    assert (seen.sum(axis=0) >= 2).sum() >= 2  # frames where two people were followed at once
+    for (a, s), (b, t) in zip(one_by_one, concurrent):
+        assert a == b
+        for field in ("positions", "confidence", "world"):
+            assert np.array_equal(getattr(s, field), getattr(t, field), equal_nan=True)

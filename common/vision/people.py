@@ -131,12 +131,15 @@ class PeopleTracker:
     """Follow everybody frame by frame; see the module docstring. ``make_detector(threads)`` builds a detector
     (one for the searches with ``threads=None``: every core; one per identity's follower with ``threads=1``: the
     followers of one frame run in parallel worker threads, one core each); ``max_people``: most identities;
-    ``search_every``: frames between searches for people not followed yet."""
+    ``search_every``: frames between searches for people not followed yet; ``workers``: most followers run at once
+    (None: one per available core; 1: one after the other, the same numbers)."""
 
     def __init__(self, make_detector: Callable[[int | None], Keypoint2DSource], width: int, height: int,
-                 max_people: int = 10, search_every: int = 15, min_score: float = 0.3):
-        if max_people < 1 or search_every < 1:
-            raise UserError(f"max_people and search_every must be >= 1, got {max_people}, {search_every}")
+                 max_people: int = 10, search_every: int = 15, min_score: float = 0.3, workers: int | None = None):
+        if max_people < 1 or search_every < 1 or (workers is not None and workers < 1):
+            raise UserError(f"max_people, search_every and workers must be >= 1, got {max_people}, {search_every}, "
+                            f"{workers}")
+        self.workers = available_cores() if workers is None else workers
         self.make_detector = make_detector
         self.search_detector = make_detector(None)
         self._pool: ThreadPoolExecutor | None = None  # the followers' workers
@@ -174,10 +177,11 @@ class PeopleTracker:
         return best
 
     def _follow(self, identities: list[Identity], rgb: np.ndarray) -> dict[int, PersonPose]:
-        """Each identity's follower on ``rgb`` (in parallel worker threads when more than one): id -> pose found."""
-        if len(identities) > 1 and self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=available_cores(), thread_name_prefix="follower")
-        poses = (self._pool.map(lambda i: i.follower.follow(rgb), identities) if len(identities) > 1
+        """Each identity's follower on ``rgb`` (in up to ``workers`` parallel threads): id -> pose found."""
+        parallel = len(identities) > 1 and self.workers > 1
+        if parallel and self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="follower")
+        poses = (self._pool.map(lambda i: i.follower.follow(rgb), identities) if parallel
                  else [i.follower.follow(rgb) for i in identities])
         return {i.id: person for i, person in zip(identities, poses) if person is not None}
 
