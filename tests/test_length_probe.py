@@ -98,3 +98,11 @@ def test_floor_height_reads_an_upright_figure_through_its_camera():
     # sizes: reads minus the training sequences' median offset from their true log sizes (one outlier ignored)
     train_reads, train_sizes = np.log([1.5, 1.65, 1.8, 3.0]), np.array([1.0, 1.1, 1.2, 1.0])
     np.testing.assert_allclose(floor_sizes(np.log([1.5, 1.65]), train_reads, train_sizes), [1.0, 1.1], rtol=1e-9)
+
+
+def test_a_probe_from_before_the_size_features_reads_the_first_17():
+    x = torch.rand(40, 20, 17, 2)
+    features = probe_features(x)
+    lengths = torch.rand(40, 16) * 0.2 + 0.2
+    old = LinearProbe().fit(features[:, :17], lengths)
+    np.testing.assert_allclose(old.predict(features), old.predict(features[:, :17]))

@@ -19,6 +19,7 @@ from common.core.skeleton import NUM_BONES, flip_bone_lengths, flip_poses
 from common.datasets.keypoint_noise import DETECTOR_AR
 from common.core.camera import world_up_in_camera
 from common.datasets.synthetic import MIN_DEPTH, LengthSampler, SyntheticBatchBuilder, epoch_order, lower_ankle_height
+from common.models.length_probe import NUM_FEATURES
 from common.train.train_length import split_heldout_people
 from dataset_files import REST_LENGTHS, write_dataset
 from helpers import free_port
@@ -172,7 +173,7 @@ def test_resume_equals_uninterrupted(tiny_dir, tmp_path):
             for metric in ("mae", "size_free", "size_pct"):
                 assert len(history[f"{name}_{source}_{metric}"]) == 2, (name, source, metric)
     assert history["synthetic_heldout_model_mae"][-1] == pytest.approx(history["synthetic_test"][-1])
-    assert a["length_mean"].shape == (16,) and a["length_probe"]["weight"].shape == (17, 16)
+    assert a["length_mean"].shape == (16,) and a["length_probe"]["weight"].shape == (NUM_FEATURES, 16)
 
 
 def test_heldout_people_are_never_training_rows():
