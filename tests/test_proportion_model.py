@@ -59,7 +59,8 @@ def test_padded_batch_equals_each_sequence_alone():
 def test_checkpoint_kind_and_architecture_from_the_weights():
     state = ProportionLengthModel(width=24, depth=3).state_dict()
     assert checkpoint_kind(state) == "length" and is_proportion_state(state)
-    assert length_architecture(state) == {"arch": "proportion", "width": 24, "depth": 3, "size_inputs": True}
+    assert length_architecture(state) == {"arch": "proportion", "width": 24, "depth": 3, "size_inputs": True,
+                                          "probe_features": 0}
     rebuilt = length_model_for_state(state)
     rebuilt.load_state_dict(state)
     assert isinstance(rebuilt, ProportionLengthModel) and rebuilt.depth == 3
@@ -80,3 +81,33 @@ def test_mix_model_with_a_proportion_length_model_round_trips(tmp_path):
     assert loaded.kind == "mix" and isinstance(loaded.model.length_model, ProportionLengthModel)
     x = torch.rand(2, 9, 17, 2)
     assert torch.allclose(loaded.model.length_model(x), mix.length_model(x))
+
+
+def test_attached_probe_blends_in_eval_mode_only_and_round_trips():
+    from common.models.length_probe import LinearProbe, probe_features
+    torch.manual_seed(4)
+    x = torch.rand(64, 30, 17, 2)
+    lengths = 0.2 + 0.2 * torch.rand(64, 16)
+    probe = LinearProbe().fit(probe_features(x), lengths)
+    model = _model(5)
+    network = model(x).detach()
+    model.attach_probe(probe.weight, probe.bias)
+    blended = model(x).detach()
+    expected = torch.sqrt(network.double() * torch.as_tensor(probe.predict(probe_features(x))))
+    torch.testing.assert_close(blended.double(), expected, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(blended, network)
+    size, proportions = model.size_and_proportions(x)
+    torch.testing.assert_close(torch.exp(model.log_mean + size[:, None] + proportions), blended)
+    model.train()
+    torch.testing.assert_close(model(x).detach(), network)  # training mode: the network alone
+    model.eval()
+    # padded batches give what each sequence gives alone; the probe travels in the weights
+    sequences = [x[i, :n].numpy() for i, n in enumerate((30, 9, 17))]
+    alone = np.stack([model(torch.as_tensor(s)[None])[0].detach().numpy() for s in sequences])
+    packed = np.stack(predict_sequences(model, sequences, frame_budget=10_000, symmetric=False))
+    np.testing.assert_allclose(packed, alone, rtol=1e-5, atol=1e-6)
+    state = model.state_dict()
+    assert length_architecture(state)["probe_features"] == probe.weight.shape[0]
+    rebuilt = length_model_for_state(state).eval()
+    rebuilt.load_state_dict(state)
+    torch.testing.assert_close(rebuilt(x), model(x))

@@ -174,6 +174,8 @@ def test_resume_equals_uninterrupted(tiny_dir, tmp_path):
                 assert len(history[f"{name}_{source}_{metric}"]) == 2, (name, source, metric)
     assert history["synthetic_heldout_model_mae"][-1] == pytest.approx(history["synthetic_test"][-1])
     assert a["length_mean"].shape == (16,) and a["length_probe"]["weight"].shape == (NUM_FEATURES, 16)
+    # the proportion model carries the same probe (its eval-mode output blends the two)
+    assert torch.equal(a["model_pos"]["probe_weight"], a["length_probe"]["weight"].float())
 
 
 def test_heldout_people_are_never_training_rows():
@@ -214,6 +216,20 @@ def test_ddp_two_processes(tiny_dir, tmp_path):
     assert not torch.equal(s0["sample"], s1["sample"])
 
 
+def test_select_on_synthetic_val_picks_the_lowest_epoch(tiny_dir, tmp_path, capsys):
+    torch.set_num_threads(1)
+    _train(_common_flags(tiny_dir, tmp_path, ["-e", "3", "-bi", "--select_on", "synthetic_val"]))
+    history = json.loads((tmp_path / "length_history.json").read_text())
+    values = history["synthetic_val"]
+    assert len(values) == 3 and all(np.isfinite(values))
+    assert len(set(values)) > 1  # the model changed between epochs
+    assert load_checkpoint(tmp_path / "epoch_best.bin")["epoch"] == int(np.argmin(values)) + 1
+    out = capsys.readouterr().out
+    assert "synthetic val" in out and "on synthetic_val" in out
+    # without the flag the set is not built (no cost) and its value is recorded as NaN
+    _train(_common_flags(tiny_dir, tmp_path / "val", ["-e", "1", "-bi"]))
+    assert np.isnan(json.loads((tmp_path / "val" / "length_history.json").read_text())["synthetic_val"][0])
+
 def test_bad_inputs_are_one_line_errors(tiny_dir, tmp_path):
     from common.utils.errors import UserError
     with pytest.raises(UserError, match="bone-length file not found"):
@@ -221,6 +237,9 @@ def test_bad_inputs_are_one_line_errors(tiny_dir, tmp_path):
                 "--bone_length_aug", str(tmp_path / "nope.npz"), "--device", "cpu"])
     with pytest.raises(UserError, match="chunk"):
         _train(_common_flags(tiny_dir, tmp_path, ["-e", "1", "-l", "100000"]))
+    with pytest.raises(UserError, match="synthetic_val is for -t length"):
+        _train(["-t", "pose", "-d", "tiny", "--data_dir", str(tiny_dir), "--select_on", "synthetic_val",
+                "-c", str(tmp_path), "--device", "cpu"])
 
 
 # ---------------------------------------------------------------- the paper's README commands

@@ -25,9 +25,16 @@ proportions* (docs/length_model.md has the variants tried and their numbers):
   frame means alone (the probe's view). Through fixed calibrated cameras where a person's feet are in the image fixes their
   distance, and the image size then their size (docs/length_model.md, "Size").
 
+* with a linear probe attached (:meth:`ProportionLengthModel.attach_probe`, what ``train.py -t length`` does:
+  :class:`common.models.length_probe.LinearProbe` fitted on training batches before the network trains), the
+  model in eval mode predicts the geometric mean of the network's lengths and the probe's (an ensemble of the
+  two: on held-out people and on the real test subjects it beat each of them in every seed measured,
+  docs/length_model.md); in training mode the network alone, which is what the loss trains.
+
 Input ``(B, T, 17, 2)`` normalised screen coordinates (``frame_counts`` (B,) for padded batches); output (B, 16)
 metres. State-dict names: ``frame_mlp.*``, ``head.*``, ``stats_linear.*``, ``log_mean`` and, with the size
-branch, ``size_mlp.*``, ``size_out.*``, ``size_linear.*``.
+branch, ``size_mlp.*``, ``size_out.*``, ``size_linear.*``; with a probe ``probe_weight``, ``probe_bias``.
+The architecture (width, depth, size branch, probe) is read back from the weights' names and shapes.
 """
 from __future__ import annotations
 
@@ -37,7 +44,7 @@ import torch
 from torch import nn
 
 from common.core.skeleton import BONE_CHILDREN, BONE_PARENTS, NUM_BONES, NUM_JOINTS
-from common.models.length_probe import NUM_SIZE_FEATURES, size_frame_features
+from common.models.length_probe import LENGTH_QUANTILE, NUM_SIZE_FEATURES, size_frame_features
 from common.utils.errors import UserError
 
 ARCH_NAME = "proportion"
@@ -56,7 +63,7 @@ class ProportionLengthModel(nn.Module):
     arch = ARCH_NAME
 
     def __init__(self, width: int = 128, depth: int = 2, mean_lengths: torch.Tensor | None = None,
-                 size_inputs: bool = True) -> None:
+                 size_inputs: bool = True, probe_features: int = 0) -> None:
         super().__init__()
         if width < 1 or depth < 1:
             raise UserError("the proportion length model needs --hidden >= 1 and depth >= 1")
@@ -81,13 +88,34 @@ class ProportionLengthModel(nn.Module):
             nn.init.zeros_(layer.bias)
         mean = torch.full((NUM_BONES,), 0.25) if mean_lengths is None else torch.as_tensor(mean_lengths).float()
         self.register_buffer("log_mean", torch.log(mean.clamp_min(_EPS)))
+        if probe_features:  # the probe's ridge weights (F, 16) and bias (16,), log metres; see attach_probe
+            self.register_buffer("probe_weight", torch.zeros(probe_features, NUM_BONES))
+            self.register_buffer("probe_bias", torch.zeros(NUM_BONES))
         self.register_buffer("children_index", torch.as_tensor(BONE_CHILDREN), persistent=False)
         self.register_buffer("parents_index", torch.as_tensor(BONE_PARENTS), persistent=False)
 
     def config(self) -> dict[str, Any]:
         """Architecture hyper-parameters (stored in checkpoints; :func:`proportion_model_for_state` reads
         them back from the weights' shapes)."""
-        return {"arch": ARCH_NAME, "width": self.width, "depth": self.depth, "size_inputs": self.size_inputs}
+        return {"arch": ARCH_NAME, "width": self.width, "depth": self.depth, "size_inputs": self.size_inputs,
+                "probe_features": self.probe_features}
+
+    @property
+    def probe_features(self) -> int:
+        """How many probe features the attached probe reads (0: no probe)."""
+        return int(self.probe_weight.shape[0]) if hasattr(self, "probe_weight") else 0
+
+    @torch.no_grad()
+    def attach_probe(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Blend the linear probe ``log lengths = features @ weight + bias`` (weight (F, 16), bias (16,); the
+        features of :func:`common.models.length_probe.probe_features`, the first F) into the eval-mode output."""
+        weight = torch.as_tensor(weight, dtype=torch.float32, device=self.log_mean.device)
+        bias = torch.as_tensor(bias, dtype=torch.float32, device=self.log_mean.device)
+        if weight.ndim != 2 or weight.shape[1] != NUM_BONES or bias.shape != (NUM_BONES,):
+            raise ValueError(f"probe weight (F, {NUM_BONES}) and bias ({NUM_BONES},) expected, got "
+                             f"{tuple(weight.shape)}, {tuple(bias.shape)}")
+        self.register_buffer("probe_weight", weight.clone())
+        self.register_buffer("probe_bias", bias.clone())
 
     @torch.no_grad()
     def initialise_output(self, mean_lengths: torch.Tensor) -> None:
@@ -97,7 +125,9 @@ class ProportionLengthModel(nn.Module):
     def size_and_proportions(self, keypoints_2d: torch.Tensor, frame_counts: torch.Tensor | None = None
                              ) -> tuple[torch.Tensor, torch.Tensor]:
         """(log size (B,), log proportions (B, 16) centred over the bones): lengths (metres) are
-        ``exp(log_mean + size[:, None] + proportions)``. frame_counts: (B,) valid frames of a padded batch."""
+        ``exp(log_mean + size[:, None] + proportions)``. frame_counts: (B,) valid frames of a padded batch.
+        With a probe attached and in eval mode: the mean of the network's and the probe's (log size, log
+        proportions)."""
         if keypoints_2d.ndim != 4 or keypoints_2d.shape[-2:] != (NUM_JOINTS, 2):
             raise UserError(f"bone-length model expects 2D keypoints (B, T, {NUM_JOINTS}, 2), "
                             f"got {tuple(keypoints_2d.shape)}")
@@ -133,7 +163,23 @@ class ProportionLengthModel(nn.Module):
             size_pooled = (size_hidden * size_weight[..., None]).sum(1) / size_count[:, None]
             placed_mean = (placed * size_weight[..., None]).sum(1) / size_count[:, None]
             size = size + (self.size_out(size_pooled) + self.size_linear(placed_mean))[:, 0]
+        if self.probe_features and not self.training:
+            probe = self._probe_log_lengths(x, bones, log_scale, valid, weight, count) - self.log_mean
+            probe_size = probe.mean(-1)
+            size = 0.5 * (size + probe_size)
+            proportions = 0.5 * (proportions + probe - probe_size[:, None])
         return size, proportions
+
+    def _probe_log_lengths(self, x: torch.Tensor, bones: torch.Tensor, log_scale: torch.Tensor, valid: torch.Tensor,
+                           weight: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        """(B, 16) the attached probe's log lengths from :func:`common.models.length_probe.probe_features`
+        computed over the valid frames only (x (B, T, 17, 2) as given, bones (B, T, 16, 2) in any common unit,
+        log_scale (B,) the log root-relative RMS, valid/weight (B, T), count (B,))."""
+        norms = torch.linalg.vector_norm(bones, dim=-1).masked_fill(~valid[..., None], float("nan"))
+        log_q = torch.log(torch.nanquantile(norms, LENGTH_QUANTILE, dim=1).clamp_min(_EPS))
+        placed = (size_frame_features(x) * weight[..., None]).sum(1) / count[:, None]
+        features = torch.cat([log_q - log_q.mean(-1, keepdim=True), log_scale[:, None], placed], dim=-1)
+        return features[:, :self.probe_features] @ self.probe_weight + self.probe_bias
 
     def forward(self, keypoints_2d: torch.Tensor, frame_counts: torch.Tensor | None = None) -> torch.Tensor:
         """keypoints_2d (B, T, 17, 2) normalised -> bone lengths (B, 16) metres."""
@@ -157,17 +203,20 @@ def is_proportion_state(state: dict[str, torch.Tensor]) -> bool:
 
 
 def proportion_architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """``{"arch", "width", "depth", "size_inputs"}`` of a proportion model's state dict, read from the weights'
-    shapes (models from before the size branch have no ``size_mlp.*``)."""
+    """``{"arch", "width", "depth", "size_inputs", "probe_features"}`` of a proportion model's state dict, read from
+    the weights' shapes (models from before the size branch have no ``size_mlp.*``, models without a probe no
+    ``probe_weight``)."""
     linears = [k for k in state if k.startswith("frame_mlp.") and k.endswith(".weight") and state[k].ndim == 2]
     return {"arch": ARCH_NAME, "width": int(state["frame_mlp.0.weight"].shape[0]), "depth": len(linears),
-            "size_inputs": "size_mlp.0.weight" in state}
+            "size_inputs": "size_mlp.0.weight" in state,
+            "probe_features": int(state["probe_weight"].shape[0]) if "probe_weight" in state else 0}
 
 
 def proportion_model_for_state(state: dict[str, torch.Tensor]) -> ProportionLengthModel:
     """An (unloaded) proportion model shaped like ``state``."""
     arch = proportion_architecture(state)
-    return ProportionLengthModel(width=arch["width"], depth=arch["depth"], size_inputs=arch["size_inputs"])
+    return ProportionLengthModel(width=arch["width"], depth=arch["depth"], size_inputs=arch["size_inputs"],
+                                 probe_features=arch["probe_features"])
 
 
 __all__ = ["ProportionLengthModel", "ARCH_NAME", "proportion_sample_bytes", "is_proportion_state", "proportion_architecture",

@@ -185,9 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "data/bone_length/generate_blazepose_bank.py, for inference.py --lifter mediapipe --lengths "
                         "model; the real subjects' lengths are in Human3.6M's convention, so only held-out synthetic "
                         "people are scored and select epoch_best.bin; docs/in_the_wild.md)")
-    g.add_argument("--select_on", choices=["val", "test"], default="val",
-                   help="choose epoch_best.bin on held-out training sequences (val) or on the test subjects "
-                        "(test, the paper's behaviour)")
+    g.add_argument("--select_on", choices=["val", "synthetic_val", "test"], default="val",
+                   help="choose epoch_best.bin on held-out training sequences (val), on held-out synthetic people "
+                        "through those sequences' motion and cameras (synthetic_val, -t length only) or on the "
+                        "test subjects (test, the paper's behaviour)")
     g.add_argument("--val_fraction", type=number(float, ge=0, lt=1), default=0.1,
                    help="share of training sequences held out for model selection")
     g.add_argument("--noise_2d_px", type=number(float, ge=0), default=0.0,
@@ -236,6 +237,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.length_convention == "blazepose" and (args.train_type != "length" or not args.bone_length_aug):
         raise UserError("--length_convention blazepose needs -t length and -bla <a BlazePose-convention bank> "
                         "(data/bone_length/generate_blazepose_bank.py)")
+    if args.select_on == "synthetic_val" and args.train_type != "length":
+        raise UserError("--select_on synthetic_val is for -t length (synthetic people); use val or test")
     if args.extra_motion and args.cameras != "virtual":
         raise UserError("--extra_motion needs --cameras virtual (the extra clips have no dataset cameras)")
     for name, value in TASK_DEFAULTS[args.train_type].items():

@@ -8,7 +8,9 @@ Validation every epoch (rank 0):
   used to build training chunks), their *real* 2D keypoints (``-k``) against the subject's lengths;
 * ``test``: the test subjects from their real (detector-like) 2D keypoints against their lengths;
 * ``synthetic test``: fixed synthetic chunks of *held-out people* (:data:`HELDOUT_PEOPLE` bank rows never used
-  for training, :func:`split_heldout_people`) through the test subjects' motion and cameras.
+  for training, :func:`split_heldout_people`) through the test subjects' motion and cameras;
+* ``synthetic val``: the same held-out people through the ``val`` sequences' motion and cameras (training
+  subjects, never used to build training chunks): a low-noise selection value that touches no test subject.
 
 ``--cameras virtual`` (``--extra_motion``) films the training chunks through random phone-like cameras
 (:func:`common.train.train_pose.training_views`) instead of the dataset's. ``--length_convention blazepose``: the
@@ -22,7 +24,8 @@ fitted on training batches), each by its mean absolute error, its size-free erro
 test subjects' real 2D; the checkpoints store the mean and the probe (``length_mean``, ``length_probe``) so that
 ``length_model_inference.py`` prints the same rows.
 
-``epoch_best.bin`` is chosen on ``val`` (or on ``test`` with ``--select_on test``, the paper's behaviour).
+``epoch_best.bin`` is chosen on ``val`` (``--select_on synthetic_val``: on ``synthetic val``; ``--select_on test``:
+on the test subjects, the paper's behaviour).
 All errors are mean absolute bone-length errors in mm. Under torchrun every rank draws different chunks.
 
 Each batch is split into micro-batches (``--micro_batch``/``--memory_budget``) whose gradients accumulate into
@@ -142,7 +145,7 @@ class LengthEvaluator:
     real 2D against their lengths.
     """
 
-    keys = ("val", "test", "synthetic_test")  # the selection errors, recorded (NaN) even when not evaluated
+    keys = ("val", "test", "synthetic_test", "synthetic_val")  # the selection errors, NaN when not evaluated
 
     def __init__(self, dataset: PoseDataset, val_views: list[Sequence3D], test_views: list[Sequence3D],
                  train_subjects: list[str], heldout_sampler: LengthSampler, args: argparse.Namespace,
@@ -157,18 +160,18 @@ class LengthEvaluator:
         self.baseline = subject_lengths(dataset, train_subjects).mean(axis=0)
         self.mean_lengths = np.asarray(mean_lengths, dtype=np.float64)
         self.probe = probe
-        self.synthetic = None
-        if test_3d:
-            chunk_len = min(args.chunk_len, min(len(v.poses_3d) for v in test_3d))
-            builder = SyntheticBatchBuilder(test_3d, chunk_len, chunk_len, device,
-                                            placement=synthetic_placement(args))
-            gen = torch.Generator(device=device).manual_seed(args.seed + 7919)
-            n = min(SYNTHETIC_TEST_CHUNKS, builder.num_chunks)
-            ids = torch.randperm(builder.num_chunks, generator=gen, device=device)[:n]
-            flips = torch.zeros(n, dtype=torch.bool, device=device)
-            self.synthetic = builder.sample(ids, flips, heldout_sampler, gen)
+        self.synthetic = heldout_chunks(test_3d, heldout_sampler, args, device, args.seed + 7919)
+        self.synthetic_val = (heldout_chunks([v for v in val_views if v.poses_3d is not None], heldout_sampler,
+                                             args, device, args.seed + 7927)
+                              if selection_key(args) == "synthetic_val" else None)  # built only to select on
         self.test_features = (sequence_features([v.poses_2d for v in test_views])
                               if probe is not None and self.test_targets is not None else None)
+
+    @staticmethod
+    def _synthetic_predictions(model: LengthModel, batch: SyntheticBatch) -> np.ndarray:
+        with evaluation_mode(model):
+            pred = torch.cat([model(x) for x in batch.keypoints_2d.split(32)])
+        return (pred[:, -1] if pred.ndim == 3 else pred).float().cpu().numpy()
 
     def _final_predictions(self, model: LengthModel, views: list[Sequence3D]) -> np.ndarray:
         preds = predict_sequences(model, [v.poses_2d for v in views])
@@ -206,19 +209,34 @@ class LengthEvaluator:
             out["test"] = float(per_bone_error_mm(pred, self.test_targets).mean())
             tables["test"] = self._rows(pred, self.test_targets, self.test_features)
         if self.synthetic is not None:
-            with evaluation_mode(model):
-                pred = torch.cat([model(x) for x in self.synthetic.keypoints_2d.split(32)])
-            if pred.ndim == 3:
-                pred = pred[:, -1]
+            pred = self._synthetic_predictions(model, self.synthetic)
             target = self.synthetic.lengths.cpu().numpy()
-            out["synthetic_test"] = float(np.abs(pred.float().cpu().numpy() - target).mean() * 1000.0)
-            tables["synthetic_heldout"] = self._rows(pred.float().cpu().numpy(), target,
-                                                     probe_features(self.synthetic.keypoints_2d).cpu())
+            out["synthetic_test"] = float(np.abs(pred - target).mean() * 1000.0)
+            tables["synthetic_heldout"] = self._rows(pred, target, probe_features(self.synthetic.keypoints_2d).cpu())
+        if self.synthetic_val is not None:
+            pred = self._synthetic_predictions(model, self.synthetic_val)
+            out["synthetic_val"] = float(np.abs(pred - self.synthetic_val.lengths.cpu().numpy()).mean() * 1000.0)
         for name, rows in tables.items():
             for source, errors in rows.items():
                 for metric, value in errors.items():
                     out[f"{name}_{source}_{metric}"] = value
         return out
+
+
+def heldout_chunks(views: list[Sequence3D], heldout_sampler: LengthSampler, args: argparse.Namespace,
+                   device: torch.device, seed: int) -> SyntheticBatch | None:
+    """Fixed synthetic chunks (at most :data:`SYNTHETIC_TEST_CHUNKS`, unflipped, ``--chunk_len`` frames or the
+    shortest view's length) of held-out people through ``views``' 3D motion and cameras, drawn with ``seed``;
+    None without views."""
+    if not views:
+        return None
+    chunk_len = min(args.chunk_len, min(len(v.poses_3d) for v in views))
+    builder = SyntheticBatchBuilder(views, chunk_len, chunk_len, device, placement=synthetic_placement(args))
+    gen = torch.Generator(device=device).manual_seed(seed)
+    n = min(SYNTHETIC_TEST_CHUNKS, builder.num_chunks)
+    ids = torch.randperm(builder.num_chunks, generator=gen, device=device)[:n]
+    flips = torch.zeros(n, dtype=torch.bool, device=device)
+    return builder.sample(ids, flips, heldout_sampler, gen)
 
 
 def format_learning_rows(metrics: dict[str, float]) -> str:
@@ -262,7 +280,8 @@ def _print_final_report(evaluator: LengthEvaluator, model: LengthModel, label: s
 
 
 def selection_key(args: argparse.Namespace) -> str:
-    """The evaluation value that picks ``epoch_best.bin``: ``--select_on`` (``val`` or ``test``), or for a
+    """The evaluation value that picks ``epoch_best.bin``: ``--select_on`` (``val``, ``synthetic_val`` or
+    ``test``), or for a
     BlazePose-convention bank the held-out synthetic people (``synthetic_test``; the real subjects' lengths are
     in another convention)."""
     return args.select_on if args.length_convention == "h36m" else "synthetic_test"
@@ -287,11 +306,17 @@ def synthetic_placement(args: argparse.Namespace) -> str:
     return args.synthetic_placement
 
 
-def new_length_model(args: argparse.Namespace, mean_lengths: torch.Tensor) -> LengthModel:
+def new_length_model(args: argparse.Namespace, mean_lengths: torch.Tensor,
+                     probe: LinearProbe | None = None) -> LengthModel:
     """The untrained model of ``--length_arch``: the proportion model (width ``--hidden``; it always starts at
-    ``mean_lengths``, (16,) m) or the paper's GRU (``--hidden``, ``-layer``, ``-drop``, ``--length_init``)."""
+    ``mean_lengths``, (16,) m; ``probe``, the fitted linear probe, is attached: its eval-mode output is the
+    geometric mean of the network's and the probe's) or the paper's GRU (``--hidden``, ``-layer``, ``-drop``,
+    ``--length_init``; no probe)."""
     if length_arch(args) == "proportion":
-        return ProportionLengthModel(width=args.hidden, mean_lengths=mean_lengths.cpu())
+        model = ProportionLengthModel(width=args.hidden, mean_lengths=mean_lengths.cpu())
+        if probe is not None:
+            model.attach_probe(probe.weight.cpu(), probe.bias.cpu())
+        return model
     model = BoneLengthModel(hidden_size=args.hidden, num_layers=args.num_layers or 1, dropout=args.dropout,
                             bidirectional=args.bidirectional)
     if args.length_init == "mean":
@@ -370,7 +395,8 @@ class LengthEpochs(Trainer):
         print(f"[{record.epoch}] time {record.seconds / 60:.2f} min lr {record.lr:.6f} "
               f"train {history['train'][-1]:.2f} mm  val {m['val']:.2f} mm  "
               f"test {m['test']:.2f} mm  "
-              f"synthetic test {m['synthetic_test']:.2f} mm")
+              f"synthetic test {m['synthetic_test']:.2f} mm"
+              + ("" if math.isnan(m["synthetic_val"]) else f"  synthetic val {m['synthetic_val']:.2f} mm"))
         rows = format_learning_rows(m)
         if rows:
             print(rows)
@@ -429,18 +455,21 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
 
     train_views = training_views(dataset, train_subjects, actions, args)
     fit_views, val_views = split_validation(train_views, args.val_fraction, args.seed)
-    if selection_key(args) == "val" and not val_views and not args.no_eval:
-        raise UserError("--select_on val needs --val_fraction > 0 (held-out training sequences)")
+    if selection_key(args) in ("val", "synthetic_val") and not val_views and not args.no_eval:
+        raise UserError(f"--select_on {args.select_on} needs --val_fraction > 0 (held-out training sequences)")
     builder = SyntheticBatchBuilder(fit_views, args.chunk_len, args.segment_shift, device,
                                     translation_std=args.translation_std, noise_2d_px=args.noise_2d_px,
                                     placement=synthetic_placement(args))
 
-    model = new_length_model(args, sampler.mean_lengths).to(device)
+    # the probe: the proportion model's ensemble partner (the same on every rank) and the evaluation's reference
+    evaluating = ctx.is_main and not args.no_eval
+    probe = fit_probe(builder, sampler, args.seed) if evaluating or length_arch(args) == "proportion" else None
+    model = new_length_model(args, sampler.mean_lengths, probe).to(device)
     optimizer = make_optimizer(model.parameters(), args.learning_rate)
     evaluator = None
-    if ctx.is_main and not args.no_eval:
+    if evaluating:
         evaluator = LengthEvaluator(dataset, val_views, test_views, train_subjects, heldout_sampler, args, device,
-                                    sampler.mean_lengths.cpu().numpy(), fit_probe(builder, sampler, args.seed))
+                                    sampler.mean_lengths.cpu().numpy(), probe)
     epochs = LengthEpochs(args, ctx, model, optimizer, builder, sampler, evaluator)
     loop = EpochLoop(epochs, args, ctx, model, [optimizer], epochs.streams)
     if args.resume:
