@@ -36,9 +36,7 @@ $PY train.py -t length -d demo -bi --length_arch gru -e 10 -b 64 -l 128 --segmen
 stage "predict bone lengths for every subject (the paper's Bi-GRU's rows first, then the default model's)"
 $PY length_model_inference.py -d demo --ckpt checkpoint/demo_length_gru/epoch_best.bin -bi \
   --subjects S1,S5,S6,S7,S8,S9,S11 --out_dir checkpoint/demo_length_gru | tee "$LOG/length_inference_gru.txt"
-# --floor_size: each sequence's overall size read through its calibrated camera (feet on the floor), the model's
-# proportions kept; these are the lengths bone_adjust.py uses (docs/length_model.md, Size)
-$PY length_model_inference.py -d demo --ckpt checkpoint/demo_length/epoch_best.bin -bi --floor_size \
+$PY length_model_inference.py -d demo --ckpt checkpoint/demo_length/epoch_best.bin -bi \
   --subjects S1,S5,S6,S7,S8,S9,S11 | tee "$LOG/length_inference.txt"
 
 stage "train a small VideoPose3D lifter and export its test predictions"
