@@ -104,6 +104,7 @@ def test_trainer_blazepose_convention_films_virtual_cameras_and_selects_on_heldo
                      "--virtual_segment", "100", "-c", str(tmp_path / "c")])
     ckpt = load_checkpoint(tmp_path / "c" / "epoch_best.bin")
     assert ckpt["length_convention"] == "blazepose"
+    assert ckpt["select_on"] == "synthetic_test"  # what picked epoch_best.bin, not the --select_on default
     history = ckpt["history"]
     assert np.isnan(history["val"][-1]) and np.isnan(history["test"][-1])  # real subjects: Human3.6M lengths
     assert np.isfinite(history["synthetic_test"][-1]) and np.isfinite(history["synthetic_heldout_probe_mae"][-1])

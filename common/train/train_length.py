@@ -402,7 +402,7 @@ class LengthEpochs(Trainer):
             print(rows)
 
     def checkpoint_entries(self) -> dict[str, Any]:
-        return {"length_model_config": self.model.config(), "select_on": self.args.select_on,
+        return {"length_model_config": self.model.config(), "select_on": self.select_on,
                 "length_convention": self.args.length_convention,
                 **reference_state(self.evaluator)}
 
