@@ -83,6 +83,26 @@ def test_stepped_prior_lengths_follow_the_offline_combination():
     assert not np.allclose(stepped[-1][[1, 2, 11, 12]] / stepped[-1][1], own[[1, 2, 11, 12]] / own[1], rtol=0.01)
 
 
+def test_stepped_self_lengths_are_the_offline_median_lengths():
+    """--live --lengths self: after each frame, offline's own lengths of the frames so far (per-bone medians, then
+    left/right averaged), to the histograms' 1 mm resolution; left and right sides deliberately differ."""
+    from common.core.bones import median_lengths, recompose
+
+    rng = np.random.default_rng(5)
+    frames = 41
+    lengths = np.array([0.10, 0.42, 0.36, 0.12, 0.46, 0.33, 0.25, 0.25, 0.21, 0.11,
+                        0.17, 0.28, 0.22, 0.19, 0.25, 0.24])
+    per_frame = lengths * (1 + rng.normal(scale=0.05, size=(frames, 16)))
+    per_frame[:, 1] *= np.where(rng.random(frames) < 0.3, 1.3, 1.0)  # one side's outliers, not the other's
+    directions = rng.normal(size=(frames, 16, 3))
+    poses = recompose(directions / np.linalg.norm(directions, axis=-1, keepdims=True), per_frame)
+    lifter = SimpleNamespace(name="videopose3d", convention="h36m")
+    source = make_length_source("self", _settings(lengths="self"), lifter, live=True)
+    stepped = np.stack([source.step(pose, None) for pose in poses])
+    for t in (0, 10, 20, frames - 1):  # odd frame counts: one middle value, within its 1 mm bin
+        np.testing.assert_allclose(stepped[t], median_lengths(poses[:t + 1]), atol=1e-3)
+
+
 def test_live_lengths_start_at_the_prior_and_move_by_the_bound():
     prior = np.full(16, 0.40)
     prior[0], prior[3] = 0.10, 0.14  # r_hip / l_hip: averaged to 0.12

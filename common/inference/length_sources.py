@@ -400,8 +400,9 @@ class SelfLengths(LengthSource):
         return median_lengths(poses)
 
     def step(self, pose: np.ndarray, frame: Track2D) -> np.ndarray | None:
-        self.median.update(average_symmetric(bone_lengths(pose)))
-        return self.median.median()
+        self.median.update(bone_lengths(pose))
+        median = self.median.median()
+        return average_symmetric(median)  # as offline (:func:`median_lengths`): the pairs' medians averaged
 
 
 class PriorLengths(LengthSource):
