@@ -82,21 +82,29 @@ def size_frame_features(keypoints_2d: torch.Tensor) -> torch.Tensor:
     return torch.cat([positions, spread[..., None], extent[..., None]], dim=-1)
 
 
-def probe_features(keypoints_2d: torch.Tensor) -> torch.Tensor:
+def probe_features(keypoints_2d: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """(B, T, 17, 2) 2D keypoints -> (B, 27) float32 probe features (module docstring): 16 centred log bone
     image lengths (90th percentile over the T frames), the log root-relative 2D RMS spread, then the frame
-    means of :func:`size_frame_features`."""
+    means of :func:`size_frame_features`. valid: optional (B, T) bool, the frames of a padded batch to use
+    (default: every frame)."""
     if keypoints_2d.ndim != 4 or keypoints_2d.shape[-2:] != (NUM_JOINTS, 2):
         raise ValueError(f"expected 2D keypoints (B, T, {NUM_JOINTS}, 2), got {tuple(keypoints_2d.shape)}")
     x = keypoints_2d.float()
+    if valid is None:
+        valid = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+    weight = valid.float()
+    count = weight.sum(1).clamp_min(1.0)
     children = torch.as_tensor(BONE_CHILDREN, device=x.device)
     parents = torch.as_tensor(BONE_PARENTS, device=x.device)
     bones = torch.linalg.vector_norm(x.index_select(-2, children) - x.index_select(-2, parents), dim=-1)
-    log_bones = torch.log(torch.quantile(bones, LENGTH_QUANTILE, dim=1).clamp_min(_EPS))  # (B, 16)
+    bones = bones.masked_fill(~valid[..., None], float("nan"))
+    log_bones = torch.log(torch.nanquantile(bones, LENGTH_QUANTILE, dim=1).clamp_min(_EPS))  # (B, 16)
     shares = log_bones - log_bones.mean(dim=-1, keepdim=True)
     relative = x - x[:, :, :1]
-    spread = torch.log(relative.pow(2).sum(-1).mean(dim=(1, 2)).sqrt().clamp_min(_EPS))  # (B,)
-    return torch.cat([shares, spread[:, None], size_frame_features(x).mean(dim=1)], dim=-1)
+    mean_square = (relative.pow(2).sum(-1).mean(-1) * weight).sum(1) / count
+    spread = 0.5 * torch.log(mean_square.clamp_min(_EPS * _EPS))  # (B,) log RMS
+    placed = (size_frame_features(x) * weight[..., None]).sum(1) / count[:, None]
+    return torch.cat([shares, spread[:, None], placed], dim=-1)
 
 
 def sequence_features(sequences: Sequence[np.ndarray]) -> torch.Tensor:

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from common.core.skeleton import BONE_CHILDREN, BONE_PARENTS, NUM_BONES, NUM_JOINTS
-from common.models.length_probe import LENGTH_QUANTILE, NUM_SIZE_FEATURES, size_frame_features
+from common.models.length_probe import NUM_SIZE_FEATURES, probe_features, size_frame_features
 from common.utils.errors import UserError
 
 ARCH_NAME = "proportion"
@@ -164,21 +164,16 @@ class ProportionLengthModel(nn.Module):
             placed_mean = (placed * size_weight[..., None]).sum(1) / size_count[:, None]
             size = size + (self.size_out(size_pooled) + self.size_linear(placed_mean))[:, 0]
         if self.probe_features and not self.training:
-            probe = self._probe_log_lengths(x, bones, log_scale, valid, weight, count) - self.log_mean
+            probe = self._probe_log_lengths(x, valid) - self.log_mean
             probe_size = probe.mean(-1)
             size = 0.5 * (size + probe_size)
             proportions = 0.5 * (proportions + probe - probe_size[:, None])
         return size, proportions
 
-    def _probe_log_lengths(self, x: torch.Tensor, bones: torch.Tensor, log_scale: torch.Tensor, valid: torch.Tensor,
-                           weight: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-        """(B, 16) the attached probe's log lengths from :func:`common.models.length_probe.probe_features`
-        computed over the valid frames only (x (B, T, 17, 2) as given, bones (B, T, 16, 2) in any common unit,
-        log_scale (B,) the log root-relative RMS, valid/weight (B, T), count (B,))."""
-        norms = torch.linalg.vector_norm(bones, dim=-1).masked_fill(~valid[..., None], float("nan"))
-        log_q = torch.log(torch.nanquantile(norms, LENGTH_QUANTILE, dim=1).clamp_min(_EPS))
-        placed = (size_frame_features(x) * weight[..., None]).sum(1) / count[:, None]
-        features = torch.cat([log_q - log_q.mean(-1, keepdim=True), log_scale[:, None], placed], dim=-1)
+    def _probe_log_lengths(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(B, 16) the attached probe's log lengths from :func:`common.models.length_probe.probe_features` over
+        the valid frames (x (B, T, 17, 2) as given, valid (B, T) bool)."""
+        features = probe_features(x, valid)
         return features[:, :self.probe_features] @ self.probe_weight + self.probe_bias
 
     def forward(self, keypoints_2d: torch.Tensor, frame_counts: torch.Tensor | None = None) -> torch.Tensor:
