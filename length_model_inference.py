@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--floor_size", action="store_true",
                    help="fix each sequence's overall size by the standing height read through its calibrated camera "
                         "(feet on the floor; calibrated on the --subjects-train sequences and their true lengths), "
-                        "keeping the model's proportions (docs/length_model.md, Size)")
+                        "keeping the model's proportions; unreliable where feet leave the floor, e.g. jumping sequences read "
+                        "~20 %% large (docs/length_model.md, Size)")
     p.add_argument("--plot", default=None,
                    help="causal mode: PNG of the error vs frames seen (default <out_dir>/length_error_vs_frames.png)")
     add_device_argument(p)
