@@ -4,6 +4,7 @@
     python length_model_inference.py --ckpt GRU.bin --causal          # per-frame lengths (T, 16)
     python length_model_inference.py --subjects S9 --height 1.78      # the person's size fixed by their height
     python length_model_inference.py --subjects S9,S11 --floor_size  # the size read through the calibrated camera
+    python length_model_inference.py --subjects S9,S11 --floor_size subject  # one read size per subject
 
 Writes ``<out_dir>/lengths_dict.npz`` (key ``lengths``: subject -> action -> [one array per camera]) and
 ``<out_dir>/lengths_list.npz`` (key ``lengths``: the same arrays in fetch order; (N, 16) when one vector per
@@ -16,7 +17,9 @@ with --causal, plots the error against the number of frames seen. Per subject it
 training bank's mean and the linear 2D probe stored in the checkpoint (absolute / size-free error, mm) and the
 predicted and true overall size (a factor of the mean body); ``--height`` keeps the predicted proportions and fixes
 the size by the person's height, ``--floor_size`` by the standing height read through each sequence's calibrated
-camera (:func:`common.models.length_probe.floor_height_log`; calibrated on the training subjects).
+camera in its frames with a foot planted on the floor (:func:`common.models.length_probe.floor_height_log`;
+calibrated on the training subjects), per sequence or, with ``--floor_size subject``, pooled over each subject's
+sequences (the median).
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ from common.utils.fileio import save_npz
 from common.adjustment.evaluation import format_bone_table
 from common.models.length_model import per_bone_error_mm, predict_sequences
 from common.models.length_probe import (FLOOR_MIN_HEIGHT_M, error_row, floor_height_log, floor_sizes,
-                                        lower_ankle_height_m,
+                                        lower_ankle_height_m, pooled_log_sizes,
                                         scale_to_height, sequence_features, size_factor, stored_references)
 from common.models.model_loading import load_model
 from common.adjustment.adjust import load_predictions
@@ -72,11 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the person's standing height in metres: fixes the predicted lengths' overall size, keeping "
                         "the model's proportions (rule: common.models.length_probe.stature_m; with several subjects "
                         "the same height for each)")
-    p.add_argument("--floor_size", action="store_true",
-                   help="fix each sequence's overall size by the standing height read through its calibrated camera "
-                        "(feet on the floor; calibrated on the --subjects-train sequences and their true lengths), "
-                        "keeping the model's proportions; unreliable where feet leave the floor, e.g. jumping sequences read "
-                        "~20 %% large (docs/length_model.md, Size)")
+    p.add_argument("--floor_size", nargs="?", const="sequence", choices=["sequence", "subject"], default=None,
+                   help="fix the overall size by the standing height read through each sequence's calibrated camera "
+                        "in its frames with a foot planted on the floor (calibrated on the --subjects-train sequences "
+                        "and their true lengths), keeping the model's proportions: per sequence (bare --floor_size) "
+                        "or one size per subject, the median over its sequences (--floor_size subject; "
+                        "docs/length_model.md, Size)")
     p.add_argument("--plot", default=None,
                    help="causal mode: PNG of the error vs frames seen (default <out_dir>/length_error_vs_frames.png)")
     add_device_argument(p)
@@ -85,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if args.floor_size and args.height is not None:
+    if args.floor_size is not None and args.height is not None:
         raise UserError("--floor_size reads the size, --height gives it: use one of them")
     if args.bidirectional and args.causal:
         raise UserError("-bi (a Bi-GRU, reading whole sequences) and --causal (per-frame lengths of a causal GRU) "
@@ -118,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     views = dataset.fetch(subjects, parse_action_filter(args.actions))
 
     predictions = predict_sequences(model, [v.poses_2d for v in views])
-    if args.floor_size:
+    if args.floor_size is not None:
         predictions = _floor_sized(dataset, views, predictions, args, loaded.checkpoint)
     if args.height is not None:
         predictions = [scale_to_height(p, args.height).astype(np.float32) for p in predictions]
@@ -140,8 +144,10 @@ def _floor_sized(dataset, views, predictions: list[np.ndarray], args: argparse.N
                  checkpoint: dict) -> list[np.ndarray]:
     """``--floor_size``: each prediction (16,) or (T, 16) m rescaled to the size read through its view's camera
     (:func:`common.models.length_probe.floor_sizes`, factors of the bank mean stored in the checkpoint, else of the
-    training subjects' mean), calibrated on the training subjects' views and true lengths (those read upright).
-    A sequence read below :data:`FLOOR_MIN_HEIGHT_M` (nobody stood upright in it) keeps the model's size."""
+    training subjects' mean), calibrated on the training subjects' views and true lengths (those read upright);
+    ``subject``: the median over each subject's read sequences (:func:`common.models.length_probe.pooled_log_sizes`).
+    A sequence without enough usable frames or read below :data:`FLOOR_MIN_HEIGHT_M` (nobody stood upright in it)
+    keeps the model's size, and so do all of a subject's with ``subject`` when none of them is read."""
     train = [s for s in parse_subjects(args.subjects_train) if s in dataset.world_3d and s in dataset.sequences]
     if not train:
         raise UserError("--floor_size is calibrated on the training subjects' 3D: none of --subjects-train has it")
@@ -152,15 +158,20 @@ def _floor_sized(dataset, views, predictions: list[np.ndarray], args: argparse.N
     train_views = dataset.fetch(train)
     train_reads = np.array([floor_height_log(v.poses_2d, v.camera, ankle) for v in train_views])
     train_sizes = size_factor(np.stack([dataset.gt_bone_lengths(v.subject) for v in train_views]), mean)
-    upright = train_reads > np.log(FLOOR_MIN_HEIGHT_M)
+    upright = train_reads > np.log(FLOOR_MIN_HEIGHT_M)  # NaN (too few usable frames) compares False
     if not upright.any():
         raise UserError("--floor_size: no training sequence shows anybody standing upright to calibrate on")
     reads = np.array([floor_height_log(v.poses_2d, v.camera, ankle) for v in views])
-    sizes = floor_sizes(reads, train_reads[upright], train_sizes[upright])
     read = reads > np.log(FLOOR_MIN_HEIGHT_M)
-    print(f"Sizes read through the calibrated cameras (--floor_size) for {read.sum()} of {len(views)} sequences "
-          f"(lower ankle {ankle:.3f} m above the floor, calibrated on {upright.sum()} sequences of "
-          f"{','.join(train)}; the model's proportions kept; the others keep the model's size)")
+    sizes = floor_sizes(np.where(read, reads, 0.0), train_reads[upright], train_sizes[upright])
+    what = f"for {read.sum()} of {len(views)} sequences"
+    if args.floor_size == "subject":
+        log_sizes, read = pooled_log_sizes(np.log(sizes), [v.subject for v in views], read)
+        sizes = np.exp(log_sizes)
+        what += f", pooled per subject (median) over {read.sum()} sequences"
+    print(f"Sizes read through the calibrated cameras (--floor_size {args.floor_size}) {what} "
+          f"(lower ankle {ankle:.3f} m above the floor, planted-foot frames; calibrated on {upright.sum()} sequences "
+          f"of {','.join(train)}; the model's proportions kept; the others keep the model's size)")
     return [(p * (size / size_factor(np.atleast_2d(p), mean))[:, None]).reshape(p.shape).astype(np.float32)
             if ok else p for p, size, ok in zip(predictions, sizes, read)]
 

@@ -211,12 +211,21 @@ def test_proportion_model_checkpoint_is_the_new_default(trained, capsys):
     main(["--ckpt", str(root / "proportion" / "final.bin"), "--out_dir", str(root / "floor_out"), "--floor_size",
           *common])
     out = capsys.readouterr().out
-    read = re.search(r"Sizes read through the calibrated cameras \(--floor_size\) for (\d+) of (\d+)", out)
+    read = re.search(r"Sizes read through the calibrated cameras \(--floor_size sequence\) for (\d+) of (\d+)", out)
     assert read and int(read.group(1)) > 0, out
     plain = load_npz(root / "prop_out" / "lengths_list.npz")["lengths"]
     floor = load_npz(root / "floor_out" / "lengths_list.npz")["lengths"]
     ratio = floor / plain
     np.testing.assert_allclose(ratio, ratio[:, :1].repeat(16, 1), rtol=1e-5)  # one factor per sequence
     assert np.abs(ratio[:, 0] - 1).max() > 1e-3  # and the sizes read are not the model's
+    # --floor_size subject: one size per subject (the median of its sequences' reads)
+    main(["--ckpt", str(root / "proportion" / "final.bin"), "--out_dir", str(root / "floor_subject"),
+          "--floor_size", "subject", *common])
+    assert "pooled per subject" in capsys.readouterr().out
+    pooled = load_npz(root / "floor_subject" / "lengths_dict.npz")["lengths"]
+    for subject in ("S9", "S11"):
+        lengths = np.stack([a for action in pooled[subject].values() for a in action])
+        sizes = np.exp(np.log(lengths).mean(-1))
+        np.testing.assert_allclose(sizes, sizes[0], rtol=1e-5)
     with pytest.raises(UserError, match="--floor_size reads the size, --height gives it"):
         main(["--ckpt", str(root / "proportion" / "final.bin"), "--floor_size", "--height", "1.7", *common])

@@ -79,25 +79,85 @@ def test_size_features_are_scale_consistent():
     torch.testing.assert_close(probe_features(x)[:, NUM_FEATURES - 10:], f.mean(1))
 
 
-def test_floor_height_reads_an_upright_figure_through_its_camera():
+def _filmed_figure(lift_m: np.ndarray, forward_m: np.ndarray, head_m: float = 1.5):
+    """A stick figure 5-6 m in front of S9's first camera, upright (ankle, knee, hip, thorax, head on the vertical
+    above the right ankle), its right ankle 0.1 m above the floor, the left one raised beside it; per frame lifted
+    by ``lift_m`` (T,) and moved along the floor by ``forward_m`` (T,). Returns (2D (T, 17, 2), camera)."""
     from common.core.camera import camera_to_world, load_cameras, project_to_2d_linear, world_to_camera
-    from common.models.length_probe import floor_height_log, floor_sizes
     camera = load_cameras()["S9"][0]
-    # a figure on the floor 5-6 m from the camera: ankles 0.1 m above it, head 1.5 m above the lower ankle
     centre = camera_to_world(np.array([0.3, 0.4, 5.5]), camera.orientation, camera.translation)
     world = np.tile(np.r_[centre[:2], 0.9], (17, 1)) + np.random.default_rng(0).normal(0, 0.05, (17, 3))
-    world[3] = [centre[0], centre[1], 0.1]  # r_ankle on the floor
+    for joint, height in ((3, 0.0), (2, 0.45), (1, 0.9), (8, 1.3), (10, head_m)):  # ankle, knee, hip, thorax, head
+        world[joint] = [centre[0], centre[1], 0.1 + height]
     world[6] = [centre[0] + 0.2, centre[1], 0.25]  # l_ankle raised
-    world[10] = [centre[0], centre[1], 1.6]  # head straight above the lower ankle
-    frames = np.stack([world + [0.1 * t, 0.0, 0.0] for t in range(5)])
+    frames = world + np.stack([forward_m, np.zeros_like(lift_m), lift_m], -1)[:, None]
     keypoints = project_to_2d_linear(world_to_camera(frames, camera.orientation, camera.translation),
                                      camera.intrinsic)
+    return keypoints, camera
+
+
+def test_floor_height_reads_an_upright_figure_through_its_camera():
+    from common.models.length_probe import FLOOR_MIN_FRAMES, floor_height_log, floor_sizes
+    still = np.zeros(80)
+    keypoints, camera = _filmed_figure(still, still)
     assert np.isclose(floor_height_log(keypoints, camera, 0.1), np.log(1.5), atol=1e-4)
     # a floor plane assumed 5 cm too low reads the figure bigger
     assert floor_height_log(keypoints, camera, 0.05) > np.log(1.5) + 0.005
+    # too few frames with a planted foot: no read
+    short = _filmed_figure(still[:FLOOR_MIN_FRAMES], still[:FLOOR_MIN_FRAMES])[0]
+    assert np.isnan(floor_height_log(short, camera, 0.1))
     # sizes: reads minus the training sequences' median offset from their true log sizes (one outlier ignored)
     train_reads, train_sizes = np.log([1.5, 1.65, 1.8, 3.0]), np.array([1.0, 1.1, 1.2, 1.0])
     np.testing.assert_allclose(floor_sizes(np.log([1.5, 1.65]), train_reads, train_sizes), [1.0, 1.1], rtol=1e-9)
+
+
+def test_a_jumping_figure_is_read_from_its_planted_frames_only():
+    """Standing jumps: 30 frames on the floor, 40 frames in the air (up to 0.4 m, 0.6 m forward), four times. The
+    lower ankle's ray meets the floor behind the airborne figure, so a quantile over every frame reads it too
+    large; the planted frames alone read its true height."""
+    from common.models.length_probe import (FLOOR_HEIGHT_QUANTILE, floor_ankle_depths, floor_ankle_points,
+                                            floor_height_log, planted_ankles)
+    phase = np.arange(4 * 70) % 70
+    flight = np.clip(phase - 30, 0, 40) / 40.0  # 0 on the floor, 0..1 through the flight
+    lift = np.where(phase >= 30, 4 * 0.4 * flight * (1 - flight), 0.0)
+    forward = 0.6 * (np.arange(4 * 70) // 70 + flight)
+    keypoints, camera = _filmed_figure(lift, forward)
+    planted = planted_ankles(floor_ankle_points(keypoints, camera, 0.1)[0])
+    assert not planted[phase >= 32].any()  # a lifted foot is never planted
+    assert planted[(phase >= 5) & (phase < 25), 0].all()  # the right ankle stands still mid-stance
+    assert np.isclose(floor_height_log(keypoints, camera, 0.1), np.log(1.5), atol=1e-3)
+    # the same quantile over every frame (heights as floor_height_log computes them, lower ankle) reads it large
+    depth, ray, lower = floor_ankle_depths(keypoints, camera, 0.1)
+    from common.core.camera import world_up_in_camera
+    up = world_up_in_camera(camera).astype(np.float64)
+    ankle = ray[np.arange(len(ray)), lower] * depth[:, None]
+    head = ray[:, 10] / np.linalg.norm(ray[:, 10], axis=-1, keepdims=True)
+    b, d, e = head @ up, ankle @ up, (head * ankle).sum(-1)
+    every_frame = np.quantile((b * e - d) / (1 - b * b), FLOOR_HEIGHT_QUANTILE)
+    assert every_frame > 1.5 * 1.1
+
+
+def test_a_crouching_figure_is_not_read():
+    """A figure whose chain from the ankle to the head is bent in the image (knee pushed forward) has no usable
+    frame: its head height is not its standing height."""
+    from common.models.length_probe import chain_straightness, floor_height_log
+    still = np.zeros(80)
+    keypoints, camera = _filmed_figure(still, still)
+    assert np.allclose(chain_straightness(keypoints, np.full(80, 3)), 1.0)
+    bent = keypoints.copy()
+    bent[:, 2, 0] += 0.3 * np.linalg.norm(keypoints[0, 10] - keypoints[0, 3])  # the knee out of line in 2D
+    assert (chain_straightness(bent, np.full(80, 3)) < 0.95).all()
+    assert np.isnan(floor_height_log(bent, camera, 0.1))
+
+
+def test_pooled_sizes_take_each_subjects_median_of_its_read_sequences():
+    from common.models.length_probe import pooled_log_sizes
+    log_sizes = np.array([0.0, 0.1, 0.5, 0.2, 9.0, 0.3])
+    read = np.array([True, True, True, False, False, False])
+    pooled, pooled_read = pooled_log_sizes(log_sizes, ["a", "a", "a", "a", "b", "b"], read)
+    np.testing.assert_allclose(pooled[:4], 0.1)  # median of 0, 0.1, 0.5; the unread 0.2 ignored, then given 0.1
+    np.testing.assert_array_equal(pooled_read, [True, True, True, True, False, False])  # b: nothing read
+    np.testing.assert_allclose(pooled[4:], log_sizes[4:])
 
 
 def test_a_probe_from_before_the_size_features_reads_the_first_17():

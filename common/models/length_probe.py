@@ -181,24 +181,65 @@ def scale_to_height(lengths: np.ndarray, height_m: float) -> np.ndarray:
     return lengths * ((height_m - ANKLE_TO_SOLE_M) / chain)[..., None]
 
 
-FLOOR_HEIGHT_QUANTILE = 0.9  # of the per-frame heights: the most upright frames of a sequence
+FLOOR_HEIGHT_QUANTILE = 0.9  # of the per-frame heights over the usable frames: the most upright ones
 FLOOR_MIN_HEIGHT_M = 1.2  # a sequence read lower than this never stood upright: its read is not a size
-HEAD, ANKLES = 10, (3, 6)
+FLOOR_PLANT_WINDOW = 5  # frames each side (0.1 s at the datasets' 50 fps) over which a planted ankle stays put
+FLOOR_PLANT_RADIUS_M = 0.15  # how far a planted ankle's floor point may wander in that window (2D noise)
+FLOOR_STRAIGHT_MIN = 0.95  # ankle-knee-hip-thorax-head in the image: straight-line distance / path length
+FLOOR_MIN_FRAMES = 50  # usable frames (1 s at 50 fps) a sequence needs before its read counts
+HEAD, ANKLES, THORAX = 10, (3, 6), 8
 
 
-def floor_ankle_depths(poses_2d: np.ndarray, camera: Camera, ankle_height_m: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame, the lower ankle's depth read from 2D and a calibrated camera: the pinhole ray through the ankle
-    lower in the image (larger y) meets the plane ``ankle_height_m`` above the world floor (lens distortion
-    ignored). poses_2d (T, 17, 2) normalised -> (depth (T,) metres along the optical axis, ray (T, 17, 3) with
-    z = 1 per joint, lower ankle index (T,))."""
+def floor_ankle_points(poses_2d: np.ndarray, camera: Camera, ankle_height_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Where each ankle would be if it were on the floor: the pinhole ray through each ankle's 2D meets the plane
+    ``ankle_height_m`` above the world floor (lens distortion ignored). poses_2d (T, 17, 2) normalised ->
+    (points (T, 2, 3) camera frame metres, right then left ankle; rays (T, 17, 3) with z = 1 per joint)."""
     kp = np.asarray(poses_2d, np.float64)
     intrinsic = np.asarray(camera.intrinsic, np.float64)
     ray = np.concatenate([(kp - intrinsic[2:4]) / intrinsic[:2], np.ones(kp.shape[:-1] + (1,))], axis=-1)
-    lower = np.where(kp[:, ANKLES[0], 1] >= kp[:, ANKLES[1], 1], ANKLES[0], ANKLES[1])
     up = world_up_in_camera(camera).astype(np.float64)
     centre_height = float(np.asarray(camera.translation, np.float64) @ np.asarray(WORLD_UP))
-    depth = (ankle_height_m - centre_height) / np.minimum(ray[np.arange(len(kp)), lower] @ up, -1e-6)
-    return depth, ray, lower
+    ankle_rays = ray[:, list(ANKLES)]
+    depth = (ankle_height_m - centre_height) / np.minimum(ankle_rays @ up, -1e-6)  # (T, 2) along the optical axis
+    return ankle_rays * depth[..., None], ray
+
+
+def floor_ankle_depths(poses_2d: np.ndarray, camera: Camera, ankle_height_m: float
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame, the depth of the ankle lower in the image (larger y) read as in :func:`floor_ankle_points`.
+    poses_2d (T, 17, 2) normalised -> (depth (T,) metres along the optical axis, rays (T, 17, 3) with z = 1 per
+    joint, lower ankle's joint index (T,))."""
+    points, ray = floor_ankle_points(poses_2d, camera, ankle_height_m)
+    kp = np.asarray(poses_2d)
+    lower = np.where(kp[:, ANKLES[0], 1] >= kp[:, ANKLES[1], 1], 0, 1)
+    return points[np.arange(len(kp)), lower, 2], ray, np.asarray(ANKLES)[lower]
+
+
+def planted_ankles(points: np.ndarray, window: int = FLOOR_PLANT_WINDOW,
+                   radius_m: float = FLOOR_PLANT_RADIUS_M) -> np.ndarray:
+    """Which ankle stands on the floor at each frame: its floor point (:func:`floor_ankle_points`, (T, 2, 3)
+    metres) stays within ``radius_m`` of the frame's over the ``window`` frames before and after. Seen through a
+    fixed camera a stance foot does not move; a raised foot's floor point runs off as it rises (the ray meets the
+    floor behind it). (T, 2) bool; the first and last ``window`` frames are never planted."""
+    points = np.asarray(points, np.float64)
+    planted = np.zeros(points.shape[:2], dtype=bool)
+    if len(points) <= 2 * window:
+        return planted
+    runs = np.lib.stride_tricks.sliding_window_view(points, 2 * window + 1, axis=0)  # (T - 2w, 2, 3, 2w + 1)
+    centre = points[window:len(points) - window, ..., None]
+    planted[window:len(points) - window] = np.linalg.norm(runs - centre, axis=2).max(-1) < radius_m
+    return planted
+
+
+def chain_straightness(poses_2d: np.ndarray, ankle: np.ndarray) -> np.ndarray:
+    """How straight the body stands in the image from the given ankle up: the distance from the ankle (joint 3 or
+    6, (T,)) to the head over the path ankle -> knee -> hip -> thorax -> head, 1 for a straight chain (an upright
+    stance, whichever way the camera sees it), less for bent knees or a bent back. poses_2d (T, 17, 2) -> (T,)."""
+    kp = np.asarray(poses_2d, np.float64)
+    frames, ankle = np.arange(len(kp)), np.asarray(ankle)
+    chain = np.stack([kp[frames, ankle], kp[frames, ankle - 1], kp[frames, ankle - 2], kp[:, THORAX], kp[:, HEAD]], 1)
+    path = np.linalg.norm(np.diff(chain, axis=1), axis=-1).sum(-1)
+    return np.linalg.norm(chain[:, -1] - chain[:, 0], axis=-1) / np.maximum(path, 1e-9)
 
 
 def lower_ankle_height_m(world_poses: Sequence[np.ndarray]) -> float:
@@ -208,14 +249,25 @@ def lower_ankle_height_m(world_poses: Sequence[np.ndarray]) -> float:
 
 
 def floor_height_log(poses_2d: np.ndarray, camera: Camera, ankle_height_m: float) -> float:
-    """The log (metres) of a sequence's standing height read through its calibrated camera: per frame the lower
-    ankle's 3D point (:func:`floor_ankle_depths`), the head taken on the vertical through it (the point of that
-    line closest to the head's ray: an upright person), its height above the ankle, then the
-    :data:`FLOOR_HEIGHT_QUANTILE` over frames (the most upright ones). poses_2d (T, 17, 2) normalised."""
-    depth, ray, lower = floor_ankle_depths(poses_2d, camera, ankle_height_m)
+    """The log (metres) of a sequence's standing height read through its calibrated camera, from its usable
+    frames only: a planted ankle (:func:`planted_ankles`; of two, the one lower in the image) and a straight
+    chain up from it (:func:`chain_straightness` >= :data:`FLOOR_STRAIGHT_MIN`). In those the planted ankle's 3D
+    point is where its ray meets the floor plane, the head is taken on the vertical through it (the point of that
+    line closest to the head's ray: an upright person), and the read is the :data:`FLOOR_HEIGHT_QUANTILE` of the
+    head's height above the ankle over the usable frames. Frames with both feet off the floor (a jump) are not
+    used: there the ankle's ray meets the floor behind the person and reads a larger body. NaN when fewer than
+    :data:`FLOOR_MIN_FRAMES` frames are usable. poses_2d (T, 17, 2) normalised."""
+    points, ray = floor_ankle_points(poses_2d, camera, ankle_height_m)
+    planted = planted_ankles(points)
+    kp = np.asarray(poses_2d)
+    lower = np.where(kp[:, ANKLES[0], 1] >= kp[:, ANKLES[1], 1], 0, 1)
+    side = np.where(planted.all(1), lower, np.where(planted[:, 0], 0, 1))  # 0 right, 1 left
+    usable = planted.any(1) & (chain_straightness(kp, np.asarray(ANKLES)[side]) >= FLOOR_STRAIGHT_MIN)
+    if usable.sum() < FLOOR_MIN_FRAMES:
+        return float("nan")
     up = world_up_in_camera(camera).astype(np.float64)
-    ankle = ray[np.arange(len(ray)), lower] * depth[:, None]  # (T, 3) camera frame, metres
-    head = ray[:, HEAD] / np.linalg.norm(ray[:, HEAD], axis=-1, keepdims=True)  # unit rays from the centre
+    ankle = points[usable, side[usable]]  # (N, 3) camera frame, metres
+    head = ray[usable, HEAD] / np.linalg.norm(ray[usable, HEAD], axis=-1, keepdims=True)  # unit rays
     # closest points of the line ankle + h * up and the ray s * head: h = (b e - d) / (1 - b^2)
     b, d, e = head @ up, ankle @ up, (head * ankle).sum(-1)
     height = (b * e - d) / np.maximum(1.0 - b * b, 1e-9)
@@ -229,6 +281,20 @@ def floor_sizes(reads: np.ndarray, train_reads: np.ndarray, train_sizes: np.ndar
     return np.exp(np.asarray(reads, np.float64) - offset)
 
 
+def pooled_log_sizes(log_sizes: np.ndarray, groups: Sequence[str], read: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One size per person from several sequences: per group (a subject), the median of the log sizes (N,) of its
+    sequences that were read (``read`` (N,) bool), given to every sequence of the group; a group with no read
+    sequence stays unread. Returns (log sizes (N,), read (N,) bool)."""
+    log_sizes, read, groups = np.asarray(log_sizes, np.float64), np.asarray(read, bool), np.asarray(groups)
+    pooled, pooled_read = log_sizes.copy(), read.copy()
+    for group in np.unique(groups):
+        members = groups == group
+        if (members & read).any():
+            pooled[members] = np.median(log_sizes[members & read])
+            pooled_read[members] = True
+    return pooled, pooled_read
+
+
 def size_factor(lengths: np.ndarray, mean_lengths: np.ndarray) -> np.ndarray:
     """A person's overall size as a factor of the mean body: the geometric mean over bones of
     ``lengths / mean_lengths``; (N, 16) and (16,) m -> (N,). The proportion model's ``exp(size)``."""
@@ -237,5 +303,6 @@ def size_factor(lengths: np.ndarray, mean_lengths: np.ndarray) -> np.ndarray:
 
 __all__ = ["size_error_pct", "stature_m", "scale_to_height", "size_factor", "size_free_scale", "size_free_error_mm", "absolute_error_mm", "error_row", "probe_features", "size_frame_features",
            "sequence_features", "LinearProbe", "stored_references", "NUM_FEATURES", "floor_ankle_depths", "floor_height_log",
+           "floor_ankle_points", "planted_ankles", "chain_straightness", "pooled_log_sizes",
            "floor_sizes", "lower_ankle_height_m", "FLOOR_MIN_HEIGHT_M",
            "NUM_SIZE_FEATURES"]
