@@ -33,11 +33,15 @@ $PY train.py -t length -d demo -bi --length_arch gru -e 10 -b 64 -l 128 --segmen
   -lr 2e-3 --length_aug_type smpl --bone_length_aug data/bone_lengths_anny_neutral_train.npz \
   -c checkpoint/demo_length_gru | tee "$LOG/train_length_gru.txt"
 
-stage "predict bone lengths for every subject (the paper's Bi-GRU's rows first, then the default model's)"
+stage "predict bone lengths for every subject (the paper's Bi-GRU's rows first, then the default model's: its own size, then the size read through the cameras)"
 $PY length_model_inference.py -d demo --ckpt checkpoint/demo_length_gru/epoch_best.bin -bi \
   --subjects S1,S5,S6,S7,S8,S9,S11 --out_dir checkpoint/demo_length_gru | tee "$LOG/length_inference_gru.txt"
 $PY length_model_inference.py -d demo --ckpt checkpoint/demo_length/epoch_best.bin -bi \
-  --subjects S1,S5,S6,S7,S8,S9,S11 | tee "$LOG/length_inference.txt"
+  --subjects S1,S5,S6,S7,S8,S9,S11 --out_dir checkpoint/demo_length/model_size | tee "$LOG/length_inference_model_size.txt"
+# the lengths used downstream: the model's proportions at the size read through the calibrated cameras, one size per
+# subject (median over its sequences; docs/length_model.md, "Reading size through the known camera")
+$PY length_model_inference.py -d demo --ckpt checkpoint/demo_length/epoch_best.bin -bi \
+  --subjects S1,S5,S6,S7,S8,S9,S11 --floor_size subject | tee "$LOG/length_inference.txt"
 
 stage "train a small VideoPose3D lifter and export its test predictions"
 $PY train.py -t pose -d demo -arc 3,3,3 -ch 128 -b 128 -e 5 -lrd 0.9 --downsample 4 -c checkpoint/demo_pose \
