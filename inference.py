@@ -36,7 +36,7 @@ from common.utils.errors import UserError, cli
 from common.inference.inference_pipeline import STAGES, InferenceConfig, InferenceResult, make_models, run
 from common.inference.length_sources import DEFAULT_LENGTHS, LENGTH_SOURCES
 from common.inference.lifters import DEFAULT_LIFTER, INPUT_FLAGS, LIFTERS
-from common.inference.live import WARMUP_FRAMES, LiveConfig, LiveResult, run_live
+from common.inference.live import DETECT_AHEAD, WARMUP_FRAMES, LiveConfig, LiveResult, run_live
 from common.inference.registry import reads, registered_class
 from common.models.model import parse_architecture
 from common.output.exports import DEFAULT_EXPORTS, export_paths, parse_export_formats, requestable_formats
@@ -131,6 +131,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--warmup_frames", type=number(int, ge=1), default=WARMUP_FRAMES,
                    help="frames with the person over which the lengths, the size (no --height) and the non-rigid "
                         "bones' reference are pooled, then frozen (docs/live.md, 'Lengths')")
+    g.add_argument("--detect_ahead", type=number(int, ge=0), default=DETECT_AHEAD,
+                   help="frames the 2D stage (a thread of its own) may finish ahead of the lifting and adjustment; "
+                        "0: one after the other (the same output, slower)")
     g.add_argument("--one_euro", default=None, metavar="MIN_CUTOFF,BETA",
                    help="one-euro smoothing of the lifted joints before adjustment, e.g. 1.0,0.5 (off by default)")
     add_device_argument(p)
@@ -153,7 +156,8 @@ def run_live_cli(args: argparse.Namespace, config: InferenceConfig) -> LiveResul
         source=args.live, unpaced=args.unpaced, max_frames=args.max_frames, length_prior=args.length_prior,
         max_step_mm=args.max_length_step_mm, smooth=smooth, jsonl=args.live_output, video_out=args.live_video,
         panel_height=args.panel_height, detector_threads=args.detector_threads, people=args.people,
-        max_people=args.max_people, height=args.height, nonrigid=args.nonrigid, warmup_frames=args.warmup_frames),
+        max_people=args.max_people, height=args.height, nonrigid=args.nonrigid, warmup_frames=args.warmup_frames,
+        detect_ahead=args.detect_ahead),
         lifter, lengths)
     fps = result.timer.fps()
     print(f"live: {result.frames_in} frames in, {result.frames_out} processed, {result.dropped} dropped, "
@@ -199,7 +203,7 @@ def check_paths(args: argparse.Namespace) -> None:
     ignored = ([f for f in ("output", "export", "gif", "video", "keypoints", "poses") if getattr(args, f) !=
                 getattr(defaults, f)] if live else
                [f for f in ("live_output", "live_video", "length_prior", "unpaced", "one_euro", "max_length_step_mm",
-                         "warmup_frames")
+                         "warmup_frames", "detect_ahead")
                 if getattr(args, f) != getattr(defaults, f)])
     if ignored:
         print(f"warning: {', '.join('--' + f for f in ignored)} {'is' if len(ignored) == 1 else 'are'} ignored "

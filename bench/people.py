@@ -19,9 +19,12 @@ newcomer waits) and the CPU ms per frame.
 
 End to end (``--end_to_end``, from the video's first frame to ``--start + --frames``, so it includes frames with
 one person before the second comes in): ``inference.py`` with its defaults offline (decode + 2D + lift + adjust,
-the rendering of the output video left out) and ``inference.py --live --unpaced`` (every frame as fast as the
-pipeline goes), each with ``--people one`` and ``--people all``. On a machine shared with other jobs only the
-ratios measured side by side mean much; the load average is printed.
+the rendering of the output video left out), ``inference.py --live --unpaced`` (every frame as fast as the
+pipeline goes; the 2D stage in its own thread, running ahead) and the same with ``--detect_ahead 0`` (the 2D
+stage and the rest one after the other: what the overlap gains), each with ``--people one`` and ``--people all``,
+alternated ``--repeats`` times (medians); live runs also print their CPU ms per frame (every thread). On a machine
+shared with other jobs only the ratios measured side by side and the CPU times mean much; the load average is
+printed.
 
     python -m bench.people [--video data/demo.mp4] [--start 50] [--frames 60] [--repeats 3] [--threads N]
         [--search_every 15 30] [--end_to_end]
@@ -36,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.inference.live import DETECT_AHEAD
 from common.utils.errors import cli
 from common.utils.validation import ArgumentParser, number
 from common.vision.detectors import BlazePoseSource
@@ -138,21 +142,24 @@ def search_intervals(video: str, frames: int, intervals: list[int], threads: int
         print(f"| {every} | {', '.join(map(str, first))} | {cpu / tracker.frame * 1000:.1f} |")
 
 
-def end_to_end(video: str, frames: int, people: str, threads: int | None, live: bool) -> float:
-    """Frames/s of ``inference.py`` with its defaults on the first ``frames`` frames: offline, frames over the
-    decode + 2D + lift + adjust time (rendering left out); ``live``: ``--live --unpaced``, processed frames over
-    the run's time."""
+def end_to_end(video: str, frames: int, people: str, threads: int | None, live: int | None
+               ) -> tuple[float, float]:
+    """Frames/s of ``inference.py`` with its defaults on the first ``frames`` frames and, live, the CPU ms per
+    frame (every thread of the process over the same span; NaN offline). ``live`` None: offline, frames over the
+    decode + 2D + lift + adjust time (rendering left out); else ``--live --unpaced --detect_ahead live``, processed
+    frames over the run's time (its loop: the detectors' graphs are built and loaded before it)."""
     import inference
 
     with tempfile.TemporaryDirectory() as tmp:
         argv = ["--max_frames", str(frames), "--people", people, "--no_progress"]
         argv += ["--detector_threads", str(threads)] if threads else []
-        if live:
-            result = inference.run_cli(argv + ["--live", video, "--unpaced", "--live_output", str(Path(tmp) / "p.jsonl")])
-            return result.fps
+        if live is not None:
+            result = inference.run_cli(argv + ["--live", video, "--unpaced", "--detect_ahead", str(live),
+                                               "--live_output", str(Path(tmp) / "p.jsonl")])
+            return result.fps, result.cpu_seconds / result.frames_out * 1000
         result = inference.run_cli(argv + ["--video", video, "--output", tmp])
         seconds = sum(v for k, v in result.timer.seconds.items() if k != "render")
-        return result.frames_rendered / seconds
+        return result.frames_rendered / seconds, float("nan")
 
 
 def main(argv=None) -> None:
@@ -207,13 +214,24 @@ def main(argv=None) -> None:
         search_intervals(args.video, args.start + args.frames, args.search_every, args.threads)
     if args.end_to_end:
         last = args.start + args.frames
-        print(f"end to end, frames 0-{last - 1}, load average {os.getloadavg()[0]:.1f}:")
-        print("| run | --people one frames/s | --people all frames/s |")
-        print("|---|---|---|")
-        for name, live in (("offline (decode + 2D + lift + adjust; no rendering)", False),
-                           ("--live --unpaced", True)):
-            rates = [end_to_end(args.video, last, people, args.threads, live) for people in ("one", "all")]
-            print(f"| {name} | {rates[0]:.1f} | {rates[1]:.1f} |")
+        load = os.getloadavg()[0]
+        runs_e2e = {"offline (decode + 2D + lift + adjust; no rendering)": None,
+                    f"--live --unpaced (2D stage {DETECT_AHEAD} frame ahead in its own thread, the default)": DETECT_AHEAD,
+                    "--live --unpaced --detect_ahead 0 (2D stage, then lift + adjust, one after the other)": 0}
+        rates: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        for _ in range(args.repeats):  # alternated, as above
+            for name, live in runs_e2e.items():
+                for people in ("one", "all"):
+                    rates.setdefault((name, people), []).append(end_to_end(args.video, last, people, args.threads, live))
+        print(f"end to end, frames 0-{last - 1}, median of {args.repeats} alternated repeats, load average {load:.1f} "
+              f"at the start, {os.getloadavg()[0]:.1f} at the end:")
+        print("| run | --people one frames/s | --people all frames/s | CPU ms per frame, one / all |")
+        print("|---|---|---|---|")
+        for name in runs_e2e:
+            fps = [float(np.median([r for r, _ in rates[(name, p)]])) for p in ("one", "all")]
+            cpu = [float(np.median([c for _, c in rates[(name, p)]])) for p in ("one", "all")]
+            cpu_text = "-" if np.isnan(cpu[0]) else f"{cpu[0]:.1f} / {cpu[1]:.1f}"
+            print(f"| {name} | {fps[0]:.1f} | {fps[1]:.1f} | {cpu_text} |")
 
 
 if __name__ == "__main__":

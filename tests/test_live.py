@@ -3,6 +3,7 @@ paced source, frame-by-frame steppers equal to the offline passes, and causality
 from __future__ import annotations
 
 import json
+import threading
 import time
 from types import SimpleNamespace
 
@@ -302,3 +303,37 @@ def test_live_people_all_is_causal_with_a_person_key(real_clip, tmp_path):
     assert all("person" in r for r in runs[16]) and len({r["person"] for r in runs[16] if r["detected"]}) >= 1
     strip = [{k: v for k, v in r.items() if k != "latency_ms"} for r in runs[8]]
     assert strip == [{k: v for k, v in r.items() if k != "latency_ms"} for r in runs[16] if r["frame"] < 8]
+
+
+@pytest.mark.slow
+def test_live_2d_stage_ahead_in_its_own_thread_gives_the_same_output(real_clip, tmp_path, monkeypatch):
+    """--detect_ahead: the 2D stage in a thread of its own, running ahead of the lifting, changes no number. Two
+    people (the clip beside its mirror image), --people all and --people one: every record but its latency equal
+    to the run one frame after the other (--detect_ahead 0), and the tracker did run in the 2D thread."""
+    from common.vision.people import PeopleTracker
+
+    clip = tmp_path / "two.mp4"
+    reader = VideoReader(real_clip, max_frames=16)
+    with VideoWriter(clip, 2 * reader.info.width, reader.info.height, reader.info.fps) as writer:
+        for frame in reader:
+            writer.write(np.concatenate([frame, frame[:, ::-1]], axis=1))
+    threads = set()
+    update = PeopleTracker.update
+
+    def recording_update(self, rgb):
+        threads.add(threading.current_thread().name)
+        return update(self, rgb)
+
+    monkeypatch.setattr(PeopleTracker, "update", recording_update)
+    for people in ("all", "one"):
+        runs = {}
+        for depth in (0, 1):
+            path = tmp_path / f"{people}_{depth}.jsonl"
+            result = inference.run_cli(["--live", str(clip), "--unpaced", "--people", people, "--detect_ahead",
+                                        str(depth), "--live_output", str(path)])
+            assert result.frames_out == 16 and result.cpu_seconds > 0
+            runs[depth] = [{k: v for k, v in r.items() if k != "latency_ms"} for r in _records(path)]
+        assert runs[0] == runs[1]
+        if people == "all":
+            assert len({r["person"] for r in runs[1] if r["detected"]}) == 2
+    assert threads == {"MainThread", "detect"}

@@ -40,8 +40,11 @@ FLEXION_BINS = ((0.0, 20.0, "standing (< 20°)"), (20.0, 60.0, "20–60°"), (60
 
 def robust_sd(values: np.ndarray, axis: int = 0) -> np.ndarray:
     """MAD-based standard deviation along ``axis`` (NaN ignored), same units."""
-    median = np.nanmedian(values, axis=axis, keepdims=True)
-    return np.nanmedian(np.abs(values - median), axis=axis) * MAD_TO_SD
+    # without NaN np.median gives the same values as np.nanmedian, which goes through masked arrays on small
+    # inputs (~1 ms a call: --live pools the warm-up's frames anew every frame)
+    median_of = np.nanmedian if np.isnan(values).any() else np.median
+    median = median_of(values, axis=axis, keepdims=True)
+    return median_of(np.abs(values - median), axis=axis) * MAD_TO_SD
 
 
 def relative_spread(lengths: np.ndarray) -> np.ndarray:

@@ -33,6 +33,13 @@ Per frame, using only that frame and the past:
    per frame as offline (:func:`common.adjustment.rigidity.nonrigid_lengths`). Each bone keeps the lifted
    direction and gets its length.
 
+The 2D stage (steps 1-2; with ``--people all``, :class:`common.vision.people.PeopleTracker`) runs in a thread of
+its own, up to ``--detect_ahead`` frames (default :data:`DETECT_AHEAD`) ahead of steps 3-5
+(:func:`common.utils.threads.ahead`): frame t + 1's detection overlaps frame t's lifting, adjustment and output
+(MediaPipe releases the GIL while its graphs run). The tracker never reads what the later steps compute, so the
+output is the same as one frame after the other (``--detect_ahead 0``; ``tests/test_live.py``); each step still
+sees only its frame and the past.
+
 Output per frame: one JSON line (:mod:`common.output.pose_tables`; joints in camera-aligned axes: x right, y down,
 z away from the camera, metres, pelvis at the origin) with ``detected`` and ``latency_ms`` (capture ->
 pose out), and optionally the annotated video (OpenCV drawing: video + 2D, lifted and adjusted 3D).
@@ -58,6 +65,7 @@ from common.inference.lifters import Lifter
 from common.output.rendering import BODY_HEIGHT_M
 from common.output.pose_tables import JsonLinesWriter, jsonl_header, jsonl_record
 from common.utils.errors import UserError
+from common.utils.threads import ahead
 from common.utils.timing import StageTimer
 from common.vision.detectors import BlazePoseSource, PersonPose
 from common.vision.tracking import Track2D
@@ -68,6 +76,7 @@ LIVE_FRAME = ("camera-aligned axes (x right, y down, z away from the camera), me
               "bone lengths adjusted")
 PREFETCH = 2  # frames decoded ahead in unpaced mode
 WARMUP_FRAMES = 150  # frames with the person over which size and non-rigid reference are pooled (5 s at 30 fps)
+DETECT_AHEAD = 1  # frames the 2D stage (its own thread) may have finished before the lifting takes them
 
 
 # ----------------------------------------------------------------------------------------------- capture
@@ -303,6 +312,7 @@ class LiveConfig:
     height: float | None = None  # the person's standing height, metres (None: the video's own evidence)
     nonrigid: str = DEFAULT_NONRIGID  # what the adjustment does with distances a body does not hold rigid
     warmup_frames: int = WARMUP_FRAMES  # frames pooled for the lengths, size and non-rigid reference, then frozen
+    detect_ahead: int = DETECT_AHEAD  # frames the 2D stage may run ahead of the lifting (0: one after the other)
 
 
 @dataclass
@@ -314,6 +324,7 @@ class LiveResult:
     dropped: int
     detected: int
     seconds: float
+    cpu_seconds: float  # CPU time of every thread of the process over the same span as ``seconds``
     latency_ms: np.ndarray  # (frames_out,) capture -> pose out
     timer: StageTimer
     max_length_change_mm: float  # largest per-frame change of a bone held rigid
@@ -439,6 +450,7 @@ def run_live(config: LiveConfig, lifter: Lifter, lengths: LengthSource) -> LiveR
         detector = None
     else:
         detector = BlazePoseSource(threads=config.detector_threads)
+        detector.prepare(tracking=True)  # its graph built and loaded before the first frame
     people: dict[int, LivePerson] = {} if everybody else {0: LivePerson(lifter, lengths, starting, config)}
     adjustment = LivePerson(lifter, lengths, starting, config).adjustment.metadata()
     print(f"live: lifter {lifter.name}, lengths {lengths.name}, {describe_adjustment(adjustment)}", file=sys.stderr)
@@ -452,8 +464,9 @@ def run_live(config: LiveConfig, lifter: Lifter, lengths: LengthSource) -> LiveR
     overlay = _Overlay(config, source) if config.video_out else None
     latencies, changes = [], []
     detected = 0
-    start = time.perf_counter()
-    try:
+
+    def people_2d() -> Iterator[tuple[CapturedFrame, dict[int, PersonPose]]]:
+        """The 2D stage: each frame with identity -> pose of the people found in it."""
         for frame in timer.timed("capture", source):
             with timer.measure("detect", 1):
                 if everybody:
@@ -461,6 +474,12 @@ def run_live(config: LiveConfig, lifter: Lifter, lengths: LengthSource) -> LiveR
                 else:  # streaming mode on the whole frame
                     one = detector.track(frame.rgb)
                     found = {} if one is None else {0: one}
+            yield frame, found
+
+    stream = ahead(people_2d(), config.detect_ahead, "detect")
+    start, cpu_start = time.perf_counter(), time.process_time()
+    try:
+        for frame, found in stream:
             results = {}
             for identity, pose_2d in found.items():
                 if identity not in people:
@@ -490,6 +509,7 @@ def run_live(config: LiveConfig, lifter: Lifter, lengths: LengthSource) -> LiveR
             latencies.append(latency)
             detected += bool(found)
     finally:
+        stream.close()  # the 2D thread has stopped before its detectors are closed
         source.close()
         if everybody:
             tracker.close()
@@ -498,6 +518,6 @@ def run_live(config: LiveConfig, lifter: Lifter, lengths: LengthSource) -> LiveR
         writer.close()
         if overlay is not None:
             overlay.video.close()
-    seconds = time.perf_counter() - start
-    return LiveResult(source.read_frames, len(latencies), source.dropped, detected, seconds, np.asarray(latencies),
-                      timer, max(changes, default=0.0) * 1000, adjustment)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    return LiveResult(source.read_frames, len(latencies), source.dropped, detected, seconds, cpu_seconds,
+                      np.asarray(latencies), timer, max(changes, default=0.0) * 1000, adjustment)

@@ -125,6 +125,11 @@ class Keypoint2DSource(ABC):
     def reset_tracking(self) -> None:
         """Forget the streaming-mode state (call when the window moves or the person changes)."""
 
+    def prepare(self, regions: bool = False, tracking: bool = False) -> None:
+        """Build now what the first :meth:`detect_regions` (``regions``) and :meth:`track` (``tracking``) calls
+        would build (models, graphs), so that no frame waits for it; the results are the same. Sources without
+        such a cost: nothing to do."""
+
     def close(self) -> None:
         """Release native resources (graphs, sessions)."""
 
@@ -245,10 +250,8 @@ class BlazePoseSource(Keypoint2DSource):
         """BlazePose's streaming mode (``static_image_mode=False``, no landmark smoothing): its person detector
         runs only until somebody is found in the window, then the landmark model follows them from the
         previous frame's landmarks."""
-        if self._tracking is None:
-            self._tracking = blazepose_solution(False, self._min_detection_confidence, self.threads)
         crop, box = self._crop(rgb, window)
-        return None if crop.size == 0 else self._person(self._tracking.process(crop), *box)
+        return None if crop.size == 0 else self._person(self._streaming().process(crop), *box)
 
     def reset_tracking(self) -> None:
         """Clear the streaming state by showing BlazePose a small blank frame: nobody is found there, so it drops
@@ -257,6 +260,23 @@ class BlazePoseSource(Keypoint2DSource):
         interpreters are rebuilt) instead of one landmark pass on the blank frame."""
         if self._tracking is not None and self._tracking.process(BLANK_FRAME).pose_landmarks is not None:
             self._tracking.reset()  # somebody "seen" in the blank frame: restart the graph
+
+    def prepare(self, regions: bool = False, tracking: bool = False) -> None:
+        """Build the graphs now (``regions``: the ``threads`` single-image graphs; ``tracking``: the streaming one) and
+        run each on a small blank frame: their models load and XNNPACK packs their weights on a graph's first
+        frame (~0.15-0.25 s of CPU each). Nobody is found there, so a single-image graph keeps no state and the
+        streaming graph is where :meth:`reset_tracking` leaves it (the same landmarks as a new graph)."""
+        graphs = (self._static_graphs(self.threads)[:self.threads] if regions else []) + \
+            ([self._streaming()] if tracking else [])
+        for solution in graphs:
+            if solution.process(BLANK_FRAME).pose_landmarks is not None:
+                solution.reset()  # somebody "seen" in the blank frame: restart the graph (state as new)
+
+    def _streaming(self):
+        """The streaming-mode graph (``threads`` XNNPACK threads), built on first use."""
+        if self._tracking is None:
+            self._tracking = blazepose_solution(False, self._min_detection_confidence, self.threads)
+        return self._tracking
 
     def close(self) -> None:
         if self._pool is not None:

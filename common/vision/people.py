@@ -130,7 +130,9 @@ class Identity:
 class PeopleTracker:
     """Follow everybody frame by frame; see the module docstring. ``make_detector(threads)`` builds a detector
     (one for the searches with ``threads=None``: every core; one per identity's follower with ``threads=1``: the
-    followers of one frame run in parallel worker threads, one core each); ``max_people``: most identities;
+    followers of one frame run in parallel worker threads, one core each; the search's graphs and the first
+    identity's follower are built and loaded before the first frame, :meth:`Keypoint2DSource.prepare`, later
+    identities' followers when they appear); ``max_people``: most identities;
     ``search_every``: frames between searches for people not followed yet; ``workers``: most followers run at once
     (None: one per available core; 1: one after the other, the same numbers)."""
 
@@ -142,6 +144,9 @@ class PeopleTracker:
         self.workers = available_cores() if workers is None else workers
         self.make_detector = make_detector
         self.search_detector = make_detector(None)
+        self.search_detector.prepare(regions=True)
+        self._ready = make_detector(1)  # the first identity's follower, built before the first frame
+        self._ready.prepare(tracking=True)
         self._pool: ThreadPoolExecutor | None = None  # the followers' workers
         self.width, self.height = width, height
         self.max_people, self.search_every, self.min_score = max_people, search_every, min_score
@@ -151,7 +156,9 @@ class PeopleTracker:
         self.given_back: list[tuple[int, int]] = []  # (frame, identity) where a person got their identity back
 
     def _new_identity(self, person: PersonPose, look: np.ndarray | None) -> Identity:
-        follower = PersonTracker(self.make_detector(1), self.width, self.height, min_score=self.min_score)
+        detector = self._ready if self._ready is not None else self.make_detector(1)
+        self._ready = None
+        follower = PersonTracker(detector, self.width, self.height, min_score=self.min_score)
         follower.last = person
         identity = Identity(len(self.identities), follower, self.frame, look)
         missing = self.frame
@@ -276,6 +283,8 @@ class PeopleTracker:
         if self._pool is not None:
             self._pool.shutdown()
         self.search_detector.close()
+        if self._ready is not None:
+            self._ready.close()
         for identity in self.identities:
             identity.follower.detector.close()
 

@@ -22,7 +22,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from queue import Full, Queue
+from queue import Queue
 from typing import Iterator
 
 import cv2
@@ -31,6 +31,7 @@ from PIL import Image
 
 from common.utils.errors import UserError
 from common.utils.fileio import commit_temp_file, temp_file
+from common.utils.threads import ahead
 
 # FFmpeg's own messages (e.g. "moov atom not found") would precede our one-line error; silence them unless
 # the user asked for a level.
@@ -113,43 +114,10 @@ class VideoReader:
             self._warned_short = warn_if_short(self.path, decoded, self.info.frame_count, self.max_frames)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        if self.prefetch <= 0:
-            yield from self._decode()
-            return
-        queue: Queue = Queue(maxsize=self.prefetch)
-        stop = threading.Event()
-
-        def put(item) -> bool:
-            while not stop.is_set():  # the consumer may have stopped early: never block forever
-                try:
-                    queue.put(item, timeout=0.1)
-                    return True
-                except Full:
-                    continue
-            return False
-
-        def work() -> None:
-            try:
-                for frame in self._decode():
-                    if not put(frame):
-                        return
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-                put(exc)
-            put(_END)
-
-        thread = threading.Thread(target=work, name="decode", daemon=True)
-        thread.start()
-        try:
-            while (item := queue.get()) is not _END:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            thread.join()
+        yield from ahead(self._decode(), self.prefetch, "decode")
 
 
-_END = object()  # end of a frame stream (prefetched frames, frames to encode)
+_END = object()  # end of the frames to encode
 
 
 class _GifStream:
