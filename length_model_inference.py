@@ -19,7 +19,8 @@ predicted and true overall size (a factor of the mean body); ``--height`` keeps 
 the size by the person's height, ``--floor_size`` by the standing height read through each sequence's calibrated
 camera in its frames with a foot planted on the floor (:func:`common.models.length_probe.floor_height_log`;
 calibrated on the training subjects), per sequence or, with ``--floor_size subject``, pooled over each subject's
-sequences (the median).
+sequences (the median). A model trained with ``--camera_input`` reads each sequence's calibrated camera
+(``--no_camera``: withheld).
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ from common.models.length_probe import (FLOOR_MIN_HEIGHT_M, error_row, floor_hei
                                         lower_ankle_height_m, pooled_log_sizes,
                                         scale_to_height, sequence_features, size_factor, stored_references)
 from common.models.model_loading import load_model
+from common.train.train_length import view_cameras
 from common.adjustment.adjust import load_predictions
 from common.core.bones import median_lengths
 from common.output.plots import plot_error_vs_frames
@@ -81,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "and their true lengths), keeping the model's proportions: per sequence (bare --floor_size) "
                         "or one size per subject, the median over its sequences (--floor_size subject; "
                         "docs/length_model.md, Size)")
+    p.add_argument("--no_camera", action="store_true",
+                   help="withhold each sequence's calibrated camera from a model trained with --camera_input (its "
+                        "camera-unknown path, as for a video without calibration); other models never read it")
     p.add_argument("--plot", default=None,
                    help="causal mode: PNG of the error vs frames seen (default <out_dir>/length_error_vs_frames.png)")
     add_device_argument(p)
@@ -121,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                            need_3d=False, camera_3d=False)
     views = dataset.fetch(subjects, parse_action_filter(args.actions))
 
-    predictions = predict_sequences(model, [v.poses_2d for v in views])
+    predictions = predict_sequences(model, [v.poses_2d for v in views],
+                                    cameras=None if args.no_camera else view_cameras(views))
     if args.floor_size is not None:
         predictions = _floor_sized(dataset, views, predictions, args, loaded.checkpoint)
     if args.height is not None:

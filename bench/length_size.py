@@ -15,7 +15,9 @@ synthetic bodies as the trainer can (:mod:`common.datasets.synthetic`): ``floor`
 floor height, translation along the floor: what real footage shows) or ``paper`` (the paper's recipe: the original
 pelvis trajectory, translation in 3D). Printed per camera set, for the model, the training bank's mean and the
 linear 2D probe stored in the checkpoint (:mod:`common.models.length_probe`): absolute error (mm), size-free error
-(mm) and the overall-size error (%, geometric mean over bones of predicted / true). Needs a checkpoint of
+(mm) and the overall-size error (%, geometric mean over bones of predicted / true). The model twice: given each
+chunk's camera (:func:`common.core.camera.camera_features`; read only by models trained with ``--camera_input``)
+and with it withheld (``camera unknown``; the same figures for other models). Needs a checkpoint of
 ``train.py -t length`` that stores the mean and the probe.
 
 Then the *size response*: the test subjects' own motion (128-frame chunks through their own cameras, exact 2D, on
@@ -42,13 +44,13 @@ import numpy as np
 import torch
 
 from common.datasets.dataset import TEST_SUBJECTS, TRAIN_SUBJECTS, PoseDataset, Sequence3D, load_dataset, parse_subjects
-from common.datasets.synthetic import ANKLES, PLACEMENTS, LengthSampler, SyntheticBatchBuilder
+from common.datasets.synthetic import ANKLES, PLACEMENTS, LengthSampler, SyntheticBatch, SyntheticBatchBuilder
 from common.datasets.virtual_cameras import virtual_views, world_motions
 from common.models.length_model import LengthModel
 from common.models.length_probe import (LinearProbe, error_row, floor_ankle_depths, lower_ankle_height_m,
                                         probe_features, size_factor, stored_references)
 from common.models.model_loading import load_model
-from common.train.train_length import load_length_bank, split_heldout_people
+from common.train.train_length import load_length_bank, model_inputs, split_heldout_people
 from common.utils.device import add_device_argument, evaluation_mode, select_device
 from common.utils.errors import UserError, cli
 
@@ -63,12 +65,23 @@ def score(model: LengthModel, mean: np.ndarray, probe: LinearProbe, views: Seque
     gen = torch.Generator(device=device).manual_seed(seed)
     ids = torch.randint(builder.num_chunks, (chunks,), generator=gen, device=device)
     batch = builder.sample(ids, torch.zeros(chunks, dtype=torch.bool, device=device), sampler, gen)
-    with torch.no_grad(), evaluation_mode(model):
-        pred = torch.cat([model(x) for x in batch.keypoints_2d.split(32)])
-    pred = (pred[:, -1] if pred.ndim == 3 else pred).float().cpu().numpy()
     target = batch.lengths.cpu().numpy()
-    return {"model": error_row(pred, target), "mean": error_row(np.broadcast_to(mean, target.shape), target),
+    rows = {source: error_row(predict_chunks(model, batch, known), target) for source, known in _MODEL_ROWS}
+    return {**rows, "mean": error_row(np.broadcast_to(mean, target.shape), target),
             "probe": error_row(probe.predict(probe_features(batch.keypoints_2d).cpu()), target)}
+
+
+_MODEL_ROWS = (("model", True), ("model, camera unknown", False))  # the camera given to the model, or withheld
+
+
+def predict_chunks(model: LengthModel, batch: SyntheticBatch, camera_known: bool) -> np.ndarray:
+    """(B, 16) metres: the model's eval-mode lengths of a synthetic batch, given the chunks' cameras or not
+    (only a model trained with ``--camera_input`` reads them)."""
+    cameras = batch.camera if camera_known else torch.full_like(batch.camera, float("nan"))
+    with torch.no_grad(), evaluation_mode(model):
+        pred = torch.cat([model(*model_inputs(model, x, camera))
+                          for x, camera in zip(batch.keypoints_2d.split(32), cameras.split(32))])
+    return (pred[:, -1] if pred.ndim == 3 else pred).float().cpu().numpy()
 
 
 SIZE_STEPS = (0.9, 1.0, 1.1)
@@ -78,20 +91,18 @@ def size_response(model: LengthModel, mean: np.ndarray, probe: LinearProbe, data
                   chunk_len: int, device: torch.device) -> dict[str, np.ndarray]:
     """The overall size (a factor of the bank ``mean``) read from ``subject``'s own motion with their own lengths
     times each of :data:`SIZE_STEPS` (floor placement, no translation, every chunk of every view):
-    {"true" | "model" | "probe": (3,)}."""
+    {"true" | "model" | "model, camera unknown" | "probe": (3,)}."""
     views = dataset.fetch([subject], require_3d=True)
     builder = SyntheticBatchBuilder(views, chunk_len, chunk_len, device, placement="floor")
     ids = torch.arange(builder.num_chunks, device=device)
     own = torch.as_tensor(dataset.gt_bone_lengths(subject), device=device)
-    out: dict[str, list[float]] = {"true": [], "model": [], "probe": []}
+    out: dict[str, list[float]] = {"true": [], "model": [], "model, camera unknown": [], "probe": []}
     for step in SIZE_STEPS:
         lengths = (own * step).expand(len(ids), -1)
         batch = builder.build(ids, lengths, torch.zeros(len(ids), dtype=torch.bool, device=device),
                               torch.zeros((len(ids), 3), device=device))
-        with torch.no_grad(), evaluation_mode(model):
-            pred = torch.cat([model(x) for x in batch.keypoints_2d.split(32)])
-        pred = (pred[:, -1] if pred.ndim == 3 else pred).float().cpu().numpy()
-        for name, lengths_read in (("true", lengths[:1].cpu().numpy()), ("model", pred),
+        for name, lengths_read in (("true", lengths[:1].cpu().numpy()),
+                                   *((source, predict_chunks(model, batch, known)) for source, known in _MODEL_ROWS),
                                    ("probe", probe.predict(probe_features(batch.keypoints_2d).cpu()))):
             out[name].append(float(np.exp(np.log(size_factor(lengths_read, mean)).mean())))
     return {k: np.asarray(v) for k, v in out.items()}
@@ -147,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                      args.seed, device, args.placement)
         print(f"{name} ({len(views)} views):")
         for source, r in rows.items():
-            print(f"  {source:5s} {r['mae']:6.2f} / {r['size_free']:5.2f} / {r['size_pct']:4.1f} %")
+            print(f"  {source:21s} {r['mae']:6.2f} / {r['size_free']:5.2f} / {r['size_pct']:4.1f} %")
     print(f"size response (own motion and cameras, own lengths x {', '.join(map(str, SIZE_STEPS))}; "
           "slope = read change / true change):")
     for subject in subjects:

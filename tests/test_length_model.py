@@ -145,7 +145,8 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("infer")
     data = write_dataset(root / "data", frames=200)
     from train import main as train_main
-    for name, flags in (("bi", ["-bi", "--length_arch", "gru"]), ("causal", []), ("proportion", ["-bi"])):
+    for name, flags in (("bi", ["-bi", "--length_arch", "gru"]), ("causal", []), ("proportion", ["-bi"]),
+                        ("camera", ["-bi", "--camera_input"])):
         train_main(["-t", "length", "-d", "tiny", "--data_dir", str(data), "-k", "detections", "-e", "1",
                     "-b", "16", "-l", "64", "--hidden", "16", "--length_aug_type", "random_norm_train",
                     "-c", str(root / name), "--device", "cpu", *flags])
@@ -229,3 +230,33 @@ def test_proportion_model_checkpoint_is_the_new_default(trained, capsys):
         np.testing.assert_allclose(sizes, sizes[0], rtol=1e-5)
     with pytest.raises(UserError, match="--floor_size reads the size, --height gives it"):
         main(["--ckpt", str(root / "proportion" / "final.bin"), "--floor_size", "--height", "1.7", *common])
+
+
+@pytest.mark.slow
+def test_camera_input_model_reads_the_calibrated_camera_unless_withheld(trained, capsys):
+    """-bi --camera_input trains a proportion model whose size branch reads the camera; length_model_inference.py
+    gives it each view's camera, --no_camera withholds it (the camera-unknown path); the GRU refuses the flag."""
+    from length_model_inference import main
+    from train import main as train_main
+    root, data = trained
+    loaded = load_model(root / "camera" / "final.bin", ("length",))
+    assert loaded.model.camera_inputs and loaded.checkpoint["length_model_config"]["camera_inputs"]
+    common = ["-d", "tiny", "--data_dir", str(data), "-k", "detections", "--device", "cpu", "--subjects", "S9,S11"]
+    main(["--ckpt", str(root / "camera" / "final.bin"), "--out_dir", str(root / "cam_out"), *common])
+    main(["--ckpt", str(root / "camera" / "final.bin"), "--out_dir", str(root / "nocam_out"), "--no_camera", *common])
+    given = load_npz(root / "cam_out" / "lengths_list.npz")["lengths"]
+    withheld = load_npz(root / "nocam_out" / "lengths_list.npz")["lengths"]
+    assert given.shape == withheld.shape and np.abs(given - withheld).max() > 1e-6
+    # the proportions are the camera's business no more than before: only the overall size moves
+    ratio = np.log(given / withheld)
+    np.testing.assert_allclose(ratio, np.broadcast_to(ratio.mean(-1, keepdims=True), ratio.shape), atol=1e-5)
+    # a model without the camera input gives the same with or without it
+    main(["--ckpt", str(root / "proportion" / "final.bin"), "--out_dir", str(root / "p_cam"), *common])
+    main(["--ckpt", str(root / "proportion" / "final.bin"), "--out_dir", str(root / "p_nocam"), "--no_camera", *common])
+    np.testing.assert_array_equal(load_npz(root / "p_cam" / "lengths_list.npz")["lengths"],
+                                  load_npz(root / "p_nocam" / "lengths_list.npz")["lengths"])
+    capsys.readouterr()
+    with pytest.raises(UserError, match="--camera_input is an input of the proportion model"):
+        train_main(["-t", "length", "-d", "tiny", "--data_dir", str(data), "-e", "1", "--length_arch", "gru",
+                    "--camera_input", "--length_aug_type", "random_norm_train", "-c", str(root / "gru_cam"),
+                    "--device", "cpu"])

@@ -60,7 +60,7 @@ def test_checkpoint_kind_and_architecture_from_the_weights():
     state = ProportionLengthModel(width=24, depth=3).state_dict()
     assert checkpoint_kind(state) == "length" and is_proportion_state(state)
     assert length_architecture(state) == {"arch": "proportion", "width": 24, "depth": 3, "size_inputs": True,
-                                          "probe_features": 0}
+                                          "camera_inputs": False, "probe_features": 0}
     rebuilt = length_model_for_state(state)
     rebuilt.load_state_dict(state)
     assert isinstance(rebuilt, ProportionLengthModel) and rebuilt.depth == 3
@@ -111,3 +111,121 @@ def test_attached_probe_blends_in_eval_mode_only_and_round_trips():
     rebuilt = length_model_for_state(state).eval()
     rebuilt.load_state_dict(state)
     torch.testing.assert_close(rebuilt(x), model(x))
+
+
+# ---------------------------------------------------------------- the camera as an input of the size branch
+
+def _camera_model(seed: int = 0) -> ProportionLengthModel:
+    torch.manual_seed(seed)
+    model = ProportionLengthModel(width=16, depth=2, mean_lengths=torch.linspace(0.1, 0.4, 16), camera_inputs=True)
+    with torch.no_grad():
+        for layer in (model.head[-1], model.stats_linear, model.size_out[-1], model.size_linear, model.size_floor):
+            torch.nn.init.normal_(layer.weight, std=0.1)
+    return model.eval()
+
+
+def _h36m_cameras() -> torch.Tensor:
+    """(4, 8) camera features of S9's four Human3.6M cameras."""
+    from common.core.camera import camera_features_of, load_cameras
+    return torch.as_tensor(np.stack([camera_features_of(c) for c in load_cameras()["S9"]]), dtype=torch.float32)
+
+
+def test_camera_moves_the_size_only_and_unknown_is_the_zeroed_input():
+    from common.models.proportion_model import camera_input
+    model = _camera_model()
+    x = torch.rand(4, 24, 17, 2) * 0.4 - 0.2 + torch.tensor([0.0, 0.3])
+    cameras = _h36m_cameras()
+    size, proportions = model.size_and_proportions(x, camera=cameras)
+    other_size, other_proportions = model.size_and_proportions(x, camera=cameras.roll(1, 0))
+    assert torch.equal(proportions, other_proportions)  # the camera reaches the size only
+    assert (size - other_size).abs().min() > 1e-4
+    # unknown: None, NaN rows, and the zeroed features with flag 0 are one input
+    unknown = torch.full_like(cameras, float("nan"))
+    assert torch.equal(camera_input(unknown, 4, x.device), torch.zeros(4, 9))
+    assert torch.equal(camera_input(cameras, 4, x.device)[:, -1], torch.ones(4))
+    none_size, _ = model.size_and_proportions(x)
+    torch.testing.assert_close(model.size_and_proportions(x, camera=unknown)[0], none_size)
+    with torch.no_grad():  # what multiplies the camera features and floor reads cannot reach the unknown path
+        model.size_camera.weight.add_(torch.randn_like(model.size_camera.weight))
+        model.size_floor.weight.add_(torch.randn_like(model.size_floor.weight))
+    torch.testing.assert_close(model.size_and_proportions(x)[0], none_size)
+    assert (model.size_and_proportions(x, camera=cameras)[0] - size).abs().min() > 1e-4
+    # known and unknown rows in one batch give what each gives alone
+    mixed = cameras.clone()
+    mixed[1] = float("nan")
+    rows = model.size_and_proportions(x, camera=mixed)[0]
+    torch.testing.assert_close(rows[[0, 2, 3]], model.size_and_proportions(x, camera=cameras)[0][[0, 2, 3]])
+    torch.testing.assert_close(rows[1], model.size_and_proportions(x)[0][1])
+
+
+def test_camera_model_round_trips_and_packs_and_old_checkpoints_ignore_the_camera():
+    model = _camera_model(3)
+    state = model.state_dict()
+    assert length_architecture(state)["camera_inputs"] is True and "size_camera.weight" in state
+    rebuilt = length_model_for_state(state).eval()
+    rebuilt.load_state_dict(state)  # strict
+    x, cameras = torch.rand(4, 20, 17, 2), _h36m_cameras()
+    torch.testing.assert_close(rebuilt(x, camera=cameras), model(x, camera=cameras))
+    sequences = [x[i, :n].numpy() for i, n in enumerate((20, 9, 17, 5))]
+    alone = np.stack([model(torch.as_tensor(s)[None], camera=cameras[i:i + 1])[0].detach().numpy()
+                      for i, s in enumerate(sequences)])
+    packed = np.stack(predict_sequences(model, sequences, frame_budget=10_000, symmetric=False,
+                                        cameras=cameras.numpy()))
+    np.testing.assert_allclose(packed, alone, rtol=1e-5, atol=1e-6)
+    # a checkpoint from before the camera input (no size_camera.*) loads strictly and ignores a given camera
+    old = _model(3)
+    old_state = old.state_dict()
+    assert not any(k.startswith(("size_camera", "size_floor")) for k in old_state)
+    loaded = length_model_for_state(old_state).eval()
+    loaded.load_state_dict(old_state)
+    assert loaded.camera_inputs is False
+    torch.testing.assert_close(loaded(x, camera=cameras), old(x))
+
+
+def test_synthetic_batches_carry_their_camera_mirrored_with_the_flip():
+    from common.core.camera import camera_features_of
+    from common.datasets.dataset import load_dataset
+    from common.datasets.synthetic import SyntheticBatchBuilder
+    from common.models.length_probe import floor_geometry
+    from dataset_files import write_dataset
+    import tempfile
+    with tempfile.TemporaryDirectory() as root:
+        data = write_dataset(f"{root}/data", frames=80)
+        views = load_dataset(str(data), "tiny", "gt", need_3d=True, subjects=["S1"]).fetch(["S1"], require_3d=True)
+    builder = SyntheticBatchBuilder(views, 32, 32, torch.device("cpu"), translation_std=0.0, placement="floor")
+    ids = torch.arange(builder.num_chunks)
+    lengths = torch.full((len(ids), 16), 0.25)
+    plain = builder.build(ids, lengths, torch.zeros(len(ids), dtype=torch.bool), torch.zeros(len(ids), 3))
+    flipped = builder.build(ids, lengths, torch.ones(len(ids), dtype=torch.bool), torch.zeros(len(ids), 3))
+    expected = torch.as_tensor(np.stack([camera_features_of(views[i].camera)
+                                         for i in builder.chunk_sequence[ids].tolist()]), dtype=torch.float32)
+    torch.testing.assert_close(plain.camera, expected)
+    torch.testing.assert_close(flipped.camera[:, [2, 4]], -expected[:, [2, 4]])  # cx and the up's x mirror
+    torch.testing.assert_close(flipped.camera[:, [0, 1, 3, 5, 6, 7]], expected[:, [0, 1, 3, 5, 6, 7]])
+    # the mirrored picture through the mirrored camera reads the same depths and standing heights
+    for a, b in zip(floor_geometry(plain.keypoints_2d, plain.camera, 0.1)[:2],
+                    floor_geometry(flipped.keypoints_2d, flipped.camera, 0.1)[:2]):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_the_models_floor_reads_agree_with_the_calibrated_floor_rule():
+    """floor_geometry (batched torch, the model's) reads the lower ankle's depth as floor_ankle_depths (numpy, the
+    --floor_size rule) does, and an upright figure filmed through a Human3.6M camera at its true height."""
+    from common.core.camera import camera_features_of, load_cameras, project_to_2d
+    from common.models.length_probe import floor_ankle_depths, floor_geometry
+    camera = load_cameras()["S9"][1]
+    world = np.zeros((3, 17, 3))
+    world[:, :, :2] = np.array([[0.5, 4.0], [1.0, 5.0], [-0.5, 3.5]])[:, None, :]  # where each frame stands
+    world[:, 3, 2], world[:, 6, 2], world[:, 10, 2] = 0.1, 0.3, 1.1  # ankles, head 1.0 m above the lower ankle
+    world[:, 6, 0] += 0.2
+    local = camera.world_to_camera(world)
+    kp = project_to_2d(torch.as_tensor(local), torch.as_tensor(np.asarray(camera.intrinsic, np.float64)) * torch.tensor(
+        [1, 1, 1, 1, 0, 0, 0, 0, 0], dtype=torch.float64))  # pinhole
+    features = torch.as_tensor(camera_features_of(camera))
+    depth, height, lower = floor_geometry(kp, features, 0.1)
+    np.testing.assert_allclose(depth.numpy(), local[:, 3, 2], rtol=1e-6)
+    np.testing.assert_allclose(height.numpy(), 1.0, rtol=1e-6)
+    assert (lower == 3).all()
+    reference, _, reference_lower = floor_ankle_depths(kp.numpy(), camera, 0.1)
+    np.testing.assert_allclose(depth.numpy(), reference, rtol=1e-9)
+    np.testing.assert_array_equal(lower.numpy(), reference_lower)

@@ -105,6 +105,29 @@ def world_up_in_camera(camera: "Camera") -> np.ndarray:
     return (up / np.linalg.norm(up)).astype(np.float32)
 
 
+CAMERA_FEATURES = 8  # the per-sequence camera description a length model may read (camera_features)
+
+
+def camera_features(intrinsic: torch.Tensor, up: torch.Tensor, height: torch.Tensor) -> torch.Tensor:
+    """What a bone-length model may know of the camera that filmed a sequence: (..., :data:`CAMERA_FEATURES`)
+    ``[log fx, log fy, cx, cy, up_x, up_y, up_z, height]``.
+
+    intrinsic: (..., 9) normalised (focal lengths in units of half the image width, principal point in normalised
+    screen coordinates; the output has its dtype); up: (..., 3) the world's up direction in the camera frame (unit; its y and z components
+    give the pitch, its x component the roll against the floor); height: (...,) metres, the camera centre above the
+    floor (world Z = 0). A mirrored camera (flip augmentation) has ``cx`` and ``up_x`` negated."""
+    return torch.cat([torch.log(intrinsic[..., :2].clamp_min(1e-3)), intrinsic[..., 2:4], up.to(intrinsic.dtype),
+                      height.to(intrinsic.dtype)[..., None]], dim=-1)
+
+
+def camera_features_of(camera: "Camera") -> np.ndarray:
+    """(:data:`CAMERA_FEATURES`,) float64 :func:`camera_features` of a calibrated ``camera`` (floor at world Z = 0)."""
+    return camera_features(torch.as_tensor(np.asarray(camera.intrinsic, np.float64)),
+                           torch.as_tensor(world_up_in_camera(camera), dtype=torch.float64),
+                           torch.tensor(float(np.asarray(camera.translation, np.float64) @ np.asarray(WORLD_UP)),
+                                        dtype=torch.float64)).numpy()
+
+
 def _screen_offset(X, w: float, h: float):
     """The offset ``[1, h / w]`` in the type (numpy or torch), dtype and device of the points ``X`` (..., 2)."""
     if X.shape[-1] != 2:

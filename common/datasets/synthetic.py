@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from common.core.bones import average_symmetric, bone_directions, recompose
-from common.core.camera import flip_intrinsic, project_to_2d, world_up_in_camera
+from common.core.camera import camera_features, flip_intrinsic, project_to_2d, world_up_in_camera
 from common.datasets.dataset import Sequence3D
 from common.utils.errors import UserError
 from common.datasets.keypoint_noise import ar1_noise
@@ -47,12 +47,14 @@ DEFAULT_BANKS = ["bone_lengths_smpl_neutral_all.npz", "bone_lengths_anny_neutral
 @dataclass
 class SyntheticBatch:
     """keypoints_2d (B, L, 17, 2) normalised; lengths (B, 16) metres (the regression target);
-    poses_3d (B, L, 17, 3) camera frame metres (absolute, the projected skeletons); intrinsic (B, 9)."""
+    poses_3d (B, L, 17, 3) camera frame metres (absolute, the projected skeletons); intrinsic (B, 9);
+    camera (B, 8) :func:`common.core.camera.camera_features` of the (mirrored, where flipped) camera."""
 
     keypoints_2d: torch.Tensor
     lengths: torch.Tensor
     poses_3d: torch.Tensor
     intrinsic: torch.Tensor
+    camera: torch.Tensor
 
 
 class LengthSampler:
@@ -131,7 +133,7 @@ class SyntheticBatchBuilder:
         if placement not in PLACEMENTS:
             raise UserError(f"unknown synthetic placement {placement!r} (choose from {', '.join(PLACEMENTS)})")
         directions, trajectories, intrinsics, starts, seq_of_chunk, ups, feet = [], [], [], [], [], [], []
-        pixel_scale = []
+        pixel_scale, heights = [], []
         offset = 0
         for index, view in enumerate(sequences):
             if view.poses_3d is None:
@@ -142,6 +144,7 @@ class SyntheticBatchBuilder:
             directions.append(bone_directions(rel))
             trajectories.append(poses[:, 0])
             ups.append(world_up_in_camera(view.camera))
+            heights.append(float(np.asarray(view.camera.translation)[2]))  # camera above the floor (world Z = 0)
             absolute = torch.as_tensor(rel + poses[:, :1])
             feet.append(lower_ankle_height(absolute, torch.as_tensor(ups[-1])).numpy())
             intrinsics.append(np.asarray(view.camera.intrinsic, dtype=np.float32))
@@ -159,6 +162,7 @@ class SyntheticBatchBuilder:
         self.translation_std = translation_std
         self.placement = placement
         self.ups = torch.as_tensor(np.stack(ups), device=device)  # (S, 3) world up, camera frame
+        self.camera_heights = torch.as_tensor(heights, dtype=torch.float32, device=device)  # (S,) metres
         self.foot_heights = torch.as_tensor(np.concatenate(feet), device=device)  # (F,) original lower ankle
         self.directions = torch.as_tensor(np.concatenate(directions), device=device)
         self.trajectories = torch.as_tensor(np.concatenate(trajectories), device=device)
@@ -210,7 +214,11 @@ class SyntheticBatchBuilder:
         intrinsic = torch.where(flip[:, None], flip_intrinsic(intrinsic), intrinsic)
         lengths = torch.where(flip[:, None], flip_bone_lengths(lengths), lengths)
         keypoints = project_to_2d(poses, intrinsic[:, None, :])
-        return SyntheticBatch(keypoints, lengths, poses, intrinsic)
+        mirror = torch.ones(3, device=self.device)
+        mirror[0] = -1.0  # the mirrored camera sees the world's up with its x component negated
+        up = torch.where(flip[:, None], self.ups[sequence] * mirror, self.ups[sequence])
+        camera = camera_features(intrinsic, up, self.camera_heights[sequence])
+        return SyntheticBatch(keypoints, lengths, poses, intrinsic, camera)
 
     def noise(self, chunk_ids: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """(B, L, 17, 2) detector-like AR(1) 2D noise (:func:`common.datasets.keypoint_noise.ar1_noise`) in normalised

@@ -24,6 +24,7 @@ from torch import nn
 
 from common.utils.device import autocast_dtype
 from common.core.bones import average_symmetric
+from common.core.camera import CAMERA_FEATURES
 from common.utils.device import evaluation_mode
 from common.utils.errors import UserError
 from common.core.skeleton import FLIP_BONES, NUM_JOINTS, flip_poses
@@ -127,7 +128,7 @@ def build_length_model(bidirectional: bool, num_layers: int = 1, hidden_size: in
 
 @torch.no_grad()
 def predict_lengths(model: LengthModel, keypoints_2d, chunk_frames: int = 4096,
-                    flip_augment: bool = False, symmetric: bool = True) -> np.ndarray:
+                    flip_augment: bool = False, symmetric: bool = True, camera=None) -> np.ndarray:
     """Predict bone lengths (metres) of one or several 2D sequences, left/right pairs averaged.
 
     keypoints_2d: (T, 17, 2) or (B, T, 17, 2) normalised screen coordinates (numpy or torch).
@@ -136,6 +137,8 @@ def predict_lengths(model: LengthModel, keypoints_2d, chunk_frames: int = 4096,
     their state across pieces (identical to one pass); the bidirectional GRU needs the whole sequence at once,
     which in inference mode costs only O(T x hidden) memory (50 000 frames ~ 0.3 GB).
     flip_augment: also predict from the mirrored 2D and average (with the left/right bones swapped back).
+    camera: (8,) or (B, 8) :func:`common.core.camera.camera_features` of the filming camera (NaN or None: unknown),
+    read by proportion models with camera inputs only (not with ``flip_augment``: the mirrored camera differs).
     """
     squeeze = False
     x = torch.as_tensor(np.asarray(keypoints_2d) if not isinstance(keypoints_2d, torch.Tensor)
@@ -144,8 +147,12 @@ def predict_lengths(model: LengthModel, keypoints_2d, chunk_frames: int = 4096,
         x, squeeze = x[None], True
     if x.ndim != 4 or x.shape[-2:] != (NUM_JOINTS, 2) or x.shape[1] < 1:
         raise UserError(f"expected 2D keypoints (T, 17, 2) or (B, T, 17, 2), got {tuple(x.shape)}")
+    if camera is not None:
+        if flip_augment:
+            raise UserError("predict_lengths: flip_augment with a camera is not supported")
+        camera = torch.as_tensor(np.asarray(camera, dtype=np.float32)).reshape(-1, CAMERA_FEATURES)
     with evaluation_mode(model) as device:
-        lengths = _predict(model, x, device, chunk_frames)
+        lengths = _predict(model, x, device, chunk_frames, camera)
         if flip_augment:
             lengths = (lengths + _predict(model, flip_poses(x), device, chunk_frames)[..., FLIP_BONES]) / 2
     if symmetric:
@@ -154,7 +161,10 @@ def predict_lengths(model: LengthModel, keypoints_2d, chunk_frames: int = 4096,
     return out[0] if squeeze else out
 
 
-def _predict(model: LengthModel, x: torch.Tensor, device: torch.device, chunk_frames: int) -> torch.Tensor:
+def _predict(model: LengthModel, x: torch.Tensor, device: torch.device, chunk_frames: int,
+             camera: torch.Tensor | None = None) -> torch.Tensor:
+    if isinstance(model, ProportionLengthModel):
+        return model(x.to(device), camera=camera).float().cpu()
     if model.bidirectional:
         return model(x.to(device)).float().cpu()
     state, pieces = None, []
@@ -178,13 +188,14 @@ def inference_frame_budget(model: LengthModel, budget_mb: float = INFERENCE_BUDG
 
 @torch.no_grad()
 def predict_sequences(model: LengthModel, sequences: Sequence[np.ndarray], frame_budget: int | None = None,
-                      symmetric: bool = True) -> list[np.ndarray]:
+                      symmetric: bool = True, cameras: np.ndarray | None = None) -> list[np.ndarray]:
     """Predict many 2D sequences of different lengths in packed batches (no per-sequence model call).
 
     sequences: list of (T_i, 17, 2) normalised. Sequences are sorted by length and grouped so that each packed
     batch holds at most ``frame_budget`` padded frames (default :func:`inference_frame_budget`, a bounded
     memory; a longer single sequence goes alone, through :func:`predict_lengths`). Returns, in input order,
-    (16,) per sequence (bidirectional) or (T_i, 16) (causal).
+    (16,) per sequence (bidirectional) or (T_i, 16) (causal). cameras: (N, 8) each sequence's
+    :func:`common.core.camera.camera_features` (NaN rows or None: unknown; see :func:`predict_lengths`).
     """
     if frame_budget is None:
         frame_budget = inference_frame_budget(model)
@@ -198,12 +209,14 @@ def predict_sequences(model: LengthModel, sequences: Sequence[np.ndarray], frame
             group = order[start:start + size]
             start += len(group)
             if len(group) == 1:
-                out[group[0]] = predict_lengths(model, sequences[group[0]], symmetric=symmetric)
+                out[group[0]] = predict_lengths(model, sequences[group[0]], symmetric=symmetric,
+                                                camera=None if cameras is None else cameras[group[0]])
                 continue
             tensors = [torch.as_tensor(np.asarray(sequences[i]), dtype=torch.float32) for i in group]
             frame_counts = torch.tensor([len(t) for t in tensors])
             padded = nn.utils.rnn.pad_sequence(tensors, batch_first=True).to(device)
-            pred = _packed_forward(model, padded, frame_counts).cpu()
+            camera = None if cameras is None else torch.as_tensor(np.asarray(cameras, np.float32)[group])
+            pred = _packed_forward(model, padded, frame_counts, camera).cpu()
             if symmetric:
                 pred = average_symmetric(pred)
             for row, i in enumerate(group):
@@ -212,11 +225,12 @@ def predict_sequences(model: LengthModel, sequences: Sequence[np.ndarray], frame
     return out  # type: ignore[return-value]
 
 
-def _packed_forward(model: LengthModel, padded: torch.Tensor, frame_counts: torch.Tensor) -> torch.Tensor:
-    """Model forward on a padded batch (B, T, 17, 2) of sequences of ``frame_counts`` (B,) frames: (B, 16) bone
-    lengths, or (B, T, 16) per frame for a causal model."""
+def _packed_forward(model: LengthModel, padded: torch.Tensor, frame_counts: torch.Tensor,
+                    camera: torch.Tensor | None = None) -> torch.Tensor:
+    """Model forward on a padded batch (B, T, 17, 2) of sequences of ``frame_counts`` (B,) frames (camera (B, 8)
+    or None, proportion models only): (B, 16) bone lengths, or (B, T, 16) per frame for a causal model."""
     if isinstance(model, ProportionLengthModel):
-        return model(padded, frame_counts)
+        return model(padded, frame_counts, camera)
     x = model._embed(padded)
     packed = nn.utils.rnn.pack_padded_sequence(x, frame_counts, batch_first=True, enforce_sorted=False)
     if model.bidirectional:

@@ -242,6 +242,31 @@ def chain_straightness(poses_2d: np.ndarray, ankle: np.ndarray) -> np.ndarray:
     return np.linalg.norm(chain[:, -1] - chain[:, 0], axis=-1) / np.maximum(path, 1e-9)
 
 
+def floor_geometry(keypoints_2d: torch.Tensor, camera: torch.Tensor, ankle_height_m: float
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per frame, what a calibrated camera reads off the 2D of a person standing on the floor (lens distortion
+    ignored): the pinhole ray through the ankle lower in the image (larger y) meets the plane ``ankle_height_m``
+    above the floor, which gives that ankle's depth; the head is taken on the vertical through that ankle (the point
+    of the line closest to the head's ray: an upright person) and its height above the ankle is the standing height
+    read. keypoints_2d (..., T, 17, 2) normalised; camera (..., 8) :func:`common.core.camera.camera_features`.
+    Returns (depth (..., T) metres along the optical axis, height (..., T) metres, lower ankle index (..., T)); an
+    ankle at or above the horizon gets a huge depth."""
+    kp = keypoints_2d.to(camera.dtype)
+    cam = camera[..., None, None, :]
+    ray = torch.cat([(kp - cam[..., 2:4]) / torch.exp(cam[..., :2]), torch.ones_like(kp[..., :1])], dim=-1)
+    up, centre_height = cam[..., 0, 4:7], cam[..., 0, 7]  # (..., 1, 3), (..., 1)
+    lower_right = kp[..., ANKLES[0], 1] >= kp[..., ANKLES[1], 1]
+    ankle_ray = torch.where(lower_right[..., None], ray[..., ANKLES[0], :], ray[..., ANKLES[1], :])
+    depth = (ankle_height_m - centre_height) / (ankle_ray * up).sum(-1).clamp_max(-1e-6)
+    ankle = ankle_ray * depth[..., None]  # camera frame, metres
+    head = ray[..., HEAD, :] / torch.linalg.vector_norm(ray[..., HEAD, :], dim=-1, keepdim=True)
+    # closest points of the line ankle + h * up and the ray s * head: h = (b e - d) / (1 - b^2)
+    b, d, e = (head * up).sum(-1), (ankle * up).sum(-1), (head * ankle).sum(-1)
+    height = (b * e - d) / (1.0 - b * b).clamp_min(1e-9)
+    lower = torch.where(lower_right, ANKLES[0], ANKLES[1])
+    return depth, height, lower
+
+
 def lower_ankle_height_m(world_poses: Sequence[np.ndarray]) -> float:
     """Median over all frames of the lower ankle's height above the world floor (Z = 0): list of (T, 17, 3) world
     metres -> metres."""
@@ -303,6 +328,6 @@ def size_factor(lengths: np.ndarray, mean_lengths: np.ndarray) -> np.ndarray:
 
 __all__ = ["size_error_pct", "stature_m", "scale_to_height", "size_factor", "size_free_scale", "size_free_error_mm", "absolute_error_mm", "error_row", "probe_features", "size_frame_features",
            "sequence_features", "LinearProbe", "stored_references", "NUM_FEATURES", "floor_ankle_depths", "floor_height_log",
-           "floor_ankle_points", "planted_ankles", "chain_straightness", "pooled_log_sizes",
+           "floor_ankle_points", "planted_ankles", "chain_straightness", "pooled_log_sizes", "floor_geometry",
            "floor_sizes", "lower_ankle_height_m", "FLOOR_MIN_HEIGHT_M",
            "NUM_SIZE_FEATURES"]

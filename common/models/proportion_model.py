@@ -24,6 +24,17 @@ proportions* (docs/length_model.md has the variants tried and their numbers):
   then ``Linear -> ReLU -> Linear`` to the size (zero at initialisation), plus a linear map of the features'
   frame means alone (the probe's view). Through fixed calibrated cameras where a person's feet are in the image fixes their
   distance, and the image size then their size (docs/length_model.md, "Size").
+* optionally (``camera_inputs``, ``train.py -t length --camera_input``) the camera that filmed the sequence, fed
+  to the size branch only: :func:`common.core.camera.camera_features` (focal lengths, principal point, the
+  world's up direction in the camera frame, i.e. pitch and roll against the floor, and the camera's height above
+  it), a *known* flag and, per frame, what the camera reads off the 2D of a person on the floor
+  (:func:`common.models.length_probe.floor_geometry`: the lower ankle's log depth and the log standing height),
+  through a linear map added to the size branch's first layer before its normalisation; plus a linear map of the
+  chunk's :data:`FLOOR_QUANTILE` of the log standing heights (the most upright frames) to the size. A row of NaN
+  features (or ``camera=None``) means *camera unknown*: all of these zero, flag 0; training drops the camera at
+  random so that this path gives the 2D-only size (callers without a calibrated camera: inference in the wild,
+  the mix model). With the camera known, the eval-mode size is the network's alone (the probe's 2D-only size is
+  not blended in; the proportions are).
 
 * with a linear probe attached (:meth:`ProportionLengthModel.attach_probe`, what ``train.py -t length`` does:
   :class:`common.models.length_probe.LinearProbe` fitted on training batches before the network trains), the
@@ -32,9 +43,11 @@ proportions* (docs/length_model.md has the variants tried and their numbers):
   docs/length_model.md); in training mode the network alone, which is what the loss trains.
 
 Input ``(B, T, 17, 2)`` normalised screen coordinates (``frame_counts`` (B,) for padded batches); output (B, 16)
-metres. State-dict names: ``frame_mlp.*``, ``head.*``, ``stats_linear.*``, ``log_mean`` and, with the size
-branch, ``size_mlp.*``, ``size_out.*``, ``size_linear.*``; with a probe ``probe_weight``, ``probe_bias``.
-The architecture (width, depth, size branch, probe) is read back from the weights' names and shapes.
+metres; ``camera`` (B, 8) the camera features (NaN rows: unknown; ignored by models without camera inputs).
+State-dict names: ``frame_mlp.*``, ``head.*``, ``stats_linear.*``, ``log_mean`` and, with the size
+branch, ``size_mlp.*``, ``size_out.*``, ``size_linear.*``; with camera inputs ``size_camera.*``, ``size_floor.*``; with a probe
+``probe_weight``, ``probe_bias``. The architecture (width, depth, size branch, camera inputs, probe) is read back
+from the weights' names and shapes, so checkpoints from before the camera inputs load unchanged.
 """
 from __future__ import annotations
 
@@ -43,13 +56,18 @@ from typing import Any
 import torch
 from torch import nn
 
+from common.core.camera import CAMERA_FEATURES
 from common.core.skeleton import BONE_CHILDREN, BONE_PARENTS, NUM_BONES, NUM_JOINTS
-from common.models.length_probe import NUM_SIZE_FEATURES, probe_features, size_frame_features
+from common.models.length_probe import NUM_SIZE_FEATURES, floor_geometry, probe_features, size_frame_features
 from common.utils.errors import UserError
 
 ARCH_NAME = "proportion"
 QUANTILES = (0.25, 0.5, 0.75, 0.9)  # no maximum: it grows with the sequence's length and with outliers
 FRAME_FEATURES = 2 * NUM_JOINTS + 2 * NUM_BONES + NUM_BONES
+ANKLE_HEIGHT_M = 0.10  # the floor plane of the camera reads: the lower ankle's usual height above the floor (the
+# training subjects' median is 0.103 m, docs/length_model.md)
+FLOOR_QUANTILE = 0.9  # of a chunk's per-frame standing heights read through the camera: its most upright frames
+FLOOR_FEATURES = 2  # per frame: log ankle depth, log standing height (centred on 4 m and 1.6 m)
 SIZE_STRIDE = 4  # the size branch reads every 4th frame (12.5 a second at 50 fps): where a person stands and
 # how big they look change slowly, and a quarter of the frames costs a quarter of the time
 _EPS = 1e-6
@@ -63,11 +81,13 @@ class ProportionLengthModel(nn.Module):
     arch = ARCH_NAME
 
     def __init__(self, width: int = 128, depth: int = 2, mean_lengths: torch.Tensor | None = None,
-                 size_inputs: bool = True, probe_features: int = 0) -> None:
+                 size_inputs: bool = True, probe_features: int = 0, camera_inputs: bool = False) -> None:
         super().__init__()
         if width < 1 or depth < 1:
             raise UserError("the proportion length model needs --hidden >= 1 and depth >= 1")
-        self.width, self.depth, self.size_inputs = width, depth, size_inputs
+        if camera_inputs and not size_inputs:
+            raise UserError("the camera input feeds the size branch: it needs size_inputs")
+        self.width, self.depth, self.size_inputs, self.camera_inputs = width, depth, size_inputs, camera_inputs
         layers: list[nn.Module] = [nn.Linear(FRAME_FEATURES, width), nn.LayerNorm(width), nn.ReLU()]
         for _ in range(depth - 1):
             layers += [nn.Linear(width, width), nn.ReLU()]
@@ -83,6 +103,10 @@ class ProportionLengthModel(nn.Module):
             self.size_out = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 1))
             self.size_linear = nn.Linear(NUM_SIZE_FEATURES, 1)
             zero_init += [self.size_out[-1], self.size_linear]
+        if camera_inputs:  # camera features, known flag and floor reads, added to the size branch's first layer
+            self.size_camera = nn.Linear(CAMERA_FEATURES + 1 + FLOOR_FEATURES, width)
+            self.size_floor = nn.Linear(2, 1)  # the chunk's upright standing height read and the known flag
+            zero_init.append(self.size_floor)
         for layer in zero_init:
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
@@ -98,7 +122,7 @@ class ProportionLengthModel(nn.Module):
         """Architecture hyper-parameters (stored in checkpoints; :func:`proportion_model_for_state` reads
         them back from the weights' shapes)."""
         return {"arch": ARCH_NAME, "width": self.width, "depth": self.depth, "size_inputs": self.size_inputs,
-                "probe_features": self.probe_features}
+                "camera_inputs": self.camera_inputs, "probe_features": self.probe_features}
 
     @property
     def probe_features(self) -> int:
@@ -122,12 +146,13 @@ class ProportionLengthModel(nn.Module):
         """Predict ``mean_lengths`` (16,) metres at initialisation (the last layer starts at zero)."""
         self.log_mean.copy_(torch.log(torch.as_tensor(mean_lengths, dtype=torch.float32).clamp_min(_EPS)))
 
-    def size_and_proportions(self, keypoints_2d: torch.Tensor, frame_counts: torch.Tensor | None = None
-                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    def size_and_proportions(self, keypoints_2d: torch.Tensor, frame_counts: torch.Tensor | None = None,
+                             camera: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(log size (B,), log proportions (B, 16) centred over the bones): lengths (metres) are
-        ``exp(log_mean + size[:, None] + proportions)``. frame_counts: (B,) valid frames of a padded batch.
-        With a probe attached and in eval mode: the mean of the network's and the probe's (log size, log
-        proportions)."""
+        ``exp(log_mean + size[:, None] + proportions)``. frame_counts: (B,) valid frames of a padded batch;
+        camera: (B, 8) :func:`common.core.camera.camera_features`, NaN rows or None = unknown (used only with
+        ``camera_inputs``). With a probe attached and in eval mode: the mean of the network's and the probe's
+        (log size, log proportions)."""
         if keypoints_2d.ndim != 4 or keypoints_2d.shape[-2:] != (NUM_JOINTS, 2):
             raise UserError(f"bone-length model expects 2D keypoints (B, T, {NUM_JOINTS}, 2), "
                             f"got {tuple(keypoints_2d.shape)}")
@@ -159,14 +184,24 @@ class ProportionLengthModel(nn.Module):
             placed = size_frame_features(x[:, ::SIZE_STRIDE])
             size_weight = weight[:, ::SIZE_STRIDE]
             size_count = size_weight.sum(1).clamp_min(1.0)
-            size_hidden = self.size_mlp(torch.cat([placed, relative[:, ::SIZE_STRIDE].flatten(2)], dim=-1))
+            size_hidden = self.size_mlp[0](torch.cat([placed, relative[:, ::SIZE_STRIDE].flatten(2)], dim=-1))
+            if self.camera_inputs:
+                cam = camera_input(camera, b, x.device)
+                floor, upright = floor_inputs(x[:, ::SIZE_STRIDE], cam, size_weight > 0)
+                size_hidden = size_hidden + self.size_camera(
+                    torch.cat([cam[:, None].expand(-1, floor.shape[1], -1), floor], dim=-1))
+                size = size + self.size_floor(torch.stack([upright, cam[:, -1]], dim=-1))[:, 0]
+            size_hidden = self.size_mlp[2](self.size_mlp[1](size_hidden))
             size_pooled = (size_hidden * size_weight[..., None]).sum(1) / size_count[:, None]
             placed_mean = (placed * size_weight[..., None]).sum(1) / size_count[:, None]
             size = size + (self.size_out(size_pooled) + self.size_linear(placed_mean))[:, 0]
         if self.probe_features and not self.training:
             probe = self._probe_log_lengths(x, valid) - self.log_mean
             probe_size = probe.mean(-1)
-            size = 0.5 * (size + probe_size)
+            blended = 0.5 * (size + probe_size)
+            if self.camera_inputs:  # with the camera known the size is the network's: the probe reads 2D only
+                blended = torch.where(camera_input(camera, b, x.device)[:, -1] > 0, size, blended)
+            size = blended
             proportions = 0.5 * (proportions + probe - probe_size[:, None])
         return size, proportions
 
@@ -176,10 +211,40 @@ class ProportionLengthModel(nn.Module):
         features = probe_features(x, valid)
         return features[:, :self.probe_features] @ self.probe_weight + self.probe_bias
 
-    def forward(self, keypoints_2d: torch.Tensor, frame_counts: torch.Tensor | None = None) -> torch.Tensor:
-        """keypoints_2d (B, T, 17, 2) normalised -> bone lengths (B, 16) metres."""
-        size, proportions = self.size_and_proportions(keypoints_2d, frame_counts)
+    def forward(self, keypoints_2d: torch.Tensor, frame_counts: torch.Tensor | None = None,
+                camera: torch.Tensor | None = None) -> torch.Tensor:
+        """keypoints_2d (B, T, 17, 2) normalised (camera (B, 8) features, NaN rows or None: unknown) -> bone
+        lengths (B, 16) metres."""
+        size, proportions = self.size_and_proportions(keypoints_2d, frame_counts, camera)
         return torch.exp(self.log_mean + size[:, None] + proportions)
+
+
+def camera_input(camera: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
+    """The size branch's camera input (B, 9): the :func:`common.core.camera.camera_features` (B, 8) and a known
+    flag; a row with any NaN (or ``camera=None``: every row) is *unknown*: eight zeros and flag 0."""
+    if camera is None:
+        return torch.zeros((batch, CAMERA_FEATURES + 1), device=device)
+    camera = torch.as_tensor(camera, dtype=torch.float32, device=device)
+    if camera.shape != (batch, CAMERA_FEATURES):
+        raise UserError(f"camera features ({batch}, {CAMERA_FEATURES}) expected, got {tuple(camera.shape)}")
+    known = torch.isfinite(camera).all(-1, keepdim=True)
+    return torch.cat([torch.where(known, camera, 0.0), known.float()], dim=-1)
+
+
+def floor_inputs(keypoints_2d: torch.Tensor, camera: torch.Tensor, valid: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The size branch's floor reads through the camera: keypoints_2d (B, T, 17, 2) normalised, camera (B, 9)
+    :func:`camera_input`, valid (B, T) bool -> (per frame (B, T, 2) ``[log depth - log 4 m, log standing height -
+    log 1.6 m]`` of :func:`common.models.length_probe.floor_geometry`, clamped; per chunk (B,) the
+    :data:`FLOOR_QUANTILE` of the valid frames' log standing height - log 1.6 m); zero where the camera is
+    unknown."""
+    depth, height, _ = floor_geometry(keypoints_2d.float(), camera[:, :CAMERA_FEATURES], ANKLE_HEIGHT_M)
+    log_depth = torch.log(depth.clamp(0.5, 50.0) / 4.0)
+    log_height = torch.log(height.clamp(0.05, 3.0) / 1.6)
+    known = camera[:, -1]
+    per_frame = torch.stack([log_depth, log_height], dim=-1) * known[:, None, None]
+    upright = torch.nanquantile(log_height.masked_fill(~valid, float("nan")), FLOOR_QUANTILE, dim=1)
+    return per_frame, torch.nan_to_num(upright) * known
 
 
 def proportion_sample_bytes(model: ProportionLengthModel, chunk_len: int, precision: str = "fp32") -> int:
@@ -198,12 +263,12 @@ def is_proportion_state(state: dict[str, torch.Tensor]) -> bool:
 
 
 def proportion_architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """``{"arch", "width", "depth", "size_inputs", "probe_features"}`` of a proportion model's state dict, read from
-    the weights' shapes (models from before the size branch have no ``size_mlp.*``, models without a probe no
-    ``probe_weight``)."""
+    """``{"arch", "width", "depth", "size_inputs", "camera_inputs", "probe_features"}`` of a proportion model's state
+    dict, read from the weights' shapes (models from before the size branch have no ``size_mlp.*``, from before the
+    camera input no ``size_camera.*``, models without a probe no ``probe_weight``)."""
     linears = [k for k in state if k.startswith("frame_mlp.") and k.endswith(".weight") and state[k].ndim == 2]
     return {"arch": ARCH_NAME, "width": int(state["frame_mlp.0.weight"].shape[0]), "depth": len(linears),
-            "size_inputs": "size_mlp.0.weight" in state,
+            "size_inputs": "size_mlp.0.weight" in state, "camera_inputs": "size_camera.weight" in state,
             "probe_features": int(state["probe_weight"].shape[0]) if "probe_weight" in state else 0}
 
 
@@ -211,8 +276,8 @@ def proportion_model_for_state(state: dict[str, torch.Tensor]) -> ProportionLeng
     """An (unloaded) proportion model shaped like ``state``."""
     arch = proportion_architecture(state)
     return ProportionLengthModel(width=arch["width"], depth=arch["depth"], size_inputs=arch["size_inputs"],
-                                 probe_features=arch["probe_features"])
+                                 probe_features=arch["probe_features"], camera_inputs=arch["camera_inputs"])
 
 
-__all__ = ["ProportionLengthModel", "ARCH_NAME", "proportion_sample_bytes", "is_proportion_state", "proportion_architecture",
+__all__ = ["ProportionLengthModel", "ARCH_NAME", "camera_input", "proportion_sample_bytes", "is_proportion_state", "proportion_architecture",
            "proportion_model_for_state"]

@@ -42,7 +42,8 @@ _CAMERA_RECIPE = ("cameras", "virtual_views", "virtual_segment", "extra_motion")
 RECIPE_FLAGS: dict[str, tuple[str, ...]] = {
     "length": _COMMON_RECIPE + _CAMERA_RECIPE + ("chunk_len", "segment_shift", "length_aug_type", "bone_length_aug",
                                                  "length_init", "noise_2d_px", "translation_std",
-                                                 "synthetic_placement", "length_convention"),
+                                                 "synthetic_placement", "length_convention",
+                                                 "camera_input"),
     "pose": _COMMON_RECIPE + _CAMERA_RECIPE + ("stride", "disable_optimizations"),
     "mix": _COMMON_RECIPE + _CAMERA_RECIPE + ("bone_length_list",),
 }
@@ -163,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--length_arch", choices=["auto", "proportion", "gru"], default="auto",
                    help="-t length: proportion (size x proportions from scale-free 2D, docs/length_model.md), gru "
                         "(the paper's GRU), auto (default): proportion with -bi, the paper's causal GRU without")
+    g.add_argument("--camera_input", action="store_true",
+                   help="-t length, proportion model: its size branch also reads the filming camera (focal length, "
+                        "principal point, pitch/roll and height above the floor), dropped at random in training so "
+                        "that callers without a calibrated camera get the 2D-only size (docs/length_model.md, Size)")
     g.add_argument("-layer", "--num_layers", type=number(int, ge=1), default=None,
                    help="GRU layers (default 1 for a new model; checked against a loaded checkpoint if given)")
     g.add_argument("--hidden", type=number(int, ge=1), default=512,

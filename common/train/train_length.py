@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from common.core.bones import final_lengths
+from common.core.camera import CAMERA_FEATURES, camera_features_of
 from common.utils import distributed
 from common.train.accumulation import (autocast, length_model_sample_bytes, optimizer_step, resolve_micro_batch,
                                        resolve_precision)
@@ -69,6 +70,7 @@ SYNTHETIC_TEST_CHUNKS = 256
 HELDOUT_PEOPLE = 512  # bank rows never used for training (held-out people)
 HELDOUT_SEED = 20260
 PROBE_BATCHES = 16  # training batches the linear probe is fitted on
+CAMERA_DROPOUT = 0.5  # --camera_input: the share of training chunks whose camera is withheld (camera unknown)
 
 
 def subject_lengths(dataset: PoseDataset, subjects: list[str]) -> np.ndarray:
@@ -170,11 +172,12 @@ class LengthEvaluator:
     @staticmethod
     def _synthetic_predictions(model: LengthModel, batch: SyntheticBatch) -> np.ndarray:
         with evaluation_mode(model):
-            pred = torch.cat([model(x) for x in batch.keypoints_2d.split(32)])
+            pred = torch.cat([model(*model_inputs(model, x, camera))
+                              for x, camera in zip(batch.keypoints_2d.split(32), batch.camera.split(32))])
         return (pred[:, -1] if pred.ndim == 3 else pred).float().cpu().numpy()
 
     def _final_predictions(self, model: LengthModel, views: list[Sequence3D]) -> np.ndarray:
-        preds = predict_sequences(model, [v.poses_2d for v in views])
+        preds = predict_sequences(model, [v.poses_2d for v in views], cameras=view_cameras(views))
         return np.stack([final_lengths(p) for p in preds])
 
     def test_per_bone(self, model: LengthModel) -> np.ndarray | None:
@@ -221,6 +224,26 @@ class LengthEvaluator:
                 for metric, value in errors.items():
                     out[f"{name}_{source}_{metric}"] = value
         return out
+
+
+def view_cameras(views: Sequence[Sequence3D]) -> np.ndarray:
+    """(N, 8) each view's :func:`common.core.camera.camera_features` (its calibrated camera)."""
+    return np.stack([camera_features_of(v.camera) for v in views]) if views else np.zeros((0, CAMERA_FEATURES))
+
+
+def model_inputs(model: torch.nn.Module, keypoints_2d: torch.Tensor, camera: torch.Tensor | None
+                 ) -> tuple[torch.Tensor, ...]:
+    """The positional inputs of a length model's forward for a chunk batch: ``(keypoints_2d,)``, and for a
+    proportion model ``(keypoints_2d, None, camera)`` (camera (B, 8) or None, read with camera inputs only)."""
+    inner = model.module if hasattr(model, "module") else model  # DDP
+    return (keypoints_2d, None, camera) if isinstance(inner, ProportionLengthModel) else (keypoints_2d,)
+
+
+def drop_cameras(camera: torch.Tensor, probability: float, generator: torch.Generator) -> torch.Tensor:
+    """camera (B, 8) features with each row replaced by NaN (*unknown*) with ``probability``: the training of
+    the camera-unknown path (:func:`common.models.proportion_model.camera_input`)."""
+    drop = torch.rand(len(camera), generator=generator, device=camera.device) < probability
+    return camera.masked_fill(drop[:, None], float("nan"))
 
 
 def heldout_chunks(views: list[Sequence3D], heldout_sampler: LengthSampler, args: argparse.Namespace,
@@ -313,7 +336,8 @@ def new_length_model(args: argparse.Namespace, mean_lengths: torch.Tensor,
     geometric mean of the network's and the probe's) or the paper's GRU (``--hidden``, ``-layer``, ``-drop``,
     ``--length_init``; no probe)."""
     if length_arch(args) == "proportion":
-        model = ProportionLengthModel(width=args.hidden, mean_lengths=mean_lengths.cpu())
+        model = ProportionLengthModel(width=args.hidden, mean_lengths=mean_lengths.cpu(),
+                                      camera_inputs=args.camera_input)
         if probe is not None:
             model.attach_probe(probe.weight.cpu(), probe.bias.cpu())
         return model
@@ -333,12 +357,13 @@ def training_sample_bytes(model: LengthModel, args: argparse.Namespace, precisio
 
 
 def length_loss(model: torch.nn.Module, keypoints_2d: torch.Tensor, lengths: torch.Tensor,
-                precision: str = "fp32") -> torch.Tensor:
+                precision: str = "fp32", camera: torch.Tensor | None = None) -> torch.Tensor:
     """Mean absolute bone-length error (metres, float32 scalar) of ``model`` on normalised 2D chunks
     ``(B, L, 17, 2)`` against ``lengths`` ``(B, 16)`` metres; a causal model is scored at every frame. The
-    forward pass runs under :func:`common.train.accumulation.autocast` for ``precision``; the loss in float32."""
+    forward pass runs under :func:`common.train.accumulation.autocast` for ``precision``; the loss in float32.
+    camera: (B, 8) camera features (NaN rows: unknown), for a proportion model."""
     with autocast(precision, keypoints_2d.device):
-        pred = model(keypoints_2d)
+        pred = model(*model_inputs(model, keypoints_2d, camera))
     target = lengths if pred.ndim == 2 else lengths[:, None, :]
     return (pred.float() - target).abs().mean()
 
@@ -382,9 +407,12 @@ class LengthEpochs(Trainer):
                                     self.sampler, self.sample_gen) for first in starts), len(starts)
 
     def step(self, batch: SyntheticBatch) -> tuple[list[float], int]:
+        camera = (drop_cameras(batch.camera, CAMERA_DROPOUT, self.sample_gen) if self.args.camera_input
+                  else None)
         loss = optimizer_step(self.train_model, self.optimizer, len(batch.lengths), self.micro_batch,
                               lambda rows: length_loss(self.train_model, batch.keypoints_2d[rows],
-                                                       batch.lengths[rows], self.precision))
+                                                       batch.lengths[rows], self.precision,
+                                                       None if camera is None else camera[rows]))
         return [loss], len(batch.lengths)
 
     def evaluate(self) -> dict[str, float]:
@@ -441,6 +469,8 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     """Train (or with ``--evaluate`` evaluate) the bone-length model in this process (``train.py`` runs it
     through :func:`common.utils.distributed.launch`); rank 0 evaluates, prints and writes files."""
     device = ctx.device
+    if args.camera_input and length_arch(args) != "proportion":
+        raise UserError("--camera_input is an input of the proportion model's size branch: drop it for the GRU")
     train_subjects, test_subjects, actions = prepare_run(args, ctx)
 
     dataset = load_dataset(args.data_dir, args.dataset, args.keypoints, need_3d=True,
