@@ -12,6 +12,9 @@ Validation every epoch (rank 0):
 * ``synthetic val``: the same held-out people through the ``val`` sequences' motion and cameras (training
   subjects, never used to build training chunks): a low-noise selection value that touches no test subject.
 
+``--camera_input`` (proportion model): the size branch also reads each chunk's camera
+(:func:`common.core.camera.camera_features`), withheld from :data:`CAMERA_DROPOUT` of the training chunks so that the
+camera-unknown path learns the 2D-only size; the evaluation hands each view's calibrated camera to the model.
 ``--cameras virtual`` (``--extra_motion``) films the training chunks through random phone-like cameras
 (:func:`common.train.train_pose.training_views`) instead of the dataset's. ``--length_convention blazepose``: the
 bank is in BlazePose's landmark convention (``data/bone_length/generate_blazepose_bank.py``) while the real
