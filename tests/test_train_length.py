@@ -226,6 +226,8 @@ def test_select_on_synthetic_val_picks_the_lowest_epoch(tiny_dir, tmp_path, caps
     assert load_checkpoint(tmp_path / "epoch_best.bin")["epoch"] == int(np.argmin(values)) + 1
     out = capsys.readouterr().out
     assert "synthetic val" in out and "on synthetic_val" in out
+    # the held-out people's row names its chunk length (-l 64 here; the demo's target is on 128 frames)
+    assert "held-out people, 64-frame chunks of test motion+cameras" in out
     # without the flag the set is not built (no cost) and its value is recorded as NaN
     _train(_common_flags(tiny_dir, tmp_path / "val", ["-e", "1", "-bi"]))
     assert np.isnan(json.loads((tmp_path / "val" / "length_history.json").read_text())["synthetic_val"][0])

@@ -172,6 +172,11 @@ class LengthEvaluator:
         self.test_features = (sequence_features([v.poses_2d for v in test_views])
                               if probe is not None and self.test_targets is not None else None)
 
+    @property
+    def heldout_frames(self) -> int | None:
+        """Frames in each held-out people chunk (None: no synthetic test set)."""
+        return None if self.synthetic is None else int(self.synthetic.keypoints_2d.shape[1])
+
     @staticmethod
     def _synthetic_predictions(model: LengthModel, batch: SyntheticBatch) -> np.ndarray:
         with evaluation_mode(model):
@@ -265,9 +270,12 @@ def heldout_chunks(views: list[Sequence3D], heldout_sampler: LengthSampler, args
     return builder.sample(ids, flips, heldout_sampler, gen)
 
 
-def format_learning_rows(metrics: dict[str, float]) -> str:
-    """The model / mean / probe rows of :meth:`LengthEvaluator.evaluate` as printed lines (mm)."""
-    labels = {"synthetic_heldout": "held-out people, test motion+cameras (synthetic)",
+def format_learning_rows(metrics: dict[str, float], heldout_frames: int | None = None) -> str:
+    """The model / mean / probe rows of :meth:`LengthEvaluator.evaluate` as printed lines (mm); the held-out
+    people's row names its chunks' length (``heldout_frames``, :attr:`LengthEvaluator.heldout_frames`): it is
+    ``--chunk_len``, so runs with other ``-l`` are scored on other chunks (issue 17's target is on 128 frames)."""
+    chunks = f"{heldout_frames}-frame chunks of " if heldout_frames else ""
+    labels = {"synthetic_heldout": f"held-out people, {chunks}test motion+cameras (synthetic)",
               "test": "test subjects (real 2D)"}
     lines = []
     for name, label in labels.items():
@@ -292,7 +300,7 @@ def reference_state(evaluator: LengthEvaluator | None) -> dict[str, Any]:
 
 def _print_final_report(evaluator: LengthEvaluator, model: LengthModel, label: str,
                         subjects: list[str], keypoints: str) -> None:
-    rows = format_learning_rows(evaluator.evaluate(model))
+    rows = format_learning_rows(evaluator.evaluate(model), evaluator.heldout_frames)
     if rows:
         print(f"Model ({label}) against the training bank's mean and the linear 2D probe:\n{rows}")
     test = evaluator.test_per_bone(model)
@@ -428,7 +436,7 @@ class LengthEpochs(Trainer):
               f"test {m['test']:.2f} mm  "
               f"synthetic test {m['synthetic_test']:.2f} mm"
               + ("" if math.isnan(m["synthetic_val"]) else f"  synthetic val {m['synthetic_val']:.2f} mm"))
-        rows = format_learning_rows(m)
+        rows = format_learning_rows(m, self.evaluator.heldout_frames if self.evaluator is not None else None)
         if rows:
             print(rows)
 
