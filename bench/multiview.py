@@ -38,7 +38,8 @@ import numpy as np
 import inference
 from common.core.bones import adjust_bone_lengths
 from common.core.skeleton import BONE_NAMES
-from common.inference.length_sources import file_lengths, model_lengths, population_mean_lengths, prior_lengths
+from common.inference.length_sources import (file_lengths, model_lengths, observed_poses, population_mean_lengths,
+                                            prior_lengths)
 from common.core.bones import median_lengths
 from common.inference.lifters import LIFTERS, make_lifter
 from common.inference.multiview import (LIMB_BONES, estimate_offsets, fetch_pose2sim_demo,
@@ -146,16 +147,17 @@ def pose_rows(person: ViewPerson, lifters: dict, lengths_file: str | None, lengt
     rows = {}
     for label, lifter in lifters.items():
         poses = lifter.lift(person.track)
+        seen = observed_poses(poses, person.track)  # the frames lengths are pooled over, as inference.py's
         rows[f"{label}, unadjusted"] = poses
-        rows[f"{label} + self"] = adjusted(poses, median_lengths(poses))
+        rows[f"{label} + self"] = adjusted(poses, median_lengths(seen))
         if population_mean_lengths(lifter.convention) is not None:  # a prior in the lifter's convention
-            rows[f"{label} + prior"] = adjusted(poses, prior_lengths(poses, lifter.convention))
+            rows[f"{label} + prior"] = adjusted(poses, prior_lengths(seen, lifter.convention))
         own = lifter.length_model or length_model
         if own is not None:
             note = "" if lifter.convention == "h36m" else " (H36M-convention lengths)"
             rows[f"{label} + model{note}"] = adjusted(poses, model_lengths(own, person.track))
         if lengths_file:
-            rows[f"{label} + file"] = adjusted(poses, file_lengths(lengths_file, poses))
+            rows[f"{label} + file"] = adjusted(poses, file_lengths(lengths_file, seen))
     return rows
 
 

@@ -142,6 +142,7 @@ def test_fill_gaps_interpolates_trims_and_reports():
     assert filled.start == 2 and len(filled) == 17              # frames 2..18 kept
     np.testing.assert_allclose(filled.positions, truth[2:19], atol=1e-4)
     assert filled.gaps == [(4, 6), (11, 11)]                     # indices within the kept track
+    np.testing.assert_array_equal(np.flatnonzero(~filled.observed), [4, 5, 6, 11])
     assert np.all(filled.confidence[[4, 5, 6, 11]] == 0) and np.all(filled.confidence[[3, 7]] == 1)
     with pytest.raises(UserError, match="lost for 3 frames"):
         fill_gaps(_track(raw), max_gap=2)

@@ -176,6 +176,30 @@ def test_prior_lengths_weigh_own_limbs_by_their_spread(tmp_path):
         load_limb_prior("h36m", prior)
 
 
+def test_length_sources_pool_the_detected_frames_not_the_interpolated(tmp_path):
+    """self, prior and file pool the frames where the person was detected: frames fill_gaps interpolated (here 12
+    of 30, with bones 40 % short, as a straight-line blend across a turning limb gives) do not move the lengths."""
+    scale = np.linspace(0.9, 1.1, 30)
+    scale[8:20] = 0.6
+    poses = _poses(30, 3, LENGTHS[None] * scale[:, None])
+    positions = np.zeros((30, 17, 2), np.float32)
+    track = Track2D(positions, np.ones((30, 17), np.float32), 640, 480, gaps=[(8, 19)])
+    detected = np.r_[0:8, 20:30]
+    np.testing.assert_array_equal(np.flatnonzero(track.observed), detected)
+    (tmp_path / "l.json").write_text(json.dumps({"lengths": {"thigh": 0.47}}))
+    mediapipe = make_lifter("mediapipe", _config(tmp_path))
+    expected = {"self": median_lengths(poses[detected]), "prior": prior_lengths(poses[detected], "blazepose"),
+                "file": file_lengths(tmp_path / "l.json", poses[detected])}
+    for name, want in expected.items():
+        source = make_length_source(name, _config(tmp_path, lengths=name, lengths_file=str(tmp_path / "l.json")),
+                                    mediapipe)
+        got = source.lengths(poses, track)
+        np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=name)
+        assert np.abs(got / median_lengths(poses) - 1)[[0, 2, 6]].min() > 0.05, name   # all frames: far shorter
+    whole = make_length_source("self", _config(tmp_path, lengths="self"), mediapipe)
+    np.testing.assert_allclose(whole.lengths(poses, track.replace(gaps=[])), median_lengths(poses))
+
+
 def test_limb_prior_convention_offset_and_centred_log_limbs(tmp_path):
     """The prior's mean is the bodies' plus the convention offset; centred log limbs are size-free proportions."""
     prior = tmp_path / "prior.json"

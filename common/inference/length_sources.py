@@ -11,7 +11,8 @@ needs, what it refuses), the batch :meth:`LengthSource.lengths` and, where ``cau
   (``mediapipe``) a model trained with ``train.py -t length --length_convention blazepose``, whose proportions
   are used at the person's size (``--height`` or the lifter's own, as ``prior``; docs/in_the_wild.md).
 * ``self``: the lifter's own poses, one robust length per bone over the sequence (median), left/right averaged
-  (:func:`median_lengths`).
+  (:func:`median_lengths`). Offline, ``self``, ``prior`` and ``file`` pool the frames where the person was
+  detected, not those interpolated across a gap (:func:`observed_poses`), as live does.
 * ``prior``: ``self``, with the four limbs' proportions combined with a population prior of limb proportions in
   the lifter's joint convention (:func:`prior_lengths`; prior from Anny bodies,
   ``data/bone_length/generate_limb_prior.py``, moved into BlazePose's landmark convention by an offset measured on
@@ -81,6 +82,15 @@ MAD_TO_SD = 1.4826  # median absolute deviation -> standard deviation of a norma
 SIDELESS = {name[2:]: [i for i, n in enumerate(BONE_NAMES) if n[2:] == name[2:] and n[:2] in ("l_", "r_")]
             for name in BONE_NAMES if name[:2] in ("l_", "r_")}
 PLAUSIBLE_METRES = (0.02, 1.0)
+
+
+def observed_poses(poses: np.ndarray, track: Track2D) -> np.ndarray:
+    """The lifter's poses (T, 17, 3) of the track's frames restricted to those where the person was detected
+    (:attr:`Track2D.observed`), the frames a pooled length comes from: an interpolated frame is no measurement (its
+    joints are a straight-line blend of the gap's ends, which shortens every bone that turns across the gap), and
+    ``--live`` never sees one. All frames when ``poses`` is not one per track frame or none was detected."""
+    observed = track.observed
+    return poses[observed] if len(poses) == len(track) and observed.any() else poses
 
 
 def model_lengths(model: torch.nn.Module, track: Track2D) -> np.ndarray:
@@ -397,7 +407,7 @@ class SelfLengths(LengthSource):
         self.median = RunningMedian()
 
     def lengths(self, poses: np.ndarray, track: Track2D) -> np.ndarray:
-        return median_lengths(poses)
+        return median_lengths(observed_poses(poses, track))
 
     def step(self, pose: np.ndarray, frame: Track2D) -> np.ndarray | None:
         self.median.update(bone_lengths(pose))
@@ -420,7 +430,7 @@ class PriorLengths(LengthSource):
         self.prior = load_limb_prior(lifter.convention)  # (mean, sd) (4,): replaceable, e.g. by a held-out fit
 
     def lengths(self, poses: np.ndarray, track: Track2D) -> np.ndarray:
-        return combine_with_prior(poses, *self.prior)
+        return combine_with_prior(observed_poses(poses, track), *self.prior)
 
     def step(self, pose: np.ndarray, frame: Track2D) -> np.ndarray | None:
         self.histograms.update(bone_lengths(np.asarray(pose, np.float64)))
@@ -453,7 +463,7 @@ class FileLengths(LengthSource):
             read_lengths_file(self.path)
 
     def lengths(self, poses: np.ndarray, track: Track2D) -> np.ndarray:
-        return file_lengths(self.path, poses)
+        return file_lengths(self.path, observed_poses(poses, track))
 
     def step(self, pose: np.ndarray, frame: Track2D) -> np.ndarray | None:
         return self.fixed

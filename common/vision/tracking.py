@@ -59,6 +59,15 @@ class Track2D:
     def __len__(self) -> int:
         return len(self.positions)
 
+    @property
+    def observed(self) -> np.ndarray:
+        """(T,) bool: the frames where the person was detected, i.e. every frame but those :func:`fill_gaps`
+        filled in (``gaps``)."""
+        observed = np.ones(len(self), bool)
+        for first, last in self.gaps:
+            observed[first:last + 1] = False
+        return observed
+
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two (x0, y0, x1, y1) boxes."""
