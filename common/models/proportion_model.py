@@ -254,6 +254,8 @@ def proportion_sample_bytes(model: ProportionLengthModel, chunk_len: int, precis
     if model.size_inputs:
         # its input, linear, norm and ReLU on every SIZE_STRIDE-th frame
         per_frame += (NUM_SIZE_FEATURES + 2 * NUM_JOINTS + 3 * model.width) / SIZE_STRIDE
+    if model.camera_inputs:  # the camera and floor-read input and its linear map, on the same frames
+        per_frame += (CAMERA_FEATURES + 1 + FLOOR_FEATURES + model.width) / SIZE_STRIDE
     return int(chunk_len * per_frame * (2 if precision == "bf16" else 4))
 
 

@@ -73,7 +73,7 @@ SYNTHETIC_TEST_CHUNKS = 256
 HELDOUT_PEOPLE = 512  # bank rows never used for training (held-out people)
 HELDOUT_SEED = 20260
 PROBE_BATCHES = 16  # training batches the linear probe is fitted on
-CAMERA_DROPOUT = 0.5  # --camera_input: the share of training chunks whose camera is withheld (camera unknown)
+CAMERA_DROPOUT = 0.25  # --camera_input: the share of training chunks whose camera is withheld (camera unknown)
 
 
 def subject_lengths(dataset: PoseDataset, subjects: list[str]) -> np.ndarray:
