@@ -58,3 +58,26 @@ def test_stopping_early_closes_the_producer_in_its_thread_and_joins_it():
     stream.close()
     assert closed == ["producer"]
     assert not any(t.name == "producer" for t in threading.enumerate())
+
+
+def test_a_producer_that_does_not_stop_does_not_hang_the_caller(monkeypatch, capsys):
+    """A producer stuck in its work (never back to check the stop) is waited for at most STOP_WAIT_S: the
+    caller's close returns, with a warning, and the daemon thread is left (an interrupted run still ends)."""
+    import common.utils.threads as threads_module
+
+    monkeypatch.setattr(threads_module, "STOP_WAIT_S", 0.2)
+    release = threading.Event()
+
+    def items():
+        yield 0
+        release.wait(10)  # stuck until the test lets it go
+        yield 1
+
+    stream = ahead(items(), 1, "stuck")
+    assert next(stream) == 0
+    time.sleep(0.05)  # the producer is now inside its wait
+    began = time.perf_counter()
+    stream.close()
+    assert time.perf_counter() - began < 5
+    assert "the stuck thread did not stop within 0.2 s" in capsys.readouterr().err
+    release.set()

@@ -1,12 +1,14 @@
 """Running an iterator ahead of its consumer in a thread of its own (video decoding, the live 2D stage)."""
 from __future__ import annotations
 
+import sys
 import threading
 from queue import Empty, Full, Queue
 from typing import Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 _END = object()  # the producer's iterator is exhausted
+STOP_WAIT_S = 30.0  # longest wait for the producer to stop when the caller stops (then it is left, a daemon)
 
 
 def ahead(items: Iterable[T], depth: int, name: str = "ahead") -> Iterator[T]:
@@ -14,7 +16,8 @@ def ahead(items: Iterable[T], depth: int, name: str = "ahead") -> Iterator[T]:
     the caller (a bounded queue: memory stays constant; the producer's work overlaps the caller's). An exception
     raised while producing is raised in the caller at its place in the sequence. When the caller stops early (or
     closes the returned generator), the producer stops after the item it is working on, its iterator is closed in
-    its own thread and the thread is joined before the generator returns. ``depth`` <= 0: no thread, the items one
+    its own thread and the thread is joined before the generator returns (at most :data:`STOP_WAIT_S`: a producer
+stuck longer is left running as a daemon thread, with a warning, so that an interrupted run still ends). ``depth`` <= 0: no thread, the items one
     after the other in the caller's thread."""
     if depth <= 0:
         yield from items
@@ -62,4 +65,7 @@ def ahead(items: Iterable[T], depth: int, name: str = "ahead") -> Iterator[T]:
             yield item
     finally:
         stop.set()
-        thread.join()
+        thread.join(STOP_WAIT_S)
+        if thread.is_alive():
+            print(f"warning: the {name} thread did not stop within {STOP_WAIT_S:g} s; left running",
+                  file=sys.stderr)
