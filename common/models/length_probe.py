@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from common.core.camera import WORLD_UP, Camera, world_up_in_camera
+from common.core.camera import Camera, camera_features_of
 from common.core.skeleton import BONE_CHILDREN, BONE_PARENTS, NUM_BONES, NUM_JOINTS
 
 SIZE_JOINTS = (0, 10, 3, 6)  # pelvis, head, r_ankle, l_ankle: where the figure stands and how tall it is
@@ -190,29 +190,55 @@ FLOOR_MIN_FRAMES = 50  # usable frames (1 s at 50 fps) a sequence needs before i
 HEAD, ANKLES, THORAX = 10, (3, 6), 8
 
 
+def _floor_rays(keypoints_2d: torch.Tensor, camera: torch.Tensor, ankle_height_m: float
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The one place the floor is read: pinhole rays through every joint and, for each ankle, where its ray meets
+    the plane ``ankle_height_m`` above the floor (lens distortion ignored). keypoints_2d (..., T, 17, 2)
+    normalised; camera (..., 8) :func:`common.core.camera.camera_features`. Returns (rays (..., T, 17, 3) with
+    z = 1, ankle floor points (..., T, 2, 3) camera frame metres, right then left ankle; up (..., 1, 3) the world's
+    up in the camera frame); an ankle at or above the horizon gets a huge depth."""
+    kp = keypoints_2d.to(camera.dtype)
+    cam = camera[..., None, None, :]
+    ray = torch.cat([(kp - cam[..., 2:4]) / torch.exp(cam[..., :2]), torch.ones_like(kp[..., :1])], dim=-1)
+    up, centre_height = cam[..., 0, 4:7], cam[..., 0, 7]  # (..., 1, 3), (..., 1)
+    ankle_rays = ray[..., list(ANKLES), :]  # (..., T, 2, 3)
+    depth = (ankle_height_m - centre_height[..., None]) / (ankle_rays * up[..., None, :]).sum(-1).clamp_max(-1e-6)
+    return ray, ankle_rays * depth[..., None], up
+
+
+def _head_height(ankle: torch.Tensor, head_ray: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """The head's height above a standing ankle, the head taken on the vertical through the ankle: the point of the
+    line ``ankle + h * up`` closest to the head's ray. ankle (..., 3) metres, head_ray (..., 3), up (..., 3) unit
+    -> h (...) metres."""
+    head = head_ray / torch.linalg.vector_norm(head_ray, dim=-1, keepdim=True)
+    # closest points of the line ankle + h * up and the ray s * head: h = (b e - d) / (1 - b^2)
+    b, d, e = (head * up).sum(-1), (ankle * up).sum(-1), (head * ankle).sum(-1)
+    return (b * e - d) / (1.0 - b * b).clamp_min(1e-9)
+
+
+def _camera_tensor(camera: Camera) -> torch.Tensor:
+    return torch.as_tensor(camera_features_of(camera), dtype=torch.float64)
+
+
 def floor_ankle_points(poses_2d: np.ndarray, camera: Camera, ankle_height_m: float) -> tuple[np.ndarray, np.ndarray]:
-    """Where each ankle would be if it were on the floor: the pinhole ray through each ankle's 2D meets the plane
-    ``ankle_height_m`` above the world floor (lens distortion ignored). poses_2d (T, 17, 2) normalised ->
-    (points (T, 2, 3) camera frame metres, right then left ankle; rays (T, 17, 3) with z = 1 per joint)."""
-    kp = np.asarray(poses_2d, np.float64)
-    intrinsic = np.asarray(camera.intrinsic, np.float64)
-    ray = np.concatenate([(kp - intrinsic[2:4]) / intrinsic[:2], np.ones(kp.shape[:-1] + (1,))], axis=-1)
-    up = world_up_in_camera(camera).astype(np.float64)
-    centre_height = float(np.asarray(camera.translation, np.float64) @ np.asarray(WORLD_UP))
-    ankle_rays = ray[:, list(ANKLES)]
-    depth = (ankle_height_m - centre_height) / np.minimum(ankle_rays @ up, -1e-6)  # (T, 2) along the optical axis
-    return ankle_rays * depth[..., None], ray
+    """Where each ankle would be if it were on the floor (:func:`_floor_rays` for one calibrated camera).
+    poses_2d (T, 17, 2) normalised -> (points (T, 2, 3) camera frame metres, right then left ankle; rays (T, 17, 3)
+    with z = 1 per joint)."""
+    ray, points, _ = _floor_rays(torch.as_tensor(np.asarray(poses_2d, np.float64)), _camera_tensor(camera),
+                                 ankle_height_m)
+    return points.numpy(), ray.numpy()
 
 
 def floor_ankle_depths(poses_2d: np.ndarray, camera: Camera, ankle_height_m: float
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per frame, the depth of the ankle lower in the image (larger y) read as in :func:`floor_ankle_points`.
-    poses_2d (T, 17, 2) normalised -> (depth (T,) metres along the optical axis, rays (T, 17, 3) with z = 1 per
-    joint, lower ankle's joint index (T,))."""
-    points, ray = floor_ankle_points(poses_2d, camera, ankle_height_m)
-    kp = np.asarray(poses_2d)
-    lower = np.where(kp[:, ANKLES[0], 1] >= kp[:, ANKLES[1], 1], 0, 1)
-    return points[np.arange(len(kp)), lower, 2], ray, np.asarray(ANKLES)[lower]
+    """Per frame, the depth of the ankle lower in the image (larger y), :func:`floor_geometry` for one calibrated
+    camera. poses_2d (T, 17, 2) normalised -> (depth (T,) metres along the optical axis, rays (T, 17, 3) with
+    z = 1 per joint, lower ankle's joint index (T,))."""
+    kp = torch.as_tensor(np.asarray(poses_2d, np.float64))
+    camera_t = _camera_tensor(camera)
+    depth, _, lower = floor_geometry(kp, camera_t, ankle_height_m)
+    ray = _floor_rays(kp, camera_t, ankle_height_m)[0]
+    return depth.numpy(), ray.numpy(), lower.numpy()
 
 
 def planted_ankles(points: np.ndarray, window: int = FLOOR_PLANT_WINDOW,
@@ -245,26 +271,18 @@ def chain_straightness(poses_2d: np.ndarray, ankle: np.ndarray) -> np.ndarray:
 def floor_geometry(keypoints_2d: torch.Tensor, camera: torch.Tensor, ankle_height_m: float
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per frame, what a calibrated camera reads off the 2D of a person standing on the floor (lens distortion
-    ignored): the pinhole ray through the ankle lower in the image (larger y) meets the plane ``ankle_height_m``
-    above the floor, which gives that ankle's depth; the head is taken on the vertical through that ankle (the point
-    of the line closest to the head's ray: an upright person) and its height above the ankle is the standing height
-    read. keypoints_2d (..., T, 17, 2) normalised; camera (..., 8) :func:`common.core.camera.camera_features`.
+    ignored): the ankle lower in the image (larger y) is taken on the floor (:func:`_floor_rays`), which gives its
+    depth, and the head's height above it (:func:`_head_height`) is the standing height read.
+    keypoints_2d (..., T, 17, 2) normalised; camera (..., 8) :func:`common.core.camera.camera_features`.
     Returns (depth (..., T) metres along the optical axis, height (..., T) metres, lower ankle index (..., T)); an
     ankle at or above the horizon gets a huge depth."""
-    kp = keypoints_2d.to(camera.dtype)
-    cam = camera[..., None, None, :]
-    ray = torch.cat([(kp - cam[..., 2:4]) / torch.exp(cam[..., :2]), torch.ones_like(kp[..., :1])], dim=-1)
-    up, centre_height = cam[..., 0, 4:7], cam[..., 0, 7]  # (..., 1, 3), (..., 1)
+    ray, points, up = _floor_rays(keypoints_2d, camera, ankle_height_m)
+    kp = keypoints_2d
     lower_right = kp[..., ANKLES[0], 1] >= kp[..., ANKLES[1], 1]
-    ankle_ray = torch.where(lower_right[..., None], ray[..., ANKLES[0], :], ray[..., ANKLES[1], :])
-    depth = (ankle_height_m - centre_height) / (ankle_ray * up).sum(-1).clamp_max(-1e-6)
-    ankle = ankle_ray * depth[..., None]  # camera frame, metres
-    head = ray[..., HEAD, :] / torch.linalg.vector_norm(ray[..., HEAD, :], dim=-1, keepdim=True)
-    # closest points of the line ankle + h * up and the ray s * head: h = (b e - d) / (1 - b^2)
-    b, d, e = (head * up).sum(-1), (ankle * up).sum(-1), (head * ankle).sum(-1)
-    height = (b * e - d) / (1.0 - b * b).clamp_min(1e-9)
+    ankle = torch.where(lower_right[..., None], points[..., 0, :], points[..., 1, :])  # camera frame, metres
+    height = _head_height(ankle, ray[..., HEAD, :], up)
     lower = torch.where(lower_right, ANKLES[0], ANKLES[1])
-    return depth, height, lower
+    return ankle[..., 2], height, lower
 
 
 def lower_ankle_height_m(world_poses: Sequence[np.ndarray]) -> float:
@@ -282,20 +300,17 @@ def floor_height_log(poses_2d: np.ndarray, camera: Camera, ankle_height_m: float
     head's height above the ankle over the usable frames. Frames with both feet off the floor (a jump) are not
     used: there the ankle's ray meets the floor behind the person and reads a larger body. NaN when fewer than
     :data:`FLOOR_MIN_FRAMES` frames are usable. poses_2d (T, 17, 2) normalised."""
-    points, ray = floor_ankle_points(poses_2d, camera, ankle_height_m)
-    planted = planted_ankles(points)
-    kp = np.asarray(poses_2d)
+    kp = np.asarray(poses_2d, np.float64)
+    ray, points, up = _floor_rays(torch.as_tensor(kp), _camera_tensor(camera), ankle_height_m)
+    planted = planted_ankles(points.numpy())
     lower = np.where(kp[:, ANKLES[0], 1] >= kp[:, ANKLES[1], 1], 0, 1)
     side = np.where(planted.all(1), lower, np.where(planted[:, 0], 0, 1))  # 0 right, 1 left
     usable = planted.any(1) & (chain_straightness(kp, np.asarray(ANKLES)[side]) >= FLOOR_STRAIGHT_MIN)
     if usable.sum() < FLOOR_MIN_FRAMES:
         return float("nan")
-    up = world_up_in_camera(camera).astype(np.float64)
-    ankle = points[usable, side[usable]]  # (N, 3) camera frame, metres
-    head = ray[usable, HEAD] / np.linalg.norm(ray[usable, HEAD], axis=-1, keepdims=True)  # unit rays
-    # closest points of the line ankle + h * up and the ray s * head: h = (b e - d) / (1 - b^2)
-    b, d, e = head @ up, ankle @ up, (head * ankle).sum(-1)
-    height = (b * e - d) / np.maximum(1.0 - b * b, 1e-9)
+    frames = torch.as_tensor(np.flatnonzero(usable))
+    ankle = points[frames, torch.as_tensor(side[usable])]  # (N, 3) camera frame, metres
+    height = _head_height(ankle, ray[frames, HEAD], up[0]).numpy()
     return float(np.quantile(np.log(np.clip(height, 0.05, None)), FLOOR_HEIGHT_QUANTILE))
 
 
