@@ -41,6 +41,7 @@ from common.inference.registry import reads, registered_class
 from common.models.model import parse_architecture
 from common.output.exports import DEFAULT_EXPORTS, export_paths, parse_export_formats, requestable_formats
 from common.output.rendering import render_paths
+from common.vision.people import SEARCH_EVERY
 from common.vision.tracking import parse_person_policy
 from common.utils.validation import (ArgumentParser, check_inputs_survive, check_output_dir, check_output_file,
                                      number)
@@ -65,6 +66,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="one: follow one person (--person); all: every person, one identity each, own 3D, lengths and "
                         "files (docs/multi_person.md)")
     g.add_argument("--max_people", type=number(int, ge=1), default=10, help="--people all: most people followed")
+    g.add_argument("--search_every", type=number(int, ge=1), default=SEARCH_EVERY,
+                   help="--people all: frames between whole-frame searches for people not followed yet (a newcomer "
+                        "waits up to this many frames; each search costs ~250 CPU ms at 1768x994; docs/multi_person.md)")
     g.add_argument("--max_gap", type=number(int, ge=0), default=30,
                    help="longest run of frames without the person that is interpolated (longer: error)")
     g.add_argument("--smooth", type=number(float, ge=0), default=0.0,
@@ -156,7 +160,7 @@ def run_live_cli(args: argparse.Namespace, config: InferenceConfig) -> LiveResul
         source=args.live, unpaced=args.unpaced, max_frames=args.max_frames, length_prior=args.length_prior,
         max_step_mm=args.max_length_step_mm, smooth=smooth, jsonl=args.live_output, video_out=args.live_video,
         panel_height=args.panel_height, detector_threads=args.detector_threads, people=args.people,
-        max_people=args.max_people, height=args.height, nonrigid=args.nonrigid, warmup_frames=args.warmup_frames,
+        max_people=args.max_people, search_every=args.search_every, height=args.height, nonrigid=args.nonrigid, warmup_frames=args.warmup_frames,
         detect_ahead=args.detect_ahead),
         lifter, lengths)
     fps = result.timer.fps()
@@ -174,7 +178,7 @@ def make_config(args: argparse.Namespace) -> InferenceConfig:
         video=args.video, keypoints=args.keypoints, keypoint_format=args.keypoint_format, detector=args.detector,
         detector_config=args.detector_config, detector_weights=args.detector_weights,
         detector_threads=args.detector_threads, person=parse_person_policy(args.person), people=args.people,
-        max_people=args.max_people, max_gap=args.max_gap,
+        max_people=args.max_people, search_every=args.search_every, max_gap=args.max_gap,
         smooth=args.smooth, max_frames=args.max_frames, fps=args.fps, lifter=args.lifter, lengths=args.lengths,
         lengths_file=args.lengths_file, height=args.height, nonrigid=args.nonrigid, poses=args.poses,
         poses_frame=args.poses_frame,

@@ -15,7 +15,8 @@ one BlazePose pass on the first search tile of the painted frame at its own size
 
 ``--search_every N ...``: :class:`common.vision.people.PeopleTracker` (max 2) from the video's first frame to
 ``--start + --frames`` with each interval between searches: the frame where each identity is first seen (how long a
-newcomer waits) and the CPU ms per frame.
+newcomer waits) and the CPU ms per frame; with ``--end_to_end`` also ``inference.py --people all --search_every N``
+offline and live for each N other than the default.
 
 End to end (``--end_to_end``, from the video's first frame to ``--start + --frames``, so it includes frames with
 one person before the second comes in): ``inference.py`` with its defaults offline (decode + 2D + lift + adjust,
@@ -43,7 +44,7 @@ from common.inference.live import DETECT_AHEAD
 from common.utils.errors import cli
 from common.utils.validation import ArgumentParser, number
 from common.vision.detectors import BlazePoseSource, available_cores
-from common.vision.people import PeopleTracker, hide_people
+from common.vision.people import SEARCH_EVERY, PeopleTracker, hide_people
 from common.vision.tracking import PersonTracker, find_people, search_regions
 from common.vision.video import VideoReader
 
@@ -142,16 +143,16 @@ def search_intervals(video: str, frames: int, intervals: list[int], threads: int
         print(f"| {every} | {', '.join(map(str, first))} | {cpu / tracker.frame * 1000:.1f} |")
 
 
-def end_to_end(video: str, frames: int, people: str, threads: int | None, live: int | None
-               ) -> tuple[float, float]:
+def end_to_end(video: str, frames: int, people: str, threads: int | None, live: int | None,
+               search_every: int = SEARCH_EVERY) -> tuple[float, float]:
     """Frames/s of ``inference.py`` with its defaults on the first ``frames`` frames and, live, the CPU ms per
-    frame (every thread of the process over the same span; NaN offline). ``live`` None: offline, frames over the
+    frame (every thread of the process over the same span; NaN offline); ``search_every``: ``--search_every``. ``live`` None: offline, frames over the
     decode + 2D + lift + adjust time (rendering left out); else ``--live --unpaced --detect_ahead live``, processed
     frames over the run's time (its loop: the detectors' graphs are built and loaded before it)."""
     import inference
 
     with tempfile.TemporaryDirectory() as tmp:
-        argv = ["--max_frames", str(frames), "--people", people, "--no_progress"]
+        argv = ["--max_frames", str(frames), "--people", people, "--no_progress", "--search_every", str(search_every)]
         argv += ["--detector_threads", str(threads)] if threads else []
         if live is not None:
             result = inference.run_cli(argv + ["--live", video, "--unpaced", "--detect_ahead", str(live),
@@ -218,11 +219,16 @@ def main(argv=None) -> None:
         runs_e2e = {"offline (decode + 2D + lift + adjust; no rendering)": None,
                     f"--live --unpaced (2D stage {DETECT_AHEAD} frame ahead in its own thread, the default)": DETECT_AHEAD,
                     "--live --unpaced --detect_ahead 0 (2D stage, then lift + adjust, one after the other)": 0}
+        everies = [e for e in dict.fromkeys(args.search_every) if e != SEARCH_EVERY]
         rates: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for _ in range(args.repeats):  # alternated, as above
             for name, live in runs_e2e.items():
                 for people in ("one", "all"):
                     rates.setdefault((name, people), []).append(end_to_end(args.video, last, people, args.threads, live))
+            for every in everies:
+                for name, live in (("offline", None), ("live", DETECT_AHEAD)):
+                    rates.setdefault((name, str(every)), []).append(
+                        end_to_end(args.video, last, "all", args.threads, live, every))
         print(f"end to end, frames 0-{last - 1}, median of {args.repeats} alternated repeats, load average {load:.1f} "
               f"at the start, {os.getloadavg()[0]:.1f} at the end:")
         cores = available_cores()
@@ -235,6 +241,16 @@ def main(argv=None) -> None:
             cpu_text = "-" if np.isnan(cpu[0]) else f"{cpu[0]:.1f} / {cpu[1]:.1f}"
             ceiling = "-" if np.isnan(cpu[1]) else f"{cores * 1000 / cpu[1]:.1f}"
             print(f"| {name} | {fps[0]:.1f} | {fps[1]:.1f} | {cpu_text} | {ceiling} |")
+        if everies:
+            print(f"--people all with other intervals between whole-frame searches (the default is {SEARCH_EVERY}), "
+                  "same frames and repeats:")
+            print("| --search_every | offline frames/s | --live --unpaced frames/s | live CPU ms per frame |")
+            print("|---|---|---|---|")
+            for every in everies:
+                offline = float(np.median([r for r, _ in rates[("offline", str(every))]]))
+                live_fps = float(np.median([r for r, _ in rates[("live", str(every))]]))
+                live_cpu = float(np.median([c for _, c in rates[("live", str(every))]]))
+                print(f"| {every} | {offline:.1f} | {live_fps:.1f} | {live_cpu:.1f} |")
 
 
 if __name__ == "__main__":

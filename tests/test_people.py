@@ -222,3 +222,37 @@ def test_followers_and_searches_in_parallel_give_the_same_people(real_clip):
         assert a == b
         for field in ("positions", "confidence", "world"):
             assert np.array_equal(getattr(s, field), getattr(t, field), equal_nan=True)
+
+
+class _Built(Exception):
+    """Raised by the stand-in tracker once built: the run stops there."""
+
+
+def test_search_every_reaches_the_people_tracker_offline_and_live(monkeypatch, tmp_path):
+    """``inference.py --search_every N`` builds the people tracker with N, offline and ``--live``; the default is
+    :data:`common.vision.people.SEARCH_EVERY`; N < 1 is a one-line error."""
+    import common.inference.keypoints_2d as keypoints_2d
+    import common.vision.people as people
+    import inference
+    from common.vision.video import VideoWriter
+
+    video = tmp_path / "blank.mp4"
+    with VideoWriter(video, 64, 48, 25.0) as writer:
+        for _ in range(3):
+            writer.write(np.zeros((48, 64, 3), np.uint8))
+    built: list[int] = []
+
+    def stand_in(*args, search_every, **kwargs):
+        built.append(search_every)
+        raise _Built
+
+    monkeypatch.setattr(keypoints_2d, "PeopleTracker", stand_in)
+    monkeypatch.setattr(people, "PeopleTracker", stand_in)
+    for argv in (["--video", str(video), "--output", str(tmp_path / "out")],
+                 ["--live", str(video), "--unpaced", "--live_output", str(tmp_path / "p.jsonl")]):
+        for extra in ([], ["--search_every", "7"]):
+            with pytest.raises(_Built):
+                inference.run_cli(argv + ["--people", "all", "--no_progress"] + extra)
+    assert built == [people.SEARCH_EVERY, 7, people.SEARCH_EVERY, 7]
+    with pytest.raises(UserError, match="--search_every: must be >= 1"):
+        inference.main(["--video", str(video), "--people", "all", "--search_every", "0"])

@@ -47,6 +47,7 @@ from common.output.exports import (DEFAULT_EXPORTS, PoseExport, everybody_format
 from common.output.rendering import render, render_people
 from common.utils.errors import UserError
 from common.utils.timing import STAGES, StageTimer
+from common.vision.people import SEARCH_EVERY
 from common.vision.tracking import Track2D
 from common.vision.video import VideoReader
 
@@ -67,6 +68,7 @@ class InferenceConfig:
     person: str = "largest"
     people: str = "one"        # "all": every person, one identity each (common.vision.people)
     max_people: int = 10
+    search_every: int = SEARCH_EVERY  # --people all: frames between whole-frame searches
     max_gap: int = 30
     smooth: float = 0.0
     max_frames: int | None = None

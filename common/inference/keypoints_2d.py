@@ -13,7 +13,7 @@ from tqdm import tqdm
 from common.vision.detectors import load_keypoints, make_detector
 from common.utils.errors import UserError
 from common.utils.timing import StageTimer
-from common.vision.people import PeopleTracker
+from common.vision.people import SEARCH_EVERY, PeopleTracker
 from common.vision.tracking import PersonTracker, Track2D, fill_gaps, smooth_track
 from common.vision.video import VideoReader
 
@@ -32,6 +32,7 @@ class TrackOptions:
     person: str = "largest"
     people: str = "one"     # "all": every person (extract_people)
     max_people: int = 10
+    search_every: int = SEARCH_EVERY  # --people all: frames between whole-frame searches
     max_gap: int = 30
     smooth: float = 0.0
     max_frames: int | None = None
@@ -110,7 +111,8 @@ def extract_people(config: TrackOptions, reader: VideoReader | None, timer: Stag
     tracker = PeopleTracker(lambda threads: make_detector(config.detector, config.detector_config,
                                                           config.detector_weights, str(config.device),
                                                           config.detector_threads if threads is None else threads),
-                            reader.info.width, reader.info.height, config.max_people)
+                            reader.info.width, reader.info.height, config.max_people,
+                            search_every=config.search_every)
     try:
         detect_every_frame(tracker, reader, timer, config.progress, "detect 2D (people)")
     finally:

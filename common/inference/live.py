@@ -68,6 +68,7 @@ from common.utils.errors import UserError
 from common.utils.threads import ahead
 from common.utils.timing import StageTimer
 from common.vision.detectors import BlazePoseSource, PersonPose
+from common.vision.people import SEARCH_EVERY
 from common.vision.tracking import Track2D
 from common.vision.video import VideoReader, warn_if_short
 
@@ -309,6 +310,7 @@ class LiveConfig:
     detector_threads: int | None = None  # BlazePose's inference threads (None: every available core)
     people: str = "one"  # "all": every person, one identity each
     max_people: int = 10
+    search_every: int = SEARCH_EVERY  # --people all: frames between whole-frame searches
     height: float | None = None  # the person's standing height, metres (None: the video's own evidence)
     nonrigid: str = DEFAULT_NONRIGID  # what the adjustment does with distances a body does not hold rigid
     warmup_frames: int = WARMUP_FRAMES  # frames pooled for the lengths, size and non-rigid reference, then frozen
@@ -445,7 +447,7 @@ def run_live(config: LiveConfig, lifter: Lifter, lengths: LengthSource) -> LiveR
     if everybody:
         tracker = PeopleTracker(lambda threads: BlazePoseSource(
             threads=config.detector_threads if threads is None else threads), source.width, source.height,
-            config.max_people)
+            config.max_people, search_every=config.search_every)
         pristine = (copy.deepcopy(lifter), copy.deepcopy(lengths))  # each new person starts from these
         detector = None
     else:

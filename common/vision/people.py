@@ -53,6 +53,7 @@ NEARBY_FOR = 30         # frames after the loss during which position counts
 SIZE_RATIO = 1.5        # largest ratio of box heights of one person across a loss
 HUE_BINS, SATURATION_BINS = 16, 8
 APPEARANCE_MEMORY = 0.9  # weight of the past in the running mean of an identity's appearance
+SEARCH_EVERY = 15       # frames between whole-frame searches (``inference.py --search_every``)
 
 # Torso keypoints (H36M order): hips 1 and 4, shoulders 11 and 14.
 TORSO = [1, 4, 11, 14]
@@ -137,7 +138,7 @@ class PeopleTracker:
     (None: one per available core; 1: one after the other, the same numbers)."""
 
     def __init__(self, make_detector: Callable[[int | None], Keypoint2DSource], width: int, height: int,
-                 max_people: int = 10, search_every: int = 15, min_score: float = 0.3, workers: int | None = None):
+                 max_people: int = 10, search_every: int = SEARCH_EVERY, min_score: float = 0.3, workers: int | None = None):
         if max_people < 1 or search_every < 1 or (workers is not None and workers < 1):
             raise UserError(f"max_people, search_every and workers must be >= 1, got {max_people}, {search_every}, "
                             f"{workers}")
