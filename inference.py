@@ -160,8 +160,8 @@ def run_live_cli(args: argparse.Namespace, config: InferenceConfig) -> LiveResul
         source=args.live, unpaced=args.unpaced, max_frames=args.max_frames, length_prior=args.length_prior,
         max_step_mm=args.max_length_step_mm, smooth=smooth, jsonl=args.live_output, video_out=args.live_video,
         panel_height=args.panel_height, detector_threads=args.detector_threads, people=args.people,
-        max_people=args.max_people, search_every=args.search_every, height=args.height, nonrigid=args.nonrigid, warmup_frames=args.warmup_frames,
-        detect_ahead=args.detect_ahead),
+        max_people=args.max_people, search_every=args.search_every, height=args.height, nonrigid=args.nonrigid,
+        warmup_frames=args.warmup_frames, detect_ahead=args.detect_ahead),
         lifter, lengths)
     fps = result.timer.fps()
     print(f"live: {result.frames_in} frames in, {result.frames_out} processed, {result.dropped} dropped, "

@@ -146,8 +146,8 @@ def search_intervals(video: str, frames: int, intervals: list[int], threads: int
 def end_to_end(video: str, frames: int, people: str, threads: int | None, live: int | None,
                search_every: int = SEARCH_EVERY) -> tuple[float, float]:
     """Frames/s of ``inference.py`` with its defaults on the first ``frames`` frames and, live, the CPU ms per
-    frame (every thread of the process over the same span; NaN offline); ``search_every``: ``--search_every``. ``live`` None: offline, frames over the
-    decode + 2D + lift + adjust time (rendering left out); else ``--live --unpaced --detect_ahead live``, processed
+    frame (every thread of the process over the same span; NaN offline); ``search_every``: ``--search_every``.
+    ``live`` None: offline, frames over the decode + 2D + lift + adjust time (rendering left out); else ``--live --unpaced --detect_ahead live``, processed
     frames over the run's time (its loop: the detectors' graphs are built and loaded before it)."""
     import inference
 

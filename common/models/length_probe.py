@@ -216,6 +216,14 @@ def _head_height(ankle: torch.Tensor, head_ray: torch.Tensor, up: torch.Tensor) 
     return (b * e - d) / (1.0 - b * b).clamp_min(1e-9)
 
 
+def _lower_ankle(keypoints_2d: torch.Tensor, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Of the two ankle floor points (..., T, 2, 3) (:func:`_floor_rays`), the one of the ankle lower in the image
+    (larger y in keypoints_2d (..., T, 17, 2)): (point (..., T, 3) camera frame metres, its joint index (..., T))."""
+    lower_right = keypoints_2d[..., ANKLES[0], 1] >= keypoints_2d[..., ANKLES[1], 1]
+    return (torch.where(lower_right[..., None], points[..., 0, :], points[..., 1, :]),
+            torch.where(lower_right, ANKLES[0], ANKLES[1]))
+
+
 def _camera_tensor(camera: Camera) -> torch.Tensor:
     return torch.as_tensor(camera_features_of(camera), dtype=torch.float64)
 
@@ -232,13 +240,12 @@ def floor_ankle_points(poses_2d: np.ndarray, camera: Camera, ankle_height_m: flo
 def floor_ankle_depths(poses_2d: np.ndarray, camera: Camera, ankle_height_m: float
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per frame, the depth of the ankle lower in the image (larger y), :func:`floor_geometry` for one calibrated
-    camera. poses_2d (T, 17, 2) normalised -> (depth (T,) metres along the optical axis, rays (T, 17, 3) with
+    camera (one ray computation). poses_2d (T, 17, 2) normalised -> (depth (T,) metres along the optical axis, rays (T, 17, 3) with
     z = 1 per joint, lower ankle's joint index (T,))."""
     kp = torch.as_tensor(np.asarray(poses_2d, np.float64))
-    camera_t = _camera_tensor(camera)
-    depth, _, lower = floor_geometry(kp, camera_t, ankle_height_m)
-    ray = _floor_rays(kp, camera_t, ankle_height_m)[0]
-    return depth.numpy(), ray.numpy(), lower.numpy()
+    ray, points, _ = _floor_rays(kp, _camera_tensor(camera), ankle_height_m)
+    ankle, lower = _lower_ankle(kp, points)
+    return ankle[..., 2].numpy(), ray.numpy(), lower.numpy()
 
 
 def planted_ankles(points: np.ndarray, window: int = FLOOR_PLANT_WINDOW,
@@ -277,12 +284,8 @@ def floor_geometry(keypoints_2d: torch.Tensor, camera: torch.Tensor, ankle_heigh
     Returns (depth (..., T) metres along the optical axis, height (..., T) metres, lower ankle index (..., T)); an
     ankle at or above the horizon gets a huge depth."""
     ray, points, up = _floor_rays(keypoints_2d, camera, ankle_height_m)
-    kp = keypoints_2d
-    lower_right = kp[..., ANKLES[0], 1] >= kp[..., ANKLES[1], 1]
-    ankle = torch.where(lower_right[..., None], points[..., 0, :], points[..., 1, :])  # camera frame, metres
-    height = _head_height(ankle, ray[..., HEAD, :], up)
-    lower = torch.where(lower_right, ANKLES[0], ANKLES[1])
-    return ankle[..., 2], height, lower
+    ankle, lower = _lower_ankle(keypoints_2d, points)  # camera frame, metres
+    return ankle[..., 2], _head_height(ankle, ray[..., HEAD, :], up), lower
 
 
 def lower_ankle_height_m(world_poses: Sequence[np.ndarray]) -> float:

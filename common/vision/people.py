@@ -138,7 +138,8 @@ class PeopleTracker:
     (None: one per available core; 1: one after the other, the same numbers)."""
 
     def __init__(self, make_detector: Callable[[int | None], Keypoint2DSource], width: int, height: int,
-                 max_people: int = 10, search_every: int = SEARCH_EVERY, min_score: float = 0.3, workers: int | None = None):
+                 max_people: int = 10, search_every: int = SEARCH_EVERY, min_score: float = 0.3,
+                 workers: int | None = None):
         if max_people < 1 or search_every < 1 or (workers is not None and workers < 1):
             raise UserError(f"max_people, search_every and workers must be >= 1, got {max_people}, {search_every}, "
                             f"{workers}")
