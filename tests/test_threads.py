@@ -81,3 +81,59 @@ def test_a_producer_that_does_not_stop_does_not_hang_the_caller(monkeypatch, cap
     assert time.perf_counter() - began < 5
     assert "the stuck thread did not stop within 0.2 s" in capsys.readouterr().err
     release.set()
+
+
+def test_an_interrupt_set_while_the_caller_waits_ends_the_sequence_there():
+    """``interrupt`` set while no item is ready: the sequence ends (the caller reads the event to tell it from
+    the end of the items); items that are ready still come first, and the producer is stopped and joined."""
+    interrupt, release = threading.Event(), threading.Event()
+
+    def items():
+        yield 0
+        release.wait(10)  # the next item does not come until the test lets it
+        yield 1
+
+    stream = ahead(items(), 1, "slow", interrupt=interrupt)
+    assert next(stream) == 0
+    threading.Timer(0.2, interrupt.set).start()
+    threading.Timer(0.6, release.set).start()  # the producer finishes its item, then sees the stop
+    began = time.perf_counter()
+    assert list(stream) == [] and time.perf_counter() - began < 5
+    assert not any(t.name == "slow" for t in threading.enumerate())
+
+
+def test_a_signal_inside_stop_at_safe_points_sets_the_event_and_a_second_one_raises():
+    """The first SIGTERM (or Ctrl-C) only sets the event, nothing is raised where the main thread happens to be;
+    a second one raises KeyboardInterrupt at once; after the block the previous handlers are back."""
+    import os
+    import signal
+
+    from common.utils.errors import stop_at_safe_points
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with stop_at_safe_points() as stop:
+            for number in (signal.SIGTERM, signal.SIGINT):
+                os.kill(os.getpid(), number)
+                time.sleep(0.05)  # the handler runs in the main thread at its next bytecode
+                reached.append((number, stop.is_set()))  # only the first signal gets here
+    assert reached == [(signal.SIGTERM, True)]
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_stop_at_safe_points_outside_the_main_thread_installs_nothing():
+    import signal
+
+    from common.utils.errors import stop_at_safe_points
+
+    before, got = signal.getsignal(signal.SIGTERM), []
+
+    def worker():
+        with stop_at_safe_points() as stop:
+            got.append((stop.is_set(), signal.getsignal(signal.SIGTERM)))
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert got == [(False, before)]

@@ -64,7 +64,7 @@ from common.inference.length_sources import LengthSource, complete_lengths, stre
 from common.inference.lifters import Lifter
 from common.output.rendering import BODY_HEIGHT_M
 from common.output.pose_tables import JsonLinesWriter, jsonl_header, jsonl_record
-from common.utils.errors import UserError
+from common.utils.errors import UserError, stop_at_safe_points
 from common.utils.threads import ahead
 from common.utils.timing import StageTimer
 from common.vision.detectors import BlazePoseSource, PersonPose
@@ -478,48 +478,54 @@ def run_live(config: LiveConfig, lifter: Lifter, lengths: LengthSource) -> LiveR
                     found = {} if one is None else {0: one}
             yield frame, found
 
-    stream = ahead(people_2d(), config.detect_ahead, "detect")
-    start, cpu_start = time.perf_counter(), time.process_time()
-    try:
-        for frame, found in stream:
-            results = {}
-            for identity, pose_2d in found.items():
-                if identity not in people:
-                    people[identity] = LivePerson(*copy.deepcopy(pristine), starting, config)
-                one = one_frame(pose_2d, source.width, source.height)
-                results[identity] = people[identity].step(one, frame.time_s, timer)
-                if results[identity][3] is not None:
-                    changes.append(results[identity][3])
-            timer.frames["lift"] += 1
-            timer.frames["adjust"] += 1
-            with timer.measure("output", 1):
-                latency = (time.perf_counter() - frame.captured) * 1000
-                extra = {"latency_ms": round(latency, 2)}
-                if not everybody:
-                    _, current, adjusted, _ = results.get(0, (None, people[0].adjustment.bounded.step(None), None, None))
-                    writer.write(jsonl_record(frame.index, frame.time_s, adjusted, current, detected=bool(found),
-                                              **extra))
-                elif not results:
-                    writer.write(jsonl_record(frame.index, frame.time_s, None, None, person=None, detected=False,
-                                              **extra))
-                for identity, (_, current, adjusted, _) in (results.items() if everybody else []):
-                    writer.write(jsonl_record(frame.index, frame.time_s, adjusted, current, person=identity,
-                                              detected=True, **extra))
+    with stop_at_safe_points() as stop:  # Ctrl-C / SIGTERM: the run stops between two frames
+        stream = ahead(people_2d(), config.detect_ahead, "detect", interrupt=stop)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        try:
+            for frame, found in stream:
+                results = {}
+                for identity, pose_2d in found.items():
+                    if identity not in people:
+                        people[identity] = LivePerson(*copy.deepcopy(pristine), starting, config)
+                    one = one_frame(pose_2d, source.width, source.height)
+                    results[identity] = people[identity].step(one, frame.time_s, timer)
+                    if results[identity][3] is not None:
+                        changes.append(results[identity][3])
+                timer.frames["lift"] += 1
+                timer.frames["adjust"] += 1
+                with timer.measure("output", 1):
+                    latency = (time.perf_counter() - frame.captured) * 1000
+                    extra = {"latency_ms": round(latency, 2)}
+                    if not everybody:
+                        _, current, adjusted, _ = results.get(
+                            0, (None, people[0].adjustment.bounded.step(None), None, None))
+                        writer.write(jsonl_record(frame.index, frame.time_s, adjusted, current,
+                                                  detected=bool(found), **extra))
+                    elif not results:
+                        writer.write(jsonl_record(frame.index, frame.time_s, None, None, person=None,
+                                                  detected=False, **extra))
+                    for identity, (_, current, adjusted, _) in (results.items() if everybody else []):
+                        writer.write(jsonl_record(frame.index, frame.time_s, adjusted, current, person=identity,
+                                                  detected=True, **extra))
+                if overlay is not None:
+                    with timer.measure("render", 1):
+                        overlay.write(frame, found, results, source.dropped)
+                latencies.append(latency)
+                detected += bool(found)
+                if stop.is_set():
+                    break
+        finally:
+            stream.close()  # the 2D thread has stopped before its detectors are closed
+            source.close()
+            if everybody:
+                tracker.close()
+            else:
+                detector.close()
+            writer.close()
             if overlay is not None:
-                with timer.measure("render", 1):
-                    overlay.write(frame, found, results, source.dropped)
-            latencies.append(latency)
-            detected += bool(found)
-    finally:
-        stream.close()  # the 2D thread has stopped before its detectors are closed
-        source.close()
-        if everybody:
-            tracker.close()
-        else:
-            detector.close()
-        writer.close()
-        if overlay is not None:
-            overlay.video.close()
+                overlay.video.close()
+    if stop.is_set():
+        raise KeyboardInterrupt  # after every stream is closed and the video finished
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     return LiveResult(source.read_frames, len(latencies), source.dropped, detected, seconds, cpu_seconds,
                       np.asarray(latencies), timer, max(changes, default=0.0) * 1000, adjustment)

@@ -1,11 +1,12 @@
 """User-facing errors: one line on stderr and a non-zero exit, never a deep traceback."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import signal
 import sys
 import threading
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 
 class UserError(Exception):
@@ -42,3 +43,32 @@ def cli(main: Callable[[Sequence[str] | None], object]) -> Callable[[Sequence[st
         return 0
 
     return run
+
+
+@contextlib.contextmanager
+def stop_at_safe_points() -> Iterator[threading.Event]:
+    """Within the block, the first Ctrl-C (SIGINT) or SIGTERM only sets the returned event; the loop checks it
+    between units of work (a live run: between frames), stops there and cleans up, and the caller then raises
+    ``KeyboardInterrupt`` (:func:`cli`: ``error: interrupted``, exit code 130). A second signal raises at once (a
+    loop stuck waiting can still be stopped). The previous handlers are back after the block.
+
+    Why: a ``KeyboardInterrupt`` raised wherever the main thread happens to be can land just after a lock was
+    acquired and before the ``with`` that releases it (inside ``queue.Queue``, ``threading.Condition``); that
+    lock then stays held, and the clean-up that puts the last item on the queue (a video's encoder) waits for
+    ever. Outside the main thread no handler can be installed: the event is never set."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def request(signum, frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {number: signal.signal(number, request) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)

@@ -11,14 +11,17 @@ _END = object()  # the producer's iterator is exhausted
 STOP_WAIT_S = 30.0  # longest wait for the producer to stop when the caller stops (then it is left, a daemon)
 
 
-def ahead(items: Iterable[T], depth: int, name: str = "ahead") -> Iterator[T]:
+def ahead(items: Iterable[T], depth: int, name: str = "ahead", interrupt: threading.Event | None = None
+          ) -> Iterator[T]:
     """The items of ``items``, in order, produced by a thread (``name``) that runs up to ``depth`` items ahead of
     the caller (a bounded queue: memory stays constant; the producer's work overlaps the caller's). An exception
     raised while producing is raised in the caller at its place in the sequence. When the caller stops early (or
     closes the returned generator), the producer stops after the item it is working on, its iterator is closed in
     its own thread and the thread is joined before the generator returns (at most :data:`STOP_WAIT_S`: a producer
-stuck longer is left running as a daemon thread, with a warning, so that an interrupted run still ends). ``depth`` <= 0: no thread, the items one
-    after the other in the caller's thread."""
+stuck longer is left running as a daemon thread, with a warning, so that an interrupted run still ends).
+    ``interrupt`` set while the caller waits for the next item: the sequence ends there (as if exhausted; the
+    caller tells the two apart by the event, :func:`common.utils.errors.stop_at_safe_points`). ``depth`` <= 0: no
+    thread, the items one after the other in the caller's thread."""
     if depth <= 0:
         yield from items
         return
@@ -55,6 +58,8 @@ stuck longer is left running as a daemon thread, with a warning, so that an inte
             try:
                 item = queue.get(timeout=0.1)
             except Empty:
+                if interrupt is not None and interrupt.is_set():
+                    return
                 if not thread.is_alive() and queue.empty():
                     raise RuntimeError(f"{name}: the producing thread ended without a result") from None
                 continue

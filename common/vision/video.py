@@ -22,7 +22,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from queue import Queue
+from queue import Empty, Queue
 from typing import Iterator
 
 import cv2
@@ -118,6 +118,7 @@ class VideoReader:
 
 
 _END = object()  # end of the frames to encode
+DISCARD_WAIT_S = 5.0  # longest wait for the encoding thread when a video is discarded (then it is left, a daemon)
 
 
 class _GifStream:
@@ -202,6 +203,7 @@ class VideoWriter:
         self._queue: Queue | None = None
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._abandon = threading.Event()  # discard: the encoding thread stops without emptying its queue
         fd, self._tmp = temp_file(self.path, keep_extension=True)
         os.close(fd)
         if self.path.suffix.lower() == ".gif":
@@ -224,7 +226,13 @@ class VideoWriter:
             self._cv.write(frame)
 
     def _encode_loop(self) -> None:
-        while (frame := self._queue.get()) is not _END:
+        while not self._abandon.is_set():
+            try:
+                frame = self._queue.get(timeout=0.1)
+            except Empty:
+                continue
+            if frame is _END:
+                return
             if self._error is None:
                 try:
                     self._encode(frame)
@@ -248,11 +256,21 @@ class VideoWriter:
             self._queue.put(frame)
         self.frames += 1
 
-    def _finish(self) -> None:
-        """Stop the encoding thread and finish the temporary file (a readable video of the frames so far)."""
+    def _finish(self, abandon: bool = False) -> None:
+        """Stop the encoding thread and finish the temporary file (a readable video of the frames so far).
+        ``abandon`` (the video is discarded): the queued frames are dropped and the queue is not touched, so
+        that an interrupted run ends even when the interrupt left the queue's lock held (an interrupt raised
+        inside ``queue.Queue``); an encoding thread still busy after :data:`DISCARD_WAIT_S` is left, and so is
+        its encoder (not finished under it)."""
         if self._thread is not None:
-            self._queue.put(_END)
-            self._thread.join()
+            if abandon:
+                self._abandon.set()
+                self._thread.join(DISCARD_WAIT_S)
+                if self._thread.is_alive():
+                    self._gif = self._cv = None
+            else:
+                self._queue.put(_END)
+                self._thread.join()
             self._thread = None
         if self._gif is not None:
             self._gif.close()
@@ -277,7 +295,7 @@ class VideoWriter:
         if self._tmp is None:
             return
         try:
-            self._finish()
+            self._finish(abandon=True)
         finally:
             if os.path.exists(self._tmp):
                 os.unlink(self._tmp)
