@@ -1,7 +1,8 @@
 """Video of a person -> 2D keypoints -> 3D poses with BLAPose's bone-length adjustment -> video + exports.
 
 Default (no flag): BlazePose 2D and, from the same pass, its 3D world landmarks (--lifter mediapipe), adjusted
-with their own robust per-bone lengths, left/right averaged (--lengths self); needs no trained checkpoint.
+with their own robust per-bone lengths, left/right averaged, the four limbs' proportions pulled towards the
+population's (--lengths prior; --lengths self keeps the lifter's own); needs no trained checkpoint.
   python inference.py --video path/to/video.mp4
 The paper's two modes (bone lengths from the length model):
   python inference.py --finetuned_ckpt videopose_finetuned.bin -bi --video path/to/video.mp4

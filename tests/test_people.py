@@ -256,3 +256,58 @@ def test_search_every_reaches_the_people_tracker_offline_and_live(monkeypatch, t
     assert built == [people.SEARCH_EVERY, 7, people.SEARCH_EVERY, 7]
     with pytest.raises(UserError, match="--search_every: must be >= 1"):
         inference.main(["--video", str(video), "--people", "all", "--search_every", "0"])
+
+
+def test_a_followers_search_for_a_lost_person_runs_on_the_shared_search_detector():
+    """A follower that loses its person searches the regions nearby; those regions go to the tracker's search
+    detector (its graphs on every core), through one lock, never to the follower's own single-graph detector.
+    The identities are those of the person-leaves-and-comes-back scenario (the fake detector has no state)."""
+    import threading
+    import time
+
+    from common.vision.people import SharedSearch
+
+    calls = {}
+
+    class Counting(Rectangles):
+        def __init__(self, threads):
+            super().__init__()
+            self.threads = threads
+            calls[id(self)] = [threads, 0]
+
+        def detect_regions(self, rgb, regions):
+            calls[id(self)][1] += 1
+            return super().detect_regions(rgb, regions)
+
+    frames = []
+    for k in range(40):
+        boxes = {2: (250, 100, 330, 300)}
+        if k < 20 or k >= 30:                            # person 1 leaves for 10 frames, back elsewhere
+            boxes[1] = (60, 100, 140, 300) if k < 20 else (400, 120, 480, 320)
+        frames.append(_frame(boxes))
+    tracker = PeopleTracker(lambda threads: Counting(threads), W, H, search_every=5)
+    for frame in frames:
+        tracker.update(frame)
+    assert len(tracker.result()) == 2 and tracker.given_back
+    searches = len(frames) // 5
+    assert all(f.follower.searcher is tracker._search for f in tracker.identities)
+    assert [n for threads, n in calls.values() if threads == 1] == [0] * (len(calls) - 1)  # followers: none
+    assert [n for threads, n in calls.values() if threads is None][0] > searches  # + the lost person's nearby
+
+    inside, most = [0], [0]
+
+    class Slow(Rectangles):
+        def detect_regions(self, rgb, regions):
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+            time.sleep(0.02)
+            inside[0] -= 1
+            return []
+
+    shared = SharedSearch(Slow())
+    workers = [threading.Thread(target=shared.detect_regions, args=(frames[0], [(0, 0, W, H)])) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert most[0] == 1  # one call at a time

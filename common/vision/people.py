@@ -3,7 +3,9 @@
 :class:`PeopleTracker` takes one frame at a time. Each identity has its own follower
 (:class:`common.vision.tracking.PersonTracker`'s :meth:`~common.vision.tracking.PersonTracker.follow`: the
 detector's streaming mode in a window around the person, a fresh detection around their last position, a search
-nearby) with its own detector instance, so that every person keeps their own streaming state. Per frame:
+nearby) with its own detector instance, so that every person keeps their own streaming state; the searches nearby
+run on the whole-frame search's detector (:class:`SharedSearch`: its graphs on every core, the same people). Per
+frame:
 
 1. every identity seen within the last :data:`FOLLOW_FOR` frames is followed;
 2. two identities that land on the same person (boxes overlapping by more than :data:`SAME_PERSON` IoU, as when
@@ -31,6 +33,7 @@ Positions are per identity (T, 17, 2) pixels on the video's frames (NaN where th
 from __future__ import annotations
 
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
@@ -128,6 +131,22 @@ class Identity:
         return self.follower.last
 
 
+class SharedSearch:
+    """One detector's :meth:`~common.vision.detectors.Keypoint2DSource.detect_regions` shared by several threads,
+    one call at a time: the whole-frame searches and every follower's search near a lost person run on the
+    search detector's graphs (one per core) instead of the follower's own single graph. Single-image detection
+    keeps no state, so the people found are the same (``tests/test_people.py``); a follower's search no longer
+    holds up the frame on one core while the other waits."""
+
+    def __init__(self, detector: Keypoint2DSource):
+        self.detector = detector
+        self._lock = threading.Lock()
+
+    def detect_regions(self, rgb: np.ndarray, regions: list[tuple[int, int, int, int]]) -> list[list[PersonPose]]:
+        with self._lock:
+            return self.detector.detect_regions(rgb, regions)
+
+
 class PeopleTracker:
     """Follow everybody frame by frame; see the module docstring. ``make_detector(threads)`` builds a detector
     (one for the searches with ``threads=None``: every core; one per identity's follower with ``threads=1``: the
@@ -147,6 +166,7 @@ class PeopleTracker:
         self.make_detector = make_detector
         self.search_detector = make_detector(None)
         self.search_detector.prepare(regions=True)
+        self._search = SharedSearch(self.search_detector)
         self._ready = make_detector(1)  # the first identity's follower, built before the first frame
         self._ready.prepare(tracking=True)
         self._pool: ThreadPoolExecutor | None = None  # the followers' workers
@@ -160,7 +180,7 @@ class PeopleTracker:
     def _new_identity(self, person: PersonPose, look: np.ndarray | None) -> Identity:
         detector = self._ready if self._ready is not None else self.make_detector(1)
         self._ready = None
-        follower = PersonTracker(detector, self.width, self.height, min_score=self.min_score)
+        follower = PersonTracker(detector, self.width, self.height, min_score=self.min_score, searcher=self._search)
         follower.last = person
         identity = Identity(len(self.identities), follower, self.frame, look)
         missing = self.frame
@@ -227,7 +247,7 @@ class PeopleTracker:
             self._settle(found, looks)
         if self.frame % self.search_every == 0:
             view = hide_people(rgb, list(found.values())) if found else rgb
-            people = [p for p in find_people(self.search_detector, view) if p.score >= self.min_score]
+            people = [p for p in find_people(self._search, view) if p.score >= self.min_score]
             fresh = [p for p in people if all(box_iou(p.bbox, q.bbox) <= SAME_PERSON for q in found.values())]
             for person in sorted(fresh, key=lambda p: -p.score):
                 look = appearance(rgb, person)

@@ -140,8 +140,11 @@ class PersonTracker:
     """Follow one person frame by frame with a :class:`Keypoint2DSource`; see the module docstring."""
 
     def __init__(self, detector: Keypoint2DSource, width: int, height: int, policy: str = "largest",
-                 min_score: float = 0.3, reacquire_after: int = 10):
+                 min_score: float = 0.3, reacquire_after: int = 10, searcher: Keypoint2DSource | None = None):
         self.detector = detector
+        # runs the searches' regions (a detector whose single-image mode gives the same people, possibly on more
+        # cores: common.vision.people shares one among its followers); None: ``detector``
+        self.searcher = detector if searcher is None else searcher
         self.width, self.height = width, height
         self.policy = parse_person_policy(policy)
         self.min_score = min_score
@@ -212,14 +215,14 @@ class PersonTracker:
         # only the search regions that can hold a person (of about the same size) whose centre is within reach
         (cx, cy), extent = self.last.centre, reach + size / 2
         area = (cx - extent, cy - extent, cx + extent, cy + extent)
-        people = [p for p in find_people(self.detector, rgb, area) if p.score >= self.min_score]
+        people = [p for p in find_people(self.searcher, rgb, area) if p.score >= self.min_score]
         near = [p for p in people if np.linalg.norm(p.centre - self.last.centre) < reach]
         return min(near, key=lambda p: float(np.linalg.norm(p.centre - self.last.centre))) if near else None
 
     def update(self, rgb: np.ndarray) -> PersonPose | None:
         """Process the next frame (H, W, 3) RGB; returns the followed person's pose or None (missing)."""
         if self.last is None or self.lost >= self.reacquire_after:
-            people = [p for p in find_people(self.detector, rgb) if p.score >= self.min_score]
+            people = [p for p in find_people(self.searcher, rgb) if p.score >= self.min_score]
             self.people_seen = max(self.people_seen, len(people))
             person = choose_person(people, self.policy, self.width, self.height)
             self.window = None
