@@ -3,9 +3,9 @@
 :class:`PeopleTracker` takes one frame at a time. Each identity has its own follower
 (:class:`common.vision.tracking.PersonTracker`'s :meth:`~common.vision.tracking.PersonTracker.follow`: the
 detector's streaming mode in a window around the person, a fresh detection around their last position, a search
-nearby) with its own detector instance, so that every person keeps their own streaming state; the searches nearby
-run on the whole-frame search's detector (:class:`SharedSearch`: its graphs on every core, the same people). Per
-frame:
+nearby) with its own detector instance, so that every person keeps their own streaming state; the fresh detections
+and searches nearby run on the whole-frame search's detector (:class:`SharedSearch`: its graphs on every core, the
+same people). Per frame:
 
 1. every identity seen within the last :data:`FOLLOW_FOR` frames is followed;
 2. two identities that land on the same person (boxes overlapping by more than :data:`SAME_PERSON` IoU, as when
@@ -132,15 +132,20 @@ class Identity:
 
 
 class SharedSearch:
-    """One detector's :meth:`~common.vision.detectors.Keypoint2DSource.detect_regions` shared by several threads,
-    one call at a time: the whole-frame searches and every follower's search near a lost person run on the
-    search detector's graphs (one per core) instead of the follower's own single graph. Single-image detection
-    keeps no state, so the people found are the same (``tests/test_people.py``); a follower's search no longer
-    holds up the frame on one core while the other waits."""
+    """One detector's single-image detection (:meth:`~common.vision.detectors.Keypoint2DSource.detect`,
+    :meth:`~common.vision.detectors.Keypoint2DSource.detect_regions`) shared by several threads, one call at a
+    time: the whole-frame searches, every follower's fresh look around its person and its search near a lost
+    person run on the search detector's graphs (one per core) instead of graphs of the follower's own. Single-image
+    detection keeps no state, so the people found are the same (``tests/test_people.py``); a follower's search no
+    longer holds up the frame on one core while the other waits, and no follower loads a second graph."""
 
     def __init__(self, detector: Keypoint2DSource):
         self.detector = detector
         self._lock = threading.Lock()
+
+    def detect(self, rgb: np.ndarray, roi: tuple[int, int, int, int] | None = None) -> list[PersonPose]:
+        with self._lock:
+            return self.detector.detect(rgb, roi)
 
     def detect_regions(self, rgb: np.ndarray, regions: list[tuple[int, int, int, int]]) -> list[list[PersonPose]]:
         with self._lock:

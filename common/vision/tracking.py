@@ -142,8 +142,9 @@ class PersonTracker:
     def __init__(self, detector: Keypoint2DSource, width: int, height: int, policy: str = "largest",
                  min_score: float = 0.3, reacquire_after: int = 10, searcher: Keypoint2DSource | None = None):
         self.detector = detector
-        # runs the searches' regions (a detector whose single-image mode gives the same people, possibly on more
-        # cores: common.vision.people shares one among its followers); None: ``detector``
+        # single-image detection: the fresh look around the person and the searches' regions (a detector whose
+        # single-image mode gives the same people, possibly on more cores: common.vision.people shares one among its
+        # followers); None: ``detector`` (whose streaming mode follows the person either way)
         self.searcher = detector if searcher is None else searcher
         self.width, self.height = width, height
         self.policy = parse_person_policy(policy)
@@ -171,7 +172,7 @@ class PersonTracker:
         """The followed person inside the box around its last position. If the detector picks somebody else
         there (no overlap with the last position), that person is blacked out and the box searched again."""
         x0, y0, x1, y1 = roi = self._roi(self.last.bbox)
-        found = self.detector.detect(rgb, roi)
+        found = self.searcher.detect(rgb, roi)
         for attempt in range(2):
             mine = [p for p in found if p.score >= self.min_score and box_iou(p.bbox, self.last.bbox) > 0.1]
             if mine:
@@ -184,7 +185,7 @@ class PersonTracker:
                 crop[max(by0, 0):max(by1, 0), max(bx0, 0):max(bx1, 0)] = 0
             offset = np.array([x0, y0], np.float32)
             found = [PersonPose(p.keypoints + offset, p.confidence, p.bbox + np.tile(offset, 2), p.world)
-                     for p in self.detector.detect(crop)]
+                     for p in self.searcher.detect(crop)]
         return None
 
     def _streamed(self, rgb: np.ndarray) -> PersonPose | None:
