@@ -34,6 +34,7 @@ from common.utils.checkpoint import default_checkpoint
 from common.datasets.dataset import resolve_dataset_name
 from common.utils.device import add_device_argument, select_device
 from common.utils.errors import UserError, cli
+from common.inference.body_size import parse_heights
 from common.inference.inference_pipeline import STAGES, InferenceConfig, InferenceResult, make_models, run
 from common.inference.length_sources import DEFAULT_LENGTHS, LENGTH_SOURCES
 from common.inference.lifters import DEFAULT_LIFTER, INPUT_FLAGS, LIFTERS
@@ -86,10 +87,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         + ", ".join(f"{v} for {k}-convention lifters" for k, v in DEFAULT_LENGTHS.items()))
     g.add_argument("--lengths_file", default=None,
                    help="json/npz of measured bone lengths in metres (implies --lengths file)")
-    g.add_argument("--height", type=number(float, gt=0), default=None,
+    g.add_argument("--height", type=parse_heights, default=None,
                    help="the person's standing height in metres, e.g. 1.78: sets the overall size of --lengths "
                         "self/prior, and model with --lifter mediapipe (default: the lifter's own 3D, robustly "
-                        "pooled; docs/in_the_wild.md)")
+                        "pooled; docs/in_the_wild.md); with --people all one per person in identity order, e.g. "
+                        "1.78,1.62 (persons beyond the list keep the video's own size)")
     g.add_argument("--nonrigid", choices=list(NONRIGID_MODES), default=DEFAULT_NONRIGID,
                    help="distances the body does not hold rigid in the lifter's joint convention "
                         "(common/resources/rigidity.json): rigid = held like bones (the paper's adjustment), free "

@@ -266,3 +266,66 @@ def test_held_out_choices_refit_rigidity_and_offset_without_the_person():
     np.testing.assert_allclose(choices["nodder"]["offset"],
                                centred_log_limbs(np.median(bone_lengths(worlds["still"]), axis=0)) - bodies, atol=1e-3)
     assert choices["nodder"]["offset"][1] - choices["still"]["offset"][1] > 0.1   # the long shins are the other's
+
+
+def test_height_per_person_with_people_all_offline_and_live(monkeypatch, tmp_path):
+    """``--height 1.9,1.6`` with ``--people all``: person 0 is sized to 1.9 m, person 1 to 1.6 m, a third keeps
+    the size read from the video; one height is person 0's only; several heights with one person followed, a
+    height out of range or not a number: one-line errors. Live: each person's adjustment holds their height."""
+    import argparse
+
+    import common.inference.inference_pipeline as pipeline
+    import inference
+    from common.inference.body_size import height_of, parse_heights
+    from common.inference.live import LiveConfig, LivePerson, start_lengths
+    from common.vision.video import VideoWriter
+
+    assert parse_heights("1.78") == (1.78,) and parse_heights("1.78,1.62") == (1.78, 1.62)
+    for bad in ("tall", "1.8,", "0", "-1.7", "nan"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_heights(bad)
+    assert [height_of((1.9, 1.6), i) for i in range(3)] == [1.9, 1.6, None]
+    assert height_of(1.8, 0) == 1.8 and height_of(1.8, 1) is None and height_of(None, 0) is None
+
+    frames = 12
+    video = tmp_path / "v.mp4"
+    with VideoWriter(video, 640, 480, 25.0) as writer:
+        for _ in range(frames):
+            writer.write(np.zeros((480, 640, 3), np.uint8))
+    tracks = []
+    for identity, scale in enumerate((1.0, 0.9, 1.1)):
+        world = (_poses(np.tile(LENGTHS * scale, (frames, 1)), frames, seed=identity)).astype(np.float32)
+        pixels = world[..., :2] * 400 + 150 + 100 * identity
+        tracks.append((identity, Track2D(pixels.astype(np.float32), np.ones((frames, 17), np.float32), 640, 480,
+                                         world=world)))
+    monkeypatch.setattr(pipeline, "extract_people", lambda *args: tracks)
+
+    def sizes(heights: str) -> list[tuple[float, str]]:
+        out = tmp_path / f"out{heights}"
+        inference.run_cli(["--video", str(video), "--people", "all", "--height", heights, "--output", str(out),
+                           "--no_progress"])
+        found = []
+        for identity in range(3):
+            data = json.loads((out / f"v_person{identity}_bone_lengths.json").read_text())
+            lengths = np.atleast_2d(np.asarray(data["predicted"]["per_frame"]))[0]
+            found.append((limb_size(lengths), data["adjustment"]["size"]))
+        return found
+
+    (s0, m0), (s1, m1), (s2, m2) = sizes("1.9,1.6")
+    assert s0 == pytest.approx(height_size(1.9, "blazepose"), rel=1e-4) and m0.startswith("--height 1.9")
+    assert s1 == pytest.approx(height_size(1.6, "blazepose"), rel=1e-4) and m1.startswith("--height 1.6")
+    assert s2 == pytest.approx(world_size(tracks[2][1]), rel=1e-4) and "raw 3D" in m2
+    (s0, m0), (s1, m1), _ = sizes("1.9")
+    assert m0.startswith("--height 1.9") and "raw 3D" in m1
+    assert s1 == pytest.approx(world_size(tracks[1][1]), rel=1e-4)
+    with pytest.raises(UserError, match="2 heights but one person is followed"):
+        inference.main(["--video", str(video), "--height", "1.8,1.7"])
+    with pytest.raises(UserError, match="metres"):
+        inference.main(["--video", str(video), "--people", "all", "--height", "1.8,17"])
+    with pytest.raises(UserError, match="--height: expected metres"):
+        inference.main(["--video", str(video), "--height", "tall"])
+
+    config = LiveConfig(source="", height=(1.9, 1.6))
+    lifter, source = pipeline.make_models(pipeline.InferenceConfig(video=None), live=True)
+    start = start_lengths(lifter, source, None)
+    assert [LivePerson(lifter, source, start, config, i).adjustment.height for i in range(3)] == [1.9, 1.6, None]

@@ -82,6 +82,34 @@ def height_size(height: float, convention: str, path: str | Path | None = None) 
     return float(height * np.exp(np.mean(ratio)))
 
 
+def parse_heights(text: str) -> tuple[float, ...]:
+    """``--height``: one standing height in metres, or several, comma-separated, one per person in identity order
+    (``--people all``: person 0, 1, ...). An argparse ``type=``; the range is checked by :func:`height_size`."""
+    import argparse
+    import math
+
+    heights = []
+    for item in text.split(","):
+        try:
+            value = float(item)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected metres, e.g. 1.78 or 1.78,1.62, got {text!r}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"heights must be > 0 metres, got {text}")
+        heights.append(value)
+    return tuple(heights)
+
+
+def height_of(heights: float | tuple[float, ...] | None, identity: int) -> float | None:
+    """The standing height (metres) given for person ``identity`` (0 for the only person of ``--people one``):
+    one number is person 0's, a tuple gives persons 0, 1, ... in order; None for a person beyond them (their size
+    then comes from the video, :func:`person_size`)."""
+    if heights is None:
+        return None
+    heights = (heights,) if isinstance(heights, (int, float)) else tuple(heights)
+    return float(heights[identity]) if identity < len(heights) else None
+
+
 def size_rule(height: float | None, own_size: bool, measured: bool = True) -> str:
     """Where :func:`person_size`'s size comes from, in words (the run's printed line and metadata); ``measured``:
     the video's own evidence gave a size (else the length source keeps its own)."""

@@ -37,7 +37,7 @@ from common.core.bones import adjust_bone_lengths, bone_lengths
 from common.core.camera import camera_to_world_like, place_on_ground
 from common.core.metrics import symmetry_error
 from common.core.skeleton import BONE_NAMES
-from common.inference.body_size import height_size, person_size, rescale
+from common.inference.body_size import height_of, height_size, person_size, rescale
 from common.inference.keypoints_2d import TrackOptions, extract_people, extract_track
 from common.inference.length_sources import LengthSource, choose_lengths, make_length_source
 from common.inference.lifters import Lifter, choose_lifter, make_lifter
@@ -76,7 +76,9 @@ class InferenceConfig:
     lifter: str | None = None
     lengths: str | None = None
     lengths_file: str | None = None
-    height: float | None = None  # the person's standing height, metres (None: the video's own evidence)
+    # standing height(s), metres: one, or one per identity in order with --people all (height_of); None: the
+    # video's own evidence
+    height: float | tuple[float, ...] | None = None
     nonrigid: str = DEFAULT_NONRIGID  # what the adjustment does with distances a body does not hold rigid
     poses: str | None = None
     poses_frame: str = "camera"
@@ -134,12 +136,25 @@ def make_models(config: InferenceConfig, live: bool = False) -> tuple[Lifter, Le
     source = make_length_source(choose_lengths(settings, lifter), settings, lifter, live)
     if config.nonrigid not in NONRIGID_MODES:
         raise UserError(f"--nonrigid must be one of {', '.join(NONRIGID_MODES)}, got {config.nonrigid!r}")
-    if config.height is not None:
-        if not source.own_size:
-            raise UserError(f"--height sizes lengths estimated from the video (a source whose size is the "
-                            f"lifter's); --lengths {source.name} brings its own")
-        height_size(config.height, lifter.convention)
+    check_heights(config.height, config.people, source, lifter.convention)
     return lifter, source
+
+
+def check_heights(heights: float | tuple[float, ...] | None, people: str, source: LengthSource,
+                  convention: str) -> None:
+    """``--height``'s pre-flight checks: a length source whose size is the lifter's, each height in range, and one
+    height unless every person is followed (``people`` ``all``)."""
+    if heights is None:
+        return
+    if not source.own_size:
+        raise UserError(f"--height sizes lengths estimated from the video (a source whose size is the "
+                        f"lifter's); --lengths {source.name} brings its own")
+    heights = (heights,) if isinstance(heights, (int, float)) else tuple(heights)
+    if len(heights) > 1 and people != "all":
+        raise UserError(f"--height gives {len(heights)} heights but one person is followed: give one, or "
+                        "--people all (then one per person, in identity order)")
+    for height in heights:
+        height_size(height, convention)
 
 
 def adjust_lengths(lifter: Lifter, source: LengthSource, poses: np.ndarray, track: Track2D,
@@ -160,11 +175,13 @@ def adjust_lengths(lifter: Lifter, source: LengthSource, poses: np.ndarray, trac
                      "size": size_source}
 
 
-def _adjust(lifter: Lifter, source: LengthSource, before: np.ndarray, track: Track2D, config: InferenceConfig
-            ) -> tuple[np.ndarray, dict, np.ndarray, np.ndarray]:
-    """Lengths of ``source`` for the lifter's poses (T, 17, 3) and the poses before and after the adjustment,
-    both in the world-like frame on the ground: (lengths (16,) or (T, 16), their metadata, before, after)."""
-    lengths, meta = adjust_lengths(lifter, source, before, track, config.height, config.nonrigid)
+def _adjust(lifter: Lifter, source: LengthSource, before: np.ndarray, track: Track2D, config: InferenceConfig,
+            identity: int = 0) -> tuple[np.ndarray, dict, np.ndarray, np.ndarray]:
+    """Lengths of ``source`` for person ``identity``'s lifted poses (T, 17, 3) (their ``--height``,
+    :func:`~common.inference.body_size.height_of`) and the poses before and after the adjustment, both in the
+    world-like frame on the ground: (lengths (16,) or (T, 16), their metadata, before, after)."""
+    lengths, meta = adjust_lengths(lifter, source, before, track, height_of(config.height, identity),
+                                   config.nonrigid)
     after = adjust_bone_lengths(before - before[:, :1], lengths) + before[:, :1]
     if lifter.frame == "camera":
         before, after = camera_to_world_like(before, after), camera_to_world_like(after, after)
@@ -191,6 +208,9 @@ def run(config: InferenceConfig) -> InferenceResult:
     options = options_from(TrackOptions, vars(config))
     if config.people == "all":
         tracks = extract_people(options, reader, timer)
+        if config.height is not None:
+            print("sizes: " + ", ".join(f"person {i} " + (f"--height {h:g} m" if (h := height_of(config.height, i))
+                                                        else "the video's own") for i, _ in tracks))
     else:
         tracks = [(0, extract_track(options, reader, timer))]
     stem = Path(config.video).stem if config.video else Path(config.keypoints).stem
@@ -199,7 +219,7 @@ def run(config: InferenceConfig) -> InferenceResult:
         with timer.measure("lift", len(track)):
             lifted = lifter.lift(track)
         with timer.measure("adjust", len(track)):
-            lengths, meta, before, after = _adjust(lifter, source, lifted, track, config)
+            lengths, meta, before, after = _adjust(lifter, source, lifted, track, config, identity)
         people.append(PersonResult(identity, track, before, after, lengths, meta))
         export = PoseExport(stem if config.people != "all" else f"{stem}_person{identity}", config.video, track,
                             before, after, lengths, fps, lifter.frame, getattr(lifter, "mode", lifter.name),

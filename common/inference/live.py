@@ -59,7 +59,7 @@ import numpy as np
 from common.adjustment.rigidity import DEFAULT_NONRIGID, describe_adjustment, load_rigidity, nonrigid_lengths, nonrigid_reference
 from common.core.bones import adjust_bone_lengths, average_symmetric, bone_lengths
 from common.core.skeleton import BONE_NAMES
-from common.inference.body_size import person_size, rescale, size_rule
+from common.inference.body_size import height_of, person_size, rescale, size_rule
 from common.inference.length_sources import LengthSource, complete_lengths, stream_start_lengths
 from common.inference.lifters import Lifter
 from common.output.rendering import BODY_HEIGHT_M
@@ -311,7 +311,9 @@ class LiveConfig:
     people: str = "one"  # "all": every person, one identity each
     max_people: int = 10
     search_every: int = SEARCH_EVERY  # --people all: frames between whole-frame searches
-    height: float | None = None  # the person's standing height, metres (None: the video's own evidence)
+    # standing height(s), metres: one, or one per identity in order with --people all
+    # (common.inference.body_size.height_of); None: the video's own evidence
+    height: float | tuple[float, ...] | None = None
     nonrigid: str = DEFAULT_NONRIGID  # what the adjustment does with distances a body does not hold rigid
     warmup_frames: int = WARMUP_FRAMES  # frames pooled for the lengths, size and non-rigid reference, then frozen
     detect_ahead: int = DETECT_AHEAD  # frames the 2D stage may run ahead of the lifting (0: one after the other)
@@ -402,12 +404,14 @@ class _Overlay:
 
 class LivePerson:
     """One person's causal state: their lifter and length source (each person their own copy: ring buffers, GRU
-    state, running medians), bounded lengths, smoother and last lengths."""
+    state, running medians), bounded lengths, smoother and last lengths; ``identity`` picks their ``--height``."""
 
-    def __init__(self, lifter: Lifter, lengths: LengthSource, start: np.ndarray | None, config: LiveConfig):
+    def __init__(self, lifter: Lifter, lengths: LengthSource, start: np.ndarray | None, config: LiveConfig,
+                 identity: int = 0):
         self.lifter, self.lengths = lifter, lengths
-        self.adjustment = LiveAdjustment(lifter.convention, lengths.own_size, config.height, config.nonrigid,
-                                         config.warmup_frames, LiveLengths(start, config.max_step_mm / 1000.0))
+        self.adjustment = LiveAdjustment(lifter.convention, lengths.own_size, height_of(config.height, identity),
+                                         config.nonrigid, config.warmup_frames,
+                                         LiveLengths(start, config.max_step_mm / 1000.0))
         self.smoother = OneEuroFilter(*config.smooth) if config.smooth else None
         self.previous: np.ndarray | None = None
 
@@ -486,7 +490,7 @@ def run_live(config: LiveConfig, lifter: Lifter, lengths: LengthSource) -> LiveR
                 results = {}
                 for identity, pose_2d in found.items():
                     if identity not in people:
-                        people[identity] = LivePerson(*copy.deepcopy(pristine), starting, config)
+                        people[identity] = LivePerson(*copy.deepcopy(pristine), starting, config, identity)
                     one = one_frame(pose_2d, source.width, source.height)
                     results[identity] = people[identity].step(one, frame.time_s, timer)
                     if results[identity][3] is not None:
