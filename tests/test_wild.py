@@ -325,7 +325,41 @@ def test_height_per_person_with_people_all_offline_and_live(monkeypatch, tmp_pat
     with pytest.raises(UserError, match="--height: expected metres"):
         inference.main(["--video", str(video), "--height", "tall"])
 
+    from common.inference.live import run_live
+
+    live_out = tmp_path / "live.jsonl"
+    monkeypatch.setattr("common.inference.live.BlazePoseSource", _NoPeople)
+    run_live(LiveConfig(source=str(video), unpaced=True, jsonl=str(live_out), people="all", height=(1.9, 1.6)),
+             *pipeline.make_models(pipeline.InferenceConfig(video=None, people="all", height=(1.9, 1.6)), live=True))
+    header = json.loads(live_out.read_text().splitlines()[0])["header"]
+    assert header["height_m"] == [1.9, 1.6] and header["adjustment"]["size"].startswith("--height 1.9")
+
     config = LiveConfig(source="", height=(1.9, 1.6))
     lifter, source = pipeline.make_models(pipeline.InferenceConfig(video=None), live=True)
     start = start_lengths(lifter, source, None)
     assert [LivePerson(lifter, source, start, config, i).adjustment.height for i in range(3)] == [1.9, 1.6, None]
+
+
+class _NoPeople:
+    """A stand-in BlazePose that finds nobody (a live run's header and empty frames, without the detector)."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def prepare(self, **kwargs):
+        pass
+
+    def detect_regions(self, rgb, regions):
+        return [[] for _ in regions]
+
+    def detect(self, rgb, roi=None):
+        return []
+
+    def track(self, rgb, window=None):
+        return None
+
+    def reset_tracking(self):
+        pass
+
+    def close(self):
+        pass

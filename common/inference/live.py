@@ -464,7 +464,8 @@ def run_live(config: LiveConfig, lifter: Lifter, lengths: LengthSource) -> LiveR
     writer = JsonLinesWriter(sys.stdout if config.jsonl == "-" else config.jsonl)
     writer.write(jsonl_header(LIVE_FRAME, source.fps, source=config.source, lifter=lifter.name,
                               lengths=lengths.name, max_length_step_mm=config.max_step_mm, people=config.people,
-                              adjustment=adjustment,
+                              adjustment=adjustment,  # the first person's (below: every person's --height)
+                              height_m=None if config.height is None else list(np.atleast_1d(config.height)),
                               smoothing=None if not config.smooth else {"one_euro_min_cutoff": config.smooth[0],
                                                                         "one_euro_beta": config.smooth[1]}))
     overlay = _Overlay(config, source) if config.video_out else None
