@@ -100,14 +100,18 @@ def parse_heights(text: str) -> tuple[float, ...]:
     return tuple(heights)
 
 
-def height_of(heights: float | tuple[float, ...] | None, identity: int) -> float | None:
-    """The standing height (metres) given for person ``identity`` (0 for the only person of ``--people one``):
-    one number is person 0's, a tuple gives persons 0, 1, ... in order; None for a person beyond them (their size
-    then comes from the video, :func:`person_size`)."""
+def as_heights(heights: float | tuple[float, ...] | None) -> tuple[float, ...]:
+    """``--height`` as a tuple of metres, persons 0, 1, ... in order (one number: person 0's; None: empty)."""
     if heights is None:
-        return None
-    heights = (heights,) if isinstance(heights, (int, float)) else tuple(heights)
-    return float(heights[identity]) if identity < len(heights) else None
+        return ()
+    return (float(heights),) if isinstance(heights, (int, float)) else tuple(float(h) for h in heights)
+
+
+def height_of(heights: float | tuple[float, ...] | None, identity: int) -> float | None:
+    """The standing height (metres) given for person ``identity`` (0 for the only person of ``--people one``,
+    :func:`as_heights`); None for a person beyond them (their size then comes from the video, :func:`person_size`)."""
+    heights = as_heights(heights)
+    return heights[identity] if identity < len(heights) else None
 
 
 def size_rule(height: float | None, own_size: bool, measured: bool = True) -> str:

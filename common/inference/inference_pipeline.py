@@ -37,7 +37,7 @@ from common.core.bones import adjust_bone_lengths, bone_lengths
 from common.core.camera import camera_to_world_like, place_on_ground
 from common.core.metrics import symmetry_error
 from common.core.skeleton import BONE_NAMES
-from common.inference.body_size import height_of, height_size, person_size, rescale
+from common.inference.body_size import as_heights, height_of, height_size, person_size, rescale
 from common.inference.keypoints_2d import TrackOptions, extract_people, extract_track
 from common.inference.length_sources import LengthSource, choose_lengths, make_length_source
 from common.inference.lifters import Lifter, choose_lifter, make_lifter
@@ -149,7 +149,7 @@ def check_heights(heights: float | tuple[float, ...] | None, people: str, source
     if not source.own_size:
         raise UserError(f"--height sizes lengths estimated from the video (a source whose size is the "
                         f"lifter's); --lengths {source.name} brings its own")
-    heights = (heights,) if isinstance(heights, (int, float)) else tuple(heights)
+    heights = as_heights(heights)
     if len(heights) > 1 and people != "all":
         raise UserError(f"--height gives {len(heights)} heights but one person is followed: give one, or "
                         "--people all (then one per person, in identity order)")

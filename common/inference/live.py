@@ -59,7 +59,7 @@ import numpy as np
 from common.adjustment.rigidity import DEFAULT_NONRIGID, describe_adjustment, load_rigidity, nonrigid_lengths, nonrigid_reference
 from common.core.bones import adjust_bone_lengths, average_symmetric, bone_lengths
 from common.core.skeleton import BONE_NAMES
-from common.inference.body_size import height_of, person_size, rescale, size_rule
+from common.inference.body_size import as_heights, height_of, person_size, rescale, size_rule
 from common.inference.length_sources import LengthSource, complete_lengths, stream_start_lengths
 from common.inference.lifters import Lifter
 from common.output.rendering import BODY_HEIGHT_M
@@ -465,7 +465,7 @@ def run_live(config: LiveConfig, lifter: Lifter, lengths: LengthSource) -> LiveR
     writer.write(jsonl_header(LIVE_FRAME, source.fps, source=config.source, lifter=lifter.name,
                               lengths=lengths.name, max_length_step_mm=config.max_step_mm, people=config.people,
                               adjustment=adjustment,  # the first person's (below: every person's --height)
-                              height_m=None if config.height is None else list(np.atleast_1d(config.height)),
+                              height_m=list(as_heights(config.height)) or None,
                               smoothing=None if not config.smooth else {"one_euro_min_cutoff": config.smooth[0],
                                                                         "one_euro_beta": config.smooth[1]}))
     overlay = _Overlay(config, source) if config.video_out else None
