@@ -84,20 +84,17 @@ def height_size(height: float, convention: str, path: str | Path | None = None) 
 
 def parse_heights(text: str) -> tuple[float, ...]:
     """``--height``: one standing height in metres, or several, comma-separated, one per person in identity order
-    (``--people all``: person 0, 1, ...). An argparse ``type=``; the range is checked by :func:`height_size`."""
+    (``--people all``: person 0, 1, ...). An argparse ``type=``: each item as :func:`common.utils.validation.number`
+    checks a number > 0; the range is checked by :func:`height_size`."""
     import argparse
-    import math
 
-    heights = []
-    for item in text.split(","):
-        try:
-            value = float(item)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected metres, e.g. 1.78 or 1.78,1.62, got {text!r}") from None
-        if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"heights must be > 0 metres, got {text}")
-        heights.append(value)
-    return tuple(heights)
+    from common.utils.validation import number
+
+    one = number(float, gt=0)
+    try:
+        return tuple(one(item) for item in text.split(","))
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"expected metres, e.g. 1.78 or 1.78,1.62 ({exc})") from None
 
 
 def as_heights(heights: float | tuple[float, ...] | None) -> tuple[float, ...]:
