@@ -92,6 +92,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "self/prior, and model with --lifter mediapipe (default: the lifter's own 3D, robustly "
                         "pooled; docs/in_the_wild.md); with --people all one per person in identity order, e.g. "
                         "1.78,1.62 (persons beyond the list keep the video's own size)")
+    g.add_argument("--calibration", default=None,
+                   help="a calibration file of the camera that filmed the video (Pose2Sim .toml or Qualisys "
+                        ".qca.txt; world z up): each person's standing height is read through it (a planted foot "
+                        "on the floor fixes their distance) and sizes their lengths as --height would, where "
+                        "--height gives none (docs/in_the_wild.md, 'Metric size through your calibrated camera')")
+    g.add_argument("--camera", default=None, help="which camera of --calibration filmed the video (default: its only one)")
+    g.add_argument("--floor_z", type=number(float), default=0.0,
+                   help="height of the floor in --calibration's world frame, metres (default 0)")
     g.add_argument("--nonrigid", choices=list(NONRIGID_MODES), default=DEFAULT_NONRIGID,
                    help="distances the body does not hold rigid in the lifter's joint convention "
                         "(common/resources/rigidity.json): rigid = held like bones (the paper's adjustment), free "
@@ -183,8 +191,8 @@ def make_config(args: argparse.Namespace) -> InferenceConfig:
         detector_threads=args.detector_threads, person=parse_person_policy(args.person), people=args.people,
         max_people=args.max_people, search_every=args.search_every, max_gap=args.max_gap,
         smooth=args.smooth, max_frames=args.max_frames, fps=args.fps, lifter=args.lifter, lengths=args.lengths,
-        lengths_file=args.lengths_file, height=args.height, nonrigid=args.nonrigid, poses=args.poses,
-        poses_frame=args.poses_frame,
+        lengths_file=args.lengths_file, height=args.height, calibration=args.calibration, camera=args.camera,
+        floor_z=args.floor_z, nonrigid=args.nonrigid, poses=args.poses, poses_frame=args.poses_frame,
         length_ckpt=args.length_ckpt or default_checkpoint("length", resolve_dataset_name("auto")),
         finetuned_ckpt=args.finetuned_ckpt, lifter_ckpt=args.lifter_ckpt,
         bidirectional=args.bidirectional, num_layers=args.num_layers,
@@ -200,14 +208,16 @@ def check_paths(args: argparse.Namespace) -> None:
     live = args.live is not None
     inputs = [("--lengths_file", args.lengths_file), ("--length_ckpt", args.length_ckpt),
               ("--lifter_ckpt", args.lifter_ckpt), ("--finetuned_ckpt", args.finetuned_ckpt),
-              ("--detector_config", args.detector_config), ("--detector_weights", args.detector_weights)]
+              ("--detector_config", args.detector_config), ("--detector_weights", args.detector_weights),
+              ("--calibration", args.calibration)]
     readers = [name for name in LENGTH_SOURCES if reads(registered_class(LENGTH_SOURCES, name, "--lengths"),
                                                         "lengths_file")]
     if args.lengths_file and args.lengths not in (None, *readers):
         print(f"warning: --lengths_file {args.lengths_file} is ignored: it is read only with --lengths "
               f"{'/'.join(readers)} (got --lengths {args.lengths})", file=sys.stderr)
     defaults = parse_args([])
-    ignored = ([f for f in ("output", "export", "gif", "video", "keypoints", "poses") if getattr(args, f) !=
+    ignored = ([f for f in ("output", "export", "gif", "video", "keypoints", "poses", "calibration", "camera",
+                            "floor_z") if getattr(args, f) !=
                 getattr(defaults, f)] if live else
                [f for f in ("live_output", "live_video", "length_prior", "unpaced", "one_euro", "max_length_step_mm",
                          "warmup_frames", "detect_ahead")

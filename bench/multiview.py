@@ -18,7 +18,9 @@ P-MPJPE on the 17 joints, limb-length error, limb proportions off (mean of the 4
 of them, over the 8 limbs, worst of the shin/thigh, forearm/upper arm and arm/leg ratios), limb-length std over
 time, left/right difference. A person seen by one view only has no reference and is reported, not scored.
 
-Rows: ``inference.py defaults`` (its exported adjusted poses), on single-person recordings MediaPipe's plain
+Rows: ``inference.py defaults`` (its exported adjusted poses), the same with ``--calibration`` (each person's
+height read through the view's own calibrated camera, :mod:`common.inference.camera_size`; a second run per view,
+left out with ``--no_calibrated_size``), on single-person recordings MediaPipe's plain
 full-frame video-mode run (as a user would run it), then every registered lifter that runs from the video alone
 (and VideoPose3D with the demo mix model / each ``--lifter_ckpt``) x every length source (unadjusted, self,
 prior, model when a length model is there, file with ``--lengths_file``).
@@ -61,6 +63,8 @@ COLUMNS = [("p_mpjpe_mm", "P-MPJPE (mm)", "{:.1f}"), ("limb_length_error_mm", "l
            ("ratios_max_pct", "worst ratio shin/thigh, forearm/upper arm, arm/leg (%)", "{:.1f}"),
            ("length_std_mm", "length std over time (mm)", "{:.1f}"), ("left_right_mm", "left/right diff. (mm)", "{:.1f}")]
 PLAIN_ROW = "MediaPipe world landmarks, raw (plain full-frame video-mode run)"
+ANKLES = [3, 6]
+CALIBRATED_ROW = "inference.py defaults + --calibration (height read through this view's camera)"
 DEMO_FOLDERS = {"single": ("Demo_SinglePerson", "pose2sim_demo"), "multi": ("Demo_MultiPerson", "pose2sim_demo_multi")}
 
 
@@ -197,6 +201,11 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--finetuned_ckpt", default=DEFAULT_CHECKPOINTS["finetuned"]["demo"],
                    help="mix model for its rows (skipped when missing)")
     p.add_argument("--lengths_file", default=None, help="measured bone lengths for '+ file' rows")
+    p.add_argument("--no_calibrated_size", action="store_true",
+                   help="leave out the row of inference.py --calibration (each person's height read through the "
+                        "view's own camera; a second inference.py run per view)")
+    p.add_argument("--floor_z", type=float, default=0.0,
+                   help="the floor's height in the calibration's world, metres (inference.py --floor_z)")
     p.add_argument("--compare_single", action="store_true",
                    help="also run inference.py following one person per view (--people one) and compare each "
                         "person's defaults row with it")
@@ -282,7 +291,9 @@ def score_person(person_id: int, group: dict[int, int], sync: tuple, views_data:
           f"reprojection error {np.nanmedian(reprojection):.1f} px; left/right swaps undone per view: "
           + ", ".join(f"{cameras[v].name} {n}" for v, n in zip(views, swapped.sum(axis=1))))
     print(f"person {person_id} triangulated limb lengths (median over frames, mm): " + ", ".join(
-        f"{BONE_NAMES[b]} {v * 1000:.0f}" for b, v in zip(LIMB_BONES, np.nanmedian(limb_lengths(world), axis=0))))
+        f"{BONE_NAMES[b]} {v * 1000:.0f}" for b, v in zip(LIMB_BONES, np.nanmedian(limb_lengths(world), axis=0)))
+          + f"; lower ankle at world z {np.nanmedian(np.nanmin(world[:, ANKLES, 2], axis=1)):.3f} m (median; where "
+          "the person stands against the --calibration row's floor, --floor_z)")
     for v in views:
         cam, person, run = cameras[v], people[v][group[v]], runs[v]
         view_frames = run.frames_rendered
@@ -309,17 +320,20 @@ def print_table(table: dict, out: Path) -> None:
     print(markdown)
     atomic_write(out / "multiview.md", lambda fh: fh.write((markdown + "\n").encode()))
     for (person_, row), per_view in table.items():
-        if not row.startswith("inference.py defaults"):
+        if not row.startswith("inference.py defaults") or row == CALIBRATED_ROW:
             continue
         for view, d in per_view.items():
             same = table.get((person_, "mediapipe_raw, unadjusted"), {}).get(view)
             plain = table.get((person_, PLAIN_ROW), {}).get(view)
+            sized = table.get((person_, CALIBRATED_ROW), {}).get(view)
             print(f"person {person_} {view}: defaults P-MPJPE {d['p_mpjpe_mm']:.1f} mm"
                   + (f" vs MediaPipe raw {same['p_mpjpe_mm']:.1f} (same pass)" if same else "")
                   + (f" / {plain['p_mpjpe_mm']:.1f} (plain run)" if plain else "")
                   + f"; limb proportions off {d['proportions_off_pct']:.1f} % (worst limb {d['proportions_max_pct']:.1f}"
                   f" %, over 8 limbs {d['proportions8_off_pct']:.1f} %, worst ratio {d['ratios_max_pct']:.1f} %); "
-                  f"length std {d['length_std_mm']:.2f} mm; left/right {d['left_right_mm']:.2f} mm")
+                  f"length std {d['length_std_mm']:.2f} mm; left/right {d['left_right_mm']:.2f} mm; limb-length error "
+                  f"{d['limb_length_error_mm']:.1f} mm"
+                  + (f" ({sized['limb_length_error_mm']:.1f} mm with the height read through {view})" if sized else ""))
 
 
 def main(argv=None) -> None:
@@ -336,7 +350,7 @@ def main(argv=None) -> None:
         print(f"wrote {args.write_toml} (Pose2Sim's .toml convention)")
     offsets = parse_offsets(args.offsets, len(cameras))
 
-    runs, people = [], []
+    runs, people, sized = [], [], []
     for cam, video in zip(cameras, videos):
         argv_view = ["--video", str(video), "--output", str(out / cam.name), "--no_progress", "--people", "all"]
         argv_view += ["--max_frames", str(args.max_frames)] if args.max_frames else []
@@ -344,6 +358,11 @@ def main(argv=None) -> None:
         runs.append(inference.run_cli(argv_view))
         people.append(view_people(runs[-1]))
         print(f"{cam.name}: {len(people[-1])} person(s) followed")
+        if not args.no_calibrated_size:  # the same run, each person's height read through this camera
+            argv_sized = argv_view[:3] + [str(out / cam.name / "calibrated_size")] + argv_view[4:] + [
+                "--calibration", str(calibration), "--camera", cam.name, "--floor_z", str(args.floor_z)]
+            print(f"== {cam.name}: inference.py {' '.join(argv_sized)}")
+            sized.append({p.identity: p for p in view_people(inference.run_cli(argv_sized))})
     frames = min(r.frames_rendered for r in runs)
     offsets, groups, pixels, confidence = synchronise(cameras, people, frames, offsets, args.max_offset)
     references = report_tracking(cameras, groups, pixels, confidence)
@@ -356,6 +375,8 @@ def main(argv=None) -> None:
 
     def rows_of(v: int, person, run) -> dict[str, np.ndarray]:
         rows = {f"inference.py defaults (--lifter {run.lifter}, --lengths {run.length_source})": person.poses}
+        if sized and person.identity in sized[v]:
+            rows[CALIBRATED_ROW] = sized[v][person.identity].poses
         if single:
             plain = full_frame_mediapipe(videos[v], run.frames_rendered)
             rows[PLAIN_ROW] = plain - plain[:, :1]

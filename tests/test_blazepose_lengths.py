@@ -61,7 +61,7 @@ def test_blazepose_bank_is_the_limb_priors_bodies_moved_by_the_offset():
         np.testing.assert_array_equal(moved[:, a], moved[:, b])
     for limb, shift in zip(PRIOR_LIMBS, OFFSET):
         np.testing.assert_allclose(moved[:, SIDELESS[limb]] / plain[:, SIDELESS[limb]], np.exp(shift), rtol=1e-5)
-    limbs, bones, _ = coco_limb_lengths(12, 3)  # the same bodies, the regressor the limb prior uses
+    limbs, bones = coco_limb_lengths(12, 3)[:2]  # the same bodies, the regressor the limb prior uses
     np.testing.assert_allclose(plain[:, [SIDELESS[limb][0] for limb in PRIOR_LIMBS]], limbs, rtol=1e-5)
     prior = np.asarray(json.loads(LIMB_PRIOR_FILE.read_text())["blazepose"]["mean_bone_lengths_m"])
     assert np.all(np.abs(plain.mean(axis=0) / prior - 1) < 0.1)  # a dozen bodies near the 4000 bodies' mean

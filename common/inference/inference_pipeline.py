@@ -38,9 +38,11 @@ from common.core.camera import camera_to_world_like, place_on_ground
 from common.core.metrics import symmetry_error
 from common.core.skeleton import BONE_NAMES
 from common.inference.body_size import as_heights, height_of, height_size, person_size, rescale
+from common.inference.camera_size import calibration_camera, check_video_size, read_stature
 from common.inference.keypoints_2d import TrackOptions, extract_people, extract_track
 from common.inference.length_sources import LengthSource, choose_lengths, make_length_source
 from common.inference.lifters import Lifter, choose_lifter, make_lifter
+from common.inference.multiview import CalibratedCamera
 from common.inference.registry import options_from
 from common.output.exports import (DEFAULT_EXPORTS, PoseExport, everybody_formats, export_paths, write_exports,
                                    write_people_exports)
@@ -79,6 +81,11 @@ class InferenceConfig:
     # standing height(s), metres: one, or one per identity in order with --people all (height_of); None: the
     # video's own evidence
     height: float | tuple[float, ...] | None = None
+    # a calibration file (.toml / .qca.txt) and its camera that filmed the video: each person's height read through
+    # it (common.inference.camera_size) where --height gives none; the floor at world z = floor_z (z up)
+    calibration: str | None = None
+    camera: str | None = None
+    floor_z: float = 0.0
     nonrigid: str = DEFAULT_NONRIGID  # what the adjustment does with distances a body does not hold rigid
     poses: str | None = None
     poses_frame: str = "camera"
@@ -137,7 +144,50 @@ def make_models(config: InferenceConfig, live: bool = False) -> tuple[Lifter, Le
     if config.nonrigid not in NONRIGID_MODES:
         raise UserError(f"--nonrigid must be one of {', '.join(NONRIGID_MODES)}, got {config.nonrigid!r}")
     check_heights(config.height, config.people, source, lifter.convention)
+    if config.calibration is not None or config.camera is not None:
+        calibrated_camera(config, source)
     return lifter, source
+
+
+def calibrated_camera(config: InferenceConfig, source: LengthSource) -> CalibratedCamera:
+    """``--calibration``/``--camera``'s camera, after the pre-flight checks: a calibration file, a video (not a
+    keypoint file: its pixels must be the camera's), a length source whose size is the lifter's."""
+    if config.calibration is None:
+        raise UserError("--camera names a camera of --calibration FILE; give the calibration file too")
+    if not config.video:
+        raise UserError("--calibration reads each person's height from the video's pixels: give --video")
+    if not source.own_size:
+        raise UserError(f"--calibration sizes lengths estimated from the video (a source whose size is the lifter's, "
+                        f"e.g. --lengths prior); --lengths {source.name} has a size of its own")
+    if not np.isfinite(config.floor_z):
+        raise UserError(f"--floor_z must be a finite number of metres, got {config.floor_z}")
+    return calibration_camera(config.calibration, config.camera)
+
+
+def person_heights(config: InferenceConfig, tracks: list[tuple[int, Track2D]], fps: float,
+                   camera: CalibratedCamera | None) -> dict[int, tuple[float | None, str | None]]:
+    """Each person's height (metres) and where it comes from: their ``--height``
+    (:func:`~common.inference.body_size.height_of`), else, with a calibrated ``camera``, the stature read through it
+    (:func:`common.inference.camera_size.read_stature`; None when it cannot be read); None: the video's own size.
+    identity -> (height or None, a description of the camera read or None)."""
+    heights = {}
+    for identity, track in tracks:
+        given = height_of(config.height, identity)
+        if given is not None or camera is None:
+            heights[identity] = (given, None)
+            continue
+        read = read_stature(track, camera, fps, config.floor_z)
+        heights[identity] = (read, f"read through calibrated camera {camera.name}" if read is not None
+                             else f"not readable through camera {camera.name} (too few upright frames on the floor)")
+    return heights
+
+
+def describe_heights(heights: dict[int, tuple[float | None, str | None]]) -> str:
+    """The run's ``sizes:`` line."""
+    return "sizes: " + ", ".join(
+        f"person {i} " + (f"{h:.3f} m {how}" if h is not None and how else f"--height {h:g} m" if h is not None
+                          else f"the video's own ({how})" if how else "the video's own")
+        for i, (h, how) in heights.items())
 
 
 def check_heights(heights: float | tuple[float, ...] | None, people: str, source: LengthSource,
@@ -176,12 +226,14 @@ def adjust_lengths(lifter: Lifter, source: LengthSource, poses: np.ndarray, trac
 
 
 def _adjust(lifter: Lifter, source: LengthSource, before: np.ndarray, track: Track2D, config: InferenceConfig,
-            identity: int = 0) -> tuple[np.ndarray, dict, np.ndarray, np.ndarray]:
-    """Lengths of ``source`` for person ``identity``'s lifted poses (T, 17, 3) (their ``--height``,
-    :func:`~common.inference.body_size.height_of`) and the poses before and after the adjustment, both in the
-    world-like frame on the ground: (lengths (16,) or (T, 16), their metadata, before, after)."""
-    lengths, meta = adjust_lengths(lifter, source, before, track, height_of(config.height, identity),
-                                   config.nonrigid)
+            height: tuple[float | None, str | None]) -> tuple[np.ndarray, dict, np.ndarray, np.ndarray]:
+    """Lengths of ``source`` for a person's lifted poses (T, 17, 3) at their height (:func:`person_heights`)
+    and the poses before and after the adjustment, both in the world-like frame on the ground: (lengths (16,) or
+    (T, 16), their metadata, before, after)."""
+    lengths, meta = adjust_lengths(lifter, source, before, track, height[0], config.nonrigid)
+    if height[1] is not None:
+        meta["size"] = (f"height {height[0]:.3f} m {height[1]} (population limb-to-stature ratio)"
+                        if height[0] is not None else f"{meta['size']}; height {height[1]}")
     after = adjust_bone_lengths(before - before[:, :1], lengths) + before[:, :1]
     if lifter.frame == "camera":
         before, after = camera_to_world_like(before, after), camera_to_world_like(after, after)
@@ -205,21 +257,24 @@ def run(config: InferenceConfig) -> InferenceResult:
     reader = VideoReader(config.video, config.max_frames) if config.video else None
     fps = reader.info.fps if reader is not None else config.fps
     lifter, source = make_models(config)
+    camera = calibrated_camera(config, source) if config.calibration is not None else None
+    if camera is not None:
+        check_video_size(camera, reader.info.width, reader.info.height)
     options = options_from(TrackOptions, vars(config))
     if config.people == "all":
         tracks = extract_people(options, reader, timer)
-        if config.height is not None:
-            print("sizes: " + ", ".join(f"person {i} " + (f"--height {h:g} m" if (h := height_of(config.height, i))
-                                                        else "the video's own") for i, _ in tracks))
     else:
         tracks = [(0, extract_track(options, reader, timer))]
+    heights = person_heights(config, tracks, fps, camera)
+    if config.height is not None or camera is not None:
+        print(describe_heights(heights))
     stem = Path(config.video).stem if config.video else Path(config.keypoints).stem
     people, files = [], {}
     for identity, track in tracks:  # each person: their own 3D, lengths and adjustment
         with timer.measure("lift", len(track)):
             lifted = lifter.lift(track)
         with timer.measure("adjust", len(track)):
-            lengths, meta, before, after = _adjust(lifter, source, lifted, track, config, identity)
+            lengths, meta, before, after = _adjust(lifter, source, lifted, track, config, heights[identity])
         people.append(PersonResult(identity, track, before, after, lengths, meta))
         export = PoseExport(stem if config.people != "all" else f"{stem}_person{identity}", config.video, track,
                             before, after, lengths, fps, lifter.frame, getattr(lifter, "mode", lifter.name),

@@ -5,12 +5,15 @@ Anny's COCO keypoint regressor (shoulders, elbows, wrists, hips, knees, ankles, 
 landmarks like BlazePose's) on rest-pose adult bodies (:class:`common.datasets.body_model.AnnySampler`), mapped to
 the 17 joints as the detectors map BlazePose's landmarks (:func:`common.vision.detectors.to_h36m`).
 
-* :func:`coco_limb_lengths`: limbs, bones and statures of sampled bodies (``data/bone_length/generate_limb_prior.py``);
+* :func:`coco_limb_lengths`: limbs, bones, statures and standing head/ankle heights of sampled bodies
+  (``data/bone_length/generate_limb_prior.py``);
 * :func:`blazepose_bank`: (N, 16) bone lengths in BlazePose's landmark convention, the four limbs moved by the
   prior's convention offset (centred log lengths, ``limb_prior.json``'s ``convention_offset_log``) or another one
   (``data/bone_length/generate_blazepose_bank.py``; ``train.py -t length --length_convention blazepose``).
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,13 +30,23 @@ COCO_LIMBS = {
 COCO_17 = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
            "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
            "right_ankle"]  # the COCO order of common.vision.detectors.COCO_PARTS
+HEAD_JOINT = 10  # the 17 joints' head (H36M order)
 
 
-def coco_limb_lengths(amount: int, seed: int, batch: int = 500) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Anny bodies' (amount, 4) limb lengths in metres (:data:`PRIOR_LIMBS` order, left/right averaged),
-    (amount, 16) bone lengths of the 17 joints mapped from their COCO keypoints (:func:`common.vision.detectors.to_h36m`)
-    and (amount,) statures in metres (the rest-pose mesh's extent along the direction from the ankles' midpoint
-    to the nose)."""
+class AnnyMeasures(NamedTuple):
+    """What :func:`coco_limb_lengths` measures on each sampled rest-pose body (metres; N bodies)."""
+
+    limbs: np.ndarray              # (N, 4) :data:`PRIOR_LIMBS` order, left/right averaged
+    bones: np.ndarray              # (N, 16) of the 17 joints mapped from the COCO keypoints
+    statures: np.ndarray           # (N,) the mesh's extent along the up direction (ankles' midpoint -> nose)
+    head_above_ankles: np.ndarray  # (N,) the head joint (:func:`~common.vision.detectors.to_h36m`) above the ankles
+    ankles_above_floor: np.ndarray  # (N,) the ankles' midpoint above the mesh's lowest point (the sole)
+
+
+def coco_limb_lengths(amount: int, seed: int, batch: int = 500) -> AnnyMeasures:
+    """Anny bodies measured as :class:`AnnyMeasures` (limbs, bones and statures: the limb prior; the head and ankle
+    heights of the standing body: the height read through a calibrated camera, :mod:`common.inference.camera_size`).
+    Heights are along the direction from the ankles' midpoint to the nose."""
     import anny
     import torch
 
@@ -44,7 +57,7 @@ def coco_limb_lengths(amount: int, seed: int, batch: int = 500) -> tuple[np.ndar
     sampler = AnnySampler(seed=seed)
     labels = COCO_17
     regressor = anny.KeypointsRegressor.coco(sampler.model, labels=labels)
-    out, bones, statures = [], [], []
+    out, bones, statures, heads, ankles = [], [], [], [], []
     for start in range(0, amount, batch):
         phenotype, local = sampler.sample_parameters(min(batch, amount - start))
         with torch.no_grad():
@@ -55,17 +68,20 @@ def coco_limb_lengths(amount: int, seed: int, batch: int = 500) -> tuple[np.ndar
         out.append(np.stack(lengths, axis=1))
         joints, _ = to_h36m(points, np.ones(points.shape[:2]), COCO_PARTS)
         bones.append(bone_lengths(joints.astype(np.float64)))
-        up = points[:, labels.index("nose")] - (points[:, labels.index("left_ankle")]
-                                                + points[:, labels.index("right_ankle")]) / 2
+        ankle_mid = (points[:, labels.index("left_ankle")] + points[:, labels.index("right_ankle")]) / 2
+        up = points[:, labels.index("nose")] - ankle_mid
         up /= np.linalg.norm(up, axis=-1, keepdims=True)
         heights = np.einsum("bvc,bc->bv", vertices.double().cpu().numpy(), up)
         statures.append(heights.max(axis=1) - heights.min(axis=1))
-    return np.concatenate(out), np.concatenate(bones), np.concatenate(statures)
+        ankle = np.einsum("bc,bc->b", ankle_mid, up)
+        heads.append(np.einsum("bc,bc->b", joints[:, HEAD_JOINT].astype(np.float64), up) - ankle)
+        ankles.append(ankle - heights.min(axis=1))
+    return AnnyMeasures(*(np.concatenate(x) for x in (out, bones, statures, heads, ankles)))
 
 
 def blazepose_bank(amount: int, seed: int, offset: np.ndarray) -> np.ndarray:
     """(amount, 16) float32 bone lengths (metres, :data:`common.core.skeleton.BONE_NAMES` order, left/right
     averaged) of Anny bodies in BlazePose's landmark convention: :func:`coco_limb_lengths`' bones with the limbs
     moved by ``offset`` (4,) (:func:`common.inference.length_sources.offset_limbs`)."""
-    _, bones, _ = coco_limb_lengths(amount, seed)
+    bones = coco_limb_lengths(amount, seed).bones
     return average_symmetric(offset_limbs(bones, offset)).astype(np.float32)

@@ -7,7 +7,9 @@ length blend shapes), regresses Anny's COCO keypoints (shoulders, elbows, wrists
 landmarks like BlazePose's) on the rest-pose meshes, and writes the mean and standard deviation of the centred
 log lengths of the four limbs (thigh, calf, upper arm, lower arm; left/right averaged) to
 ``common/resources/limb_prior.json`` (read by ``inference.py --lengths prior``), the mean log ratio of each limb to
-the body's stature (``inference.py --height``, :mod:`common.inference.body_size`), plus the mean length of all 16
+the body's stature (``inference.py --height``, :mod:`common.inference.body_size`), the mean log ratio of the
+stature to the head joint's height above the ankles and the ankles' mean height above the floor of the standing body
+(the height read through a calibrated camera, ``inference.py --calibration``, :mod:`common.inference.camera_size`), plus the mean length of all 16
 bones of the 17 joints mapped from the COCO keypoints as the detectors map them (:func:`common.vision.detectors.to_h36m`;
 left/right averaged; the prior ``inference.py --live`` starts from). Anny: Apache-2.0 code, CC0 data.
 """
@@ -32,7 +34,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default=str(LIMB_PRIOR_FILE))
     args = p.parse_args(argv)
-    limbs, bones, statures = coco_limb_lengths(args.amount, args.seed)
+    measures = coco_limb_lengths(args.amount, args.seed)
+    limbs, bones, statures = measures.limbs, measures.bones, measures.statures
     centred = np.log(limbs) - np.log(limbs).mean(axis=1, keepdims=True)
     import anny
 
@@ -43,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "mean_bone_lengths_m": average_symmetric(bones.mean(axis=0)).round(4).tolist(),
         "mean_stature_m": round(float(statures.mean()), 4),
         "limb_to_stature_log": (np.log(limbs) - np.log(statures)[:, None]).mean(axis=0).round(6).tolist(),
+        "stature_to_head_log": float(np.log(statures / measures.head_above_ankles).mean().round(6)),
+        "ankle_above_floor_m": round(float(measures.ankles_above_floor.mean()), 4),
         "bodies": args.amount, "seed": args.seed,
         "source": f"anny {getattr(anny, '__version__', '?')} COCO keypoint regressor on rest-pose adult bodies "
                   "(data/bone_length/generate_limb_prior.py); Anny: Apache-2.0 code, CC0 data"}}

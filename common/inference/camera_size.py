@@ -1,0 +1,115 @@
+"""A person's standing height read through one calibrated camera (``inference.py --calibration``): metric size.
+
+From one uncalibrated video a person's overall size trades off with their distance; the lifter's own metric
+guess (BlazePose's world landmarks) is 3-20 % off on the Pose2Sim demos (docs/in_the_wild.md). A camera whose
+intrinsics and pose above the floor are known removes the trade-off: where a planted ankle's ray meets the floor
+plane fixes the person's distance, and the head taken on the vertical through that ankle gives their height
+(:func:`common.models.length_probe.floor_height_log`, the reading ``length_model_inference.py --floor_size`` makes
+through Human3.6M's cameras: planted-foot frames with a straight ankle-to-head chain, the 90th percentile).
+
+What is read is the head joint's height above the ankle joint (BlazePose's points mapped to the 17 joints); the
+floor plane is taken at the ankles' height above the floor and the stature is that read times the population's
+ratio, both measured on Anny bodies standing at rest (``common/resources/limb_prior.json``: ``ankle_above_floor_m``,
+``stature_to_head_log``, ``data/bone_length/generate_limb_prior.py``); nothing is fitted on a recording. The stature
+then sizes the lengths as ``--height`` does (:func:`common.inference.body_size.height_size`).
+
+Assumptions, which the user's calibration must meet: the world frame has z up with the floor at z = ``floor_z``
+(Pose2Sim's calibrations of a scene on the floor, the Qualisys demos'), the video is the calibrated camera's (same
+aspect ratio; a resized video is scaled back to the calibration's pixels), and the person stands on that floor.
+Lens distortion is undone with the calibration's coefficients before the rays are cast.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from common.core.camera import Camera, normalize_screen_coordinates
+from common.inference.body_size import HEIGHT_RANGE_M, MIN_CONFIDENCE
+from common.inference.multiview import CalibratedCamera, read_calibration
+from common.utils.errors import UserError
+from common.vision.tracking import Track2D
+
+MIN_FRAMES = 10  # usable frames (planted foot, upright; counted at 50 frames/s) a read needs: 0.2 s of standing
+ASPECT_TOLERANCE = 0.01  # relative difference of the video's and the calibration's aspect ratios still accepted
+HEAD, ANKLES = 10, (3, 6)
+
+
+def calibration_camera(path: str | Path, name: str | None) -> CalibratedCamera:
+    """The camera ``name`` of a calibration file (:func:`common.inference.multiview.read_calibration`); ``name``
+    None: the file's only camera. Unknown names and ambiguity are one-line errors listing the cameras."""
+    cameras = read_calibration(path)
+    names = [c.name for c in cameras]
+    if name is None:
+        if len(cameras) != 1:
+            raise UserError(f"{path} holds {len(cameras)} cameras ({', '.join(names)}): say which filmed the video "
+                            "with --camera NAME")
+        return cameras[0]
+    if name not in names:
+        raise UserError(f"--camera {name!r} is not in {path}; its cameras: {', '.join(names)}")
+    return cameras[names.index(name)]
+
+
+def floor_camera(camera: CalibratedCamera, floor_z: float = 0.0) -> Camera:
+    """``camera`` as a :class:`common.core.camera.Camera` over a floor at world z = 0 (z up): normalised pinhole
+    intrinsics without distortion (undistort the pixels first, :meth:`CalibratedCamera.undistort`), its
+    camera -> world rotation as a quaternion (w, x, y, z), its centre shifted down by ``floor_z`` metres."""
+    from scipy.spatial.transform import Rotation
+
+    w, h = camera.size
+    focal = np.array([camera.K[0, 0], camera.K[1, 1]]) / w * 2.0
+    centre = normalize_screen_coordinates(np.array([camera.K[0, 2], camera.K[1, 2]], np.float64), w, h)
+    x, y, z, q = Rotation.from_matrix(np.asarray(camera.R, np.float64).T).as_quat()
+    return Camera(id=camera.name, res_w=w, res_h=h, intrinsic=np.concatenate([focal, centre, np.zeros(5)]),
+                  orientation=np.array([q, x, y, z]), translation=np.asarray(camera.centre, np.float64)
+                  - np.array([0.0, 0.0, floor_z]))
+
+
+def check_video_size(camera: CalibratedCamera, width: int, height: int) -> None:
+    """A one-line error unless a ``width`` x ``height`` video can be ``camera``'s: its calibrated size, or that
+    size resized (the same aspect ratio within :data:`ASPECT_TOLERANCE`)."""
+    cw, ch = camera.size
+    if abs((width / height) / (cw / ch) - 1) > ASPECT_TOLERANCE:
+        raise UserError(f"the video is {width}x{height} but camera {camera.name} was calibrated at {cw}x{ch}: a "
+                        "different aspect ratio (cropped or rotated?); give the calibrated camera's own video")
+
+
+def calibration_pixels(track: Track2D, camera: CalibratedCamera) -> np.ndarray:
+    """The track's keypoints (T, 17, 2) in the calibration's undistorted pixels: a video resized from the
+    calibrated size is scaled back (:func:`check_video_size`); NaN stays NaN."""
+    check_video_size(camera, track.width, track.height)
+    pixels = np.asarray(track.positions, np.float64) * (camera.size[0] / track.width)
+    missing = ~np.isfinite(pixels).all(-1)
+    out = camera.undistort(np.where(missing[..., None], 0.0, pixels))
+    return np.where(missing[..., None], np.nan, out)
+
+
+def stature_constants() -> tuple[float, float]:
+    """(ankle joints' height above the floor, metres; log of stature / head-above-ankle height) of the
+    population, from ``limb_prior.json``."""
+    from common.inference.length_sources import LIMB_PRIOR_FILE
+
+    content = json.loads(Path(LIMB_PRIOR_FILE).read_text())["blazepose"]
+    return float(content["ankle_above_floor_m"]), float(content["stature_to_head_log"])
+
+
+def read_stature(track: Track2D, camera: CalibratedCamera, fps: float, floor_z: float = 0.0) -> float | None:
+    """The person's stature (metres) read through ``camera`` (module docstring) from the frames where they were
+    detected (not the filled gaps) with their ankles and head confidently visible; None when fewer than
+    :data:`MIN_FRAMES` frames (at 50 frames/s, scaled to ``fps``) show them planted and upright or the read falls
+    outside :data:`common.inference.body_size.HEIGHT_RANGE_M`."""
+    from common.models.length_probe import floor_height_log
+
+    ankle_height, stature_log = stature_constants()
+    pixels = calibration_pixels(track, camera)
+    conf = np.asarray(track.confidence)
+    seen = track.observed & (conf[:, HEAD] >= MIN_CONFIDENCE) & (conf[:, list(ANKLES)] >= MIN_CONFIDENCE).all(-1)
+    pixels[~seen] = np.nan
+    normalised = normalize_screen_coordinates(pixels, *camera.size)
+    read = floor_height_log(normalised, floor_camera(camera, floor_z), ankle_height, fps=fps, min_frames=MIN_FRAMES)
+    if not np.isfinite(read):
+        return None
+    stature = float(np.exp(read + stature_log))
+    low, high = HEIGHT_RANGE_M
+    return stature if low <= stature <= high else None
