@@ -172,7 +172,8 @@ def run_live_cli(args: argparse.Namespace, config: InferenceConfig) -> LiveResul
         max_step_mm=args.max_length_step_mm, smooth=smooth, jsonl=args.live_output, video_out=args.live_video,
         panel_height=args.panel_height, detector_threads=args.detector_threads, people=args.people,
         max_people=args.max_people, search_every=args.search_every, height=args.height, nonrigid=args.nonrigid,
-        warmup_frames=args.warmup_frames, detect_ahead=args.detect_ahead),
+        calibration=args.calibration, camera=args.camera, floor_z=args.floor_z, warmup_frames=args.warmup_frames,
+        detect_ahead=args.detect_ahead),
         lifter, lengths)
     fps = result.timer.fps()
     print(f"live: {result.frames_in} frames in, {result.frames_out} processed, {result.dropped} dropped, "
@@ -216,8 +217,7 @@ def check_paths(args: argparse.Namespace) -> None:
         print(f"warning: --lengths_file {args.lengths_file} is ignored: it is read only with --lengths "
               f"{'/'.join(readers)} (got --lengths {args.lengths})", file=sys.stderr)
     defaults = parse_args([])
-    ignored = ([f for f in ("output", "export", "gif", "video", "keypoints", "poses", "calibration", "camera",
-                            "floor_z") if getattr(args, f) !=
+    ignored = ([f for f in ("output", "export", "gif", "video", "keypoints", "poses") if getattr(args, f) !=
                 getattr(defaults, f)] if live else
                [f for f in ("live_output", "live_video", "length_prior", "unpaced", "one_euro", "max_length_step_mm",
                          "warmup_frames", "detect_ahead")

@@ -151,3 +151,30 @@ def test_inference_sizes_each_person_by_their_height_or_the_camera_read(monkeypa
     with pytest.raises(UserError, match="different aspect ratio"):
         inference.main(["--video", str(wide), "--output", str(tmp_path / "bad2"), "--calibration", str(calibration),
                         "--camera", "cam01"])
+
+
+def test_live_reads_the_height_through_the_camera_over_its_warm_up():
+    """``--live --calibration``: a person's adjustment reads their height from the frames of the warm-up so far;
+    once readable their size is that height's, as offline; an explicit ``--height`` wins."""
+    from common.inference.body_size import height_size, limb_size
+    from common.inference.live import CameraRead, LiveAdjustment, LiveLengths
+
+    camera = _camera()
+    track = _track(camera, _standing(1.55, frames=40))
+    target = np.array([0.1, 0.4, 0.4, 0.1, 0.4, 0.4, 0.25, 0.25, 0.1, 0.1, 0.15, 0.28, 0.25, 0.15, 0.28, 0.25])
+
+    def run(height):
+        adjustment = LiveAdjustment("blazepose", True, height, "rigid", 100, LiveLengths(None, 1.0),
+                                    CameraRead(camera, 50.0))
+        for t in range(len(track)):
+            one = Track2D(track.positions[t:t + 1], track.confidence[t:t + 1], track.width, track.height,
+                          world=track.world[t:t + 1])
+            lengths = adjustment.step(track.world[t], one, target)
+        return adjustment, lengths
+
+    adjustment, lengths = run(None)
+    assert adjustment.read == pytest.approx(read_stature(track, camera, 50.0), rel=1e-9)
+    assert limb_size(lengths) == pytest.approx(height_size(adjustment.read, "blazepose"), rel=1e-6)
+    assert "read through calibrated camera cam01" in adjustment.metadata()["size"]
+    adjustment, lengths = run(1.9)
+    assert adjustment.read is None and limb_size(lengths) == pytest.approx(height_size(1.9, "blazepose"), rel=1e-6)

@@ -145,16 +145,17 @@ def make_models(config: InferenceConfig, live: bool = False) -> tuple[Lifter, Le
         raise UserError(f"--nonrigid must be one of {', '.join(NONRIGID_MODES)}, got {config.nonrigid!r}")
     check_heights(config.height, config.people, source, lifter.convention)
     if config.calibration is not None or config.camera is not None:
-        calibrated_camera(config, source)
+        calibrated_camera(config, source, live)
     return lifter, source
 
 
-def calibrated_camera(config: InferenceConfig, source: LengthSource) -> CalibratedCamera:
+def calibrated_camera(config: InferenceConfig, source: LengthSource, live: bool = False) -> CalibratedCamera:
     """``--calibration``/``--camera``'s camera, after the pre-flight checks: a calibration file, a video (not a
-    keypoint file: its pixels must be the camera's), a length source whose size is the lifter's."""
+    keypoint file: its pixels must be the camera's; ``live``: the stream), a length source whose size is the
+    lifter's."""
     if config.calibration is None:
         raise UserError("--camera names a camera of --calibration FILE; give the calibration file too")
-    if not config.video:
+    if not config.video and not live:
         raise UserError("--calibration reads each person's height from the video's pixels: give --video")
     if not source.own_size:
         raise UserError(f"--calibration sizes lengths estimated from the video (a source whose size is the lifter's, "

@@ -59,9 +59,11 @@ import numpy as np
 from common.adjustment.rigidity import DEFAULT_NONRIGID, describe_adjustment, load_rigidity, nonrigid_lengths, nonrigid_reference
 from common.core.bones import adjust_bone_lengths, average_symmetric, bone_lengths
 from common.core.skeleton import BONE_NAMES
-from common.inference.body_size import as_heights, height_of, person_size, rescale, size_rule
+from common.inference.body_size import as_heights, height_of, height_size, person_size, rescale, size_rule
+from common.inference.camera_size import calibration_camera, check_video_size, read_stature
 from common.inference.length_sources import LengthSource, complete_lengths, stream_start_lengths
 from common.inference.lifters import Lifter
+from common.inference.multiview import CalibratedCamera
 from common.output.rendering import BODY_HEIGHT_M
 from common.output.pose_tables import JsonLinesWriter, jsonl_header, jsonl_record
 from common.utils.errors import UserError, stop_at_safe_points
@@ -237,6 +239,16 @@ class LiveLengths:
         return None if self.current is None else self.current.copy()
 
 
+@dataclass
+class CameraRead:
+    """``--calibration``'s camera for a live run: each person's height is read through it over the warm-up
+    (:func:`common.inference.camera_size.read_stature`; the source's frame rate scales its frame windows)."""
+
+    camera: CalibratedCamera
+    fps: float
+    floor_z: float = 0.0
+
+
 class LiveAdjustment:
     """One person's adjustment, frame by frame (module docstring, step 5): the same choices as offline
     (:func:`common.inference.inference_pipeline.adjust_lengths`), pooled causally.
@@ -247,10 +259,12 @@ class LiveAdjustment:
     are frozen; bounded: the rigid lengths' bounded follower. :meth:`step` returns (16,) metres or None."""
 
     def __init__(self, convention: str, own_size: bool, height: float | None, nonrigid: str, warmup: int,
-                 bounded: LiveLengths):
+                 bounded: LiveLengths, camera: CameraRead | None = None):
         if warmup < 1:
             raise UserError("--warmup_frames must be >= 1")
         self.convention, self.own_size, self.height, self.nonrigid = convention, own_size, height, nonrigid
+        self.camera = camera if height is None and own_size else None
+        self.read: float | None = None  # the height read through the camera so far (metres)
         self.rigid, self.variance = load_rigidity(convention)
         self.warmup, self.bounded = warmup, bounded
         self.poses: list[np.ndarray] = []
@@ -267,6 +281,9 @@ class LiveAdjustment:
     def metadata(self) -> dict:
         """The adjustment's choices as offline's metadata (``nonrigid``, ``rigid_bones``, ``size``) plus the warm-up."""
         size = size_rule(self.height, self.own_size)
+        if self.camera is not None:
+            size = (f"the height read through calibrated camera {self.camera.camera.name} (population limb-to-stature "
+                    f"ratio; until it is readable: {size})")
         if self.own_size and self.height is None:
             size += f", pooled over the person's first {self.warmup} frames, then frozen"
         return {"nonrigid": self.nonrigid, "rigid_bones": [n for n, r in zip(BONE_NAMES, self.rigid) if r],
@@ -283,6 +300,10 @@ class LiveAdjustment:
                            np.concatenate([f.confidence for f in self.frames]), frame.width, frame.height,
                            world=None if frame.world is None else np.concatenate([f.world for f in self.frames]))
             self.size = person_size(self.convention, seen, self.height, self.own_size)[0]
+            if self.camera is not None:
+                self.read = read_stature(seen, self.camera.camera, self.camera.fps, self.camera.floor_z)
+                if self.read is not None:
+                    self.size = height_size(self.read, self.convention)
             self.reference = nonrigid_reference(np.stack(self.poses), self.rigid, self.variance, self.nonrigid)
             if target is not None:
                 self.target = target if self.size is None else rescale(target, self.size)
@@ -314,6 +335,9 @@ class LiveConfig:
     # standing height(s), metres: one, or one per identity in order with --people all
     # (common.inference.body_size.height_of); None: the video's own evidence
     height: float | tuple[float, ...] | None = None
+    calibration: str | None = None  # --calibration / --camera / --floor_z: heights read through that camera
+    camera: str | None = None
+    floor_z: float = 0.0
     nonrigid: str = DEFAULT_NONRIGID  # what the adjustment does with distances a body does not hold rigid
     warmup_frames: int = WARMUP_FRAMES  # frames pooled for the lengths, size and non-rigid reference, then frozen
     detect_ahead: int = DETECT_AHEAD  # frames the 2D stage may run ahead of the lifting (0: one after the other)
@@ -407,11 +431,11 @@ class LivePerson:
     state, running medians), bounded lengths, smoother and last lengths; ``identity`` picks their ``--height``."""
 
     def __init__(self, lifter: Lifter, lengths: LengthSource, start: np.ndarray | None, config: LiveConfig,
-                 identity: int = 0):
+                 identity: int = 0, camera: CameraRead | None = None):
         self.lifter, self.lengths = lifter, lengths
         self.adjustment = LiveAdjustment(lifter.convention, lengths.own_size, height_of(config.height, identity),
                                          config.nonrigid, config.warmup_frames,
-                                         LiveLengths(start, config.max_step_mm / 1000.0))
+                                         LiveLengths(start, config.max_step_mm / 1000.0), camera)
         self.smoother = OneEuroFilter(*config.smooth) if config.smooth else None
         self.previous: np.ndarray | None = None
 
@@ -447,6 +471,10 @@ def run_live(config: LiveConfig, lifter: Lifter, lengths: LengthSource) -> LiveR
 
     starting = start_lengths(lifter, lengths, config.length_prior)
     source = FrameSource(config.source, paced=not config.unpaced, max_frames=config.max_frames)
+    camera = None
+    if config.calibration is not None:
+        camera = CameraRead(calibration_camera(config.calibration, config.camera), source.fps, config.floor_z)
+        check_video_size(camera.camera, source.width, source.height)
     everybody = config.people == "all"
     if everybody:
         tracker = PeopleTracker(lambda threads: BlazePoseSource(
@@ -457,8 +485,8 @@ def run_live(config: LiveConfig, lifter: Lifter, lengths: LengthSource) -> LiveR
     else:
         detector = BlazePoseSource(threads=config.detector_threads)
         detector.prepare(tracking=True)  # its graph built and loaded before the first frame
-    people: dict[int, LivePerson] = {} if everybody else {0: LivePerson(lifter, lengths, starting, config)}
-    adjustment = LivePerson(lifter, lengths, starting, config).adjustment.metadata()
+    people: dict[int, LivePerson] = {} if everybody else {0: LivePerson(lifter, lengths, starting, config, 0, camera)}
+    adjustment = LivePerson(lifter, lengths, starting, config, 0, camera).adjustment.metadata()
     print(f"live: lifter {lifter.name}, lengths {lengths.name}, {describe_adjustment(adjustment)}", file=sys.stderr)
     timer = StageTimer(LIVE_STAGES)
     writer = JsonLinesWriter(sys.stdout if config.jsonl == "-" else config.jsonl)
@@ -491,7 +519,7 @@ def run_live(config: LiveConfig, lifter: Lifter, lengths: LengthSource) -> LiveR
                 results = {}
                 for identity, pose_2d in found.items():
                     if identity not in people:
-                        people[identity] = LivePerson(*copy.deepcopy(pristine), starting, config, identity)
+                        people[identity] = LivePerson(*copy.deepcopy(pristine), starting, config, identity, camera)
                     one = one_frame(pose_2d, source.width, source.height)
                     results[identity] = people[identity].step(one, frame.time_s, timer)
                     if results[identity][3] is not None:
