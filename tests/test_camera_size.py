@@ -178,3 +178,16 @@ def test_live_reads_the_height_through_the_camera_over_its_warm_up():
     assert "read through calibrated camera cam01" in adjustment.metadata()["size"]
     adjustment, lengths = run(1.9)
     assert adjustment.read is None and limb_size(lengths) == pytest.approx(height_size(1.9, "blazepose"), rel=1e-6)
+
+
+def test_a_calibration_that_is_not_z_up_warns_and_a_camera_below_the_floor_is_an_error(capsys):
+    from common.inference.camera_size import check_upright
+
+    check_upright(_camera())
+    assert capsys.readouterr().err == ""
+    y_up = _camera()
+    y_up.R = y_up.R @ np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])  # the world's y is up
+    check_upright(y_up)
+    assert "z axis is 82 degrees from camera cam01's up" in capsys.readouterr().err
+    with pytest.raises(UserError, match="above the floor"):
+        check_upright(_camera(), floor_z=2.0)

@@ -21,6 +21,7 @@ Lens distortion is undone with the calibration's coefficients before the rays ar
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from common.utils.errors import UserError
 from common.vision.tracking import Track2D
 
 MIN_FRAMES = 10  # usable frames (planted foot, upright; counted at 50 frames/s) a read needs: 0.2 s of standing
+MAX_UP_TILT_DEG = 70.0  # the world's z this far from the camera's up axis: warn (not z up? looking straight down?)
 ASPECT_TOLERANCE = 0.01  # relative difference of the video's and the calibration's aspect ratios still accepted
 HEAD, ANKLES = 10, (3, 6)
 
@@ -73,6 +75,23 @@ def check_video_size(camera: CalibratedCamera, width: int, height: int) -> None:
     if abs((width / height) / (cw / ch) - 1) > ASPECT_TOLERANCE:
         raise UserError(f"the video is {width}x{height} but camera {camera.name} was calibrated at {cw}x{ch}: a "
                         "different aspect ratio (cropped or rotated?); give the calibrated camera's own video")
+
+
+def check_upright(camera: CalibratedCamera, floor_z: float = 0.0) -> None:
+    """The assumptions a read rests on, checked on the calibration: a one-line error when the camera is not above
+    the floor (centre z <= ``floor_z``); a warning when the world's z axis is more than :data:`MAX_UP_TILT_DEG`
+    from the camera's up axis (a world that is not z up, a camera on its side or looking down onto the floor,
+    where the head and the ankle's rays meet at grazing angles; the Pose2Sim demos' cameras: 18-34 degrees)."""
+    height = float(camera.centre[2]) - floor_z
+    if height <= 0:
+        raise UserError(f"camera {camera.name} is {height:.2f} m above the floor (z = {floor_z:g}): --calibration "
+                        "needs the world's z up and the floor below the camera (--floor_z)")
+    up = np.asarray(camera.R, np.float64) @ [0.0, 0.0, 1.0]  # world up in the camera frame (y down)
+    tilt = float(np.degrees(np.arccos(np.clip(-up[1], -1.0, 1.0))))  # from the camera's own up axis (-y)
+    if tilt > MAX_UP_TILT_DEG:
+        print(f"warning: the world's z axis is {tilt:.0f} degrees from camera {camera.name}'s up direction: "
+              "--calibration assumes a world with z up and a camera looking across the floor, not down onto it; "
+              "heights read may be wrong", file=sys.stderr)
 
 
 def calibration_pixels(track: Track2D, camera: CalibratedCamera) -> np.ndarray:

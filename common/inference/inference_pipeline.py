@@ -38,7 +38,7 @@ from common.core.camera import camera_to_world_like, place_on_ground
 from common.core.metrics import symmetry_error
 from common.core.skeleton import BONE_NAMES
 from common.inference.body_size import as_heights, height_of, height_size, person_size, rescale
-from common.inference.camera_size import calibration_camera, check_video_size, read_stature
+from common.inference.camera_size import calibration_camera, check_upright, check_video_size, read_stature
 from common.inference.keypoints_2d import TrackOptions, extract_people, extract_track
 from common.inference.length_sources import LengthSource, choose_lengths, make_length_source
 from common.inference.lifters import Lifter, choose_lifter, make_lifter
@@ -162,7 +162,9 @@ def calibrated_camera(config: InferenceConfig, source: LengthSource, live: bool 
                         f"e.g. --lengths prior); --lengths {source.name} has a size of its own")
     if not np.isfinite(config.floor_z):
         raise UserError(f"--floor_z must be a finite number of metres, got {config.floor_z}")
-    return calibration_camera(config.calibration, config.camera)
+    camera = calibration_camera(config.calibration, config.camera)
+    check_upright(camera, config.floor_z)
+    return camera
 
 
 def person_heights(config: InferenceConfig, tracks: list[tuple[int, Track2D]], fps: float,
@@ -258,7 +260,7 @@ def run(config: InferenceConfig) -> InferenceResult:
     reader = VideoReader(config.video, config.max_frames) if config.video else None
     fps = reader.info.fps if reader is not None else config.fps
     lifter, source = make_models(config)
-    camera = calibrated_camera(config, source) if config.calibration is not None else None
+    camera = calibration_camera(config.calibration, config.camera) if config.calibration is not None else None
     if camera is not None:
         check_video_size(camera, reader.info.width, reader.info.height)
     options = options_from(TrackOptions, vars(config))
