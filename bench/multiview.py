@@ -64,6 +64,7 @@ COLUMNS = [("p_mpjpe_mm", "P-MPJPE (mm)", "{:.1f}"), ("limb_length_error_mm", "l
            ("length_std_mm", "length std over time (mm)", "{:.1f}"), ("left_right_mm", "left/right diff. (mm)", "{:.1f}")]
 PLAIN_ROW = "MediaPipe world landmarks, raw (plain full-frame video-mode run)"
 ANKLES = [3, 6]
+ON_PERSON = 0.25  # --compare_single: a run is on a person where its joints are within this x their height (mean)
 CALIBRATED_ROW = "inference.py defaults + --calibration (height read through this view's camera)"
 DEMO_FOLDERS = {"single": ("Demo_SinglePerson", "pose2sim_demo"), "multi": ("Demo_MultiPerson", "pose2sim_demo_multi")}
 
@@ -392,13 +393,18 @@ def main(argv=None) -> None:
         raise UserError("no person is seen by two cameras at once: nothing to score")
     print_table(table, out)
     if args.compare_single:
-        compare_single(args, cameras, videos, runs, pixels, offsets, references, reference_3d, table)
+        followed = {(g, v): people[v][i] for g, group in enumerate(groups) for v, i in group.items()}
+        compare_single(args, cameras, videos, runs, pixels, offsets, references, reference_3d, table, followed)
     print(f"wrote {out / 'multiview.md'}")
 
 
-def compare_single(args, cameras, videos, runs, pixels, offsets, references, reference_3d, table) -> None:
+def compare_single(args, cameras, videos, runs, pixels, offsets, references, reference_3d, table, followed) -> None:
     """Run ``inference.py`` following one person per view (``--people one``, defaults) and print, for the person
-    it follows (the group whose 2D it lies on), its defaults scores beside the ``--people all`` run's."""
+    it follows (the group whose 2D it lies on), its defaults scores beside the ``--people all`` run's: over every
+    frame, and over the frames where the single run is on that person (its joints within
+    :data:`ON_PERSON` of the person's height of where the other views see them; elsewhere it follows somebody else),
+    both runs scored on those same frames. ``followed``: (group, view) -> that person's :class:`ViewPerson` in the
+    ``--people all`` run."""
     out = Path(args.out)
     for v, (cam, video) in enumerate(zip(cameras, videos)):
         argv_view = ["--video", str(video), "--output", str(out / cam.name / "single"), "--no_progress"]
@@ -418,11 +424,27 @@ def compare_single(args, cameras, videos, runs, pixels, offsets, references, ref
         single = score_person_view(run.track, run.poses_after, reference, min_frames=1)
         if single is None:
             continue
-        row = next(r for (p, r) in table if p == g and r.startswith("inference.py defaults"))
+        row = next(r for (p, r) in table if p == g and not r == CALIBRATED_ROW and r.startswith("inference.py defaults"))
         multi = table[(g, row)][cam.name]
         print(f"{cam.name} person {g}: --people one P-MPJPE {single['p_mpjpe_mm']:.2f} mm, proportions off "
               f"{single['proportions_off_pct']:.2f} % ({single['frames']} frames) | --people all "
               f"{multi['p_mpjpe_mm']:.2f} mm, {multi['proportions_off_pct']:.2f} % ({multi['frames']} frames)")
+        ref_2d = references[(g, v)]
+        box = np.fmax.reduce(ref_2d[..., 1], -1) - np.fmin.reduce(ref_2d[..., 1], -1)
+        with np.errstate(invalid="ignore"):
+            on = np.nanmean(np.linalg.norm(own - ref_2d, axis=-1), axis=-1) < ON_PERSON * np.nanmedian(box)
+        on_view = shift_frames(on, -int(offsets[v]))[:len(reference)]  # the common time axis -> the view's frames
+        if on_view.all() or (g, v) not in followed:
+            continue
+        masked = np.where(on_view[:, None, None], reference, np.nan)
+        mine = followed[(g, v)]
+        single_on = score_person_view(run.track, run.poses_after, masked, min_frames=1)
+        multi_on = score_person_view(mine.track, mine.poses, masked, min_frames=1)
+        if single_on is not None and multi_on is not None:
+            print(f"{cam.name} person {g}, the {int(on_view.sum())} frames where --people one follows them: "
+                  f"--people one P-MPJPE {single_on['p_mpjpe_mm']:.2f} mm, proportions off "
+                  f"{single_on['proportions_off_pct']:.2f} % | --people all {multi_on['p_mpjpe_mm']:.2f} mm, "
+                  f"{multi_on['proportions_off_pct']:.2f} %")
 
 
 if __name__ == "__main__":
