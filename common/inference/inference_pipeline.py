@@ -186,11 +186,13 @@ def person_heights(config: InferenceConfig, tracks: list[tuple[int, Track2D]], f
 
 
 def describe_heights(heights: dict[int, tuple[float | None, str | None]]) -> str:
-    """The run's ``sizes:`` line."""
-    return "sizes: " + ", ".join(
-        f"person {i} " + (f"{h:.3f} m {how}" if h is not None and how else f"--height {h:g} m" if h is not None
-                          else f"the video's own ({how})" if how else "the video's own")
-        for i, (h, how) in heights.items())
+    """The run's ``sizes:`` line (:func:`person_heights`' result)."""
+    def one(height: float | None, how: str | None) -> str:
+        if height is None:
+            return "the video's own" + (f" ({how})" if how else "")
+        return f"{height:.3f} m {how}" if how else f"--height {height:g} m"
+
+    return "sizes: " + ", ".join(f"person {i} {one(*h)}" for i, h in heights.items())
 
 
 def check_heights(heights: float | tuple[float, ...] | None, people: str, source: LengthSource,
