@@ -145,6 +145,11 @@ def test_inference_sizes_each_person_by_their_height_or_the_camera_read(monkeypa
                                     0.28, 0.25]))
     with pytest.raises(UserError, match="has a size of its own"):
         inference.main(run + ["--calibration", str(calibration), "--camera", "cam01", "--lengths_file", str(measured)])
+    poses = tmp_path / "their_lifter.npy"
+    np.save(poses, _standing(1.55, frames=60).astype(np.float32))
+    with pytest.raises(UserError, match="limb-to-stature ratio, which .* has not for --lifter poses"):
+        inference.main(run + ["--calibration", str(calibration), "--camera", "cam01", "--poses", str(poses),
+                              "--lengths", "self"])
     wide = tmp_path / "wide.mp4"
     with VideoWriter(wide, 640, 480, 50.0) as writer:
         writer.write(np.zeros((480, 640, 3), np.uint8))

@@ -145,14 +145,15 @@ def make_models(config: InferenceConfig, live: bool = False) -> tuple[Lifter, Le
         raise UserError(f"--nonrigid must be one of {', '.join(NONRIGID_MODES)}, got {config.nonrigid!r}")
     check_heights(config.height, config.people, source, lifter.convention)
     if config.calibration is not None or config.camera is not None:
-        calibrated_camera(config, source, live)
+        calibrated_camera(config, source, lifter, live)
     return lifter, source
 
 
-def calibrated_camera(config: InferenceConfig, source: LengthSource, live: bool = False) -> CalibratedCamera:
+def calibrated_camera(config: InferenceConfig, source: LengthSource, lifter: Lifter,
+                      live: bool = False) -> CalibratedCamera:
     """``--calibration``/``--camera``'s camera, after the pre-flight checks: a calibration file, a video (not a
     keypoint file: its pixels must be the camera's; ``live``: the stream), a length source whose size is the
-    lifter's."""
+    lifter's, a lifter whose joint convention has a limb-to-stature ratio (the read height sizes its lengths)."""
     if config.calibration is None:
         raise UserError("--camera names a camera of --calibration FILE; give the calibration file too")
     if not config.video and not live:
@@ -160,6 +161,12 @@ def calibrated_camera(config: InferenceConfig, source: LengthSource, live: bool 
     if not source.own_size:
         raise UserError(f"--calibration sizes lengths estimated from the video (a source whose size is the lifter's, "
                         f"e.g. --lengths prior); --lengths {source.name} has a size of its own")
+    try:
+        height_size(1.7, lifter.convention)
+    except UserError:
+        raise UserError(f"--calibration sizes lengths from a height through the population's limb-to-stature ratio, "
+                        f"which common/resources/limb_prior.json has not for --lifter {lifter.name}'s "
+                        f"{lifter.convention!r} joints; use --lifter mediapipe") from None
     if not np.isfinite(config.floor_z):
         raise UserError(f"--floor_z must be a finite number of metres, got {config.floor_z}")
     camera = calibration_camera(config.calibration, config.camera)
