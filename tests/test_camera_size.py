@@ -66,8 +66,9 @@ def test_a_standing_figure_is_read_at_its_height(floor_z, scale, dist):
     floor at another height of the world (--floor_z), the video at half the calibrated size, a distorting lens."""
     camera = _camera(floor_z, dist)
     _, stature_log = stature_constants()
-    read = read_stature(_track(camera, _standing(1.55, floor_z), scale), camera, fps=50.0, floor_z=floor_z)
+    read, frames = read_stature(_track(camera, _standing(1.55, floor_z), scale), camera, fps=50.0, floor_z=floor_z)
     assert read is not None and np.isclose(read, 1.55 * np.exp(stature_log), rtol=2e-3)
+    assert frames == 60 - 2 * 5  # every frame but the plant window's ends
 
 
 def test_a_wrong_floor_reads_a_wrong_height_and_too_few_frames_read_nothing():
@@ -75,15 +76,15 @@ def test_a_wrong_floor_reads_a_wrong_height_and_too_few_frames_read_nothing():
     _, stature_log = stature_constants()
     true = 1.55 * np.exp(stature_log)
     # the person stands 0.2 m below the calibrated floor (another level): their ray meets the floor too near
-    assert read_stature(_track(camera, _standing(1.55, floor_z=-0.2)), camera, fps=50.0) < 0.95 * true
-    assert np.isclose(read_stature(_track(camera, _standing(1.55, floor_z=-0.2)), camera, 50.0, floor_z=-0.2),
+    assert read_stature(_track(camera, _standing(1.55, floor_z=-0.2)), camera, fps=50.0)[0] < 0.95 * true
+    assert np.isclose(read_stature(_track(camera, _standing(1.55, floor_z=-0.2)), camera, 50.0, floor_z=-0.2)[0],
                       true, rtol=2e-3)
     # fewer usable frames than MIN_FRAMES (planted-foot frames need their window of frames either side)
-    assert read_stature(_track(camera, _standing(1.55, frames=MIN_FRAMES)), camera, fps=50.0) is None
+    assert read_stature(_track(camera, _standing(1.55, frames=MIN_FRAMES)), camera, fps=50.0) == (None, 0)
     # an unseen head (low confidence) on every frame: nothing to read
     track = _track(camera, _standing(1.55))
     track.confidence[:, 10] = 0.1
-    assert read_stature(track, camera, fps=50.0) is None
+    assert read_stature(track, camera, fps=50.0) == (None, 0)
 
 
 def test_calibration_camera_errors(tmp_path):
@@ -130,10 +131,10 @@ def test_inference_sizes_each_person_by_their_height_or_the_camera_read(monkeypa
         data = json.loads((out / f"v_person{identity}_bone_lengths.json").read_text())
         found.append((limb_size(np.atleast_2d(np.asarray(data["predicted"]["per_frame"]))[0]),
                       data["adjustment"]["size"]))
-    read = read_stature(tracks[1][1], camera, 50.0)
+    read = read_stature(tracks[1][1], camera, 50.0)[0]
     assert found[0][0] == pytest.approx(height_size(1.9, "blazepose"), rel=1e-4) and found[0][1].startswith("--height")
     assert found[1][0] == pytest.approx(height_size(read, "blazepose"), rel=1e-4)
-    assert "read through calibrated camera cam01" in found[1][1]
+    assert "read through calibrated camera cam01 on 50 frames" in found[1][1]
 
     run = ["--video", str(video), "--output", str(tmp_path / "bad"), "--no_progress"]
     with pytest.raises(UserError, match="give the calibration file too"):
@@ -178,7 +179,7 @@ def test_live_reads_the_height_through_the_camera_over_its_warm_up():
         return adjustment, lengths
 
     adjustment, lengths = run(None)
-    assert adjustment.read == pytest.approx(read_stature(track, camera, 50.0), rel=1e-9)
+    assert adjustment.read == pytest.approx(read_stature(track, camera, 50.0)[0], rel=1e-9)
     assert limb_size(lengths) == pytest.approx(height_size(adjustment.read, "blazepose"), rel=1e-6)
     assert "read through calibrated camera cam01" in adjustment.metadata()["size"]
     adjustment, lengths = run(1.9)

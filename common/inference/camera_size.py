@@ -113,12 +113,13 @@ def stature_constants() -> tuple[float, float]:
     return float(content["ankle_above_floor_m"]), float(content["stature_to_head_log"])
 
 
-def read_stature(track: Track2D, camera: CalibratedCamera, fps: float, floor_z: float = 0.0) -> float | None:
+def read_stature(track: Track2D, camera: CalibratedCamera, fps: float, floor_z: float = 0.0
+                 ) -> tuple[float | None, int]:
     """The person's stature (metres) read through ``camera`` (module docstring) from the frames where they were
-    detected (not the filled gaps) with their ankles and head confidently visible; None when fewer than
-    :data:`MIN_FRAMES` frames (at 50 frames/s, scaled to ``fps``) show them planted and upright or the read falls
-    outside :data:`common.inference.body_size.HEIGHT_RANGE_M`."""
-    from common.models.length_probe import floor_height_log
+    detected (not the filled gaps) with their ankles and head confidently visible, and the number of usable frames
+    (planted and upright) it rests on; the stature is None when fewer than :data:`MIN_FRAMES` (at 50 frames/s,
+    scaled to ``fps``) are usable or the read falls outside :data:`common.inference.body_size.HEIGHT_RANGE_M`."""
+    from common.models.length_probe import FLOOR_HEIGHT_QUANTILE, floor_heights
 
     ankle_height, stature_log = stature_constants()
     pixels = calibration_pixels(track, camera)
@@ -126,9 +127,9 @@ def read_stature(track: Track2D, camera: CalibratedCamera, fps: float, floor_z: 
     seen = track.observed & (conf[:, HEAD] >= MIN_CONFIDENCE) & (conf[:, list(ANKLES)] >= MIN_CONFIDENCE).all(-1)
     pixels[~seen] = np.nan
     normalised = normalize_screen_coordinates(pixels, *camera.size)
-    read = floor_height_log(normalised, floor_camera(camera, floor_z), ankle_height, fps=fps, min_frames=MIN_FRAMES)
-    if not np.isfinite(read):
-        return None
-    stature = float(np.exp(read + stature_log))
+    heights = floor_heights(normalised, floor_camera(camera, floor_z), ankle_height, fps=fps)
+    if len(heights) < max(1, round(MIN_FRAMES * fps / 50.0)):
+        return None, len(heights)
+    stature = float(np.exp(np.quantile(np.log(np.clip(heights, 0.05, None)), FLOOR_HEIGHT_QUANTILE) + stature_log))
     low, high = HEIGHT_RANGE_M
-    return stature if low <= stature <= high else None
+    return (stature if low <= stature <= high else None), len(heights)

@@ -186,9 +186,9 @@ def person_heights(config: InferenceConfig, tracks: list[tuple[int, Track2D]], f
         if given is not None or camera is None:
             heights[identity] = (given, None)
             continue
-        read = read_stature(track, camera, fps, config.floor_z)
-        heights[identity] = (read, f"read through calibrated camera {camera.name}" if read is not None
-                             else f"not readable through camera {camera.name} (too few upright frames on the floor)")
+        read, frames = read_stature(track, camera, fps, config.floor_z)
+        heights[identity] = (read, f"read through calibrated camera {camera.name} on {frames} frames" if read is not None
+                             else f"not readable through camera {camera.name}: {frames} frames planted and upright")
     return heights
 
 

@@ -301,7 +301,7 @@ class LiveAdjustment:
                            world=None if frame.world is None else np.concatenate([f.world for f in self.frames]))
             self.size = person_size(self.convention, seen, self.height, self.own_size)[0]
             if self.camera is not None:
-                self.read = read_stature(seen, self.camera.camera, self.camera.fps, self.camera.floor_z)
+                self.read = read_stature(seen, self.camera.camera, self.camera.fps, self.camera.floor_z)[0]
                 if self.read is not None:
                     self.size = height_size(self.read, self.convention)
             self.reference = nonrigid_reference(np.stack(self.poses), self.rigid, self.variance, self.nonrigid)

@@ -294,29 +294,34 @@ def lower_ankle_height_m(world_poses: Sequence[np.ndarray]) -> float:
     return float(np.median(np.concatenate([np.asarray(p)[:, ANKLES, 2].min(-1) for p in world_poses])))
 
 
-def floor_height_log(poses_2d: np.ndarray, camera: Camera, ankle_height_m: float, fps: float = 50.0,
-                     min_frames: int = FLOOR_MIN_FRAMES) -> float:
-    """The log (metres) of a sequence's standing height read through its calibrated camera, from its usable
-    frames only: a planted ankle (:func:`planted_ankles`; of two, the one lower in the image) and a straight
-    chain up from it (:func:`chain_straightness` >= :data:`FLOOR_STRAIGHT_MIN`). In those the planted ankle's 3D
-    point is where its ray meets the floor plane, the head is taken on the vertical through it (the point of that
-    line closest to the head's ray: an upright person), and the read is the :data:`FLOOR_HEIGHT_QUANTILE` of the
-    head's height above the ankle over the usable frames. Frames with both feet off the floor (a jump) are not
-    used: there the ankle's ray meets the floor behind the person and reads a larger body. NaN when fewer than
-    ``min_frames`` frames are usable. poses_2d (T, 17, 2) normalised (NaN: a frame never used). The plant window
-    and ``min_frames`` are counted at 50 frames/s (the datasets'): ``fps`` scales them to the sequence's rate."""
+def floor_heights(poses_2d: np.ndarray, camera: Camera, ankle_height_m: float, fps: float = 50.0) -> np.ndarray:
+    """The standing heights (metres) read through a calibrated camera on a sequence's usable frames only: a planted
+    ankle (:func:`planted_ankles`; of two, the one lower in the image) and a straight chain up from it
+    (:func:`chain_straightness` >= :data:`FLOOR_STRAIGHT_MIN`). In those the planted ankle's 3D point is where its
+    ray meets the floor plane, and the head is taken on the vertical through it (the point of that line closest to
+    the head's ray: an upright person); the read is the head's height above the ankle. Frames with both feet off the
+    floor (a jump) are not used: there the ankle's ray meets the floor behind the person and reads a larger body.
+    poses_2d (T, 17, 2) normalised (NaN: a frame never used); the plant window is counted at 50 frames/s (the
+    datasets'), ``fps`` scales it to the sequence's rate. Returns (N,) metres, one per usable frame."""
     kp = np.asarray(poses_2d, np.float64)
     ray, points, up = _floor_rays(torch.as_tensor(kp), _camera_tensor(camera), ankle_height_m)
-    rate = fps / 50.0
-    planted = planted_ankles(points.numpy(), window=max(1, round(FLOOR_PLANT_WINDOW * rate)))
+    planted = planted_ankles(points.numpy(), window=max(1, round(FLOOR_PLANT_WINDOW * fps / 50.0)))
     lower = np.where(kp[:, ANKLES[0], 1] >= kp[:, ANKLES[1], 1], 0, 1)
     side = np.where(planted.all(1), lower, np.where(planted[:, 0], 0, 1))  # 0 right, 1 left
     usable = planted.any(1) & (chain_straightness(kp, np.asarray(ANKLES)[side]) >= FLOOR_STRAIGHT_MIN)
-    if usable.sum() < max(1, round(min_frames * rate)):
-        return float("nan")
     frames = torch.as_tensor(np.flatnonzero(usable))
     ankle = points[frames, torch.as_tensor(side[usable])]  # (N, 3) camera frame, metres
-    height = _head_height(ankle, ray[frames, HEAD], up[0]).numpy()
+    return _head_height(ankle, ray[frames, HEAD], up[0]).numpy()
+
+
+def floor_height_log(poses_2d: np.ndarray, camera: Camera, ankle_height_m: float, fps: float = 50.0,
+                     min_frames: int = FLOOR_MIN_FRAMES) -> float:
+    """The log (metres) of a sequence's standing height read through its calibrated camera: the
+    :data:`FLOOR_HEIGHT_QUANTILE` of :func:`floor_heights` over its usable frames; NaN when fewer than
+    ``min_frames`` frames (counted at 50 frames/s, scaled by ``fps``) are usable."""
+    height = floor_heights(poses_2d, camera, ankle_height_m, fps)
+    if len(height) < max(1, round(min_frames * fps / 50.0)):
+        return float("nan")
     return float(np.quantile(np.log(np.clip(height, 0.05, None)), FLOOR_HEIGHT_QUANTILE))
 
 
