@@ -4,8 +4,9 @@ From one uncalibrated video a person's overall size trades off with their distan
 guess (BlazePose's world landmarks) is 3-20 % off on the Pose2Sim demos (docs/in_the_wild.md). A camera whose
 intrinsics and pose above the floor are known removes the trade-off: where a planted ankle's ray meets the floor
 plane fixes the person's distance, and the head taken on the vertical through that ankle gives their height
-(:func:`common.models.length_probe.floor_height_log`, the reading ``length_model_inference.py --floor_size`` makes
-through Human3.6M's cameras: planted-foot frames with a straight ankle-to-head chain, the 90th percentile).
+(:func:`common.models.length_probe.floor_heights`, the reading ``length_model_inference.py --floor_size`` makes
+through Human3.6M's cameras: planted-foot frames with a straight ankle-to-head chain; the read is the 90th
+percentile over those frames).
 
 What is read is the head joint's height above the ankle joint (BlazePose's points mapped to the 17 joints); the
 floor plane is taken at the ankles' height above the floor and the stature is that read times the population's
