@@ -91,8 +91,8 @@ def check_upright(camera: CalibratedCamera, floor_z: float = 0.0) -> None:
     tilt = float(np.degrees(np.arccos(np.clip(-up[1], -1.0, 1.0))))  # from the camera's own up axis (-y)
     if tilt > MAX_UP_TILT_DEG:
         print(f"warning: the world's z axis is {tilt:.0f} degrees from camera {camera.name}'s up direction: "
-              "--calibration assumes a world with z up and a camera looking across the floor, not down onto it; "
-              "heights read may be wrong", file=sys.stderr)
+              "--calibration assumes a world with z up; check the calibration (a camera on its side, or looking "
+              "down onto the floor, also gives this: heights read there are less reliable)", file=sys.stderr)
 
 
 def calibration_pixels(track: Track2D, camera: CalibratedCamera) -> np.ndarray:
