@@ -47,6 +47,7 @@ from common.inference.lifters import LIFTERS, make_lifter
 from common.inference.multiview import (LIMB_BONES, estimate_offsets, fetch_pose2sim_demo,
                                         find_recording, full_length, limb_lengths, match_people, score_person_view,
                                         shift_frames, triangulate_consistent, write_toml)
+from common.models.length_probe import ANKLES
 from common.models.model_loading import load_model
 from common.utils.checkpoint import DEFAULT_CHECKPOINTS, resolve_checkpoint
 from common.utils.downloads import cache_dir
@@ -63,7 +64,6 @@ COLUMNS = [("p_mpjpe_mm", "P-MPJPE (mm)", "{:.1f}"), ("limb_length_error_mm", "l
            ("ratios_max_pct", "worst ratio shin/thigh, forearm/upper arm, arm/leg (%)", "{:.1f}"),
            ("length_std_mm", "length std over time (mm)", "{:.1f}"), ("left_right_mm", "left/right diff. (mm)", "{:.1f}")]
 PLAIN_ROW = "MediaPipe world landmarks, raw (plain full-frame video-mode run)"
-ANKLES = [3, 6]
 ON_PERSON = 0.25  # --compare_single: a run is on a person where its joints are within this x their height (mean)
 CALIBRATED_ROW = "inference.py defaults + --calibration (height read through this view's camera)"
 DEMO_FOLDERS = {"single": ("Demo_SinglePerson", "pose2sim_demo"), "multi": ("Demo_MultiPerson", "pose2sim_demo_multi")}
@@ -293,7 +293,7 @@ def score_person(person_id: int, group: dict[int, int], sync: tuple, views_data:
           + ", ".join(f"{cameras[v].name} {n}" for v, n in zip(views, swapped.sum(axis=1))))
     print(f"person {person_id} triangulated limb lengths (median over frames, mm): " + ", ".join(
         f"{BONE_NAMES[b]} {v * 1000:.0f}" for b, v in zip(LIMB_BONES, np.nanmedian(limb_lengths(world), axis=0)))
-          + f"; lower ankle at world z {np.nanmedian(np.nanmin(world[:, ANKLES, 2], axis=1)):.3f} m (median; where "
+          + f"; lower ankle at world z {np.nanmedian(np.nanmin(world[:, list(ANKLES), 2], axis=1)):.3f} m (median; where "
           "the person stands against the --calibration row's floor, --floor_z)")
     for v in views:
         cam, person, run = cameras[v], people[v][group[v]], runs[v]
@@ -424,7 +424,7 @@ def compare_single(args, cameras, videos, runs, pixels, offsets, references, ref
         single = score_person_view(run.track, run.poses_after, reference, min_frames=1)
         if single is None:
             continue
-        row = next(r for (p, r) in table if p == g and not r == CALIBRATED_ROW and r.startswith("inference.py defaults"))
+        row = next(r for (p, r) in table if p == g and r != CALIBRATED_ROW and r.startswith("inference.py defaults"))
         multi = table[(g, row)][cam.name]
         print(f"{cam.name} person {g}: --people one P-MPJPE {single['p_mpjpe_mm']:.2f} mm, proportions off "
               f"{single['proportions_off_pct']:.2f} % ({single['frames']} frames) | --people all "

@@ -21,6 +21,7 @@ Lens distortion is undone with the calibration's coefficients before the rays ar
 """
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -30,13 +31,13 @@ import numpy as np
 from common.core.camera import Camera, normalize_screen_coordinates
 from common.inference.body_size import HEIGHT_RANGE_M, MIN_CONFIDENCE
 from common.inference.multiview import CalibratedCamera, read_calibration
+from common.models.length_probe import ANKLES, HEAD, floor_heights, floor_read_log
 from common.utils.errors import UserError
 from common.vision.tracking import Track2D
 
 MIN_FRAMES = 10  # usable frames (planted foot, upright; counted at 50 frames/s) a read needs: 0.2 s of standing
 MAX_UP_TILT_DEG = 70.0  # the world's z this far from the camera's up axis: warn (not z up? looking straight down?)
 ASPECT_TOLERANCE = 0.01  # relative difference of the video's and the calibration's aspect ratios still accepted
-HEAD, ANKLES = 10, (3, 6)
 
 
 def calibration_camera(path: str | Path, name: str | None) -> CalibratedCamera:
@@ -105,9 +106,10 @@ def calibration_pixels(track: Track2D, camera: CalibratedCamera) -> np.ndarray:
     return np.where(missing[..., None], np.nan, out)
 
 
+@functools.lru_cache(maxsize=None)
 def stature_constants() -> tuple[float, float]:
     """(ankle joints' height above the floor, metres; log of stature / head-above-ankle height) of the
-    population, from ``limb_prior.json``."""
+    population, from ``limb_prior.json`` (read once: a live run reads heights every warm-up frame)."""
     from common.inference.length_sources import LIMB_PRIOR_FILE
 
     content = json.loads(Path(LIMB_PRIOR_FILE).read_text())["blazepose"]
@@ -120,8 +122,6 @@ def read_stature(track: Track2D, camera: CalibratedCamera, fps: float, floor_z: 
     detected (not the filled gaps) with their ankles and head confidently visible, and the number of usable frames
     (planted and upright) it rests on; the stature is None when fewer than :data:`MIN_FRAMES` (at 50 frames/s,
     scaled to ``fps``) are usable or the read falls outside :data:`common.inference.body_size.HEIGHT_RANGE_M`."""
-    from common.models.length_probe import FLOOR_HEIGHT_QUANTILE, floor_heights
-
     ankle_height, stature_log = stature_constants()
     pixels = calibration_pixels(track, camera)
     conf = np.asarray(track.confidence)
@@ -129,8 +129,9 @@ def read_stature(track: Track2D, camera: CalibratedCamera, fps: float, floor_z: 
     pixels[~seen] = np.nan
     normalised = normalize_screen_coordinates(pixels, *camera.size)
     heights = floor_heights(normalised, floor_camera(camera, floor_z), ankle_height, fps=fps)
-    if len(heights) < max(1, round(MIN_FRAMES * fps / 50.0)):
+    read = floor_read_log(heights, fps, MIN_FRAMES)
+    if not np.isfinite(read):
         return None, len(heights)
-    stature = float(np.exp(np.quantile(np.log(np.clip(heights, 0.05, None)), FLOOR_HEIGHT_QUANTILE) + stature_log))
+    stature = float(np.exp(read + stature_log))
     low, high = HEIGHT_RANGE_M
     return (stature if low <= stature <= high else None), len(heights)

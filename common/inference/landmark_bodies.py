@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from common.core.bones import average_symmetric
+from common.core.skeleton import JOINT_NAMES
 from common.inference.length_sources import PRIOR_LIMBS, offset_limbs
 
 # COCO keypoint names of Anny's regressor, per limb: (parent, child) for the left and the right side.
@@ -30,7 +31,6 @@ COCO_LIMBS = {
 COCO_17 = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
            "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
            "right_ankle"]  # the COCO order of common.vision.detectors.COCO_PARTS
-HEAD_JOINT = 10  # the 17 joints' head (H36M order)
 
 
 class AnnyMeasures(NamedTuple):
@@ -74,7 +74,7 @@ def coco_limb_lengths(amount: int, seed: int, batch: int = 500) -> AnnyMeasures:
         heights = np.einsum("bvc,bc->bv", vertices.double().cpu().numpy(), up)
         statures.append(heights.max(axis=1) - heights.min(axis=1))
         ankle = np.einsum("bc,bc->b", ankle_mid, up)
-        heads.append(np.einsum("bc,bc->b", joints[:, HEAD_JOINT].astype(np.float64), up) - ankle)
+        heads.append(np.einsum("bc,bc->b", joints[:, JOINT_NAMES.index("head")].astype(np.float64), up) - ankle)
         ankles.append(ankle - heights.min(axis=1))
     return AnnyMeasures(*(np.concatenate(x) for x in (out, bones, statures, heads, ankles)))
 

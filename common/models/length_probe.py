@@ -319,10 +319,15 @@ def floor_height_log(poses_2d: np.ndarray, camera: Camera, ankle_height_m: float
     """The log (metres) of a sequence's standing height read through its calibrated camera: the
     :data:`FLOOR_HEIGHT_QUANTILE` of :func:`floor_heights` over its usable frames; NaN when fewer than
     ``min_frames`` frames (counted at 50 frames/s, scaled by ``fps``) are usable."""
-    height = floor_heights(poses_2d, camera, ankle_height_m, fps)
-    if len(height) < max(1, round(min_frames * fps / 50.0)):
+    return floor_read_log(floor_heights(poses_2d, camera, ankle_height_m, fps), fps, min_frames)
+
+
+def floor_read_log(heights: np.ndarray, fps: float = 50.0, min_frames: int = FLOOR_MIN_FRAMES) -> float:
+    """The read of :func:`floor_heights`' per-frame heights (N,) metres: the log of their
+    :data:`FLOOR_HEIGHT_QUANTILE`; NaN when fewer than ``min_frames`` (counted at 50 frames/s, scaled by ``fps``)."""
+    if len(heights) < max(1, round(min_frames * fps / 50.0)):
         return float("nan")
-    return float(np.quantile(np.log(np.clip(height, 0.05, None)), FLOOR_HEIGHT_QUANTILE))
+    return float(np.quantile(np.log(np.clip(heights, 0.05, None)), FLOOR_HEIGHT_QUANTILE))
 
 
 def floor_sizes(reads: np.ndarray, train_reads: np.ndarray, train_sizes: np.ndarray) -> np.ndarray:
