@@ -24,16 +24,17 @@ $PY setup.py
 stage "synthetic bone lengths from the Anny body model"
 (cd data/bone_length && $PY generate_bone_length.py --gender neutral --amount 50000 --align -d demo)
 
-stage "train the bone-length model (the proportion model, the default) and, beside it, the paper's Bi-GRU"
+stage "train the bone-length model (the proportion model with per-frame evidence) and, beside it, the paper's Bi-GRU"
 # every validation prints the model beside the training bank's mean and the linear 2D probe (docs/length_model.md)
-$PY train.py -t length -d demo -bi -e 10 -b 64 -l 128 --segment_shift 128 --hidden 64 -drop 0 -lr 2e-3 \
-  --length_aug_type smpl --bone_length_aug data/bone_lengths_anny_neutral_train.npz --select_on synthetic_val \
+$PY train.py -t length -d demo -bi --length_arch evidence -e 40 --lr_schedule cosine -b 64 -l 128 \
+  --segment_shift 128 --hidden 64 -drop 0 -lr 2e-3 --length_aug_type smpl \
+  --bone_length_aug data/bone_lengths_anny_neutral_train.npz --select_on synthetic_val \
   -c checkpoint/demo_length --export-training-curves | tee "$LOG/train_length.txt"
 $PY train.py -t length -d demo -bi --length_arch gru -e 10 -b 64 -l 128 --segment_shift 128 --hidden 64 -drop 0 \
   -lr 2e-3 --length_aug_type smpl --bone_length_aug data/bone_lengths_anny_neutral_train.npz \
   -c checkpoint/demo_length_gru | tee "$LOG/train_length_gru.txt"
 
-stage "predict bone lengths for every subject (the paper's Bi-GRU's rows first, then the default model's: its own size, then the size read through the cameras)"
+stage "predict bone lengths for every subject (the paper's Bi-GRU's rows first, then the evidence model's: its own size, then the size read through the cameras)"
 $PY length_model_inference.py -d demo --ckpt checkpoint/demo_length_gru/epoch_best.bin -bi \
   --subjects S1,S5,S6,S7,S8,S9,S11 --out_dir checkpoint/demo_length_gru | tee "$LOG/length_inference_gru.txt"
 $PY length_model_inference.py -d demo --ckpt checkpoint/demo_length/epoch_best.bin -bi \

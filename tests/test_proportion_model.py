@@ -1,6 +1,7 @@
 """The proportion length model: starts at the mean, proportions free of position and scale (only the size reads
 where the figure stands), pads exactly, loads from its weights."""
 import numpy as np
+import pytest
 import torch
 
 from common.models.length_model import length_architecture, length_model_for_state, predict_sequences
@@ -60,7 +61,8 @@ def test_checkpoint_kind_and_architecture_from_the_weights():
     state = ProportionLengthModel(width=24, depth=3).state_dict()
     assert checkpoint_kind(state) == "length" and is_proportion_state(state)
     assert length_architecture(state) == {"arch": "proportion", "width": 24, "depth": 3, "size_inputs": True,
-                                          "camera_inputs": False, "probe_features": 0}
+                                          "camera_inputs": False, "probe_features": 0,
+                                          "evidence_width": 0}
     rebuilt = length_model_for_state(state)
     rebuilt.load_state_dict(state)
     assert isinstance(rebuilt, ProportionLengthModel) and rebuilt.depth == 3
@@ -229,3 +231,80 @@ def test_the_models_floor_reads_agree_with_the_calibrated_floor_rule():
     reference, _, reference_lower = floor_ankle_depths(kp.numpy(), camera, 0.1)
     np.testing.assert_allclose(depth.numpy(), reference, rtol=1e-9)
     np.testing.assert_array_equal(lower.numpy(), reference_lower)
+
+
+# ---------------------------------------------------------------- per-frame evidence (--length_arch evidence)
+
+def _evidence_model(seed: int = 0, randomise: bool = True) -> ProportionLengthModel:
+    torch.manual_seed(seed)
+    model = ProportionLengthModel(width=8, depth=2, mean_lengths=torch.linspace(0.1, 0.4, 16), evidence_width=16)
+    if randomise:
+        with torch.no_grad():
+            torch.nn.init.normal_(model.evidence[-1].weight, std=0.3)
+            torch.nn.init.normal_(model.head[-1].weight, std=0.1)
+    return model.eval()
+
+
+def _image_proportions(x: np.ndarray) -> np.ndarray:
+    """(T, 17, 2) -> (T, 16) each frame's log bone image lengths centred over the bones, by hand."""
+    from common.core.skeleton import BONE_CHILDREN, BONE_PARENTS
+    logs = np.log(np.linalg.norm(x[:, BONE_CHILDREN] - x[:, BONE_PARENTS], axis=-1))
+    return logs - logs.mean(-1, keepdims=True)
+
+
+def test_evidence_starts_at_the_image_proportions_and_its_loss_trains_the_proportions_apart():
+    model = _evidence_model(randomise=False)
+    x = torch.rand(2, 12, 17, 2, dtype=torch.float64).float()
+    readings = np.stack([_image_proportions(s.numpy().astype(np.float64)) for s in x])
+    mean_proportions = (model.log_mean - model.log_mean.mean()).numpy()
+    _, proportions = model.size_and_proportions(x)
+    # zero corrections, equal confidence: the frames' average image proportions, relative to the bank mean's
+    np.testing.assert_allclose(proportions.detach().numpy(), readings.mean(1) - mean_proportions, atol=1e-4)
+    target = 0.1 + 0.3 * torch.rand(2, 16)
+    lengths, loss = model(x, target=target)
+    true = np.log(target.numpy().astype(np.float64))
+    true -= true.mean(-1, keepdims=True)
+    # the pooled proportions' error plus the frames' Laplace error at scale 1 (log scale 0)
+    expected = np.abs(readings.mean(1) - true).mean() + np.abs(readings - true[:, None]).mean()
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-4)
+    torch.testing.assert_close(lengths, model(x))
+    # a loss on the lengths reaches the size, not the proportions (their own loss trains them)
+    lengths.sum().backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.evidence.parameters())
+    assert model.size_out[-1].bias.grad.abs().sum() > 0
+    model.zero_grad()
+    loss.backward()
+    assert model.evidence[-1].weight.grad.abs().sum() > 0
+    plain = _model()
+    assert float(plain(x, target=target)[1]) == 0.0  # no evidence, no extra loss
+
+
+def test_evidence_proportions_free_of_position_and_scale_and_padding_exact():
+    model = _evidence_model(3)
+    x = torch.rand(2, 25, 17, 2) * 0.5
+    _, proportions = model.size_and_proportions(x)
+    _, moved = model.size_and_proportions(2.0 * x + torch.tensor([0.3, -0.2]))
+    torch.testing.assert_close(proportions, moved, atol=1e-4, rtol=0)
+    sequences = [np.random.default_rng(i).random((n, 17, 2)).astype(np.float32) for i, n in enumerate((30, 6, 17))]
+    alone = np.stack([model(torch.as_tensor(s)[None])[0].detach().numpy() for s in sequences])
+    packed = np.stack(predict_sequences(model, sequences, frame_budget=10_000, symmetric=False))
+    np.testing.assert_allclose(packed, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_evidence_model_round_trips_and_the_probe_reaches_its_size_only():
+    from common.models.length_probe import LinearProbe, probe_features
+    model = _evidence_model(5)
+    state = model.state_dict()
+    assert length_architecture(state)["evidence_width"] == 16 and is_proportion_state(state)
+    rebuilt = length_model_for_state(state).eval()
+    rebuilt.load_state_dict(state)
+    x = torch.rand(8, 20, 17, 2)
+    torch.testing.assert_close(rebuilt(x), model(x))
+    size, proportions = model.size_and_proportions(x)
+    lengths = 0.2 + 0.2 * torch.rand(8, 16)
+    probe = LinearProbe().fit(probe_features(x), lengths)
+    model.attach_probe(probe.weight, probe.bias)
+    blended_size, blended_proportions = model.size_and_proportions(x)
+    torch.testing.assert_close(blended_proportions, proportions)
+    probe_log = torch.log(torch.as_tensor(probe.predict(probe_features(x)), dtype=torch.float32)) - model.log_mean
+    torch.testing.assert_close(blended_size, 0.5 * (size + probe_log.mean(-1)), atol=1e-5, rtol=0)

@@ -106,6 +106,56 @@ def test_floor_placement_keeps_longer_legs_on_the_floor(tiny_views):
     assert (moved[..., 0, 2] >= MIN_DEPTH - 1e-5).all()
 
 
+def test_yaw_turns_the_motion_about_the_vertical_only(tiny_views):
+    from common.datasets.synthetic import rotation_about
+    axis = torch.nn.functional.normalize(torch.tensor([[0.1, -0.9, 0.3]]), dim=-1)
+    turn = rotation_about(axis, torch.tensor([0.7]))[0]
+    torch.testing.assert_close(turn @ turn.T, torch.eye(3), atol=1e-6, rtol=0)
+    torch.testing.assert_close(turn @ axis[0], axis[0])
+    side = torch.nn.functional.normalize(torch.linalg.cross(axis[0], torch.tensor([1.0, 0.0, 0.0])), dim=0)
+    assert float(side @ (turn @ side)) == pytest.approx(np.cos(0.7), abs=1e-6)
+    _, views = tiny_views
+    builder = SyntheticBatchBuilder(views, chunk_len=32, segment_shift=32, device=torch.device("cpu"),
+                                    placement="floor")
+    ids, no_flip = torch.tensor([0, 1, 2]), torch.zeros(3, dtype=torch.bool)
+    lengths = torch.as_tensor(REST_LENGTHS, dtype=torch.float32).repeat(3, 1)
+    plain = builder.build(ids, lengths, no_flip, torch.zeros(3, 3))
+    torch.testing.assert_close(builder.build(ids, lengths, no_flip, torch.zeros(3, 3), torch.zeros(3)).poses_3d,
+                               plain.poses_3d, atol=1e-5, rtol=0)
+    turned = builder.build(ids, lengths, no_flip, torch.zeros(3, 3), torch.tensor([0.5, 1.5, 3.0])).poses_3d
+    up = builder.ups[builder.chunk_sequence[ids]][:, None, None]
+    # same lengths, every joint at the same height, the same distances from the chunk's mean pelvis, other 2D
+    torch.testing.assert_close(bone_lengths(turned), lengths[:, None].expand(-1, 32, -1), atol=1e-5, rtol=0)
+    torch.testing.assert_close((turned * up).sum(-1), (plain.poses_3d * up).sum(-1), atol=1e-5, rtol=0)
+    for poses in (plain.poses_3d, turned):
+        assert (poses[..., 0, 2] >= MIN_DEPTH - 1e-5).all()
+    def spread(poses):
+        return torch.linalg.vector_norm(poses - poses[:, :, :1].mean(1, keepdim=True), dim=-1)
+    torch.testing.assert_close(spread(turned), spread(plain.poses_3d), atol=1e-4, rtol=0)
+    assert (turned - plain.poses_3d).abs().amax() > 0.1
+    # sample() draws the yaw only when asked, so runs without it keep their random streams
+    sampler = LengthSampler("random_norm_all", torch.device("cpu"), subject_lengths=REST_LENGTHS[None])
+    draws = [SyntheticBatchBuilder(views, chunk_len=32, segment_shift=32, device=torch.device("cpu"), yaw=yaw)
+             .sample(ids, no_flip, sampler, torch.Generator().manual_seed(3)) for yaw in (False, True)]
+    torch.testing.assert_close(draws[0].lengths, draws[1].lengths)
+    assert not torch.allclose(draws[0].keypoints_2d, draws[1].keypoints_2d)
+
+
+def test_length_arch_and_yaw_defaults():
+    from common.train.arguments import parse_args
+    from common.train.train_length import length_arch, synthetic_placement, synthetic_yaw
+    args = parse_args(["-t", "length", "-bi"])
+    assert (length_arch(args), synthetic_placement(args), synthetic_yaw(args)) == ("proportion", "floor", False)
+    args = parse_args(["-t", "length", "-bi", "--length_arch", "evidence"])
+    assert (length_arch(args), synthetic_placement(args), synthetic_yaw(args)) == ("evidence", "floor", True)
+    args = parse_args(["-t", "length"])
+    assert (length_arch(args), synthetic_placement(args), synthetic_yaw(args)) == ("gru", "paper", False)
+    assert synthetic_yaw(parse_args(["-t", "length", "--synthetic_yaw", "on"]))
+    from common.utils.errors import UserError
+    with pytest.raises(UserError, match="--length_arch evidence gives one vector per sequence"):
+        length_arch(parse_args(["-t", "length", "--length_arch", "evidence"]))
+
+
 def test_noise_2d_px_adds_pixel_noise_to_clean_projection(tiny_views):
     _, views = tiny_views
     kwargs = dict(chunk_len=32, segment_shift=32, device=torch.device("cpu"))
@@ -176,6 +226,34 @@ def test_resume_equals_uninterrupted(tiny_dir, tmp_path):
     assert a["length_mean"].shape == (16,) and a["length_probe"]["weight"].shape == (NUM_FEATURES, 16)
     # the proportion model carries the same probe (its eval-mode output blends the two)
     assert torch.equal(a["model_pos"]["probe_weight"], a["length_probe"]["weight"].float())
+
+
+@pytest.mark.slow
+def test_evidence_model_trains_resumes_exactly_under_the_cosine_schedule(tiny_dir, tmp_path, capsys):
+    torch.set_num_threads(1)
+    flags = ["-bi", "--length_arch", "evidence", "--evidence_width", "16", "--lr_schedule", "cosine"]
+    full = tmp_path / "full"
+    _train(_common_flags(tiny_dir, full, ["-e", "3", *flags]))
+    assert "turned about the vertical), model: evidence" in capsys.readouterr().out
+    part = tmp_path / "part"
+    _train(_common_flags(tiny_dir, part, ["-e", "1", *flags]))
+    _train(_common_flags(tiny_dir, part, ["-e", "3", *flags, "--resume", str(part / "final.bin")]))
+    a, b = load_checkpoint(full / "final.bin"), load_checkpoint(part / "final.bin")
+    assert a["history"]["train"] == b["history"]["train"]
+    for k in a["model_pos"]:
+        assert torch.equal(a["model_pos"][k], b["model_pos"][k]), k
+    assert "evidence.0.weight" in a["model_pos"] and a["length_model_config"]["evidence_width"] == 16
+    assert all(v > 0 for v in a["history"]["train"])  # the length error in mm, not the likelihood beside it
+    assert a["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2.5e-5)  # the last epoch's: 1e-4 x 0.25
+    # the checkpoint loads as what it is wherever a length model is read
+    from common.models.model_loading import load_model
+    loaded = load_model(full / "epoch_best.bin", ("length",), bidirectional=True)
+    assert loaded.model.evidence_width == 16
+    # another schedule is another recipe
+    from common.utils.errors import UserError
+    with pytest.raises(UserError, match="--lr_schedule cosine -> exponential"):
+        _train(_common_flags(tiny_dir, part, ["-e", "4", "-bi", "--length_arch", "evidence", "--evidence_width",
+                                              "16", "--resume", str(part / "final.bin")]))
 
 
 def test_heldout_people_are_never_training_rows():

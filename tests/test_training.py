@@ -307,3 +307,19 @@ def test_resuming_under_another_recipe_names_the_flags_and_needs_consent(tmp_pat
     save_checkpoint(tmp_path / "old.bin", state)
     _toy_run(tmp_path / "old", 2, resume=tmp_path / "old.bin")
     assert "stores no training recipe" in capsys.readouterr().out
+
+
+def test_cosine_schedule_falls_to_zero_and_keeps_its_start_in_the_optimizer():
+    from common.train.training import cosine_learning_rate
+    weight = torch.nn.Parameter(torch.zeros(2))
+    optimizer = torch.optim.Adam([weight], lr=2e-3)
+    lrs = []
+    for epoch in range(1, 5):
+        cosine_learning_rate(optimizer, epoch, 4)
+        lrs.append(optimizer.param_groups[0]["lr"])
+    np.testing.assert_allclose(lrs, 2e-3 * np.array([0.853553, 0.5, 0.146447, 0.0]), atol=1e-9)
+    # a resumed optimizer carries initial_lr: the schedule continues from the same start
+    resumed = torch.optim.Adam([weight], lr=123.0)
+    resumed.load_state_dict(optimizer.state_dict())
+    cosine_learning_rate(resumed, 2, 4)
+    assert resumed.param_groups[0]["lr"] == pytest.approx(1e-3)

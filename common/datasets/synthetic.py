@@ -14,6 +14,11 @@ chunk's frames, at the original motion's lower-ankle height, and the random tran
 only (its component along the up direction removed). Through fixed calibrated cameras a foot's image position then
 fixes the distance and the image extent the size, as in real footage. The up direction in the camera frame comes from
 each view's extrinsics (:func:`common.core.camera.world_up_in_camera`).
+``yaw=True`` (not in the paper; the frame-evidence model's default, :mod:`common.models.proportion_model`) turns
+each chunk's motion by a random angle, uniform over the full circle, about the world's up direction through the
+chunk's mean pelvis position before it is placed: the same motion seen from every side, not only from the few
+directions of the dataset's cameras, so that what a pose's 2D says of each bone's foreshortening is learnt from every
+viewpoint. Heights above the floor do not change.
 Optionally (not in the paper; off by default) detector-like noise
 is added to the projected 2D: per chunk, joint and axis the AR(1) process of :mod:`common.datasets.keypoint_noise` over
 the frames with a stationary std of ``noise_2d_px`` pixels, so that the model also sees jittery keypoints.
@@ -112,6 +117,18 @@ def lower_ankle_height(poses: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     return heights.amin(-1)
 
 
+def rotation_about(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices (B, 3, 3) by ``angle`` (B,) radians about the unit ``axis`` (B, 3) (Rodrigues)."""
+    k = axis / torch.linalg.vector_norm(axis, dim=-1, keepdim=True).clamp_min(1e-9)
+    zero = torch.zeros_like(k[:, 0])
+    cross = torch.stack([torch.stack([zero, -k[:, 2], k[:, 1]], -1),
+                         torch.stack([k[:, 2], zero, -k[:, 0]], -1),
+                         torch.stack([-k[:, 1], k[:, 0], zero], -1)], dim=1)
+    eye = torch.eye(3, dtype=k.dtype, device=k.device).expand_as(cross)
+    sin, cos = torch.sin(angle)[:, None, None], torch.cos(angle)[:, None, None]
+    return eye + sin * cross + (1.0 - cos) * (cross @ cross)
+
+
 class SyntheticBatchBuilder:
     """Holds the training motion on the device and turns chunk indices into synthetic 2D batches.
 
@@ -120,12 +137,13 @@ class SyntheticBatchBuilder:
     ``chunk_len`` frames starting every ``segment_shift`` frames (sequences shorter than a chunk are skipped).
     translation_std: metres, std of the random translation (camera frame); noise_2d_px: stationary std (pixels
     of each sequence's camera) of the optional AR(1) 2D noise, 0 = clean projections (the paper);
-    placement: ``paper`` or ``floor`` (module docstring).
+    placement: ``paper`` or ``floor`` (module docstring); yaw: turn each chunk by a random angle about the up
+    direction (module docstring).
     """
 
     def __init__(self, sequences: Sequence[Sequence3D], chunk_len: int, segment_shift: int,
                  device: torch.device, translation_std: float = 0.5, noise_2d_px: float = 0.0,
-                 placement: str = "paper") -> None:
+                 placement: str = "paper", yaw: bool = False) -> None:
         if chunk_len < 2 or segment_shift < 1:
             raise UserError("chunk length must be >= 2 and segment shift >= 1")
         if translation_std < 0 or noise_2d_px < 0:
@@ -161,6 +179,7 @@ class SyntheticBatchBuilder:
         self.chunk_len = chunk_len
         self.translation_std = translation_std
         self.placement = placement
+        self.yaw = yaw
         self.ups = torch.as_tensor(np.stack(ups), device=device)  # (S, 3) world up, camera frame
         self.camera_heights = torch.as_tensor(heights, dtype=torch.float32, device=device)  # (S,) metres
         self.foot_heights = torch.as_tensor(np.concatenate(feet), device=device)  # (F,) original lower ankle
@@ -178,8 +197,10 @@ class SyntheticBatchBuilder:
         return len(self.chunk_starts)
 
     def build(self, chunk_ids: torch.Tensor, lengths: torch.Tensor, flip: torch.Tensor,
-              translation: torch.Tensor) -> SyntheticBatch:
-        """chunk_ids (B,) long; lengths (B, 16) metres; flip (B,) bool; translation (B, 3) metres, camera frame.
+              translation: torch.Tensor, yaw: torch.Tensor | None = None) -> SyntheticBatch:
+        """chunk_ids (B,) long; lengths (B, 16) metres; flip (B,) bool; translation (B, 3) metres, camera frame;
+        yaw (B,) radians or None: the motion turned about the world's up direction through the chunk's mean pelvis
+        position (before the placement below).
 
         ``paper`` placement: the translation's depth component is raised where needed so that the pelvis stays
         at least :data:`MIN_DEPTH` in front of the camera over the whole chunk. ``floor``: the translation loses
@@ -190,8 +211,14 @@ class SyntheticBatchBuilder:
         frames = self.chunk_starts[chunk_ids][:, None] + self._frame_offsets  # (B, L)
         sequence = self.chunk_sequence[chunk_ids]
         trajectory = self.trajectories[frames]  # (B, L, 3)
+        directions = self.directions[frames]  # (B, L, 16, 3)
+        if yaw is not None:
+            turn = rotation_about(self.ups[sequence], yaw)  # (B, 3, 3)
+            centre = trajectory.mean(dim=1, keepdim=True)
+            trajectory = torch.einsum("bij,blj->bli", turn, trajectory - centre) + centre
+            directions = torch.einsum("bij,blkj->blki", turn, directions)
         depth_floor = MIN_DEPTH - trajectory[..., 2].amin(dim=1)  # (B,)
-        poses = recompose(self.directions[frames], lengths[:, None, :])  # (B, L, 17, 3) root-relative
+        poses = recompose(directions, lengths[:, None, :])  # (B, L, 17, 3) root-relative
         poses = poses + trajectory[:, :, None, :]
         if self.placement == "floor":
             up = self.ups[sequence]  # (B, 3)
@@ -230,12 +257,13 @@ class SyntheticBatchBuilder:
 
     def sample(self, chunk_ids: torch.Tensor, flip: torch.Tensor, sampler: LengthSampler,
                generator: torch.Generator) -> SyntheticBatch:
-        """Draw lengths and translations (and the optional 2D noise) for the given chunks and build the batch
-        (all on the device)."""
+        """Draw lengths and translations (and, where enabled, the yaw and the 2D noise) for the given chunks and
+        build the batch (all on the device)."""
         n = len(chunk_ids)
         lengths = sampler.sample(n, generator)
         translation = torch.randn((n, 3), generator=generator, device=self.device) * self.translation_std
-        batch = self.build(chunk_ids, lengths, flip, translation)
+        yaw = (torch.rand(n, generator=generator, device=self.device) * (2.0 * np.pi) if self.yaw else None)
+        batch = self.build(chunk_ids, lengths, flip, translation, yaw)
         if self.noise_2d_px > 0:
             batch.keypoints_2d = batch.keypoints_2d + self.noise(chunk_ids, generator)
         return batch

@@ -36,6 +36,17 @@ proportions* (docs/length_model.md has the variants tried and their numbers):
   the mix model). With the camera known, the eval-mode size is the network's alone (the probe's 2D-only size is
   not blended in; the proportions are).
 
+* optionally (``evidence_width`` > 0: ``train.py -t length -bi --length_arch evidence``, what the main job trains) the
+  proportions come from *per-frame evidence* instead of the pooled head: a per-frame MLP (:data:`EVIDENCE_DEPTH`
+  layers of ``evidence_width``) reads the frame's pose normalised by the frame's own 2D size and gives, per bone, a
+  correction of its log image length (how much the bone is foreshortened in this frame: a lifter's question, answered
+  from the pose) and a log confidence; each frame's corrected log lengths, centred over the bones, are that frame's
+  reading of the proportions, and the sequence's proportions are their average over the valid frames weighted per
+  bone by ``softmax(-log scale)`` (frames where a bone faces the camera count most). Training adds to the length
+  loss a per-frame Laplace likelihood of the true proportions (:meth:`ProportionLengthModel.forward` with
+  ``target``): every frame is supervised, not only the pooled result. With a probe attached, only its size is
+  blended in eval mode (the per-frame proportions measured better alone, docs/length_model.md).
+
 * with a linear probe attached (:meth:`ProportionLengthModel.attach_probe`, what ``train.py -t length`` does:
   :class:`common.models.length_probe.LinearProbe` fitted on training batches before the network trains), the
   model in eval mode predicts the geometric mean of the network's lengths and the probe's (an ensemble of the
@@ -45,8 +56,9 @@ proportions* (docs/length_model.md has the variants tried and their numbers):
 Input ``(B, T, 17, 2)`` normalised screen coordinates (``frame_counts`` (B,) for padded batches); output (B, 16)
 metres; ``camera`` (B, 8) the camera features (NaN rows: unknown; ignored by models without camera inputs).
 State-dict names: ``frame_mlp.*``, ``head.*``, ``stats_linear.*``, ``log_mean`` and, with the size
-branch, ``size_mlp.*``, ``size_out.*``, ``size_linear.*``; with camera inputs ``size_camera.*``, ``size_floor.*``; with a probe
-``probe_weight``, ``probe_bias``. The architecture (width, depth, size branch, camera inputs, probe) is read back
+branch, ``size_mlp.*``, ``size_out.*``, ``size_linear.*``; with camera inputs ``size_camera.*``, ``size_floor.*``; with frame
+evidence ``evidence.*``; with a probe ``probe_weight``, ``probe_bias``. The architecture (width, depth, size branch,
+camera inputs, frame evidence, probe) is read back
 from the weights' names and shapes, so checkpoints from before the camera inputs load unchanged.
 """
 from __future__ import annotations
@@ -68,6 +80,9 @@ ANKLE_HEIGHT_M = 0.10  # the floor plane of the camera reads: the lower ankle's 
 # training subjects' median is 0.103 m, docs/length_model.md)
 FLOOR_QUANTILE = 0.9  # of a chunk's per-frame standing heights read through the camera: its most upright frames
 FLOOR_FEATURES = 2  # per frame: log ankle depth, log standing height (centred on 4 m and 1.6 m)
+EVIDENCE_FEATURES = 2 * NUM_JOINTS + 2 * NUM_BONES + NUM_BONES  # per frame, in the frame's own 2D size units
+EVIDENCE_DEPTH = 3  # layers of the per-frame evidence MLP (the last one before the output)
+EVIDENCE_LOSS_WEIGHT = 1.0  # of the proportions' loss (log units) beside the length loss (metres, the size's)
 SIZE_STRIDE = 4  # the size branch reads every 4th frame (12.5 a second at 50 fps): where a person stands and
 # how big they look change slowly, and a quarter of the frames costs a quarter of the time
 _EPS = 1e-6
@@ -81,13 +96,15 @@ class ProportionLengthModel(nn.Module):
     arch = ARCH_NAME
 
     def __init__(self, width: int = 128, depth: int = 2, mean_lengths: torch.Tensor | None = None,
-                 size_inputs: bool = True, probe_features: int = 0, camera_inputs: bool = False) -> None:
+                 size_inputs: bool = True, probe_features: int = 0, camera_inputs: bool = False,
+                 evidence_width: int = 0) -> None:
         super().__init__()
         if width < 1 or depth < 1:
             raise UserError("the proportion length model needs --hidden >= 1 and depth >= 1")
         if camera_inputs and not size_inputs:
             raise UserError("the camera input feeds the size branch: it needs size_inputs")
         self.width, self.depth, self.size_inputs, self.camera_inputs = width, depth, size_inputs, camera_inputs
+        self.evidence_width = evidence_width
         layers: list[nn.Module] = [nn.Linear(FRAME_FEATURES, width), nn.LayerNorm(width), nn.ReLU()]
         for _ in range(depth - 1):
             layers += [nn.Linear(width, width), nn.ReLU()]
@@ -107,6 +124,13 @@ class ProportionLengthModel(nn.Module):
             self.size_camera = nn.Linear(CAMERA_FEATURES + 1 + FLOOR_FEATURES, width)
             self.size_floor = nn.Linear(2, 1)  # the chunk's upright standing height read and the known flag
             zero_init.append(self.size_floor)
+        if evidence_width:  # per frame: 16 log-length corrections and 16 log confidences
+            evidence: list[nn.Module] = [nn.Linear(EVIDENCE_FEATURES, evidence_width), nn.LayerNorm(evidence_width),
+                                         nn.ReLU()]
+            for _ in range(EVIDENCE_DEPTH - 1):
+                evidence += [nn.Linear(evidence_width, evidence_width), nn.ReLU()]
+            self.evidence = nn.Sequential(*evidence, nn.Linear(evidence_width, 2 * NUM_BONES))
+            zero_init.append(self.evidence[-1])
         for layer in zero_init:
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
@@ -122,7 +146,8 @@ class ProportionLengthModel(nn.Module):
         """Architecture hyper-parameters (stored in checkpoints; :func:`proportion_model_for_state` reads
         them back from the weights' shapes)."""
         return {"arch": ARCH_NAME, "width": self.width, "depth": self.depth, "size_inputs": self.size_inputs,
-                "camera_inputs": self.camera_inputs, "probe_features": self.probe_features}
+                "camera_inputs": self.camera_inputs, "probe_features": self.probe_features,
+                "evidence_width": self.evidence_width}
 
     @property
     def probe_features(self) -> int:
@@ -152,7 +177,14 @@ class ProportionLengthModel(nn.Module):
         ``exp(log_mean + size[:, None] + proportions)``. frame_counts: (B,) valid frames of a padded batch;
         camera: (B, 8) :func:`common.core.camera.camera_features`, NaN rows or None = unknown (used only with
         ``camera_inputs``). With a probe attached and in eval mode: the mean of the network's and the probe's
-        (log size, log proportions)."""
+        log size and, without frame evidence, log proportions."""
+        size, proportions, _ = self._parts(keypoints_2d, frame_counts, camera)
+        return size, proportions
+
+    def _parts(self, keypoints_2d: torch.Tensor, frame_counts: torch.Tensor | None, camera: torch.Tensor | None
+               ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None]:
+        """:meth:`size_and_proportions` and, with frame evidence, the per-frame readings (log proportions
+        (B, T, 16), log confidence scales (B, T, 16), valid (B, T) bool) for the training loss."""
         if keypoints_2d.ndim != 4 or keypoints_2d.shape[-2:] != (NUM_JOINTS, 2):
             raise UserError(f"bone-length model expects 2D keypoints (B, T, {NUM_JOINTS}, 2), "
                             f"got {tuple(keypoints_2d.shape)}")
@@ -180,6 +212,9 @@ class ProportionLengthModel(nn.Module):
         out = self.head(torch.cat([pooled, stats], dim=-1)) + self.stats_linear(stats)
         proportions = out[:, 1:] - out[:, 1:].mean(-1, keepdim=True)
         size = out[:, 0]
+        frames = None
+        if self.evidence_width:
+            proportions, frames = self._evidence(relative, bones, log_bones, valid)
         if self.size_inputs:  # every SIZE_STRIDE-th frame, (B, T', 10) position-aware, before any normalisation
             placed = size_frame_features(x[:, ::SIZE_STRIDE])
             size_weight = weight[:, ::SIZE_STRIDE]
@@ -202,8 +237,26 @@ class ProportionLengthModel(nn.Module):
             if self.camera_inputs:  # with the camera known the size is the network's: the probe reads 2D only
                 blended = torch.where(camera_input(camera, b, x.device)[:, -1] > 0, size, blended)
             size = blended
-            proportions = 0.5 * (proportions + probe - probe_size[:, None])
-        return size, proportions
+            if not self.evidence_width:
+                proportions = 0.5 * (proportions + probe - probe_size[:, None])
+        return size, proportions, frames
+
+    def _evidence(self, relative: torch.Tensor, bones: torch.Tensor, log_bones: torch.Tensor, valid: torch.Tensor
+                  ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """The per-frame evidence (module docstring): relative (B, T, 17, 2) and bones (B, T, 16, 2) in the
+        sequence's 2D size units, log_bones (B, T, 16) their log lengths, valid (B, T) -> (pooled log proportions
+        (B, 16) relative to the bank mean's, (per-frame centred log lengths (B, T, 16), log scales (B, T, 16),
+        valid))."""
+        frame_size = relative.pow(2).sum(-1).mean(-1).clamp_min(_EPS).sqrt()[..., None, None]  # (B, T, 1, 1)
+        features = torch.cat([(relative / frame_size).flatten(2), (bones / frame_size).flatten(2),
+                              log_bones - log_bones.mean(-1, keepdim=True)], dim=-1)
+        out = self.evidence(features)
+        corrected = log_bones + out[..., :NUM_BONES]
+        readings = corrected - corrected.mean(-1, keepdim=True)
+        log_scale = out[..., NUM_BONES:]
+        weight = torch.softmax((-log_scale).masked_fill(~valid[..., None], float("-inf")), dim=1)
+        mean_proportions = self.log_mean - self.log_mean.mean()
+        return (weight * readings).sum(1) - mean_proportions, (readings, log_scale, valid)
 
     def _probe_log_lengths(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """(B, 16) the attached probe's log lengths from :func:`common.models.length_probe.probe_features` over
@@ -212,11 +265,30 @@ class ProportionLengthModel(nn.Module):
         return features[:, :self.probe_features] @ self.probe_weight + self.probe_bias
 
     def forward(self, keypoints_2d: torch.Tensor, frame_counts: torch.Tensor | None = None,
-                camera: torch.Tensor | None = None) -> torch.Tensor:
+                camera: torch.Tensor | None = None, target: torch.Tensor | None = None
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """keypoints_2d (B, T, 17, 2) normalised (camera (B, 8) features, NaN rows or None: unknown) -> bone
-        lengths (B, 16) metres."""
-        size, proportions = self.size_and_proportions(keypoints_2d, frame_counts, camera)
-        return torch.exp(self.log_mean + size[:, None] + proportions)
+        lengths (B, 16) metres. With ``target`` (B, 16) metres (training): (lengths, the proportions' loss, a
+        scalar: the mean absolute error of the pooled log proportions plus the mean over valid frames and bones
+        of the frames' Laplace negative log-likelihood of the target's centred log lengths; 0 without frame
+        evidence). With frame evidence the returned lengths carry no gradient to the proportions: a length loss
+        on them trains the size, the proportions' loss the proportions."""
+        size, proportions, frames = self._parts(keypoints_2d, frame_counts, camera)
+        if target is None:
+            return torch.exp(self.log_mean + size[:, None] + proportions)
+        if frames is None:
+            lengths = torch.exp(self.log_mean + size[:, None] + proportions)
+            return lengths, lengths.new_zeros(())
+        # the length loss on these lengths trains the size alone: an error of the size (the larger one, from 2D)
+        # would otherwise push the long bones' proportions one way and the short ones' the other
+        lengths = torch.exp(self.log_mean + size[:, None] + proportions.detach())
+        readings, log_scale, valid = frames
+        true = torch.log(target.float().clamp_min(_EPS))
+        true = true - true.mean(-1, keepdim=True)
+        pooled_error = (proportions - (true - (self.log_mean - self.log_mean.mean()))).abs().mean()
+        nll = (readings - true[:, None]).abs() * torch.exp(-log_scale) + log_scale
+        mask = valid[..., None].float()
+        return lengths, pooled_error + (nll * mask).sum() / (mask.sum() * NUM_BONES).clamp_min(1.0)
 
 
 def camera_input(camera: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
@@ -254,6 +326,8 @@ def proportion_sample_bytes(model: ProportionLengthModel, chunk_len: int, precis
     if model.size_inputs:
         # its input, linear, norm and ReLU on every SIZE_STRIDE-th frame
         per_frame += (NUM_SIZE_FEATURES + 2 * NUM_JOINTS + 3 * model.width) / SIZE_STRIDE
+    if model.evidence_width:  # its input, every layer's linear (+ norm) and ReLU outputs, its per-frame readings
+        per_frame += EVIDENCE_FEATURES + (3 + 2 * (EVIDENCE_DEPTH - 1)) * model.evidence_width + 6 * NUM_BONES
     if model.camera_inputs:  # the camera and floor-read input and its linear map, on the same frames
         per_frame += (CAMERA_FEATURES + 1 + FLOOR_FEATURES + model.width) / SIZE_STRIDE
     return int(chunk_len * per_frame * (2 if precision == "bf16" else 4))
@@ -265,20 +339,23 @@ def is_proportion_state(state: dict[str, torch.Tensor]) -> bool:
 
 
 def proportion_architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """``{"arch", "width", "depth", "size_inputs", "camera_inputs", "probe_features"}`` of a proportion model's state
-    dict, read from the weights' shapes (models from before the size branch have no ``size_mlp.*``, from before the
-    camera input no ``size_camera.*``, models without a probe no ``probe_weight``)."""
+    """``{"arch", "width", "depth", "size_inputs", "camera_inputs", "probe_features", "evidence_width"}`` of a
+    proportion model's state dict, read from the weights' shapes (models from before the size branch have no
+    ``size_mlp.*``, from before the camera input no ``size_camera.*``, models without a probe no ``probe_weight``,
+    without frame evidence no ``evidence.*``)."""
     linears = [k for k in state if k.startswith("frame_mlp.") and k.endswith(".weight") and state[k].ndim == 2]
     return {"arch": ARCH_NAME, "width": int(state["frame_mlp.0.weight"].shape[0]), "depth": len(linears),
             "size_inputs": "size_mlp.0.weight" in state, "camera_inputs": "size_camera.weight" in state,
-            "probe_features": int(state["probe_weight"].shape[0]) if "probe_weight" in state else 0}
+            "probe_features": int(state["probe_weight"].shape[0]) if "probe_weight" in state else 0,
+            "evidence_width": int(state["evidence.0.weight"].shape[0]) if "evidence.0.weight" in state else 0}
 
 
 def proportion_model_for_state(state: dict[str, torch.Tensor]) -> ProportionLengthModel:
     """An (unloaded) proportion model shaped like ``state``."""
     arch = proportion_architecture(state)
     return ProportionLengthModel(width=arch["width"], depth=arch["depth"], size_inputs=arch["size_inputs"],
-                                 probe_features=arch["probe_features"], camera_inputs=arch["camera_inputs"])
+                                 probe_features=arch["probe_features"], camera_inputs=arch["camera_inputs"],
+                                 evidence_width=arch["evidence_width"])
 
 
 __all__ = ["ProportionLengthModel", "ARCH_NAME", "camera_input", "proportion_sample_bytes", "is_proportion_state", "proportion_architecture",

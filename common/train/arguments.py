@@ -37,12 +37,12 @@ CHECKPOINT_FOLDER_FILES = ("epoch_*.bin", "final.bin", "control_final.bin", "*_h
 # weights themselves check): stored in every checkpoint and compared when a run is resumed. Not in it: the epochs
 # to reach (-e), the learning rate (resumed from the optimizer state), evaluation-only and speed-only flags.
 _COMMON_RECIPE = ("dataset", "keypoints", "subjects_train", "actions", "subset", "downsample", "batch_size",
-                  "dropout", "lr_decay", "data_augmentation", "seed", "select_on", "val_fraction")
+                  "dropout", "lr_decay", "lr_schedule", "data_augmentation", "seed", "select_on", "val_fraction")
 _CAMERA_RECIPE = ("cameras", "virtual_views", "virtual_segment", "extra_motion")
 RECIPE_FLAGS: dict[str, tuple[str, ...]] = {
     "length": _COMMON_RECIPE + _CAMERA_RECIPE + ("chunk_len", "segment_shift", "length_aug_type", "bone_length_aug",
                                                  "length_init", "noise_2d_px", "translation_std",
-                                                 "synthetic_placement", "length_convention",
+                                                 "synthetic_placement", "synthetic_yaw", "length_convention",
                                                  "camera_input"),
     "pose": _COMMON_RECIPE + _CAMERA_RECIPE + ("stride", "disable_optimizations"),
     "mix": _COMMON_RECIPE + _CAMERA_RECIPE + ("bone_length_list",),
@@ -128,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="initial learning rate (default: 1e-4 for -t length/mix as the authors, 1e-3 for -t pose "
                         "as VideoPose3D)")
     g.add_argument("-lrd", "--lr-decay", dest="lr_decay", type=number(float, gt=0, le=1), default=0.95,
-                   help="lr decay per epoch")
+                   help="lr decay per epoch (--lr_schedule exponential)")
+    g.add_argument("--lr_schedule", choices=["exponential", "cosine"], default="exponential",
+                   help="exponential (default, the paper's): the lr times -lrd after every epoch; cosine: from -lr "
+                        "down to 0 at epoch -e along half a cosine, set after every epoch (-lrd unused)")
     g.add_argument("-no-da", "--no-data-augmentation", dest="data_augmentation", action="store_false",
                    help="disable flip augmentation during training")
     g.add_argument("-no-tta", "--no-test-time-augmentation", dest="test_time_augmentation", action="store_false",
@@ -161,9 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("bone-length model")
     g.add_argument("-bi", "--bidirectional", action="store_true",
                    help="one length vector per whole sequence (Bi-GRU / proportion model); without it the causal GRU")
-    g.add_argument("--length_arch", choices=["auto", "proportion", "gru"], default="auto",
-                   help="-t length: proportion (size x proportions from scale-free 2D, docs/length_model.md), gru "
-                        "(the paper's GRU), auto (default): proportion with -bi, the paper's causal GRU without")
+    g.add_argument("--length_arch", choices=["auto", "evidence", "proportion", "gru"], default="auto",
+                   help="-t length: proportion (size x proportions from scale-free 2D, docs/length_model.md), "
+                        "evidence (the proportion model whose proportions are per-frame readings pooled by their "
+                        "confidence; what the main job trains, docs/length_model.md), gru (the paper's GRU), auto "
+                        "(default): proportion with -bi, the paper's causal GRU without")
+    g.add_argument("--evidence_width", type=number(int, ge=1), default=128,
+                   help="-t length --length_arch evidence: width of the per-frame evidence MLP")
     g.add_argument("--camera_input", action="store_true",
                    help="-t length, proportion model: its size branch also reads the filming camera (focal length, "
                         "principal point, pitch/roll and height above the floor), dropped at random in training so "
@@ -204,7 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--synthetic_placement", choices=["auto", "paper", "floor"], default="auto",
                    help="where a synthetic body goes: paper (the original pelvis trajectory, translation in 3D), "
                         "floor (feet kept at the motion's floor height, translation along the floor), auto "
-                        "(default): floor for the proportion model, paper for the GRU (docs/length_model.md, Size)")
+                        "(default): floor for the proportion models, paper for the GRU (docs/length_model.md, Size)")
+    g.add_argument("--synthetic_yaw", choices=["auto", "on", "off"], default="auto",
+                   help="turn each synthetic training chunk by a random angle about the vertical through its mean "
+                        "pelvis (every viewpoint of the motion); auto (default): on for the evidence model only")
 
     g = p.add_argument_group("mix model (fine-tuning)")
     g.add_argument("--length_model", default="", help="bone-length model checkpoint (frozen)")

@@ -59,7 +59,7 @@ from common.utils.validation import check_length_units
 from common.adjustment.evaluation import format_bone_table
 from common.utils.fileio import check_array, existing_file, load_npz
 from common.models.length_model import BoneLengthModel, LengthModel, per_bone_error_mm, predict_sequences
-from common.models.proportion_model import ProportionLengthModel, proportion_sample_bytes
+from common.models.proportion_model import EVIDENCE_LOSS_WEIGHT, ProportionLengthModel, proportion_sample_bytes
 from common.models.length_probe import (LinearProbe, error_row, probe_features, sequence_features,
                                         stored_references)
 from common.models.model_loading import load_model
@@ -322,12 +322,12 @@ def selection_key(args: argparse.Namespace) -> str:
 
 
 def length_arch(args: argparse.Namespace) -> str:
-    """``--length_arch`` resolved: ``auto`` is the proportion model with ``-bi`` and the paper's causal GRU
-    without (the proportion model has no per-frame form)."""
+    """``--length_arch`` resolved: ``auto`` is the proportion model with ``-bi`` and the paper's causal GRU without
+    (the proportion models have no per-frame form); ``evidence`` is the proportion model with per-frame evidence."""
     if args.length_arch == "auto":
         return "proportion" if args.bidirectional else "gru"
-    if args.length_arch == "proportion" and not args.bidirectional:
-        raise UserError("--length_arch proportion gives one vector per sequence: add -bi (or --length_arch gru "
+    if args.length_arch in ("proportion", "evidence") and not args.bidirectional:
+        raise UserError(f"--length_arch {args.length_arch} gives one vector per sequence: add -bi (or --length_arch gru "
                         "for the causal GRU)")
     return args.length_arch
 
@@ -336,8 +336,16 @@ def synthetic_placement(args: argparse.Namespace) -> str:
     """``--synthetic_placement`` resolved (:mod:`common.datasets.synthetic`): ``auto`` keeps the proportion model's
     bodies on the floor and gives the paper's GRU the paper's recipe."""
     if args.synthetic_placement == "auto":
-        return "floor" if length_arch(args) == "proportion" else "paper"
+        return "paper" if length_arch(args) == "gru" else "floor"
     return args.synthetic_placement
+
+
+def synthetic_yaw(args: argparse.Namespace) -> bool:
+    """``--synthetic_yaw`` resolved (:mod:`common.datasets.synthetic`): ``auto`` turns the training chunks about
+    the up direction for the evidence model only."""
+    if args.synthetic_yaw == "auto":
+        return length_arch(args) == "evidence"
+    return args.synthetic_yaw == "on"
 
 
 def new_length_model(args: argparse.Namespace, mean_lengths: torch.Tensor,
@@ -346,9 +354,10 @@ def new_length_model(args: argparse.Namespace, mean_lengths: torch.Tensor,
     ``mean_lengths``, (16,) m; ``probe``, the fitted linear probe, is attached: its eval-mode output is the
     geometric mean of the network's and the probe's) or the paper's GRU (``--hidden``, ``-layer``, ``-drop``,
     ``--length_init``; no probe)."""
-    if length_arch(args) == "proportion":
+    if length_arch(args) in ("proportion", "evidence"):
         model = ProportionLengthModel(width=args.hidden, mean_lengths=mean_lengths.cpu(),
-                                      camera_inputs=args.camera_input)
+                                      camera_inputs=args.camera_input,
+                                      evidence_width=args.evidence_width if length_arch(args) == "evidence" else 0)
         if probe is not None:
             model.attach_probe(probe.weight.cpu(), probe.bias.cpu())
         return model
@@ -368,15 +377,26 @@ def training_sample_bytes(model: LengthModel, args: argparse.Namespace, precisio
 
 
 def length_loss(model: torch.nn.Module, keypoints_2d: torch.Tensor, lengths: torch.Tensor,
-                precision: str = "fp32", camera: torch.Tensor | None = None) -> torch.Tensor:
+                precision: str = "fp32", camera: torch.Tensor | None = None,
+                record: list[float] | None = None) -> torch.Tensor:
     """Mean absolute bone-length error (metres, float32 scalar) of ``model`` on normalised 2D chunks
     ``(B, L, 17, 2)`` against ``lengths`` ``(B, 16)`` metres; a causal model is scored at every frame. The
     forward pass runs under :func:`common.train.accumulation.autocast` for ``precision``; the loss in float32.
-    camera: (B, 8) camera features (NaN rows: unknown), for a proportion model."""
+    camera: (B, 8) camera features (NaN rows: unknown), for a proportion model. A model with per-frame evidence
+    adds its proportions' loss (:data:`common.models.proportion_model.EVIDENCE_LOSS_WEIGHT` times) to what it
+    returns; ``record``, if given, receives the length error alone (metres, a float), what the log reports."""
+    inner = model.module if hasattr(model, "module") else model  # DDP
+    evidence = getattr(inner, "evidence_width", 0)
     with autocast(precision, keypoints_2d.device):
-        pred = model(*model_inputs(model, keypoints_2d, camera))
+        if evidence:
+            pred, frame_loss = model(*model_inputs(model, keypoints_2d, camera), target=lengths)
+        else:
+            pred = model(*model_inputs(model, keypoints_2d, camera))
     target = lengths if pred.ndim == 2 else lengths[:, None, :]
-    return (pred.float() - target).abs().mean()
+    loss = (pred.float() - target).abs().mean()
+    if record is not None:
+        record.append(float(loss.detach()))
+    return loss + EVIDENCE_LOSS_WEIGHT * frame_loss.float() if evidence else loss
 
 
 class LengthEpochs(Trainer):
@@ -384,7 +404,7 @@ class LengthEpochs(Trainer):
     its share of the epoch's synthetic chunks; the main process evaluates with :class:`LengthEvaluator` (the
     replaceable piece: its :meth:`LengthEvaluator.evaluate` values are the history's evaluation series)."""
 
-    train_keys = (("train", 1000.0),)  # synthetic-batch loss, metres -> mm
+    train_keys = (("train", 1000.0),)  # synthetic-batch length error (the evidence model optimises more), m -> mm
     eval_keys = LengthEvaluator.keys
     timed = True
 
@@ -420,11 +440,16 @@ class LengthEpochs(Trainer):
     def step(self, batch: SyntheticBatch) -> tuple[list[float], int]:
         camera = (drop_cameras(batch.camera, CAMERA_DROPOUT, self.sample_gen) if self.args.camera_input
                   else None)
-        loss = optimizer_step(self.train_model, self.optimizer, len(batch.lengths), self.micro_batch,
-                              lambda rows: length_loss(self.train_model, batch.keypoints_2d[rows],
-                                                       batch.lengths[rows], self.precision,
-                                                       None if camera is None else camera[rows]))
-        return [loss], len(batch.lengths)
+        errors: list[float] = []  # the length error of each micro-batch (the optimised loss may add more)
+        sizes: list[int] = []
+
+        def micro_loss(rows: slice) -> torch.Tensor:
+            sizes.append(len(batch.lengths[rows]))
+            return length_loss(self.train_model, batch.keypoints_2d[rows], batch.lengths[rows], self.precision,
+                               None if camera is None else camera[rows], record=errors)
+
+        optimizer_step(self.train_model, self.optimizer, len(batch.lengths), self.micro_batch, micro_loss)
+        return [float(np.average(errors, weights=sizes))], len(batch.lengths)
 
     def evaluate(self) -> dict[str, float]:
         return self.evaluator.evaluate(self.model) if self.evaluator is not None else {}
@@ -480,7 +505,7 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     """Train (or with ``--evaluate`` evaluate) the bone-length model in this process (``train.py`` runs it
     through :func:`common.utils.distributed.launch`); rank 0 evaluates, prints and writes files."""
     device = ctx.device
-    if args.camera_input and length_arch(args) != "proportion":
+    if args.camera_input and length_arch(args) == "gru":
         raise UserError("--camera_input is an input of the proportion model's size branch: drop it for the GRU")
     train_subjects, test_subjects, actions = prepare_run(args, ctx)
 
@@ -500,11 +525,11 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
         raise UserError(f"--select_on {args.select_on} needs --val_fraction > 0 (held-out training sequences)")
     builder = SyntheticBatchBuilder(fit_views, args.chunk_len, args.segment_shift, device,
                                     translation_std=args.translation_std, noise_2d_px=args.noise_2d_px,
-                                    placement=synthetic_placement(args))
+                                    placement=synthetic_placement(args), yaw=synthetic_yaw(args))
 
     # the probe: the proportion model's ensemble partner (the same on every rank) and the evaluation's reference
     evaluating = ctx.is_main and not args.no_eval
-    probe = fit_probe(builder, sampler, args.seed) if evaluating or length_arch(args) == "proportion" else None
+    probe = fit_probe(builder, sampler, args.seed) if evaluating or length_arch(args) != "gru" else None
     model = new_length_model(args, sampler.mean_lengths, probe).to(device)
     optimizer = make_optimizer(model.parameters(), args.learning_rate)
     evaluator = None
@@ -522,7 +547,8 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
         print(f"INFO: {builder.num_chunks} training chunks of {args.chunk_len} frames from {len(fit_views)} "
               f"sequences ({len(val_views)} held out for validation), {ctx.world_size} process(es), "
               f"batch {epochs.batch_size} per process in micro-batches of {epochs.micro_batch}, "
-              f"{epochs.precision}, lengths: {args.length_aug_type} ({synthetic_placement(args)} placement), "
+              f"{epochs.precision}, lengths: {args.length_aug_type} ({synthetic_placement(args)} placement"
+              f"{', turned about the vertical' if synthetic_yaw(args) else ''}), "
               f"model: {length_arch(args)} "
               f"({sum(p.numel() for p in model.parameters())} parameters)")
         if evaluator is not None and evaluator.test_targets is not None:

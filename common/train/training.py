@@ -7,7 +7,8 @@
   ``random_state = {"ranks": [per-process state, ...]}``, each per-process state holding ``torch``, ``numpy``,
   ``python`` (and ``cuda``) plus the trainer's own named streams (objects with ``get_state``/``set_state``:
   ``torch.Generator``, :class:`common.datasets.generators.ChunkedGenerator`);
-* :func:`make_optimizer` / :func:`decay_learning_rate` — Adam (AMSGrad) and the per-epoch exponential
+* :func:`make_optimizer` / :func:`decay_learning_rate` / :func:`cosine_learning_rate` — Adam (AMSGrad), the
+  per-epoch cosine schedule (``--lr_schedule cosine``) and the per-epoch exponential
   learning-rate decay with its floor :data:`LR_FLOOR`;
 * :func:`resume_training` — optimizer, epoch, history, best value and random streams from a checkpoint;
 * :func:`save_history` — ``<task>_history.json`` every epoch and the ``<task>_training_curves.png`` figure;
@@ -181,6 +182,16 @@ def decay_learning_rate(optimizer: torch.optim.Optimizer, factor: float, floor: 
     return lr
 
 
+def cosine_learning_rate(optimizer: torch.optim.Optimizer, epoch: int, epochs: int) -> None:
+    """``--lr_schedule cosine``: every group's learning rate once ``epoch`` of ``epochs`` epochs are done (what the
+    next epoch trains with) is its initial one (``initial_lr``, stored in the group, so it is resumed with the
+    optimizer) times ``(1 + cos(pi epoch / epochs)) / 2``: the first epoch trains at ``-lr`` whatever ``-e`` is, so
+    a run resumed with a larger ``-e`` after its first epoch continues as if started with it."""
+    factor = 0.5 * (1.0 + math.cos(math.pi * min(epoch, epochs) / max(epochs, 1)))
+    for group in optimizer.param_groups:
+        group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
+
+
 def current_lr(optimizer: torch.optim.Optimizer) -> float:
     """The learning rate of the optimizer's first parameter group."""
     return float(optimizer.param_groups[0]["lr"])
@@ -332,6 +343,10 @@ class EpochLoop:
         self.trainer, self.ctx, self.model = trainer, ctx, model
         self.optimizers, self.streams = list(optimizers), streams
         self.epochs, self.lr_decay, self.evaluating = args.epochs, args.lr_decay, not args.no_eval
+        self.lr_schedule = args.lr_schedule
+        for optimizer in self.optimizers:  # the cosine schedule's starting point (resumed with the optimizer)
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
         self.checkpoint_dir, self.frequency = Path(args.checkpoint), args.checkpoint_frequency
         self.history: dict[str, list[float]] = {k: [] for k, _ in trainer.train_keys}
         self.history.update({k: [] for k in trainer.eval_keys})
@@ -376,12 +391,16 @@ class EpochLoop:
 
     def _epoch(self) -> None:
         start = time.time()
+        if self.lr_schedule == "cosine":  # set before the epoch: a run resumed with a larger -e continues exactly
+            for optimizer in self.optimizers:
+                cosine_learning_rate(optimizer, self.epoch, self.epochs)
         for (key, scale), mean in zip(self.trainer.train_keys, self._train_epoch()):
             self.history[key].append(mean * scale)
         self.epoch += 1
         lr = current_lr(self.optimizers[0])
-        for optimizer in self.optimizers:
-            decay_learning_rate(optimizer, self.lr_decay)
+        if self.lr_schedule == "exponential":
+            for optimizer in self.optimizers:
+                decay_learning_rate(optimizer, self.lr_decay)
         metrics = self.trainer.evaluate() if self.evaluating and self.ctx.is_main else {}
         metrics = {**dict.fromkeys(self.trainer.eval_keys, math.nan), **metrics}
         for key, value in metrics.items():
