@@ -42,10 +42,12 @@ proportions* (docs/length_model.md has the variants tried and their numbers):
   correction of its log image length (how much the bone is foreshortened in this frame: a lifter's question, answered
   from the pose) and a log confidence; each frame's corrected log lengths, centred over the bones, are that frame's
   reading of the proportions, and the sequence's proportions are their average over the valid frames weighted per
-  bone by ``softmax(-log scale)`` (frames where a bone faces the camera count most). Training adds to the length
-  loss a per-frame Laplace likelihood of the true proportions (:meth:`ProportionLengthModel.forward` with
-  ``target``): every frame is supervised, not only the pooled result. With a probe attached, only its size is
-  blended in eval mode (the per-frame proportions measured better alone, docs/length_model.md).
+  bone by ``softmax(-log scale)`` (frames where a bone faces the camera count most). Training
+  (:meth:`ProportionLengthModel.forward` with ``target``) supervises every frame, not only the pooled result: a
+  per-frame Laplace likelihood of the true proportions plus the pooled proportions' log error, while the length
+  loss in metres reaches the size only. With a probe attached, only its size is blended in eval mode (in the
+  scratch runs of docs/length_model.md blending its proportions too was 0.2 mm better at width 128 and 0.15 mm
+  worse at width 256; not measured in the trainer).
 
 * with a linear probe attached (:meth:`ProportionLengthModel.attach_probe`, what ``train.py -t length`` does:
   :class:`common.models.length_probe.LinearProbe` fitted on training batches before the network trains), the

@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lr decay per epoch (--lr_schedule exponential)")
     g.add_argument("--lr_schedule", choices=["exponential", "cosine"], default="exponential",
                    help="exponential (default, the paper's): the lr times -lrd after every epoch; cosine: from -lr "
-                        "down to 0 at epoch -e along half a cosine, set after every epoch (-lrd unused)")
+                        "down to 0 at epoch -e along half a cosine, set before every epoch (-lrd unused)")
     g.add_argument("-no-da", "--no-data-augmentation", dest="data_augmentation", action="store_false",
                    help="disable flip augmentation during training")
     g.add_argument("-no-tta", "--no-test-time-augmentation", dest="test_time_augmentation", action="store_false",
