@@ -32,7 +32,6 @@ from common.models.proportion_model import (FRAME_FEATURES, ProportionLengthMode
                                             proportion_architecture, proportion_model_for_state)
 
 CausalState = list[torch.Tensor]  # per GRU: (num_layers, B, hidden)
-LENGTH_ARCHITECTURES = ("proportion", "gru")  # --length_arch: the proportion model, the paper's GRU
 INFERENCE_BUDGET_MB = 192.0  # activations of one packed inference batch
 
 
@@ -284,5 +283,5 @@ def length_model_for_state(state: dict[str, torch.Tensor], source: str = "checkp
     return BoneLengthModel(dropout=0.0, **arch)
 
 
-__all__ = ["BoneLengthModel", "LengthModel", "LENGTH_ARCHITECTURES", "build_length_model", "predict_lengths", "predict_sequences",
+__all__ = ["BoneLengthModel", "LengthModel", "build_length_model", "predict_lengths", "predict_sequences",
            "length_model_for_state", "length_architecture", "per_bone_error_mm"]
