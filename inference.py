@@ -89,7 +89,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="json/npz of measured bone lengths in metres (implies --lengths file)")
     g.add_argument("--height", type=parse_heights, default=None,
                    help="the person's standing height in metres, e.g. 1.78: sets the overall size of --lengths "
-                        "self/prior, and model with --lifter mediapipe (default: the lifter's own 3D, robustly "
+                        "self/prior/model_prior, and model with --lifter mediapipe (default: the lifter's own 3D, robustly "
                         "pooled; docs/in_the_wild.md); with --people all one per person in identity order, e.g. "
                         "1.78,1.62 (persons beyond the list keep the video's own size)")
     g.add_argument("--calibration", default=None,
@@ -109,7 +109,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--length_ckpt", default=None,
                    help="bone-length model checkpoint (--poses/--lifter_ckpt modes; default: biGRU_all.bin, or the "
                         "main job's demo_length/epoch_best.bin when data/ holds the demo dataset, not Human3.6M; "
-                        "--lifter mediapipe --lengths model: one trained with --length_convention blazepose, "
+                        "--lifter mediapipe --lengths model/model_prior: one trained with --length_convention blazepose, "
                         "docs/in_the_wild.md)")
     g.add_argument("--finetuned_ckpt", default=None,
                    help="fine-tuned mix model checkpoint (--lifter videopose3d without --lifter_ckpt defaults to "

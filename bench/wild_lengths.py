@@ -16,8 +16,8 @@ views, BlazePose 2D triangulated as the reference) is lifted alone with ``--lift
   people only (:func:`bench.wild_recordings.held_out_choices`, leave one person out);
 * ``model, held out``: the same rigidity, and per person the ``--lopo`` checkpoint (trained on a bank moved by the
   other people's offset, printed below: ``generate_blazepose_bank.py --offset``), else ``--model``;
-* ``model as the prior's mean`` (and ``, held out``): a variant, ``prior``'s combination with the view's own limbs
-  with the model's limb proportions in place of the population mean (:class:`ModelAsPriorMean`);
+* ``model_prior`` (and ``, held out``): ``--lengths model_prior`` with the same checkpoints, ``prior``'s
+  combination with the view's own limbs with the model's limb proportions in place of the population mean;
 * MediaPipe's fused poses unadjusted and its raw world landmarks of the same pass (the trivial references).
 
 Scores (:func:`common.inference.multiview.score_person_view`): limb proportions off (mean of the 4 limbs, %), the
@@ -37,9 +37,7 @@ import numpy as np
 
 from bench.wild_recordings import held_out_choices, held_out_rigidity
 from common.core.bones import adjust_bone_lengths
-from common.inference.length_sources import (LIMB_PRIOR_FILE, PRIOR_LIMBS, LengthSource, centred_log_limbs,
-                                             combine_with_prior)
-from common.vision.tracking import Track2D
+from common.inference.length_sources import LIMB_PRIOR_FILE, PRIOR_LIMBS, LengthSource
 from common.inference.multiview import score_person_view
 from common.inference.recordings import SEQUENCES, Recording, load_recording
 from common.utils.errors import UserError, cli
@@ -48,20 +46,6 @@ from common.utils.fileio import atomic_write, existing_file
 SCORES = (("proportions_off_pct", "proportions off (%)"), ("limb_length_error_mm", "limb-length error (mm)"),
           ("p_mpjpe_mm", "P-MPJPE (mm)"))
 RAW = "MediaPipe world landmarks, raw"
-
-
-class ModelAsPriorMean(LengthSource):
-    """A variant (not a registered source): ``prior``'s combination with the view's own limbs, the model's limb
-    proportions (its prediction's centred log limbs) in place of the population mean, the population's sd."""
-
-    name = "model as the prior's mean"
-    own_size = True
-
-    def __init__(self, model: LengthSource, sd: np.ndarray) -> None:
-        self.model, self.sd = model, sd
-
-    def lengths(self, poses: np.ndarray, track: Track2D) -> np.ndarray:
-        return combine_with_prior(poses, centred_log_limbs(self.model.lengths(poses, track)), self.sd)
 
 
 def view_rows(recording: Recording, view: int, sources: dict[str, tuple[LengthSource, tuple | None]]
@@ -150,7 +134,9 @@ def main(argv: Sequence[str] | None = None) -> None:
           "for that person's --lopo model): " + "; ".join(
               f"{who} --offset=" + ",".join(f"{v:.6f}" for v in c["offset"]) for who, c in choices.items()))
     prior, model = registered_source("prior"), registered_source("model", args.model)
-    lopo_models = {who: registered_source("model", path) for who, path in lopo.items()}
+    model_prior = registered_source("model_prior", args.model)
+    lopo_models = {who: (registered_source("model", path), registered_source("model_prior", path))
+                   for who, path in lopo.items()}
     table = {}
     for recording in recordings:
         who = recording.sequence.person
@@ -158,18 +144,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         held_prior.prior = (np.asarray(content["mean_centred_log"]) + choices[who]["offset"],
                             np.asarray(content["sd_centred_log"]))
         rigidity = held_out_rigidity(choices[who])
-        held_model = lopo_models.get(who, model)
-        sd = np.asarray(content["sd_centred_log"])
-        sources = {"prior": (prior, None), "model": (model, None),
-                   "model as the prior's mean": (ModelAsPriorMean(model, sd), None),
+        held_model, held_model_prior = lopo_models.get(who, (model, model_prior))
+        sources = {"prior": (prior, None), "model": (model, None), "model_prior": (model_prior, None),
                    "prior, held out": (held_prior, rigidity), "model, held out": (held_model, rigidity),
-                   "model as the prior's mean, held out": (ModelAsPriorMean(held_model, sd), rigidity)}
+                   "model_prior, held out": (held_model_prior, rigidity)}
         for view, cam in enumerate(recording.cameras):
             table[(recording.sequence.name, cam.name)] = view_rows(recording, view, sources)
     text = markdown(table) + "\n\n" + "\n".join(
         f"* {verdict(table, row, against)}" for row, against in (
-            ("model", "prior"), ("model as the prior's mean", "prior"), ("model, held out", "prior, held out"),
-            ("model as the prior's mean, held out", "prior, held out")))
+            ("model", "prior"), ("model_prior", "prior"), ("model, held out", "prior, held out"),
+            ("model_prior, held out", "prior, held out")))
     print(text)
     out = Path(args.out)
     atomic_write(out / "scores.md", lambda fh: fh.write((text + "\n").encode()))

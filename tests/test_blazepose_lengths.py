@@ -158,12 +158,62 @@ def test_model_lengths_for_mediapipe_take_the_models_proportions_at_the_persons_
         make_length_source("model", config, h36m_lifter)
 
 
+def _posed(lengths: np.ndarray, frames: int, noise: float, seed: int) -> np.ndarray:
+    """(frames, 17, 3) poses with random bone directions whose bone lengths are ``lengths`` (16,) times per-frame,
+    per-bone factors exp(N(0, noise))."""
+    from common.core.bones import recompose
+    rng = np.random.default_rng(seed)
+    directions = rng.normal(size=(frames, 16, 3))
+    directions /= np.linalg.norm(directions, axis=-1, keepdims=True)
+    return recompose(directions, lengths * np.exp(rng.normal(0, noise, (frames, 16)))).astype(np.float32)
+
+
+def test_model_prior_weighs_the_models_proportions_against_the_views_own_limbs(tmp_path):
+    """``--lengths model_prior`` = ``prior``'s combination with the model's limb proportions as the prior's mean:
+    each limb lands between the view's own and the model's reading, next to the view's when the view measures
+    its limbs steadily and next to the model's when the view's limbs jump from frame to frame; its size is the
+    view's; offline only; a Human3.6M-convention checkpoint is refused for BlazePose's landmarks."""
+    mean = population_mean_lengths("blazepose").astype(np.float32)
+    config = vars(InferenceConfig(video="v.mp4", output=str(tmp_path), progress=False, lengths="model_prior",
+                                  bidirectional=True, length_ckpt=_checkpoint(tmp_path / "b.bin", "blazepose", mean)))
+    lifter = make_lifter("mediapipe", config)
+    source = make_length_source("model_prior", config, lifter)
+    assert source.own_size and not source.causal
+    track = _track()
+    model = centred_log_limbs(make_length_source("model", config, lifter).lengths(None, track))
+    own_lengths = mean * np.exp(np.random.default_rng(5).normal(0, 0.06, 16)).astype(np.float32)
+    for a, b in SYMMETRIC_BONES:
+        own_lengths[b] = own_lengths[a]
+    assert np.abs(centred_log_limbs(own_lengths) - model).min() > 0.005  # the two readings differ on every limb
+    own_source = make_length_source("self", config, lifter)
+    shares = {}
+    for noise in (0.005, 0.1, 0.5):
+        poses = _posed(own_lengths, 30, noise, seed=6)
+        own = centred_log_limbs(own_source.lengths(poses, track))  # the view's own: per-bone medians
+        combined = centred_log_limbs(source.lengths(poses, track))
+        share = (combined - own) / (model - own)  # 0: the view's own limbs, 1: the model's
+        assert np.all((share > -1e-6) & (share < 1 + 1e-6)), (noise, share)
+        shares[noise] = share
+        np.testing.assert_allclose(limb_size(source.lengths(poses, track)), limb_size(own_lengths), rtol=noise * 2)
+    assert np.all(shares[0.005] < 0.05) and np.all(shares[0.5] > 0.9)
+    assert np.all(shares[0.005] < shares[0.1]) and np.all(shares[0.1] < shares[0.5])
+    prior = make_length_source("prior", config, lifter).lengths(_posed(own_lengths, 30, 0.1, 6), track)
+    assert not np.allclose(centred_log_limbs(prior), centred_log_limbs(source.lengths(_posed(own_lengths, 30, 0.1, 6),
+                                                                                         track)), atol=1e-4)
+    with pytest.raises(UserError, match="--live needs a causal length source"):
+        make_length_source("model_prior", config, lifter, live=True)
+    h36m = dict(config, length_ckpt=_checkpoint(tmp_path / "h.bin", "h36m", mean))
+    with pytest.raises(UserError, match="--lengths model_prior: .* predicts h36m-convention lengths"):
+        make_length_source("model_prior", h36m, lifter)
+
+
 @pytest.mark.slow
-def test_inference_mediapipe_lengths_model_on_a_real_clip(real_clip, tmp_path):
+@pytest.mark.parametrize("lengths", ["model", "model_prior"])
+def test_inference_mediapipe_lengths_model_on_a_real_clip(real_clip, tmp_path, lengths):
     import inference
 
     ckpt = _checkpoint(tmp_path / "b.bin", "blazepose", population_mean_lengths("blazepose").astype(np.float32))
-    inference.main(["--video", str(real_clip), "--lifter", "mediapipe", "--lengths", "model", "--length_ckpt", ckpt,
+    inference.main(["--video", str(real_clip), "--lifter", "mediapipe", "--lengths", lengths, "--length_ckpt", ckpt,
                     "-bi", "--output", str(tmp_path / "out"), "--max_frames", "12"])
     named = read_lengths_file(next((tmp_path / "out").glob("*_bone_lengths.json")))
     lengths = np.array([named[i] for i in range(len(BONE_NAMES))])

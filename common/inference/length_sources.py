@@ -11,14 +11,19 @@ needs, what it refuses), the batch :meth:`LengthSource.lengths` and, where ``cau
   (``mediapipe``) a model trained with ``train.py -t length --length_convention blazepose``, whose proportions
   are used at the person's size (``--height`` or the lifter's own, as ``prior``; docs/in_the_wild.md).
 * ``self``: the lifter's own poses, one robust length per bone over the sequence (median), left/right averaged
-  (:func:`median_lengths`). Offline, ``self``, ``prior`` and ``file`` pool the frames where the person was
-  detected, not those interpolated across a gap (:func:`observed_poses`), as live does.
+  (:func:`median_lengths`). Offline, ``self``, ``prior``, ``model_prior`` and ``file`` pool the frames where the
+  person was detected, not those interpolated across a gap (:func:`observed_poses`), as live does.
 * ``prior``: ``self``, with the four limbs' proportions combined with a population prior of limb proportions in
   the lifter's joint convention (:func:`prior_lengths`; prior from Anny bodies,
   ``data/bone_length/generate_limb_prior.py``, moved into BlazePose's landmark convention by an offset measured on
   triangulated BlazePose 2D, ``data/bone_length/blazepose_convention_offset.py``). A single view measures a limb
   poorly when it is seldom seen across the image plane; the combination weighs the sequence's own evidence by its
   per-frame spread.
+* ``model_prior``: ``prior`` with the bone-length model's limb proportions in place of the population mean (the
+  model's checkpoint as for ``model``; offline only): the model's reading of this person is weighed against the
+  view's own limbs as the population is by ``prior``. With a BlazePose-convention evidence model it was closer to
+  the triangulated proportions than ``prior`` on every real person-sequence out of sample for two training seeds
+  of three (docs/in_the_wild.md).
 * ``file``: lengths the user measured (:func:`read_lengths_file`, format below).
 
 Live (one frame at a time): ``self`` is a running per-bone median of every frame so far (:class:`RunningMedian`),
@@ -66,6 +71,7 @@ from common.vision.tracking import Track2D
 # name -> "module:Class"; one line per length source, imported only when picked.
 LENGTH_SOURCES: dict[str, str] = {
     "model": "common.inference.length_sources:ModelLengths",
+    "model_prior": "common.inference.length_sources:ModelPriorLengths",
     "self": "common.inference.length_sources:SelfLengths",
     "prior": "common.inference.length_sources:PriorLengths",
     "file": "common.inference.length_sources:FileLengths",
@@ -504,13 +510,13 @@ class ModelLengths(LengthSource):
             except UserError as exc:
                 if lifter.convention == "h36m":
                     raise
-                raise UserError(f"--lengths model for the {lifter.convention}-convention joints of --lifter "
+                raise UserError(f"--lengths {self.name} for the {lifter.convention}-convention joints of --lifter "
                                 f"{lifter.name} needs a --length_ckpt trained with train.py -t length "
                                 f"--length_convention {lifter.convention} (docs/in_the_wild.md; the paper's models "
                                 f"predict Human3.6M-convention lengths): {exc}") from None
             self.model, convention = loaded.model, str(loaded.checkpoint.get("length_convention", "h36m"))
         if convention != lifter.convention:
-            raise UserError(f"--lengths model: {self.options.length_ckpt} predicts {convention}-convention lengths, "
+            raise UserError(f"--lengths {self.name}: {self.options.length_ckpt} predicts {convention}-convention lengths, "
                             f"which distort the {lifter.convention}-convention joints of --lifter {lifter.name} "
                             f"(docs/in_the_wild.md, 'Joint conventions'); give a --length_ckpt trained with "
                             f"train.py -t length --length_convention {lifter.convention}, or use --lengths self or "
@@ -531,6 +537,27 @@ class ModelLengths(LengthSource):
         x = torch.from_numpy(np.asarray(keypoints, np.float32))[None].to(self.options.device)
         lengths, self.state = self.model(x, self.state, return_state=True)
         return lengths[0, -1].cpu().numpy().astype(np.float64)
+
+
+class ModelPriorLengths(ModelLengths):
+    """``model_prior``: ``prior``'s combination (:func:`combine_with_prior`) of the sequence's own limbs with the
+    bone-length model's limb proportions (the centred log limbs of its prediction) in place of the population
+    mean, the population's sd kept; the size is the person's (``own_size``). Offline only: the model reads the
+    whole sequence. With BlazePose's landmarks and the evidence model it was closer than ``prior`` on every real
+    person-sequence out of sample for two training seeds of three (docs/in_the_wild.md: the per-frame evidence
+    model in BlazePose's convention)."""
+
+    name = "model_prior"
+    own_size = True
+
+    def prepare(self, lifter: Lifter, live: bool) -> None:
+        super().prepare(lifter, live=False)
+        self.own_size, self.causal = True, False
+        self.sd = load_limb_prior(lifter.convention)[1]
+
+    def lengths(self, poses: np.ndarray, track: Track2D) -> np.ndarray:
+        return combine_with_prior(observed_poses(poses, track), centred_log_limbs(model_lengths(self.model, track)),
+                                  self.sd)
 
 
 def choose_lengths(settings: Mapping[str, Any], lifter: Lifter) -> str:
