@@ -4,8 +4,8 @@
 #       --length_ckpt checkpoint/blazepose_length/epoch_best.bin
 # (docs/in_the_wild.md, the per-frame evidence model in BlazePose's convention): the demo dataset's motion (and the
 # extra motion where it can be fetched), Anny bodies through the limb prior's keypoint regressor moved by the
-# prior's convention offset, random phone-like virtual cameras; the evidence model, 16 cosine epochs. About 6
-# minutes on 2 idle cores after the set-up. Usage: bash scripts/train_blazepose_length.sh [CHECKPOINT_DIR]
+# prior's convention offset, random phone-like virtual cameras; the evidence model, 16 cosine epochs. About 5
+# minutes on one thread once the demo data exist (measured 5 min 13 s). Usage: bash scripts/train_blazepose_length.sh [CHECKPOINT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
