@@ -109,8 +109,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--length_ckpt", default=None,
                    help="bone-length model checkpoint (--poses/--lifter_ckpt modes; default: biGRU_all.bin, or the "
                         "main job's demo_length/epoch_best.bin when data/ holds the demo dataset, not Human3.6M; "
-                        "--lifter mediapipe --lengths model/model_prior: one trained with --length_convention blazepose, "
-                        "docs/in_the_wild.md)")
+                        "--lifter mediapipe --lengths model/model_prior: one trained with --length_convention "
+                        "blazepose, scripts/train_blazepose_length.sh)")
     g.add_argument("--finetuned_ckpt", default=None,
                    help="fine-tuned mix model checkpoint (--lifter videopose3d without --lifter_ckpt defaults to "
                         "videopose_finetuned.bin, or the main job's demo_mix/final.bin for the demo)")

@@ -516,8 +516,8 @@ class ModelLengths(LengthSource):
                                 f"predict Human3.6M-convention lengths): {exc}") from None
             self.model, convention = loaded.model, str(loaded.checkpoint.get("length_convention", "h36m"))
         if convention != lifter.convention:
-            raise UserError(f"--lengths {self.name}: {self.options.length_ckpt} predicts {convention}-convention lengths, "
-                            f"which distort the {lifter.convention}-convention joints of --lifter {lifter.name} "
+            raise UserError(f"--lengths {self.name}: {self.options.length_ckpt} predicts {convention}-convention "
+                            f"lengths, which distort the {lifter.convention}-convention joints of --lifter {lifter.name} "
                             f"(docs/in_the_wild.md, 'Joint conventions'); give a --length_ckpt trained with "
                             f"train.py -t length --length_convention {lifter.convention}, or use --lengths self or "
                             f"--lengths file")
