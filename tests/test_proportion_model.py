@@ -92,6 +92,7 @@ def test_attached_probe_blends_in_eval_mode_only_and_round_trips():
     lengths = 0.2 + 0.2 * torch.rand(64, 16)
     probe = LinearProbe().fit(probe_features(x), lengths)
     model = _model(5)
+    model.mirror_average = False  # one reading each, as the formula below (the mirror: its own test)
     network = model(x).detach()
     model.attach_probe(probe.weight, probe.bias)
     blended = model(x).detach()
@@ -112,6 +113,7 @@ def test_attached_probe_blends_in_eval_mode_only_and_round_trips():
     assert length_architecture(state)["probe_features"] == probe.weight.shape[0]
     rebuilt = length_model_for_state(state).eval()
     rebuilt.load_state_dict(state)
+    rebuilt.mirror_average = False
     torch.testing.assert_close(rebuilt(x), model(x))
 
 
@@ -254,6 +256,7 @@ def _image_proportions(x: np.ndarray) -> np.ndarray:
 
 def test_evidence_starts_at_the_image_proportions_and_its_loss_trains_the_proportions_apart():
     model = _evidence_model(randomise=False)
+    model.mirror_average = False  # the training pass's reading (the mirror: its own test)
     x = torch.rand(2, 12, 17, 2, dtype=torch.float64).float()
     readings = np.stack([_image_proportions(s.numpy().astype(np.float64)) for s in x])
     mean_proportions = (model.log_mean - model.log_mean.mean()).numpy()
@@ -294,10 +297,12 @@ def test_evidence_proportions_free_of_position_and_scale_and_padding_exact():
 def test_evidence_model_round_trips_and_the_probe_reaches_its_size_only():
     from common.models.length_probe import LinearProbe, probe_features
     model = _evidence_model(5)
+    model.mirror_average = False  # the probe's formula below is per reading (the mirror: its own test)
     state = model.state_dict()
     assert length_architecture(state)["evidence_width"] == 16 and is_proportion_state(state)
     rebuilt = length_model_for_state(state).eval()
     rebuilt.load_state_dict(state)
+    rebuilt.mirror_average = False
     x = torch.rand(8, 20, 17, 2)
     torch.testing.assert_close(rebuilt(x), model(x))
     size, proportions = model.size_and_proportions(x)
@@ -308,3 +313,34 @@ def test_evidence_model_round_trips_and_the_probe_reaches_its_size_only():
     torch.testing.assert_close(blended_proportions, proportions)
     probe_log = torch.log(torch.as_tensor(probe.predict(probe_features(x)), dtype=torch.float32)) - model.log_mean
     torch.testing.assert_close(blended_size, 0.5 * (size + probe_log.mean(-1)), atol=1e-5, rtol=0)
+
+
+def test_eval_mode_reads_the_sequence_and_its_mirror_image():
+    """Eval mode with frame evidence: the average of the readings of the sequence and of its mirror image (x -> -x,
+    left and right swapped), so that the mirror image of a person gets the mirrored lengths, exactly; training
+    mode, the pooled model and models that read the camera: one reading."""
+    from common.core.skeleton import FLIP_BONES, FLIP_JOINTS
+    model = _evidence_model(7)
+    with torch.no_grad():  # a bank mean whose left and right bones are equal, as every bank's
+        model.log_mean.copy_(0.5 * (model.log_mean + model.log_mean[FLIP_BONES]))
+    x = torch.rand(3, 20, 17, 2) - 0.5
+    mirrored = x[..., FLIP_JOINTS, :] * torch.tensor([-1.0, 1.0])
+    both = model(x).detach()
+    torch.testing.assert_close(model(mirrored).detach()[:, FLIP_BONES], both, rtol=1e-5, atol=1e-7)
+    model.mirror_average = False
+    single, mirror_single = model(x).detach(), model(mirrored).detach()[:, FLIP_BONES]
+    assert (single - mirror_single).abs().max() > 1e-3  # one reading alone is not mirror-symmetric
+    torch.testing.assert_close(both, torch.sqrt(single * mirror_single), rtol=1e-5, atol=1e-7)
+    model.mirror_average = True
+    model.train()
+    torch.testing.assert_close(model(x).detach(), single)
+    pooled = _model(7)
+    one = pooled(x).detach()
+    pooled.mirror_average = False
+    torch.testing.assert_close(pooled(x).detach(), one)
+    camera = ProportionLengthModel(width=8, camera_inputs=True, evidence_width=16).eval()
+    torch.nn.init.normal_(camera.evidence[-1].weight, std=0.3)
+    cameras = _h36m_cameras()[:3]
+    one = camera(x, camera=cameras).detach()
+    camera.mirror_average = False
+    torch.testing.assert_close(camera(x, camera=cameras).detach(), one)

@@ -21,9 +21,9 @@ needs, what it refuses), the batch :meth:`LengthSource.lengths` and, where ``cau
   per-frame spread.
 * ``model_prior``: ``prior`` with the bone-length model's limb proportions in place of the population mean (the
   model's checkpoint as for ``model``; offline only): the model's reading of this person is weighed against the
-  view's own limbs as the population is by ``prior``. With a BlazePose-convention evidence model it was closer to
-  the triangulated proportions than ``prior`` on every real person-sequence out of sample for two training seeds
-  of three (docs/in_the_wild.md).
+  view's own limbs as the population is by ``prior``. With a BlazePose-convention evidence model, out of sample,
+  it was closer to the triangulated proportions than ``prior`` on the woman for every training seed and on the men
+  for some (docs/in_the_wild.md).
 * ``file``: lengths the user measured (:func:`read_lengths_file`, format below).
 
 Live (one frame at a time): ``self`` is a running per-bone median of every frame so far (:class:`RunningMedian`),
@@ -543,8 +543,8 @@ class ModelPriorLengths(ModelLengths):
     """``model_prior``: ``prior``'s combination (:func:`combine_with_prior`) of the sequence's own limbs with the
     bone-length model's limb proportions (the centred log limbs of its prediction) in place of the population
     mean, the population's sd kept; the size is the person's (``own_size``). Offline only: the model reads the
-    whole sequence. With BlazePose's landmarks and the evidence model it was closer than ``prior`` on every real
-    person-sequence out of sample for two training seeds of three (docs/in_the_wild.md: the per-frame evidence
+    whole sequence. With BlazePose's landmarks and the evidence model, out of sample, it was closer than ``prior``
+    on the woman for every training seed and on the men for some (docs/in_the_wild.md: the per-frame evidence
     model in BlazePose's convention)."""
 
     name = "model_prior"
