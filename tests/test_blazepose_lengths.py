@@ -131,13 +131,19 @@ def _track(frames: int = 30) -> Track2D:
     return Track2D(positions, np.ones((frames, 17), np.float32), 1080, 1920, world=world)
 
 
-def test_model_lengths_for_mediapipe_take_the_models_proportions_at_the_persons_size(tmp_path):
+def _mediapipe_source(tmp_path, name: str):
+    """(config, the mediapipe lifter, length source ``name`` with a BlazePose-convention checkpoint, its bank mean)."""
     mean = population_mean_lengths("blazepose").astype(np.float32)
-    config = vars(InferenceConfig(video="v.mp4", output=str(tmp_path), progress=False, lengths="model",
+    config = vars(InferenceConfig(video="v.mp4", output=str(tmp_path), progress=False, lengths=name,
                                   bidirectional=True, length_ckpt=_checkpoint(tmp_path / "b.bin", "blazepose", mean)))
     lifter = make_lifter("mediapipe", config)
-    source = make_length_source("model", config, lifter)
+    source = make_length_source(name, config, lifter)
     assert source.own_size and not source.causal
+    return config, lifter, source, mean
+
+
+def test_model_lengths_for_mediapipe_take_the_models_proportions_at_the_persons_size(tmp_path):
+    config, lifter, source, mean = _mediapipe_source(tmp_path, "model")
     track = _track()
     poses = (np.random.default_rng(2).normal(0, 0.2, (30, 17, 3))).astype(np.float32)
     predicted = source.lengths(poses, track)
@@ -173,12 +179,7 @@ def test_model_prior_weighs_the_models_proportions_against_the_views_own_limbs(t
     each limb lands between the view's own and the model's reading, next to the view's when the view measures
     its limbs steadily and next to the model's when the view's limbs jump from frame to frame; its size is the
     view's; offline only; a Human3.6M-convention checkpoint is refused for BlazePose's landmarks."""
-    mean = population_mean_lengths("blazepose").astype(np.float32)
-    config = vars(InferenceConfig(video="v.mp4", output=str(tmp_path), progress=False, lengths="model_prior",
-                                  bidirectional=True, length_ckpt=_checkpoint(tmp_path / "b.bin", "blazepose", mean)))
-    lifter = make_lifter("mediapipe", config)
-    source = make_length_source("model_prior", config, lifter)
-    assert source.own_size and not source.causal
+    config, lifter, source, mean = _mediapipe_source(tmp_path, "model_prior")
     track = _track()
     model = centred_log_limbs(make_length_source("model", config, lifter).lengths(None, track))
     own_lengths = mean * np.exp(np.random.default_rng(5).normal(0, 0.06, 16)).astype(np.float32)
