@@ -239,12 +239,16 @@ def view_cameras(views: Sequence[Sequence3D]) -> np.ndarray:
     return np.stack([camera_features_of(v.camera) for v in views]) if views else np.zeros((0, CAMERA_FEATURES))
 
 
+def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    """The length model itself, out of its DistributedDataParallel wrapper if it has one."""
+    return model.module if hasattr(model, "module") else model
+
+
 def model_inputs(model: torch.nn.Module, keypoints_2d: torch.Tensor, camera: torch.Tensor | None
                  ) -> tuple[torch.Tensor, ...]:
     """The positional inputs of a length model's forward for a chunk batch: ``(keypoints_2d,)``, and for a
     proportion model ``(keypoints_2d, None, camera)`` (camera (B, 8) or None, read with camera inputs only)."""
-    inner = model.module if hasattr(model, "module") else model  # DDP
-    return (keypoints_2d, None, camera) if isinstance(inner, ProportionLengthModel) else (keypoints_2d,)
+    return (keypoints_2d, None, camera) if isinstance(unwrapped(model), ProportionLengthModel) else (keypoints_2d,)
 
 
 def drop_cameras(camera: torch.Tensor, probability: float, generator: torch.Generator) -> torch.Tensor:
@@ -327,8 +331,8 @@ def length_arch(args: argparse.Namespace) -> str:
     if args.length_arch == "auto":
         return "proportion" if args.bidirectional else "gru"
     if args.length_arch in ("proportion", "evidence") and not args.bidirectional:
-        raise UserError(f"--length_arch {args.length_arch} gives one vector per sequence: add -bi (or --length_arch gru "
-                        "for the causal GRU)")
+        raise UserError(f"--length_arch {args.length_arch} gives one vector per sequence: add -bi (or "
+                        "--length_arch gru for the causal GRU)")
     return args.length_arch
 
 
@@ -385,8 +389,7 @@ def length_loss(model: torch.nn.Module, keypoints_2d: torch.Tensor, lengths: tor
     camera: (B, 8) camera features (NaN rows: unknown), for a proportion model. A model with per-frame evidence
     adds its proportions' loss (:data:`common.models.proportion_model.EVIDENCE_LOSS_WEIGHT` times) to what it
     returns; ``record``, if given, receives the length error alone (metres, a float), what the log reports."""
-    inner = model.module if hasattr(model, "module") else model  # DDP
-    evidence = getattr(inner, "evidence_width", 0)
+    evidence = getattr(unwrapped(model), "evidence_width", 0)
     with autocast(precision, keypoints_2d.device):
         if evidence:
             pred, frame_loss = model(*model_inputs(model, keypoints_2d, camera), target=lengths)

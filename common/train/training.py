@@ -344,9 +344,6 @@ class EpochLoop:
         self.optimizers, self.streams = list(optimizers), streams
         self.epochs, self.lr_decay, self.evaluating = args.epochs, args.lr_decay, not args.no_eval
         self.lr_schedule = args.lr_schedule
-        for optimizer in self.optimizers:  # the cosine schedule's starting point (resumed with the optimizer)
-            for group in optimizer.param_groups:
-                group.setdefault("initial_lr", group["lr"])
         self.checkpoint_dir, self.frequency = Path(args.checkpoint), args.checkpoint_frequency
         self.history: dict[str, list[float]] = {k: [] for k, _ in trainer.train_keys}
         self.history.update({k: [] for k in trainer.eval_keys})
