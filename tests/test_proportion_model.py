@@ -261,7 +261,13 @@ def test_evidence_starts_at_the_image_proportions_and_its_loss_trains_the_propor
     readings = np.stack([_image_proportions(s.numpy().astype(np.float64)) for s in x])
     mean_proportions = (model.log_mean - model.log_mean.mean()).numpy()
     _, proportions = model.size_and_proportions(x)
-    # zero corrections, equal confidence: the frames' average image proportions, relative to the bank mean's
+    # zero corrections, equal confidence: in eval mode the frames' median image proportions (of 12 equal weights the
+    # 6th smallest, where the cumulative weight reaches half), relative to the bank mean's ...
+    np.testing.assert_allclose(proportions.detach().numpy(), np.sort(readings, axis=1)[:, 5] - mean_proportions,
+                               atol=1e-4)
+    # ... and with the weighted mean (training's pooling) their average
+    model.median_pooling = False
+    _, proportions = model.size_and_proportions(x)
     np.testing.assert_allclose(proportions.detach().numpy(), readings.mean(1) - mean_proportions, atol=1e-4)
     target = 0.1 + 0.3 * torch.rand(2, 16)
     lengths, loss = model(x, target=target)
@@ -315,6 +321,27 @@ def test_evidence_model_round_trips_and_the_probe_reaches_its_size_only():
     torch.testing.assert_close(blended_size, 0.5 * (size + probe_log.mean(-1)), atol=1e-5, rtol=0)
 
 
+def test_eval_pooling_is_the_weighted_median_of_the_frames():
+    """Eval mode pools the frames' readings by their weighted median (the estimate that maximises the frames'
+    Laplace likelihood, weights = the inverse scales): one frame thrown far off moves the training pooling (the
+    weighted mean) and barely the median."""
+    from common.models.proportion_model import weighted_median
+    values = torch.tensor([[3.0, 1.0, 2.0, 10.0]])[..., None]
+    for weights, expected in (([1, 1, 1, 0], 2.0), ([0.1, 0.1, 0.1, 5], 10.0), ([1, 2, 1, 1], 2.0),
+                              ([1, 1, 1, 1], 2.0)):
+        assert float(weighted_median(values, torch.tensor([weights], dtype=torch.float32)[..., None])) == expected
+    model = _evidence_model(3)
+    model.mirror_average = False
+    x = torch.rand(1, 1, 17, 2) + 0.01 * torch.randn(1, 21, 17, 2)  # one pose, jittered
+    thrown = x.clone()
+    thrown[0, 7, 13] += 3.0  # one frame's left wrist far away
+    def shift(median: bool) -> float:
+        model.median_pooling = median
+        with torch.no_grad():
+            return float((model.size_and_proportions(thrown)[1] - model.size_and_proportions(x)[1]).abs().max())
+    assert shift(True) < 0.2 * shift(False)
+
+
 def test_eval_mode_reads_the_sequence_and_its_mirror_image():
     """Eval mode with frame evidence: the average of the readings of the sequence and of its mirror image (x -> -x,
     left and right swapped), so that the mirror image of a person gets the mirrored lengths, exactly; training
@@ -331,9 +358,11 @@ def test_eval_mode_reads_the_sequence_and_its_mirror_image():
     single, mirror_single = model(x).detach(), model(mirrored).detach()[:, FLIP_BONES]
     assert (single - mirror_single).abs().max() > 1e-3  # one reading alone is not mirror-symmetric
     torch.testing.assert_close(both, torch.sqrt(single * mirror_single), rtol=1e-5, atol=1e-7)
-    model.mirror_average = True
+    model.median_pooling = False  # training's pooling: the weighted mean
+    one_mean = model(x).detach()
+    model.mirror_average = model.median_pooling = True
     model.train()
-    torch.testing.assert_close(model(x).detach(), single)
+    torch.testing.assert_close(model(x).detach(), one_mean)
     pooled = _model(7)
     one = pooled(x).detach()
     pooled.mirror_average = False

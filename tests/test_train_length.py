@@ -14,6 +14,7 @@ import torch
 from common.core.bones import bone_lengths
 from common.core.camera import project_to_2d
 from common.utils.checkpoint import load_checkpoint
+from common.utils.errors import UserError
 from common.datasets.dataset import load_dataset
 from common.core.skeleton import NUM_BONES, flip_bone_lengths, flip_poses
 from common.datasets.keypoint_noise import DETECTOR_AR
@@ -141,6 +142,48 @@ def test_yaw_turns_the_motion_about_the_vertical_only(tiny_views):
     assert not torch.allclose(draws[0].keypoints_2d, draws[1].keypoints_2d)
 
 
+def test_limb_mixing_moves_a_limb_with_the_body(tiny_views):
+    from common.datasets.synthetic import LIMBS, body_frame, mix_limbs
+    gen = torch.Generator().manual_seed(0)
+    directions = torch.nn.functional.normalize(torch.randn(3, 4, NUM_BONES, 3, generator=gen), dim=-1)
+    every = torch.ones(3, len(LIMBS), dtype=torch.bool)
+    # a chunk that takes its own limbs is unchanged
+    torch.testing.assert_close(mix_limbs(directions, torch.arange(3), every), directions, atol=1e-5, rtol=0)
+    # chunk 0 takes chunk 1's right arm (bones 14, 15) only: the arm relative to the thorax is chunk 1's, the
+    # other bones are chunk 0's, and turning the donor as a whole changes nothing
+    mask = torch.zeros(3, len(LIMBS), dtype=torch.bool)
+    mask[0, 3] = True
+    donors = torch.tensor([1, 2, 0])
+    mixed = mix_limbs(directions, donors, mask)
+    others = [b for b in range(NUM_BONES) if b not in (14, 15)]
+    torch.testing.assert_close(mixed[0, :, others], directions[0, :, others])
+    torch.testing.assert_close(mixed[1:], directions[1:])
+    thorax = LIMBS[3][1]
+    local = lambda d, frame: torch.einsum("lji,lkj->lki", frame, d)  # noqa: E731  (frame^T d)
+    torch.testing.assert_close(local(mixed[0, :, [14, 15]], body_frame(mixed[0], *thorax)),
+                               local(directions[1, :, [14, 15]], body_frame(directions[1], *thorax)),
+                               atol=1e-5, rtol=0)
+    from common.datasets.synthetic import rotation_about
+    turn = rotation_about(torch.nn.functional.normalize(torch.tensor([[0.3, 0.2, 0.9]]), dim=-1),
+                          torch.tensor([1.1]))[0]
+    turned = directions.clone()
+    turned[1] = directions[1] @ turn.T
+    torch.testing.assert_close(mix_limbs(turned, donors, mask)[0], mixed[0], atol=1e-5, rtol=0)
+    # in a batch: the sampled lengths stay; no limb mixing draws unless asked (the random streams of runs without it)
+    _, views = tiny_views
+    sampler = LengthSampler("random_norm_all", torch.device("cpu"), subject_lengths=REST_LENGTHS[None])
+    ids, no_flip = torch.tensor([0, 1, 2, 3]), torch.zeros(4, dtype=torch.bool)
+    draws = [SyntheticBatchBuilder(views, chunk_len=32, segment_shift=32, device=torch.device("cpu"),
+                                   placement="floor", limb_mix=p)
+             .sample(ids, no_flip, sampler, torch.Generator().manual_seed(3)) for p in (0.0, 1.0)]
+    torch.testing.assert_close(draws[0].lengths, draws[1].lengths)
+    torch.testing.assert_close(bone_lengths(draws[1].poses_3d), draws[1].lengths[:, None].expand(-1, 32, -1),
+                               atol=1e-5, rtol=0)
+    assert not torch.allclose(draws[0].keypoints_2d, draws[1].keypoints_2d)
+    with pytest.raises(UserError, match="limb mixing"):
+        SyntheticBatchBuilder(views, chunk_len=32, segment_shift=32, device=torch.device("cpu"), limb_mix=1.5)
+
+
 def test_length_arch_and_yaw_defaults():
     from common.train.arguments import parse_args
     from common.train.train_length import length_arch, synthetic_placement, synthetic_yaw
@@ -151,7 +194,6 @@ def test_length_arch_and_yaw_defaults():
     args = parse_args(["-t", "length"])
     assert (length_arch(args), synthetic_placement(args), synthetic_yaw(args)) == ("gru", "paper", False)
     assert synthetic_yaw(parse_args(["-t", "length", "--synthetic_yaw", "on"]))
-    from common.utils.errors import UserError
     with pytest.raises(UserError, match="--length_arch evidence gives one vector per sequence"):
         length_arch(parse_args(["-t", "length", "--length_arch", "evidence"]))
 
@@ -250,7 +292,6 @@ def test_evidence_model_trains_resumes_exactly_under_the_cosine_schedule(tiny_di
     loaded = load_model(full / "epoch_best.bin", ("length",), bidirectional=True)
     assert loaded.model.evidence_width == 16
     # another schedule is another recipe
-    from common.utils.errors import UserError
     with pytest.raises(UserError, match="--lr_schedule cosine -> exponential"):
         _train(_common_flags(tiny_dir, part, ["-e", "4", "-bi", "--length_arch", "evidence", "--evidence_width",
                                               "16", "--resume", str(part / "final.bin")]))
@@ -311,7 +352,6 @@ def test_select_on_synthetic_val_picks_the_lowest_epoch(tiny_dir, tmp_path, caps
     assert np.isnan(json.loads((tmp_path / "val" / "length_history.json").read_text())["synthetic_val"][0])
 
 def test_bad_inputs_are_one_line_errors(tiny_dir, tmp_path):
-    from common.utils.errors import UserError
     with pytest.raises(UserError, match="bone-length file not found"):
         _train(["-t", "length", "-d", "tiny", "--data_dir", str(tiny_dir), "-k", "detections", "-e", "1",
                 "--bone_length_aug", str(tmp_path / "nope.npz"), "--device", "cpu"])

@@ -19,6 +19,12 @@ each chunk's motion by a random angle, uniform over the full circle, about the w
 chunk's mean pelvis position before it is placed: the same motion seen from every side, not only from the few
 directions of the dataset's cameras, so that what a pose's 2D says of each bone's foreshortening is learnt from every
 viewpoint. Heights above the floor do not change.
+``limb_mix=p`` (not in the paper; off by default) gives each limb (either arm, either leg) of a chunk, with probability
+``p`` per limb, the limb of another chunk of the batch, frame by frame: the donor's bone directions are expressed in
+the donor's body frame (pelvis for a leg, thorax for an arm: the left-right axis of the hips or shoulders and the
+spine's up direction) and set into the receiving body's frame, so that the limb keeps its pose *relative to the
+body* while the combination is new: more distinct poses than the training motion holds, for a per-frame reader of
+foreshortening that must work on motion it has not seen.
 Optionally (not in the paper; off by default) detector-like noise
 is added to the projected 2D: per chunk, joint and axis the AR(1) process of :mod:`common.datasets.keypoint_noise` over
 the frames with a stationary std of ``noise_2d_px`` pixels, so that the model also sees jittery keypoints.
@@ -45,6 +51,10 @@ from common.core.skeleton import NUM_BONES, NUM_JOINTS, flip_bone_lengths, flip_
 MIN_DEPTH = 1.0  # metres: the closest a synthetic pelvis trajectory may come to the camera
 PLACEMENTS = ("paper", "floor")  # where a recomposed body goes: the paper's recipe, or feet kept on the floor
 ANKLES = (3, 6)  # r_ankle, l_ankle
+# Limb mixing: each limb's bones and the body frame it is moved in, given by bones (left, right, up):
+# the pelvis frame (l_hip, r_hip, spine bones) for a leg, the thorax frame (l_shoulder, r_shoulder, thorax) for an arm.
+PELVIS_FRAME, THORAX_FRAME = (3, 0, 6), (10, 13, 7)
+LIMBS = (((1, 2), PELVIS_FRAME), ((4, 5), PELVIS_FRAME), ((11, 12), THORAX_FRAME), ((14, 15), THORAX_FRAME))
 # The bone-length banks (N, 16) metres a length model trains on by default, the first one present in data/.
 DEFAULT_BANKS = ["bone_lengths_smpl_neutral_all.npz", "bone_lengths_anny_neutral_train.npz"]
 
@@ -117,6 +127,34 @@ def lower_ankle_height(poses: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     return heights.amin(-1)
 
 
+def body_frame(directions: torch.Tensor, left: int, right: int, up: int) -> torch.Tensor:
+    """directions: (..., 16, 3) unit bone directions -> (..., 3, 3) rotation whose columns are the body's
+    right-to-left axis (bone ``left`` minus bone ``right``), the ``up`` bone's direction made orthogonal to it, and
+    their cross product."""
+    across = directions[..., left, :] - directions[..., right, :]
+    across = across / torch.linalg.vector_norm(across, dim=-1, keepdim=True).clamp_min(1e-6)
+    upward = directions[..., up, :]
+    upward = upward - (upward * across).sum(-1, keepdim=True) * across
+    upward = upward / torch.linalg.vector_norm(upward, dim=-1, keepdim=True).clamp_min(1e-6)
+    return torch.stack([across, upward, torch.linalg.cross(across, upward, dim=-1)], dim=-1)
+
+
+def mix_limbs(directions: torch.Tensor, donors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """directions: (B, L, 16, 3); donors: (B,) long, the chunk each chunk takes limbs from; mask: (B, 4) bool, which
+    of :data:`LIMBS` it takes. Returns new directions: each taken limb is the donor's, frame by frame, moved from the
+    donor's body frame into the receiver's (:func:`body_frame`)."""
+    donor = directions[donors]
+    mixed = directions.clone()
+    frames = {}
+    for index, (bones, frame) in enumerate(LIMBS):
+        if frame not in frames:
+            frames[frame] = body_frame(directions, *frame) @ body_frame(donor, *frame).transpose(-1, -2)
+        moved = torch.einsum("blij,blkj->blki", frames[frame], donor[:, :, list(bones)])
+        take = mask[:, index, None, None, None]
+        mixed[:, :, list(bones)] = torch.where(take, moved, directions[:, :, list(bones)])
+    return mixed
+
+
 def rotation_about(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     """Rotation matrices (B, 3, 3) by ``angle`` (B,) radians about the unit ``axis`` (B, 3) (Rodrigues)."""
     k = axis / torch.linalg.vector_norm(axis, dim=-1, keepdim=True).clamp_min(1e-9)
@@ -138,14 +176,16 @@ class SyntheticBatchBuilder:
     translation_std: metres, std of the random translation (camera frame); noise_2d_px: stationary std (pixels
     of each sequence's camera) of the optional AR(1) 2D noise, 0 = clean projections (the paper);
     placement: ``paper`` or ``floor`` (module docstring); yaw: turn each chunk by a random angle about the up
-    direction (module docstring).
+    direction (module docstring); limb_mix: probability per limb of taking another chunk's limb (module docstring).
     """
 
     def __init__(self, sequences: Sequence[Sequence3D], chunk_len: int, segment_shift: int,
                  device: torch.device, translation_std: float = 0.5, noise_2d_px: float = 0.0,
-                 placement: str = "paper", yaw: bool = False) -> None:
+                 placement: str = "paper", yaw: bool = False, limb_mix: float = 0.0) -> None:
         if chunk_len < 2 or segment_shift < 1:
             raise UserError("chunk length must be >= 2 and segment shift >= 1")
+        if not 0.0 <= limb_mix <= 1.0:
+            raise UserError(f"the limb mixing probability must be in [0, 1], got {limb_mix}")
         if translation_std < 0 or noise_2d_px < 0:
             raise UserError("the translation std and the 2D noise must be >= 0")
         if placement not in PLACEMENTS:
@@ -180,6 +220,7 @@ class SyntheticBatchBuilder:
         self.translation_std = translation_std
         self.placement = placement
         self.yaw = yaw
+        self.limb_mix = limb_mix
         self.ups = torch.as_tensor(np.stack(ups), device=device)  # (S, 3) world up, camera frame
         self.camera_heights = torch.as_tensor(heights, dtype=torch.float32, device=device)  # (S,) metres
         self.foot_heights = torch.as_tensor(np.concatenate(feet), device=device)  # (F,) original lower ankle
@@ -197,10 +238,12 @@ class SyntheticBatchBuilder:
         return len(self.chunk_starts)
 
     def build(self, chunk_ids: torch.Tensor, lengths: torch.Tensor, flip: torch.Tensor,
-              translation: torch.Tensor, yaw: torch.Tensor | None = None) -> SyntheticBatch:
+              translation: torch.Tensor, yaw: torch.Tensor | None = None,
+              limbs: tuple[torch.Tensor, torch.Tensor] | None = None) -> SyntheticBatch:
         """chunk_ids (B,) long; lengths (B, 16) metres; flip (B,) bool; translation (B, 3) metres, camera frame;
         yaw (B,) radians or None: the motion turned about the world's up direction through the chunk's mean pelvis
-        position (before the placement below).
+        position (before the placement below); limbs: (donors (B,) long, mask (B, 4) bool) or None: limb mixing
+        (:func:`mix_limbs`, after the yaw).
 
         ``paper`` placement: the translation's depth component is raised where needed so that the pelvis stays
         at least :data:`MIN_DEPTH` in front of the camera over the whole chunk. ``floor``: the translation loses
@@ -217,6 +260,8 @@ class SyntheticBatchBuilder:
             centre = trajectory.mean(dim=1, keepdim=True)
             trajectory = torch.einsum("bij,blj->bli", turn, trajectory - centre) + centre
             directions = torch.einsum("bij,blkj->blki", turn, directions)
+        if limbs is not None:
+            directions = mix_limbs(directions, *limbs)
         depth_floor = MIN_DEPTH - trajectory[..., 2].amin(dim=1)  # (B,)
         poses = recompose(directions, lengths[:, None, :])  # (B, L, 17, 3) root-relative
         poses = poses + trajectory[:, :, None, :]
@@ -263,7 +308,11 @@ class SyntheticBatchBuilder:
         lengths = sampler.sample(n, generator)
         translation = torch.randn((n, 3), generator=generator, device=self.device) * self.translation_std
         yaw = (torch.rand(n, generator=generator, device=self.device) * (2.0 * np.pi) if self.yaw else None)
-        batch = self.build(chunk_ids, lengths, flip, translation, yaw)
+        limbs = None
+        if self.limb_mix > 0:
+            limbs = (torch.randperm(n, generator=generator, device=self.device),
+                     torch.rand((n, len(LIMBS)), generator=generator, device=self.device) < self.limb_mix)
+        batch = self.build(chunk_ids, lengths, flip, translation, yaw, limbs)
         if self.noise_2d_px > 0:
             batch.keypoints_2d = batch.keypoints_2d + self.noise(chunk_ids, generator)
         return batch

@@ -43,7 +43,7 @@ RECIPE_FLAGS: dict[str, tuple[str, ...]] = {
     "length": _COMMON_RECIPE + _CAMERA_RECIPE + ("chunk_len", "segment_shift", "length_aug_type", "bone_length_aug",
                                                  "length_init", "noise_2d_px", "translation_std",
                                                  "synthetic_placement", "synthetic_yaw", "length_convention",
-                                                 "camera_input"),
+                                                 "camera_input", "limb_mix"),
     "pose": _COMMON_RECIPE + _CAMERA_RECIPE + ("stride", "disable_optimizations"),
     "mix": _COMMON_RECIPE + _CAMERA_RECIPE + ("bone_length_list",),
 }
@@ -215,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--synthetic_yaw", choices=["auto", "on", "off"], default="auto",
                    help="turn each synthetic training chunk by a random angle about the vertical through its mean "
                         "pelvis (every viewpoint of the motion); auto (default): on for the evidence model only")
+    g.add_argument("--limb_mix", type=number(float, ge=0, le=1), default=0.0,
+                   help="probability per limb (each arm, each leg) that a synthetic training chunk takes that limb's "
+                        "pose, relative to the body, from another chunk of the batch (new pose combinations; "
+                        "0 = off, the paper)")
 
     g = p.add_argument_group("mix model (fine-tuning)")
     g.add_argument("--length_model", default="", help="bone-length model checkpoint (frozen)")

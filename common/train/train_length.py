@@ -528,7 +528,8 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
         raise UserError(f"--select_on {args.select_on} needs --val_fraction > 0 (held-out training sequences)")
     builder = SyntheticBatchBuilder(fit_views, args.chunk_len, args.segment_shift, device,
                                     translation_std=args.translation_std, noise_2d_px=args.noise_2d_px,
-                                    placement=synthetic_placement(args), yaw=synthetic_yaw(args))
+                                    placement=synthetic_placement(args), yaw=synthetic_yaw(args),
+                                    limb_mix=args.limb_mix)
 
     # the probe: the proportion model's ensemble partner (the same on every rank) and the evaluation's reference
     evaluating = ctx.is_main and not args.no_eval
