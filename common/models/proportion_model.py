@@ -45,8 +45,8 @@ proportions* (docs/length_model.md has the variants tried and their numbers):
   bone by ``softmax(-log scale)`` (frames where a bone faces the camera count most) in training, and in eval mode
   their *weighted median* with the same weights (:func:`weighted_median`; the value that maximises the frames'
   Laplace likelihood below, so that a few frames read wrong, e.g. a detector's left/right swap, do not pull the
-  result: on the main job's checkpoints 0.1-0.2 mm size-free better on held-out people and 0.3-0.4 mm on the real
-  S9+S11, every checkpoint measured, docs/length_model.md; :attr:`ProportionLengthModel.median_pooling`). Training
+  result: on the main job's checkpoints 0.02-0.22 mm size-free better on held-out people and 0.3-0.5 mm on the
+  real S9+S11, every checkpoint measured, docs/length_model.md; :attr:`ProportionLengthModel.median_pooling`). Training
   (:meth:`ProportionLengthModel.forward` with ``target``) supervises every frame, not only the pooled result: a
   per-frame Laplace likelihood of the true proportions plus the pooled proportions' log error, while the length
   loss in metres reaches the size only. With a probe attached, only its size is blended in eval mode (in the
