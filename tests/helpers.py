@@ -48,3 +48,19 @@ def free_port() -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return str(sock.getsockname()[1])
+
+
+def standing_motion(lengths: np.ndarray, frames: int, pelvis_height: float = 1.0) -> np.ndarray:
+    """(frames, 17, 3) metres, world frame, Z up: a body with these bone ``lengths`` (16,) standing upright at
+    the origin (legs and arms straight down, hips and shoulders sideways), its left upper arm swinging once a
+    second at 50 fps."""
+    from common.core.bones import recompose
+
+    t = np.arange(frames) / 50.0
+    directions = np.zeros((frames, 16, 3))
+    directions[:, [1, 2, 4, 5, 11, 12, 14, 15], 2] = -1.0  # legs and arms down
+    directions[:, [0, 13], 0], directions[:, [3, 10], 0] = -1.0, 1.0  # right hip and shoulder to -x, left to +x
+    directions[:, [6, 7, 8, 9], 2] = 1.0  # spine and head up
+    directions[:, 11, 1] = np.sin(2 * np.pi * t)
+    directions /= np.linalg.norm(directions, axis=-1, keepdims=True)
+    return recompose(directions, np.asarray(lengths, dtype=np.float64)) + np.array([0.0, 0.0, pelvis_height])

@@ -11,6 +11,7 @@ import pytest
 from common.datasets import extra_motion
 from common.core.bones import bone_lengths
 from common.utils.errors import UserError
+from helpers import standing_motion
 
 
 def _ar_member(name: str, body: bytes) -> bytes:
@@ -85,3 +86,33 @@ def test_cached_clips_give_upright_skeletons_with_the_subjects_lengths():
         right = world[:, 1] - world[:, 4]
         # right hip on the right of the facing direction (no mirrored skeleton)
         assert (np.sum(right * np.cross(facing, [0.0, 0.0, 1.0]), axis=-1) > 0).mean() > 0.95
+
+
+def test_motion_is_filmed_inside_every_image_of_the_dataset_cameras():
+    """(issue 17) -t length --extra_motion through the dataset's cameras: every window placed in the subject's
+    capture volume, filmed by each of its cameras (2D = the camera's projection of the 3D, inside the image), and
+    a window that no placement keeps inside the images is skipped, not half-filmed."""
+    from common.core.camera import load_cameras, normalize_screen_coordinates
+    from common.datasets.demo.subjects import sample_subject_bone_lengths
+    cameras = load_cameras()
+    lengths = sample_subject_bone_lengths("S1", 2024)
+    standing = standing_motion(lengths, 300)
+    t = np.arange(300) / 50.0
+    walking_away = standing + np.stack([np.zeros_like(t), 10.0 * t, np.zeros_like(t)], -1)[:, None]  # 60 m
+    views, skipped = extra_motion.dataset_camera_views(
+        [("S1", "Standing", standing), ("S5", "Walking away", walking_away)], cameras, 128, seed=3)
+    assert skipped >= 1  # the 60 m walk leaves the capture volume
+    standing_views = [v for v in views if v.action.startswith("Standing")]
+    assert [v.action for v in standing_views[::4]] == ["Standing part 0", "Standing part 1", "Standing part 2"]
+    assert [v.camera_index for v in standing_views[:4]] == [0, 1, 2, 3]
+    for view in views:
+        assert view.poses_2d.shape == (128, 17, 2) and view.poses_3d.shape == (128, 17, 3)
+        absolute = view.poses_3d.copy()
+        absolute[:, 1:] += absolute[:, :1]
+        np.testing.assert_allclose(bone_lengths(absolute), np.broadcast_to(lengths, (128, 16)), atol=1e-4)
+        assert absolute[..., 2].min() > 0.5  # in front of the camera
+        pixels = view.camera.project(absolute.astype(np.float64))
+        assert (pixels >= 0).all() and (pixels[..., 0] <= view.camera.res_w).all() \
+            and (pixels[..., 1] <= view.camera.res_h).all()
+        np.testing.assert_allclose(view.poses_2d, normalize_screen_coordinates(
+            pixels.astype(np.float32), view.camera.res_w, view.camera.res_h), atol=1e-5)

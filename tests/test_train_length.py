@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -351,6 +352,31 @@ def test_select_on_synthetic_val_picks_the_lowest_epoch(tiny_dir, tmp_path, caps
     _train(_common_flags(tiny_dir, tmp_path / "val", ["-e", "1", "-bi"]))
     assert np.isnan(json.loads((tmp_path / "val" / "length_history.json").read_text())["synthetic_val"][0])
 
+def test_extra_motion_through_the_dataset_cameras_adds_training_chunks_only(tiny_dir, tmp_path, capsys, monkeypatch):
+    """(issue 17) -t length --extra_motion with the dataset's cameras: the clips (here a stand-in, the real ones
+    need apt) are filmed through the training subjects' cameras and added to the training chunks; the validation
+    split is the one without them."""
+    from common.datasets import extra_motion
+    from common.datasets.demo.subjects import sample_subject_bone_lengths
+    from helpers import standing_motion
+
+    clip = standing_motion(sample_subject_bone_lengths("S1", 2024), 200)
+    monkeypatch.setattr(extra_motion, "extra_motions", lambda subjects: [(subjects[0], "Standing", clip)])
+    _train(_common_flags(tiny_dir, tmp_path / "plain", ["-e", "1", "-bi", "--val_fraction", "0.3"]))
+    plain = capsys.readouterr().out
+    _train(_common_flags(tiny_dir, tmp_path / "extra", ["-e", "1", "-bi", "--val_fraction", "0.3", "--extra_motion",
+                                                         "--virtual_segment", "100"]))
+    extra = capsys.readouterr().out
+    assert "extra motion through the dataset's cameras: 8 views of windows of 100 frames" in extra
+
+    def counts(out: str) -> tuple[int, int, int]:
+        found = re.search(r"(\d+) training chunks of 64 frames from (\d+) sequences \((\d+) held out", out)
+        return tuple(int(g) for g in found.groups())
+
+    (chunks, sequences, held), (chunks_x, sequences_x, held_x) = counts(plain), counts(extra)
+    assert (chunks_x, sequences_x, held_x) == (chunks + 8, sequences + 8, held)  # 2 windows x 4 cameras, 1 chunk each
+
+
 def test_bad_inputs_are_one_line_errors(tiny_dir, tmp_path):
     with pytest.raises(UserError, match="bone-length file not found"):
         _train(["-t", "length", "-d", "tiny", "--data_dir", str(tiny_dir), "-k", "detections", "-e", "1",
@@ -359,6 +385,10 @@ def test_bad_inputs_are_one_line_errors(tiny_dir, tmp_path):
         _train(_common_flags(tiny_dir, tmp_path, ["-e", "1", "-l", "100000"]))
     with pytest.raises(UserError, match="synthetic_val is for -t length"):
         _train(["-t", "pose", "-d", "tiny", "--data_dir", str(tiny_dir), "--select_on", "synthetic_val",
+                "-c", str(tmp_path), "--device", "cpu"])
+    # the extra clips have no 2D through the dataset's cameras for a lifter; -t length films them itself
+    with pytest.raises(UserError, match="--extra_motion needs --cameras virtual for -t pose"):
+        _train(["-t", "pose", "-d", "tiny", "--data_dir", str(tiny_dir), "--extra_motion",
                 "-c", str(tmp_path), "--device", "cpu"])
 
 

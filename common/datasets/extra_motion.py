@@ -1,4 +1,6 @@
-"""Extra real motion for the in-the-wild lifter (``train.py --cameras virtual --extra_motion``).
+"""Extra real motion for the in-the-wild lifter (``train.py --cameras virtual --extra_motion``) and for the
+bone-length model (``train.py -t length --extra_motion``, also through the dataset's own cameras:
+:func:`dataset_camera_views`).
 
 Three BVH clips shipped in Debian's ``assimp-testmodels`` package (``/usr/share/assimp/models/BVH``), 91 s in
 all, none of them in the demo dataset:
@@ -36,9 +38,13 @@ from pathlib import Path
 import numpy as np
 
 from common.core.bones import bone_directions, bone_lengths, recompose
+from common.core.camera import Camera, normalize_screen_coordinates
+from common.datasets.dataset import Sequence3D
 from common.datasets.demo.motion import FPS
 from common.datasets.demo.config import DemoConfig
-from common.datasets.demo.subjects import LOWEST_JOINT_HEIGHT, sample_subject_bone_lengths
+from common.datasets.demo.subjects import (LOWEST_JOINT_HEIGHT, MarginField, build_sequence,
+                                           sample_subject_bone_lengths)
+from common.datasets.virtual_cameras import segment_starts
 from common.utils.downloads import cache_dir
 from common.utils.errors import UserError
 from common.utils.fileio import atomic_write
@@ -182,3 +188,43 @@ def extra_motions(subjects: list[str], clips: list[str] | None = None) -> list[t
         world[..., 2] += LOWEST_JOINT_HEIGHT - world[..., 2].min()
         out.append((subject, clip.action, world.astype(np.float32)))
     return out
+
+
+def dataset_camera_views(motions: list[tuple[str, str, np.ndarray]], cameras: dict[str, list[Camera]],
+                         segment_frames: int, seed: int) -> tuple[list[Sequence3D], int]:
+    """Film world motion through a dataset's own calibrated cameras (``train.py -t length --extra_motion`` with the
+    dataset's cameras): each motion (subject, action, (T, 17, 3) world metres, Z up, as :func:`extra_motions`
+    gives them) is cut into windows of ``segment_frames`` (:func:`common.datasets.virtual_cameras.segment_starts`),
+    and each window is placed in its subject's capture volume the way the demo dataset places its clips
+    (:func:`common.datasets.demo.subjects.build_sequence`: turned to a seeded heading, every joint of every frame
+    inside all of the subject's camera images) and filmed by every camera of the subject.
+
+    Returns (views, windows skipped because no placement keeps them inside every image). Each view: ``action``
+    ``"<action> part <k>"``, ``poses_2d`` (S, 17, 2) exact projections in normalised screen coordinates,
+    ``poses_3d`` (S, 17, 3) metres, camera frame, the pelvis trajectory in joint 0 and the other joints
+    root-relative (as :meth:`common.datasets.dataset.PoseDataset.fetch` returns views)."""
+    if segment_frames < 2:
+        raise ValueError("segment_frames must be >= 2")
+    rng = np.random.default_rng([seed, 17])
+    fields: dict[str, MarginField] = {}
+    views: list[Sequence3D] = []
+    skipped = 0
+    for subject, action, world in motions:
+        rig = cameras[subject]
+        field = fields.setdefault(subject, MarginField(rig))
+        world = np.asarray(world, dtype=np.float64)
+        lengths = bone_lengths(world[:1])[0]  # the clip is recomposed with one body: every frame has these lengths
+        for part, start in enumerate(segment_starts(len(world), segment_frames)):
+            try:
+                placed = build_sequence(world[start:start + segment_frames], lengths, rig, False, rng, field)
+            except RuntimeError:
+                skipped += 1
+                continue
+            for index, camera in enumerate(rig):
+                local = camera.world_to_camera(placed)
+                pixels = camera.project(local).astype(np.float32)
+                local[:, 1:] -= local[:, :1]
+                views.append(Sequence3D(subject, f"{action} part {part}", index, camera,
+                                        normalize_screen_coordinates(pixels, camera.res_w, camera.res_h),
+                                        local.astype(np.float32)))
+    return views, skipped

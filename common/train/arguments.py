@@ -97,10 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--virtual_views", type=number(int, ge=1), default=4,
                    help="--cameras virtual: random cameras per motion segment")
     g.add_argument("--virtual_segment", type=number(int, ge=2), default=250,
-                   help="--cameras virtual: frames per segment filmed by one camera")
+                   help="--cameras virtual: frames per segment filmed by one camera (-t length --extra_motion "
+                        "through the dataset's cameras: frames per window placed in front of them)")
     g.add_argument("--extra_motion", action="store_true",
-                   help="--cameras virtual: also train on 91 s of extra real motion (CMU and assimp BVH clips of "
-                        "Debian's assimp-testmodels, fetched once into $BLAPOSE_CACHE; common/datasets/extra_motion.py)")
+                   help="also train on 91 s of extra real motion (CMU and assimp BVH clips of Debian's "
+                        "assimp-testmodels, fetched once into $BLAPOSE_CACHE; common/datasets/extra_motion.py): "
+                        "-t pose|mix with --cameras virtual; -t length also through the dataset's cameras (the clips "
+                        "placed in each training subject's capture volume, training chunks only)")
 
     g = p.add_argument_group("checkpoints")
     g.add_argument("-c", "--checkpoint", default="checkpoint", help="folder for checkpoints")
@@ -258,8 +261,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "(data/bone_length/generate_blazepose_bank.py)")
     if args.select_on == "synthetic_val" and args.train_type != "length":
         raise UserError("--select_on synthetic_val is for -t length (synthetic people); use val or test")
-    if args.extra_motion and args.cameras != "virtual":
-        raise UserError("--extra_motion needs --cameras virtual (the extra clips have no dataset cameras)")
+    if args.extra_motion and args.cameras != "virtual" and args.train_type != "length":
+        raise UserError("--extra_motion needs --cameras virtual for -t pose|mix (the extra clips have no 2D from the "
+                        "dataset's cameras; -t length films them through those cameras itself)")
     for name, value in TASK_DEFAULTS[args.train_type].items():
         if getattr(args, name) is None:
             setattr(args, name, list(value) if isinstance(value, list) else value)

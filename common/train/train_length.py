@@ -16,7 +16,9 @@ Validation every epoch (rank 0):
 (:func:`common.core.camera.camera_features`), withheld from :data:`CAMERA_DROPOUT` of the training chunks so that the
 camera-unknown path learns the 2D-only size; the evaluation hands each view's calibrated camera to the model.
 ``--cameras virtual`` (``--extra_motion``) films the training chunks through random phone-like cameras
-(:func:`common.train.train_pose.training_views`) instead of the dataset's. ``--length_convention blazepose``: the
+(:func:`common.train.train_pose.training_views`) instead of the dataset's; ``--extra_motion`` with the dataset's
+cameras adds the extra clips filmed through them (:func:`extra_views`; training chunks only, the validation split
+unchanged). ``--length_convention blazepose``: the
 bank is in BlazePose's landmark convention (``data/bone_length/generate_blazepose_bank.py``) while the real
 subjects' lengths are Human3.6M's, so ``val`` and ``test`` are not scored and ``synthetic test`` selects
 ``epoch_best.bin``; the checkpoint stores the convention (``length_convention``) for ``inference.py --lengths model``.
@@ -237,6 +239,21 @@ class LengthEvaluator:
 def view_cameras(views: Sequence[Sequence3D]) -> np.ndarray:
     """(N, 8) each view's :func:`common.core.camera.camera_features` (its calibrated camera)."""
     return np.stack([camera_features_of(v.camera) for v in views]) if views else np.zeros((0, CAMERA_FEATURES))
+
+
+def extra_views(dataset: PoseDataset, subjects: list[str], args: argparse.Namespace, verbose: bool = True
+                ) -> list[Sequence3D]:
+    """``--extra_motion`` through the dataset's own cameras: the extra clips performed by ``subjects``' bodies, in
+    windows of ``--virtual_segment`` frames placed in each subject's capture volume and filmed by its cameras
+    (:func:`common.datasets.extra_motion.dataset_camera_views`)."""
+    from common.datasets.extra_motion import dataset_camera_views, extra_motions
+
+    views, skipped = dataset_camera_views(extra_motions(subjects), dataset.cameras, args.virtual_segment, args.seed)
+    if verbose:
+        print(f"INFO: extra motion through the dataset's cameras: {len(views)} views of windows of "
+              f"{args.virtual_segment} frames" + (f" ({skipped} windows skipped: no placement keeps them inside "
+                                                  "every image)" if skipped else ""))
+    return views
 
 
 def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
@@ -524,6 +541,8 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
 
     train_views = training_views(dataset, train_subjects, actions, args)
     fit_views, val_views = split_validation(train_views, args.val_fraction, args.seed)
+    if args.extra_motion and args.cameras == "dataset":  # training chunks only: the validation split stays the same
+        fit_views = fit_views + extra_views(dataset, train_subjects, args, verbose=ctx.is_main)
     if selection_key(args) in ("val", "synthetic_val") and not val_views and not args.no_eval:
         raise UserError(f"--select_on {args.select_on} needs --val_fraction > 0 (held-out training sequences)")
     builder = SyntheticBatchBuilder(fit_views, args.chunk_len, args.segment_shift, device,
