@@ -62,7 +62,7 @@ def test_checkpoint_kind_and_architecture_from_the_weights():
     assert checkpoint_kind(state) == "length" and is_proportion_state(state)
     assert length_architecture(state) == {"arch": "proportion", "width": 24, "depth": 3, "size_inputs": True,
                                           "camera_inputs": False, "probe_features": 0,
-                                          "evidence_width": 0}
+                                          "evidence_width": 0, "evidence_acceleration": False}
     rebuilt = length_model_for_state(state)
     rebuilt.load_state_dict(state)
     assert isinstance(rebuilt, ProportionLengthModel) and rebuilt.depth == 3
@@ -237,9 +237,10 @@ def test_the_models_floor_reads_agree_with_the_calibrated_floor_rule():
 
 # ---------------------------------------------------------------- per-frame evidence (--length_arch evidence)
 
-def _evidence_model(seed: int = 0, randomise: bool = True) -> ProportionLengthModel:
+def _evidence_model(seed: int = 0, randomise: bool = True, acceleration: bool = False) -> ProportionLengthModel:
     torch.manual_seed(seed)
-    model = ProportionLengthModel(width=8, depth=2, mean_lengths=torch.linspace(0.1, 0.4, 16), evidence_width=16)
+    model = ProportionLengthModel(width=8, depth=2, mean_lengths=torch.linspace(0.1, 0.4, 16), evidence_width=16,
+                                  evidence_acceleration=acceleration)
     if randomise:
         with torch.no_grad():
             torch.nn.init.normal_(model.evidence[-1].weight, std=0.3)
@@ -373,3 +374,59 @@ def test_eval_mode_reads_the_sequence_and_its_mirror_image():
     one = camera(x, camera=cameras).detach()
     camera.mirror_average = False
     torch.testing.assert_close(camera(x, camera=cameras).detach(), one)
+
+
+def test_second_difference_by_hand_with_padding():
+    from common.models.proportion_model import second_difference
+    t = torch.arange(6, dtype=torch.float32)
+    x = torch.stack([t ** 2, 3 * t], dim=-1)[None].repeat(2, 1, 1)  # (2, 6, 2): x'' = 2 and 0
+    valid = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    d2 = second_difference(x, valid)
+    # inside: 2 and 0; the first frame repeats its neighbour's side (x1 - x0 = 1, 3), the last valid likewise
+    # (x[c-2] - x[c-1]: 16 - 25 = -9, -3 for six frames; 4 - 9 = -5, -3 for four); padded frames are zero
+    torch.testing.assert_close(d2[0, :, 0], torch.tensor([1.0, 2, 2, 2, 2, -9]))
+    torch.testing.assert_close(d2[0, :, 1], torch.tensor([3.0, 0, 0, 0, 0, -3]))
+    torch.testing.assert_close(d2[1, :, 0], torch.tensor([1.0, 2, 2, -5, 0, 0]))
+
+
+def test_acceleration_input_round_trips_sees_jitter_and_packs_exactly():
+    model = _evidence_model(7, acceleration=True)
+    with torch.no_grad():
+        torch.nn.init.normal_(model.evidence[0].weight, std=0.3)
+    state = model.state_dict()
+    assert length_architecture(state)["evidence_acceleration"] and not \
+        length_architecture(_evidence_model(7).state_dict())["evidence_acceleration"]
+    rebuilt = length_model_for_state(state).eval()
+    rebuilt.load_state_dict(state)
+    x = torch.rand(3, 20, 17, 2) * 0.3 + torch.linspace(0, 0.2, 20)[None, :, None, None]  # a pose moving steadily
+    torch.testing.assert_close(rebuilt(x), model(x))
+    # a steady motion has no acceleration: the model reads what it reads of the pose alone; jitter changes it
+    still = x[:, :1].expand(-1, 20, -1, -1)
+    moving = still + torch.linspace(0, 0.2, 20)[None, :, None, None]
+    torch.testing.assert_close(model(moving), model(still), atol=1e-5, rtol=0)
+    jittered = moving + 0.01 * torch.randn(moving.shape, generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(model(jittered), model(moving), atol=1e-4)
+    # padded batches equal each sequence alone (the second difference stays inside each sequence's frames)
+    sequences = [np.random.default_rng(i).random((n, 17, 2)).astype(np.float32) for i, n in enumerate((30, 6, 17))]
+    alone = np.stack([model(torch.as_tensor(s)[None])[0].detach().numpy() for s in sequences])
+    packed = np.stack(predict_sequences(model, sequences, frame_budget=10_000, symmetric=False))
+    np.testing.assert_allclose(packed, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_frame_likelihood_leaves_the_marked_sequences_out_of_the_per_frame_loss():
+    model = _evidence_model(3, randomise=False)  # zero corrections, equal confidence: the loss by hand below
+    model.train()
+    x = torch.rand(2, 12, 17, 2)
+    target = 0.1 + 0.3 * torch.rand(2, 16)
+    readings = np.stack([_image_proportions(s.numpy().astype(np.float64)) for s in x])
+    true = np.log(target.numpy().astype(np.float64))
+    true -= true.mean(-1, keepdims=True)
+    pooled = np.abs(readings.mean(1) - true).mean()  # every sequence
+    frames = np.abs(readings - true[:, None]).mean(axis=(1, 2))  # per sequence
+    with torch.no_grad():
+        _, everything = model(x, target=target)
+        _, first_only = model(x, target=target, frame_likelihood=torch.tensor([True, False]))
+        _, none = model(x, target=target, frame_likelihood=torch.tensor([False, False]))
+    assert float(everything) == pytest.approx(pooled + frames.mean(), rel=1e-4)
+    assert float(first_only) == pytest.approx(pooled + frames[0], rel=1e-4)
+    assert float(none) == pytest.approx(pooled, rel=1e-4)

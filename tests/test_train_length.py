@@ -185,6 +185,31 @@ def test_limb_mixing_moves_a_limb_with_the_body(tiny_views):
         SyntheticBatchBuilder(views, chunk_len=32, segment_shift=32, device=torch.device("cpu"), limb_mix=1.5)
 
 
+def test_jittered_chunks_are_marked_and_the_others_exact(tiny_views):
+    """(issue 17) --jitter_chunks q: a share q of the chunks get the demo detections' AR(1) jitter (per-joint std
+    of keypoint_noise.NOISE_STD_PX, pixels of the chunk's camera), marked in the batch; the other chunks are the
+    exact projections of the same draw (the jitter is drawn after the batch is built)."""
+    from common.datasets.keypoint_noise import NOISE_STD_PX
+    _, views = tiny_views
+    sampler = LengthSampler("random_norm_all", torch.device("cpu"), subject_lengths=REST_LENGTHS[None])
+    ids = torch.arange(40) % 8
+    no_flip = torch.zeros(40, dtype=torch.bool)
+    exact, jittered = (SyntheticBatchBuilder(views, chunk_len=32, segment_shift=32, device=torch.device("cpu"),
+                                             jitter_chunks=q).sample(ids, no_flip, sampler,
+                                                                     torch.Generator().manual_seed(3))
+                       for q in (0.0, 0.5))
+    assert exact.jittered is None and jittered.jittered.dtype == torch.bool
+    marked = jittered.jittered
+    assert 5 <= int(marked.sum()) <= 35
+    torch.testing.assert_close(jittered.keypoints_2d[~marked], exact.keypoints_2d[~marked])
+    torch.testing.assert_close(jittered.lengths, exact.lengths)
+    pixels = (jittered.keypoints_2d - exact.keypoints_2d)[marked] * views[0].camera.res_w / 2.0
+    std = pixels.std(dim=(0, 1, 3)).numpy()  # per joint, pixels (every tiny view has the same image width)
+    np.testing.assert_allclose(std, NOISE_STD_PX, rtol=0.25)
+    with pytest.raises(UserError, match="jittered chunks"):
+        SyntheticBatchBuilder(views, chunk_len=32, segment_shift=32, device=torch.device("cpu"), jitter_chunks=2.0)
+
+
 def test_length_arch_and_yaw_defaults():
     from common.train.arguments import parse_args
     from common.train.train_length import length_arch, synthetic_placement, synthetic_yaw

@@ -28,6 +28,10 @@ foreshortening that must work on motion it has not seen.
 Optionally (not in the paper; off by default) detector-like noise
 is added to the projected 2D: per chunk, joint and axis the AR(1) process of :mod:`common.datasets.keypoint_noise` over
 the frames with a stationary std of ``noise_2d_px`` pixels, so that the model also sees jittery keypoints.
+``jitter_chunks=q`` (off by default) instead gives a share ``q`` of the chunks the demo detections' jitter (the same
+AR(1) process with :data:`common.datasets.keypoint_noise.NOISE_STD_PX` per joint) and marks them
+(``SyntheticBatch.jittered``), so that the evidence model's per-frame likelihood can leave them out: a frame that
+says less would be read closer to the bank mean, and the pooled reading would keep that pull.
 
 Every sequence of the training set is stored once on the device (directions ``(F, 16, 3)``, trajectories
 ``(F, 3)``, one intrinsic vector per sequence); a batch is a gather of chunk frame indices followed by one
@@ -45,7 +49,7 @@ from common.core.bones import average_symmetric, bone_directions, recompose
 from common.core.camera import camera_features, flip_intrinsic, project_to_2d, world_up_in_camera
 from common.datasets.dataset import Sequence3D
 from common.utils.errors import UserError
-from common.datasets.keypoint_noise import ar1_noise
+from common.datasets.keypoint_noise import NOISE_STD_PX, ar1_noise
 from common.core.skeleton import NUM_BONES, NUM_JOINTS, flip_bone_lengths, flip_poses
 
 MIN_DEPTH = 1.0  # metres: the closest a synthetic pelvis trajectory may come to the camera
@@ -70,6 +74,7 @@ class SyntheticBatch:
     poses_3d: torch.Tensor
     intrinsic: torch.Tensor
     camera: torch.Tensor
+    jittered: torch.Tensor | None = None  # (B,) bool: the chunks given a detector's jitter (``jitter_chunks``)
 
 
 class LengthSampler:
@@ -181,11 +186,13 @@ class SyntheticBatchBuilder:
 
     def __init__(self, sequences: Sequence[Sequence3D], chunk_len: int, segment_shift: int,
                  device: torch.device, translation_std: float = 0.5, noise_2d_px: float = 0.0,
-                 placement: str = "paper", yaw: bool = False, limb_mix: float = 0.0) -> None:
+                 placement: str = "paper", yaw: bool = False, limb_mix: float = 0.0, jitter_chunks: float = 0.0) -> None:
         if chunk_len < 2 or segment_shift < 1:
             raise UserError("chunk length must be >= 2 and segment shift >= 1")
         if not 0.0 <= limb_mix <= 1.0:
             raise UserError(f"the limb mixing probability must be in [0, 1], got {limb_mix}")
+        if not 0.0 <= jitter_chunks <= 1.0:
+            raise UserError(f"the share of jittered chunks must be in [0, 1], got {jitter_chunks}")
         if translation_std < 0 or noise_2d_px < 0:
             raise UserError("the translation std and the 2D noise must be >= 0")
         if placement not in PLACEMENTS:
@@ -231,6 +238,7 @@ class SyntheticBatchBuilder:
         self.chunk_sequence = torch.as_tensor(np.concatenate(seq_of_chunk), dtype=torch.long, device=device)
         self._frame_offsets = torch.arange(chunk_len, device=device)
         self.noise_2d_px = noise_2d_px
+        self.jitter_chunks = jitter_chunks
         self.pixel_scale = torch.as_tensor(pixel_scale, dtype=torch.float32, device=device)
 
     @property
@@ -300,6 +308,16 @@ class SyntheticBatchBuilder:
         scale = self.noise_2d_px * self.pixel_scale[self.chunk_sequence[chunk_ids]]
         return ar1_noise(white) * scale[:, None, None, None]
 
+    def jitter(self, chunk_ids: torch.Tensor, jittered: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(B, L, 17, 2) a 2D detector's jitter in normalised units on the ``jittered`` (B,) bool chunks, zero on the
+        others: per joint and axis the AR(1) process of :func:`common.datasets.keypoint_noise.ar1_noise` with the
+        demo detections' per-joint std (:data:`common.datasets.keypoint_noise.NOISE_STD_PX`, pixels of each
+        chunk's camera); no swaps or jumps."""
+        white = torch.randn((len(chunk_ids), self.chunk_len, NUM_JOINTS, 2), generator=generator, device=self.device)
+        std = torch.as_tensor(NOISE_STD_PX, dtype=torch.float32, device=self.device)[None, None, :, None]
+        scale = self.pixel_scale[self.chunk_sequence[chunk_ids]] * jittered.to(torch.float32)
+        return ar1_noise(white) * std * scale[:, None, None, None]
+
     def sample(self, chunk_ids: torch.Tensor, flip: torch.Tensor, sampler: LengthSampler,
                generator: torch.Generator) -> SyntheticBatch:
         """Draw lengths and translations (and, where enabled, the yaw and the 2D noise) for the given chunks and
@@ -315,6 +333,9 @@ class SyntheticBatchBuilder:
         batch = self.build(chunk_ids, lengths, flip, translation, yaw, limbs)
         if self.noise_2d_px > 0:
             batch.keypoints_2d = batch.keypoints_2d + self.noise(chunk_ids, generator)
+        if self.jitter_chunks > 0:
+            batch.jittered = torch.rand(n, generator=generator, device=self.device) < self.jitter_chunks
+            batch.keypoints_2d = batch.keypoints_2d + self.jitter(chunk_ids, batch.jittered, generator)
         return batch
 
 

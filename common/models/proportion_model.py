@@ -51,7 +51,11 @@ proportions* (docs/length_model.md has the variants tried and their numbers):
   per-frame Laplace likelihood of the true proportions plus the pooled proportions' log error, while the length
   loss in metres reaches the size only. With a probe attached, only its size is blended in eval mode (in the
   scratch runs of docs/length_model.md blending its proportions too was 0.2 mm better at width 128 and 0.15 mm
-  worse at width 256; not measured in the trainer).
+  worse at width 256; not measured in the trainer). With ``evidence_acceleration`` the per-frame MLP also reads
+  the frame's temporal second difference of that normalised pose (:func:`second_difference`, times
+  :data:`ACCELERATION_GAIN`): a detector's jitter shows there and smooth motion hardly does, so that the reader,
+  trained with jittered chunks beside exact ones (``train.py --jitter_chunks``), can tell the two apart
+  (docs/length_model.md, issue 17's fifth round: the detector's jitter).
 
 * with a linear probe attached (:meth:`ProportionLengthModel.attach_probe`, what ``train.py -t length`` does:
   :class:`common.models.length_probe.LinearProbe` fitted on training batches before the network trains), the
@@ -74,7 +78,7 @@ metres; ``camera`` (B, 8) the camera features (NaN rows: unknown; ignored by mod
 State-dict names: ``frame_mlp.*``, ``head.*``, ``stats_linear.*``, ``log_mean`` and, with the size
 branch, ``size_mlp.*``, ``size_out.*``, ``size_linear.*``; with camera inputs ``size_camera.*``, ``size_floor.*``; with frame
 evidence ``evidence.*``; with a probe ``probe_weight``, ``probe_bias``. The architecture (width, depth, size branch,
-camera inputs, frame evidence, probe) is read back
+camera inputs, frame evidence and its acceleration input, probe) is read back
 from the weights' names and shapes, so checkpoints from before the camera inputs load unchanged.
 """
 from __future__ import annotations
@@ -97,6 +101,8 @@ ANKLE_HEIGHT_M = 0.10  # the floor plane of the camera reads: the lower ankle's 
 FLOOR_QUANTILE = 0.9  # of a chunk's per-frame standing heights read through the camera: its most upright frames
 FLOOR_FEATURES = 2  # per frame: log ankle depth, log standing height (centred on 4 m and 1.6 m)
 EVIDENCE_FEATURES = 2 * NUM_JOINTS + 2 * NUM_BONES + NUM_BONES  # per frame, in the frame's own 2D size units
+ACCELERATION_FEATURES = 2 * NUM_JOINTS  # with evidence_acceleration: the frame's temporal second difference
+ACCELERATION_GAIN = 20.0  # of the second difference (frame-size units per frame^2): near the other inputs' scale
 EVIDENCE_DEPTH = 3  # layers of the per-frame evidence MLP (the last one before the output)
 EVIDENCE_LOSS_WEIGHT = 1.0  # of the proportions' loss (log units) beside the length loss (metres, the size's)
 SIZE_STRIDE = 4  # the size branch reads every 4th frame (12.5 a second at 50 fps): where a person stands and
@@ -115,7 +121,7 @@ class ProportionLengthModel(nn.Module):
 
     def __init__(self, width: int = 128, depth: int = 2, mean_lengths: torch.Tensor | None = None,
                  size_inputs: bool = True, probe_features: int = 0, camera_inputs: bool = False,
-                 evidence_width: int = 0) -> None:
+                 evidence_width: int = 0, evidence_acceleration: bool = False) -> None:
         super().__init__()
         if width < 1 or depth < 1:
             raise UserError("the proportion length model needs --hidden >= 1 and depth >= 1")
@@ -123,6 +129,7 @@ class ProportionLengthModel(nn.Module):
             raise UserError("the camera input feeds the size branch: it needs size_inputs")
         self.width, self.depth, self.size_inputs, self.camera_inputs = width, depth, size_inputs, camera_inputs
         self.evidence_width = evidence_width
+        self.evidence_acceleration = bool(evidence_acceleration and evidence_width)
         layers: list[nn.Module] = [nn.Linear(FRAME_FEATURES, width), nn.LayerNorm(width), nn.ReLU()]
         for _ in range(depth - 1):
             layers += [nn.Linear(width, width), nn.ReLU()]
@@ -143,8 +150,8 @@ class ProportionLengthModel(nn.Module):
             self.size_floor = nn.Linear(2, 1)  # the chunk's upright standing height read and the known flag
             zero_init.append(self.size_floor)
         if evidence_width:  # per frame: 16 log-length corrections and 16 log confidences
-            evidence: list[nn.Module] = [nn.Linear(EVIDENCE_FEATURES, evidence_width), nn.LayerNorm(evidence_width),
-                                         nn.ReLU()]
+            inputs = EVIDENCE_FEATURES + (ACCELERATION_FEATURES if self.evidence_acceleration else 0)
+            evidence: list[nn.Module] = [nn.Linear(inputs, evidence_width), nn.LayerNorm(evidence_width), nn.ReLU()]
             for _ in range(EVIDENCE_DEPTH - 1):
                 evidence += [nn.Linear(evidence_width, evidence_width), nn.ReLU()]
             self.evidence = nn.Sequential(*evidence, nn.Linear(evidence_width, 2 * NUM_BONES))
@@ -167,7 +174,7 @@ class ProportionLengthModel(nn.Module):
         them back from the weights' shapes)."""
         return {"arch": ARCH_NAME, "width": self.width, "depth": self.depth, "size_inputs": self.size_inputs,
                 "camera_inputs": self.camera_inputs, "probe_features": self.probe_features,
-                "evidence_width": self.evidence_width}
+                "evidence_width": self.evidence_width, "evidence_acceleration": self.evidence_acceleration}
 
     @property
     def probe_features(self) -> int:
@@ -275,9 +282,11 @@ class ProportionLengthModel(nn.Module):
         (B, 16) relative to the bank mean's, (per-frame centred log lengths (B, T, 16), log scales (B, T, 16),
         valid))."""
         frame_size = relative.pow(2).sum(-1).mean(-1).clamp_min(_EPS).sqrt()[..., None, None]  # (B, T, 1, 1)
-        features = torch.cat([(relative / frame_size).flatten(2), (bones / frame_size).flatten(2),
-                              log_bones - log_bones.mean(-1, keepdim=True)], dim=-1)
-        out = self.evidence(features)
+        pose = relative / frame_size
+        features = [pose.flatten(2), (bones / frame_size).flatten(2), log_bones - log_bones.mean(-1, keepdim=True)]
+        if self.evidence_acceleration:
+            features.append(ACCELERATION_GAIN * second_difference(pose, valid).flatten(2))
+        out = self.evidence(torch.cat(features, dim=-1))
         corrected = log_bones + out[..., :NUM_BONES]
         readings = corrected - corrected.mean(-1, keepdim=True)
         log_scale = out[..., NUM_BONES:]
@@ -296,14 +305,16 @@ class ProportionLengthModel(nn.Module):
         return features[:, :self.probe_features] @ self.probe_weight + self.probe_bias
 
     def forward(self, keypoints_2d: torch.Tensor, frame_counts: torch.Tensor | None = None,
-                camera: torch.Tensor | None = None, target: torch.Tensor | None = None
-                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                camera: torch.Tensor | None = None, target: torch.Tensor | None = None,
+                frame_likelihood: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """keypoints_2d (B, T, 17, 2) normalised (camera (B, 8) features, NaN rows or None: unknown) -> bone
         lengths (B, 16) metres. With ``target`` (B, 16) metres (training): (lengths, the proportions' loss, a
         scalar: the mean absolute error of the pooled log proportions plus the mean over valid frames and bones
         of the frames' Laplace negative log-likelihood of the target's centred log lengths; 0 without frame
         evidence). With frame evidence the returned lengths carry no gradient to the proportions: a length loss
-        on them trains the size, the proportions' loss the proportions."""
+        on them trains the size, the proportions' loss the proportions. ``frame_likelihood`` (B,) bool: the
+        sequences whose frames enter the likelihood (None: all; training leaves the jittered chunks out, see
+        :mod:`common.datasets.synthetic`); the pooled error counts every sequence."""
         if target is None:
             size, proportions = self.size_and_proportions(keypoints_2d, frame_counts, camera)
             return torch.exp(self.log_mean + size[:, None] + proportions)
@@ -319,8 +330,26 @@ class ProportionLengthModel(nn.Module):
         true = true - true.mean(-1, keepdim=True)
         pooled_error = (proportions - (true - (self.log_mean - self.log_mean.mean()))).abs().mean()
         nll = (readings - true[:, None]).abs() * torch.exp(-log_scale) + log_scale
-        mask = valid[..., None].float()
+        mask = valid if frame_likelihood is None else valid & frame_likelihood.to(valid.device)[:, None]
+        mask = mask[..., None].float()
         return lengths, pooled_error + (nll * mask).sum() / (mask.sum() * NUM_BONES).clamp_min(1.0)
+
+
+def second_difference(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """x (B, T, ...) per frame, valid (B, T) bool, the valid frames first -> (B, T, ...) ``x[t+1] - 2 x[t] + x[t-1]``
+    with the neighbours clamped into each sequence's valid frames (the first and last valid frames repeat their
+    neighbour's side: ``x[1] - x[0]`` at the start); zero on invalid frames. Jitter shows here, smooth motion
+    hardly does (at 50 fps)."""
+    t = x.shape[1]
+    count = valid.sum(1, keepdim=True).clamp_min(1)  # (B, 1)
+    index = torch.arange(t, device=x.device)[None].expand(x.shape[0], -1)
+    last = count - 1
+    following = torch.minimum(index + 1, last).clamp_min(0)
+    previous = torch.minimum((index - 1).clamp_min(0), last)
+    shape = (x.shape[0], t) + (1,) * (x.ndim - 2)
+    take = lambda idx: torch.gather(x, 1, idx.reshape(shape).expand_as(x))  # noqa: E731
+    out = take(following) - 2.0 * x + take(previous)
+    return out * valid.reshape(shape).to(out.dtype)
 
 
 def weighted_median(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -383,7 +412,8 @@ def is_proportion_state(state: dict[str, torch.Tensor]) -> bool:
 
 
 def proportion_architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """``{"arch", "width", "depth", "size_inputs", "camera_inputs", "probe_features", "evidence_width"}`` of a
+    """``{"arch", "width", "depth", "size_inputs", "camera_inputs", "probe_features", "evidence_width",
+    "evidence_acceleration"}`` of a
     proportion model's state dict, read from the weights' shapes (models from before the size branch have no
     ``size_mlp.*``, from before the camera input no ``size_camera.*``, models without a probe no ``probe_weight``,
     without frame evidence no ``evidence.*``)."""
@@ -391,7 +421,9 @@ def proportion_architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
     return {"arch": ARCH_NAME, "width": int(state["frame_mlp.0.weight"].shape[0]), "depth": len(linears),
             "size_inputs": "size_mlp.0.weight" in state, "camera_inputs": "size_camera.weight" in state,
             "probe_features": int(state["probe_weight"].shape[0]) if "probe_weight" in state else 0,
-            "evidence_width": int(state["evidence.0.weight"].shape[0]) if "evidence.0.weight" in state else 0}
+            "evidence_width": int(state["evidence.0.weight"].shape[0]) if "evidence.0.weight" in state else 0,
+            "evidence_acceleration": "evidence.0.weight" in state
+            and int(state["evidence.0.weight"].shape[1]) == EVIDENCE_FEATURES + ACCELERATION_FEATURES}
 
 
 def proportion_model_for_state(state: dict[str, torch.Tensor]) -> ProportionLengthModel:
@@ -399,7 +431,8 @@ def proportion_model_for_state(state: dict[str, torch.Tensor]) -> ProportionLeng
     arch = proportion_architecture(state)
     return ProportionLengthModel(width=arch["width"], depth=arch["depth"], size_inputs=arch["size_inputs"],
                                  probe_features=arch["probe_features"], camera_inputs=arch["camera_inputs"],
-                                 evidence_width=arch["evidence_width"])
+                                 evidence_width=arch["evidence_width"],
+                                 evidence_acceleration=arch["evidence_acceleration"])
 
 
 __all__ = ["ProportionLengthModel", "ARCH_NAME", "camera_input", "proportion_sample_bytes", "is_proportion_state", "proportion_architecture",

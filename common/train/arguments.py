@@ -43,7 +43,7 @@ RECIPE_FLAGS: dict[str, tuple[str, ...]] = {
     "length": _COMMON_RECIPE + _CAMERA_RECIPE + ("chunk_len", "segment_shift", "length_aug_type", "bone_length_aug",
                                                  "length_init", "noise_2d_px", "translation_std",
                                                  "synthetic_placement", "synthetic_yaw", "length_convention",
-                                                 "camera_input", "limb_mix"),
+                                                 "camera_input", "limb_mix", "jitter_chunks"),
     "pose": _COMMON_RECIPE + _CAMERA_RECIPE + ("stride", "disable_optimizations"),
     "mix": _COMMON_RECIPE + _CAMERA_RECIPE + ("bone_length_list",),
 }
@@ -174,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default): proportion with -bi, the paper's causal GRU without")
     g.add_argument("--evidence_width", type=number(int, ge=1), default=128,
                    help="-t length --length_arch evidence: width of the per-frame evidence MLP")
+    g.add_argument("--evidence_acceleration", action="store_true",
+                   help="-t length --length_arch evidence: the per-frame MLP also reads the frame's temporal second "
+                        "difference of its normalised pose, where jitter shows (with --jitter_chunks; "
+                        "docs/length_model.md)")
     g.add_argument("--camera_input", action="store_true",
                    help="-t length, proportion model: its size branch also reads the filming camera (focal length, "
                         "principal point, pitch/roll and height above the floor), dropped at random in training so "
@@ -222,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="probability per limb (each arm, each leg) that a synthetic training chunk takes that limb's "
                         "pose, relative to the body, from another chunk of the batch (new pose combinations; "
                         "0 = off, the paper)")
+    g.add_argument("--jitter_chunks", type=number(float, ge=0, le=1), default=0.0,
+                   help="share of the synthetic training chunks that get a 2D detector's jitter (AR(1), the demo "
+                        "detections' per-joint std, common/datasets/keypoint_noise.py); the evidence model's per-frame "
+                        "likelihood leaves those chunks out (0 = exact projections, the paper)")
 
     g = p.add_argument_group("mix model (fine-tuning)")
     g.add_argument("--length_model", default="", help="bone-length model checkpoint (frozen)")

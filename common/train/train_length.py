@@ -378,7 +378,8 @@ def new_length_model(args: argparse.Namespace, mean_lengths: torch.Tensor,
     if length_arch(args) in ("proportion", "evidence"):
         model = ProportionLengthModel(width=args.hidden, mean_lengths=mean_lengths.cpu(),
                                       camera_inputs=args.camera_input,
-                                      evidence_width=args.evidence_width if length_arch(args) == "evidence" else 0)
+                                      evidence_width=args.evidence_width if length_arch(args) == "evidence" else 0,
+                                      evidence_acceleration=args.evidence_acceleration)
         if probe is not None:
             model.attach_probe(probe.weight.cpu(), probe.bias.cpu())
         return model
@@ -399,17 +400,19 @@ def training_sample_bytes(model: LengthModel, args: argparse.Namespace, precisio
 
 def length_loss(model: torch.nn.Module, keypoints_2d: torch.Tensor, lengths: torch.Tensor,
                 precision: str = "fp32", camera: torch.Tensor | None = None,
-                record: list[float] | None = None) -> torch.Tensor:
+                record: list[float] | None = None, frame_likelihood: torch.Tensor | None = None) -> torch.Tensor:
     """Mean absolute bone-length error (metres, float32 scalar) of ``model`` on normalised 2D chunks
     ``(B, L, 17, 2)`` against ``lengths`` ``(B, 16)`` metres; a causal model is scored at every frame. The
     forward pass runs under :func:`common.train.accumulation.autocast` for ``precision``; the loss in float32.
     camera: (B, 8) camera features (NaN rows: unknown), for a proportion model. A model with per-frame evidence
     adds its proportions' loss (:data:`common.models.proportion_model.EVIDENCE_LOSS_WEIGHT` times) to what it
-    returns; ``record``, if given, receives the length error alone (metres, a float), what the log reports."""
+    returns (its per-frame likelihood over the ``frame_likelihood`` (B,) bool chunks only, None: all); ``record``,
+    if given, receives the length error alone (metres, a float), what the log reports."""
     evidence = getattr(unwrapped(model), "evidence_width", 0)
     with autocast(precision, keypoints_2d.device):
         if evidence:
-            pred, frame_loss = model(*model_inputs(model, keypoints_2d, camera), target=lengths)
+            pred, frame_loss = model(*model_inputs(model, keypoints_2d, camera), target=lengths,
+                                     frame_likelihood=frame_likelihood)
         else:
             pred = model(*model_inputs(model, keypoints_2d, camera))
     target = lengths if pred.ndim == 2 else lengths[:, None, :]
@@ -466,7 +469,8 @@ class LengthEpochs(Trainer):
         def micro_loss(rows: slice) -> torch.Tensor:
             sizes.append(len(batch.lengths[rows]))
             return length_loss(self.train_model, batch.keypoints_2d[rows], batch.lengths[rows], self.precision,
-                               None if camera is None else camera[rows], record=errors)
+                               None if camera is None else camera[rows], record=errors,
+                               frame_likelihood=None if batch.jittered is None else ~batch.jittered[rows])
 
         optimizer_step(self.train_model, self.optimizer, len(batch.lengths), self.micro_batch, micro_loss)
         return [float(np.average(errors, weights=sizes))], len(batch.lengths)
@@ -548,7 +552,7 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     builder = SyntheticBatchBuilder(fit_views, args.chunk_len, args.segment_shift, device,
                                     translation_std=args.translation_std, noise_2d_px=args.noise_2d_px,
                                     placement=synthetic_placement(args), yaw=synthetic_yaw(args),
-                                    limb_mix=args.limb_mix)
+                                    limb_mix=args.limb_mix, jitter_chunks=args.jitter_chunks)
 
     # the probe: the proportion model's ensemble partner (the same on every rank) and the evaluation's reference
     evaluating = ctx.is_main and not args.no_eval
