@@ -213,3 +213,19 @@ def test_looped_clips_are_continuous_and_placement_is_deterministic():
     np.testing.assert_array_equal(a, b)
     assert image_margin(a, cameras) >= 10.0
     np.testing.assert_allclose(bone_lengths(a), np.broadcast_to(lengths, (len(a), 16)), atol=1e-9)
+
+
+def test_margin_field_reads_its_nearest_node_and_minus_infinity_outside():
+    """MarginField's look-up: a point reads the image margin of its nearest grid node (the exact image_margin of
+    that node), and a point beyond the grid on any axis reads -inf."""
+    cameras = load_cameras()["S1"]
+    field = MarginField(cameras, step=0.25, half_width=2.0, z_range=(0.0, 2.0))
+    rng = np.random.default_rng(0)
+    nodes = field.origin + 0.25 * rng.integers(0, [17, 17, 9], size=(50, 3))
+    near = nodes + rng.uniform(-0.12, 0.12, nodes.shape)  # within half a step of the node
+    exact = image_margin(nodes.reshape(-1, 1, 1, 3), cameras)
+    np.testing.assert_allclose(field(near), exact)
+    outside = nodes.copy()
+    outside[np.arange(50), rng.integers(0, 3, 50)] += np.where(rng.random(50) < 0.5, -10.0, 10.0)
+    assert np.isneginf(field(outside)).all()
+    assert field(near.reshape(5, 10, 3)).shape == (5, 10)

@@ -411,6 +411,8 @@ def test_bad_inputs_are_one_line_errors(tiny_dir, tmp_path):
     with pytest.raises(UserError, match="synthetic_val is for -t length"):
         _train(["-t", "pose", "-d", "tiny", "--data_dir", str(tiny_dir), "--select_on", "synthetic_val",
                 "-c", str(tmp_path), "--device", "cpu"])
+    with pytest.raises(UserError, match="--evidence_acceleration is an input of the per-frame evidence"):
+        _train(_common_flags(tiny_dir, tmp_path, ["-e", "1", "-bi", "--evidence_acceleration"]))
     # the extra clips have no 2D through the dataset's cameras for a lifter; -t length films them itself
     with pytest.raises(UserError, match="--extra_motion needs --cameras virtual for -t pose"):
         _train(["-t", "pose", "-d", "tiny", "--data_dir", str(tiny_dir), "--extra_motion",

@@ -531,6 +531,8 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     device = ctx.device
     if args.camera_input and length_arch(args) == "gru":
         raise UserError("--camera_input is an input of the proportion model's size branch: drop it for the GRU")
+    if args.evidence_acceleration and length_arch(args) != "evidence":
+        raise UserError("--evidence_acceleration is an input of the per-frame evidence: it needs --length_arch evidence")
     train_subjects, test_subjects, actions = prepare_run(args, ctx)
 
     dataset = load_dataset(args.data_dir, args.dataset, args.keypoints, need_3d=True,

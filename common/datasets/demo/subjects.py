@@ -90,13 +90,18 @@ class MarginField:
         zs = np.arange(0.0, z_range[1] - z_range[0] + step / 2, step)
         grid = np.stack(np.meshgrid(xs, xs, zs, indexing="ij"), -1) + self.origin  # (X, Y, Z, 3)
         self.table = image_margin(grid.reshape(-1, 1, 1, 3), cameras).reshape(grid.shape[:3])
+        # the table inside a border of -inf, flattened: a node index clipped to the border is "outside the grid"
+        self._bordered = np.pad(self.table, 1, constant_values=-np.inf).ravel()
+        self._upper = np.array(self.table.shape)
+        shape = np.array(self.table.shape) + 2
+        self._strides = np.array([shape[1] * shape[2], shape[2], 1])
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
-        """points (..., 3) world metres -> (...) approximate image margin in pixels."""
+        """points (..., 3) world metres -> (...) approximate image margin in pixels (the nearest grid node's;
+        -inf outside the grid)."""
         idx = np.rint((points - self.origin) / self.step).astype(np.int64)
-        inside = np.all((idx >= 0) & (idx < np.array(self.table.shape)), axis=-1)
-        idx = np.where(inside[..., None], idx, 0)
-        return np.where(inside, self.table[idx[..., 0], idx[..., 1], idx[..., 2]], -np.inf)
+        np.clip(idx, -1, self._upper, out=idx)
+        return self._bordered[(idx + 1) @ self._strides]
 
 
 def build_sequence(unrolled: np.ndarray, lengths: np.ndarray, cameras: list[Camera], loop: bool,
