@@ -41,6 +41,7 @@ from common.core.bones import bone_directions, bone_lengths, recompose
 from common.core.camera import Camera, normalize_screen_coordinates
 from common.datasets.dataset import Sequence3D
 from common.datasets.demo.motion import FPS
+from common.datasets.demo.build import project_views
 from common.datasets.demo.config import DemoConfig
 from common.datasets.demo.subjects import (LOWEST_JOINT_HEIGHT, MarginField, build_sequence,
                                            sample_subject_bone_lengths)
@@ -200,7 +201,7 @@ def dataset_camera_views(motions: list[tuple[str, str, np.ndarray]], cameras: di
     inside all of the subject's camera images) and filmed by every camera of the subject.
 
     Returns (views, windows skipped because no placement keeps them inside every image). Each view: ``action``
-    ``"<action> part <k>"``, ``poses_2d`` (S, 17, 2) exact projections in normalised screen coordinates,
+    ``"<action> part <k>"``, ``poses_2d`` (S, 17, 2) exact projections in normalised screen coordinates (the demo's, :func:`common.datasets.demo.build.project_views`),
     ``poses_3d`` (S, 17, 3) metres, camera frame, the pelvis trajectory in joint 0 and the other joints
     root-relative (as :meth:`common.datasets.dataset.PoseDataset.fetch` returns views)."""
     if segment_frames < 2:
@@ -220,9 +221,8 @@ def dataset_camera_views(motions: list[tuple[str, str, np.ndarray]], cameras: di
             except RuntimeError:
                 skipped += 1
                 continue
-            for index, camera in enumerate(rig):
+            for index, (camera, pixels) in enumerate(zip(rig, project_views(placed, rig))):
                 local = camera.world_to_camera(placed)
-                pixels = camera.project(local).astype(np.float32)
                 local[:, 1:] -= local[:, :1]
                 views.append(Sequence3D(subject, f"{action} part {part}", index, camera,
                                         normalize_screen_coordinates(pixels, camera.res_w, camera.res_h),

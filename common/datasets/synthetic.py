@@ -300,23 +300,17 @@ class SyntheticBatchBuilder:
         camera = camera_features(intrinsic, up, self.camera_heights[sequence])
         return SyntheticBatch(keypoints, lengths, poses, intrinsic, camera)
 
-    def noise(self, chunk_ids: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def noise(self, chunk_ids: torch.Tensor, generator: torch.Generator, std_px: torch.Tensor | None = None
+              ) -> torch.Tensor:
         """(B, L, 17, 2) detector-like AR(1) 2D noise (:func:`common.datasets.keypoint_noise.ar1_noise`) in normalised
-        units, std ``noise_2d_px`` pixels of each chunk's camera."""
+        units: std ``noise_2d_px`` pixels of each chunk's camera, or ``std_px`` pixels (per chunk and joint:
+        broadcast against (B, 1, 17, 1))."""
         white = torch.randn((len(chunk_ids), self.chunk_len, NUM_JOINTS, 2),
                             generator=generator, device=self.device)
-        scale = self.noise_2d_px * self.pixel_scale[self.chunk_sequence[chunk_ids]]
-        return ar1_noise(white) * scale[:, None, None, None]
-
-    def jitter(self, chunk_ids: torch.Tensor, jittered: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """(B, L, 17, 2) a 2D detector's jitter in normalised units on the ``jittered`` (B,) bool chunks, zero on the
-        others: per joint and axis the AR(1) process of :func:`common.datasets.keypoint_noise.ar1_noise` with the
-        demo detections' per-joint std (:data:`common.datasets.keypoint_noise.NOISE_STD_PX`, pixels of each
-        chunk's camera); no swaps or jumps."""
-        white = torch.randn((len(chunk_ids), self.chunk_len, NUM_JOINTS, 2), generator=generator, device=self.device)
-        std = torch.as_tensor(NOISE_STD_PX, dtype=torch.float32, device=self.device)[None, None, :, None]
-        scale = self.pixel_scale[self.chunk_sequence[chunk_ids]] * jittered.to(torch.float32)
-        return ar1_noise(white) * std * scale[:, None, None, None]
+        pixel = self.pixel_scale[self.chunk_sequence[chunk_ids]]
+        if std_px is None:
+            return ar1_noise(white) * (self.noise_2d_px * pixel)[:, None, None, None]
+        return ar1_noise(white) * std_px * pixel[:, None, None, None]
 
     def sample(self, chunk_ids: torch.Tensor, flip: torch.Tensor, sampler: LengthSampler,
                generator: torch.Generator) -> SyntheticBatch:
@@ -334,8 +328,11 @@ class SyntheticBatchBuilder:
         if self.noise_2d_px > 0:
             batch.keypoints_2d = batch.keypoints_2d + self.noise(chunk_ids, generator)
         if self.jitter_chunks > 0:
+            # the demo detections' jitter (per-joint std, no swaps or jumps) on the marked chunks, zero on the others
             batch.jittered = torch.rand(n, generator=generator, device=self.device) < self.jitter_chunks
-            batch.keypoints_2d = batch.keypoints_2d + self.jitter(chunk_ids, batch.jittered, generator)
+            std = (torch.as_tensor(NOISE_STD_PX, dtype=torch.float32, device=self.device)[None, None, :, None]
+                   * batch.jittered.to(torch.float32)[:, None, None, None])
+            batch.keypoints_2d = batch.keypoints_2d + self.noise(chunk_ids, generator, std)
         return batch
 
 
