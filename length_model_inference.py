@@ -5,6 +5,7 @@
     python length_model_inference.py --subjects S9 --height 1.78      # the person's size fixed by their height
     python length_model_inference.py --subjects S9,S11 --floor_size  # the size read through the calibrated camera
     python length_model_inference.py --subjects S9,S11 --floor_size subject  # one read size per subject
+    python length_model_inference.py --subjects S9,S11 --per_subject  # one length vector per subject
 
 Writes ``<out_dir>/lengths_dict.npz`` (key ``lengths``: subject -> action -> [one array per camera]) and
 ``<out_dir>/lengths_list.npz`` (key ``lengths``: the same arrays in fetch order; (N, 16) when one vector per
@@ -19,7 +20,9 @@ predicted and true overall size (a factor of the mean body); ``--height`` keeps 
 the size by the person's height, ``--floor_size`` by the standing height read through each sequence's calibrated
 camera in its frames with a foot planted on the floor (:func:`common.models.length_probe.floor_height_log`;
 calibrated on the training subjects), per sequence or, with ``--floor_size subject``, pooled over each subject's
-sequences (the median). A model trained with ``--camera_input`` reads each sequence's calibrated camera
+sequences (the median). ``--per_subject`` gives every sequence of a subject the subject's per-bone median of its
+sequences' log lengths (:func:`common.models.length_probe.pooled_lengths`; the probe's row pooled the same way, the
+sequences' own row printed beside). A model trained with ``--camera_input`` reads each sequence's calibrated camera
 (``--no_camera``: withheld).
 """
 from __future__ import annotations
@@ -30,7 +33,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from common.core.bones import final_lengths
 from common.utils.checkpoint import default_checkpoint
@@ -42,7 +44,7 @@ from common.utils.fileio import save_npz
 from common.adjustment.evaluation import format_bone_table
 from common.models.length_model import per_bone_error_mm, predict_sequences
 from common.models.length_probe import (FLOOR_MIN_HEIGHT_M, error_row, floor_height_log, floor_sizes,
-                                        lower_ankle_height_m, pooled_log_sizes,
+                                        lower_ankle_height_m, pooled_lengths, pooled_log_sizes,
                                         scale_to_height, sequence_features, size_factor, stored_references)
 from common.models.model_loading import load_model
 from common.train.train_length import view_cameras
@@ -83,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "and their true lengths), keeping the model's proportions: per sequence (bare --floor_size) "
                         "or one size per subject, the median over its sequences (--floor_size subject; "
                         "docs/length_model.md, Size)")
+    p.add_argument("--per_subject", action="store_true",
+                   help="one length vector per subject, given to each of its sequences: the per-bone median of its "
+                        "sequences' log lengths (after --floor_size / --height); a person's bones are the same in "
+                        "every video of them (docs/length_model.md, One person, several sequences)")
     p.add_argument("--no_camera", action="store_true",
                    help="withhold each sequence's calibrated camera from a model trained with --camera_input (its "
                         "camera-unknown path, as for a video without calibration); other models never read it")
@@ -96,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.floor_size is not None and args.height is not None:
         raise UserError("--floor_size reads the size, --height gives it: use one of them")
+    if args.per_subject and args.causal:
+        raise UserError("--per_subject pools whole sequences' lengths, --causal gives per-frame lengths: use one of them")
     if args.bidirectional and args.causal:
         raise UserError("-bi (a Bi-GRU, reading whole sequences) and --causal (per-frame lengths of a causal GRU) "
                         "exclude each other: give one of them")
@@ -135,6 +143,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"Sizes fixed by --height {args.height:.2f} m (the model's proportions kept)")
     if not args.causal:
         predictions = [final_lengths(p) for p in predictions]  # causal GRU: after the whole sequence
+    per_sequence = None
+    if args.per_subject:
+        per_sequence = predictions
+        predictions = list(pooled_lengths(np.stack(predictions), [v.subject for v in views]))
+        print("Lengths pooled per subject (--per_subject): each subject's per-bone median over its sequences")
     lengths_dict: dict[str, dict[str, list[np.ndarray]]] = {}
     for view, pred in zip(views, predictions):
         lengths_dict.setdefault(view.subject, {}).setdefault(view.action, []).append(pred)
@@ -143,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> None:
              lengths=predictions if args.causal else np.stack(predictions).astype(np.float32))
     print(f"Predicted lengths of {len(views)} sequences ({','.join(subjects)}, '{dataset.keypoints}' 2D) -> "
           f"{out_dir / f'lengths_dict{suffix}.npz'}, {out_dir / f'lengths_list{suffix}.npz'}")
-    _report(dataset, views, predictions, args, out_dir, loaded.checkpoint)
+    _report(dataset, views, predictions, args, out_dir, loaded.checkpoint, per_sequence)
 
 
 def _floor_sized(dataset, views, predictions: list[np.ndarray], args: argparse.Namespace,
@@ -182,8 +195,10 @@ def _floor_sized(dataset, views, predictions: list[np.ndarray], args: argparse.N
             if ok else p for p, size, ok in zip(predictions, sizes, read)]
 
 
-def _report(dataset, views, predictions, args: argparse.Namespace, out_dir: Path, checkpoint: dict) -> None:
-    """Per-subject / per-bone errors against the ground truth, the training-mean baseline, causal curve."""
+def _report(dataset, views, predictions, args: argparse.Namespace, out_dir: Path, checkpoint: dict,
+            per_sequence: list[np.ndarray] | None = None) -> None:
+    """Per-subject / per-bone errors against the ground truth, the training-mean baseline, causal curve;
+    ``per_sequence``: with --per_subject, the sequences' own lengths before pooling (printed beside)."""
     have_gt = [i for i, v in enumerate(views) if v.subject in dataset.world_3d]
     if not have_gt:
         print("No 3D ground truth for these subjects: errors not reported.")
@@ -221,7 +236,8 @@ def _report(dataset, views, predictions, args: argparse.Namespace, out_dir: Path
         print(f"SUMMARY length model on {summary_subjects}: {rows[summary_subjects].mean():.1f} mm vs "
               f"always-predict-training-mean {rows['training-mean baseline'].mean():.1f} mm"
               + (f" vs the lifter's own median lengths {rows[own_label].mean():.1f} mm" if own_label else ""))
-    _print_learning_rows(views, have_gt, final, targets, train, dataset, checkpoint)
+    _print_learning_rows(views, have_gt, final, targets, train, dataset, checkpoint,
+                         None if per_sequence is None else np.stack([per_sequence[i] for i in have_gt]))
     if args.causal:
         longest = max(len(predictions[i]) for i in have_gt)
         sums, counts = np.zeros(longest), np.zeros(longest)
@@ -239,10 +255,12 @@ def _report(dataset, views, predictions, args: argparse.Namespace, out_dir: Path
 
 
 def _print_learning_rows(views, have_gt: list[int], final: np.ndarray, targets: np.ndarray, train: list[str],
-                         dataset, checkpoint: dict) -> None:
+                         dataset, checkpoint: dict, per_sequence: np.ndarray | None = None) -> None:
     """Per subject, the model beside the training bank's mean and the linear 2D probe stored in the checkpoint
     (:func:`common.models.length_probe.stored_references`; published checkpoints store neither: then the
-    training subjects' mean and no probe row), each by mean absolute and size-free error (mm)."""
+    training subjects' mean and no probe row), each by mean absolute and size-free error (mm). With
+    ``per_sequence`` (N, 16) (``--per_subject``: ``final`` pooled per subject) the probe is pooled the same way and
+    the model's sequences before pooling get a row of their own."""
     mean, probe = stored_references(checkpoint)
     mean_label = "bank mean"
     if mean is None and train:
@@ -251,13 +269,20 @@ def _print_learning_rows(views, have_gt: list[int], final: np.ndarray, targets: 
     print("Per subject, absolute error (mm) / size-free error (mm; each prediction scaled by its best single "
           "factor) / overall-size error (%):")
     subjects = np.array([views[i].subject for i in have_gt])
+    probe_lengths = None
+    if probe is not None:
+        probe_lengths = probe.predict(features)
+        if per_sequence is not None:
+            probe_lengths = pooled_lengths(probe_lengths, subjects)
     for subject in dict.fromkeys(subjects):
         mask = subjects == subject
         rows = {"model": error_row(final[mask], targets[mask])}
+        if per_sequence is not None:
+            rows["model per sequence"] = error_row(per_sequence[mask], targets[mask])
         if mean is not None:
             rows[mean_label] = error_row(np.broadcast_to(mean, targets[mask].shape), targets[mask])
         if probe is not None:
-            rows["probe"] = error_row(probe.predict(features[torch.as_tensor(mask)]), targets[mask])
+            rows["probe"] = error_row(probe_lengths[mask], targets[mask])
         size = ""
         if mean is not None:  # overall size as a factor of the mean body, predicted and true
             size = (f"   size x{size_factor(final[mask], mean).mean():.3f} "

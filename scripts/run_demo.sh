@@ -39,10 +39,11 @@ $PY length_model_inference.py -d demo --ckpt checkpoint/demo_length_gru/epoch_be
   --subjects S1,S5,S6,S7,S8,S9,S11 --out_dir checkpoint/demo_length_gru | tee "$LOG/length_inference_gru.txt"
 $PY length_model_inference.py -d demo --ckpt checkpoint/demo_length/epoch_best.bin -bi \
   --subjects S1,S5,S6,S7,S8,S9,S11 --out_dir checkpoint/demo_length/model_size | tee "$LOG/length_inference_model_size.txt"
-# the lengths used downstream: the model's proportions at the size read through the calibrated cameras, one size per
-# subject (median over its sequences; docs/length_model.md, "Reading size through the known camera")
+# the lengths used downstream: the model's proportions at the size read through the calibrated cameras, one length
+# vector per subject (the per-bone median over its sequences; docs/length_model.md, "Reading size through the known
+# camera" and "One person, several sequences")
 $PY length_model_inference.py -d demo --ckpt checkpoint/demo_length/epoch_best.bin -bi \
-  --subjects S1,S5,S6,S7,S8,S9,S11 --floor_size subject | tee "$LOG/length_inference.txt"
+  --subjects S1,S5,S6,S7,S8,S9,S11 --floor_size subject --per_subject | tee "$LOG/length_inference.txt"
 
 stage "train a small VideoPose3D lifter and export its test predictions"
 $PY train.py -t pose -d demo -arc 3,3,3 -ch 128 -b 128 -e 5 -lrd 0.9 --downsample 4 -c checkpoint/demo_pose \

@@ -230,6 +230,20 @@ def test_proportion_model_checkpoint_is_the_new_default(trained, capsys):
         np.testing.assert_allclose(sizes, sizes[0], rtol=1e-5)
     with pytest.raises(UserError, match="--floor_size reads the size, --height gives it"):
         main(["--ckpt", str(root / "proportion" / "final.bin"), "--floor_size", "--height", "1.7", *common])
+    # --per_subject: every sequence of a subject gets the subject's per-bone median; the sequences' own row beside
+    main(["--ckpt", str(root / "proportion" / "final.bin"), "--out_dir", str(root / "per_subject"), "--per_subject",
+          *common])
+    out = capsys.readouterr().out
+    assert "model per sequence " in out, out
+    per_subject = load_npz(root / "per_subject" / "lengths_dict.npz")["lengths"]
+    own = load_npz(root / "prop_out" / "lengths_dict.npz")["lengths"]
+    for subject in ("S9", "S11"):
+        lengths = np.stack([a for action in per_subject[subject].values() for a in action])
+        np.testing.assert_allclose(lengths, np.broadcast_to(lengths[0], lengths.shape), rtol=1e-6)
+        sequences = np.stack([a for action in own[subject].values() for a in action])
+        np.testing.assert_allclose(lengths[0], np.exp(np.median(np.log(sequences), axis=0)), rtol=1e-5)
+    with pytest.raises(UserError, match="--per_subject pools whole sequences"):
+        main(["--ckpt", str(root / "proportion" / "final.bin"), "--per_subject", "--causal", *common])
 
 
 @pytest.mark.slow

@@ -160,6 +160,23 @@ def test_pooled_sizes_take_each_subjects_median_of_its_read_sequences():
     np.testing.assert_allclose(pooled[4:], log_sizes[4:])
 
 
+def test_pooled_lengths_give_each_subject_its_per_bone_median():
+    from common.models.length_probe import group_median, pooled_lengths
+    base = np.linspace(0.1, 0.45, 16)
+    lengths = np.stack([base * 1.0, base * 2.0, base * 4.0, base * 0.5, base * 0.7])
+    lengths[1, 3] = 9.0  # one sequence reads one bone far off: the median ignores it
+    pooled = pooled_lengths(lengths, ["S9", "S9", "S9", "S11", "S11"])
+    assert pooled.shape == (5, 16) and pooled.dtype == np.float32
+    expected = base * 2.0
+    expected[3] = 4.0 * base[3]  # median of 1, 9/base[3], 4 times base[3]
+    np.testing.assert_allclose(pooled[:3], np.broadcast_to(expected, (3, 16)), rtol=1e-6)
+    np.testing.assert_allclose(pooled[3:], np.broadcast_to(base * np.sqrt(0.35), (2, 16)), rtol=1e-6)  # geometric
+    # the general form: rows left out are given the median of the others, a group with none keeps its own
+    values = np.array([[1.0], [3.0], [100.0], [7.0]])
+    out = group_median(values, ["a", "a", "a", "b"], np.array([True, True, False, False]))
+    np.testing.assert_allclose(out[:, 0], [2.0, 2.0, 2.0, 7.0])
+
+
 def test_a_probe_from_before_the_size_features_reads_the_first_17():
     x = torch.rand(40, 20, 17, 2)
     features = probe_features(x)

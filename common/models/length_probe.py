@@ -337,18 +337,34 @@ def floor_sizes(reads: np.ndarray, train_reads: np.ndarray, train_sizes: np.ndar
     return np.exp(np.asarray(reads, np.float64) - offset)
 
 
+def group_median(values: np.ndarray, groups: Sequence[str], include: np.ndarray | None = None) -> np.ndarray:
+    """Per group, the element-wise median of its included rows, given to every row of the group: values (N, ...),
+    groups (N,) labels (e.g. subjects), include (N,) bool (None: all). A group with no included row keeps its own
+    values. (N, ...) float64."""
+    values, groups = np.asarray(values, np.float64), np.asarray(groups)
+    include = np.ones(len(values), bool) if include is None else np.asarray(include, bool)
+    pooled = values.copy()
+    for group in np.unique(groups):
+        members = groups == group
+        if (members & include).any():
+            pooled[members] = np.median(values[members & include], axis=0)
+    return pooled
+
+
 def pooled_log_sizes(log_sizes: np.ndarray, groups: Sequence[str], read: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One size per person from several sequences: per group (a subject), the median of the log sizes (N,) of its
     sequences that were read (``read`` (N,) bool), given to every sequence of the group; a group with no read
     sequence stays unread. Returns (log sizes (N,), read (N,) bool)."""
-    log_sizes, read, groups = np.asarray(log_sizes, np.float64), np.asarray(read, bool), np.asarray(groups)
-    pooled, pooled_read = log_sizes.copy(), read.copy()
-    for group in np.unique(groups):
-        members = groups == group
-        if (members & read).any():
-            pooled[members] = np.median(log_sizes[members & read])
-            pooled_read[members] = True
-    return pooled, pooled_read
+    read, groups = np.asarray(read, bool), np.asarray(groups)
+    pooled_read = np.isin(groups, groups[read])
+    return group_median(log_sizes, groups, read), pooled_read
+
+
+def pooled_lengths(lengths: np.ndarray, groups: Sequence[str]) -> np.ndarray:
+    """One length vector per person from several sequences: lengths (N, 16) metres, one row per sequence, groups
+    (N,) the person of each (a subject) -> (N, 16) float32, every row of a group its per-bone median of the log
+    lengths (a person's bones are the same in every video of them; a few sequences read wrong do not pull it)."""
+    return np.exp(group_median(np.log(np.asarray(lengths, np.float64)), groups)).astype(np.float32)
 
 
 def size_factor(lengths: np.ndarray, mean_lengths: np.ndarray) -> np.ndarray:
@@ -359,6 +375,6 @@ def size_factor(lengths: np.ndarray, mean_lengths: np.ndarray) -> np.ndarray:
 
 __all__ = ["size_error_pct", "stature_m", "scale_to_height", "size_factor", "size_free_scale", "size_free_error_mm", "absolute_error_mm", "error_row", "probe_features", "size_frame_features",
            "sequence_features", "LinearProbe", "stored_references", "NUM_FEATURES", "floor_ankle_depths", "floor_height_log",
-           "floor_ankle_points", "planted_ankles", "chain_straightness", "pooled_log_sizes", "floor_geometry",
+           "floor_ankle_points", "planted_ankles", "chain_straightness", "pooled_log_sizes", "pooled_lengths", "group_median", "floor_geometry",
            "floor_sizes", "lower_ankle_height_m", "FLOOR_MIN_HEIGHT_M",
            "NUM_SIZE_FEATURES"]
