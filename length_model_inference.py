@@ -226,8 +226,13 @@ def _report(dataset, views, predictions, args: argparse.Namespace, out_dir: Path
         matched = np.array([o is not None for o in own])
         if not matched.any():
             raise UserError(f"{args.pred} holds none of the sequences of {summary_subjects}")
+        own_lengths = np.stack([o for o in own if o is not None])
         own_label = f"lifter's own median ({matched.sum()} seq.)"
-        rows[own_label] = per_bone_error_mm(np.stack([o for o in own if o is not None]), targets[unseen][matched])
+        if per_sequence is not None:  # the model-free source pooled per subject as well
+            own_subjects = [views[i].subject for i, u in zip(have_gt, unseen) if u]
+            own_lengths = pooled_lengths(own_lengths, [s for s, m in zip(own_subjects, matched) if m])
+            own_label = f"lifter's own median, per subject ({matched.sum()} seq.)"
+        rows[own_label] = per_bone_error_mm(own_lengths, targets[unseen][matched])
     label = "causal GRU, all frames seen" if args.causal else "length model"
     print(f"Bone-length error (mm) per subject and bone ({label}, '{dataset.keypoints}' 2D); "
           f"the baseline column always predicts the mean of {','.join(train) or '-'}, on {summary_subjects}:")

@@ -242,6 +242,16 @@ def test_proportion_model_checkpoint_is_the_new_default(trained, capsys):
         np.testing.assert_allclose(lengths, np.broadcast_to(lengths[0], lengths.shape), rtol=1e-6)
         sequences = np.stack([a for action in own[subject].values() for a in action])
         np.testing.assert_allclose(lengths[0], np.exp(np.median(np.log(sequences), axis=0)), rtol=1e-5)
+    # ... and with a lifter's predictions (here the true 3D) its own median lengths are pooled per subject too
+    from common.datasets.dataset import load_dataset
+    from common.utils.fileio import save_npz
+    dataset = load_dataset(data, "tiny", "detections")
+    predictions = {s: {a: [pose] * 4 for a, pose in dataset.world_3d[s].items()} for s in ("S9", "S11")}
+    save_npz(root / "true_poses.npz", predictions=predictions)
+    main(["--ckpt", str(root / "proportion" / "final.bin"), "--out_dir", str(root / "per_subject_pred"),
+          "--per_subject", "--pred", str(root / "true_poses.npz"), *common])
+    own = re.search(r"vs the lifter's own median lengths ([0-9.]+) mm", capsys.readouterr().out)
+    assert own and float(own.group(1)) < 0.5
     with pytest.raises(UserError, match="--per_subject pools whole sequences"):
         main(["--ckpt", str(root / "proportion" / "final.bin"), "--per_subject", "--causal", *common])
 

@@ -286,10 +286,13 @@ def test_resume_equals_uninterrupted(tiny_dir, tmp_path):
     assert (full / "epoch_best.bin").is_file() and (full / "length_history.json").is_file()
     # every validation records the model, the bank's mean and the linear probe on the same data, both errors
     history = json.loads((full / "length_history.json").read_text())
-    for name in ("synthetic_heldout", "test"):
+    for name in ("synthetic_heldout", "test", "test_per_subject"):
         for source in ("model", "mean", "probe"):
             for metric in ("mae", "size_free", "size_pct"):
                 assert len(history[f"{name}_{source}_{metric}"]) == 2, (name, source, metric)
+    # pooled per subject: the constant mean's row is unchanged, the model's and the probe's are their own
+    assert history["test_per_subject_mean_mae"] == history["test_mean_mae"]
+    assert history["test_per_subject_model_mae"] != history["test_model_mae"]
     assert history["synthetic_heldout_model_mae"][-1] == pytest.approx(history["synthetic_test"][-1])
     assert a["length_mean"].shape == (16,) and a["length_probe"]["weight"].shape == (NUM_FEATURES, 16)
     # the proportion model carries the same probe (its eval-mode output blends the two)

@@ -62,8 +62,8 @@ from common.adjustment.evaluation import format_bone_table
 from common.utils.fileio import check_array, existing_file, load_npz
 from common.models.length_model import BoneLengthModel, LengthModel, per_bone_error_mm, predict_sequences
 from common.models.proportion_model import EVIDENCE_LOSS_WEIGHT, ProportionLengthModel, proportion_sample_bytes
-from common.models.length_probe import (LinearProbe, error_row, probe_features, sequence_features,
-                                        stored_references)
+from common.models.length_probe import (LinearProbe, error_row, pooled_lengths, probe_features,
+                                        sequence_features, stored_references)
 from common.models.model_loading import load_model
 from common.output.plots import plot_series
 from common.datasets.synthetic import DEFAULT_BANKS, LengthSampler, SyntheticBatch, SyntheticBatchBuilder, epoch_order
@@ -200,18 +200,25 @@ class LengthEvaluator:
             return None
         return per_bone_error_mm(np.broadcast_to(self.baseline, self.test_targets.shape), self.test_targets)
 
-    def _rows(self, model_pred: np.ndarray, target: np.ndarray, features: torch.Tensor | None
-              ) -> dict[str, dict[str, float]]:
+    def _rows(self, model_pred: np.ndarray, target: np.ndarray, features: torch.Tensor | None,
+              people: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+        """model / mean / probe error rows; ``people`` (N,): each row's person, the model's and the probe's lengths
+        pooled per person first (:func:`common.models.length_probe.pooled_lengths`)."""
+        probe_pred = self.probe.predict(features) if self.probe is not None and features is not None else None
+        if people is not None:
+            model_pred = pooled_lengths(model_pred, people)
+            probe_pred = None if probe_pred is None else pooled_lengths(probe_pred, people)
         rows = {"model": error_row(model_pred, target),
                 "mean": error_row(np.broadcast_to(self.mean_lengths, target.shape), target)}
-        if self.probe is not None and features is not None:
-            rows["probe"] = error_row(self.probe.predict(features), target)
+        if probe_pred is not None:
+            rows["probe"] = error_row(probe_pred, target)
         return rows
 
     @torch.no_grad()
     def evaluate(self, model: LengthModel) -> dict[str, float]:
         """``val``, ``test``, ``synthetic_test`` (the model's mean absolute errors, mm) and, per data set
-        (``synthetic_heldout``, ``test``), source and error, ``<set>_<source>_<mae|size_free|size_pct>`` (mm, %)."""
+        (``synthetic_heldout``, ``test``, ``test_per_subject``: the test subjects' lengths pooled per subject), source
+        and error, ``<set>_<source>_<mae|size_free|size_pct>`` (mm, %)."""
         out = dict.fromkeys(self.keys, math.nan)
         if self.val_views:
             out["val"] = float(per_bone_error_mm(self._final_predictions(model, self.val_views),
@@ -221,6 +228,8 @@ class LengthEvaluator:
             pred = self._final_predictions(model, self.test_views)
             out["test"] = float(per_bone_error_mm(pred, self.test_targets).mean())
             tables["test"] = self._rows(pred, self.test_targets, self.test_features)
+            tables["test_per_subject"] = self._rows(pred, self.test_targets, self.test_features,
+                                                    [v.subject for v in self.test_views])
         if self.synthetic is not None:
             pred = self._synthetic_predictions(model, self.synthetic)
             target = self.synthetic.lengths.cpu().numpy()
@@ -297,7 +306,8 @@ def format_learning_rows(metrics: dict[str, float], heldout_frames: int | None =
     ``--chunk_len``, so runs with other ``-l`` are scored on other chunks (issue 17's target is on 128 frames)."""
     chunks = f"{heldout_frames}-frame chunks of " if heldout_frames else ""
     labels = {"synthetic_heldout": f"held-out people, {chunks}test motion+cameras (synthetic)",
-              "test": "test subjects (real 2D)"}
+              "test": "test subjects (real 2D)",
+              "test_per_subject": "test subjects, each one length vector (per-bone median over their sequences)"}
     lines = []
     for name, label in labels.items():
         cells = [f"{source} {metrics[f'{name}_{source}_mae']:.2f} / {metrics[f'{name}_{source}_size_free']:.2f} / "
