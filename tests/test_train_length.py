@@ -405,6 +405,27 @@ def test_extra_motion_through_the_dataset_cameras_adds_training_chunks_only(tiny
     assert (chunks_x, sequences_x, held_x) == (chunks + 8, sequences + 8, held)  # 2 windows x 4 cameras, 1 chunk each
 
 
+def test_proportion_spread_keeps_the_mean_and_multiplies_the_deviations():
+    from common.datasets.synthetic import LengthSampler
+    rng = np.random.default_rng(0)
+    base = np.linspace(0.1, 0.45, 16)
+    bank = base * np.exp(rng.normal(0, 0.05, (50, 16)) + rng.normal(0, 0.05, (50, 1)))
+    bank[:, 3:6] = bank[:, 0:3]  # left = right, as average_symmetric leaves them
+    plain = LengthSampler("smpl", torch.device("cpu"), bank=bank)
+    spread = LengthSampler("smpl", torch.device("cpu"), bank=bank).spread_proportions(2.0)
+    log_a, log_b = torch.log(plain.bank).double(), torch.log(spread.bank).double()
+    shift = log_b.mean(-1) - log_a.mean(-1)
+    torch.testing.assert_close(shift, shift[:1].expand_as(shift), rtol=0, atol=1e-6)  # every size moves alike
+    assert abs(float(shift[0])) < 0.01
+    torch.testing.assert_close(spread.bank.mean(0), plain.bank.mean(0))  # the per-bone mean kept
+    dev_a = log_a - log_a.mean(-1, keepdim=True)
+    dev_b = log_b - log_b.mean(-1, keepdim=True)
+    torch.testing.assert_close(dev_b - dev_b.mean(0), 2.0 * (dev_a - dev_a.mean(0)), rtol=0, atol=1e-6)  # doubled
+    assert (dev_b - dev_b.mean(0)).abs().max() > 0.05  # and the deviations are not tiny: the check means something
+    same = LengthSampler("smpl", torch.device("cpu"), bank=bank).spread_proportions(1.0)
+    torch.testing.assert_close(same.bank, plain.bank)  # a factor of 1 leaves the bank as it is
+
+
 def test_bad_inputs_are_one_line_errors(tiny_dir, tmp_path):
     with pytest.raises(UserError, match="bone-length file not found"):
         _train(["-t", "length", "-d", "tiny", "--data_dir", str(tiny_dir), "-k", "detections", "-e", "1",
@@ -416,6 +437,8 @@ def test_bad_inputs_are_one_line_errors(tiny_dir, tmp_path):
                 "-c", str(tmp_path), "--device", "cpu"])
     with pytest.raises(UserError, match="--evidence_acceleration is an input of the per-frame evidence"):
         _train(_common_flags(tiny_dir, tmp_path, ["-e", "1", "-bi", "--evidence_acceleration"]))
+    with pytest.raises(UserError, match="--proportion_spread spreads a body-model bank"):
+        _train(_common_flags(tiny_dir, tmp_path, ["-e", "1", "-bi", "--proportion_spread", "2"]))
     # the extra clips have no 2D through the dataset's cameras for a lifter; -t length films them itself
     with pytest.raises(UserError, match="--extra_motion needs --cameras virtual for -t pose"):
         _train(["-t", "pose", "-d", "tiny", "--data_dir", str(tiny_dir), "--extra_motion",

@@ -105,6 +105,22 @@ class LengthSampler:
         else:
             raise UserError(f"unknown --length_aug_type {kind!r}")
 
+    def spread_proportions(self, factor: float) -> "LengthSampler":
+        """Spread the bank's proportions about their mean by ``factor`` (``smpl`` banks only): each row's centred log
+        lengths ``p`` become ``mean(p) + factor (p - mean(p))`` at its own size (mean log length), then every bone is
+        rescaled by one factor so that the bank's per-bone mean stays what it was (the model starts there and the
+        "bank mean" reference row is unchanged; the sizes all move by the same ~0.1 %). Returns self."""
+        if self.kind != "smpl":
+            raise UserError("--proportion_spread spreads a body-model bank: it needs --length_aug_type smpl")
+        before = self.bank.mean(0)
+        log_lengths = torch.log(self.bank)
+        size = log_lengths.mean(-1, keepdim=True)
+        proportions = log_lengths - size
+        centre = proportions.mean(0, keepdim=True)
+        spread = torch.exp(size + centre + factor * (proportions - centre))
+        self.bank = spread * (before / spread.mean(0))
+        return self
+
     @property
     def mean_lengths(self) -> torch.Tensor:
         """(16,) metres: the mean of the lengths this sampler draws."""

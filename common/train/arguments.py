@@ -43,7 +43,8 @@ RECIPE_FLAGS: dict[str, tuple[str, ...]] = {
     "length": _COMMON_RECIPE + _CAMERA_RECIPE + ("chunk_len", "segment_shift", "length_aug_type", "bone_length_aug",
                                                  "length_init", "noise_2d_px", "translation_std",
                                                  "synthetic_placement", "synthetic_yaw", "length_convention",
-                                                 "camera_input", "limb_mix", "jitter_chunks"),
+                                                 "camera_input", "limb_mix", "jitter_chunks",
+                                                 "proportion_spread"),
     "pose": _COMMON_RECIPE + _CAMERA_RECIPE + ("stride", "disable_optimizations"),
     "mix": _COMMON_RECIPE + _CAMERA_RECIPE + ("bone_length_list",),
 }
@@ -230,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of the synthetic training chunks that get a 2D detector's jitter (AR(1), the demo "
                         "detections' per-joint std, common/datasets/keypoint_noise.py); the evidence model's per-frame "
                         "likelihood leaves those chunks out (0 = exact projections, the paper)")
+
+    g.add_argument("--proportion_spread", type=number(float, ge=1, le=4), default=1.0,
+                   help="--length_aug_type smpl: the training bank's proportions (each row's centred log lengths) "
+                        "spread by this factor about their mean, each row's size kept, the held-out people untouched: "
+                        "a flatter prior, so that readings pooled over many sequences of one person are less pulled "
+                        "to the mean (1 = the bank as it is, the paper; docs/length_model.md, One person, several "
+                        "sequences)")
 
     g = p.add_argument_group("mix model (fine-tuning)")
     g.add_argument("--length_model", default="", help="bone-length model checkpoint (frozen)")

@@ -106,11 +106,18 @@ def make_sampler(args: argparse.Namespace, dataset: PoseDataset, train_subjects:
                  device: torch.device) -> tuple[LengthSampler, LengthSampler]:
     """(training sampler, held-out people sampler). ``smpl``: :data:`HELDOUT_PEOPLE` bank rows (a fixed draw,
     the same on every rank and run) are set aside, never used for training, to measure the model on people it
-    has not seen; the ``random_*`` kinds draw new people every time, so both samplers are the same."""
+    has not seen; the ``random_*`` kinds draw new people every time, so both samplers are the same.
+    ``--proportion_spread``: the training rows' proportions spread (:meth:`LengthSampler.spread_proportions`)."""
     kind = args.length_aug_type
+    spread = args.proportion_spread
     if kind == "smpl":
         train_rows, heldout_rows = split_heldout_people(load_length_bank(default_length_bank(args)))
-        return (LengthSampler(kind, device, bank=train_rows), LengthSampler(kind, device, bank=heldout_rows))
+        sampler = LengthSampler(kind, device, bank=train_rows)
+        if spread != 1.0:
+            sampler.spread_proportions(spread)
+        return sampler, LengthSampler(kind, device, bank=heldout_rows)
+    if spread != 1.0:
+        raise UserError("--proportion_spread spreads a body-model bank: it needs --length_aug_type smpl")
     subjects = list(dataset.world_3d) if kind == "random_norm_all" else train_subjects
     sampler = LengthSampler(kind, device, subject_lengths=subject_lengths(dataset, subjects))
     return sampler, sampler
