@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     g.add_argument("--proportion_spread", type=number(float, ge=1, le=4), default=1.0,
                    help="--length_aug_type smpl: the training bank's proportions (each row's centred log lengths) "
-                        "spread by this factor about their mean, each row's size kept, the held-out people untouched: "
+                        "spread by this factor about their mean, the bank's per-bone mean kept, the held-out people untouched: "
                         "a flatter prior, so that readings pooled over many sequences of one person are less pulled "
                         "to the mean (1 = the bank as it is, the paper; docs/length_model.md, One person, several "
                         "sequences)")
