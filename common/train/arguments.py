@@ -231,7 +231,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of the synthetic training chunks that get a 2D detector's jitter (AR(1), the demo "
                         "detections' per-joint std, common/datasets/keypoint_noise.py); the evidence model's per-frame "
                         "likelihood leaves those chunks out (0 = exact projections, the paper)")
-
     g.add_argument("--proportion_spread", type=number(float, ge=1, le=4), default=1.0,
                    help="--length_aug_type smpl: the training bank's proportions (each row's centred log lengths) "
                         "spread by this factor about their mean, the bank's per-bone mean kept, the held-out people untouched: "

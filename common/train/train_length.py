@@ -109,18 +109,15 @@ def make_sampler(args: argparse.Namespace, dataset: PoseDataset, train_subjects:
     has not seen; the ``random_*`` kinds draw new people every time, so both samplers are the same.
     ``--proportion_spread``: the training rows' proportions spread (:meth:`LengthSampler.spread_proportions`)."""
     kind = args.length_aug_type
-    spread = args.proportion_spread
     if kind == "smpl":
         train_rows, heldout_rows = split_heldout_people(load_length_bank(default_length_bank(args)))
-        sampler = LengthSampler(kind, device, bank=train_rows)
-        if spread != 1.0:
-            sampler.spread_proportions(spread)
-        return sampler, LengthSampler(kind, device, bank=heldout_rows)
-    if spread != 1.0:
-        raise UserError("--proportion_spread spreads a body-model bank: it needs --length_aug_type smpl")
-    subjects = list(dataset.world_3d) if kind == "random_norm_all" else train_subjects
-    sampler = LengthSampler(kind, device, subject_lengths=subject_lengths(dataset, subjects))
-    return sampler, sampler
+        train, heldout = LengthSampler(kind, device, bank=train_rows), LengthSampler(kind, device, bank=heldout_rows)
+    else:
+        subjects = list(dataset.world_3d) if kind == "random_norm_all" else train_subjects
+        train = heldout = LengthSampler(kind, device, subject_lengths=subject_lengths(dataset, subjects))
+    if args.proportion_spread != 1.0:
+        train.spread_proportions(args.proportion_spread)  # a one-line error for the random_* kinds
+    return train, heldout
 
 
 def split_heldout_people(bank: np.ndarray, count: int = 0) -> tuple[np.ndarray, np.ndarray]:
