@@ -47,6 +47,7 @@ from common.models.length_probe import (FLOOR_MIN_HEIGHT_M, error_row, floor_hei
                                         lower_ankle_height_m, pooled_lengths, pooled_log_sizes,
                                         scale_to_height, sequence_features, size_factor, stored_references)
 from common.models.model_loading import load_model
+from common.models.proportion_model import person_readings, reads_people
 from common.train.train_length import view_cameras
 from common.adjustment.adjust import load_predictions
 from common.core.bones import median_lengths
@@ -134,20 +135,27 @@ def main(argv: Sequence[str] | None = None) -> None:
                            need_3d=False, camera_3d=False)
     views = dataset.fetch(subjects, parse_action_filter(args.actions))
 
-    predictions = predict_sequences(model, [v.poses_2d for v in views],
+    def read(say: bool = True) -> list[np.ndarray]:
+        lengths = predict_sequences(model, [v.poses_2d for v in views],
                                     cameras=None if args.no_camera else view_cameras(views))
-    if args.floor_size is not None:
-        predictions = _floor_sized(dataset, views, predictions, args, loaded.checkpoint)
+        if args.floor_size is not None:
+            lengths = _floor_sized(dataset, views, lengths, args, loaded.checkpoint, say)
+        if args.height is not None:
+            lengths = [scale_to_height(p, args.height).astype(np.float32) for p in lengths]
+        return lengths if args.causal else [final_lengths(p) for p in lengths]  # causal GRU: after the whole sequence
+
+    predictions = read()
     if args.height is not None:
-        predictions = [scale_to_height(p, args.height).astype(np.float32) for p in predictions]
         print(f"Sizes fixed by --height {args.height:.2f} m (the model's proportions kept)")
-    if not args.causal:
-        predictions = [final_lengths(p) for p in predictions]  # causal GRU: after the whole sequence
     per_sequence = None
     if args.per_subject:
         per_sequence = predictions
+        if reads_people(model):  # trained with --person_chunks: its frame measurements are what pools per person
+            with person_readings(model):
+                predictions = read(say=False)
         predictions = list(pooled_lengths(np.stack(predictions), [v.subject for v in views]))
-        print("Lengths pooled per subject (--per_subject): each subject's per-bone median over its sequences")
+        print("Lengths pooled per subject (--per_subject): each subject's per-bone median over its sequences"
+              + (" of the frames' measurements (a --person_chunks model)" if reads_people(model) else ""))
     lengths_dict: dict[str, dict[str, list[np.ndarray]]] = {}
     for view, pred in zip(views, predictions):
         lengths_dict.setdefault(view.subject, {}).setdefault(view.action, []).append(pred)
@@ -160,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _floor_sized(dataset, views, predictions: list[np.ndarray], args: argparse.Namespace,
-                 checkpoint: dict) -> list[np.ndarray]:
+                 checkpoint: dict, say: bool = True) -> list[np.ndarray]:
     """``--floor_size``: each prediction (16,) or (T, 16) m rescaled to the size read through its view's camera
     (:func:`common.models.length_probe.floor_sizes`, factors of the bank mean stored in the checkpoint, else of the
     training subjects' mean), calibrated on the training subjects' views and true lengths (those read upright);
@@ -188,9 +196,10 @@ def _floor_sized(dataset, views, predictions: list[np.ndarray], args: argparse.N
         log_sizes, read = pooled_log_sizes(np.log(sizes), [v.subject for v in views], read)
         sizes = np.exp(log_sizes)
         what += f", pooled per subject (median) over {read.sum()} sequences"
-    print(f"Sizes read through the calibrated cameras (--floor_size {args.floor_size}) {what} "
-          f"(lower ankle {ankle:.3f} m above the floor, planted-foot frames; calibrated on {upright.sum()} sequences "
-          f"of {','.join(train)}; the model's proportions kept; the others keep the model's size)")
+    if say:
+        print(f"Sizes read through the calibrated cameras (--floor_size {args.floor_size}) {what} "
+              f"(lower ankle {ankle:.3f} m above the floor, planted-foot frames; calibrated on {upright.sum()} sequences "
+              f"of {','.join(train)}; the model's proportions kept; the others keep the model's size)")
     return [(p * (size / size_factor(np.atleast_2d(p), mean))[:, None]).reshape(p.shape).astype(np.float32)
             if ok else p for p, size, ok in zip(predictions, sizes, read)]
 

@@ -27,7 +27,7 @@ stage "synthetic bone lengths from the Anny body model"
 stage "train the bone-length model (the proportion model with per-frame evidence) and, beside it, the paper's Bi-GRU"
 # every validation prints the model beside the training bank's mean and the linear 2D probe (docs/length_model.md)
 $PY train.py -t length -d demo -bi --length_arch evidence -e 40 --lr_schedule cosine -b 64 -l 128 \
-  --segment_shift 128 --hidden 64 -drop 0 -lr 2e-3 --length_aug_type smpl \
+  --segment_shift 128 --hidden 64 -drop 0 -lr 2e-3 --length_aug_type smpl --person_chunks 8 \
   --bone_length_aug data/bone_lengths_anny_neutral_train.npz --select_on synthetic_val \
   -c checkpoint/demo_length --export-training-curves | tee "$LOG/train_length.txt"
 $PY train.py -t length -d demo -bi --length_arch gru -e 10 -b 64 -l 128 --segment_shift 128 --hidden 64 -drop 0 \

@@ -62,7 +62,8 @@ def test_checkpoint_kind_and_architecture_from_the_weights():
     assert checkpoint_kind(state) == "length" and is_proportion_state(state)
     assert length_architecture(state) == {"arch": "proportion", "width": 24, "depth": 3, "size_inputs": True,
                                           "camera_inputs": False, "probe_features": 0,
-                                          "evidence_width": 0, "evidence_acceleration": False}
+                                          "evidence_width": 0, "evidence_acceleration": False,
+                                              "evidence_measurements": False}
     rebuilt = length_model_for_state(state)
     rebuilt.load_state_dict(state)
     assert isinstance(rebuilt, ProportionLengthModel) and rebuilt.depth == 3
@@ -430,3 +431,61 @@ def test_frame_likelihood_leaves_the_marked_sequences_out_of_the_per_frame_loss(
     assert float(everything) == pytest.approx(pooled + frames.mean(), rel=1e-4)
     assert float(first_only) == pytest.approx(pooled + frames[0], rel=1e-4)
     assert float(none) == pytest.approx(pooled, rel=1e-4)
+
+
+def test_measurements_are_trained_pooled_per_person_and_read_for_people_only():
+    """(issue 17) ``evidence_measurements`` (``train.py --person_chunks K``): a third per-frame output, the frames'
+    measurements, pooled over every sequence of one person (softmax(-log scale) weights over all of the person's
+    frames) in the loss; by hand with zero corrections and equal confidences: the plain mean of the person's
+    frames' image proportions. In eval mode the sequence's reading is unchanged unless :func:`person_readings`
+    asks for the measurements; the architecture is read back from the weights."""
+    from common.models.proportion_model import (person_mean, person_pooled, person_readings,
+                                                proportion_model_for_state, reads_people)
+    torch.manual_seed(3)
+    model = ProportionLengthModel(width=8, depth=2, mean_lengths=torch.linspace(0.1, 0.4, 16), evidence_width=16,
+                                  evidence_measurements=True).train()
+    plain = _evidence_model(3, randomise=False).train()
+    assert reads_people(model) and not reads_people(plain)
+    x = torch.rand(3, 12, 17, 2)
+    counts = torch.tensor([12, 7, 12])
+    target = (0.1 + 0.3 * torch.rand(2, 16))[torch.tensor([0, 0, 1])]  # sequences 0 and 1: one person
+    readings = [_image_proportions(s[:n].numpy().astype(np.float64)) for s, n in zip(x, counts.tolist())]
+    true = np.log(target.numpy().astype(np.float64))
+    true -= true.mean(-1, keepdims=True)
+    people = np.stack([np.concatenate(readings[:2]).mean(0), readings[2].mean(0)])
+    alone = np.stack([r.mean(0) for r in readings])
+    with torch.no_grad():
+        _, without = plain(x, counts, target=target)
+        _, together = model(x, counts, target=target, person=torch.tensor([0, 0, 1]))
+        _, each = model(x, counts, target=target)  # no ids: every sequence its own person
+    assert float(together) - float(without) == pytest.approx(np.abs(people - true[[0, 2]]).mean(), rel=1e-4)
+    assert float(each) - float(without) == pytest.approx(np.abs(alone - true).mean(), rel=1e-4)
+    model.eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.evidence[-1].weight, std=0.3)  # measurements and readings now differ
+        sequence = model(x, counts)
+        with person_readings(model):
+            person = model(x, counts)
+        assert not model.person_readings
+        again = model(x, counts)
+        before = plain.eval()(x, counts)
+        with person_readings(plain):  # a model without measurements is unchanged
+            assert torch.equal(plain(x, counts), before)
+    torch.testing.assert_close(again, sequence)
+    assert (person - sequence).abs().max() > 1e-4
+    loaded = proportion_model_for_state(model.state_dict())
+    assert loaded.evidence_measurements and not proportion_model_for_state(plain.state_dict()).evidence_measurements
+    loaded.load_state_dict(model.state_dict())
+    with torch.no_grad(), person_readings(loaded.eval()):
+        torch.testing.assert_close(loaded(x, counts), person)
+    # the pooling itself: weights are per bone and per frame, over all of a person's valid frames
+    values = torch.arange(12.0).reshape(2, 3, 2)  # (B=2, T=3, K=2) as (B, T, 16) would be
+    scale = torch.zeros(2, 3, 2)
+    scale[1, 0, 0] = -float(np.log(3.0))  # frame 0 of sequence 1, bone 0: three times the weight
+    valid = torch.tensor([[True, True, False], [True, True, True]])
+    pooled = person_pooled(values.repeat(1, 1, 8), scale.repeat(1, 1, 8), valid, torch.tensor([0, 0]))
+    assert pooled.shape == (1, 16)
+    assert float(pooled[0, 0]) == pytest.approx((0 + 2 + 3 * 6 + 8 + 10) / 7)
+    assert float(pooled[0, 1]) == pytest.approx((1 + 3 + 7 + 9 + 11) / 5)
+    means = person_mean(torch.tensor([[1.0], [3.0], [5.0]]), torch.tensor([0, 0, 1]))
+    assert means[:, 0].tolist() == [2.0, 5.0]

@@ -210,6 +210,29 @@ def test_jittered_chunks_are_marked_and_the_others_exact(tiny_views):
         SyntheticBatchBuilder(views, chunk_len=32, segment_shift=32, device=torch.device("cpu"), jitter_chunks=2.0)
 
 
+def test_person_chunks_share_one_bank_row_per_person(tiny_views):
+    """(issue 17) --person_chunks K: every K consecutive chunks of a batch are one person (one bank row, ids in
+    the batch), a short last group included; K = 1 draws exactly what the builder drew before (no ids)."""
+    from common.train.train_length import people_from
+    _, views = tiny_views
+    bank = REST_LENGTHS[None] * (0.8 + 0.4 * np.random.default_rng(0).random((50, 1)))
+    sampler = LengthSampler("smpl", torch.device("cpu"), bank=bank)
+    ids = torch.arange(10) % 8
+    no_flip = torch.zeros(10, dtype=torch.bool)
+    one, four = (SyntheticBatchBuilder(views, chunk_len=32, segment_shift=32, device=torch.device("cpu"),
+                                       person_chunks=k).sample(ids, no_flip, sampler, torch.Generator().manual_seed(3))
+                 for k in (1, 4))
+    assert one.person is None
+    assert four.person.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2]
+    for person in range(3):
+        rows = four.lengths[four.person == person]
+        torch.testing.assert_close(rows, rows[:1].expand_as(rows))
+    assert len({round(float(r[0]), 6) for r in four.lengths}) == 3
+    assert people_from(torch.tensor([4, 4, 5, 7, 7])).tolist() == [0, 0, 1, 2, 2]  # a micro-batch renumbered
+    with pytest.raises(UserError, match="chunks per synthetic person"):
+        SyntheticBatchBuilder(views, chunk_len=32, segment_shift=32, device=torch.device("cpu"), person_chunks=0)
+
+
 def test_length_arch_and_yaw_defaults():
     from common.train.arguments import parse_args
     from common.train.train_length import length_arch, synthetic_placement, synthetic_yaw
@@ -324,6 +347,25 @@ def test_evidence_model_trains_resumes_exactly_under_the_cosine_schedule(tiny_di
     with pytest.raises(UserError, match="--lr_schedule cosine -> exponential"):
         _train(_common_flags(tiny_dir, part, ["-e", "4", "-bi", "--length_arch", "evidence", "--evidence_width",
                                               "16", "--resume", str(part / "final.bin")]))
+
+
+@pytest.mark.slow
+def test_person_chunks_train_the_measurements_and_their_per_subject_row(tiny_dir, tmp_path):
+    """(issue 17) --person_chunks 2: the evidence model gets its measurement outputs (read back from the weights),
+    the per-subject validation row is recorded from them, and the flag is the evidence model's only."""
+    torch.set_num_threads(1)
+    flags = ["-bi", "--length_arch", "evidence", "--evidence_width", "16", "--person_chunks", "2"]
+    _train(_common_flags(tiny_dir, tmp_path, ["-e", "1", *flags]))
+    ckpt = load_checkpoint(tmp_path / "final.bin")
+    assert ckpt["length_model_config"]["evidence_measurements"]
+    assert ckpt["model_pos"]["evidence.7.weight"].shape[0] == 48
+    history = ckpt["history"]
+    assert np.isfinite(history["test_per_subject_model_size_free"]).all()
+    from common.models.model_loading import load_model
+    from common.models.proportion_model import reads_people
+    assert reads_people(load_model(tmp_path / "final.bin", ("length",), bidirectional=True).model)
+    with pytest.raises(UserError, match="--person_chunks trains the frames' measurements"):
+        _train(_common_flags(tiny_dir, tmp_path / "gru", ["-e", "1", "-bi", "--person_chunks", "2"]))
 
 
 def test_heldout_people_are_never_training_rows():

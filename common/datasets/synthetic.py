@@ -32,6 +32,9 @@ the frames with a stationary std of ``noise_2d_px`` pixels, so that the model al
 AR(1) process with :data:`common.datasets.keypoint_noise.NOISE_STD_PX` per joint) and marks them
 (``SyntheticBatch.jittered``), so that the evidence model's per-frame likelihood can leave them out: a frame that
 says less would be read closer to the bank mean, and the pooled reading would keep that pull.
+``person_chunks=K`` (off, 1, by default) makes every K consecutive chunks of a batch one person: one bank row
+through K motions and cameras (``SyntheticBatch.person``), for the evidence model's measurements, trained on a
+person's many sequences pooled (``train.py -t length --person_chunks``).
 
 Every sequence of the training set is stored once on the device (directions ``(F, 16, 3)``, trajectories
 ``(F, 3)``, one intrinsic vector per sequence); a batch is a gather of chunk frame indices followed by one
@@ -75,6 +78,7 @@ class SyntheticBatch:
     intrinsic: torch.Tensor
     camera: torch.Tensor
     jittered: torch.Tensor | None = None  # (B,) bool: the chunks given a detector's jitter (``jitter_chunks``)
+    person: torch.Tensor | None = None  # (B,) long: chunks with the same id are one person (``person_chunks``)
 
 
 class LengthSampler:
@@ -202,13 +206,16 @@ class SyntheticBatchBuilder:
 
     def __init__(self, sequences: Sequence[Sequence3D], chunk_len: int, segment_shift: int,
                  device: torch.device, translation_std: float = 0.5, noise_2d_px: float = 0.0,
-                 placement: str = "paper", yaw: bool = False, limb_mix: float = 0.0, jitter_chunks: float = 0.0) -> None:
+                 placement: str = "paper", yaw: bool = False, limb_mix: float = 0.0, jitter_chunks: float = 0.0,
+                 person_chunks: int = 1) -> None:
         if chunk_len < 2 or segment_shift < 1:
             raise UserError("chunk length must be >= 2 and segment shift >= 1")
         if not 0.0 <= limb_mix <= 1.0:
             raise UserError(f"the limb mixing probability must be in [0, 1], got {limb_mix}")
         if not 0.0 <= jitter_chunks <= 1.0:
             raise UserError(f"the share of jittered chunks must be in [0, 1], got {jitter_chunks}")
+        if person_chunks < 1:
+            raise UserError(f"the chunks per synthetic person must be >= 1, got {person_chunks}")
         if translation_std < 0 or noise_2d_px < 0:
             raise UserError("the translation std and the 2D noise must be >= 0")
         if placement not in PLACEMENTS:
@@ -255,6 +262,7 @@ class SyntheticBatchBuilder:
         self._frame_offsets = torch.arange(chunk_len, device=device)
         self.noise_2d_px = noise_2d_px
         self.jitter_chunks = jitter_chunks
+        self.person_chunks = person_chunks
         self.pixel_scale = torch.as_tensor(pixel_scale, dtype=torch.float32, device=device)
 
     @property
@@ -329,11 +337,13 @@ class SyntheticBatchBuilder:
         return ar1_noise(white) * std_px * pixel[:, None, None, None]
 
     def sample(self, chunk_ids: torch.Tensor, flip: torch.Tensor, sampler: LengthSampler,
-               generator: torch.Generator) -> SyntheticBatch:
+               generator: torch.Generator, person_chunks: int | None = None) -> SyntheticBatch:
         """Draw lengths and translations (and, where enabled, the yaw and the 2D noise) for the given chunks and
-        build the batch (all on the device)."""
+        build the batch (all on the device). person_chunks: consecutive chunks per person (None: the builder's)."""
         n = len(chunk_ids)
-        lengths = sampler.sample(n, generator)
+        per_person = self.person_chunks if person_chunks is None else person_chunks
+        person = torch.arange(n, device=self.device) // per_person  # consecutive chunks: one person
+        lengths = sampler.sample(-(-n // per_person), generator)[person]
         translation = torch.randn((n, 3), generator=generator, device=self.device) * self.translation_std
         yaw = (torch.rand(n, generator=generator, device=self.device) * (2.0 * np.pi) if self.yaw else None)
         limbs = None
@@ -341,6 +351,8 @@ class SyntheticBatchBuilder:
             limbs = (torch.randperm(n, generator=generator, device=self.device),
                      torch.rand((n, len(LIMBS)), generator=generator, device=self.device) < self.limb_mix)
         batch = self.build(chunk_ids, lengths, flip, translation, yaw, limbs)
+        if per_person > 1:
+            batch.person = person
         if self.noise_2d_px > 0:
             batch.keypoints_2d = batch.keypoints_2d + self.noise(chunk_ids, generator)
         if self.jitter_chunks > 0:

@@ -57,6 +57,16 @@ proportions* (docs/length_model.md has the variants tried and their numbers):
   trained with jittered chunks beside exact ones (``train.py --jitter_chunks``), can tell the two apart
   (docs/length_model.md, issue 17's fifth round: the detector's jitter).
 
+* optionally (``evidence_measurements``: ``train.py --person_chunks K``, what the main job trains) the evidence MLP
+  gives a third 16 per frame, the frame's *measurements*: corrections of the log image lengths like the readings',
+  trained only by a loss on the measurements pooled over every frame of one synthetic person's K chunks (K motions
+  and cameras; the readings' confidences as weights, not trained by this loss). Each frame's reading is trained as
+  a prediction from that frame (the per-frame likelihood), so it carries the bank's prior, and a median of many
+  prior-pulled readings stays pulled however many sequences it pools; the measurements are trained as parts of a
+  many-sequence estimate instead. In eval mode a sequence's proportions are its readings' as before, and within
+  :func:`person_readings` its measurements' (``length_model_inference.py --per_subject`` pools those per person;
+  docs/length_model.md, "Measurements for many sequences of one person").
+
 * with a linear probe attached (:meth:`ProportionLengthModel.attach_probe`, what ``train.py -t length`` does:
   :class:`common.models.length_probe.LinearProbe` fitted on training batches before the network trains), the
   model in eval mode predicts the geometric mean of the network's lengths and the probe's (an ensemble of the
@@ -78,12 +88,13 @@ metres; ``camera`` (B, 8) the camera features (NaN rows: unknown; ignored by mod
 State-dict names: ``frame_mlp.*``, ``head.*``, ``stats_linear.*``, ``log_mean`` and, with the size
 branch, ``size_mlp.*``, ``size_out.*``, ``size_linear.*``; with camera inputs ``size_camera.*``, ``size_floor.*``; with frame
 evidence ``evidence.*``; with a probe ``probe_weight``, ``probe_bias``. The architecture (width, depth, size branch,
-camera inputs, frame evidence and its acceleration input, probe) is read back
+camera inputs, frame evidence, its acceleration input and measurements, probe) is read back
 from the weights' names and shapes, so checkpoints from before the camera inputs load unchanged.
 """
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -118,10 +129,12 @@ class ProportionLengthModel(nn.Module):
     arch = ARCH_NAME
     mirror_average = True  # eval mode, frame evidence: average the readings of the sequence and its mirror image
     median_pooling = True  # eval mode, frame evidence: pool the frames' readings by their weighted median
+    person_readings = False  # eval mode, with measurements: pool the measurements (for a person's many sequences)
 
     def __init__(self, width: int = 128, depth: int = 2, mean_lengths: torch.Tensor | None = None,
                  size_inputs: bool = True, probe_features: int = 0, camera_inputs: bool = False,
-                 evidence_width: int = 0, evidence_acceleration: bool = False) -> None:
+                 evidence_width: int = 0, evidence_acceleration: bool = False,
+                 evidence_measurements: bool = False) -> None:
         super().__init__()
         if width < 1 or depth < 1:
             raise UserError("the proportion length model needs --hidden >= 1 and depth >= 1")
@@ -130,6 +143,7 @@ class ProportionLengthModel(nn.Module):
         self.width, self.depth, self.size_inputs, self.camera_inputs = width, depth, size_inputs, camera_inputs
         self.evidence_width = evidence_width
         self.evidence_acceleration = bool(evidence_acceleration and evidence_width)
+        self.evidence_measurements = bool(evidence_measurements and evidence_width)
         layers: list[nn.Module] = [nn.Linear(FRAME_FEATURES, width), nn.LayerNorm(width), nn.ReLU()]
         for _ in range(depth - 1):
             layers += [nn.Linear(width, width), nn.ReLU()]
@@ -149,12 +163,13 @@ class ProportionLengthModel(nn.Module):
             self.size_camera = nn.Linear(CAMERA_FEATURES + 1 + FLOOR_FEATURES, width)
             self.size_floor = nn.Linear(2, 1)  # the chunk's upright standing height read and the known flag
             zero_init.append(self.size_floor)
-        if evidence_width:  # per frame: 16 log-length corrections and 16 log confidences
+        if evidence_width:  # per frame: 16 log-length corrections, 16 log confidences (and 16 measurement corrections)
             inputs = EVIDENCE_FEATURES + (ACCELERATION_FEATURES if self.evidence_acceleration else 0)
             evidence: list[nn.Module] = [nn.Linear(inputs, evidence_width), nn.LayerNorm(evidence_width), nn.ReLU()]
             for _ in range(EVIDENCE_DEPTH - 1):
                 evidence += [nn.Linear(evidence_width, evidence_width), nn.ReLU()]
-            self.evidence = nn.Sequential(*evidence, nn.Linear(evidence_width, 2 * NUM_BONES))
+            outputs = (3 if self.evidence_measurements else 2) * NUM_BONES
+            self.evidence = nn.Sequential(*evidence, nn.Linear(evidence_width, outputs))
             zero_init.append(self.evidence[-1])
         for layer in zero_init:
             nn.init.zeros_(layer.weight)
@@ -174,7 +189,8 @@ class ProportionLengthModel(nn.Module):
         them back from the weights' shapes)."""
         return {"arch": ARCH_NAME, "width": self.width, "depth": self.depth, "size_inputs": self.size_inputs,
                 "camera_inputs": self.camera_inputs, "probe_features": self.probe_features,
-                "evidence_width": self.evidence_width, "evidence_acceleration": self.evidence_acceleration}
+                "evidence_width": self.evidence_width, "evidence_acceleration": self.evidence_acceleration,
+                "evidence_measurements": self.evidence_measurements}
 
     @property
     def probe_features(self) -> int:
@@ -280,7 +296,7 @@ class ProportionLengthModel(nn.Module):
         """The per-frame evidence (module docstring): relative (B, T, 17, 2) and bones (B, T, 16, 2) in the
         sequence's 2D size units, log_bones (B, T, 16) their log lengths, valid (B, T) -> (pooled log proportions
         (B, 16) relative to the bank mean's, (per-frame centred log lengths (B, T, 16), log scales (B, T, 16),
-        valid))."""
+        valid, the measurements (B, T, 16) centred log lengths or None))."""
         frame_size = relative.pow(2).sum(-1).mean(-1).clamp_min(_EPS).sqrt()[..., None, None]  # (B, T, 1, 1)
         pose = relative / frame_size
         features = [pose.flatten(2), (bones / frame_size).flatten(2), log_bones - log_bones.mean(-1, keepdim=True)]
@@ -289,14 +305,20 @@ class ProportionLengthModel(nn.Module):
         out = self.evidence(torch.cat(features, dim=-1))
         corrected = log_bones + out[..., :NUM_BONES]
         readings = corrected - corrected.mean(-1, keepdim=True)
-        log_scale = out[..., NUM_BONES:]
+        log_scale = out[..., NUM_BONES:2 * NUM_BONES]
+        measurements = None
+        if self.evidence_measurements:
+            measured = log_bones + out[..., 2 * NUM_BONES:]
+            measurements = measured - measured.mean(-1, keepdim=True)
         weight = torch.softmax((-log_scale).masked_fill(~valid[..., None], float("-inf")), dim=1)
         mean_proportions = self.log_mean - self.log_mean.mean()
+        pooling = measurements if (self.person_readings and measurements is not None and not self.training) \
+            else readings
         if self.training or not self.median_pooling:
-            pooled = (weight * readings).sum(1)
+            pooled = (weight * pooling).sum(1)
         else:
-            pooled = weighted_median(readings, weight)
-        return pooled - mean_proportions, (readings, log_scale, valid)
+            pooled = weighted_median(pooling, weight)
+        return pooled - mean_proportions, (readings, log_scale, valid, measurements)
 
     def _probe_log_lengths(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """(B, 16) the attached probe's log lengths from :func:`common.models.length_probe.probe_features` over
@@ -306,7 +328,8 @@ class ProportionLengthModel(nn.Module):
 
     def forward(self, keypoints_2d: torch.Tensor, frame_counts: torch.Tensor | None = None,
                 camera: torch.Tensor | None = None, target: torch.Tensor | None = None,
-                frame_likelihood: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                frame_likelihood: torch.Tensor | None = None, person: torch.Tensor | None = None
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """keypoints_2d (B, T, 17, 2) normalised (camera (B, 8) features, NaN rows or None: unknown) -> bone
         lengths (B, 16) metres. With ``target`` (B, 16) metres (training): (lengths, the proportions' loss, a
         scalar: the mean absolute error of the pooled log proportions plus the mean over valid frames and bones
@@ -325,14 +348,65 @@ class ProportionLengthModel(nn.Module):
         # the length loss on these lengths trains the size alone: an error of the size (the larger one, from 2D)
         # would otherwise push the long bones' proportions one way and the short ones' the other
         lengths = torch.exp(self.log_mean + size[:, None] + proportions.detach())
-        readings, log_scale, valid = frames
+        readings, log_scale, valid, measurements = frames
         true = torch.log(target.float().clamp_min(_EPS))
         true = true - true.mean(-1, keepdim=True)
         pooled_error = (proportions - (true - (self.log_mean - self.log_mean.mean()))).abs().mean()
         nll = (readings - true[:, None]).abs() * torch.exp(-log_scale) + log_scale
         mask = valid if frame_likelihood is None else valid & frame_likelihood.to(valid.device)[:, None]
         mask = mask[..., None].float()
-        return lengths, pooled_error + (nll * mask).sum() / (mask.sum() * NUM_BONES).clamp_min(1.0)
+        loss = pooled_error + (nll * mask).sum() / (mask.sum() * NUM_BONES).clamp_min(1.0)
+        if measurements is not None:  # every chunk its own person unless told otherwise
+            person = torch.arange(len(true), device=true.device) if person is None else person.to(true.device)
+            pooled_person = person_pooled(measurements, log_scale.detach(), valid, person)
+            loss = loss + (pooled_person - person_mean(true, person)).abs().mean()
+        return lengths, loss
+
+
+def person_pooled(readings: torch.Tensor, log_scale: torch.Tensor, valid: torch.Tensor, person: torch.Tensor
+                  ) -> torch.Tensor:
+    """The frames' readings pooled per person over all of the person's sequences: readings, log_scale (B, T, 16),
+    valid (B, T) bool, person (B,) long ids 0..P-1 -> (P, 16), per bone the average of the valid frames' readings
+    weighted by ``softmax(-log scale)`` over every frame of the person's sequences (training's pooling, one
+    person filmed in several sequences)."""
+    count = int(person.max()) + 1
+    logits = (-log_scale).masked_fill(~valid[..., None], float("-inf"))
+    index = person[:, None].expand(-1, NUM_BONES)
+    top = logits.new_full((count, NUM_BONES), float("-inf")).scatter_reduce(0, index, logits.amax(1), "amax")
+    weight = torch.exp(logits - top[person][:, None])  # 0 on invalid frames
+    total = logits.new_zeros((count, NUM_BONES)).index_add(0, person, weight.sum(1))
+    summed = logits.new_zeros((count, NUM_BONES)).index_add(0, person, (weight * readings).sum(1))
+    return summed / total.clamp_min(_EPS)
+
+
+def person_mean(values: torch.Tensor, person: torch.Tensor) -> torch.Tensor:
+    """values (B, K), person (B,) long ids 0..P-1 -> (P, K) the mean of each person's rows."""
+    count = int(person.max()) + 1
+    total = values.new_zeros((count, values.shape[1])).index_add(0, person, values)
+    rows = values.new_zeros(count).index_add(0, person, torch.ones_like(values[:, 0]))
+    return total / rows.clamp_min(1.0)[:, None]
+
+
+def reads_people(model: nn.Module) -> bool:
+    """Whether ``model`` (a length model, possibly wrapped) has frame measurements for pooling a person's many
+    sequences (``train.py -t length --person_chunks K``)."""
+    return bool(getattr(getattr(model, "module", model), "evidence_measurements", False))
+
+
+@contextmanager
+def person_readings(model: nn.Module) -> Iterator[None]:
+    """Within the block a model with frame measurements (:func:`reads_people`) pools its frames' measurements
+    instead of its per-sequence readings (what ``length_model_inference.py --per_subject`` pools per person);
+    any other model is unchanged."""
+    inner = getattr(model, "module", model)
+    if not reads_people(inner):
+        yield
+        return
+    inner.person_readings = True
+    try:
+        yield
+    finally:
+        del inner.person_readings  # back to the class default
 
 
 def second_difference(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -401,6 +475,7 @@ def proportion_sample_bytes(model: ProportionLengthModel, chunk_len: int, precis
         per_frame += (NUM_SIZE_FEATURES + 2 * NUM_JOINTS + 3 * model.width) / SIZE_STRIDE
     if model.evidence_width:  # its input, every layer's linear (+ norm) and ReLU outputs, its per-frame readings
         per_frame += EVIDENCE_FEATURES + (3 + 2 * (EVIDENCE_DEPTH - 1)) * model.evidence_width + 6 * NUM_BONES
+        per_frame += 3 * NUM_BONES if model.evidence_measurements else 0
     if model.camera_inputs:  # the camera and floor-read input and its linear map, on the same frames
         per_frame += (CAMERA_FEATURES + 1 + FLOOR_FEATURES + model.width) / SIZE_STRIDE
     return int(chunk_len * per_frame * (2 if precision == "bf16" else 4))
@@ -413,7 +488,7 @@ def is_proportion_state(state: dict[str, torch.Tensor]) -> bool:
 
 def proportion_architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
     """``{"arch", "width", "depth", "size_inputs", "camera_inputs", "probe_features", "evidence_width",
-    "evidence_acceleration"}`` of a
+    "evidence_acceleration", "evidence_measurements"}`` of a
     proportion model's state dict, read from the weights' shapes (models from before the size branch have no
     ``size_mlp.*``, from before the camera input no ``size_camera.*``, models without a probe no ``probe_weight``,
     without frame evidence no ``evidence.*``)."""
@@ -423,7 +498,15 @@ def proportion_architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
             "probe_features": int(state["probe_weight"].shape[0]) if "probe_weight" in state else 0,
             "evidence_width": int(state["evidence.0.weight"].shape[0]) if "evidence.0.weight" in state else 0,
             "evidence_acceleration": "evidence.0.weight" in state
-            and int(state["evidence.0.weight"].shape[1]) == EVIDENCE_FEATURES + ACCELERATION_FEATURES}
+            and int(state["evidence.0.weight"].shape[1]) == EVIDENCE_FEATURES + ACCELERATION_FEATURES,
+            "evidence_measurements": _evidence_outputs(state) == 3 * NUM_BONES}
+
+
+def _evidence_outputs(state: dict[str, torch.Tensor]) -> int:
+    """Outputs per frame of a state dict's evidence MLP (its last linear layer; 0 without frame evidence)."""
+    layers = [int(k.split(".")[1]) for k in state if k.startswith("evidence.") and k.endswith(".weight")
+              and state[k].ndim == 2]
+    return int(state[f"evidence.{max(layers)}.weight"].shape[0]) if layers else 0
 
 
 def proportion_model_for_state(state: dict[str, torch.Tensor]) -> ProportionLengthModel:
@@ -432,8 +515,9 @@ def proportion_model_for_state(state: dict[str, torch.Tensor]) -> ProportionLeng
     return ProportionLengthModel(width=arch["width"], depth=arch["depth"], size_inputs=arch["size_inputs"],
                                  probe_features=arch["probe_features"], camera_inputs=arch["camera_inputs"],
                                  evidence_width=arch["evidence_width"],
-                                 evidence_acceleration=arch["evidence_acceleration"])
+                                 evidence_acceleration=arch["evidence_acceleration"],
+                                 evidence_measurements=arch["evidence_measurements"])
 
 
-__all__ = ["ProportionLengthModel", "ARCH_NAME", "camera_input", "proportion_sample_bytes", "is_proportion_state", "proportion_architecture",
+__all__ = ["ProportionLengthModel", "ARCH_NAME", "camera_input", "person_readings", "reads_people", "proportion_sample_bytes", "is_proportion_state", "proportion_architecture",
            "proportion_model_for_state"]

@@ -44,7 +44,7 @@ RECIPE_FLAGS: dict[str, tuple[str, ...]] = {
                                                  "length_init", "noise_2d_px", "translation_std",
                                                  "synthetic_placement", "synthetic_yaw", "length_convention",
                                                  "camera_input", "limb_mix", "jitter_chunks",
-                                                 "proportion_spread"),
+                                                 "proportion_spread", "person_chunks"),
     "pose": _COMMON_RECIPE + _CAMERA_RECIPE + ("stride", "disable_optimizations"),
     "mix": _COMMON_RECIPE + _CAMERA_RECIPE + ("bone_length_list",),
 }
@@ -237,6 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "a flatter prior, so that readings pooled over many sequences of one person are less pulled "
                         "to the mean (1 = the bank as it is, the paper; docs/length_model.md, One person, several "
                         "sequences)")
+
+    g.add_argument("--person_chunks", type=number(int, ge=1, le=64), default=1,
+                   help="evidence model: every K consecutive synthetic training chunks of a batch are one person (one "
+                        "bank row through K motions and cameras), and the model gets a second per-frame output, the "
+                        "frames' measurements, trained on the K chunks' frames pooled together: what "
+                        "length_model_inference.py --per_subject pools over a person's sequences (1 = off; the main "
+                        "job uses 8; docs/length_model.md, Measurements for many sequences of one person)")
 
     g = p.add_argument_group("mix model (fine-tuning)")
     g.add_argument("--length_model", default="", help="bone-length model checkpoint (frozen)")

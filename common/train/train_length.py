@@ -61,7 +61,8 @@ from common.utils.validation import check_length_units
 from common.adjustment.evaluation import format_bone_table
 from common.utils.fileio import check_array, existing_file, load_npz
 from common.models.length_model import BoneLengthModel, LengthModel, per_bone_error_mm, predict_sequences
-from common.models.proportion_model import EVIDENCE_LOSS_WEIGHT, ProportionLengthModel, proportion_sample_bytes
+from common.models.proportion_model import (EVIDENCE_LOSS_WEIGHT, ProportionLengthModel, person_readings,
+                                            proportion_sample_bytes, reads_people)
 from common.models.length_probe import (LinearProbe, error_row, pooled_lengths, probe_features,
                                         sequence_features, stored_references)
 from common.models.model_loading import load_model
@@ -139,7 +140,7 @@ def fit_probe(builder: SyntheticBatchBuilder, sampler: LengthSampler, seed: int,
     flips = torch.rand(n, generator=gen, device=builder.device) < 0.5
     features, lengths = [], []
     for rows in torch.arange(n, device=builder.device).split(batch_size):
-        batch = builder.sample(ids[rows], flips[rows], sampler, gen)
+        batch = builder.sample(ids[rows], flips[rows], sampler, gen, person_chunks=1)  # every chunk a new person
         features.append(probe_features(batch.keypoints_2d))
         lengths.append(batch.lengths)
     return LinearProbe().fit(torch.cat(features).cpu(), torch.cat(lengths).cpu())
@@ -232,7 +233,9 @@ class LengthEvaluator:
             pred = self._final_predictions(model, self.test_views)
             out["test"] = float(per_bone_error_mm(pred, self.test_targets).mean())
             tables["test"] = self._rows(pred, self.test_targets, self.test_features)
-            tables["test_per_subject"] = self._rows(pred, self.test_targets, self.test_features,
+            with person_readings(model):
+                person_pred = self._final_predictions(model, self.test_views) if reads_people(model) else pred
+            tables["test_per_subject"] = self._rows(person_pred, self.test_targets, self.test_features,
                                                     [v.subject for v in self.test_views])
         if self.synthetic is not None:
             pred = self._synthetic_predictions(model, self.synthetic)
@@ -389,11 +392,15 @@ def new_length_model(args: argparse.Namespace, mean_lengths: torch.Tensor,
     ``mean_lengths``, (16,) m; ``probe``, the fitted linear probe, is attached: its eval-mode output is the
     geometric mean of the network's and the probe's) or the paper's GRU (``--hidden``, ``-layer``, ``-drop``,
     ``--length_init``; no probe)."""
+    if args.person_chunks > 1 and length_arch(args) != "evidence":
+        raise UserError("--person_chunks trains the frames' measurements of the evidence model: it needs "
+                        "--length_arch evidence")
     if length_arch(args) in ("proportion", "evidence"):
         model = ProportionLengthModel(width=args.hidden, mean_lengths=mean_lengths.cpu(),
                                       camera_inputs=args.camera_input,
                                       evidence_width=args.evidence_width if length_arch(args) == "evidence" else 0,
-                                      evidence_acceleration=args.evidence_acceleration)
+                                      evidence_acceleration=args.evidence_acceleration,
+                                      evidence_measurements=args.person_chunks > 1)
         if probe is not None:
             model.attach_probe(probe.weight.cpu(), probe.bias.cpu())
         return model
@@ -414,7 +421,8 @@ def training_sample_bytes(model: LengthModel, args: argparse.Namespace, precisio
 
 def length_loss(model: torch.nn.Module, keypoints_2d: torch.Tensor, lengths: torch.Tensor,
                 precision: str = "fp32", camera: torch.Tensor | None = None,
-                record: list[float] | None = None, frame_likelihood: torch.Tensor | None = None) -> torch.Tensor:
+                record: list[float] | None = None, frame_likelihood: torch.Tensor | None = None,
+                person: torch.Tensor | None = None) -> torch.Tensor:
     """Mean absolute bone-length error (metres, float32 scalar) of ``model`` on normalised 2D chunks
     ``(B, L, 17, 2)`` against ``lengths`` ``(B, 16)`` metres; a causal model is scored at every frame. The
     forward pass runs under :func:`common.train.accumulation.autocast` for ``precision``; the loss in float32.
@@ -426,7 +434,7 @@ def length_loss(model: torch.nn.Module, keypoints_2d: torch.Tensor, lengths: tor
     with autocast(precision, keypoints_2d.device):
         if evidence:
             pred, frame_loss = model(*model_inputs(model, keypoints_2d, camera), target=lengths,
-                                     frame_likelihood=frame_likelihood)
+                                     frame_likelihood=frame_likelihood, person=person)
         else:
             pred = model(*model_inputs(model, keypoints_2d, camera))
     target = lengths if pred.ndim == 2 else lengths[:, None, :]
@@ -434,6 +442,11 @@ def length_loss(model: torch.nn.Module, keypoints_2d: torch.Tensor, lengths: tor
     if record is not None:
         record.append(float(loss.detach()))
     return loss + EVIDENCE_LOSS_WEIGHT * frame_loss.float() if evidence else loss
+
+
+def people_from(person: torch.Tensor) -> torch.Tensor:
+    """(B,) person ids of a micro-batch's rows, renumbered 0..P-1 in order of first appearance (sorted ids)."""
+    return torch.unique_consecutive(person, return_inverse=True)[1]
 
 
 class LengthEpochs(Trainer):
@@ -484,7 +497,8 @@ class LengthEpochs(Trainer):
             sizes.append(len(batch.lengths[rows]))
             return length_loss(self.train_model, batch.keypoints_2d[rows], batch.lengths[rows], self.precision,
                                None if camera is None else camera[rows], record=errors,
-                               frame_likelihood=None if batch.jittered is None else ~batch.jittered[rows])
+                               frame_likelihood=None if batch.jittered is None else ~batch.jittered[rows],
+                               person=None if batch.person is None else people_from(batch.person[rows]))
 
         optimizer_step(self.train_model, self.optimizer, len(batch.lengths), self.micro_batch, micro_loss)
         return [float(np.average(errors, weights=sizes))], len(batch.lengths)
@@ -568,7 +582,8 @@ def train(args: argparse.Namespace, ctx: distributed.DistContext) -> None:
     builder = SyntheticBatchBuilder(fit_views, args.chunk_len, args.segment_shift, device,
                                     translation_std=args.translation_std, noise_2d_px=args.noise_2d_px,
                                     placement=synthetic_placement(args), yaw=synthetic_yaw(args),
-                                    limb_mix=args.limb_mix, jitter_chunks=args.jitter_chunks)
+                                    limb_mix=args.limb_mix, jitter_chunks=args.jitter_chunks,
+                                    person_chunks=args.person_chunks)
 
     # the probe: the proportion model's ensemble partner (the same on every rank) and the evaluation's reference
     evaluating = ctx.is_main and not args.no_eval
