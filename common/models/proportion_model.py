@@ -119,6 +119,8 @@ EVIDENCE_LOSS_WEIGHT = 1.0  # of the proportions' loss (log units) beside the le
 SIZE_STRIDE = 4  # the size branch reads every 4th frame (12.5 a second at 50 fps): where a person stands and
 # how big they look change slowly, and a quarter of the frames costs a quarter of the time
 _EPS = 1e-6
+# per frame: readings (B, T, 16), log confidence scales (B, T, 16), valid (B, T), measurements (B, T, 16) or None
+FrameEvidence = tuple[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"]
 
 
 class ProportionLengthModel(nn.Module):
@@ -232,9 +234,10 @@ class ProportionLengthModel(nn.Module):
         return 0.5 * (size + mirror_size), 0.5 * (proportions + mirror_proportions.index_select(-1, self.flip_bones))
 
     def _parts(self, keypoints_2d: torch.Tensor, frame_counts: torch.Tensor | None, camera: torch.Tensor | None
-               ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None]:
+               ) -> tuple[torch.Tensor, torch.Tensor, FrameEvidence | None]:
         """:meth:`size_and_proportions` and, with frame evidence, the per-frame readings (log proportions
-        (B, T, 16), log confidence scales (B, T, 16), valid (B, T) bool) for the training loss."""
+        (B, T, 16), log confidence scales (B, T, 16), valid (B, T) bool, the measurements (B, T, 16) or None) for
+        the training loss."""
         if keypoints_2d.ndim != 4 or keypoints_2d.shape[-2:] != (NUM_JOINTS, 2):
             raise UserError(f"bone-length model expects 2D keypoints (B, T, {NUM_JOINTS}, 2), "
                             f"got {tuple(keypoints_2d.shape)}")
@@ -292,7 +295,7 @@ class ProportionLengthModel(nn.Module):
         return size, proportions, frames
 
     def _evidence(self, relative: torch.Tensor, bones: torch.Tensor, log_bones: torch.Tensor, valid: torch.Tensor
-                  ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+                  ) -> tuple[torch.Tensor, FrameEvidence]:
         """The per-frame evidence (module docstring): relative (B, T, 17, 2) and bones (B, T, 16, 2) in the
         sequence's 2D size units, log_bones (B, T, 16) their log lengths, valid (B, T) -> (pooled log proportions
         (B, 16) relative to the bank mean's, (per-frame centred log lengths (B, T, 16), log scales (B, T, 16),
