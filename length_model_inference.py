@@ -22,7 +22,8 @@ camera in its frames with a foot planted on the floor (:func:`common.models.leng
 calibrated on the training subjects), per sequence or, with ``--floor_size subject``, pooled over each subject's
 sequences (the median). ``--per_subject`` gives every sequence of a subject the subject's per-bone median of its
 sequences' log lengths (:func:`common.models.length_probe.pooled_lengths`; the probe's row pooled the same way, the
-sequences' own row printed beside). A model trained with ``--camera_input`` reads each sequence's calibrated camera
+sequences' own row printed beside); a model trained with ``--person_chunks`` is read a second time for this, its
+frames' measurements pooled instead of its readings (:func:`common.models.proportion_model.person_readings`). A model trained with ``--camera_input`` reads each sequence's calibrated camera
 (``--no_camera``: withheld).
 """
 from __future__ import annotations
@@ -89,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per_subject", action="store_true",
                    help="one length vector per subject, given to each of its sequences: the per-bone median of its "
                         "sequences' log lengths (after --floor_size / --height); a person's bones are the same in "
-                        "every video of them (docs/length_model.md, One person, several sequences)")
+                        "every video of them; a model trained with --person_chunks pools its frames' measurements "
+                        "(docs/length_model.md, One person, several sequences)")
     p.add_argument("--no_camera", action="store_true",
                    help="withhold each sequence's calibrated camera from a model trained with --camera_input (its "
                         "camera-unknown path, as for a video without calibration); other models never read it")

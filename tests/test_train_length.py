@@ -22,6 +22,7 @@ from common.datasets.keypoint_noise import DETECTOR_AR
 from common.core.camera import world_up_in_camera
 from common.datasets.synthetic import MIN_DEPTH, LengthSampler, SyntheticBatchBuilder, epoch_order, lower_ankle_height
 from common.models.length_probe import NUM_FEATURES
+from common.utils.fileio import load_npz
 from common.train.train_length import split_heldout_people
 from dataset_files import REST_LENGTHS, write_dataset
 from helpers import free_port
@@ -350,7 +351,7 @@ def test_evidence_model_trains_resumes_exactly_under_the_cosine_schedule(tiny_di
 
 
 @pytest.mark.slow
-def test_person_chunks_train_the_measurements_and_their_per_subject_row(tiny_dir, tmp_path):
+def test_person_chunks_train_the_measurements_and_their_per_subject_row(tiny_dir, tmp_path, capsys):
     """(issue 17) --person_chunks 2: the evidence model gets its measurement outputs (read back from the weights),
     the per-subject validation row is recorded from them, and the flag is the evidence model's only."""
     torch.set_num_threads(1)
@@ -364,6 +365,21 @@ def test_person_chunks_train_the_measurements_and_their_per_subject_row(tiny_dir
     from common.models.model_loading import load_model
     from common.models.proportion_model import reads_people
     assert reads_people(load_model(tmp_path / "final.bin", ("length",), bidirectional=True).model)
+    # length_model_inference.py --per_subject pools the measurements: one vector per subject, not the readings'
+    from length_model_inference import main as infer
+    common = ["--ckpt", str(tmp_path / "final.bin"), "-d", "tiny", "--data_dir", str(tiny_dir), "-k", "detections",
+              "--subjects", "S1,S5", "-bi", "--device", "cpu"]
+    infer([*common, "--out_dir", str(tmp_path / "seq")])
+    infer([*common, "--out_dir", str(tmp_path / "people"), "--per_subject"])
+    assert "of the frames' measurements" in capsys.readouterr().out
+    readings = load_npz(tmp_path / "seq" / "lengths_dict.npz")["lengths"]
+    people = load_npz(tmp_path / "people" / "lengths_dict.npz")["lengths"]
+    for subject in ("S1", "S5"):
+        own = np.stack([a for action in readings[subject].values() for a in action])
+        pooled = np.stack([a for action in people[subject].values() for a in action])
+        assert np.abs(pooled - pooled[:1]).max() < 1e-7  # one vector for the subject
+        median = np.exp(np.median(np.log(own), axis=0))  # what pooling the readings would give
+        assert np.abs(pooled[0] - median).max() > 1e-6  # the measurements, not the readings, were pooled
     with pytest.raises(UserError, match="--person_chunks trains the frames' measurements"):
         _train(_common_flags(tiny_dir, tmp_path / "gru", ["-e", "1", "-bi", "--person_chunks", "2"]))
 
